@@ -1,0 +1,179 @@
+import { isIP } from 'node:net';
+import { ActivityLogError } from './errors.js';
+
+/** One recorded activity: who did what to which record, from where, when. Immutable once built. */
+export interface Activity {
+  /** UUIDv7, made when `log()` was called. */
+  readonly id: string;
+  readonly logName: string;
+  readonly description: string;
+  readonly subjectType: string | null;
+  readonly subjectId: string | null;
+  readonly event: string | null;
+  readonly causerType: string | null;
+  readonly causerId: string | null;
+  readonly properties: Readonly<Record<string, unknown>>;
+  readonly batchUuid: string | null;
+  readonly ipAddress: string | null;
+  readonly url: string | null;
+  readonly method: string | null;
+  readonly userAgent: string | null;
+  /** When `log()` was called (or the override), millisecond precision, UTC. */
+  readonly createdAt: Date;
+}
+
+/** A record reference: the `subject_*` / `causer_*` columns. */
+export interface ModelRef {
+  readonly type: string;
+  readonly id: string | number;
+}
+
+/** Anything a subject or causer can be given as: a `{ type, id }` reference, or a model the resolver maps. */
+export type ModelLike = ModelRef | object;
+
+/** Turns an application object (an ORM entity, a user) into a `{ type, id }` reference, or null if it cannot. */
+export type ModelResolver = (model: object) => ModelRef | null;
+
+/** What `log()` accepts. Only `description` is required. */
+export interface LogInput {
+  readonly description: string;
+  readonly logName?: string | undefined;
+  readonly event?: string | null | undefined;
+  readonly subject?: ModelLike | null | undefined;
+  readonly causer?: ModelLike | null | undefined;
+  readonly properties?: Readonly<Record<string, unknown>> | null | undefined;
+  readonly batchUuid?: string | null | undefined;
+  readonly ipAddress?: string | null | undefined;
+  readonly url?: string | null | undefined;
+  readonly method?: string | null | undefined;
+  readonly userAgent?: string | null | undefined;
+  readonly createdAt?: Date | string | number | undefined;
+  /** A UUID chosen by the caller, so that a retried call (e.g. an HTTP ingest) stores once. */
+  readonly id?: string | undefined;
+}
+
+export const LIMITS = Object.freeze({
+  descriptionBytes: 4096,
+  propertiesBytes: 65_536,
+  nameChars: 191,
+  urlChars: 2048,
+  methodChars: 16,
+  userAgentChars: 1024,
+  propertiesDepth: 64,
+});
+
+export const DEFAULT_LOG_NAME = 'default';
+export const DEFAULT_REDACT_KEYS: readonly string[] = Object.freeze([
+  'password',
+  'token',
+  'secret',
+  'authorization',
+  'cookie',
+]);
+export const REDACTED = '[REDACTED]';
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export function isUuid(value: string): boolean {
+  return value.length === 36 && UUID_PATTERN.test(value);
+}
+
+export function invalid(field: string, message: string, details?: unknown): ActivityLogError {
+  return new ActivityLogError('VALIDATION_FAILED', `${field} ${message}`, { field, details });
+}
+
+/** The default resolver: `{ type, id }` as given; otherwise the constructor name and the `id` property. */
+export const defaultModelResolver: ModelResolver = (model) => {
+  const candidate = model as { type?: unknown; id?: unknown; constructor?: { name?: unknown } };
+  const id = candidate.id;
+  if (typeof id !== 'string' && typeof id !== 'number' && typeof id !== 'bigint') return null;
+  if (typeof candidate.type === 'string') return { type: candidate.type, id: String(id) };
+  const name = candidate.constructor?.name;
+  if (typeof name !== 'string' || name === '' || name === 'Object') return null;
+  return { type: name, id: String(id) };
+};
+
+export function resolveModel(field: 'subject' | 'causer', model: ModelLike, resolver: ModelResolver): ModelRef {
+  if (typeof model !== 'object' || model === null) {
+    throw invalid(field, 'must be { type, id } or a model object with an id');
+  }
+  const ref = resolver(model);
+  if (ref === null) {
+    throw invalid(
+      field,
+      'must be { type, id } or a model the resolver understands (a class instance with an `id`)',
+    );
+  }
+  checkName(`${field}.type`, ref.type);
+  checkName(`${field}.id`, String(ref.id));
+  return ref;
+}
+
+export function checkName(field: string, value: unknown, maxChars: number = LIMITS.nameChars): string {
+  if (typeof value !== 'string') throw invalid(field, `must be a string (got ${typeName(value)})`);
+  if (value.length === 0) throw invalid(field, 'must not be empty');
+  if (value.length > maxChars) throw invalid(field, `must be at most ${maxChars} characters (got ${value.length})`);
+  return value;
+}
+
+export function optionalName(field: string, value: unknown, maxChars: number = LIMITS.nameChars): string | null {
+  return value === undefined || value === null ? null : checkName(field, value, maxChars);
+}
+
+export function checkDescription(value: unknown): string {
+  if (typeof value !== 'string') throw invalid('description', `is required and must be a string (got ${typeName(value)})`);
+  if (value.trim().length === 0) throw invalid('description', 'must not be empty');
+  // Only measure bytes when the string could be over the limit (3 bytes per UTF-16 unit at most).
+  if (value.length * 3 > LIMITS.descriptionBytes) {
+    const bytes = Buffer.byteLength(value, 'utf8');
+    if (bytes > LIMITS.descriptionBytes) {
+      throw invalid('description', `must be at most ${LIMITS.descriptionBytes} bytes (got ${bytes})`);
+    }
+  }
+  return value;
+}
+
+export function checkIpAddress(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || isIP(value) === 0) {
+    throw invalid('ipAddress', `must be an IPv4 or IPv6 address (got ${JSON.stringify(value)})`);
+  }
+  return value;
+}
+
+export function checkMethod(value: unknown): string | null {
+  const method = optionalName('method', value, LIMITS.methodChars);
+  return method === null ? null : method.toUpperCase();
+}
+
+export function checkUserAgent(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string') throw invalid('userAgent', `must be a string (got ${typeName(value)})`);
+  // A user agent is request metadata the caller does not control; keep the activity and cut the header.
+  return value.length > LIMITS.userAgentChars ? value.slice(0, LIMITS.userAgentChars) : value;
+}
+
+export function checkBatchUuid(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || !isUuid(value)) {
+    throw invalid('batchUuid', `must be a UUID (got ${JSON.stringify(value)})`);
+  }
+  return value.toLowerCase();
+}
+
+export function checkCreatedAt(value: unknown): Date {
+  const date =
+    value instanceof Date ? new Date(value.getTime()) : typeof value === 'string' || typeof value === 'number' ? new Date(value) : null;
+  if (date === null || Number.isNaN(date.getTime())) {
+    throw invalid('createdAt', `must be a Date, an ISO-8601 string or epoch milliseconds (got ${JSON.stringify(value)})`);
+  }
+  const year = date.getUTCFullYear();
+  if (year < 1970 || year > 9999) throw invalid('createdAt', `must be between 1970 and 9999 (got ${date.toISOString()})`);
+  return date;
+}
+
+export function typeName(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'array';
+  return typeof value;
+}

@@ -1,0 +1,79 @@
+import type { Activity } from '../core/activity.js';
+
+/** Filters of the query API; every one maps onto an indexed column. */
+export interface ActivityFilter {
+  readonly logName?: string | undefined;
+  readonly event?: string | undefined;
+  readonly subjectType?: string | undefined;
+  readonly subjectId?: string | undefined;
+  readonly causerType?: string | undefined;
+  readonly causerId?: string | undefined;
+  readonly ipAddress?: string | undefined;
+  readonly url?: string | undefined;
+  readonly method?: string | undefined;
+  readonly batchUuid?: string | undefined;
+  /** Inclusive lower bound on `created_at`. */
+  readonly from?: Date | undefined;
+  /** Exclusive upper bound on `created_at`. */
+  readonly to?: Date | undefined;
+}
+
+export interface ActivityQuery extends ActivityFilter {
+  /** Rows per page, 1..500 (default 50). */
+  readonly limit?: number | undefined;
+  /** Opaque keyset cursor from a previous page's `nextCursor`. */
+  readonly cursor?: string | undefined;
+}
+
+export interface ActivityPage {
+  /** Newest first. */
+  readonly data: readonly Activity[];
+  /** Pass as `cursor` for the next (older) page; null when there is none. */
+  readonly nextCursor: string | null;
+}
+
+export interface PruneOptions {
+  /** Rows with `created_at` strictly before this are deleted. */
+  readonly before: Date;
+  readonly logName?: string | undefined;
+  /** Rows deleted per statement (default 1000), so no delete holds locks for long. */
+  readonly chunkSize?: number | undefined;
+  /** Count what would be deleted, delete nothing. */
+  readonly dryRun?: boolean | undefined;
+  /** Called after each chunk with the running total. */
+  readonly onProgress?: ((deletedSoFar: number) => void) | undefined;
+}
+
+export interface MigrateResult {
+  /** Schema version before and after. */
+  readonly from: number;
+  readonly to: number;
+}
+
+/** Dialect facts callers may need; differences live here, not in `if (dialect === …)` at call sites. */
+export interface StoreCapabilities {
+  readonly dialect: 'sqlite' | 'mysql' | 'postgres';
+  /** Most rows one INSERT statement carries before it is split. */
+  readonly maxRowsPerInsert: number;
+}
+
+/**
+ * Where activities are kept. One implementation per SQL dialect; every method maps driver
+ * errors to coded {@link ActivityLogError}s. Stores never retry: resilience is wrapped around them.
+ */
+export interface ActivityStore {
+  readonly capabilities: StoreCapabilities;
+  /** Creates or upgrades the table and indexes. Idempotent. */
+  migrate(): Promise<MigrateResult>;
+  /** Multi-row, idempotent insert (duplicate ids are ignored). Resolves to the number of new rows. */
+  insertMany(activities: readonly Activity[]): Promise<number>;
+  query(query?: ActivityQuery): Promise<ActivityPage>;
+  /** Deletes in chunks; resolves to the number deleted (or that would be, with `dryRun`). */
+  prune(options: PruneOptions): Promise<number>;
+  /** Cheap round-trip for health checks. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const MAX_QUERY_LIMIT = 500;
+export const DEFAULT_QUERY_LIMIT = 50;

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+    // Integration suites share three real servers; files run in parallel, each in its own namespace.
+    pool: 'forks',
+    fileParallelism: true,
+    maxWorkers: 2,
+  },
+});
