@@ -289,7 +289,7 @@ export function parseDatabaseUrl(url: string): Record<string, unknown> {
 }
 
 function configError(name: string, value: unknown, allowed: string): ActivityLogError {
-  const shown = /TOKEN|PASSWORD|URL/.test(name) ? '(hidden)' : JSON.stringify(value);
+  const shown = /TOKEN|PASSWORD|URL|WEBHOOK/.test(name) ? '(hidden)' : JSON.stringify(value);
   return new ActivityLogError('CONFIG_INVALID', `${name}=${shown} is not allowed: ${allowed}`, { field: name });
 }
 

@@ -1,0 +1,129 @@
+import {
+  type Activity,
+  checkBatchUuid,
+  checkCreatedAt,
+  checkDescription,
+  checkIpAddress,
+  checkMethod,
+  checkName,
+  checkUserAgent,
+  DEFAULT_LOG_NAME,
+  invalid,
+  isUuid,
+  LIMITS,
+  type LogInput,
+  type ModelLike,
+  type ModelResolver,
+  optionalName,
+  resolveModel,
+} from './activity.js';
+import { ActivityLogError } from './errors.js';
+import type { ActivityContext } from './context.js';
+import { newActivityId } from './ids.js';
+import { serializeProperties, snapshotProperties } from './redact.js';
+
+export interface BuildOptions {
+  readonly resolveModel: ModelResolver;
+  readonly isSecretKey: (key: string) => boolean;
+}
+
+const EMPTY_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});
+const PLACEHOLDER = /:(subject|causer|properties)\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*)/g;
+
+/**
+ * Turns what the caller passed (plus the ambient context) into a validated, frozen Activity.
+ * Everything is fixed here, at `log()` time: id, timestamp, context and a snapshot of the properties.
+ */
+export function buildActivity(input: LogInput, context: ActivityContext | undefined, options: BuildOptions): Activity {
+  if (typeof input !== 'object' || input === null) throw invalid('activity', 'must be an object');
+  const description = checkDescription(input.description);
+  const logName = input.logName === undefined ? DEFAULT_LOG_NAME : checkName('logName', input.logName);
+  const event = optionalName('event', input.event);
+
+  const subjectModel = input.subject ?? null;
+  const causerModel = input.causer !== undefined ? input.causer : (context?.causer ?? null);
+  const subject = subjectModel === null ? null : resolveModel('subject', subjectModel, options.resolveModel);
+  const causer = causerModel === null ? null : resolveModel('causer', causerModel, options.resolveModel);
+
+  const properties =
+    input.properties === undefined || input.properties === null
+      ? EMPTY_PROPERTIES
+      : snapshotProperties(input.properties, options.isSecretKey);
+  if (properties !== EMPTY_PROPERTIES) serializeProperties(properties);
+
+  let id: string;
+  if (input.id === undefined) {
+    id = newActivityId();
+  } else {
+    if (typeof input.id !== 'string' || !isUuid(input.id)) throw invalid('id', 'must be a UUID');
+    id = input.id.toLowerCase();
+  }
+
+  const url = input.url !== undefined ? input.url : (context?.url ?? null);
+  const activity: Activity = {
+    id,
+    logName,
+    description:
+      description.includes(':') ? fillPlaceholders(description, subjectModel, causerModel, properties) : description,
+    subjectType: subject === null ? null : subject.type,
+    subjectId: subject === null ? null : String(subject.id),
+    event,
+    causerType: causer === null ? null : causer.type,
+    causerId: causer === null ? null : String(causer.id),
+    properties,
+    batchUuid: checkBatchUuid(input.batchUuid !== undefined ? input.batchUuid : context?.batchUuid),
+    ipAddress: checkIpAddress(input.ipAddress !== undefined ? input.ipAddress : context?.ipAddress),
+    url: optionalName('url', url, LIMITS.urlChars),
+    method: checkMethod(input.method !== undefined ? input.method : context?.method),
+    userAgent: checkUserAgent(input.userAgent !== undefined ? input.userAgent : context?.userAgent),
+    createdAt: input.createdAt === undefined ? new Date() : checkCreatedAt(input.createdAt),
+  };
+  if (activity.description.length * 3 > LIMITS.descriptionBytes) checkDescription(activity.description);
+  return Object.freeze(activity);
+}
+
+/** Validates every input before any is accepted, naming the failing one as `[i].field`. */
+export function buildActivities(
+  inputs: readonly LogInput[],
+  context: ActivityContext | undefined,
+  options: BuildOptions,
+): Activity[] {
+  if (!Array.isArray(inputs)) throw invalid('activities', 'must be an array');
+  return inputs.map((input, index) => {
+    try {
+      return buildActivity(input, context, options);
+    } catch (error) {
+      if (error instanceof ActivityLogError && error.code === 'VALIDATION_FAILED') {
+        const field = `[${index}].${error.field ?? 'activity'}`;
+        throw new ActivityLogError('VALIDATION_FAILED', `${field}: ${error.message}`, { field, cause: error });
+      }
+      throw error;
+    }
+  });
+}
+
+/** `:subject.name`, `:causer.email`, `:properties.total` (dot paths allowed); unknown paths stay as written. */
+function fillPlaceholders(
+  description: string,
+  subject: ModelLike | null,
+  causer: ModelLike | null,
+  properties: Readonly<Record<string, unknown>>,
+): string {
+  return description.replace(PLACEHOLDER, (match, root: string, path: string) => {
+    const base = root === 'subject' ? subject : root === 'causer' ? causer : properties;
+    const value = readPath(base, path);
+    if (value === undefined || value === null || typeof value === 'object' || typeof value === 'function') {
+      return match;
+    }
+    return String(value);
+  });
+}
+
+function readPath(base: unknown, path: string): unknown {
+  let value = base;
+  for (const key of path.split('.')) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}

@@ -1,0 +1,208 @@
+import { type Config, type ConfigOverrides, loadConfig } from '../config/config.js';
+import { createDelivery } from '../delivery/create-delivery.js';
+import type { Delivery } from '../delivery/delivery.js';
+import type { ActivityPage, ActivityQuery, ActivityStore } from '../store/activity-store.js';
+import { createStore } from '../store/create-store.js';
+import {
+  type Activity,
+  defaultModelResolver,
+  type LogInput,
+  type ModelLike,
+  type ModelResolver,
+} from './activity.js';
+import { type BuildOptions, buildActivities, buildActivity } from './build-activity.js';
+import { currentContext, runWithContext } from './context.js';
+import { ActivityLogError } from './errors.js';
+import { newBatchUuid } from './ids.js';
+import { secretKeyMatcher } from './redact.js';
+
+export interface ActivityLogOptions {
+  /** Any part of the configuration; wins over the environment. */
+  readonly config?: ConfigOverrides;
+  /** The environment to read (default: `process.env` plus `.env` in the working directory). */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Use this store instead of one made from the configuration. */
+  readonly store?: ActivityStore;
+  /** Use this delivery instead of the configured method (advanced: custom sinks). */
+  readonly delivery?: (config: Config, store: ActivityStore) => Delivery;
+  /** Maps application objects to `{ type, id }` (default: constructor name and `id`). */
+  readonly resolveModel?: ModelResolver;
+}
+
+/** Fluent, immutable activity builder: every call returns a new builder. */
+export interface ActivityBuilder {
+  useLog(logName: string): ActivityBuilder;
+  performedOn(subject: ModelLike): ActivityBuilder;
+  causedBy(causer: ModelLike): ActivityBuilder;
+  /** Records the activity with no causer, even inside a request whose context has one. */
+  causedByAnonymous(): ActivityBuilder;
+  event(name: string): ActivityBuilder;
+  withProperties(properties: Readonly<Record<string, unknown>>): ActivityBuilder;
+  withProperty(key: string, value: unknown): ActivityBuilder;
+  createdAt(date: Date | string | number): ActivityBuilder;
+  /** Logs the activity with this description (placeholders `:subject.x`, `:causer.x`, `:properties.x`). */
+  log(description: string): Promise<Activity>;
+}
+
+/** The activity log: build with {@link createActivityLog}. */
+export interface ActivityLog {
+  readonly config: Config;
+  readonly store: ActivityStore;
+  readonly delivery: Delivery;
+  /**
+   * Records one activity. Validation happens here (a bad field throws `VALIDATION_FAILED` naming it);
+   * the id, timestamp and request context are fixed now, whenever the row is written.
+   * With `batch`/`queue` it resolves without waiting for I/O; with `sync` once the row is stored.
+   */
+  log(input: LogInput): Promise<Activity>;
+  /** Records several activities; all are validated before any is accepted. */
+  logMany(inputs: readonly LogInput[]): Promise<Activity[]>;
+  /** Starts a fluent builder, e.g. `activity('orders').performedOn(order).causedBy(user).log('paid')`. */
+  activity(logName?: string): ActivityBuilder;
+  /** Runs `fn`; every activity logged inside it (across awaits) shares one `batch_uuid`. */
+  withinBatch<T>(fn: () => T | Promise<T>): Promise<T>;
+  /** Reads the log, newest first, with keyset paging. */
+  query(query?: ActivityQuery): Promise<ActivityPage>;
+  /** Writes everything pending now. */
+  flush(): Promise<void>;
+  /** Flushes everything pending and releases connections. Further `log()` calls reject. */
+  close(): Promise<void>;
+}
+
+/**
+ * Creates an activity log from the environment (and `.env`), with `options` winning.
+ *
+ * @example
+ * const activityLog = createActivityLog({ config: { method: 'batch' } });
+ * await activityLog.activity('orders').performedOn({ type: 'Order', id: 42 }).causedBy(user)
+ *   .event('updated').withProperties({ total: 10.5 }).log('updated order :subject.id');
+ * await activityLog.close();
+ */
+export function createActivityLog(options: ActivityLogOptions = {}): ActivityLog {
+  const config = loadConfig({
+    ...(options.env === undefined ? {} : { env: options.env }),
+    ...(options.config === undefined ? {} : { overrides: options.config }),
+  });
+  const store = options.store ?? createStore(config.database);
+  const delivery = (options.delivery ?? createDelivery)(config, store);
+  return new Logger(config, store, delivery, {
+    resolveModel: options.resolveModel ?? defaultModelResolver,
+    isSecretKey: secretKeyMatcher(config.redactKeys),
+  });
+}
+
+class Logger implements ActivityLog {
+  readonly config: Config;
+  readonly store: ActivityStore;
+  readonly delivery: Delivery;
+  readonly #build: BuildOptions;
+  #closing: Promise<void> | null = null;
+
+  constructor(config: Config, store: ActivityStore, delivery: Delivery, build: BuildOptions) {
+    this.config = config;
+    this.store = store;
+    this.delivery = delivery;
+    this.#build = build;
+  }
+
+  log(input: LogInput): Promise<Activity> {
+    try {
+      const activity = buildActivity(input, currentContext(), this.#build);
+      const written = this.#deliver(activity);
+      return written === undefined ? Promise.resolve(activity) : written.then(() => activity);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  async logMany(inputs: readonly LogInput[]): Promise<Activity[]> {
+    const activities = buildActivities(inputs, currentContext(), this.#build);
+    const waits: Promise<void>[] = [];
+    for (const activity of activities) {
+      const written = this.#deliver(activity);
+      if (written !== undefined) waits.push(written);
+    }
+    await Promise.all(waits);
+    return activities;
+  }
+
+  activity(logName?: string): ActivityBuilder {
+    return new Builder(this, logName === undefined ? {} : { logName });
+  }
+
+  withinBatch<T>(fn: () => T | Promise<T>): Promise<T> {
+    // A nested batch joins the outer one, as the whole operation is one batch.
+    if (currentContext()?.batchUuid !== undefined) return Promise.resolve().then(fn);
+    return runWithContext({ batchUuid: newBatchUuid() }, async () => fn());
+  }
+
+  query(query?: ActivityQuery): Promise<ActivityPage> {
+    return this.store.query(query);
+  }
+
+  flush(): Promise<void> {
+    return this.delivery.flush();
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.delivery.close();
+    return this.#closing;
+  }
+
+  #deliver(activity: Activity): Promise<void> | undefined {
+    if (this.#closing !== null) throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
+    return this.delivery.deliver(activity);
+  }
+}
+
+type Draft = { -readonly [K in keyof LogInput]?: LogInput[K] };
+
+class Builder implements ActivityBuilder {
+  readonly #logger: ActivityLog;
+  readonly #draft: Readonly<Draft>;
+
+  constructor(logger: ActivityLog, draft: Readonly<Draft>) {
+    this.#logger = logger;
+    this.#draft = draft;
+  }
+
+  #with(change: Draft): ActivityBuilder {
+    return new Builder(this.#logger, { ...this.#draft, ...change });
+  }
+
+  useLog(logName: string): ActivityBuilder {
+    return this.#with({ logName });
+  }
+
+  performedOn(subject: ModelLike): ActivityBuilder {
+    return this.#with({ subject });
+  }
+
+  causedBy(causer: ModelLike): ActivityBuilder {
+    return this.#with({ causer });
+  }
+
+  causedByAnonymous(): ActivityBuilder {
+    return this.#with({ causer: null });
+  }
+
+  event(name: string): ActivityBuilder {
+    return this.#with({ event: name });
+  }
+
+  withProperties(properties: Readonly<Record<string, unknown>>): ActivityBuilder {
+    return this.#with({ properties });
+  }
+
+  withProperty(key: string, value: unknown): ActivityBuilder {
+    return this.#with({ properties: { ...(this.#draft.properties ?? {}), [key]: value } });
+  }
+
+  createdAt(date: Date | string | number): ActivityBuilder {
+    return this.#with({ createdAt: date });
+  }
+
+  log(description: string): Promise<Activity> {
+    return this.#logger.log({ ...this.#draft, description } as LogInput);
+  }
+}

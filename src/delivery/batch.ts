@@ -1,0 +1,225 @@
+import { EventEmitter } from 'node:events';
+import type { Activity } from '../core/activity.js';
+import { ActivityLogError } from '../core/errors.js';
+import type { ActivitySink, Delivery, DeliveryEvents } from './delivery.js';
+
+export interface BatchDeliveryOptions {
+  /** `batch` writes to the store; `queue` uses the same buffer in front of a queue producer. */
+  readonly method?: 'batch' | 'queue';
+  /** Activities per write; a full buffer is written at once. */
+  readonly batchSize: number;
+  /** Longest an activity waits in the buffer. */
+  readonly flushIntervalMs: number;
+  /** Writes running at once (default 2), so building the next batch overlaps the database round-trip. */
+  readonly maxConcurrentWrites?: number;
+  /** First retry delay after a failed write (default 100 ms); doubles per consecutive failure. */
+  readonly retryInitialDelayMs?: number;
+  /** Longest retry delay (default 30 s). */
+  readonly retryMaxDelayMs?: number;
+  /** How long `close()` keeps retrying a failing sink before giving up (default 10 s). */
+  readonly closeTimeoutMs?: number;
+}
+
+interface PendingBatch {
+  readonly activities: Activity[];
+  attempt: number;
+}
+
+interface FlushWaiter {
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * `batch` (and the producer side of `queue`): `log()` appends to an in-process buffer and returns;
+ * the buffer is written when it holds `batchSize` activities or its oldest one has waited
+ * `flushIntervalMs`, whichever comes first. A failed write keeps its batch and is retried with
+ * exponential backoff and jitter, ahead of newer activities; nothing is dropped.
+ */
+export class BatchDelivery implements Delivery {
+  readonly method: 'batch' | 'queue';
+  readonly events = new EventEmitter<DeliveryEvents>();
+  readonly #sink: ActivitySink;
+  readonly #batchSize: number;
+  readonly #flushIntervalMs: number;
+  readonly #maxConcurrentWrites: number;
+  readonly #retryInitialDelayMs: number;
+  readonly #retryMaxDelayMs: number;
+  readonly #closeTimeoutMs: number;
+
+  #buffer: Activity[] = [];
+  readonly #retries: PendingBatch[] = [];
+  #writes = 0;
+  #writingCount = 0;
+  #timer: NodeJS.Timeout | null = null;
+  /** The oldest buffered activity has waited its interval: partial batches may be written. */
+  #due = false;
+  #backoffTimer: NodeJS.Timeout | null = null;
+  #consecutiveFailures = 0;
+  #flushWaiters: FlushWaiter[] = [];
+  #closed = false;
+
+  constructor(sink: ActivitySink, options: BatchDeliveryOptions) {
+    this.#sink = sink;
+    this.method = options.method ?? 'batch';
+    this.#batchSize = options.batchSize;
+    this.#flushIntervalMs = options.flushIntervalMs;
+    this.#maxConcurrentWrites = options.maxConcurrentWrites ?? 2;
+    this.#retryInitialDelayMs = options.retryInitialDelayMs ?? 100;
+    this.#retryMaxDelayMs = options.retryMaxDelayMs ?? 30_000;
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
+  }
+
+  deliver(activity: Activity): undefined {
+    if (this.#closed) throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
+    this.#buffer.push(activity);
+    if (this.events.listenerCount('accepted') > 0) this.events.emit('accepted', activity);
+    if (this.#buffer.length >= this.#batchSize) this.#pump();
+    else if (this.#timer === null && !this.#due) this.#timer = setTimeout(this.#onInterval, this.#flushIntervalMs);
+    return undefined;
+  }
+
+  pending(): number {
+    return this.#buffer.length + this.#writingCount + this.#retries.reduce((sum, b) => sum + b.activities.length, 0);
+  }
+
+  /** Writes everything accepted so far. Rejects if a write fails (the activities stay queued for retry). */
+  flush(): Promise<void> {
+    if (this.pending() === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.#flushWaiters.push({ resolve, reject });
+      this.#due = true;
+      this.#pump();
+    });
+  }
+
+  /**
+   * Stops accepting, then writes what is pending, retrying a failing sink until `closeTimeoutMs`.
+   * Rejects, naming how many activities were not written, if the sink never recovered.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    const deadline = Date.now() + this.#closeTimeoutMs;
+    let lastError: unknown;
+    while (this.pending() > 0 && Date.now() < deadline) {
+      try {
+        await this.flush();
+      } catch (error) {
+        lastError = error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(this.#retryDelayMs(), deadline - Date.now())));
+        this.#clearBackoff();
+      }
+    }
+    this.#clearTimer();
+    this.#clearBackoff();
+    const unwritten = this.pending();
+    await this.#sink.close();
+    if (unwritten > 0) {
+      throw new ActivityLogError(
+        'STORE_FAILED',
+        `close(): ${unwritten} activities could not be written to ${this.#sink.name}`,
+        { cause: lastError, details: { unwritten } },
+      );
+    }
+  }
+
+  readonly #onInterval = (): void => {
+    this.#timer = null;
+    this.#due = true;
+    this.#pump();
+  };
+
+  #pump(): void {
+    this.#clearTimer();
+    // After a failure, one write at a time probes the sink until it succeeds again.
+    const maxWrites = this.#consecutiveFailures > 0 ? 1 : this.#maxConcurrentWrites;
+    while (this.#writes < maxWrites && this.#backoffTimer === null) {
+      const batch = this.#takeBatch();
+      if (batch === null) break;
+      void this.#write(batch);
+    }
+    if (this.#buffer.length === 0) this.#due = false;
+    else if (!this.#due && this.#backoffTimer === null) {
+      this.#timer = setTimeout(this.#onInterval, this.#flushIntervalMs);
+    }
+  }
+
+  #takeBatch(): PendingBatch | null {
+    const retry = this.#retries.shift();
+    if (retry !== undefined) return retry;
+    if (this.#buffer.length >= this.#batchSize) return { activities: this.#buffer.splice(0, this.#batchSize), attempt: 0 };
+    if (this.#due && this.#buffer.length > 0) {
+      const activities = this.#buffer;
+      this.#buffer = [];
+      return { activities, attempt: 0 };
+    }
+    return null;
+  }
+
+  async #write(batch: PendingBatch): Promise<void> {
+    this.#writes++;
+    this.#writingCount += batch.activities.length;
+    batch.attempt++;
+    const started = performance.now();
+    let failure: unknown = null;
+    try {
+      await this.#sink.write(batch.activities);
+      this.#consecutiveFailures = 0;
+      this.events.emit('written', {
+        sink: this.#sink.name,
+        count: batch.activities.length,
+        durationMs: performance.now() - started,
+        activities: batch.activities,
+      });
+    } catch (error) {
+      failure = error;
+      this.#consecutiveFailures++;
+      this.#retries.push(batch);
+      this.events.emit('writeFailed', {
+        sink: this.#sink.name,
+        count: batch.activities.length,
+        error,
+        attempt: batch.attempt,
+        willRetry: true,
+      });
+      if (this.#backoffTimer === null && !this.#closed) {
+        this.#backoffTimer = setTimeout(() => {
+          this.#backoffTimer = null;
+          this.#due = true;
+          this.#pump();
+        }, this.#retryDelayMs());
+      }
+    } finally {
+      this.#writes--;
+      this.#writingCount -= batch.activities.length;
+    }
+    if (failure !== null) {
+      for (const waiter of this.#flushWaiters.splice(0)) waiter.reject(failure);
+      return;
+    }
+    this.#pump();
+    if (this.pending() === 0) for (const waiter of this.#flushWaiters.splice(0)) waiter.resolve();
+  }
+
+  /** Exponential backoff with full jitter, so many processes do not retry in step. */
+  #retryDelayMs(): number {
+    const exponent = Math.min(this.#consecutiveFailures - 1, 20);
+    const ceiling = Math.min(this.#retryMaxDelayMs, this.#retryInitialDelayMs * 2 ** Math.max(exponent, 0));
+    return Math.max(1, Math.round(ceiling / 2 + (Math.random() * ceiling) / 2));
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+  }
+
+  #clearBackoff(): void {
+    if (this.#backoffTimer !== null) {
+      clearTimeout(this.#backoffTimer);
+      this.#backoffTimer = null;
+    }
+  }
+}

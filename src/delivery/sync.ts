@@ -1,0 +1,66 @@
+import { EventEmitter } from 'node:events';
+import type { Activity } from '../core/activity.js';
+import { ActivityLogError } from '../core/errors.js';
+import type { ActivitySink, Delivery, DeliveryEvents } from './delivery.js';
+
+/** `sync`: every `log()` waits for its own write. Simple, and the slowest method; use `batch` or `queue` under load. */
+export class SyncDelivery implements Delivery {
+  readonly method = 'sync';
+  readonly events = new EventEmitter<DeliveryEvents>();
+  readonly #sink: ActivitySink;
+  #inFlight = 0;
+  #closed = false;
+  #idle: (() => void)[] = [];
+
+  constructor(sink: ActivitySink) {
+    this.#sink = sink;
+  }
+
+  deliver(activity: Activity): Promise<void> {
+    if (this.#closed) return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));
+    this.events.emit('accepted', activity);
+    return this.#write([activity]);
+  }
+
+  async #write(activities: readonly Activity[]): Promise<void> {
+    this.#inFlight += activities.length;
+    const started = performance.now();
+    try {
+      await this.#sink.write(activities);
+      this.events.emit('written', {
+        sink: this.#sink.name,
+        count: activities.length,
+        durationMs: performance.now() - started,
+        activities,
+      });
+    } catch (error) {
+      this.events.emit('writeFailed', {
+        sink: this.#sink.name,
+        count: activities.length,
+        error,
+        attempt: 1,
+        willRetry: false,
+      });
+      throw error;
+    } finally {
+      this.#inFlight -= activities.length;
+      if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
+    }
+  }
+
+  pending(): number {
+    return this.#inFlight;
+  }
+
+  flush(): Promise<void> {
+    if (this.#inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await this.flush();
+    await this.#sink.close();
+  }
+}

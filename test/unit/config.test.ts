@@ -1,0 +1,112 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, readEnv } from '../../src/config/config.js';
+import { isActivityLogError } from '../../src/core/errors.js';
+
+function configError(env: Record<string, string>, overrides?: object): string {
+  try {
+    loadConfig({ env, ...(overrides === undefined ? {} : { overrides }) });
+  } catch (error) {
+    if (isActivityLogError(error, 'CONFIG_INVALID')) return error.message;
+    throw error;
+  }
+  throw new Error('expected CONFIG_INVALID');
+}
+
+describe('loadConfig', () => {
+  it('applies the documented defaults: embedded SQLite, batch method, no Redis', () => {
+    const config = loadConfig({ env: {} });
+    expect(config.database).toMatchObject({
+      connection: 'sqlite',
+      filename: './storage/activity-log.sqlite',
+      table: 'activity_log',
+      poolMax: 10,
+      connectTimeoutMs: 5000,
+      queryTimeoutMs: 10_000,
+    });
+    expect(config).toMatchObject({
+      method: 'batch',
+      queueConnection: 'sync',
+      queueName: 'activity-logs',
+      retryAfterSeconds: 90,
+      tries: 3,
+      batchSize: 500,
+      flushIntervalMs: 50,
+      breakerFailures: 5,
+      breakerCooldownMs: 10_000,
+      spoolDir: './storage/activity-log-spool',
+      spoolMaxMb: 1024,
+      durability: 'memory',
+      retentionDays: 365,
+      adminToken: null,
+      ingestToken: null,
+      alertErrorRate: 5,
+      alertQueueSize: 10_000,
+      host: '127.0.0.1',
+      port: 3000,
+    });
+    expect(config.redis).toEqual({ url: null, host: '127.0.0.1', port: 6379, password: null });
+  });
+
+  it('is frozen all the way down', () => {
+    const config = loadConfig({ env: {} });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.database)).toBe(true);
+    expect(Object.isFrozen(config.redactKeys)).toBe(true);
+  });
+
+  it('reads DB_* with dialect defaults, and DATABASE_URL wins over them', () => {
+    const mysql = loadConfig({ env: { DB_CONNECTION: 'mariadb', DB_HOST: 'db', DB_PASSWORD: 'null' } });
+    expect(mysql.database).toMatchObject({ connection: 'mariadb', host: 'db', port: 3306, user: 'root', password: null });
+    const url = loadConfig({
+      env: { DB_CONNECTION: 'mysql', DATABASE_URL: 'postgres://app:s%40cret@pg.local:6543/audit' },
+    });
+    expect(url.database).toMatchObject({
+      connection: 'pgsql',
+      host: 'pg.local',
+      port: 6543,
+      user: 'app',
+      password: 's@cret',
+      database: 'audit',
+    });
+    expect(loadConfig({ env: { DATABASE_URL: 'sqlite::memory:' } }).database.filename).toBe(':memory:');
+    expect(loadConfig({ env: { DATABASE_URL: 'sqlite:./data/log.db' } }).database.filename).toBe('./data/log.db');
+  });
+
+  it('lets options override the environment', () => {
+    const config = loadConfig({ env: { ACTIVITY_LOG_METHOD: 'batch' }, overrides: { method: 'sync', database: { poolMax: 3 } } });
+    expect(config.method).toBe('sync');
+    expect(config.database.poolMax).toBe(3);
+    expect(config.database.connection).toBe('sqlite');
+  });
+
+  it.each([
+    [{ DB_POOL_MAX: 'abc' }, 'DB_POOL_MAX="abc" is not allowed: expected a whole number from 1 to 1000'],
+    [{ ACTIVITY_LOG_METHOD: 'fast' }, 'ACTIVITY_LOG_METHOD="fast" is not allowed: expected one of sync, batch, queue'],
+    [{ DB_CONNECTION: 'oracle' }, 'DB_CONNECTION="oracle" is not allowed: expected one of sqlite, mysql, mariadb, pgsql'],
+    [{ ACTIVITY_LOG_BATCH_SIZE: '0' }, 'ACTIVITY_LOG_BATCH_SIZE="0" is not allowed'],
+    [{ PORT: '70000' }, 'PORT="70000" is not allowed'],
+    [{ ACTIVITY_LOG_TABLE: 'drop table;' }, 'ACTIVITY_LOG_TABLE="drop table;" is not allowed'],
+    [{ ACTIVITY_LOG_ALERT_WEBHOOK: 'not a url' }, 'ACTIVITY_LOG_ALERT_WEBHOOK=(hidden) is not allowed'],
+    [{ DATABASE_URL: 'oracle://x' }, 'DATABASE_URL=(hidden) is not allowed'],
+  ])('stops on %o with one line naming the variable, value and what is allowed', (env, expected) => {
+    const message = configError(env);
+    expect(message).toContain(expected);
+    expect(message).not.toContain('\n');
+  });
+
+  it('names the option path when an override is bad', () => {
+    expect(configError({}, { database: { poolMax: 0 } })).toContain('options.database.poolMax=0 is not allowed');
+  });
+
+  it('reads .env from the working directory; real variables win', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'activity-log-env-'));
+    writeFileSync(join(dir, '.env'), 'ACTIVITY_LOG_METHOD=sync\nACTIVITY_LOG_BATCH_SIZE=7\n# comment\n');
+    const env = readEnv({ ACTIVITY_LOG_BATCH_SIZE: '9' }, dir);
+    const config = loadConfig({ env });
+    expect(config.method).toBe('sync');
+    expect(config.batchSize).toBe(9);
+  });
+});

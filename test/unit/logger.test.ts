@@ -1,0 +1,255 @@
+import { describe, expect, it } from 'vitest';
+import { LIMITS, REDACTED } from '../../src/core/activity.js';
+import { isActivityLogError } from '../../src/core/errors.js';
+import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import { MemoryStore } from '../helpers/memory-sink.js';
+
+function syncLog(overrides: Record<string, unknown> = {}): { log: ActivityLog; store: MemoryStore } {
+  const store = new MemoryStore();
+  const log = createActivityLog({ env: {}, store, config: { method: 'sync', ...overrides } });
+  return { log, store };
+}
+
+class Order {
+  constructor(
+    readonly id: number,
+    readonly total: number,
+  ) {}
+}
+class User {
+  constructor(
+    readonly id: string,
+    readonly name: string,
+  ) {}
+}
+
+async function rejection(promise: Promise<unknown>): Promise<{ code: string; field: string | undefined; message: string }> {
+  try {
+    await promise;
+  } catch (error) {
+    if (!isActivityLogError(error)) throw error;
+    return { code: error.code, field: error.field, message: error.message };
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('log()', () => {
+  it('records every field, with a UUIDv7 id made at log() time', async () => {
+    const { log, store } = syncLog();
+    const before = Date.now();
+    const activity = await log.log({
+      description: 'updated order',
+      logName: 'orders',
+      event: 'updated',
+      subject: { type: 'Order', id: 42 },
+      causer: { type: 'User', id: 'u-7' },
+      properties: { attributes: { total: 10.5 }, old: { total: 9.99 } },
+      ipAddress: '203.0.113.9',
+      url: 'https://shop.example/orders/42',
+      method: 'patch',
+      userAgent: 'curl/8',
+    });
+    expect(activity.id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(activity).toMatchObject({
+      logName: 'orders',
+      event: 'updated',
+      subjectType: 'Order',
+      subjectId: '42',
+      causerType: 'User',
+      causerId: 'u-7',
+      properties: { attributes: { total: 10.5 }, old: { total: 9.99 } },
+      ipAddress: '203.0.113.9',
+      method: 'PATCH',
+      userAgent: 'curl/8',
+      batchUuid: null,
+    });
+    expect(activity.createdAt.getTime()).toBeGreaterThanOrEqual(before);
+    expect(Object.isFrozen(activity)).toBe(true);
+    expect(store.rows.get(activity.id)).toBe(activity);
+  });
+
+  it('defaults the log name and leaves optional fields null', async () => {
+    const { log } = syncLog();
+    const activity = await log.log({ description: 'hello' });
+    expect(activity.logName).toBe('default');
+    expect(activity.subjectType).toBeNull();
+    expect(activity.causerId).toBeNull();
+    expect(activity.properties).toEqual({});
+  });
+
+  it('resolves model objects through the default resolver and a custom one', async () => {
+    const { log } = syncLog();
+    const activity = await log.log({ description: 'x', subject: new Order(5, 1), causer: new User('9', 'Ann') });
+    expect([activity.subjectType, activity.subjectId, activity.causerType, activity.causerId]).toEqual([
+      'Order',
+      '5',
+      'User',
+      '9',
+    ]);
+    const custom = createActivityLog({
+      env: {},
+      store: new MemoryStore(),
+      config: { method: 'sync' },
+      resolveModel: (model) => ({ type: `app.${model.constructor.name.toLowerCase()}`, id: (model as Order).id }),
+    });
+    expect((await custom.log({ description: 'x', subject: new Order(6, 1) })).subjectType).toBe('app.order');
+  });
+
+  it('rejects a plain object subject with no type, naming the field', async () => {
+    const { log } = syncLog();
+    const error = await rejection(log.log({ description: 'x', subject: { id: 1 } }));
+    expect(error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'subject' });
+  });
+
+  it('fills :subject, :causer and :properties placeholders at log() time', async () => {
+    const { log } = syncLog();
+    const activity = await log.log({
+      description: 'Order :subject.id (:subject.total) by :causer.name for :properties.customer.name :properties.missing',
+      subject: new Order(42, 99.5),
+      causer: new User('1', 'Ann'),
+      properties: { customer: { name: 'Bo' } },
+    });
+    expect(activity.description).toBe('Order 42 (99.5) by Ann for Bo :properties.missing');
+  });
+
+  it('snapshots properties so later changes to the caller object are not recorded', async () => {
+    const { log } = syncLog();
+    const properties = { items: [1, 2], when: new Date('2026-01-02T03:04:05.678Z') };
+    const activity = await log.log({ description: 'x', properties });
+    properties.items.push(3);
+    expect(activity.properties).toEqual({ items: [1, 2], when: '2026-01-02T03:04:05.678Z' });
+  });
+
+  it('redacts secret-looking keys at any depth, and the list is configurable', async () => {
+    const { log } = syncLog();
+    const activity = await log.log({
+      description: 'x',
+      properties: { user: { name: 'a', Password: 'p', api_token: 't' }, headers: { Authorization: 'Bearer z' } },
+    });
+    expect(activity.properties).toEqual({
+      user: { name: 'a', Password: REDACTED, api_token: REDACTED },
+      headers: { Authorization: REDACTED },
+    });
+    const open = syncLog({ redactKeys: ['ssn'] }).log;
+    const kept = await open.log({ description: 'x', properties: { password: 'p', ssn: '1' } });
+    expect(kept.properties).toEqual({ password: 'p', ssn: REDACTED });
+  });
+
+  it.each([
+    ['description', { description: '' }],
+    ['description', { description: 'é'.repeat(LIMITS.descriptionBytes / 2 + 1) }],
+    ['logName', { description: 'x', logName: 'l'.repeat(192) }],
+    ['event', { description: 'x', event: 'e'.repeat(192) }],
+    ['subject.type', { description: 'x', subject: { type: 't'.repeat(192), id: 1 } }],
+    ['causer.id', { description: 'x', causer: { type: 'User', id: 'i'.repeat(192) } }],
+    ['properties', { description: 'x', properties: { blob: 'b'.repeat(LIMITS.propertiesBytes) } }],
+    ['url', { description: 'x', url: `https://x/${'u'.repeat(LIMITS.urlChars)}` }],
+    ['ipAddress', { description: 'x', ipAddress: 'not-an-ip' }],
+    ['method', { description: 'x', method: 'M'.repeat(17) }],
+    ['batchUuid', { description: 'x', batchUuid: 'nope' }],
+    ['createdAt', { description: 'x', createdAt: 'yesterday' }],
+    ['id', { description: 'x', id: '123' }],
+  ])('rejects a bad %s, naming the field', async (field, input) => {
+    const { log, store } = syncLog();
+    const error = await rejection(log.log(input as never));
+    expect(error.code).toBe('VALIDATION_FAILED');
+    expect(error.field).toBe(field);
+    expect(error.message).toContain(field);
+    expect(store.rows.size).toBe(0);
+  });
+
+  it('rejects circular properties with a clear error instead of overflowing the stack', async () => {
+    const { log } = syncLog();
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    expect(await rejection(log.log({ description: 'x', properties: circular }))).toMatchObject({ field: 'properties' });
+  });
+
+  it('keeps a caller-chosen UUID so a retried call stores once', async () => {
+    const { log, store } = syncLog();
+    const id = '0190a0b0-0000-7000-8000-000000000001';
+    await log.log({ description: 'x', id });
+    await log.log({ description: 'x', id });
+    expect(store.rows.size).toBe(1);
+  });
+
+  it('logMany validates every input before accepting any', async () => {
+    const { log, store } = syncLog();
+    const error = await rejection(log.logMany([{ description: 'ok' }, { description: 'x', ipAddress: 'bad' }]));
+    expect(error.field).toBe('[1].ipAddress');
+    expect(store.rows.size).toBe(0);
+    const stored = await log.logMany([{ description: 'a' }, { description: 'b' }]);
+    expect(stored).toHaveLength(2);
+    expect(store.rows.size).toBe(2);
+  });
+
+  it('rejects log() after close()', async () => {
+    const { log } = syncLog();
+    await log.close();
+    expect((await rejection(log.log({ description: 'late' }))).code).toBe('DELIVERY_CLOSED');
+  });
+});
+
+describe('builder', () => {
+  it('sets every field fluently and never mutates a shared builder', async () => {
+    const { log } = syncLog();
+    const base = log.activity('orders').performedOn(new Order(1, 5)).causedBy(new User('2', 'Ann'));
+    const when = new Date('2026-03-04T05:06:07.089Z');
+    const first = await base
+      .event('updated')
+      .withProperties({ a: 1 })
+      .withProperty('b', 2)
+      .createdAt(when)
+      .log('updated :subject.id');
+    const second = await base.log('plain');
+    expect(first).toMatchObject({
+      logName: 'orders',
+      event: 'updated',
+      description: 'updated 1',
+      subjectType: 'Order',
+      causerId: '2',
+      properties: { a: 1, b: 2 },
+    });
+    expect(first.createdAt.toISOString()).toBe('2026-03-04T05:06:07.089Z');
+    expect(second).toMatchObject({ event: null, properties: {}, description: 'plain', logName: 'orders' });
+  });
+
+  it('causedByAnonymous() clears a causer from the context', async () => {
+    const { log } = syncLog();
+    const { runWithContext } = await import('../../src/core/context.js');
+    await runWithContext({ causer: { type: 'User', id: 1 } }, async () => {
+      expect((await log.activity().log('with context')).causerId).toBe('1');
+      expect((await log.activity().causedByAnonymous().log('anonymous')).causerId).toBeNull();
+    });
+  });
+});
+
+describe('withinBatch()', () => {
+  it('gives every activity inside, across awaits, one batch uuid, and none outside', async () => {
+    const { log } = syncLog();
+    const ids = await log.withinBatch(async () => {
+      const a = await log.log({ description: 'a' });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const b = await log.activity().log('b');
+      const nested = await log.withinBatch(() => log.log({ description: 'c' }));
+      return [a.batchUuid, b.batchUuid, nested.batchUuid];
+    });
+    expect(ids[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(new Set(ids).size).toBe(1);
+    expect((await log.log({ description: 'outside' })).batchUuid).toBeNull();
+    const other = await log.withinBatch(() => log.log({ description: 'd' }));
+    expect(other.batchUuid).not.toBe(ids[0]);
+  });
+
+  it('keeps concurrent batches apart', async () => {
+    const { log } = syncLog();
+    const [a, b] = await Promise.all([
+      log.withinBatch(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 3));
+        return log.log({ description: 'a' });
+      }),
+      log.withinBatch(() => log.log({ description: 'b' })),
+    ]);
+    expect(a.batchUuid).not.toBe(b.batchUuid);
+  });
+});
