@@ -1,3 +1,5 @@
+export type { Config, ConfigOverrides } from './config/config.js';
+export { loadConfig } from './config/config.js';
 export type {
   Activity,
   LogInput,
@@ -12,8 +14,6 @@ export type { ErrorCode } from './core/errors.js';
 export { ActivityLogError, ERROR_CODES, isActivityLogError } from './core/errors.js';
 export type { ActivityBuilder, ActivityLog, ActivityLogOptions } from './core/logger.js';
 export { createActivityLog } from './core/logger.js';
-export type { Config, ConfigOverrides } from './config/config.js';
-export { loadConfig } from './config/config.js';
 export type { ActivitySink, Delivery, DeliveryEvents } from './delivery/delivery.js';
 export type {
   ActivityFilter,

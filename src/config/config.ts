@@ -59,7 +59,9 @@ export interface Config {
   readonly port: number;
 }
 
-type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends readonly unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object ? (T[K] extends readonly unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
+};
 /** Programmatic overrides: any part of {@link Config}; wins over the environment. */
 export type ConfigOverrides = DeepPartial<Config>;
 
@@ -87,9 +89,9 @@ const oneOf = <T extends string>(values: readonly [T, ...T[]]) =>
   z.enum(values, { error: `expected one of ${values.join(', ')}` });
 const text = z.string().min(1, { error: 'expected a non-empty value' });
 const nullableText = z.string().nullable();
-const identifier = z
-  .string()
-  .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, { error: 'expected a table name of letters, digits and _ (at most 63)' });
+const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, {
+  error: 'expected a table name of letters, digits and _ (at most 63)',
+});
 
 const schema = z.object({
   database: z.object({
@@ -109,7 +111,9 @@ const schema = z.object({
   redis: z.object({ url: nullableText, host: text, port: int(1, 65_535), password: nullableText }),
   method: oneOf(['sync', 'batch', 'queue']),
   activityQueueConnection: oneOf(['redis']),
-  queueName: z.string().regex(/^[A-Za-z0-9_.-]{1,100}$/, { error: 'expected 1-100 letters, digits, ".", "_" or "-"' }),
+  queueName: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,100}$/, { error: 'expected 1-100 letters, digits, ".", "_" or "-"' }),
   retryAfterSeconds: int(1, 86_400),
   tries: int(1, 100),
   batchSize: int(1, 10_000),
@@ -181,7 +185,9 @@ export function readEnv(env: Env = process.env, cwd: string = process.cwd()): En
   try {
     fromFile = parseEnv(readFileSync(file, 'utf8')) as Record<string, string>;
   } catch (error) {
-    throw new ActivityLogError('CONFIG_INVALID', `.env could not be read: ${(error as Error).message}`, { cause: error });
+    throw new ActivityLogError('CONFIG_INVALID', `.env could not be read: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   return { ...fromFile, ...env };
 }
@@ -213,7 +219,8 @@ function rawFromEnv(env: Env): { raw: Record<string, unknown>; fromUrl: Set<stri
   const url = get('DATABASE_URL');
   if (url !== undefined) {
     Object.assign(database, parseDatabaseUrl(url));
-    for (const key of ['connection', 'host', 'port', 'database', 'user', 'password', 'filename']) fromUrl.add(`database.${key}`);
+    for (const key of ['connection', 'host', 'port', 'database', 'user', 'password', 'filename'])
+      fromUrl.add(`database.${key}`);
   }
   const raw: Record<string, unknown> = {
     database,
@@ -258,14 +265,19 @@ function rawFromEnv(env: Env): { raw: Record<string, unknown>; fromUrl: Set<stri
 export function parseDatabaseUrl(url: string): Record<string, unknown> {
   if (url.startsWith('sqlite:')) {
     const filename = url.slice('sqlite:'.length).replace(/^\/\//, '');
-    if (filename === '') throw configError('DATABASE_URL', url, 'expected sqlite:./path/to/file or sqlite::memory:');
+    if (filename === '')
+      throw configError('DATABASE_URL', url, 'expected sqlite:./path/to/file or sqlite::memory:');
     return { connection: 'sqlite', filename };
   }
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw configError('DATABASE_URL', url, 'expected mysql://, mariadb://, postgres://, sqlite:./file or sqlite::memory:');
+    throw configError(
+      'DATABASE_URL',
+      url,
+      'expected mysql://, mariadb://, postgres://, sqlite:./file or sqlite::memory:',
+    );
   }
   const protocols: Record<string, DbConnection> = {
     'mysql:': 'mysql',
@@ -275,7 +287,11 @@ export function parseDatabaseUrl(url: string): Record<string, unknown> {
   };
   const connection = protocols[parsed.protocol];
   if (connection === undefined) {
-    throw configError('DATABASE_URL', url, 'expected mysql://, mariadb://, postgres://, sqlite:./file or sqlite::memory:');
+    throw configError(
+      'DATABASE_URL',
+      url,
+      'expected mysql://, mariadb://, postgres://, sqlite:./file or sqlite::memory:',
+    );
   }
   const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
   return {
@@ -290,14 +306,21 @@ export function parseDatabaseUrl(url: string): Record<string, unknown> {
 
 function configError(name: string, value: unknown, allowed: string): ActivityLogError {
   const shown = /TOKEN|PASSWORD|URL|WEBHOOK/.test(name) ? '(hidden)' : JSON.stringify(value);
-  return new ActivityLogError('CONFIG_INVALID', `${name}=${shown} is not allowed: ${allowed}`, { field: name });
+  return new ActivityLogError('CONFIG_INVALID', `${name}=${shown} is not allowed: ${allowed}`, {
+    field: name,
+  });
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date);
 }
 
-function mergeOverrides(target: Record<string, unknown>, overrides: object, prefix: string, paths: Set<string>): void {
+function mergeOverrides(
+  target: Record<string, unknown>,
+  overrides: object,
+  prefix: string,
+  paths: Set<string>,
+): void {
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) continue;
     const path = prefix === '' ? key : `${prefix}.${key}`;

@@ -93,7 +93,11 @@ export const defaultModelResolver: ModelResolver = (model) => {
   return { type: name, id: String(id) };
 };
 
-export function resolveModel(field: 'subject' | 'causer', model: ModelLike, resolver: ModelResolver): ModelRef {
+export function resolveModel(
+  field: 'subject' | 'causer',
+  model: ModelLike,
+  resolver: ModelResolver,
+): ModelRef {
   if (typeof model !== 'object' || model === null) {
     throw invalid(field, 'must be { type, id } or a model object with an id');
   }
@@ -112,16 +116,22 @@ export function resolveModel(field: 'subject' | 'causer', model: ModelLike, reso
 export function checkName(field: string, value: unknown, maxChars: number = LIMITS.nameChars): string {
   if (typeof value !== 'string') throw invalid(field, `must be a string (got ${typeName(value)})`);
   if (value.length === 0) throw invalid(field, 'must not be empty');
-  if (value.length > maxChars) throw invalid(field, `must be at most ${maxChars} characters (got ${value.length})`);
+  if (value.length > maxChars)
+    throw invalid(field, `must be at most ${maxChars} characters (got ${value.length})`);
   return value;
 }
 
-export function optionalName(field: string, value: unknown, maxChars: number = LIMITS.nameChars): string | null {
+export function optionalName(
+  field: string,
+  value: unknown,
+  maxChars: number = LIMITS.nameChars,
+): string | null {
   return value === undefined || value === null ? null : checkName(field, value, maxChars);
 }
 
 export function checkDescription(value: unknown): string {
-  if (typeof value !== 'string') throw invalid('description', `is required and must be a string (got ${typeName(value)})`);
+  if (typeof value !== 'string')
+    throw invalid('description', `is required and must be a string (got ${typeName(value)})`);
   if (value.trim().length === 0) throw invalid('description', 'must not be empty');
   // Only measure bytes when the string could be over the limit (3 bytes per UTF-16 unit at most).
   if (value.length * 3 > LIMITS.descriptionBytes) {
@@ -163,12 +173,20 @@ export function checkBatchUuid(value: unknown): string | null {
 
 export function checkCreatedAt(value: unknown): Date {
   const date =
-    value instanceof Date ? new Date(value.getTime()) : typeof value === 'string' || typeof value === 'number' ? new Date(value) : null;
+    value instanceof Date
+      ? new Date(value.getTime())
+      : typeof value === 'string' || typeof value === 'number'
+        ? new Date(value)
+        : null;
   if (date === null || Number.isNaN(date.getTime())) {
-    throw invalid('createdAt', `must be a Date, an ISO-8601 string or epoch milliseconds (got ${JSON.stringify(value)})`);
+    throw invalid(
+      'createdAt',
+      `must be a Date, an ISO-8601 string or epoch milliseconds (got ${JSON.stringify(value)})`,
+    );
   }
   const year = date.getUTCFullYear();
-  if (year < 1970 || year > 9999) throw invalid('createdAt', `must be between 1970 and 9999 (got ${date.toISOString()})`);
+  if (year < 1970 || year > 9999)
+    throw invalid('createdAt', `must be between 1970 and 9999 (got ${date.toISOString()})`);
   return date;
 }
 

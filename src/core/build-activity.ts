@@ -17,8 +17,8 @@ import {
   optionalName,
   resolveModel,
 } from './activity.js';
-import { ActivityLogError } from './errors.js';
 import type { ActivityContext } from './context.js';
+import { ActivityLogError } from './errors.js';
 import { newActivityId } from './ids.js';
 import { serializeProperties, snapshotProperties } from './redact.js';
 
@@ -34,7 +34,11 @@ const PLACEHOLDER = /:(subject|causer|properties)\.([A-Za-z0-9_]+(?:\.[A-Za-z0-9
  * Turns what the caller passed (plus the ambient context) into a validated, frozen Activity.
  * Everything is fixed here, at `log()` time: id, timestamp, context and a snapshot of the properties.
  */
-export function buildActivity(input: LogInput, context: ActivityContext | undefined, options: BuildOptions): Activity {
+export function buildActivity(
+  input: LogInput,
+  context: ActivityContext | undefined,
+  options: BuildOptions,
+): Activity {
   if (typeof input !== 'object' || input === null) throw invalid('activity', 'must be an object');
   const description = checkDescription(input.description);
   const logName = input.logName === undefined ? DEFAULT_LOG_NAME : checkName('logName', input.logName);
@@ -63,8 +67,9 @@ export function buildActivity(input: LogInput, context: ActivityContext | undefi
   const activity: Activity = {
     id,
     logName,
-    description:
-      description.includes(':') ? fillPlaceholders(description, subjectModel, causerModel, properties) : description,
+    description: description.includes(':')
+      ? fillPlaceholders(description, subjectModel, causerModel, properties)
+      : description,
     subjectType: subject === null ? null : subject.type,
     subjectId: subject === null ? null : String(subject.id),
     event,
@@ -95,7 +100,10 @@ export function buildActivities(
     } catch (error) {
       if (error instanceof ActivityLogError && error.code === 'VALIDATION_FAILED') {
         const field = `[${index}].${error.field ?? 'activity'}`;
-        throw new ActivityLogError('VALIDATION_FAILED', `${field}: ${error.message}`, { field, cause: error });
+        throw new ActivityLogError('VALIDATION_FAILED', `${field}: ${error.message}`, {
+          field,
+          cause: error,
+        });
       }
       throw error;
     }

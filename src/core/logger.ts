@@ -150,7 +150,8 @@ class Logger implements ActivityLog {
   }
 
   #deliver(activity: Activity): Promise<void> | undefined {
-    if (this.#closing !== null) throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
+    if (this.#closing !== null)
+      throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
     return this.delivery.deliver(activity);
   }
 }

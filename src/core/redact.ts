@@ -35,7 +35,10 @@ function copyValue(value: unknown, isSecret: (key: string) => boolean, depth: nu
     case 'object': {
       if (value === null) return null;
       if (depth >= LIMITS.propertiesDepth) {
-        throw invalid('properties', `must not nest deeper than ${LIMITS.propertiesDepth} levels (is it circular?)`);
+        throw invalid(
+          'properties',
+          `must not nest deeper than ${LIMITS.propertiesDepth} levels (is it circular?)`,
+        );
       }
       const withJson = value as { toJSON?: unknown };
       if (typeof withJson.toJSON === 'function') {
@@ -79,7 +82,10 @@ export function serializeProperties(snapshot: Readonly<Record<string, unknown>>)
   if (json.length * 3 > LIMITS.propertiesBytes) {
     const bytes = Buffer.byteLength(json, 'utf8');
     if (bytes > LIMITS.propertiesBytes) {
-      throw invalid('properties', `must serialize to at most ${LIMITS.propertiesBytes} bytes of JSON (got ${bytes})`);
+      throw invalid(
+        'properties',
+        `must serialize to at most ${LIMITS.propertiesBytes} bytes of JSON (got ${bytes})`,
+      );
     }
   }
   return json;

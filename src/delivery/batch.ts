@@ -75,12 +75,17 @@ export class BatchDelivery implements Delivery {
     this.#buffer.push(activity);
     if (this.events.listenerCount('accepted') > 0) this.events.emit('accepted', activity);
     if (this.#buffer.length >= this.#batchSize) this.#pump();
-    else if (this.#timer === null && !this.#due) this.#timer = setTimeout(this.#onInterval, this.#flushIntervalMs);
+    else if (this.#timer === null && !this.#due)
+      this.#timer = setTimeout(this.#onInterval, this.#flushIntervalMs);
     return undefined;
   }
 
   pending(): number {
-    return this.#buffer.length + this.#writingCount + this.#retries.reduce((sum, b) => sum + b.activities.length, 0);
+    return (
+      this.#buffer.length +
+      this.#writingCount +
+      this.#retries.reduce((sum, b) => sum + b.activities.length, 0)
+    );
   }
 
   /** Writes everything accepted so far. Rejects if a write fails (the activities stay queued for retry). */
@@ -107,7 +112,9 @@ export class BatchDelivery implements Delivery {
         await this.flush();
       } catch (error) {
         lastError = error;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(this.#retryDelayMs(), deadline - Date.now())));
+        await new Promise((resolve) =>
+          setTimeout(resolve, Math.min(this.#retryDelayMs(), deadline - Date.now())),
+        );
         this.#clearBackoff();
       }
     }
@@ -148,7 +155,8 @@ export class BatchDelivery implements Delivery {
   #takeBatch(): PendingBatch | null {
     const retry = this.#retries.shift();
     if (retry !== undefined) return retry;
-    if (this.#buffer.length >= this.#batchSize) return { activities: this.#buffer.splice(0, this.#batchSize), attempt: 0 };
+    if (this.#buffer.length >= this.#batchSize)
+      return { activities: this.#buffer.splice(0, this.#batchSize), attempt: 0 };
     if (this.#due && this.#buffer.length > 0) {
       const activities = this.#buffer;
       this.#buffer = [];

@@ -13,7 +13,10 @@ export function createDelivery(config: Config, store: ActivityStore): Delivery {
     case 'sync':
       return new SyncDelivery(sink);
     case 'batch':
-      return new BatchDelivery(sink, { batchSize: config.batchSize, flushIntervalMs: config.flushIntervalMs });
+      return new BatchDelivery(sink, {
+        batchSize: config.batchSize,
+        flushIntervalMs: config.flushIntervalMs,
+      });
     case 'queue':
       throw new ActivityLogError(
         'CONFIG_INVALID',

@@ -17,7 +17,8 @@ export class SyncDelivery implements Delivery {
   }
 
   deliver(activity: Activity): Promise<void> {
-    if (this.#closed) return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));
+    if (this.#closed)
+      return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));
     this.events.emit('accepted', activity);
     return this.#write([activity]);
   }

@@ -126,7 +126,12 @@ describe('BatchDelivery', () => {
 
     const broken = new MemorySink();
     broken.failNext = Number.POSITIVE_INFINITY;
-    const failing = new BatchDelivery(broken, { batchSize: 10, flushIntervalMs: 5, retryInitialDelayMs: 5, closeTimeoutMs: 100 });
+    const failing = new BatchDelivery(broken, {
+      batchSize: 10,
+      flushIntervalMs: 5,
+      retryInitialDelayMs: 5,
+      closeTimeoutMs: 100,
+    });
     failing.deliver(activity(1));
     failing.deliver(activity(2));
     await expect(failing.close()).rejects.toThrow(/2 activities could not be written/);

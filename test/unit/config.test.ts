@@ -59,7 +59,13 @@ describe('loadConfig', () => {
 
   it('reads DB_* with dialect defaults, and DATABASE_URL wins over them', () => {
     const mysql = loadConfig({ env: { DB_CONNECTION: 'mariadb', DB_HOST: 'db', DB_PASSWORD: 'null' } });
-    expect(mysql.database).toMatchObject({ connection: 'mariadb', host: 'db', port: 3306, user: 'root', password: null });
+    expect(mysql.database).toMatchObject({
+      connection: 'mariadb',
+      host: 'db',
+      port: 3306,
+      user: 'root',
+      password: null,
+    });
     const url = loadConfig({
       env: { DB_CONNECTION: 'mysql', DATABASE_URL: 'postgres://app:s%40cret@pg.local:6543/audit' },
     });
@@ -72,11 +78,16 @@ describe('loadConfig', () => {
       database: 'audit',
     });
     expect(loadConfig({ env: { DATABASE_URL: 'sqlite::memory:' } }).database.filename).toBe(':memory:');
-    expect(loadConfig({ env: { DATABASE_URL: 'sqlite:./data/log.db' } }).database.filename).toBe('./data/log.db');
+    expect(loadConfig({ env: { DATABASE_URL: 'sqlite:./data/log.db' } }).database.filename).toBe(
+      './data/log.db',
+    );
   });
 
   it('lets options override the environment', () => {
-    const config = loadConfig({ env: { ACTIVITY_LOG_METHOD: 'batch' }, overrides: { method: 'sync', database: { poolMax: 3 } } });
+    const config = loadConfig({
+      env: { ACTIVITY_LOG_METHOD: 'batch' },
+      overrides: { method: 'sync', database: { poolMax: 3 } },
+    });
     expect(config.method).toBe('sync');
     expect(config.database.poolMax).toBe(3);
     expect(config.database.connection).toBe('sqlite');
@@ -84,8 +95,14 @@ describe('loadConfig', () => {
 
   it.each([
     [{ DB_POOL_MAX: 'abc' }, 'DB_POOL_MAX="abc" is not allowed: expected a whole number from 1 to 1000'],
-    [{ ACTIVITY_LOG_METHOD: 'fast' }, 'ACTIVITY_LOG_METHOD="fast" is not allowed: expected one of sync, batch, queue'],
-    [{ DB_CONNECTION: 'oracle' }, 'DB_CONNECTION="oracle" is not allowed: expected one of sqlite, mysql, mariadb, pgsql'],
+    [
+      { ACTIVITY_LOG_METHOD: 'fast' },
+      'ACTIVITY_LOG_METHOD="fast" is not allowed: expected one of sync, batch, queue',
+    ],
+    [
+      { DB_CONNECTION: 'oracle' },
+      'DB_CONNECTION="oracle" is not allowed: expected one of sqlite, mysql, mariadb, pgsql',
+    ],
     [{ ACTIVITY_LOG_BATCH_SIZE: '0' }, 'ACTIVITY_LOG_BATCH_SIZE="0" is not allowed'],
     [{ PORT: '70000' }, 'PORT="70000" is not allowed'],
     [{ ACTIVITY_LOG_TABLE: 'drop table;' }, 'ACTIVITY_LOG_TABLE="drop table;" is not allowed'],
@@ -98,7 +115,9 @@ describe('loadConfig', () => {
   });
 
   it('names the option path when an override is bad', () => {
-    expect(configError({}, { database: { poolMax: 0 } })).toContain('options.database.poolMax=0 is not allowed');
+    expect(configError({}, { database: { poolMax: 0 } })).toContain(
+      'options.database.poolMax=0 is not allowed',
+    );
   });
 
   it('reads .env from the working directory; real variables win', () => {

@@ -23,7 +23,9 @@ class User {
   ) {}
 }
 
-async function rejection(promise: Promise<unknown>): Promise<{ code: string; field: string | undefined; message: string }> {
+async function rejection(
+  promise: Promise<unknown>,
+): Promise<{ code: string; field: string | undefined; message: string }> {
   try {
     await promise;
   } catch (error) {
@@ -79,7 +81,11 @@ describe('log()', () => {
 
   it('resolves model objects through the default resolver and a custom one', async () => {
     const { log } = syncLog();
-    const activity = await log.log({ description: 'x', subject: new Order(5, 1), causer: new User('9', 'Ann') });
+    const activity = await log.log({
+      description: 'x',
+      subject: new Order(5, 1),
+      causer: new User('9', 'Ann'),
+    });
     expect([activity.subjectType, activity.subjectId, activity.causerType, activity.causerId]).toEqual([
       'Order',
       '5',
@@ -90,7 +96,10 @@ describe('log()', () => {
       env: {},
       store: new MemoryStore(),
       config: { method: 'sync' },
-      resolveModel: (model) => ({ type: `app.${model.constructor.name.toLowerCase()}`, id: (model as Order).id }),
+      resolveModel: (model) => ({
+        type: `app.${model.constructor.name.toLowerCase()}`,
+        id: (model as Order).id,
+      }),
     });
     expect((await custom.log({ description: 'x', subject: new Order(6, 1) })).subjectType).toBe('app.order');
   });
@@ -104,7 +113,8 @@ describe('log()', () => {
   it('fills :subject, :causer and :properties placeholders at log() time', async () => {
     const { log } = syncLog();
     const activity = await log.log({
-      description: 'Order :subject.id (:subject.total) by :causer.name for :properties.customer.name :properties.missing',
+      description:
+        'Order :subject.id (:subject.total) by :causer.name for :properties.customer.name :properties.missing',
       subject: new Order(42, 99.5),
       causer: new User('1', 'Ann'),
       properties: { customer: { name: 'Bo' } },
@@ -124,7 +134,10 @@ describe('log()', () => {
     const { log } = syncLog();
     const activity = await log.log({
       description: 'x',
-      properties: { user: { name: 'a', Password: 'p', api_token: 't' }, headers: { Authorization: 'Bearer z' } },
+      properties: {
+        user: { name: 'a', Password: 'p', api_token: 't' },
+        headers: { Authorization: 'Bearer z' },
+      },
     });
     expect(activity.properties).toEqual({
       user: { name: 'a', Password: REDACTED, api_token: REDACTED },
@@ -162,7 +175,9 @@ describe('log()', () => {
     const { log } = syncLog();
     const circular: Record<string, unknown> = {};
     circular.self = circular;
-    expect(await rejection(log.log({ description: 'x', properties: circular }))).toMatchObject({ field: 'properties' });
+    expect(await rejection(log.log({ description: 'x', properties: circular }))).toMatchObject({
+      field: 'properties',
+    });
   });
 
   it('keeps a caller-chosen UUID so a retried call stores once', async () => {
@@ -175,7 +190,9 @@ describe('log()', () => {
 
   it('logMany validates every input before accepting any', async () => {
     const { log, store } = syncLog();
-    const error = await rejection(log.logMany([{ description: 'ok' }, { description: 'x', ipAddress: 'bad' }]));
+    const error = await rejection(
+      log.logMany([{ description: 'ok' }, { description: 'x', ipAddress: 'bad' }]),
+    );
     expect(error.field).toBe('[1].ipAddress');
     expect(store.rows.size).toBe(0);
     const stored = await log.logMany([{ description: 'a' }, { description: 'b' }]);
