@@ -11,6 +11,8 @@ export const ERROR_CODES = {
   STORE_POOL_EXHAUSTED: 'No database connection became free in time.',
   STORE_LOCK_TIMEOUT: 'The database gave up waiting for a lock or chose this statement as a deadlock victim.',
   STORE_DATA_TOO_LONG: 'A value did not fit its column.',
+  STORE_DATA_INVALID:
+    'The database rejected a value it cannot store (e.g. a NUL character in PostgreSQL text); retrying will not help.',
   STORE_SCHEMA_MISSING: 'The activity table does not exist: run `activity-log migrate`.',
   STORE_FAILED: 'The database reported an error.',
   STORE_CLOSED: 'The store was used after close().',
@@ -19,7 +21,20 @@ export const ERROR_CODES = {
   AUTH_REQUIRED: 'The request carries no or a wrong token.',
   NOT_FOUND: 'No such route or record.',
   BODY_TOO_LARGE: 'The request body is larger than allowed.',
+  UNSUPPORTED_MEDIA_TYPE: 'The request body is not JSON: send it with `Content-Type: application/json`.',
+  INTERNAL_ERROR: 'An unexpected error in the server; its log has the details.',
   CLI_USAGE: 'A command-line flag or argument has a value that is not allowed.',
+  QUEUE_UNAVAILABLE: 'Redis (the queue backend) is not reachable or did not answer in time.',
+  QUEUE_JOB_INVALID: 'A queue job does not carry activities in the format this library writes.',
+  QUEUE_JOB_TIMEOUT: "Storing a queue job took longer than the worker's --timeout.",
+  BREAKER_OPEN:
+    'The circuit breaker is open after repeated write failures: writes are refused until a probe succeeds, and activities go to the spool meanwhile.',
+  WRITE_TIMEOUT:
+    'A write took longer than its timeout (DB_QUERY_TIMEOUT_MS for the store); the circuit breaker counts it as a failure.',
+  SPOOL_FAILED:
+    'The local spool could not be written or read (ACTIVITY_LOG_SPOOL_DIR missing, not writable, or the disk is full).',
+  SPOOL_FULL:
+    'The spool holds ACTIVITY_LOG_SPOOL_MAX_MB already; activities past that are dropped and counted.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

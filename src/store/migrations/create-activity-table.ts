@@ -1,0 +1,51 @@
+import { type RawBuilder, sql } from 'kysely';
+import {
+  ACTIVITY_COLUMNS,
+  ACTIVITY_INDEXES,
+  type IndexDefinition,
+  physicalIndexName,
+} from '../activity-table.js';
+import type { DialectSchema } from '../store-dialect.js';
+import type { MigrationContext } from './migrate-schema.js';
+
+/** Version 1: the activity table with the DESIGN.md columns and indexes. */
+export async function createActivityTable({ db, table, dialect }: MigrationContext): Promise<void> {
+  const { schema } = dialect;
+  const definitions: RawBuilder<unknown>[] = ACTIVITY_COLUMNS.map(
+    (column) =>
+      sql`${sql.id(column.name)} ${sql.raw(schema.columnTypes[column.kind])} ${sql.raw(
+        column.nullable ? 'NULL' : 'NOT NULL',
+      )}${column.defaultValue === undefined ? sql`` : sql` DEFAULT ${sql.lit(column.defaultValue)}`}`,
+  );
+  definitions.push(sql`PRIMARY KEY (${sql.id('id')})`);
+  if (schema.indexesInCreateTable) {
+    for (const index of ACTIVITY_INDEXES) {
+      definitions.push(sql`INDEX ${indexIdentifier(table, index, schema)} (${indexColumns(index, schema)})`);
+    }
+  }
+  await sql`CREATE TABLE IF NOT EXISTS ${sql.table(table)} (${sql.join(definitions)})${sql.raw(
+    schema.tableOptions,
+  )}`.execute(db);
+  if (schema.indexesInCreateTable) return;
+  for (const index of ACTIVITY_INDEXES) {
+    const method = schema.indexMethods[index.name];
+    await sql`CREATE INDEX IF NOT EXISTS ${indexIdentifier(table, index, schema)} ON ${sql.table(table)}${
+      method === undefined ? sql`` : sql` USING ${sql.raw(method)}`
+    } (${indexColumns(index, schema)})`.execute(db);
+  }
+}
+
+function indexIdentifier(table: string, index: IndexDefinition, schema: DialectSchema) {
+  return sql.id(physicalIndexName(table, index.name, schema.indexNamesArePerTable));
+}
+
+function indexColumns(index: IndexDefinition, schema: DialectSchema) {
+  return sql.join(
+    index.columns.map((column) => {
+      const prefixLength = schema.indexPrefixLengths[column];
+      return prefixLength === undefined
+        ? sql.id(column)
+        : sql`${sql.id(column)}(${sql.raw(String(prefixLength))})`;
+    }),
+  );
+}

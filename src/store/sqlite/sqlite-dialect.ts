@@ -1,0 +1,80 @@
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import { SqliteDialect, sql } from 'kysely';
+import type { DatabaseConfig } from '../../config/config.js';
+import { ACTIVITY_COLUMNS } from '../activity-table.js';
+import { fromSqlTimestamp, toSqlTimestamp } from '../sql-timestamp.js';
+import type { StoreDialect } from '../store-dialect.js';
+import { mapSqliteError } from './sqlite-errors.js';
+
+/** SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32 (better-sqlite3 12 bundles a newer one). */
+const MAX_VARIABLES = 32_766;
+
+/**
+ * SQLite through better-sqlite3: one connection in WAL mode (readers do not block the writer), and
+ * `created_at` as fixed-width UTC text so text order is time order. Index names are global to the
+ * database file, so a table other than `activity_log` gets table-prefixed index names.
+ *
+ * better-sqlite3 is synchronous: a statement waiting for another process's write lock blocks the
+ * event loop for up to `queryTimeoutMs` (the busy timeout) before it fails with STORE_LOCK_TIMEOUT,
+ * and a running statement cannot be interrupted.
+ */
+export function createSqliteDialect(config: DatabaseConfig): StoreDialect {
+  const server = `SQLite database ${config.filename}`;
+  return {
+    capabilities: Object.freeze({
+      dialect: 'sqlite',
+      maxRowsPerInsert: Math.floor(MAX_VARIABLES / ACTIVITY_COLUMNS.length),
+    }),
+    // A factory, so that failing to open the file surfaces (mapped) on first use, not at construction.
+    createKyselyDialect: () => new SqliteDialect({ database: async () => openDatabase(config) }),
+    maxInsertChars: Number.POSITIVE_INFINITY,
+    placeholder: () => '?',
+    quoteIdentifier: (name) => `"${name.replaceAll('"', '""')}"`,
+    skipDuplicateIdClause: 'ON CONFLICT ("id") DO NOTHING',
+    encodeTimestamp: toSqlTimestamp,
+    decodeTimestamp: fromSqlTimestamp,
+    schema: Object.freeze({
+      columnTypes: Object.freeze({
+        uuid: 'TEXT',
+        name: 'TEXT',
+        text: 'TEXT',
+        json: 'TEXT',
+        ipAddress: 'TEXT',
+        url: 'TEXT',
+        method: 'TEXT',
+        userAgent: 'TEXT',
+        timestamp: 'TEXT',
+      }),
+      tableOptions: '',
+      indexNamesArePerTable: false,
+      indexesInCreateTable: false,
+      indexPrefixLengths: Object.freeze({}),
+      indexMethods: Object.freeze({}),
+    }),
+    withMigrationLock: (db, _lockName, migrate) =>
+      db.connection().execute(async (connection) => {
+        // IMMEDIATE takes the write lock up front, so a second process waits (busy timeout) here
+        // instead of failing half-way; DDL is transactional, so a failure leaves nothing behind.
+        await sql`BEGIN IMMEDIATE`.execute(connection);
+        try {
+          const result = await migrate(connection);
+          await sql`COMMIT`.execute(connection);
+          return result;
+        } catch (error) {
+          await sql`ROLLBACK`.execute(connection).catch(() => undefined);
+          throw error;
+        }
+      }),
+    mapError: (error) => mapSqliteError(error, server),
+  };
+}
+
+function openDatabase(config: DatabaseConfig): Database.Database {
+  const inMemory = config.filename === ':memory:';
+  if (!inMemory) mkdirSync(dirname(resolve(config.filename)), { recursive: true });
+  const database = new Database(config.filename, { timeout: config.queryTimeoutMs });
+  if (!inMemory) database.pragma('journal_mode = WAL');
+  return database;
+}

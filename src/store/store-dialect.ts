@@ -1,0 +1,57 @@
+import type { Dialect, Kysely } from 'kysely';
+import type { ActivityLogError } from '../core/errors.js';
+import type { StoreCapabilities } from './activity-store.js';
+import type { ActivityColumn, ActivityDatabase, ColumnKind } from './activity-table.js';
+
+/** How one dialect lays out the activity table. */
+export interface DialectSchema {
+  readonly columnTypes: Readonly<Record<ColumnKind, string>>;
+  /** Appended after the closing parenthesis of CREATE TABLE (engine, character set). */
+  readonly tableOptions: string;
+  /** Index names are scoped to their table (MySQL) rather than to the whole schema (PostgreSQL, SQLite). */
+  readonly indexNamesArePerTable: boolean;
+  /**
+   * Indexes are declared inside CREATE TABLE. Where DDL is not transactional (MySQL) this keeps a
+   * crash half-way through a migration from leaving a table without its indexes.
+   */
+  readonly indexesInCreateTable: boolean;
+  /** Key-prefix lengths for columns too long to index whole. */
+  readonly indexPrefixLengths: Readonly<Partial<Record<ActivityColumn, number>>>;
+  /** Index access methods other than the default b-tree, by DESIGN.md index name. */
+  readonly indexMethods: Readonly<Partial<Record<string, string>>>;
+}
+
+/**
+ * Everything that differs between SQL dialects, in one object per dialect, so that
+ * {@link KyselyStore} holds the shared SQL and never asks which dialect it runs on.
+ */
+export interface StoreDialect {
+  readonly capabilities: StoreCapabilities;
+  /** Builds the Kysely dialect, and with it the connection pool. Called once per store. */
+  createKyselyDialect(): Dialect;
+  /**
+   * Estimated characters one INSERT may carry before it is split, for drivers that send values
+   * inside the statement text (MySQL's max_allowed_packet); `Infinity` where only the number of
+   * parameters is limited.
+   */
+  readonly maxInsertChars: number;
+  /** Placeholder for the parameter at the 0-based `index`. */
+  placeholder(index: number): string;
+  quoteIdentifier(name: string): string;
+  /** Appended to a multi-row INSERT so that a row whose id exists is skipped, not an error. */
+  readonly skipDuplicateIdClause: string;
+  encodeTimestamp(date: Date): string;
+  decodeTimestamp(value: unknown): Date;
+  readonly schema: DialectSchema;
+  /**
+   * Runs `migrate` on one connection while holding a lock named `lockName`, so two processes
+   * migrating at once apply each step once. Inside a transaction where DDL is transactional.
+   */
+  withMigrationLock<T>(
+    db: Kysely<ActivityDatabase>,
+    lockName: string,
+    migrate: (connection: Kysely<ActivityDatabase>) => Promise<T>,
+  ): Promise<T>;
+  /** Driver error → coded error; an {@link ActivityLogError} passes through unchanged. */
+  mapError(error: unknown): ActivityLogError;
+}
