@@ -1,0 +1,244 @@
+import { randomBytes } from 'node:crypto';
+import type { Command } from 'commander';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../../config/config.js';
+import { ActivityLogError } from '../../core/errors.js';
+import { type ActivityLog, createActivityLog } from '../../core/logger.js';
+import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
+import { createServer } from '../../http/server.js';
+import { describeDatabase } from '../describe-database.js';
+import { optionalWholeNumber } from '../optional-whole-number.js';
+import { migrationLine } from './migrate.js';
+
+interface ServeFlags {
+  readonly host?: string;
+  readonly port?: string;
+  readonly worker?: boolean;
+}
+
+type TokenVariable = 'ACTIVITY_LOG_INGEST_TOKEN' | 'ACTIVITY_LOG_ADMIN_TOKEN';
+
+/** `activity-log serve`: migrates, then serves health, ingest and the query API until SIGINT/SIGTERM. */
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('HTTP server: health, ingest and the backoffice API (migrates the table first)')
+    .option('--host <host>', 'address to bind (default: HOST, 127.0.0.1)')
+    .option('--port <port>', 'port to listen on, 0 for any free one (default: PORT, 3000)')
+    .option('--worker', 'also run a queue worker in this process (with ACTIVITY_LOG_METHOD=queue)')
+    .action(async (flags: ServeFlags, command: Command) => {
+      await serve(flags, command.optsWithGlobals().verbose === true);
+    });
+}
+
+async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
+  const port = optionalWholeNumber('--port', flags.port, 0, 65_535);
+  const host = hostFlag(flags.host);
+  const activityLog = createActivityLog({
+    config: { ...(host === undefined ? {} : { host }), ...(port === undefined ? {} : { port }) },
+  });
+  const { config, generated } = withRunTokens(activityLog.config);
+  const stop = watchForStop();
+
+  let worker: ActivityWorker | null = null;
+  let app: FastifyInstance | null = null;
+  try {
+    try {
+      const migration = await activityLog.store.migrate();
+      process.stdout.write(
+        `${migrationLine(config.database.table, describeDatabase(config.database), migration)}\n`,
+      );
+      worker = await startWorkerIfAsked(flags.worker === true, activityLog);
+      if (worker !== null) stop.watchWorker(worker);
+      app = createServer({ activityLog, config, logger: { level: verbose ? 'info' : 'warn' } });
+      const url = await app.listen({ host: config.host, port: config.port }).catch((error: unknown) => {
+        throw listenError(error, config);
+      });
+      process.stdout.write(startBanner(url, config, generated));
+    } catch (error) {
+      // The start-up error is the one to report; a failing clean-up after it would only hide it.
+      await shutDown(app, worker, activityLog).catch(() => undefined);
+      throw error;
+    }
+    const reason = await stop.reason;
+    process.stderr.write(`activity-log: ${reason}: shutting down\n`);
+    await shutDown(app, worker, activityLog);
+    process.stdout.write('stopped\n');
+  } finally {
+    stop.dispose();
+  }
+}
+
+/** `EADDRINUSE` alone does not say what to change. */
+function listenError(error: unknown, config: Config): unknown {
+  const code = (error as { code?: unknown }).code;
+  const where = `${config.host}:${config.port}`;
+  if (code === 'EADDRINUSE') {
+    return new Error(
+      `${where} is already in use: stop the other server, or choose another port with --port or PORT`,
+      {
+        cause: error,
+      },
+    );
+  }
+  if (code === 'EACCES') {
+    return new Error(`not allowed to listen on ${where}: use a port above 1023, with --port or PORT`, {
+      cause: error,
+    });
+  }
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') {
+    return new Error(
+      `cannot listen on ${where}: ${config.host} is not an address of this machine (--host or HOST)`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return error;
+}
+
+function hostFlag(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (value.trim() === '') {
+    throw new ActivityLogError(
+      'CLI_USAGE',
+      '--host must be an address or host name, e.g. 127.0.0.1 or 0.0.0.0',
+      {
+        field: '--host',
+      },
+    );
+  }
+  return value;
+}
+
+/**
+ * Routes whose token is unset refuse every request, so a fresh `npm start` would serve nothing
+ * useful. Instead this run gets random tokens, printed once; nothing is ever open without one.
+ */
+function withRunTokens(config: Config): { config: Config; generated: readonly TokenVariable[] } {
+  const generated: TokenVariable[] = [];
+  const token = (value: string | null, variable: TokenVariable): string => {
+    if (value !== null) return value;
+    generated.push(variable);
+    return randomBytes(32).toString('base64url');
+  };
+  const ingestToken = token(config.ingestToken, 'ACTIVITY_LOG_INGEST_TOKEN');
+  const adminToken = token(config.adminToken, 'ACTIVITY_LOG_ADMIN_TOKEN');
+  return { config: Object.freeze({ ...config, ingestToken, adminToken }), generated };
+}
+
+/**
+ * `--worker` only means something when activities travel through the queue. With `sync` or
+ * `batch` this process already writes them itself, so the flag is accepted with a notice rather
+ * than refused: a deployment that always passes it keeps working when the method changes.
+ */
+async function startWorkerIfAsked(asked: boolean, activityLog: ActivityLog): Promise<ActivityWorker | null> {
+  if (!asked) return null;
+  const { config } = activityLog;
+  if (config.method !== 'queue') {
+    process.stderr.write(
+      `activity-log: --worker has no effect: ACTIVITY_LOG_METHOD=${config.method} writes activities from this process; set ACTIVITY_LOG_METHOD=queue and QUEUE_CONNECTION=redis to run a queue worker here\n`,
+    );
+    return null;
+  }
+  const worker = new ActivityWorker({ config, store: activityLog.store });
+  worker.events.on('warning', (warning) =>
+    process.stderr.write(`activity-log: warning: ${warning.message}\n`),
+  );
+  worker.events.on('jobFailed', (event) => {
+    const outcome = event.willRetry ? 'will retry' : 'moved to the failed jobs';
+    process.stderr.write(
+      `activity-log: job ${event.jobId} attempt ${event.attempt} failed (${outcome}): ${event.error.code}: ${event.error.message}\n`,
+    );
+  });
+  await worker.start();
+  process.stdout.write(`queue worker started on ${worker.queueName}\n`);
+  return worker;
+}
+
+interface StopRequest {
+  /** Resolves with what asked the server to stop. */
+  readonly reason: Promise<string>;
+  /** The in-process worker stopping (e.g. after `activity-log restart`) stops the whole process. */
+  watchWorker(worker: ActivityWorker): void;
+  dispose(): void;
+}
+
+/**
+ * Listens for SIGINT/SIGTERM from the start, so a signal during start-up still ends in a clean
+ * shutdown rather than Node's default kill. A second signal while shutting down exits at once.
+ */
+function watchForStop(): StopRequest {
+  let resolveReason: (reason: string) => void = () => undefined;
+  const reason = new Promise<string>((resolve) => {
+    resolveReason = resolve;
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      resolveReason(signal);
+      return;
+    }
+    process.stderr.write(`activity-log: ${signal} again: exiting now\n`);
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    reason,
+    watchWorker(worker) {
+      worker.done.then(
+        (summary: WorkerSummary) => resolveReason(`queue worker stopped (${summary.reason})`),
+        (error: unknown) =>
+          resolveReason(`queue worker failed: ${error instanceof Error ? error.message : String(error)}`),
+      );
+    },
+    dispose() {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    },
+  };
+}
+
+/** Stops taking requests and jobs first, then flushes what was accepted and releases connections. */
+async function shutDown(
+  app: FastifyInstance | null,
+  worker: ActivityWorker | null,
+  activityLog: ActivityLog,
+): Promise<void> {
+  try {
+    await app?.close();
+    if (worker !== null) {
+      worker.stop('signal');
+      await worker.done.catch(() => undefined);
+    }
+  } finally {
+    await activityLog.close();
+  }
+}
+
+function startBanner(url: string, config: Config, generated: readonly TokenVariable[]): string {
+  const lines = [
+    `activity-log listening on ${url} (${describeDatabase(config.database)}, method ${config.method})`,
+    `  GET  ${url}/health`,
+    `  POST ${url}/api/activities               Authorization: Bearer $ACTIVITY_LOG_INGEST_TOKEN`,
+    `  GET  ${url}/api/backoffice/activity-logs  Authorization: Bearer $ACTIVITY_LOG_ADMIN_TOKEN`,
+  ];
+  if (generated.length > 0) {
+    lines.push(
+      '',
+      `${generated.join(' and ')} ${generated.length === 1 ? 'is' : 'are'} not set; generated for this run only:`,
+    );
+    for (const variable of generated) {
+      const value = variable === 'ACTIVITY_LOG_ADMIN_TOKEN' ? config.adminToken : config.ingestToken;
+      lines.push(`  ${variable}=${value}`);
+    }
+    lines.push(
+      'To keep tokens across restarts, set them in the environment or in .env, e.g.:',
+      `  echo "${generated[0]}=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('base64url'))")" >> .env`,
+    );
+  }
+  lines.push('Press Ctrl+C to stop.');
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,141 @@
+import { ActivityLogError, type ErrorCode } from '../core/errors.js';
+
+/** The one error shape every route answers with. */
+export interface ErrorBody {
+  readonly success: false;
+  readonly error: {
+    readonly code: ErrorCode;
+    readonly message: string;
+    readonly details?: unknown;
+  };
+}
+
+export interface ErrorReply {
+  readonly statusCode: number;
+  readonly body: ErrorBody;
+  /** False for errors the client caused; true when the server log should carry the stack. */
+  readonly unexpected: boolean;
+}
+
+/**
+ * Every code has a status, so a new code cannot silently become a 500: the compiler asks for it
+ * here. 400: the request is wrong and retrying it cannot help. 503: try again later.
+ * 500: a fault in the server, whose message stays in the server log.
+ */
+const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
+  CONFIG_INVALID: 500,
+  VALIDATION_FAILED: 400,
+  STORE_CONNECTION_REFUSED: 503,
+  STORE_TIMEOUT: 503,
+  STORE_POOL_EXHAUSTED: 503,
+  STORE_LOCK_TIMEOUT: 503,
+  // The value passed the documented limits and still did not fit: retrying cannot help.
+  STORE_DATA_TOO_LONG: 400,
+  STORE_DATA_INVALID: 400,
+  STORE_SCHEMA_MISSING: 503,
+  STORE_FAILED: 503,
+  STORE_CLOSED: 503,
+  DELIVERY_CLOSED: 503,
+  AUTH_TOKEN_NOT_CONFIGURED: 503,
+  AUTH_REQUIRED: 401,
+  NOT_FOUND: 404,
+  BODY_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INTERNAL_ERROR: 500,
+  CLI_USAGE: 400,
+  QUEUE_UNAVAILABLE: 503,
+  QUEUE_JOB_INVALID: 500,
+  QUEUE_JOB_TIMEOUT: 503,
+  BREAKER_OPEN: 503,
+  WRITE_TIMEOUT: 503,
+  SPOOL_FAILED: 503,
+  SPOOL_FULL: 503,
+};
+
+interface FrameworkError {
+  readonly code?: unknown;
+  readonly statusCode?: unknown;
+  readonly message: string;
+}
+
+/**
+ * Maps anything a route or Fastify threw to a status and the `{ success: false, error }` body.
+ * Validation errors arrive with HTTP field names already (see `withSnakeField`).
+ *
+ * @example
+ * const { statusCode, body } = errorReply(error);
+ * reply.code(statusCode).send(body);
+ */
+export function errorReply(error: unknown, bodyLimitBytes?: number): ErrorReply {
+  if (error instanceof ActivityLogError) return libraryErrorReply(error);
+  if (!(error instanceof Error)) return internal();
+  const { code, statusCode } = error as FrameworkError;
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return reply(413, 'BODY_TOO_LARGE', tooLargeMessage(bodyLimitBytes), {
+        limit_bytes: bodyLimitBytes,
+      });
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return reply(
+        415,
+        'UNSUPPORTED_MEDIA_TYPE',
+        'the body must be JSON: send it with "Content-Type: application/json"',
+      );
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return validation('body', 'body is empty: send one activity object or an array of them');
+  }
+  if (statusCode === 400 && (error instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY')) {
+    return validation('body', `body is not valid JSON: ${error.message}`);
+  }
+  if (typeof statusCode === 'number' && statusCode >= 400 && statusCode < 500) {
+    return reply(statusCode, statusCode === 404 ? 'NOT_FOUND' : 'VALIDATION_FAILED', error.message);
+  }
+  return internal();
+}
+
+function libraryErrorReply(error: ActivityLogError): ErrorReply {
+  const statusCode = STATUS_BY_CODE[error.code];
+  if (statusCode === 500) return internal();
+  if (error.code !== 'VALIDATION_FAILED') return reply(statusCode, error.code, error.message, error.details);
+  const extra = isPlainObject(error.details) ? error.details : {};
+  return validation(error.field ?? 'body', error.message, extra);
+}
+
+function tooLargeMessage(bodyLimitBytes: number | undefined): string {
+  const limit = bodyLimitBytes === undefined ? 'the limit' : `${bodyLimitBytes} bytes`;
+  return `the body is larger than ${limit}: send the activities in smaller arrays`;
+}
+
+function validation(
+  field: string,
+  message: string,
+  extra: Readonly<Record<string, unknown>> = {},
+): ErrorReply {
+  return reply(400, 'VALIDATION_FAILED', message, { ...extra, field });
+}
+
+function internal(): ErrorReply {
+  return {
+    statusCode: 500,
+    body: {
+      success: false,
+      error: { code: 'INTERNAL_ERROR', message: 'unexpected server error; the server log has the details' },
+    },
+    unexpected: true,
+  };
+}
+
+function reply(statusCode: number, code: ErrorCode, message: string, details?: unknown): ErrorReply {
+  return {
+    statusCode,
+    body: {
+      success: false,
+      error: details === undefined ? { code, message } : { code, message, details },
+    },
+    unexpected: statusCode >= 500 && code !== 'AUTH_TOKEN_NOT_CONFIGURED',
+  };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

@@ -1,0 +1,81 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { Config } from '../config/config.js';
+import type { ActivityLog } from '../core/logger.js';
+import { errorReply } from './error-reply.js';
+import { registerBackofficeActivitiesRoute } from './routes/backoffice-activities.js';
+import { registerHealthRoute } from './routes/health.js';
+import { registerIngestRoute } from './routes/ingest.js';
+
+/**
+ * Largest request body, 8 MiB. A full array of 1000 activities at the per-activity maximum
+ * (4 KiB description + 64 KiB properties) would be ~68 MiB, which no ingest client needs in one
+ * request and every server would have to hold in memory; 8 MiB is 1000 activities of ~8 KiB.
+ * Each single activity is still held to the library's limits.
+ */
+export const DEFAULT_BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+
+export interface ServerOptions {
+  readonly activityLog: ActivityLog;
+  /** Tokens come from here (default: `activityLog.config`), so `serve` can supply generated ones. */
+  readonly config?: Config;
+  /** Fastify's logger option (a pino logger or its options); default off. */
+  readonly logger?: FastifyServerOptions['logger'] | FastifyBaseLogger;
+  /** Default {@link DEFAULT_BODY_LIMIT_BYTES}. */
+  readonly bodyLimitBytes?: number;
+  /** Longest wait for the store on `GET /health` (default 2000 ms). */
+  readonly healthPingTimeoutMs?: number;
+}
+
+/**
+ * Builds the HTTP server (health, ingest, backoffice query API) without listening, so tests can
+ * `inject()` and `serve` decides where to bind. Every error answers
+ * `{ success: false, error: { code, message, details? } }`.
+ *
+ * @example
+ * const app = createServer({ activityLog });
+ * await app.listen({ host: activityLog.config.host, port: activityLog.config.port });
+ */
+export function createServer(options: ServerOptions): FastifyInstance {
+  const { activityLog } = options;
+  const config = options.config ?? activityLog.config;
+  const bodyLimitBytes = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const logger = options.logger ?? false;
+  const app: FastifyInstance = Fastify({
+    ...(isPinoLogger(logger) ? { loggerInstance: logger } : { logger }),
+    bodyLimit: bodyLimitBytes,
+    // While `serve` shuts down, new requests get a 503 so load balancers retry them elsewhere.
+    return503OnClosing: true,
+  });
+
+  // JSON only: Fastify's text/plain parser would hand routes a string they never expect.
+  app.removeContentTypeParser('text/plain');
+
+  app.setErrorHandler((error, request, reply) => {
+    const { statusCode, body, unexpected } = errorReply(error, bodyLimitBytes);
+    if (unexpected) request.log.error({ err: error }, 'request failed');
+    return reply.code(statusCode).send(body);
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({
+      success: false,
+      error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` },
+    }),
+  );
+
+  registerHealthRoute(app, {
+    activityLog,
+    ...(options.healthPingTimeoutMs === undefined ? {} : { pingTimeoutMs: options.healthPingTimeoutMs }),
+  });
+  registerIngestRoute(app, { activityLog, ingestToken: config.ingestToken, bodyLimitBytes });
+  registerBackofficeActivitiesRoute(app, { activityLog, adminToken: config.adminToken });
+  return app;
+}
+
+function isPinoLogger(logger: unknown): logger is FastifyBaseLogger {
+  return (
+    typeof logger === 'object' &&
+    logger !== null &&
+    typeof (logger as { child?: unknown }).child === 'function' &&
+    typeof (logger as { info?: unknown }).info === 'function'
+  );
+}
