@@ -1,0 +1,195 @@
+import { type Job, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { RedisConfig } from '../config/config.js';
+import { type ActivityJobData, countJobActivities } from './queue-job.js';
+import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
+import {
+  closeRedis,
+  connectRedis,
+  createRedisClient,
+  isRedisConnectionError,
+  queueUnavailable,
+} from './redis-connection.js';
+import { redisTimeMs } from './worker.js';
+
+/** One row of `activity-log failed`. */
+export interface FailedJobInfo {
+  readonly id: string;
+  /** Attempts made before it was failed. */
+  readonly attempts: number;
+  /** The last attempt's error (`CODE: message`). */
+  readonly error: string;
+  readonly activities: number;
+  readonly failedAt: Date | null;
+}
+
+/** Jobs by state, and the activities stored so far by the queue's workers. */
+export interface QueueCounts {
+  /** Waiting, prioritized or paused: ready for a worker. */
+  readonly waiting: number;
+  /** Waiting for a retry backoff to pass. */
+  readonly delayed: number;
+  readonly active: number;
+  readonly failed: number;
+  readonly completed: number;
+  readonly storedActivities: number;
+}
+
+export interface RetryResult {
+  readonly retried: readonly string[];
+  /** Ids that named no failed job. */
+  readonly missing: readonly string[];
+}
+
+const PAGE_SIZE = 100;
+
+/**
+ * Operations on a queue for the CLI and the HTTP service: counts, failed jobs, retry, flush,
+ * the restart marker. Holds one Redis connection; `close()` it.
+ *
+ * @example
+ * const admin = await QueueAdmin.connect(config.redis, config.queueName);
+ * try { for (const job of await admin.listFailed()) console.log(job.id, job.error); }
+ * finally { await admin.close(); }
+ */
+export class QueueAdmin {
+  readonly queueName: string;
+  readonly #redisConfig: RedisConfig;
+  readonly #redis: Redis;
+  readonly #queue: Queue<ActivityJobData>;
+
+  private constructor(redisConfig: RedisConfig, queueName: string, redis: Redis) {
+    this.#redisConfig = redisConfig;
+    this.queueName = queueName;
+    this.#redis = redis;
+    // Read-mostly: no need to (re)write the queue's meta hash just because someone looked at it.
+    this.#queue = new Queue<ActivityJobData>(queueName, {
+      connection: redis,
+      prefix: QUEUE_PREFIX,
+      skipMetasUpdate: true,
+    });
+    this.#queue.on('error', () => {});
+  }
+
+  /** Connects, failing with `QUEUE_UNAVAILABLE` (naming the server) if Redis does not answer. */
+  static async connect(redis: RedisConfig, queueName: string): Promise<QueueAdmin> {
+    const client = createRedisClient(redis, 'command', { lazyConnect: true });
+    await connectRedis(client, redis);
+    return new QueueAdmin(redis, queueName, client);
+  }
+
+  async counts(): Promise<QueueCounts> {
+    return this.#call(async () => {
+      const [counts, stored] = await Promise.all([
+        this.#queue.getJobCounts('wait', 'prioritized', 'paused', 'delayed', 'active', 'failed', 'completed'),
+        this.#redis.get(storedCounterKey(this.queueName)),
+      ]);
+      const count = (state: string) => counts[state] ?? 0;
+      return {
+        waiting: count('wait') + count('prioritized') + count('paused'),
+        delayed: count('delayed'),
+        active: count('active'),
+        failed: count('failed'),
+        completed: count('completed'),
+        storedActivities: stored === null ? 0 : Number(stored),
+      };
+    });
+  }
+
+  /** Every failed job, newest first, read a page at a time so memory stays small. */
+  async listFailed(): Promise<FailedJobInfo[]> {
+    return this.#call(async () => {
+      const rows: FailedJobInfo[] = [];
+      const total = await this.#queue.getFailedCount();
+      for (let start = 0; start < total; start += PAGE_SIZE) {
+        const jobs = await this.#queue.getFailed(start, start + PAGE_SIZE - 1);
+        for (const job of jobs) rows.push(failedJobInfo(job));
+      }
+      return rows;
+    });
+  }
+
+  /**
+   * Moves failed jobs back to the queue with fresh attempts. `'all'` retries every job failed
+   * before the call (jobs that fail again meanwhile are not retried twice).
+   */
+  async retry(ids: readonly string[] | 'all'): Promise<RetryResult> {
+    return this.#call(async () => {
+      const targets = ids === 'all' ? await this.#queue.getRanges(['failed'], 0, -1) : [...new Set(ids)];
+      const retried: string[] = [];
+      const missing: string[] = [];
+      for (const id of targets) {
+        const job = await this.#queue.getJob(id);
+        if (job === undefined || !(await job.isFailed())) {
+          missing.push(id);
+          continue;
+        }
+        await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
+        retried.push(id);
+      }
+      return { retried, missing };
+    });
+  }
+
+  /** Deletes every failed job; resolves to how many. */
+  async flushFailed(): Promise<number> {
+    return this.#call(async () => {
+      let deleted = 0;
+      for (;;) {
+        const ids = await this.#queue.clean(0, 1000, 'failed');
+        deleted += ids.length;
+        if (ids.length < 1000) return deleted;
+      }
+    });
+  }
+
+  /**
+   * Sets the restart marker to the Redis server's time: every worker started before it (of this
+   * queue, or of every queue with `scope: 'all'`) finishes its jobs in hand and exits 0.
+   */
+  async requestRestart(scope: 'all' | 'queue' = 'all'): Promise<Date> {
+    return this.#call(async () => {
+      const now = await redisTimeMs(this.#redis);
+      await this.#redis.set(restartMarkerKey(scope === 'all' ? undefined : this.queueName), String(now));
+      return new Date(now);
+    });
+  }
+
+  /**
+   * Deletes the queue and everything this library keeps for it in Redis (jobs of every state,
+   * counters, the queue's restart marker). For tests and decommissioning.
+   */
+  async removeQueue(): Promise<void> {
+    await this.#call(async () => {
+      await this.#queue.obliterate({ force: true });
+      await this.#redis.del(storedCounterKey(this.queueName), restartMarkerKey(this.queueName));
+    });
+  }
+
+  async close(): Promise<void> {
+    try {
+      await this.#queue.close();
+    } finally {
+      await closeRedis(this.#redis);
+    }
+  }
+
+  async #call<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      if (isRedisConnectionError(error)) throw queueUnavailable(this.#redisConfig, error);
+      throw error;
+    }
+  }
+}
+
+function failedJobInfo(job: Job<ActivityJobData>): FailedJobInfo {
+  return {
+    id: job.id ?? '?',
+    attempts: job.attemptsMade,
+    error: job.failedReason ?? '',
+    activities: countJobActivities(job.data),
+    failedAt: job.finishedOn === undefined ? null : new Date(job.finishedOn),
+  };
+}

@@ -1,0 +1,192 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { RedisConfig } from '../config/config.js';
+import type { Activity } from '../core/activity.js';
+import { ActivityLogError } from '../core/errors.js';
+import type { ActivitySink } from './delivery.js';
+import { type ActivityJobData, activityJobId, activityJobOptions, encodeActivityJob } from './queue-job.js';
+import { ACTIVITY_JOB_NAME, QUEUE_PREFIX } from './queue-keys.js';
+import { closeRedis, createRedisClient, describeRedis, queueUnavailable } from './redis-connection.js';
+
+export interface QueueSinkOptions {
+  readonly redis: RedisConfig;
+  /** `ACTIVITY_LOG_QUEUE_NAME`. */
+  readonly queueName: string;
+  /** `ACTIVITY_LOG_TRIES`: attempts per job before it is failed. */
+  readonly tries: number;
+  /** `ACTIVITY_LOG_BATCH_SIZE`: most activities per job; a larger write becomes several jobs. */
+  readonly batchSize: number;
+  /** Longest an enqueue may take before the write is failed (default 5000 ms). */
+  readonly enqueueTimeoutMs?: number;
+  /** Longest wait for the TCP connection to Redis (default 2000 ms). */
+  readonly connectTimeoutMs?: number;
+}
+
+/** The producer side of the `queue` method: an {@link ActivitySink} that enqueues BullMQ jobs. */
+export interface QueueSink extends ActivitySink {
+  readonly name: 'queue';
+  readonly queueName: string;
+}
+
+interface PendingWrite {
+  readonly jobs: readonly ActivityJob[];
+  readonly resolve: () => void;
+  readonly reject: (error: unknown) => void;
+}
+
+interface ActivityJob {
+  readonly name: string;
+  readonly data: ActivityJobData;
+  readonly opts: ReturnType<typeof activityJobOptions> & { jobId: string };
+}
+
+/**
+ * Creates the queue producer. `write()` turns a batch into jobs of at most `batchSize`
+ * activities; writes that arrive while an enqueue is in flight are sent together with one
+ * `addBulk`. It never waits for an absent or slow Redis: with no connection it rejects at once,
+ * and an enqueue that takes longer than `enqueueTimeoutMs` rejects. The caller (the buffer)
+ * keeps the activities and retries; job ids make a retried enqueue idempotent.
+ *
+ * @example
+ * const sink = createQueueSink({ redis: config.redis, queueName: 'activity-logs', tries: 3, batchSize: 500 });
+ * const delivery = new BatchDelivery(sink, { method: 'queue', batchSize: 500, flushIntervalMs: 50 });
+ */
+export function createQueueSink(options: QueueSinkOptions): QueueSink {
+  return new BullQueueSink(options);
+}
+
+class BullQueueSink implements QueueSink {
+  readonly name = 'queue';
+  readonly queueName: string;
+  readonly #options: QueueSinkOptions;
+  readonly #redis: Redis;
+  #queue: Queue<ActivityJobData> | null = null;
+  readonly #enqueueTimeoutMs: number;
+  #pending: PendingWrite[] = [];
+  #sending = false;
+  #lastConnectionError: Error | null = null;
+  #firstConnection: Promise<void> | null;
+  #closed = false;
+
+  constructor(options: QueueSinkOptions) {
+    this.#options = options;
+    this.queueName = options.queueName;
+    this.#enqueueTimeoutMs = options.enqueueTimeoutMs ?? 5000;
+    this.#redis = createRedisClient(options.redis, 'producer', {
+      ...(options.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: options.connectTimeoutMs }),
+      commandTimeoutMs: this.#enqueueTimeoutMs,
+      onError: (error) => {
+        this.#lastConnectionError = error;
+      },
+    });
+    this.#redis.on('ready', () => {
+      this.#lastConnectionError = null;
+    });
+    this.#firstConnection = new Promise<void>((resolve) => {
+      const settle = () => {
+        this.#redis.off('ready', settle);
+        this.#redis.off('error', settle);
+        this.#redis.off('end', settle);
+        this.#firstConnection = null;
+        resolve();
+      };
+      this.#redis.once('ready', settle);
+      this.#redis.once('error', settle);
+      this.#redis.once('end', settle);
+    });
+  }
+
+  async write(activities: readonly Activity[]): Promise<void> {
+    if (this.#closed) throw new ActivityLogError('DELIVERY_CLOSED', 'the queue producer is closed');
+    if (activities.length === 0) return;
+    // The first connection attempt ends within the connect timeout, with 'ready' or an error.
+    if (this.#firstConnection !== null) await this.#firstConnection;
+    // Failing at once while disconnected keeps the buffer's retry loop cheap and never stalls it.
+    if (this.#redis.status !== 'ready') {
+      throw queueUnavailable(
+        this.#options.redis,
+        this.#lastConnectionError ?? new Error(`connection is ${this.#redis.status}`),
+      );
+    }
+    this.#queue ??= this.#createQueue();
+    const jobs: ActivityJob[] = [];
+    for (let start = 0; start < activities.length; start += this.#options.batchSize) {
+      const chunk = activities.slice(start, start + this.#options.batchSize);
+      jobs.push({
+        name: ACTIVITY_JOB_NAME,
+        data: encodeActivityJob(chunk),
+        opts: { ...activityJobOptions(this.#options.tries), jobId: activityJobId(chunk) },
+      });
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.#pending.push({ jobs, resolve, reject });
+      if (!this.#sending) void this.#send();
+    });
+  }
+
+  /**
+   * Made on the first write that finds Redis connected: BullMQ then has nothing to wait for, and
+   * a queue whose connection never came up is never left half-initialised behind `close()`.
+   */
+  #createQueue(): Queue<ActivityJobData> {
+    const queue = new Queue<ActivityJobData>(this.queueName, {
+      connection: this.#redis,
+      prefix: QUEUE_PREFIX,
+      // The version check is a round-trip that could fail after 'ready'; the producer needs no
+      // version-dependent feature (those concern blocking commands in workers).
+      skipVersionCheck: true,
+    });
+    // Connection errors are recorded from the client; an unheard 'error' event would throw.
+    queue.on('error', () => {});
+    return queue;
+  }
+
+  async #send(): Promise<void> {
+    this.#sending = true;
+    while (this.#pending.length > 0) {
+      const writes = this.#pending;
+      this.#pending = [];
+      try {
+        await this.#addWithTimeout(writes.flatMap((write) => write.jobs));
+        for (const write of writes) write.resolve();
+      } catch (error) {
+        for (const write of writes) write.reject(error);
+      }
+    }
+    this.#sending = false;
+  }
+
+  async #addWithTimeout(jobs: ActivityJob[]): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new ActivityLogError(
+              'QUEUE_UNAVAILABLE',
+              `Redis at ${describeRedis(this.#options.redis)} did not accept ${jobs.length} job(s) within ${this.#enqueueTimeoutMs} ms`,
+            ),
+          ),
+        this.#enqueueTimeoutMs,
+      );
+    });
+    try {
+      await Promise.race([this.#queue!.addBulk(jobs), timeout]);
+    } catch (error) {
+      if (error instanceof ActivityLogError) throw error;
+      throw queueUnavailable(this.#options.redis, error);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      await this.#queue?.close();
+    } finally {
+      await closeRedis(this.#redis);
+    }
+  }
+}

@@ -1,0 +1,710 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config/config.js';
+import type { Activity } from '../core/activity.js';
+import { ActivityLogError, type ErrorCode, isActivityLogError } from '../core/errors.js';
+import type { ActivityStore } from '../store/activity-store.js';
+import { type ActivityJobData, decodeActivityJob } from './queue-job.js';
+import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
+import { assertQueueEnabled, closeRedis, connectRedis, createRedisClient } from './redis-connection.js';
+
+/** Why a worker stopped. */
+export type WorkerStopReason =
+  /** `close()` or `stop()` was called. */
+  | 'closed'
+  /** SIGTERM / SIGINT. */
+  | 'signal'
+  /** `activity-log restart` ran after this worker started. */
+  | 'restart'
+  /** `--once`: the next job was handled (or there was none). */
+  | 'once'
+  | 'max-jobs'
+  | 'max-time'
+  /** `--stop-when-empty`: nothing was waiting or delayed. */
+  | 'empty';
+
+export interface WorkerOptions {
+  readonly config: Config;
+  /** Where the activities go; the caller owns it and closes it after the worker. */
+  readonly store: ActivityStore;
+  /** Default: `ACTIVITY_LOG_QUEUE_NAME`. */
+  readonly queueName?: string | undefined;
+  /** Attempts per job before it is failed; overrides the producer's value. Default: `ACTIVITY_LOG_TRIES`. */
+  readonly tries?: number | undefined;
+  /** An attempt that runs longer fails. Default: two thirds of `ACTIVITY_LOG_RETRY_AFTER` (60 s for 90 s). */
+  readonly timeoutSeconds?: number | undefined;
+  /** Inserts this worker runs at once (default 2), so fetching the next jobs overlaps the database. */
+  readonly concurrency?: number | undefined;
+  /** Most activities per INSERT; ready jobs are merged up to this. Default: `ACTIVITY_LOG_BATCH_SIZE`. */
+  readonly batchSize?: number | undefined;
+  /** Merge several ready jobs into one INSERT (default true). */
+  readonly mergeJobs?: boolean | undefined;
+  /** Handle the next job (if any) and stop. */
+  readonly once?: boolean | undefined;
+  /** Stop when no job is waiting or delayed. */
+  readonly stopWhenEmpty?: boolean | undefined;
+  /** Stop after taking this many jobs. */
+  readonly maxJobs?: number | undefined;
+  /** Stop taking jobs after this many seconds. */
+  readonly maxTimeSeconds?: number | undefined;
+  /** How long an idle worker waits for a job before checking its limits and the restart marker (default 1000). */
+  readonly pollIntervalMs?: number | undefined;
+}
+
+/** What a worker did, reported when it stops. */
+export interface WorkerSummary {
+  readonly reason: WorkerStopReason;
+  /** Jobs stored and completed. */
+  readonly jobs: number;
+  /** Activities in those jobs. */
+  readonly activities: number;
+  /** Rows that were new (a re-delivered job inserts none). */
+  readonly inserted: number;
+  /** Multi-row INSERT statements that succeeded. */
+  readonly inserts: number;
+  /** Jobs this worker moved to the failed set (out of tries, or not activity jobs). */
+  readonly failedJobs: number;
+  /** Failed attempts whose job will be tried again. */
+  readonly retriedJobs: number;
+  /** Jobs whose lock expired while this worker held them (another worker takes them over). */
+  readonly lostJobs: number;
+  readonly seconds: number;
+  /** Activities per second over the worker's lifetime. */
+  readonly ratePerSecond: number;
+}
+
+export interface StoredEvent {
+  readonly jobIds: readonly string[];
+  /** Activities written. */
+  readonly count: number;
+  /** Of those, new rows. */
+  readonly inserted: number;
+  /** INSERT statements used. */
+  readonly inserts: number;
+  readonly durationMs: number;
+}
+
+export interface JobFailedEvent {
+  readonly jobId: string;
+  /** 1-based attempt that failed. */
+  readonly attempt: number;
+  readonly count: number;
+  readonly error: ActivityLogError;
+  /** False when the job went to the failed set. */
+  readonly willRetry: boolean;
+}
+
+export interface WorkerWarning {
+  readonly message: string;
+  readonly cause?: unknown;
+}
+
+/** Typed worker events; metrics and the CLI subscribe, the worker never knows who listens. */
+export interface WorkerEvents {
+  /** A group of jobs (one or more) was stored with multi-row INSERTs and completed. */
+  stored: [event: StoredEvent];
+  /** A job attempt failed. */
+  jobFailed: [event: JobFailedEvent];
+  /** Something worth a line on stderr that did not fail a job (Redis outage, eviction policy, lost lock). */
+  warning: [warning: WorkerWarning];
+  stopped: [summary: WorkerSummary];
+}
+
+/** BullMQ timings derived from `ACTIVITY_LOG_RETRY_AFTER`. */
+export interface WorkerTimings {
+  /** A job's lock lives this long unless its worker renews it. */
+  readonly lockDurationMs: number;
+  /** Live workers renew their locks this often. */
+  readonly lockRenewMs: number;
+  /** Workers look for jobs with expired locks this often. */
+  readonly stalledIntervalMs: number;
+}
+
+/**
+ * `ACTIVITY_LOG_RETRY_AFTER` means, as in Laravel, "a job whose worker is gone is given to another
+ * worker after this long". BullMQ hands over a job once its lock expired and a stalled check saw it
+ * twice; with a lock of half the retry-after and a check every quarter, the hand-over happens
+ * between 1/2 and 3/4 of retry-after after the last lock renewal, so within retry-after of the death.
+ * A live worker renews its lock every quarter, so a slow job is never taken from it.
+ */
+export function workerTimings(retryAfterSeconds: number): WorkerTimings {
+  const retryAfterMs = retryAfterSeconds * 1000;
+  return {
+    lockDurationMs: Math.round(retryAfterMs / 2),
+    lockRenewMs: Math.round(retryAfterMs / 4),
+    stalledIntervalMs: Math.round(retryAfterMs / 4),
+  };
+}
+
+/** Default `--timeout`: two thirds of retry-after (Laravel's 60 s against 90 s), at least 1 s. */
+export function defaultTimeoutSeconds(retryAfterSeconds: number): number {
+  return Math.max(1, Math.floor((retryAfterSeconds * 2) / 3));
+}
+
+export const DEFAULT_WORKER_CONCURRENCY = 2;
+
+/** Store errors that say "the database is unreachable": splitting a merged insert would only repeat them. */
+const CONNECTION_LEVEL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'STORE_CONNECTION_REFUSED',
+  'STORE_TIMEOUT',
+  'STORE_POOL_EXHAUSTED',
+  'QUEUE_JOB_TIMEOUT',
+]);
+
+const MAX_IDLE_AFTER_OUTAGE_MS = 30_000;
+
+interface HeldJob {
+  readonly job: Job<ActivityJobData>;
+  readonly token: string;
+  readonly activities: readonly Activity[];
+}
+
+/** The settings a worker runs with, after defaults. */
+export interface WorkerSettings {
+  readonly queueName: string;
+  readonly tries: number;
+  readonly timeoutSeconds: number;
+  readonly retryAfterSeconds: number;
+  readonly concurrency: number;
+  readonly batchSize: number;
+}
+
+interface ResolvedOptions {
+  readonly queueName: string;
+  readonly tries: number;
+  readonly timeoutMs: number;
+  readonly concurrency: number;
+  readonly batchSize: number;
+  readonly mergeJobs: boolean;
+  readonly once: boolean;
+  readonly stopWhenEmpty: boolean;
+  readonly maxJobs: number;
+  readonly maxTimeMs: number;
+  readonly pollIntervalMs: number;
+}
+
+/**
+ * A queue worker: takes activity jobs from Redis, stores each group of ready jobs with one
+ * idempotent multi-row insert, and completes them. A failed attempt is retried with backoff
+ * until `tries`, then the job is kept in the failed set (`activity-log failed` / `retry`).
+ *
+ * `stop()` (or SIGTERM in the CLI) lets the jobs in hand finish, then the worker closes.
+ *
+ * @example
+ * const worker = new ActivityWorker({ config, store });
+ * worker.events.on('stored', (e) => console.log(`stored ${e.count}`));
+ * await worker.start();
+ * process.once('SIGTERM', () => worker.stop('signal'));
+ * const summary = await worker.done;
+ */
+export class ActivityWorker {
+  readonly events = new EventEmitter<WorkerEvents>();
+  readonly queueName: string;
+  readonly timings: WorkerTimings;
+  readonly #config: Config;
+  readonly #store: ActivityStore;
+  readonly #options: ResolvedOptions;
+  readonly #tokenPrefix = randomUUID();
+  #tokenSeq = 0;
+
+  #redis: Redis | null = null;
+  #queue: Queue<ActivityJobData> | null = null;
+  #bull: Worker<ActivityJobData> | null = null;
+  #lockTimer: NodeJS.Timeout | null = null;
+  readonly #held = new Map<string, HeldJob>();
+  readonly #inFlight = new Set<Promise<void>>();
+
+  #startedAtMs = 0;
+  #startedAtPerf = 0;
+  #stopReason: WorkerStopReason | null = null;
+  #fetched = 0;
+  #nextRestartCheck = 0;
+  #restartCheckFailed = false;
+  #idleUntil = 0;
+  #consecutiveOutages = 0;
+  #done: Promise<WorkerSummary> | null = null;
+  #counts = { jobs: 0, activities: 0, inserted: 0, inserts: 0, failedJobs: 0, retriedJobs: 0, lostJobs: 0 };
+
+  constructor(options: WorkerOptions) {
+    const { config } = options;
+    this.#config = config;
+    this.#store = options.store;
+    this.queueName = options.queueName ?? config.queueName;
+    this.timings = workerTimings(config.retryAfterSeconds);
+    const once = options.once ?? false;
+    this.#options = {
+      queueName: this.queueName,
+      tries: options.tries ?? config.tries,
+      timeoutMs: (options.timeoutSeconds ?? defaultTimeoutSeconds(config.retryAfterSeconds)) * 1000,
+      concurrency: once ? 1 : (options.concurrency ?? DEFAULT_WORKER_CONCURRENCY),
+      batchSize: options.batchSize ?? config.batchSize,
+      mergeJobs: !once && (options.mergeJobs ?? true),
+      once,
+      stopWhenEmpty: options.stopWhenEmpty ?? false,
+      maxJobs: once ? 1 : (options.maxJobs ?? Number.POSITIVE_INFINITY),
+      maxTimeMs:
+        options.maxTimeSeconds === undefined ? Number.POSITIVE_INFINITY : options.maxTimeSeconds * 1000,
+      pollIntervalMs: options.pollIntervalMs ?? 1000,
+    };
+  }
+
+  /** Resolves with the summary once the worker has stopped and released its connections. */
+  get done(): Promise<WorkerSummary> {
+    if (this.#done === null) throw new Error('ActivityWorker.done is available after start()');
+    return this.#done;
+  }
+
+  /**
+   * Connects to Redis (failing with `QUEUE_UNAVAILABLE` if it does not answer), checks the set-up
+   * and starts taking jobs. Listen to `events` before calling it to see start-up warnings.
+   */
+  async start(): Promise<void> {
+    if (this.#done !== null) throw new Error('ActivityWorker.start() was already called');
+    assertQueueEnabled(this.#config, 'a queue worker');
+    const redisConfig = this.#config.redis;
+    const redis = createRedisClient(redisConfig, 'worker', {
+      lazyConnect: true,
+      onError: (error) => this.#onConnectionError(error),
+    });
+    this.#redis = redis;
+    await connectRedis(redis, redisConfig);
+    try {
+      await this.#open(redis);
+    } catch (error) {
+      await this.#shutdown();
+      throw error;
+    }
+    this.#done = this.#run();
+  }
+
+  async #open(redis: Redis): Promise<void> {
+    this.#startedAtMs = await redisTimeMs(redis);
+    this.#startedAtPerf = performance.now();
+    await this.#warnAboutSetUp(redis);
+
+    // Only used to count jobs; the producer's queue owns the meta hash.
+    this.#queue = new Queue<ActivityJobData>(this.queueName, {
+      connection: redis,
+      prefix: QUEUE_PREFIX,
+      skipMetasUpdate: true,
+    });
+    this.#queue.on('error', (error) => this.#onConnectionError(error));
+    this.#bull = new Worker<ActivityJobData>(this.queueName, null, {
+      connection: redis,
+      prefix: QUEUE_PREFIX,
+      autorun: false,
+      lockDuration: this.timings.lockDurationMs,
+      stalledInterval: this.timings.stalledIntervalMs,
+      // A job that keeps killing its worker is failed after as many hand-overs as it has tries.
+      maxStalledCount: this.#options.tries,
+      drainDelay: Math.max(1, Math.round(this.#options.pollIntervalMs / 1000)),
+    });
+    this.#bull.on('error', (error) => this.#onConnectionError(error));
+    await this.#bull.startStalledCheckTimer();
+    this.#lockTimer = setInterval(() => this.#renewLocks(), this.timings.lockRenewMs);
+  }
+
+  /** Asks the worker to stop: the jobs in hand are finished, no new ones are taken. */
+  stop(reason: WorkerStopReason = 'closed'): void {
+    this.#stopReason ??= reason;
+  }
+
+  /** Stops the worker and waits until it has. */
+  close(): Promise<WorkerSummary> {
+    this.stop('closed');
+    return this.#done ?? Promise.resolve(this.#summary());
+  }
+
+  get settings(): WorkerSettings {
+    return {
+      queueName: this.queueName,
+      tries: this.#options.tries,
+      timeoutSeconds: this.#options.timeoutMs / 1000,
+      retryAfterSeconds: this.#config.retryAfterSeconds,
+      concurrency: this.#options.concurrency,
+      batchSize: this.#options.batchSize,
+    };
+  }
+
+  /** Jobs this worker holds right now. */
+  heldJobs(): number {
+    return this.#held.size;
+  }
+
+  async #warnAboutSetUp(redis: Redis): Promise<void> {
+    const timeoutSeconds = this.#options.timeoutMs / 1000;
+    if (timeoutSeconds >= this.#config.retryAfterSeconds) {
+      this.#warn(
+        `--timeout=${timeoutSeconds} is not below ACTIVITY_LOG_RETRY_AFTER=${this.#config.retryAfterSeconds}: set --timeout lower, so that a stuck attempt fails before retry-after runs out and the job is not held past it`,
+      );
+    }
+    try {
+      const info = await redis.info('memory');
+      const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1];
+      if (policy !== undefined && policy !== 'noeviction') {
+        this.#warn(
+          `Redis maxmemory-policy is ${policy}: under memory pressure Redis may evict queued jobs and their activities would be lost; set maxmemory-policy noeviction`,
+        );
+      }
+    } catch (error) {
+      this.#warn('could not read the Redis maxmemory-policy (INFO memory failed)', error);
+    }
+  }
+
+  async #run(): Promise<WorkerSummary> {
+    try {
+      while (this.#stopReason === null) {
+        await this.#checkStopConditions();
+        if (this.#stopReason !== null) break;
+        if (this.#inFlight.size >= this.#options.concurrency) {
+          await Promise.race(this.#inFlight);
+          continue;
+        }
+        const idleMs = this.#idleUntil - Date.now();
+        if (idleMs > 0) {
+          await sleep(Math.min(idleMs, this.#options.pollIntervalMs));
+          continue;
+        }
+        const group = await this.#collectGroup();
+        if (group.length > 0) {
+          this.#launch(group);
+          continue;
+        }
+        if (this.#options.stopWhenEmpty || this.#options.once) {
+          // What is in flight may fail and come back delayed, so emptiness is judged after it.
+          if (this.#inFlight.size > 0) {
+            await Promise.all(this.#inFlight);
+            continue;
+          }
+          if (this.#options.once) this.stop('once');
+          else if (await this.#queueIsEmpty()) this.stop('empty');
+        }
+      }
+    } finally {
+      await Promise.all(this.#inFlight);
+      await this.#shutdown();
+    }
+    const summary = this.#summary();
+    this.events.emit('stopped', summary);
+    return summary;
+  }
+
+  async #checkStopConditions(): Promise<void> {
+    if (this.#fetched >= this.#options.maxJobs) {
+      this.stop(this.#options.once ? 'once' : 'max-jobs');
+      return;
+    }
+    if (performance.now() - this.#startedAtPerf >= this.#options.maxTimeMs) {
+      this.stop('max-time');
+      return;
+    }
+    if (Date.now() >= this.#nextRestartCheck) {
+      this.#nextRestartCheck = Date.now() + this.#options.pollIntervalMs;
+      if (await this.#restartRequested()) this.stop('restart');
+    }
+  }
+
+  async #restartRequested(): Promise<boolean> {
+    try {
+      const markers = await this.#redis!.mget(restartMarkerKey(), restartMarkerKey(this.queueName));
+      this.#restartCheckFailed = false;
+      return markers.some((marker) => marker !== null && Number(marker) > this.#startedAtMs);
+    } catch (error) {
+      if (!this.#restartCheckFailed) this.#warn('could not read the restart marker from Redis', error);
+      this.#restartCheckFailed = true;
+      return false;
+    }
+  }
+
+  /** Takes the next job (waiting up to the poll interval) and, when merging, more ready ones up to the batch size. */
+  async #collectGroup(): Promise<HeldJob[]> {
+    const group: HeldJob[] = [];
+    let activities = 0;
+    while (this.#fetched < this.#options.maxJobs) {
+      const first = group.length === 0;
+      if (!first && this.#stopReason !== null) break;
+      const job = await this.#fetch(first);
+      if (job === undefined) break;
+      this.#fetched++;
+      const held = await this.#hold(job);
+      if (held === null) continue;
+      group.push(held);
+      activities += held.activities.length;
+      if (!this.#options.mergeJobs || activities >= this.#options.batchSize) break;
+    }
+    return group;
+  }
+
+  async #fetch(block: boolean): Promise<Job<ActivityJobData> | undefined> {
+    const token = `${this.#tokenPrefix}:${this.#tokenSeq++}`;
+    try {
+      const job = await this.#bull!.getNextJob(token, { block });
+      if (job !== undefined) job.token ??= token;
+      return job;
+    } catch (error) {
+      this.#warn('could not fetch jobs from Redis; retrying', error);
+      await sleep(this.#options.pollIntervalMs);
+      return undefined;
+    }
+  }
+
+  /** Restores a job's activities; a job in another format goes straight to the failed set. */
+  async #hold(job: Job<ActivityJobData>): Promise<HeldJob | null> {
+    const token = job.token!;
+    try {
+      const held: HeldJob = { job, token, activities: decodeActivityJob(job.data) };
+      this.#held.set(job.id!, held);
+      return held;
+    } catch (error) {
+      const coded = asActivityLogError(error);
+      this.#counts.failedJobs++;
+      try {
+        await job.moveToFailed(new UnrecoverableError(`${coded.code}: ${coded.message}`), token, false);
+      } catch (moveError) {
+        this.#warn(`could not move invalid job ${job.id} to the failed set`, moveError);
+      }
+      this.events.emit('jobFailed', {
+        jobId: job.id!,
+        attempt: job.attemptsMade + 1,
+        count: 0,
+        error: coded,
+        willRetry: false,
+      });
+      return null;
+    }
+  }
+
+  #launch(group: HeldJob[]): void {
+    const task = this.#storeGroup(group).finally(() => {
+      this.#inFlight.delete(task);
+    });
+    this.#inFlight.add(task);
+  }
+
+  async #storeGroup(group: HeldJob[]): Promise<void> {
+    const started = performance.now();
+    try {
+      const result = await this.#insertWithTimeout(group.flatMap((held) => held.activities));
+      await this.#complete(group, result, started);
+    } catch (error) {
+      const coded = asActivityLogError(error);
+      if (group.length > 1 && !CONNECTION_LEVEL_CODES.has(coded.code)) {
+        // One bad job must not fail the jobs merged with it: store each on its own.
+        for (const held of group) {
+          const soloStarted = performance.now();
+          try {
+            await this.#complete([held], await this.#insertWithTimeout(held.activities), soloStarted);
+          } catch (soloError) {
+            await this.#fail(held, asActivityLogError(soloError));
+          }
+        }
+      } else {
+        for (const held of group) await this.#fail(held, coded);
+      }
+    } finally {
+      for (const held of group) this.#held.delete(held.job.id!);
+    }
+  }
+
+  /** Inserts in statements of at most `batchSize` rows; fails with `QUEUE_JOB_TIMEOUT` past `--timeout`. */
+  async #insertWithTimeout(activities: readonly Activity[]): Promise<{ inserted: number; inserts: number }> {
+    const insert = (async () => {
+      let inserted = 0;
+      let inserts = 0;
+      for (let start = 0; start < activities.length; start += this.#options.batchSize) {
+        inserted += await this.#store.insertMany(activities.slice(start, start + this.#options.batchSize));
+        inserts++;
+      }
+      return { inserted, inserts };
+    })();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        reject(
+          new ActivityLogError(
+            'QUEUE_JOB_TIMEOUT',
+            `storing ${activities.length} activities took longer than --timeout=${this.#options.timeoutMs / 1000}s`,
+          ),
+        );
+      }, this.#options.timeoutMs);
+    });
+    // The abandoned insert may still finish or fail later; it is idempotent, so either is harmless.
+    insert.catch(() => {});
+    try {
+      return await Promise.race([insert, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #complete(
+    group: readonly HeldJob[],
+    result: { inserted: number; inserts: number },
+    started: number,
+  ): Promise<void> {
+    this.#consecutiveOutages = 0;
+    const count = group.reduce((sum, held) => sum + held.activities.length, 0);
+    this.#counts.inserted += result.inserted;
+    this.#counts.inserts += result.inserts;
+    if (result.inserted > 0) {
+      this.#redis!.incrby(storedCounterKey(this.queueName), result.inserted).catch((error: unknown) =>
+        this.#warn('could not update the stored-activities counter', error),
+      );
+    }
+    const completed = await Promise.all(
+      group.map(async (held) => {
+        try {
+          await held.job.moveToCompleted({ stored: held.activities.length }, held.token, false);
+          this.#counts.jobs++;
+          this.#counts.activities += held.activities.length;
+          return held.job.id!;
+        } catch (error) {
+          // The lock expired (this process stalled) and another worker took the job; its rows
+          // are already stored and the other worker's insert of them will be a no-op.
+          this.#counts.lostJobs++;
+          this.#warn(
+            `job ${held.job.id} was stored but could not be completed: ${errorMessage(error)}`,
+            error,
+          );
+          return null;
+        }
+      }),
+    );
+    this.events.emit('stored', {
+      jobIds: completed.filter((id): id is string => id !== null),
+      count,
+      inserted: result.inserted,
+      inserts: result.inserts,
+      durationMs: performance.now() - started,
+    });
+  }
+
+  async #fail(held: HeldJob, error: ActivityLogError): Promise<void> {
+    const { job, token } = held;
+    const attempt = job.attemptsMade + 1;
+    const willRetry = attempt < this.#options.tries;
+    // The worker's --tries decides, as with Laravel's `queue:work --tries`, whatever the producer
+    // set; BullMQ reads `opts.attempts` when it decides between retrying and failing.
+    job.opts.attempts = this.#options.tries;
+    if (CONNECTION_LEVEL_CODES.has(error.code)) this.#backOffAfterOutage();
+    try {
+      await job.moveToFailed(new Error(`${error.code}: ${error.message}`), token, false);
+      if (willRetry) this.#counts.retriedJobs++;
+      else this.#counts.failedJobs++;
+    } catch (moveError) {
+      this.#counts.lostJobs++;
+      this.#warn(
+        `job ${job.id} failed but could not be marked failed: ${errorMessage(moveError)}`,
+        moveError,
+      );
+    }
+    this.events.emit('jobFailed', {
+      jobId: job.id!,
+      attempt,
+      count: held.activities.length,
+      error,
+      willRetry,
+    });
+  }
+
+  /**
+   * While the database is unreachable, every job taken would only burn one of its tries; pause
+   * taking jobs, longer after each consecutive outage.
+   */
+  #backOffAfterOutage(): void {
+    this.#consecutiveOutages++;
+    const delayMs = Math.min(MAX_IDLE_AFTER_OUTAGE_MS, 500 * 2 ** Math.min(this.#consecutiveOutages - 1, 10));
+    this.#idleUntil = Math.max(this.#idleUntil, Date.now() + delayMs);
+  }
+
+  #renewLocks(): void {
+    for (const held of this.#held.values()) {
+      held.job.extendLock(held.token, this.timings.lockDurationMs).catch((error: unknown) => {
+        this.#warn(`could not renew the lock of job ${held.job.id}`, error);
+      });
+    }
+  }
+
+  async #queueIsEmpty(): Promise<boolean> {
+    try {
+      const counts = await this.#queue!.getJobCounts('wait', 'prioritized', 'delayed', 'paused');
+      return Object.values(counts).every((count) => count === 0);
+    } catch (error) {
+      this.#warn('could not count the jobs in the queue', error);
+      return false;
+    }
+  }
+
+  async #shutdown(): Promise<void> {
+    if (this.#lockTimer !== null) clearInterval(this.#lockTimer);
+    this.#lockTimer = null;
+    try {
+      await this.#bull?.close();
+      await this.#queue?.close();
+    } finally {
+      if (this.#redis !== null) await closeRedis(this.#redis);
+    }
+  }
+
+  #summary(): WorkerSummary {
+    const seconds = this.#startedAtPerf === 0 ? 0 : (performance.now() - this.#startedAtPerf) / 1000;
+    return {
+      reason: this.#stopReason ?? 'closed',
+      ...this.#counts,
+      seconds,
+      ratePerSecond: seconds > 0 ? this.#counts.activities / seconds : 0,
+    };
+  }
+
+  #lastConnectionWarning = 0;
+
+  #onConnectionError(error: Error): void {
+    // Before the worker runs, start() itself fails with the reason; a warning would say it twice.
+    if (this.#done === null) return;
+    // Redis outages produce an error per reconnect attempt; one line per ten seconds is enough.
+    const now = Date.now();
+    if (now - this.#lastConnectionWarning < 10_000) return;
+    this.#lastConnectionWarning = now;
+    this.#warn(`Redis connection problem: ${error.message}`, error);
+  }
+
+  #warn(message: string, cause?: unknown): void {
+    const detail =
+      cause === undefined || message.includes(errorMessage(cause)) ? '' : `: ${errorMessage(cause)}`;
+    this.events.emit('warning', { message: `${message}${detail}`, cause });
+  }
+}
+
+/**
+ * Creates a worker and starts it.
+ *
+ * @example
+ * const worker = await startWorker({ config, store, stopWhenEmpty: true });
+ * const summary = await worker.done;
+ */
+export async function startWorker(options: WorkerOptions): Promise<ActivityWorker> {
+  const worker = new ActivityWorker(options);
+  await worker.start();
+  return worker;
+}
+
+/** The Redis server's clock in ms, so `restart` markers compare across hosts with skewed clocks. */
+export async function redisTimeMs(redis: Redis): Promise<number> {
+  const [seconds, micros] = await redis.time();
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+}
+
+function asActivityLogError(error: unknown): ActivityLogError {
+  if (isActivityLogError(error)) return error;
+  return new ActivityLogError('STORE_FAILED', errorMessage(error), { cause: error });
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

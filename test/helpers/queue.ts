@@ -1,0 +1,72 @@
+import { type Config, loadConfig } from '../../src/config/config.js';
+import type { Activity } from '../../src/core/activity.js';
+import { defaultModelResolver } from '../../src/core/activity.js';
+import { buildActivity } from '../../src/core/build-activity.js';
+import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { REDIS, uniqueSuffix } from './services.js';
+
+export const REDIS_URL = `redis://${REDIS.host}:${REDIS.port}`;
+
+/** A queue name no other test uses. */
+export function uniqueQueueName(label: string): string {
+  return `test-${label}-${uniqueSuffix()}`.replace(/[^A-Za-z0-9_.-]/g, '-');
+}
+
+/** Config for queue tests: Redis on loopback, the given queue, short retry-after. */
+export function queueConfig(queueName: string, env: Record<string, string> = {}): Config {
+  return loadConfig({
+    env: {
+      QUEUE_CONNECTION: 'redis',
+      REDIS_URL,
+      ACTIVITY_LOG_METHOD: 'queue',
+      ACTIVITY_LOG_QUEUE_NAME: queueName,
+      DATABASE_URL: 'sqlite::memory:',
+      ...env,
+    },
+  });
+}
+
+/** Deletes everything the queue left in Redis. */
+export async function removeQueue(config: Config, queueName: string): Promise<void> {
+  const admin = await QueueAdmin.connect(config.redis, queueName);
+  try {
+    await admin.removeQueue();
+  } finally {
+    await admin.close();
+  }
+}
+
+const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
+
+/** Activities shaped like real ones, with every field filled and a distinct url per index. */
+export function sampleActivities(count: number, offset = 0): Activity[] {
+  return Array.from({ length: count }, (_, i) =>
+    buildActivity(
+      {
+        description: `updated order ${offset + i}`,
+        logName: 'orders',
+        event: 'updated',
+        subject: { type: 'Order', id: offset + i },
+        causer: { type: 'User', id: 7 },
+        properties: { attributes: { total: 10.5, n: offset + i }, old: { total: 9.99 }, note: 'ünïcødé ✓' },
+        batchUuid: '0190a0b0-0000-7000-8000-000000000001',
+        ipAddress: '203.0.113.9',
+        url: `https://shop.example/orders/${offset + i}`,
+        method: 'patch',
+        userAgent: 'test-agent/1.0',
+      },
+      undefined,
+      buildOptions,
+    ),
+  );
+}
+
+/** Polls `check` until it returns true or `timeoutMs` passes. */
+export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

@@ -1,0 +1,82 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import { BatchDelivery } from '../../src/delivery/batch.js';
+import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { createQueueSink } from '../../src/delivery/queue-sink.js';
+import { queueConfig, removeQueue, sampleActivities, uniqueQueueName, waitFor } from '../helpers/queue.js';
+import { REDIS, serviceAvailable } from '../helpers/services.js';
+
+const redisUp = await serviceAvailable(REDIS);
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+describe.skipIf(!redisUp)('queue producer (real Redis)', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  it('enqueues one job per batch with the activities intact', async () => {
+    const queueName = uniqueQueueName('producer');
+    const config = queueConfig(queueName, { ACTIVITY_LOG_BATCH_SIZE: '100' });
+    cleanups.push(() => removeQueue(config, queueName));
+    const sink = createQueueSink({ redis: config.redis, queueName, tries: 3, batchSize: 100 });
+    const delivery = new BatchDelivery(sink, { method: 'queue', batchSize: 100, flushIntervalMs: 10 });
+    for (const activity of sampleActivities(1050)) delivery.deliver(activity);
+    await delivery.close();
+
+    const admin = await QueueAdmin.connect(config.redis, queueName);
+    cleanups.push(() => admin.close());
+    expect((await admin.counts()).waiting).toBe(11);
+  });
+
+  it('keeps activities while Redis is down and enqueues them once it is back', async () => {
+    const port = await freePort();
+    const config = loadConfig({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        REDIS_URL: `redis://127.0.0.1:${port}`,
+        DATABASE_URL: 'sqlite::memory:',
+      },
+    });
+    const queueName = uniqueQueueName('recover');
+    const sink = createQueueSink({ redis: config.redis, queueName, tries: 3, batchSize: 50 });
+    const delivery = new BatchDelivery(sink, {
+      method: 'queue',
+      batchSize: 50,
+      flushIntervalMs: 10,
+      retryMaxDelayMs: 200,
+    });
+    let failures = 0;
+    delivery.events.on('writeFailed', () => failures++);
+    for (const activity of sampleActivities(120)) delivery.deliver(activity);
+    await waitFor(() => failures > 0, 3000, 'the enqueue to fail');
+    expect(delivery.pending()).toBe(120);
+
+    const server: ChildProcess = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: 'ignore' },
+    );
+    cleanups.push(async () => {
+      server.kill('SIGKILL');
+    });
+    await waitFor(() => delivery.pending() === 0, 15_000, 'the kept activities to be enqueued');
+    await delivery.close();
+
+    const admin = await QueueAdmin.connect(config.redis, queueName);
+    cleanups.push(() => admin.close());
+    expect((await admin.counts()).waiting).toBe(3);
+  });
+});

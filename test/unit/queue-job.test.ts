@@ -1,0 +1,62 @@
+import { describe, expect, it } from 'vitest';
+import {
+  activityJobId,
+  activityJobOptions,
+  decodeActivityJob,
+  encodeActivityJob,
+} from '../../src/delivery/queue-job.js';
+import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from '../../src/delivery/queue-keys.js';
+import { defaultTimeoutSeconds, workerTimings } from '../../src/delivery/worker.js';
+import { sampleActivities } from '../helpers/queue.js';
+
+describe('queue jobs', () => {
+  it('round-trips activities through the job payload with every field intact', () => {
+    const activities = sampleActivities(5);
+    const data = JSON.parse(JSON.stringify(encodeActivityJob(activities)));
+    expect(decodeActivityJob(data)).toEqual(activities);
+  });
+
+  it('derives the job id from the activity ids, so a retried enqueue is the same job', () => {
+    const activities = sampleActivities(10);
+    expect(activityJobId(activities)).toBe(activityJobId([...activities]));
+    expect(activityJobId(activities)).not.toBe(activityJobId(activities.slice(1)));
+    expect(activityJobId(activities)).toMatch(/^[A-Za-z0-9_-]{22}$/);
+  });
+
+  it('refuses payloads this library did not write, naming what is wrong', () => {
+    expect(() => decodeActivityJob({ something: 'else' })).toThrow(/not an activity-log job/);
+    expect(() => decodeActivityJob({ v: 1 })).toThrow(/no activities array/);
+    expect(() => decodeActivityJob({ v: 1, activities: [{ id: 'x' }] })).toThrow(/activities\[0\]/);
+  });
+
+  it('gives jobs their tries, jittered exponential backoff and keeps failed ones', () => {
+    expect(activityJobOptions(4)).toMatchObject({
+      attempts: 4,
+      backoff: { type: 'exponential', jitter: 0.5 },
+      removeOnFail: false,
+    });
+  });
+
+  it('keeps every key under one cluster hash tag', () => {
+    expect(QUEUE_PREFIX).toBe('{activity-log}');
+    for (const key of [restartMarkerKey(), restartMarkerKey('q'), storedCounterKey('q')]) {
+      expect(key.startsWith('{activity-log}:')).toBe(true);
+    }
+  });
+});
+
+describe('worker timings', () => {
+  it('hands over a dead worker’s job within retry-after and renews live locks well before expiry', () => {
+    const timings = workerTimings(90);
+    expect(timings.lockDurationMs).toBe(45_000);
+    expect(timings.lockRenewMs).toBeLessThan(timings.lockDurationMs);
+    // Worst case: lock expiry plus one stalled-check interval.
+    expect(timings.lockDurationMs + timings.stalledIntervalMs).toBeLessThanOrEqual(90_000);
+  });
+
+  it('defaults --timeout below retry-after', () => {
+    expect(defaultTimeoutSeconds(90)).toBe(60);
+    expect(defaultTimeoutSeconds(3)).toBe(2);
+    expect(defaultTimeoutSeconds(1)).toBe(1);
+  });
+});
