@@ -70,6 +70,11 @@ export class BatchDelivery implements Delivery {
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
   }
 
+  /** The sink written to (the resilient sink made by `createDelivery`, for monitoring its breaker and spool). */
+  get sink(): ActivitySink {
+    return this.#sink;
+  }
+
   deliver(activity: Activity): undefined {
     if (this.#closed) throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
     this.#buffer.push(activity);

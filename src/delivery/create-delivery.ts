@@ -1,27 +1,63 @@
 import type { Config } from '../config/config.js';
-import { ActivityLogError } from '../core/errors.js';
+import { createResilientSink } from '../resilience/create-resilient-sink.js';
+import { JournaledDelivery } from '../resilience/journaled-delivery.js';
 import type { ActivityStore } from '../store/activity-store.js';
 import { BatchDelivery } from './batch.js';
-import type { Delivery } from './delivery.js';
+import type { ActivitySink, Delivery } from './delivery.js';
+import { createQueueSink } from './queue-sink.js';
+import { assertQueueEnabled } from './redis-connection.js';
 import { createStoreSink } from './store-sink.js';
 import { SyncDelivery } from './sync.js';
 
-/** The delivery method named by `ACTIVITY_LOG_METHOD`, writing to `store`. */
+/**
+ * The delivery method named by `ACTIVITY_LOG_METHOD`, writing to `store`. `sync` and `batch`
+ * write through the store's circuit breaker and fall back to the spool; with
+ * `ACTIVITY_LOG_DURABILITY=disk`, `batch` journals every activity to the spool before `log()`
+ * resolves and drains the spool into the store.
+ */
 export function createDelivery(config: Config, store: ActivityStore): Delivery {
-  const sink = createStoreSink(store);
   switch (config.method) {
     case 'sync':
-      return new SyncDelivery(sink);
-    case 'batch':
+      // Each sync write is already durable when log() resolves (stored or fsync'd in the spool).
+      return new SyncDelivery(createResilientSink(config, createStoreSink(store), { callerWaits: true }));
+    case 'batch': {
+      const sink = createResilientSink(config, createStoreSink(store));
+      if (config.durability === 'disk') {
+        return new JournaledDelivery(sink, { flushIntervalMs: config.flushIntervalMs });
+      }
       return new BatchDelivery(sink, {
         batchSize: config.batchSize,
         flushIntervalMs: config.flushIntervalMs,
       });
-    case 'queue':
-      throw new ActivityLogError(
-        'CONFIG_INVALID',
-        'ACTIVITY_LOG_METHOD=queue is not available in this build: expected sync or batch',
-        { field: 'ACTIVITY_LOG_METHOD' },
-      );
+    }
+    case 'queue': {
+      assertQueueEnabled(config, 'ACTIVITY_LOG_METHOD=queue');
+      const queueSink = createQueueSink({
+        redis: config.redis,
+        queueName: config.queueName,
+        tries: config.tries,
+        batchSize: config.batchSize,
+      });
+      return new BatchDelivery(closingStoreToo(queueSink, store), {
+        method: 'queue',
+        batchSize: config.batchSize,
+        flushIntervalMs: config.flushIntervalMs,
+      });
+    }
   }
+}
+
+/** The queue sink does not write to the store, but the delivery still owns it and closes it last. */
+function closingStoreToo(sink: ActivitySink, store: ActivityStore): ActivitySink {
+  return {
+    name: sink.name,
+    write: (activities) => sink.write(activities),
+    async close() {
+      try {
+        await sink.close();
+      } finally {
+        await store.close();
+      }
+    },
+  };
 }

@@ -16,6 +16,11 @@ export class SyncDelivery implements Delivery {
     this.#sink = sink;
   }
 
+  /** The sink written to (the resilient sink made by `createDelivery`, for monitoring its breaker and spool). */
+  get sink(): ActivitySink {
+    return this.#sink;
+  }
+
   deliver(activity: Activity): Promise<void> {
     if (this.#closed)
       return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));

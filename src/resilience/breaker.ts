@@ -1,0 +1,250 @@
+import { EventEmitter } from 'node:events';
+import {
+  BrokenCircuitError,
+  type CircuitBreakerPolicy,
+  CircuitState,
+  ConsecutiveBreaker,
+  circuitBreaker,
+  handleWhen,
+  IsolatedCircuitError,
+  TaskCancelledError,
+  type TimeoutPolicy,
+  TimeoutStrategy,
+  timeout,
+} from 'cockatiel';
+import { ActivityLogError, type ErrorCode, isActivityLogError } from '../core/errors.js';
+
+/** The breaker's state, as the performance snapshot reports it. */
+export type BreakerState = 'closed' | 'open' | 'half_open';
+
+/** What monitoring reads: camelCase here, snake_case in {@link CircuitBreaker.toJSON}. */
+export interface BreakerSnapshot {
+  readonly state: BreakerState;
+  /** Consecutive failed calls (reset by a success). */
+  readonly failureCount: number;
+  /** Whether a call made now would be let through (when open: the cooldown has passed, a probe may go). */
+  readonly isAllowed: boolean;
+}
+
+/** One state change. Every transition is emitted, so alerts can fire on `open` and clear on `closed`. */
+export interface BreakerTransition {
+  readonly breaker: string;
+  readonly from: BreakerState;
+  readonly to: BreakerState;
+  readonly failureCount: number;
+  /** The failure that opened the breaker (on `→ open`). */
+  readonly error?: unknown;
+  /** When the breaker will let a probe through (on `→ open`), epoch ms. */
+  readonly probeAtMs?: number;
+}
+
+/** Typed events of a {@link CircuitBreaker}; metrics and alerts subscribe, callers never need to. */
+export interface BreakerEvents {
+  stateChange: [transition: BreakerTransition];
+  /** A call failed in a way the breaker counts (a timeout, a refused connection…). */
+  failure: [event: { readonly breaker: string; readonly error: unknown; readonly failureCount: number }];
+}
+
+export interface CircuitBreakerOptions {
+  /** Names the destination in events and messages: `store`, `queue`, … */
+  readonly name: string;
+  /** Consecutive failures that open the breaker (`ACTIVITY_LOG_BREAKER_FAILURES`). */
+  readonly failureThreshold: number;
+  /** Open → a probe is let through after this (`ACTIVITY_LOG_BREAKER_COOLDOWN_MS`). */
+  readonly cooldownMs: number;
+  /**
+   * A call still running after this fails with `WRITE_TIMEOUT` and counts as a failure, because an
+   * overwhelmed destination is a failing one (`DB_QUERY_TIMEOUT_MS` for the store).
+   */
+  readonly timeoutMs: number;
+  /** Errors that say nothing about the destination's health (default: {@link isDataError}). */
+  readonly isFailure?: (error: unknown) => boolean;
+}
+
+/**
+ * Error codes that mean "this data cannot be stored", not "the destination is unhealthy": they
+ * never open the breaker, and retrying the same activities would fail the same way.
+ */
+export const DATA_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'VALIDATION_FAILED',
+  'STORE_DATA_TOO_LONG',
+  'STORE_DATA_INVALID',
+  'QUEUE_JOB_INVALID',
+]);
+
+/** Whether a write failed because of the activities it carried rather than the destination. */
+export function isDataError(error: unknown): boolean {
+  return isActivityLogError(error) && DATA_ERROR_CODES.has(error.code);
+}
+
+const STATE_NAMES: Readonly<Record<CircuitState, BreakerState>> = {
+  [CircuitState.Closed]: 'closed',
+  [CircuitState.Open]: 'open',
+  [CircuitState.HalfOpen]: 'half_open',
+  [CircuitState.Isolated]: 'open',
+};
+
+/**
+ * A circuit breaker around one destination, built on cockatiel's `CircuitBreakerPolicy` with a
+ * `ConsecutiveBreaker` and a timeout inside it. Closed: calls go through, and
+ * `failureThreshold` consecutive failures (timeouts included) open it. Open: calls are refused at
+ * once with `BREAKER_OPEN` until `cooldownMs` has passed; then the next call is the probe
+ * (`half_open`) while every other call is still refused — callers never queue behind a probe
+ * that may itself take the whole timeout. The probe's success closes the breaker, its failure
+ * opens it for another cooldown.
+ *
+ * @example
+ * const breaker = new CircuitBreaker({ name: 'store', failureThreshold: 5, cooldownMs: 10_000, timeoutMs: 10_000 });
+ * breaker.events.on('stateChange', ({ from, to }) => console.warn(`store breaker ${from} → ${to}`));
+ * if (breaker.isAllowed) await breaker.execute(() => store.insertMany(activities));
+ */
+export class CircuitBreaker {
+  readonly name: string;
+  readonly events = new EventEmitter<BreakerEvents>();
+  readonly cooldownMs: number;
+  readonly timeoutMs: number;
+  readonly #counter: ConsecutiveBreaker;
+  readonly #policy: CircuitBreakerPolicy;
+  readonly #timeout: TimeoutPolicy;
+  readonly #isFailure: (error: unknown) => boolean;
+  readonly #disposables: { dispose(): void }[] = [];
+  #state: BreakerState = 'closed';
+  #openedAtMs = 0;
+  #lastBreakError: unknown;
+
+  constructor(options: CircuitBreakerOptions) {
+    this.name = options.name;
+    this.cooldownMs = options.cooldownMs;
+    this.timeoutMs = options.timeoutMs;
+    this.#isFailure = options.isFailure ?? ((error: unknown) => !isDataError(error));
+    this.#counter = new ConsecutiveBreaker(options.failureThreshold);
+    this.#policy = circuitBreaker(handleWhen(this.#isFailure), {
+      halfOpenAfter: options.cooldownMs,
+      breaker: this.#counter,
+    });
+    // Aggressive: the caller is released at the deadline even if the driver never answers; the
+    // write itself may still finish later, which is harmless because inserts are idempotent.
+    this.#timeout = timeout(options.timeoutMs, TimeoutStrategy.Aggressive);
+    this.#disposables.push(
+      this.#policy.onBreak((reason) => {
+        this.#openedAtMs = Date.now();
+        this.#lastBreakError = 'error' in reason ? reason.error : undefined;
+      }),
+      this.#policy.onStateChange((state) => this.#onStateChange(STATE_NAMES[state])),
+    );
+  }
+
+  get state(): BreakerState {
+    return this.#state;
+  }
+
+  get failureCount(): number {
+    return this.#counter.state;
+  }
+
+  get isAllowed(): boolean {
+    if (this.#state === 'closed') return true;
+    if (this.#state === 'half_open') return false;
+    return Date.now() >= this.probeAtMs;
+  }
+
+  /** When an open breaker lets its probe through (epoch ms); 0 unless open. */
+  get probeAtMs(): number {
+    return this.#state === 'open' ? this.#openedAtMs + this.cooldownMs : 0;
+  }
+
+  snapshot(): BreakerSnapshot {
+    return { state: this.#state, failureCount: this.failureCount, isAllowed: this.isAllowed };
+  }
+
+  /** The `circuit_breaker` object of the performance snapshot. */
+  toJSON(): { state: BreakerState; failure_count: number; is_allowed: boolean } {
+    return { state: this.#state, failure_count: this.failureCount, is_allowed: this.isAllowed };
+  }
+
+  /**
+   * Runs `fn` through the breaker. `fn` gets an AbortSignal that fires at the timeout.
+   *
+   * @throws ActivityLogError `BREAKER_OPEN` when the breaker refuses the call (open, or a probe is
+   * already running); `WRITE_TIMEOUT` when `fn` took longer than `timeoutMs`; otherwise what `fn` threw.
+   */
+  async execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    if (!this.isAllowed) throw this.#refusal();
+    try {
+      return await this.#policy.execute(({ signal }) =>
+        this.#timeout
+          .execute((_context, timeoutSignal) => fn(timeoutSignal), signal)
+          .catch((error) => {
+            throw error instanceof TaskCancelledError ? this.#timedOut(error) : error;
+          }),
+      );
+    } catch (error) {
+      if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) throw this.#refusal();
+      // Emitted here rather than from the policy's onFailure, which fires before the count is updated.
+      if (this.#isFailure(error) && this.events.listenerCount('failure') > 0) {
+        this.events.emit('failure', { breaker: this.name, error, failureCount: this.failureCount });
+      }
+      throw error;
+    }
+  }
+
+  /** Resolves once a call would be let through (at once when closed; after the cooldown when open). */
+  async whenAllowed(signal?: AbortSignal): Promise<void> {
+    while (!this.isAllowed && signal?.aborted !== true) {
+      const waitMs = this.#state === 'open' ? Math.max(1, this.probeAtMs - Date.now()) : null;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.events.off('stateChange', done);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = waitMs === null ? undefined : setTimeout(done, waitMs);
+        this.events.on('stateChange', done);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+  }
+
+  /** Stops listening to the policy; the breaker must not be used afterwards. */
+  close(): void {
+    for (const disposable of this.#disposables.splice(0)) disposable.dispose();
+    this.events.removeAllListeners();
+  }
+
+  #onStateChange(to: BreakerState): void {
+    const from = this.#state;
+    if (from === to) return;
+    this.#state = to;
+    const transition: BreakerTransition =
+      to === 'open'
+        ? {
+            breaker: this.name,
+            from,
+            to,
+            failureCount: this.failureCount,
+            error: this.#lastBreakError,
+            probeAtMs: this.#openedAtMs + this.cooldownMs,
+          }
+        : { breaker: this.name, from, to, failureCount: this.failureCount };
+    this.events.emit('stateChange', transition);
+  }
+
+  #refusal(): ActivityLogError {
+    const waitMs = Math.max(0, this.probeAtMs - Date.now());
+    const when = this.#state === 'half_open' ? 'a probe is running' : `next probe in ${waitMs} ms`;
+    return new ActivityLogError(
+      'BREAKER_OPEN',
+      `the ${this.name} circuit breaker is open after ${this.failureCount} consecutive failures (${when})`,
+      { cause: this.#lastBreakError, details: { breaker: this.name, state: this.#state } },
+    );
+  }
+
+  #timedOut(cause: TaskCancelledError): ActivityLogError {
+    return new ActivityLogError(
+      'WRITE_TIMEOUT',
+      `the ${this.name} write took longer than ${this.timeoutMs} ms; counted as a failure by its circuit breaker`,
+      { cause, details: { breaker: this.name, timeoutMs: this.timeoutMs } },
+    );
+  }
+}

@@ -1,0 +1,45 @@
+import { resolve } from 'node:path';
+import type { Config } from '../config/config.js';
+import type { ActivitySink } from '../delivery/delivery.js';
+import { CircuitBreaker } from './breaker.js';
+import { ResilientSink, type ResilientSinkOptions } from './resilient-sink.js';
+import { Spool } from './spool.js';
+
+export interface ResilientSinkSettings {
+  /** The breaker's name in events and messages (default: the target's name). */
+  readonly name?: string;
+  /** A write slower than this is a failure (default `DB_QUERY_TIMEOUT_MS`; the queue producer passes its enqueue timeout). */
+  readonly timeoutMs?: number;
+  /** True for `sync`: see {@link ResilientSinkOptions.callerWaits}. */
+  readonly callerWaits?: boolean;
+}
+
+/**
+ * Wraps `target` with a breaker of its own (`ACTIVITY_LOG_BREAKER_FAILURES`,
+ * `ACTIVITY_LOG_BREAKER_COOLDOWN_MS`, the query timeout) and the spool under
+ * `ACTIVITY_LOG_SPOOL_DIR`, bounded by `ACTIVITY_LOG_SPOOL_MAX_MB`.
+ *
+ * @example
+ * const sink = createResilientSink(config, createStoreSink(store));
+ * const delivery = new BatchDelivery(sink, { batchSize: config.batchSize, flushIntervalMs: config.flushIntervalMs });
+ */
+export function createResilientSink(
+  config: Config,
+  target: ActivitySink,
+  settings: ResilientSinkSettings = {},
+): ResilientSink {
+  const breaker = new CircuitBreaker({
+    name: settings.name ?? target.name,
+    failureThreshold: config.breakerFailures,
+    cooldownMs: config.breakerCooldownMs,
+    timeoutMs: settings.timeoutMs ?? config.database.queryTimeoutMs,
+  });
+  const spool = new Spool({ dir: resolve(config.spoolDir), maxBytes: config.spoolMaxMb * 1024 * 1024 });
+  return new ResilientSink({
+    target,
+    breaker,
+    spool,
+    replayBatchSize: config.batchSize,
+    callerWaits: settings.callerWaits ?? false,
+  });
+}

@@ -1,0 +1,147 @@
+import { createServer, type Server, Socket } from 'node:net';
+
+/** How the proxy treats traffic. */
+export type FaultMode = 'pass' | 'refuse' | 'blackhole';
+
+interface Link {
+  readonly client: Socket;
+  readonly upstream: Socket | null;
+}
+
+/**
+ * A TCP proxy for fault injection in front of a real service (MariaDB, Redis). Point the client
+ * at `127.0.0.1:proxy.port` and switch modes while it runs:
+ *
+ * - `pass()`: forwards both ways (after `latencyMs`, if set);
+ * - `refuse()`: closes the listening socket, so connects fail with ECONNREFUSED, and resets the
+ *   open connections — the server is down;
+ * - `blackhole()`: accepts connections and swallows every byte both ways, on new and open
+ *   connections alike — the server hangs ("operation timed out");
+ * - `cutConnections()`: resets every open connection once, leaving the mode as it is.
+ *
+ * @example
+ * const proxy = await FaultProxy.start({ host: '127.0.0.1', port: 3306 });
+ * const url = `mysql://root@127.0.0.1:${proxy.port}/test`;
+ * await proxy.refuse(); … await proxy.pass();
+ * await proxy.close();
+ */
+export class FaultProxy {
+  readonly port: number;
+  /** Added before every forwarded chunk, in both directions. */
+  latencyMs = 0;
+  readonly #target: { readonly host: string; readonly port: number };
+  readonly #links = new Set<Link>();
+  #server: Server | null;
+  #mode: FaultMode = 'pass';
+
+  private constructor(server: Server, port: number, target: { host: string; port: number }) {
+    this.#server = server;
+    this.port = port;
+    this.#target = target;
+  }
+
+  /** Listens on an ephemeral loopback port, forwarding to `target`. */
+  static async start(target: { readonly host: string; readonly port: number }): Promise<FaultProxy> {
+    const server = createServer();
+    const port = await listen(server, 0);
+    const proxy = new FaultProxy(server, port, target);
+    server.on('connection', (socket) => proxy.#accept(socket));
+    return proxy;
+  }
+
+  get mode(): FaultMode {
+    return this.#mode;
+  }
+
+  /** Connections currently open through the proxy. */
+  get connections(): number {
+    return this.#links.size;
+  }
+
+  async pass(): Promise<void> {
+    this.#mode = 'pass';
+    await this.#listen();
+  }
+
+  async refuse(): Promise<void> {
+    this.#mode = 'refuse';
+    const server = this.#server;
+    this.#server = null;
+    this.cutConnections();
+    if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  async blackhole(): Promise<void> {
+    this.#mode = 'blackhole';
+    await this.#listen();
+  }
+
+  cutConnections(): void {
+    for (const link of this.#links) {
+      link.client.resetAndDestroy();
+      link.upstream?.destroy();
+    }
+    this.#links.clear();
+  }
+
+  async close(): Promise<void> {
+    await this.refuse();
+  }
+
+  async #listen(): Promise<void> {
+    if (this.#server !== null) return;
+    const server = createServer();
+    server.on('connection', (socket) => this.#accept(socket));
+    await listen(server, this.port);
+    this.#server = server;
+  }
+
+  #accept(client: Socket): void {
+    client.on('error', () => undefined);
+    if (this.#mode !== 'pass') {
+      // Accept and never answer: the client waits for a handshake that does not come.
+      const link: Link = { client, upstream: null };
+      this.#links.add(link);
+      client.on('data', () => undefined);
+      client.on('close', () => this.#links.delete(link));
+      return;
+    }
+    const upstream = new Socket();
+    const link: Link = { client, upstream };
+    this.#links.add(link);
+    const drop = () => {
+      this.#links.delete(link);
+      client.destroy();
+      upstream.destroy();
+    };
+    upstream.on('error', drop);
+    client.on('error', drop);
+    upstream.on('close', drop);
+    client.on('close', drop);
+    upstream.connect(this.#target.port, this.#target.host);
+    client.on('data', (chunk) => this.#forward(upstream, chunk));
+    upstream.on('data', (chunk) => this.#forward(client, chunk));
+  }
+
+  #forward(to: Socket, chunk: Buffer): void {
+    if (this.#mode === 'blackhole') return;
+    if (this.latencyMs <= 0) {
+      to.write(chunk);
+      return;
+    }
+    setTimeout(() => {
+      if (this.#mode !== 'blackhole' && !to.destroyed) to.write(chunk);
+    }, this.latencyMs);
+  }
+}
+
+function listen(server: Server, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => {
+      server.off('error', reject);
+      const address = server.address();
+      resolve(typeof address === 'object' && address !== null ? address.port : port);
+    });
+  });
+}

@@ -1,0 +1,141 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import { defaultModelResolver } from '../../src/core/activity.js';
+import { buildActivity } from '../../src/core/build-activity.js';
+import { encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-record.js';
+import { createStore } from '../../src/store/create-store.js';
+import { MARIADB, MYSQL_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+
+const mariadbUp = await serviceAvailable(MARIADB);
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const BIN = join(ROOT, 'bin', 'activity-log.js');
+/** Above Linux's highest possible pid, so the segments' owner is certainly gone. */
+const GONE = `${2 ** 22 + 1}-0badc0de`;
+
+function cli(args: readonly string[], env: Record<string, string>, cwd: string) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd,
+      env: { PATH: process.env.PATH ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    child.once('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  beforeAll(() => {
+    if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
+      throw new Error('dist/ is missing: run `npm run build` (npm test does) before the CLI tests');
+    }
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  });
+
+  it('reports what a dead process left, replays it into the store with a summary, and then reports it empty', async () => {
+    const table = `resilience_cli_${uniqueSuffix()}`;
+    const store = createStore(
+      loadConfig({ env: { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table } }).database,
+    );
+    await store.migrate();
+    await store.close();
+    const db = await mysql.createConnection(MYSQL_URL);
+    cleanups.push(async () => {
+      await db.query(`DROP TABLE IF EXISTS \`${table}\``);
+      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
+      await db.end();
+    });
+    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
+    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    const spoolDir = join(cwd, 'spool');
+    await mkdir(spoolDir);
+    const activities = Array.from({ length: 120 }, (_, i) =>
+      buildActivity({ description: `left behind ${i}` }, undefined, {
+        resolveModel: defaultModelResolver,
+        isSecretKey: () => false,
+      }),
+    );
+    for (const [n, part] of [activities.slice(0, 70), activities.slice(70)].entries()) {
+      await writeFile(
+        join(
+          spoolDir,
+          `${String(Date.now() - 60_000 + n).padStart(13, '0')}-00000${n + 1}-${GONE}@${GONE}.seg`,
+        ),
+        Buffer.concat([SEGMENT_MAGIC, ...part.map(encodeSpoolRecord)]),
+      );
+    }
+    const env = { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table, ACTIVITY_LOG_SPOOL_DIR: spoolDir };
+
+    const status = await cli(['spool', 'status', '--json'], env, cwd);
+    expect(status.stderr).toBe('');
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({
+      dir: spoolDir,
+      segments: 2,
+      activities: 120,
+      rejected: 0,
+      owners: [{ owner: GONE, alive: false, segments: 2, activities: 120 }],
+    });
+    expect(JSON.parse(status.stdout).oldest_age_seconds).toBeGreaterThanOrEqual(59);
+    const human = await cli(['spool'], env, cwd);
+    expect(human.stdout).toMatch(/activities waiting\s+120/);
+
+    const replay = await cli(['spool', 'replay'], env, cwd);
+    expect(replay.code).toBe(0);
+    expect(replay.stdout).toMatch(/^replayed 120 activities from 2 segment\(s\) in [\d.]+ s/);
+    expect(replay.stderr.match(/^replayed .*\.seg/gm)).toHaveLength(2);
+    const [rows] = await db.query(`SELECT COUNT(*) AS n FROM \`${table}\``);
+    expect(Number((rows as { n: number }[])[0]!.n)).toBe(120);
+    expect((await readdir(spoolDir)).filter((name) => name.endsWith('.seg'))).toEqual([]);
+
+    const again = await cli(['spool', 'replay'], env, cwd);
+    expect(again.stdout).toBe('the spool holds nothing to replay\n');
+  });
+
+  it('exits 1 with one line when the store cannot take the replay, keeping the spool', async () => {
+    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
+    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    const spoolDir = join(cwd, 'spool');
+    await mkdir(spoolDir);
+    const activity = buildActivity({ description: 'kept' }, undefined, {
+      resolveModel: defaultModelResolver,
+      isSecretKey: () => false,
+    });
+    const segment = `${String(Date.now()).padStart(13, '0')}-000001-${GONE}@${GONE}.seg`;
+    await writeFile(join(spoolDir, segment), Buffer.concat([SEGMENT_MAGIC, encodeSpoolRecord(activity)]));
+    const env = {
+      DATABASE_URL: 'mysql://root@127.0.0.1:1/test',
+      DB_CONNECT_TIMEOUT_MS: '500',
+      ACTIVITY_LOG_SPOOL_DIR: spoolDir,
+    };
+    const replay = await cli(['spool', 'replay'], env, cwd);
+    expect(replay.code).toBe(1);
+    expect(replay.stderr).toMatch(/^activity-log: replay stopped with 1 activity still spooled: /m);
+    expect((await readdir(spoolDir)).filter((name) => name.endsWith('.seg'))).toHaveLength(1);
+  });
+
+  it('rejects an unknown action as a usage error', async () => {
+    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
+    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    const result = await cli(['spool', 'purge'], { ACTIVITY_LOG_SPOOL_DIR: join(cwd, 'spool') }, cwd);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('activity-log: spool: unknown action "purge"; expected status or replay\n');
+  });
+});

@@ -1,0 +1,226 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { appendFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import { defaultModelResolver } from '../../src/core/activity.js';
+import { buildActivity } from '../../src/core/build-activity.js';
+import { createActivityLog } from '../../src/core/logger.js';
+import { resilienceOf } from '../../src/resilience/resilient-sink.js';
+import { encodeSpoolRecord } from '../../src/resilience/spool-record.js';
+import { createStore } from '../../src/store/create-store.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { MARIADB, MYSQL_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+
+const mariadbUp = await serviceAvailable(MARIADB);
+const DIST_INDEX = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * The producer: eight concurrent callers log as fast as they can with ACTIVITY_LOG_DURABILITY=disk
+ * and print each id once its log() has resolved, until the process is killed.
+ */
+const PRODUCER = `
+import { createActivityLog } from ${JSON.stringify(DIST_INDEX)};
+const activityLog = createActivityLog({ env: JSON.parse(process.env.PRODUCER_ENV) });
+let n = 0;
+async function caller() {
+  for (;;) {
+    const activity = await activityLog.log({ description: 'crash test ' + n++, logName: 'crash', properties: { n } });
+    process.stdout.write(activity.id + '\\n');
+  }
+}
+for (let i = 0; i < 8; i++) caller().catch((error) => { console.error(error); process.exit(1); });
+`;
+
+async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, fault proxy)', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  });
+
+  async function fixture(label: string) {
+    const table = `resilience_${label}_${uniqueSuffix()}`;
+    const migrator = createStore(
+      loadConfig({ env: { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table } }).database,
+    );
+    await migrator.migrate();
+    await migrator.close();
+    const db = await mysql.createConnection(MYSQL_URL);
+    cleanups.push(async () => {
+      await db.query(`DROP TABLE IF EXISTS \`${table}\``);
+      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
+      await db.end();
+    });
+    const proxy = await FaultProxy.start(MARIADB);
+    cleanups.push(() => proxy.close());
+    const workDir = await mkdtemp(join(tmpdir(), `activity-log-${label}-`));
+    cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+    const storedIds = async () => {
+      const [rows] = await db.query(`SELECT id FROM \`${table}\``);
+      return new Set((rows as { id: string }[]).map((row) => row.id));
+    };
+    return { table, db, proxy, workDir, spoolDir: join(workDir, 'spool'), storedIds };
+  }
+
+  it('durability=disk: every activity whose log() resolved before SIGKILL is stored after a restart; a torn last record is skipped and counted', async () => {
+    if (!existsSync(DIST_INDEX))
+      throw new Error('dist/ is missing: run `npm run build` (npm test builds first)');
+    const { table, proxy, workDir, spoolDir, storedIds } = await fixture('sigkill');
+    const env = {
+      DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
+      ACTIVITY_LOG_TABLE: table,
+      ACTIVITY_LOG_METHOD: 'batch',
+      ACTIVITY_LOG_DURABILITY: 'disk',
+      ACTIVITY_LOG_SPOOL_DIR: spoolDir,
+      ACTIVITY_LOG_FLUSH_INTERVAL_MS: '20',
+      ACTIVITY_LOG_BATCH_SIZE: '200',
+      ACTIVITY_LOG_BREAKER_FAILURES: '2',
+      ACTIVITY_LOG_BREAKER_COOLDOWN_MS: '300',
+      DB_CONNECT_TIMEOUT_MS: '500',
+      DB_QUERY_TIMEOUT_MS: '1000',
+    };
+    const script = join(workDir, 'producer.mjs');
+    await writeFile(script, PRODUCER);
+    const child = spawn(process.execPath, [script], {
+      env: { ...process.env, PRODUCER_ENV: JSON.stringify(env) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+      child.once('exit', (_code, signal) => resolve(signal)),
+    );
+    cleanups.push(async () => {
+      child.kill('SIGKILL');
+      await exited;
+    });
+    let output = '';
+    let errors = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      errors += chunk;
+    });
+    const resolvedCount = () => output.split('\n').filter((line) => UUID.test(line)).length;
+
+    // Stored while healthy, then journaled only, then killed mid-stream.
+    await waitFor(async () => resolvedCount() > 500, 10_000, 'the producer to log while MariaDB is up');
+    await proxy.refuse();
+    const atRefusal = resolvedCount();
+    await waitFor(
+      async () => resolvedCount() > atRefusal + 2000,
+      10_000,
+      'the producer to log while MariaDB is down',
+    );
+    child.kill('SIGKILL');
+    expect(await exited).toBe('SIGKILL');
+    expect(errors).toBe('');
+    // Only whole lines are ids whose log() had resolved; a line cut by the kill is not counted.
+    const resolved = output.split('\n').filter((line) => UUID.test(line));
+
+    // A write torn by the crash: the first half of one more record, whose log() never resolved.
+    const segments = (await readdir(spoolDir)).filter((name) => name.endsWith('.seg')).sort();
+    expect(segments.length).toBeGreaterThan(0);
+    const unresolved = buildActivity({ description: 'never resolved', logName: 'crash' }, undefined, {
+      resolveModel: defaultModelResolver,
+      isSecretKey: () => false,
+    });
+    const torn = encodeSpoolRecord(unresolved);
+    await appendFile(join(spoolDir, segments.at(-1)!), torn.subarray(0, Math.floor(torn.length / 2)));
+
+    // Restart: a new process with the same spool directory and MariaDB back.
+    await proxy.pass();
+    const restarted = createActivityLog({ env });
+    cleanups.push(() => restarted.close());
+    const resilience = resilienceOf(restarted.delivery)!;
+    let corrupt = 0;
+    let claimed = 0;
+    resilience.spool.events.on('corruptRecordSkipped', ({ count }) => {
+      corrupt += count;
+    });
+    resilience.spool.events.on('claimed', () => {
+      claimed++;
+    });
+    await waitFor(
+      async () => {
+        const stored = await storedIds();
+        return resolved.every((id) => stored.has(id));
+      },
+      20_000,
+      'every resolved activity to be stored',
+    );
+    await restarted.close();
+    const stored = await storedIds();
+    expect(resolved.filter((id) => !stored.has(id))).toEqual([]);
+    expect(stored.has(unresolved.id)).toBe(false);
+    expect(corrupt).toBe(1);
+    expect(claimed).toBeGreaterThan(0);
+    expect((await readdir(spoolDir)).filter((name) => name.endsWith('.seg'))).toEqual([]);
+  });
+
+  it('a full spool drops only the newest activities, counts every drop, and keeps what it holds intact', async () => {
+    const { table, proxy, spoolDir, storedIds, db } = await fixture('spoolfull');
+    await proxy.refuse();
+    const activityLog = createActivityLog({
+      env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`, ACTIVITY_LOG_TABLE: table },
+      config: {
+        method: 'batch',
+        batchSize: 100,
+        flushIntervalMs: 10,
+        breakerFailures: 2,
+        breakerCooldownMs: 300,
+        spoolDir,
+        spoolMaxMb: 1,
+        database: { connectTimeoutMs: 500, queryTimeoutMs: 1000 },
+      },
+    });
+    cleanups.push(() => activityLog.close());
+    const resilience = resilienceOf(activityLog.delivery)!;
+    let droppedEvents = 0;
+    resilience.spool.events.on('dropped', ({ count }) => {
+      droppedEvents += count;
+    });
+    const padding = 'x'.repeat(400);
+    const logged: string[] = [];
+    for (let i = 0; i < 4000; i++) {
+      logged.push((await activityLog.log({ description: `spool limit ${i}`, properties: { padding } })).id);
+      if (i % 100 === 99) await activityLog.flush().catch(() => undefined);
+    }
+    await activityLog.flush();
+    const dropped = resilience.spool.droppedTotal;
+    expect(dropped).toBeGreaterThan(0);
+    expect(droppedEvents).toBe(dropped);
+    expect(dropped).toBeLessThan(4000);
+    const status = await resilience.spool.status();
+    expect(status.bytes).toBeLessThanOrEqual(1024 * 1024);
+    expect(status.activities).toBe(4000 - dropped);
+
+    await proxy.pass();
+    await waitFor(async () => (await storedIds()).size >= 4000 - dropped, 20_000, 'the spool to be replayed');
+    await activityLog.close();
+    const stored = await storedIds();
+    expect(stored.size).toBe(4000 - dropped);
+    expect(logged.slice(0, 4000 - dropped).every((id) => stored.has(id))).toBe(true);
+    const [rows] = await db.query(
+      `SELECT description, JSON_UNQUOTE(JSON_EXTRACT(properties, '$.padding')) AS padding FROM \`${table}\` WHERE id = ?`,
+      [logged[0]],
+    );
+    expect((rows as { description: string; padding: string }[])[0]).toEqual({
+      description: 'spool limit 0',
+      padding,
+    });
+  });
+});

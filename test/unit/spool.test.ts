@@ -1,0 +1,276 @@
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Activity } from '../../src/core/activity.js';
+import { defaultModelResolver } from '../../src/core/activity.js';
+import { buildActivity } from '../../src/core/build-activity.js';
+import { ActivityLogError } from '../../src/core/errors.js';
+import { Spool, type SpoolOptions } from '../../src/resilience/spool.js';
+import { crc32, decodeSegment, encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-record.js';
+
+const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
+
+function activities(count: number, offset = 0): Activity[] {
+  return Array.from({ length: count }, (_, i) =>
+    buildActivity(
+      {
+        description: `updated order ${offset + i}`,
+        logName: 'orders',
+        event: 'updated',
+        subject: { type: 'Order', id: offset + i },
+        causer: { type: 'User', id: 7 },
+        properties: { attributes: { total: 10.5 }, note: 'ünïcødé ✓' },
+        ipAddress: '203.0.113.9',
+        url: `https://shop.example/orders/${offset + i}`,
+      },
+      undefined,
+      buildOptions,
+    ),
+  );
+}
+
+const ids = (list: readonly Activity[]) => list.map((activity) => activity.id);
+
+describe('Spool', () => {
+  let dir: string;
+  const spools: Spool[] = [];
+  const warnings: string[] = [];
+
+  function open(options: Partial<SpoolOptions> = {}): Spool {
+    const spool = new Spool({ dir, maxBytes: 10 * 1024 * 1024, warn: (m) => warnings.push(m), ...options });
+    spools.push(spool);
+    return spool;
+  }
+
+  async function replayAll(spool: Spool, batchSize = 100): Promise<Activity[]> {
+    const written: Activity[] = [];
+    const result = await spool.replay(
+      async (batch) => {
+        written.push(...batch);
+      },
+      { batchSize },
+    );
+    expect(result.complete).toBe(true);
+    return written;
+  }
+
+  async function segmentFiles(): Promise<string[]> {
+    return (await readdir(dir)).filter((name) => name.endsWith('.seg')).sort();
+  }
+
+  beforeEach(async () => {
+    dir = join(await mkdtemp(join(tmpdir(), 'activity-log-spool-')), 'spool');
+    warnings.length = 0;
+  });
+  afterEach(async () => {
+    for (const spool of spools.splice(0)) await spool.close();
+    await rm(join(dir, '..'), { recursive: true, force: true });
+  });
+
+  it('replays what was appended, in order and intact, then deletes the segments', async () => {
+    const spool = open();
+    const sent = activities(250);
+    await spool.append(sent.slice(0, 100));
+    await spool.append(sent.slice(100));
+    expect(spool.pending()).toBe(250);
+    const batches: number[] = [];
+    const written: Activity[] = [];
+    const result = await spool.replay(
+      async (batch) => {
+        batches.push(batch.length);
+        written.push(...batch);
+      },
+      { batchSize: 100 },
+    );
+    expect(result).toMatchObject({ replayed: 250, segments: 1, corruptRecords: 0, complete: true });
+    expect(batches).toEqual([100, 100, 50]);
+    expect(written).toEqual(sent);
+    expect(spool.pending()).toBe(0);
+    expect(await segmentFiles()).toEqual([]);
+  });
+
+  it('groups concurrent appends into one commit and resolves each once it is on disk', async () => {
+    const spool = open();
+    const sent = activities(50);
+    const results = await Promise.all(sent.map((activity) => spool.append([activity])));
+    expect(results.every((r) => r.spooled === 1 && r.dropped === 0)).toBe(true);
+    const files = await segmentFiles();
+    expect(files).toHaveLength(1);
+    const decoded = decodeSegment(await readFile(join(dir, files[0]!)));
+    expect(ids(decoded.activities)).toEqual(ids(sent));
+  });
+
+  it('does not create the directory until something is spooled', async () => {
+    const spool = open();
+    expect((await spool.replay(async () => undefined, { batchSize: 10 })).replayed).toBe(0);
+    await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
+  });
+
+  it('rotates segments past the segment size and replays across them in order', async () => {
+    const spool = open({ segmentMaxBytes: 8 * 1024 });
+    const sent = activities(120);
+    for (let i = 0; i < 120; i += 10) await spool.append(sent.slice(i, i + 10));
+    expect((await segmentFiles()).length).toBeGreaterThan(3);
+    expect(ids(await replayAll(spool, 7))).toEqual(ids(sent));
+    expect(await segmentFiles()).toEqual([]);
+  });
+
+  it('skips and counts a torn last record, replaying the rest', async () => {
+    const writer = open();
+    const sent = activities(20);
+    await writer.append(sent);
+    await writer.close();
+    const [file] = await segmentFiles();
+    const path = join(dir, file!);
+    const { size } = await stat(path);
+    await truncate(path, size - 17);
+
+    const reader = open();
+    const skipped: number[] = [];
+    reader.events.on('corruptRecordSkipped', (event) => skipped.push(event.count));
+    const result = await reader.replay(async () => undefined, { batchSize: 100 });
+    expect(result).toMatchObject({ replayed: 19, corruptRecords: 1, complete: true });
+    expect(skipped).toEqual([1]);
+    expect(reader.corruptRecordsTotal).toBe(1);
+    expect(warnings.some((w) => w.includes('damaged record'))).toBe(true);
+  });
+
+  it('skips a damaged record in the middle and finds the records after it', async () => {
+    const sent = activities(5);
+    const records = sent.map(encodeSpoolRecord);
+    records[2]![20] ^= 0xff;
+    const decoded = decodeSegment(Buffer.concat([SEGMENT_MAGIC, ...records]));
+    expect(decoded.corruptRecords).toBe(1);
+    expect(ids(decoded.activities)).toEqual(ids([sent[0]!, sent[1]!, sent[3]!, sent[4]!]));
+  });
+
+  it('does not take a tail of zeros for records', async () => {
+    const records = activities(2).map(encodeSpoolRecord);
+    const decoded = decodeSegment(Buffer.concat([SEGMENT_MAGIC, ...records, Buffer.alloc(4096)]));
+    expect(decoded.activities).toHaveLength(2);
+    expect(decoded.corruptRecords).toBe(1);
+  });
+
+  it('checksums with standard CRC-32', () => {
+    expect(crc32(Buffer.from('123456789'))).toBe(0xcbf43926);
+  });
+
+  it('drops only what does not fit once full, counts it, and keeps the oldest data intact', async () => {
+    const spool = open({ maxBytes: 16 * 1024 });
+    const dropped: number[] = [];
+    spool.events.on('dropped', (event) => dropped.push(event.count));
+    const sent = activities(200);
+    let spooled = 0;
+    let lost = 0;
+    for (let i = 0; i < 200; i += 10) {
+      const result = await spool.append(sent.slice(i, i + 10));
+      spooled += result.spooled;
+      lost += result.dropped;
+    }
+    expect(spooled).toBeGreaterThan(0);
+    expect(lost).toBe(200 - spooled);
+    expect(dropped.reduce((a, b) => a + b, 0)).toBe(lost);
+    expect(spool.droppedTotal).toBe(lost);
+    expect(warnings.filter((w) => w.includes('is full'))).toHaveLength(1);
+    const status = await spool.status();
+    expect(status.bytes).toBeLessThanOrEqual(16 * 1024);
+    expect(ids(await replayAll(spool))).toEqual(ids(sent.slice(0, spooled)));
+  });
+
+  it('stops at a failed write, keeps the segment and resumes after the confirmed batches', async () => {
+    const spool = open();
+    const sent = activities(30);
+    await spool.append(sent);
+    const written: Activity[] = [];
+    let calls = 0;
+    const first = await spool.replay(
+      async (batch) => {
+        if (++calls === 2) throw new Error('database down');
+        written.push(...batch);
+      },
+      { batchSize: 10 },
+    );
+    expect(first).toMatchObject({ replayed: 10, complete: false });
+    expect((first.error as Error).message).toBe('database down');
+    expect(await segmentFiles()).toHaveLength(1);
+    expect(spool.pending()).toBe(20);
+    written.push(...(await replayAll(spool, 10)));
+    expect(ids(written)).toEqual(ids(sent));
+  });
+
+  it("claims and replays the segments of a process that is gone, but not a live one's", async () => {
+    const gone = open();
+    const live = open();
+    const fromGone = activities(10);
+    const fromLive = activities(10, 100);
+    await gone.append(fromGone);
+    await live.append(fromLive);
+    await gone.close();
+
+    const replayer = open();
+    const claimed: string[] = [];
+    replayer.events.on('claimed', (event) => claimed.push(event.from));
+    expect(ids(await replayAll(replayer))).toEqual(ids(fromGone));
+    expect(claimed).toHaveLength(1);
+    expect(await segmentFiles()).toHaveLength(1);
+    expect(ids(await replayAll(live))).toEqual(ids(fromLive));
+  });
+
+  it('writes a group again if its segment was taken over while this process was stalled', async () => {
+    const spool = open();
+    await spool.append(activities(5));
+    const [taken] = await segmentFiles();
+    // What a claimant does with a segment it believes orphaned: rename, replay, delete.
+    await rm(join(dir, taken!));
+    const later = activities(5, 100);
+    await spool.append(later);
+    expect(ids(await replayAll(spool))).toEqual(ids(later));
+  });
+
+  it('treats a segment of a dead pid as orphaned', async () => {
+    const sent = activities(3);
+    await mkdir(dir, { recursive: true });
+    // pid 2^22 + 1 is above Linux's pid_max ceiling, so no process can have it.
+    const owner = `${2 ** 22 + 1}-deadbeef`;
+    await writeFile(
+      join(dir, `0000000000001-000001-${owner}@${owner}.seg`),
+      Buffer.concat([SEGMENT_MAGIC, ...sent.map(encodeSpoolRecord)]),
+    );
+    expect(ids(await replayAll(open()))).toEqual(ids(sent));
+  });
+
+  it('reports segments, bytes, activities waiting and the oldest', async () => {
+    const spool = open({ segmentMaxBytes: 4 * 1024 });
+    const before = Date.now();
+    for (let i = 0; i < 4; i++) await spool.append(activities(5, i * 5));
+    const status = await spool.status();
+    expect(status.segments.length).toBeGreaterThan(1);
+    expect(status.activities).toBe(20);
+    expect(status.bytes).toBe(status.segments.reduce((sum, s) => sum + s.bytes, 0));
+    expect(status.oldestAt!.getTime()).toBeGreaterThanOrEqual(before - 1);
+    expect(status.segments.every((s) => s.ownerAlive)).toBe(true);
+    expect(status.rejected).toBe(0);
+  });
+
+  it('keeps activities refused as bad data in rejected.ndjson', async () => {
+    const spool = open();
+    const [bad] = activities(1);
+    await spool.reject([bad!], new ActivityLogError('STORE_DATA_TOO_LONG', 'too long for url'));
+    const lines = (await readFile(join(dir, 'rejected.ndjson'), 'utf8')).trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      error: { code: 'STORE_DATA_TOO_LONG' },
+      activity: { id: bad!.id, url: bad!.url },
+    });
+    expect((await spool.status()).rejected).toBe(1);
+  });
+
+  it('fails with SPOOL_FAILED when the directory cannot be created, and after close()', async () => {
+    await writeFile(dir, 'a file where the directory should be');
+    const spool = open();
+    await expect(spool.append(activities(1))).rejects.toMatchObject({ code: 'SPOOL_FAILED' });
+    await spool.close();
+    await expect(spool.append(activities(1))).rejects.toMatchObject({ code: 'SPOOL_FAILED' });
+  });
+});
