@@ -9,11 +9,15 @@ import { assertQueueEnabled } from './redis-connection.js';
 import { createStoreSink } from './store-sink.js';
 import { SyncDelivery } from './sync.js';
 
+/** An enqueue slower than this fails, counts against the queue breaker, and its activities are spooled. */
+const QUEUE_ENQUEUE_TIMEOUT_MS = 5000;
+
 /**
  * The delivery method named by `ACTIVITY_LOG_METHOD`, writing to `store`. `sync` and `batch`
  * write through the store's circuit breaker and fall back to the spool; with
  * `ACTIVITY_LOG_DURABILITY=disk`, `batch` journals every activity to the spool before `log()`
- * resolves and drains the spool into the store.
+ * resolves and drains the spool into the store. `queue` enqueues through a breaker of its own
+ * (named `queue`) with the same spool behind it.
  */
 export function createDelivery(config: Config, store: ActivityStore): Delivery {
   switch (config.method) {
@@ -37,8 +41,18 @@ export function createDelivery(config: Config, store: ActivityStore): Delivery {
         queueName: config.queueName,
         tries: config.tries,
         batchSize: config.batchSize,
+        enqueueTimeoutMs: QUEUE_ENQUEUE_TIMEOUT_MS,
       });
-      return new BatchDelivery(closingStoreToo(queueSink, store), {
+      // Redis down, slow or its breaker open: the activities go to the spool and are replayed into
+      // the queue once Redis is back.
+      const sink = createResilientSink(config, closingStoreToo(queueSink, store), {
+        name: 'queue',
+        timeoutMs: QUEUE_ENQUEUE_TIMEOUT_MS,
+      });
+      if (config.durability === 'disk') {
+        return new JournaledDelivery(sink, { method: 'queue', flushIntervalMs: config.flushIntervalMs });
+      }
+      return new BatchDelivery(sink, {
         method: 'queue',
         batchSize: config.batchSize,
         flushIntervalMs: config.flushIntervalMs,

@@ -5,6 +5,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import { ActivityLogError, type ErrorCode, isActivityLogError } from '../core/errors.js';
+import { CircuitBreaker } from '../resilience/breaker.js';
 import type { ActivityStore } from '../store/activity-store.js';
 import { type ActivityJobData, decodeActivityJob } from './queue-job.js';
 import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
@@ -23,7 +24,12 @@ export type WorkerStopReason =
   | 'max-jobs'
   | 'max-time'
   /** `--stop-when-empty`: nothing was waiting or delayed. */
-  | 'empty';
+  | 'empty'
+  /**
+   * `--once` / `--stop-when-empty`: the store's circuit breaker opened, so the backlog cannot be
+   * drained now; the jobs are left waiting in Redis with their tries intact.
+   */
+  | 'store-unavailable';
 
 export interface WorkerOptions {
   readonly config: Config;
@@ -51,6 +57,11 @@ export interface WorkerOptions {
   readonly maxTimeSeconds?: number | undefined;
   /** How long an idle worker waits for a job before checking its limits and the restart marker (default 1000). */
   readonly pollIntervalMs?: number | undefined;
+  /**
+   * The breaker around this worker's store writes. Default: one named `store` with
+   * `ACTIVITY_LOG_BREAKER_FAILURES`, `ACTIVITY_LOG_BREAKER_COOLDOWN_MS` and `DB_QUERY_TIMEOUT_MS`.
+   */
+  readonly breaker?: CircuitBreaker | undefined;
 }
 
 /** What a worker did, reported when it stops. */
@@ -68,6 +79,8 @@ export interface WorkerSummary {
   readonly failedJobs: number;
   /** Failed attempts whose job will be tried again. */
   readonly retriedJobs: number;
+  /** Jobs handed back to the queue, tries untouched, because the store was unavailable. */
+  readonly returnedJobs: number;
   /** Jobs whose lock expired while this worker held them (another worker takes them over). */
   readonly lostJobs: number;
   readonly seconds: number;
@@ -96,6 +109,13 @@ export interface JobFailedEvent {
   readonly willRetry: boolean;
 }
 
+/** Jobs put back at the head of the queue, tries untouched, because the store was unavailable. */
+export interface JobsReturnedEvent {
+  readonly jobIds: readonly string[];
+  readonly count: number;
+  readonly error: ActivityLogError;
+}
+
 export interface WorkerWarning {
   readonly message: string;
   readonly cause?: unknown;
@@ -107,6 +127,8 @@ export interface WorkerEvents {
   stored: [event: StoredEvent];
   /** A job attempt failed. */
   jobFailed: [event: JobFailedEvent];
+  /** The store was unavailable: the jobs went back to the queue without using a try. */
+  jobsReturned: [event: JobsReturnedEvent];
   /** Something worth a line on stderr that did not fail a job (Redis outage, eviction policy, lost lock). */
   warning: [warning: WorkerWarning];
   stopped: [summary: WorkerSummary];
@@ -145,15 +167,20 @@ export function defaultTimeoutSeconds(retryAfterSeconds: number): number {
 
 export const DEFAULT_WORKER_CONCURRENCY = 2;
 
-/** Store errors that say "the database is unreachable": splitting a merged insert would only repeat them. */
-const CONNECTION_LEVEL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+/**
+ * Errors that say "the database is unavailable or overwhelmed", not "this job is bad": the jobs go
+ * back to the queue without using a try, and the store breaker decides when to take jobs again.
+ */
+const OUTAGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'STORE_CONNECTION_REFUSED',
   'STORE_TIMEOUT',
   'STORE_POOL_EXHAUSTED',
-  'QUEUE_JOB_TIMEOUT',
+  'BREAKER_OPEN',
+  'WRITE_TIMEOUT',
 ]);
 
-const MAX_IDLE_AFTER_OUTAGE_MS = 30_000;
+/** Errors after which splitting a merged insert into one insert per job would only repeat them. */
+const NOT_SPLIT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([...OUTAGE_CODES, 'QUEUE_JOB_TIMEOUT']);
 
 interface HeldJob {
   readonly job: Job<ActivityJobData>;
@@ -206,6 +233,9 @@ export class ActivityWorker {
   readonly #config: Config;
   readonly #store: ActivityStore;
   readonly #options: ResolvedOptions;
+  readonly #breaker: CircuitBreaker;
+  readonly #ownsBreaker: boolean;
+  readonly #stopSignal = new AbortController();
   readonly #tokenPrefix = randomUUID();
   #tokenSeq = 0;
 
@@ -222,10 +252,17 @@ export class ActivityWorker {
   #fetched = 0;
   #nextRestartCheck = 0;
   #restartCheckFailed = false;
-  #idleUntil = 0;
-  #consecutiveOutages = 0;
   #done: Promise<WorkerSummary> | null = null;
-  #counts = { jobs: 0, activities: 0, inserted: 0, inserts: 0, failedJobs: 0, retriedJobs: 0, lostJobs: 0 };
+  #counts = {
+    jobs: 0,
+    activities: 0,
+    inserted: 0,
+    inserts: 0,
+    failedJobs: 0,
+    retriedJobs: 0,
+    returnedJobs: 0,
+    lostJobs: 0,
+  };
 
   constructor(options: WorkerOptions) {
     const { config } = options;
@@ -234,6 +271,15 @@ export class ActivityWorker {
     this.queueName = options.queueName ?? config.queueName;
     this.timings = workerTimings(config.retryAfterSeconds);
     const once = options.once ?? false;
+    this.#ownsBreaker = options.breaker === undefined;
+    this.#breaker =
+      options.breaker ??
+      new CircuitBreaker({
+        name: 'store',
+        failureThreshold: config.breakerFailures,
+        cooldownMs: config.breakerCooldownMs,
+        timeoutMs: config.database.queryTimeoutMs,
+      });
     this.#options = {
       queueName: this.queueName,
       tries: options.tries ?? config.tries,
@@ -309,6 +355,12 @@ export class ActivityWorker {
   /** Asks the worker to stop: the jobs in hand are finished, no new ones are taken. */
   stop(reason: WorkerStopReason = 'closed'): void {
     this.#stopReason ??= reason;
+    this.#stopSignal.abort();
+  }
+
+  /** The circuit breaker around this worker's store writes (metrics and alerts read it). */
+  get breaker(): CircuitBreaker {
+    return this.#breaker;
   }
 
   /** Stops the worker and waits until it has. */
@@ -362,11 +414,7 @@ export class ActivityWorker {
           await Promise.race(this.#inFlight);
           continue;
         }
-        const idleMs = this.#idleUntil - Date.now();
-        if (idleMs > 0) {
-          await sleep(Math.min(idleMs, this.#options.pollIntervalMs));
-          continue;
-        }
+        if (!(await this.#storeAllowsMore())) continue;
         const group = await this.#collectGroup();
         if (group.length > 0) {
           this.#launch(group);
@@ -389,6 +437,32 @@ export class ActivityWorker {
     const summary = this.#summary();
     this.events.emit('stopped', summary);
     return summary;
+  }
+
+  /**
+   * While the store breaker is open, jobs stay in Redis (no tries used): the worker waits for the
+   * cooldown, then lets exactly one group through as the probe. A draining worker (`--once`,
+   * `--stop-when-empty`) stops instead, since the backlog cannot be drained now.
+   * Resolves false when the loop should look at its stop conditions again before taking jobs.
+   */
+  async #storeAllowsMore(): Promise<boolean> {
+    const breaker = this.#breaker;
+    if (breaker.state === 'closed') return true;
+    if (this.#options.once || this.#options.stopWhenEmpty) {
+      if (this.#inFlight.size > 0) await Promise.all(this.#inFlight);
+      if (breaker.snapshot().state !== 'closed') this.stop('store-unavailable');
+      return false;
+    }
+    // The probe goes alone: nothing else in flight, and nothing else until it has been decided.
+    if (this.#inFlight.size > 0) {
+      await Promise.race(this.#inFlight);
+      return false;
+    }
+    if (!breaker.isAllowed) {
+      await breaker.whenAllowed(this.#stopSignal.signal);
+      return false;
+    }
+    return true;
   }
 
   async #checkStopConditions(): Promise<void> {
@@ -490,14 +564,18 @@ export class ActivityWorker {
       await this.#complete(group, result, started);
     } catch (error) {
       const coded = asActivityLogError(error);
-      if (group.length > 1 && !CONNECTION_LEVEL_CODES.has(coded.code)) {
+      if (OUTAGE_CODES.has(coded.code)) {
+        await this.#handBack(group, coded);
+      } else if (group.length > 1 && !NOT_SPLIT_CODES.has(coded.code)) {
         // One bad job must not fail the jobs merged with it: store each on its own.
         for (const held of group) {
           const soloStarted = performance.now();
           try {
             await this.#complete([held], await this.#insertWithTimeout(held.activities), soloStarted);
           } catch (soloError) {
-            await this.#fail(held, asActivityLogError(soloError));
+            const soloCoded = asActivityLogError(soloError);
+            if (OUTAGE_CODES.has(soloCoded.code)) await this.#handBack([held], soloCoded);
+            else await this.#fail(held, soloCoded);
           }
         }
       } else {
@@ -508,13 +586,17 @@ export class ActivityWorker {
     }
   }
 
-  /** Inserts in statements of at most `batchSize` rows; fails with `QUEUE_JOB_TIMEOUT` past `--timeout`. */
+  /**
+   * Inserts in statements of at most `batchSize` rows, each through the store breaker (a statement
+   * slower than `DB_QUERY_TIMEOUT_MS` counts as a failure); fails with `QUEUE_JOB_TIMEOUT` past `--timeout`.
+   */
   async #insertWithTimeout(activities: readonly Activity[]): Promise<{ inserted: number; inserts: number }> {
     const insert = (async () => {
       let inserted = 0;
       let inserts = 0;
       for (let start = 0; start < activities.length; start += this.#options.batchSize) {
-        inserted += await this.#store.insertMany(activities.slice(start, start + this.#options.batchSize));
+        const chunk = activities.slice(start, start + this.#options.batchSize);
+        inserted += await this.#breaker.execute(() => this.#store.insertMany(chunk));
         inserts++;
       }
       return { inserted, inserts };
@@ -544,7 +626,6 @@ export class ActivityWorker {
     result: { inserted: number; inserts: number },
     started: number,
   ): Promise<void> {
-    this.#consecutiveOutages = 0;
     const count = group.reduce((sum, held) => sum + held.activities.length, 0);
     this.#counts.inserted += result.inserted;
     this.#counts.inserts += result.inserts;
@@ -588,7 +669,6 @@ export class ActivityWorker {
     // The worker's --tries decides, as with Laravel's `queue:work --tries`, whatever the producer
     // set; BullMQ reads `opts.attempts` when it decides between retrying and failing.
     job.opts.attempts = this.#options.tries;
-    if (CONNECTION_LEVEL_CODES.has(error.code)) this.#backOffAfterOutage();
     try {
       await job.moveToFailed(new Error(`${error.code}: ${error.message}`), token, false);
       if (willRetry) this.#counts.retriedJobs++;
@@ -610,13 +690,27 @@ export class ActivityWorker {
   }
 
   /**
-   * While the database is unreachable, every job taken would only burn one of its tries; pause
-   * taking jobs, longer after each consecutive outage.
+   * The store is unavailable, not the jobs bad: put them back at the head of the queue with their
+   * tries untouched. The breaker keeps the worker from taking them again until a probe succeeds.
    */
-  #backOffAfterOutage(): void {
-    this.#consecutiveOutages++;
-    const delayMs = Math.min(MAX_IDLE_AFTER_OUTAGE_MS, 500 * 2 ** Math.min(this.#consecutiveOutages - 1, 10));
-    this.#idleUntil = Math.max(this.#idleUntil, Date.now() + delayMs);
+  async #handBack(group: readonly HeldJob[], error: ActivityLogError): Promise<void> {
+    const returned: string[] = [];
+    for (const held of group) {
+      try {
+        await held.job.moveToWait(held.token);
+        returned.push(held.job.id!);
+        this.#counts.returnedJobs++;
+      } catch (moveError) {
+        // Its lock is gone; the stalled check hands it to a worker after retry-after.
+        this.#counts.lostJobs++;
+        this.#warn(
+          `job ${held.job.id} could not be handed back to the queue: ${errorMessage(moveError)}`,
+          moveError,
+        );
+      }
+    }
+    const count = group.reduce((sum, held) => sum + held.activities.length, 0);
+    this.events.emit('jobsReturned', { jobIds: returned, count, error });
   }
 
   #renewLocks(): void {
@@ -645,6 +739,7 @@ export class ActivityWorker {
       await this.#queue?.close();
     } finally {
       if (this.#redis !== null) await closeRedis(this.#redis);
+      if (this.#ownsBreaker) this.#breaker.close();
     }
   }
 

@@ -2,6 +2,9 @@ import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config/config.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { QueueAdmin } from '../../delivery/queue-admin.js';
+import { createStoreSink } from '../../delivery/store-sink.js';
+import { drainSpool } from '../../resilience/drain-spool.js';
+import { createStore } from '../../store/create-store.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { queueNameFlag, runWorker } from './work.js';
 
@@ -22,11 +25,13 @@ export interface DrainResult {
   readonly stored: number;
   readonly failed: number;
   readonly seconds: number;
+  /** False when the source could not be drained (its store unavailable); what is left stays pending. */
+  readonly complete: boolean;
 }
 
 /**
  * Something holding activities accepted but not yet stored. `process` drains every source in
- * turn; the queue backlog is one, and the local spool becomes another.
+ * turn: the local spool left by processes that are gone, then the queue backlog.
  */
 interface PendingSource {
   readonly name: string;
@@ -53,16 +58,12 @@ export function registerProcessCommand(program: Command): void {
       const batchSize = optionalWholeNumber('--batch-size', flags.batchSize, 1, 10_000);
       const queueName = queueNameFlag(flags.queue);
       const config = loadConfig();
-      const sources = pendingSources(config, queueName ?? config.queueName);
-      if (sources.length === 0) {
-        process.stdout.write(
-          'nothing to process: the queue backend is off (QUEUE_CONNECTION is not redis)\n',
-        );
-        return;
+      let failed = false;
+      for (const source of pendingSources(config, queueName ?? config.queueName)) {
+        const result = await source.drain(method, batchSize);
+        if (result.failed > 0 || !result.complete) failed = true;
       }
-      let failed = 0;
-      for (const source of sources) failed += (await source.drain(method, batchSize)).failed;
-      if (failed > 0) process.exitCode = 1;
+      if (failed) process.exitCode = 1;
     });
 }
 
@@ -74,7 +75,7 @@ function methodFlag(value: string | undefined): ProcessMethod {
 }
 
 function pendingSources(config: Config, queueName: string): PendingSource[] {
-  const sources: PendingSource[] = [];
+  const sources: PendingSource[] = [spoolBacklog(config)];
   if (config.queueConnection === 'redis') sources.push(queueBacklog(config, queueName));
   return sources;
 }
@@ -118,9 +119,52 @@ function queueBacklog(config: Config, queueName: string): PendingSource {
         stored: summary.activities,
         failed: summary.failedJobs,
         seconds: summary.seconds,
+        complete: summary.reason !== 'store-unavailable',
       };
     },
   };
+}
+
+/** The spool of processes that are gone, replayed straight into the store (as `spool replay` does). */
+function spoolBacklog(config: Config): PendingSource {
+  return {
+    name: 'spool',
+    async drain(method, batchSize) {
+      const showProgress = process.stderr.isTTY === true;
+      const spoolConfig = { ...config, batchSize: batchSize ?? config.batchSize };
+      const result = await drainSpool(spoolConfig, createStoreSink(createStore(config.database)), {
+        ...(showProgress
+          ? {
+              onProgress: (replayed: number, total: number) =>
+                process.stderr.write(`\rspool: ${replayed} of ${total} activities stored `),
+            }
+          : {}),
+      });
+      if (showProgress && result.total > 0) process.stderr.write('\n');
+      const rate = result.seconds > 0 ? Math.round(result.replayed / result.seconds) : 0;
+      const left = result.total - result.replayed;
+      process.stdout.write(
+        `process --method=${method} spool: ${result.replayed} activities stored, ${left} left, ${result.corruptRecords} damaged records skipped, ${result.seconds.toFixed(1)} s, ${rate} activities/s\n`,
+      );
+      if (!result.complete) {
+        process.stderr.write(
+          `activity-log: spool replay stopped: ${errorLine(result.error)}; the rest stays spooled\n`,
+        );
+      }
+      return {
+        source: this.name,
+        stored: result.replayed,
+        failed: 0,
+        seconds: result.seconds,
+        complete: result.complete,
+      };
+    },
+  };
+}
+
+function errorLine(error: unknown): string {
+  if (error instanceof ActivityLogError) return `${error.code}: ${error.message}`;
+  return error instanceof Error ? error.message : String(error);
 }
 
 async function backlogJobs(config: Config, queueName: string): Promise<number> {

@@ -48,7 +48,8 @@ export function registerWorkCommand(program: Command): void {
     .action(async (flags: WorkFlags, command: Command) => {
       const config = loadConfig();
       const verbose = flags.verbose === true || command.optsWithGlobals().verbose === true;
-      await runWorker(config, workerFlags(flags, config), { verbose, label: 'worker' });
+      const summary = await runWorker(config, workerFlags(flags, config), { verbose, label: 'worker' });
+      if (summary.reason === 'store-unavailable') process.exitCode = 1;
     });
 }
 
@@ -109,6 +110,14 @@ export async function runWorker(
       `activity-log: job ${event.jobId} attempt ${event.attempt} failed (${outcome}): ${event.error.code}: ${event.error.message}\n`,
     );
   });
+  worker.events.on('jobsReturned', (event) => {
+    process.stderr.write(
+      `activity-log: store unavailable (${event.error.code}: ${event.error.message}); ${event.jobIds.length} job(s) handed back to the queue, tries untouched\n`,
+    );
+  });
+  worker.breaker.events.on('stateChange', ({ from, to }) => {
+    process.stderr.write(`activity-log: store circuit breaker ${from} → ${to}\n`);
+  });
   worker.events.on('stored', (event) => {
     progress.jobs += event.jobIds.length;
     progress.activities += event.count;
@@ -164,6 +173,8 @@ const REASONS: Record<WorkerStopReason, string> = {
   'max-jobs': '--max-jobs reached',
   'max-time': '--max-time reached',
   empty: 'queue empty',
+  'store-unavailable':
+    'the store is unavailable; the remaining jobs wait in the queue with their tries intact',
 };
 
 export function summaryLine(label: string, summary: WorkerSummary): string {
@@ -173,6 +184,8 @@ export function summaryLine(label: string, summary: WorkerSummary): string {
     `${summary.failedJobs} failed`,
     `${summary.retriedJobs} retried`,
   ];
+  if (summary.returnedJobs > 0)
+    parts.push(`${summary.returnedJobs} handed back while the store was unavailable`);
   if (summary.lostJobs > 0) parts.push(`${summary.lostJobs} handed to another worker`);
   parts.push(`${summary.seconds.toFixed(1)} s`, `${Math.round(summary.ratePerSecond)} activities/s`);
   return `${label} stopped (${REASONS[summary.reason]}): ${parts.join(', ')}`;

@@ -1,0 +1,238 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import mysql from 'mysql2/promise';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/config.js';
+import type { Activity } from '../../src/core/activity.js';
+import { createActivityLog } from '../../src/core/logger.js';
+import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { createQueueSink } from '../../src/delivery/queue-sink.js';
+import { ActivityWorker, type JobFailedEvent } from '../../src/delivery/worker.js';
+import { resilienceOf } from '../../src/resilience/resilient-sink.js';
+import { createStore } from '../../src/store/create-store.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { queueConfig, removeQueue, sampleActivities, uniqueQueueName, waitFor } from '../helpers/queue.js';
+import { MARIADB, MYSQL_URL, REDIS, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+
+const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
+
+const COOLDOWN_MS = 400;
+
+describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and MariaDB, fault proxy)', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  });
+
+  /** A migrated MariaDB table of its own, dropped after the test. */
+  async function activityTable(
+    label: string,
+  ): Promise<{ table: string; count(): Promise<{ n: number; d: number }> }> {
+    const table = `rq_${label}_${uniqueSuffix()}`;
+    const migrator = createStore(
+      queueConfig('unused', { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table }).database,
+    );
+    await migrator.migrate();
+    await migrator.close();
+    const db = await mysql.createConnection(MYSQL_URL);
+    cleanups.push(async () => {
+      await db.query(`DROP TABLE IF EXISTS \`${table}\``);
+      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
+      await db.end();
+    });
+    return {
+      table,
+      async count() {
+        const [rows] = await db.query(`SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS d FROM \`${table}\``);
+        const row = (rows as { n: number | string; d: number | string }[])[0]!;
+        return { n: Number(row.n), d: Number(row.d) };
+      },
+    };
+  }
+
+  async function enqueue(config: Config, batches: readonly (readonly Activity[])[]): Promise<void> {
+    const sink = createQueueSink({
+      redis: config.redis,
+      queueName: config.queueName,
+      tries: config.tries,
+      batchSize: 10_000,
+    });
+    for (const batch of batches) await sink.write(batch);
+    await sink.close();
+  }
+
+  it('producer: while Redis is refused, log() resolves at once, the queue breaker opens and activities are spooled; once Redis is back they are enqueued and stored exactly once', async () => {
+    const queueName = uniqueQueueName('producer-outage');
+    const { table, count } = await activityTable('producer');
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
+    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    const direct = queueConfig(queueName, { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table });
+    cleanups.push(() => removeQueue(direct, queueName));
+
+    const activityLog = createActivityLog({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        ACTIVITY_LOG_METHOD: 'queue',
+        ACTIVITY_LOG_QUEUE_NAME: queueName,
+        DATABASE_URL: MYSQL_URL,
+        ACTIVITY_LOG_TABLE: table,
+      },
+      config: {
+        batchSize: 50,
+        flushIntervalMs: 10,
+        breakerFailures: 2,
+        breakerCooldownMs: COOLDOWN_MS,
+        spoolDir,
+      },
+    });
+    cleanups.push(() => activityLog.close());
+    const resilience = resilienceOf(activityLog.delivery)!;
+    expect(resilience.breaker.name).toBe('queue');
+    const transitions: string[] = [];
+    resilience.breaker.events.on('stateChange', ({ from, to }) => transitions.push(`${from}→${to}`));
+    let spooled = 0;
+    resilience.events.on('spooled', ({ count: n }) => {
+      spooled += n;
+    });
+
+    const ids: string[] = [];
+    const latencies: number[] = [];
+    const logSome = async (n: number, from: number) => {
+      for (let i = from; i < from + n; i++) {
+        const started = performance.now();
+        const activity = await activityLog.log({
+          description: `post ${i} edited`,
+          subject: { type: 'Post', id: i },
+        });
+        latencies.push(performance.now() - started);
+        ids.push(activity.id);
+        if (i % 10 === 0) await sleep(5);
+      }
+    };
+
+    await logSome(100, 0);
+    await proxy.refuse();
+    await logSome(300, 100);
+    await waitFor(() => transitions.includes('closed→open'), 10_000, 'the queue breaker to open');
+    await waitFor(() => spooled > 0, 10_000, 'activities to be spooled');
+    await logSome(100, 400);
+    // The producer never waits on Redis: log() only appends to the in-process buffer.
+    expect(Math.max(...latencies)).toBeLessThan(1000);
+
+    await proxy.pass();
+    const admin = await QueueAdmin.connect(direct.redis, queueName);
+    cleanups.push(() => admin.close());
+    await waitFor(
+      () => resilience.pending() === 0 && transitions.at(-1) === 'half_open→closed',
+      20_000,
+      'the spool to be replayed into the queue',
+    );
+    await activityLog.close();
+
+    const store = createStore(direct.database);
+    cleanups.push(() => store.close());
+    const worker = new ActivityWorker({ config: direct, store, stopWhenEmpty: true });
+    await worker.start();
+    const summary = await worker.done;
+    expect(summary.failedJobs).toBe(0);
+    expect(await count()).toEqual({ n: ids.length, d: ids.length });
+    expect(new Set(ids).size).toBe(500);
+    expect(spooled).toBeGreaterThan(0);
+    expect(transitions).toContain('open→half_open');
+  });
+
+  it('worker: while MariaDB is refused, jobs wait in Redis with their tries intact; a probe after the cooldown resumes the work and every activity is stored once', async () => {
+    const queueName = uniqueQueueName('worker-outage');
+    const { table, count } = await activityTable('worker');
+    const proxy = await FaultProxy.start(MARIADB);
+    cleanups.push(() => proxy.close());
+    const config = queueConfig(queueName, {
+      DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
+      ACTIVITY_LOG_TABLE: table,
+      ACTIVITY_LOG_TRIES: '2',
+      ACTIVITY_LOG_BREAKER_FAILURES: '2',
+      ACTIVITY_LOG_BREAKER_COOLDOWN_MS: String(COOLDOWN_MS),
+      DB_CONNECT_TIMEOUT_MS: '500',
+      DB_QUERY_TIMEOUT_MS: '1000',
+    });
+    cleanups.push(() => removeQueue(config, queueName));
+    const activities = sampleActivities(1000);
+    await enqueue(
+      config,
+      Array.from({ length: 20 }, (_, i) => activities.slice(i * 50, i * 50 + 50)),
+    );
+
+    await proxy.refuse();
+    const store = createStore(config.database);
+    cleanups.push(() => store.close());
+    const worker = new ActivityWorker({ config, store, pollIntervalMs: 200 });
+    cleanups.push(() => worker.close());
+    const failures: JobFailedEvent[] = [];
+    let returned = 0;
+    worker.events.on('jobFailed', (event) => failures.push(event));
+    worker.events.on('jobsReturned', (event) => {
+      returned += event.jobIds.length;
+    });
+    const transitions: string[] = [];
+    worker.breaker.events.on('stateChange', ({ from, to }) => transitions.push(`${from}→${to}`));
+    await worker.start();
+
+    await waitFor(() => transitions.includes('closed→open'), 10_000, 'the store breaker to open');
+    // Several cooldowns pass with failing probes; not one try is used.
+    await sleep(COOLDOWN_MS * 4);
+    const admin = await QueueAdmin.connect(config.redis, queueName);
+    cleanups.push(() => admin.close());
+    const during = await admin.counts();
+    expect(failures).toEqual([]);
+    expect(returned).toBeGreaterThan(0);
+    expect(during.failed).toBe(0);
+    expect(during.waiting + during.active).toBe(20);
+    expect(transitions.filter((t) => t === 'half_open→open').length).toBeGreaterThan(0);
+
+    await proxy.pass();
+    await waitFor(async () => (await count()).n === 1000, 20_000, 'every activity to be stored');
+    const summary = await worker.close();
+    expect(summary.jobs).toBe(20);
+    expect(summary.failedJobs).toBe(0);
+    expect(summary.retriedJobs).toBe(0);
+    expect(await count()).toEqual({ n: 1000, d: 1000 });
+    expect(transitions.at(-1)).toBe('half_open→closed');
+  });
+
+  it('worker --stop-when-empty: with MariaDB refused it stops as store-unavailable and leaves every job waiting, tries intact', async () => {
+    const queueName = uniqueQueueName('drain-outage');
+    const { table } = await activityTable('drain');
+    const proxy = await FaultProxy.start(MARIADB);
+    cleanups.push(() => proxy.close());
+    await proxy.refuse();
+    const config = queueConfig(queueName, {
+      DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
+      ACTIVITY_LOG_TABLE: table,
+      ACTIVITY_LOG_BREAKER_FAILURES: '2',
+      DB_CONNECT_TIMEOUT_MS: '500',
+    });
+    cleanups.push(() => removeQueue(config, queueName));
+    const activities = sampleActivities(200);
+    await enqueue(config, [activities.slice(0, 100), activities.slice(100)]);
+
+    const store = createStore(config.database);
+    cleanups.push(() => store.close());
+    const worker = new ActivityWorker({ config, store, stopWhenEmpty: true });
+    await worker.start();
+    const summary = await worker.done;
+    expect(summary.reason).toBe('store-unavailable');
+    expect(summary.failedJobs).toBe(0);
+    expect(summary.jobs).toBe(0);
+
+    const admin = await QueueAdmin.connect(config.redis, queueName);
+    cleanups.push(() => admin.close());
+    const counts = await admin.counts();
+    expect(counts.waiting).toBe(2);
+    expect(counts.failed).toBe(0);
+  });
+});
