@@ -14,7 +14,38 @@ export type { ErrorCode } from './core/errors.js';
 export { ActivityLogError, ERROR_CODES, isActivityLogError } from './core/errors.js';
 export type { ActivityBuilder, ActivityLog, ActivityLogOptions } from './core/logger.js';
 export { createActivityLog } from './core/logger.js';
+export { createDelivery } from './delivery/create-delivery.js';
 export type { ActivitySink, Delivery, DeliveryEvents } from './delivery/delivery.js';
+export type { FailedJobInfo, QueueCounts, RetryResult } from './delivery/queue-admin.js';
+export { QueueAdmin } from './delivery/queue-admin.js';
+export { QUEUE_PREFIX, storedCounterKey } from './delivery/queue-keys.js';
+export type { QueueSink, QueueSinkOptions } from './delivery/queue-sink.js';
+export { createQueueSink } from './delivery/queue-sink.js';
+export type {
+  JobFailedEvent,
+  JobsReturnedEvent,
+  StoredEvent,
+  WorkerEvents,
+  WorkerOptions,
+  WorkerSettings,
+  WorkerStopReason,
+  WorkerSummary,
+} from './delivery/worker.js';
+export { ActivityWorker, startWorker } from './delivery/worker.js';
+export type {
+  BreakerEvents,
+  BreakerSnapshot,
+  BreakerState,
+  BreakerTransition,
+  CircuitBreakerOptions,
+} from './resilience/breaker.js';
+export { CircuitBreaker } from './resilience/breaker.js';
+export type { DrainSpoolOptions, DrainSpoolResult } from './resilience/drain-spool.js';
+export { drainSpool } from './resilience/drain-spool.js';
+export type { ResilientSinkEvents, ResilientSinkOptions, SpoolReason } from './resilience/resilient-sink.js';
+export { ResilientSink, resilienceOf } from './resilience/resilient-sink.js';
+export type { SpoolOptions, SpoolStatus } from './resilience/spool.js';
+export { Spool } from './resilience/spool.js';
 export type {
   ActivityFilter,
   ActivityPage,
