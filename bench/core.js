@@ -189,10 +189,21 @@ async function batchIngest() {
 }
 
 export async function run({ repeats = 3 } = {}) {
-  const cost = await rounds(repeats, logCost);
-  const raw = await rounds(repeats, rawMultiRow);
-  const single = await rounds(repeats, singleRow);
-  const batch = await rounds(repeats, batchIngest);
+  // One untimed warm-up of each, then rounds in which the designs take turns, so a noisy
+  // neighbour slows every design alike rather than whichever happened to run at the time.
+  await logCost();
+  await rawMultiRow();
+  await batchIngest();
+  const cost = [];
+  const raw = [];
+  const single = [];
+  const batch = [];
+  await rounds(repeats, async () => {
+    cost.push(await logCost());
+    raw.push(await rawMultiRow());
+    single.push(await singleRow());
+    batch.push(await batchIngest());
+  });
   const oursMedian = median(cost.map((c) => c.oursMedianNs));
   const baseMedian = median(cost.map((c) => c.baseMedianNs));
   const oursP99 = median(cost.map((c) => c.oursP99Ns));
@@ -202,6 +213,11 @@ export async function run({ repeats = 3 } = {}) {
     logCostNs: { median: oursMedian, p99: oursP99, baselineMedian: baseMedian, baselineP99: baseP99 },
     logCostRatio: { median: ratio(oursMedian, baseMedian), p99: ratio(oursP99, baseP99) },
     ingestRowsPerSecond: { batch: median(batch), rawMultiRow: median(raw), singleRowInserts: median(single) },
+    samples: {
+      batch: batch.map(Math.round),
+      rawMultiRow: raw.map(Math.round),
+      singleRowInserts: single.map(Math.round),
+    },
   };
   results.ingestRatio = {
     batchVsRaw: ratio(results.ingestRowsPerSecond.batch, results.ingestRowsPerSecond.rawMultiRow),

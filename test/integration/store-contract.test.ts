@@ -358,14 +358,16 @@ for (const target of TARGETS) {
 
     // better-sqlite3 blocks the thread while it waits for a lock, so two connections in one
     // process cannot wait for each other; concurrent SQLite migrations need separate processes.
-    it.skipIf(!target.networked)('applies each migration once when two stores migrate at once', async () => {
-      const table = `store_${uniqueSuffix()}`;
-      const first = openStore({ table });
-      const second = openStore({ table });
-      const results = await Promise.all([first.migrate(), second.migrate()]);
-      expect(results.map((result) => result.from).sort()).toEqual([0, 1]);
-      expect(results.every((result) => result.to === 1)).toBe(true);
-    });
+    if (target.networked) {
+      it('applies each migration once when two stores migrate at once', async () => {
+        const table = `store_${uniqueSuffix()}`;
+        const first = openStore({ table });
+        const second = openStore({ table });
+        const results = await Promise.all([first.migrate(), second.migrate()]);
+        expect(results.map((result) => result.from).sort()).toEqual([0, 1]);
+        expect(results.every((result) => result.to === 1)).toBe(true);
+      });
+    }
 
     it('names the indexes of the default table exactly as DESIGN.md does', async () => {
       expect((await admin.defaultTableIndexNames()).sort()).toEqual(DESIGN_INDEX_NAMES);
@@ -589,17 +591,16 @@ for (const target of TARGETS) {
       await expectCode(store.query(), 'STORE_SCHEMA_MISSING');
     });
 
-    it.skipIf(!target.enforcesColumnLengths)(
-      'reports an over-long value as STORE_DATA_TOO_LONG',
-      async () => {
+    if (target.enforcesColumnLengths) {
+      it('reports an over-long value as STORE_DATA_TOO_LONG', async () => {
         const store = await migratedStore();
         await expectCode(
           store.insertMany([activity({ subjectType: 'x'.repeat(192) })]),
           'STORE_DATA_TOO_LONG',
         );
         expect(await rowCount(store)).toBe(0);
-      },
-    );
+      });
+    }
 
     it(`turns a statement blocked by another connection into ${target.blockedCode}`, async () => {
       const table = `store_${uniqueSuffix()}`;
