@@ -54,3 +54,4 @@ export type {
   PruneOptions,
 } from './store/activity-store.js';
 export { createStore } from './store/create-store.js';
+export { RetentionScheduler, type RetentionSchedulerOptions } from './store/retention.js';

@@ -6,6 +6,7 @@ import { ActivityLogError } from '../../core/errors.js';
 import { type ActivityLog, createActivityLog } from '../../core/logger.js';
 import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
 import { createServer } from '../../http/server.js';
+import { RetentionScheduler } from '../../store/retention.js';
 import { describeDatabase } from '../describe-database.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { migrationLine } from './migrate.js';
@@ -42,6 +43,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
 
   let worker: ActivityWorker | null = null;
   let app: FastifyInstance | null = null;
+  let retention: RetentionScheduler | null = null;
   try {
     try {
       const migration = await activityLog.store.migrate();
@@ -50,6 +52,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       );
       worker = await startWorkerIfAsked(flags.worker === true, activityLog);
       if (worker !== null) stop.watchWorker(worker);
+      retention = startRetention(activityLog);
       app = createServer({ activityLog, config, logger: { level: verbose ? 'info' : 'warn' } });
       const url = await app.listen({ host: config.host, port: config.port }).catch((error: unknown) => {
         throw listenError(error, config);
@@ -57,11 +60,13 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       process.stdout.write(startBanner(url, config, generated));
     } catch (error) {
       // The start-up error is the one to report; a failing clean-up after it would only hide it.
+      await retention?.stop();
       await shutDown(app, worker, activityLog).catch(() => undefined);
       throw error;
     }
     const reason = await stop.reason;
     process.stderr.write(`activity-log: ${reason}: shutting down\n`);
+    await retention?.stop();
     await shutDown(app, worker, activityLog);
     process.stdout.write('stopped\n');
   } finally {
@@ -202,6 +207,28 @@ function watchForStop(): StopRequest {
 }
 
 /** Stops taking requests and jobs first, then flushes what was accepted and releases connections. */
+/**
+ * Scheduled pruning: a minute after start-up and then daily, activities older than
+ * `ACTIVITY_LOG_RETENTION_DAYS` are deleted in chunks, as `activity-log prune` does.
+ */
+function startRetention(activityLog: ActivityLog): RetentionScheduler {
+  const { retentionDays } = activityLog.config;
+  const retention = new RetentionScheduler({
+    store: activityLog.store,
+    retentionDays,
+    onPruned: ({ deleted, before, seconds }) =>
+      process.stdout.write(
+        `pruned ${deleted} activities older than ${before.toISOString()} (ACTIVITY_LOG_RETENTION_DAYS=${retentionDays}) in ${seconds.toFixed(1)} s\n`,
+      ),
+    onError: (error) =>
+      process.stderr.write(
+        `activity-log: warning: scheduled prune failed, trying again tomorrow: ${error instanceof Error ? error.message : String(error)}\n`,
+      ),
+  });
+  retention.start();
+  return retention;
+}
+
 async function shutDown(
   app: FastifyInstance | null,
   worker: ActivityWorker | null,
