@@ -1,6 +1,6 @@
 import type { Activity } from '../../src/core/activity.js';
 import type { ActivitySink } from '../../src/delivery/delivery.js';
-import type { ActivityPage, ActivityStore } from '../../src/store/activity-store.js';
+import type { ActivityPage, ActivityStore, PruneOptions } from '../../src/store/activity-store.js';
 
 /** Unit-test sink: records every write; can be told to fail the next N writes. */
 export class MemorySink implements ActivitySink {
@@ -58,7 +58,7 @@ export class MemoryStore implements ActivityStore {
     return { data, nextCursor: null };
   }
 
-  async prune(): Promise<number> {
+  async prune(_options: PruneOptions): Promise<number> {
     return 0;
   }
 
