@@ -5,53 +5,14 @@ import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import { createActivityLog, loadConfig } from '../dist/index.js';
 import { createStore } from '../dist/store/create-store.js';
-import { machine, median, percentile, printTable, ratio, rounds } from './stats.js';
+import { COLUMNS, input, logCostAgainstBaseline, sampleRows, timeMultiRowInserts } from './lib/workload.js';
+import { machine, median, printTable, ratio, rounds } from './stats.js';
 
 const MYSQL_URL = process.env.BENCH_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
 const TABLE = 'bench_activity_log';
 const ROWS = Number(process.env.BENCH_ROWS ?? 50_000);
 const SINGLE_ROWS = Number(process.env.BENCH_SINGLE_ROWS ?? 5_000);
 const CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
-
-const user = { type: 'User', id: 17 };
-const order = { type: 'Order', id: 4242 };
-const properties = { attributes: { total: 10.5, status: 'paid' }, old: { total: 9.99, status: 'open' } };
-
-function input(i) {
-  return {
-    description: 'updated order',
-    logName: 'orders',
-    event: 'updated',
-    subject: order,
-    causer: user,
-    properties,
-    ipAddress: '203.0.113.9',
-    url: `https://shop.example/orders/${i}`,
-    method: 'PATCH',
-  };
-}
-
-/** Baseline: build the same row object by hand and serialize it — what any logger must at least do. */
-function baseline(i) {
-  const row = {
-    id: `0190a0b0-0000-7000-8000-${String(i).padStart(12, '0')}`,
-    log_name: 'orders',
-    description: 'updated order',
-    subject_type: order.type,
-    subject_id: String(order.id),
-    event: 'updated',
-    causer_type: user.type,
-    causer_id: String(user.id),
-    properties: JSON.stringify(properties),
-    batch_uuid: null,
-    ip_address: '203.0.113.9',
-    url: `https://shop.example/orders/${i}`,
-    method: 'PATCH',
-    user_agent: null,
-    created_at: new Date(),
-  };
-  return JSON.stringify(row);
-}
 
 async function freshStore() {
   const store = createStore(
@@ -76,92 +37,31 @@ async function logCost() {
   const { store, connection } = await freshStore();
   await store.close();
   const activityLog = openLog();
-  const ours = [];
-  const base = [];
-  let sink = 0;
-  for (let block = 0; block < CALLS / 1000; block++) {
-    for (let i = 0; i < 1000; i++) {
-      const t0 = process.hrtime.bigint();
-      sink += baseline(i).length;
-      base.push(Number(process.hrtime.bigint() - t0));
-      const t1 = process.hrtime.bigint();
-      activityLog.log(input(i));
-      ours.push(Number(process.hrtime.bigint() - t1));
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  const cost = await logCostAgainstBaseline(activityLog, CALLS);
   await activityLog.close();
   await connection.end();
-  if (sink === 0) throw new Error('unreachable');
-  return {
-    oursMedianNs: median(ours),
-    oursP99Ns: percentile(ours, 99),
-    baseMedianNs: median(base),
-    baseP99Ns: percentile(base, 99),
-  };
+  return cost;
 }
 
-function rowValues(activityLogRow) {
-  return [
-    activityLogRow.id,
-    activityLogRow.logName,
-    activityLogRow.description,
-    activityLogRow.subjectType,
-    activityLogRow.subjectId,
-    activityLogRow.event,
-    activityLogRow.causerType,
-    activityLogRow.causerId,
-    JSON.stringify(activityLogRow.properties),
-    activityLogRow.batchUuid,
-    activityLogRow.ipAddress,
-    activityLogRow.url,
-    activityLogRow.method,
-    activityLogRow.userAgent,
-    activityLogRow.createdAt,
-  ];
-}
-
-const COLUMNS =
-  'id, log_name, description, subject_type, subject_id, event, causer_type, causer_id, properties, batch_uuid, ip_address, url, method, user_agent, created_at';
-
-/** Rows of the same shape the logger makes, built once outside the timed part of the baselines. */
-async function sampleRows(count) {
-  const { buildActivity } = await import('../dist/core/build-activity.js');
-  const { defaultModelResolver } = await import('../dist/core/activity.js');
-  const options = { resolveModel: defaultModelResolver, isSecretKey: () => false };
-  return Array.from({ length: count }, (_, i) => rowValues(buildActivity(input(i), undefined, options)));
-}
-
+/** The raw baseline: the same rows in 1000-row multi-row INSERTs through mysql2, nothing else. */
 async function rawMultiRow() {
   const { store, connection } = await freshStore();
   await store.close();
   const rows = await sampleRows(ROWS);
-  const placeholders = `(${COLUMNS.split(',')
-    .map(() => '?')
-    .join(', ')})`;
-  const started = performance.now();
-  for (let i = 0; i < rows.length; i += 1000) {
-    const chunk = rows.slice(i, i + 1000);
-    await connection.query(
-      `INSERT INTO \`${TABLE}\` (${COLUMNS}) VALUES ${chunk.map(() => placeholders).join(', ')}`,
-      chunk.flat(),
-    );
-  }
-  const seconds = (performance.now() - started) / 1000;
+  const rate = await timeMultiRowInserts(connection, TABLE, rows);
   await connection.end();
-  return rows.length / seconds;
+  return rate;
 }
 
 async function singleRow() {
   const { store, connection } = await freshStore();
   await store.close();
   const rows = await sampleRows(SINGLE_ROWS);
-  const placeholders = COLUMNS.split(',')
-    .map(() => '?')
-    .join(', ');
+  const columns = COLUMNS.join(', ');
+  const placeholders = COLUMNS.map(() => '?').join(', ');
   const started = performance.now();
   for (const row of rows) {
-    await connection.execute(`INSERT INTO \`${TABLE}\` (${COLUMNS}) VALUES (${placeholders})`, row);
+    await connection.execute(`INSERT INTO \`${TABLE}\` (${columns}) VALUES (${placeholders})`, row);
   }
   const seconds = (performance.now() - started) / 1000;
   await connection.end();

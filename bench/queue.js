@@ -14,7 +14,8 @@ import mysql from 'mysql2/promise';
 import { QUEUE_PREFIX, storedCounterKey } from '../dist/delivery/queue-keys.js';
 import { createActivityLog, loadConfig } from '../dist/index.js';
 import { createStore } from '../dist/store/create-store.js';
-import { machine, median, percentile, printTable, ratio, rounds } from './stats.js';
+import { COLUMNS, input, logCostAgainstBaseline, sampleRows, timeMultiRowInserts } from './lib/workload.js';
+import { machine, median, printTable, ratio, rounds } from './stats.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const BIN = join(here, '..', 'bin', 'activity-log.js');
@@ -27,63 +28,6 @@ const RAW_ROWS = Number(process.env.BENCH_QUEUE_RAW_ROWS ?? 50_000);
 const CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
 /** Activities per job and per INSERT in the queue runs, the same as the raw baseline's 1000 rows. */
 const BATCH_SIZE = Number(process.env.BENCH_QUEUE_BATCH_SIZE ?? 1000);
-
-const COLUMNS = [
-  'id',
-  'log_name',
-  'description',
-  'subject_type',
-  'subject_id',
-  'event',
-  'causer_type',
-  'causer_id',
-  'properties',
-  'batch_uuid',
-  'ip_address',
-  'url',
-  'method',
-  'user_agent',
-  'created_at',
-];
-
-const user = { type: 'User', id: 17 };
-const order = { type: 'Order', id: 4242 };
-const properties = { attributes: { total: 10.5, status: 'paid' }, old: { total: 9.99, status: 'open' } };
-
-function input(i) {
-  return {
-    description: 'updated order',
-    logName: 'orders',
-    event: 'updated',
-    subject: order,
-    causer: user,
-    properties,
-    ipAddress: '203.0.113.9',
-    url: `https://shop.example/orders/${i}`,
-    method: 'PATCH',
-  };
-}
-
-/** Baseline: build the same row object by hand and serialize it — what any logger must at least do. */
-function baseline(i) {
-  return JSON.stringify({
-    id: `0190a0b0-0000-7000-8000-${String(i).padStart(12, '0')}`,
-    log_name: 'orders',
-    description: 'updated order',
-    subject_type: order.type,
-    subject_id: String(order.id),
-    event: 'updated',
-    causer_type: user.type,
-    causer_id: String(user.id),
-    properties: JSON.stringify(properties),
-    batch_uuid: null,
-    ip_address: '203.0.113.9',
-    url: `https://shop.example/orders/${i}`,
-    method: 'PATCH',
-    user_agent: null,
-    created_at: new Date(),
-  });
-}
 
 function benchEnv(queueName) {
   return {
@@ -288,70 +232,20 @@ async function naiveEndToEnd(workers) {
 /** Baseline (a): 1000-row multi-row INSERTs of prepared rows through mysql2, nothing else. */
 async function rawMultiRow() {
   const connection = await freshTable();
-  const { buildActivity } = await import('../dist/core/build-activity.js');
-  const { defaultModelResolver } = await import('../dist/core/activity.js');
-  const options = { resolveModel: defaultModelResolver, isSecretKey: () => false };
-  const rows = Array.from({ length: RAW_ROWS }, (_, i) => {
-    const a = buildActivity(input(i), undefined, options);
-    return [
-      a.id,
-      a.logName,
-      a.description,
-      a.subjectType,
-      a.subjectId,
-      a.event,
-      a.causerType,
-      a.causerId,
-      JSON.stringify(a.properties),
-      a.batchUuid,
-      a.ipAddress,
-      a.url,
-      a.method,
-      a.userAgent,
-      a.createdAt,
-    ];
-  });
-  const placeholders = `(${COLUMNS.map(() => '?').join(', ')})`;
-  const started = performance.now();
-  for (let i = 0; i < rows.length; i += 1000) {
-    const chunk = rows.slice(i, i + 1000);
-    await connection.query(
-      `INSERT INTO \`${TABLE}\` (${COLUMNS.join(', ')}) VALUES ${chunk.map(() => placeholders).join(', ')}`,
-      chunk.flat(),
-    );
-  }
-  const seconds = (performance.now() - started) / 1000;
+  const rows = await sampleRows(RAW_ROWS);
+  const rate = await timeMultiRowInserts(connection, TABLE, rows);
   await dropTable(connection);
-  return rows.length / seconds;
+  return rate;
 }
 
 /** Per-call cost of log() in queue mode (Redis and a worker-less queue behind it) against the baseline. */
 async function logCost() {
   const queueName = freshQueueName('cost');
   const activityLog = createActivityLog({ env: benchEnv(queueName) });
-  const ours = [];
-  const base = [];
-  let sink = 0;
-  for (let block = 0; block < CALLS / 1000; block++) {
-    for (let i = 0; i < 1000; i++) {
-      const t0 = process.hrtime.bigint();
-      sink += baseline(i).length;
-      base.push(Number(process.hrtime.bigint() - t0));
-      const t1 = process.hrtime.bigint();
-      activityLog.log(input(i));
-      ours.push(Number(process.hrtime.bigint() - t1));
-    }
-    await new Promise((resolve) => setImmediate(resolve));
-  }
+  const cost = await logCostAgainstBaseline(activityLog, CALLS);
   await activityLog.close();
   await obliterate(queueName);
-  if (sink === 0) throw new Error('unreachable');
-  return {
-    oursMedianNs: median(ours),
-    oursP99Ns: percentile(ours, 99),
-    baseMedianNs: median(base),
-    baseP99Ns: percentile(base, 99),
-  };
+  return cost;
 }
 
 export async function run({ repeats = 3 } = {}) {

@@ -15,6 +15,7 @@ import { CircuitBreaker } from '../dist/resilience/breaker.js';
 import { ResilientSink, resilienceOf } from '../dist/resilience/resilient-sink.js';
 import { Spool } from '../dist/resilience/spool.js';
 import { createStore } from '../dist/store/create-store.js';
+import { input, sampleRows, timeMultiRowInserts } from './lib/workload.js';
 import { machine, median, percentile, printTable, ratio, rounds } from './stats.js';
 
 const MYSQL_URL = process.env.BENCH_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
@@ -22,24 +23,6 @@ const TABLE = 'bench_resilience';
 const CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
 const DRAIN_ROWS = Number(process.env.BENCH_ROWS ?? 50_000);
 const BATCH = 1000;
-
-const user = { type: 'User', id: 17 };
-const order = { type: 'Order', id: 4242 };
-const properties = { attributes: { total: 10.5, status: 'paid' }, old: { total: 9.99, status: 'open' } };
-
-function input(i) {
-  return {
-    description: 'updated order',
-    logName: 'orders',
-    event: 'updated',
-    subject: order,
-    causer: user,
-    properties,
-    ipAddress: '203.0.113.9',
-    url: `https://shop.example/orders/${i}`,
-    method: 'PATCH',
-  };
-}
 
 /** Forwards to MariaDB (`pass`), closes its port (`refuse`) or accepts and never answers (`blackhole`). */
 async function startProxy(target) {
@@ -148,49 +131,13 @@ async function logCost(state) {
   return { medianNs: median(costs), p99Ns: percentile(costs, 99), breaker: breaker.state };
 }
 
-const COLUMNS =
-  'id, log_name, description, subject_type, subject_id, event, causer_type, causer_id, properties, batch_uuid, ip_address, url, method, user_agent, created_at';
-
-async function sampleActivities(count) {
-  const { buildActivity } = await import('../dist/core/build-activity.js');
-  const { defaultModelResolver } = await import('../dist/core/activity.js');
-  const options = { resolveModel: defaultModelResolver, isSecretKey: () => false };
-  return Array.from({ length: count }, (_, i) => buildActivity(input(i), undefined, options));
-}
-
+/** The raw baseline: the same rows in BATCH-row multi-row INSERTs through mysql2, nothing else. */
 async function rawMultiRow() {
   const connection = await freshTable();
-  const rows = (await sampleActivities(DRAIN_ROWS)).map((a) => [
-    a.id,
-    a.logName,
-    a.description,
-    a.subjectType,
-    a.subjectId,
-    a.event,
-    a.causerType,
-    a.causerId,
-    JSON.stringify(a.properties),
-    a.batchUuid,
-    a.ipAddress,
-    a.url,
-    a.method,
-    a.userAgent,
-    a.createdAt,
-  ]);
-  const placeholders = `(${COLUMNS.split(',')
-    .map(() => '?')
-    .join(', ')})`;
-  const started = performance.now();
-  for (let i = 0; i < rows.length; i += BATCH) {
-    const chunk = rows.slice(i, i + BATCH);
-    await connection.query(
-      `INSERT INTO \`${TABLE}\` (${COLUMNS}) VALUES ${chunk.map(() => placeholders).join(', ')}`,
-      chunk.flat(),
-    );
-  }
-  const seconds = (performance.now() - started) / 1000;
+  const rows = await sampleRows(DRAIN_ROWS);
+  const rate = await timeMultiRowInserts(connection, TABLE, rows, BATCH);
   await connection.end();
-  return rows.length / seconds;
+  return rate;
 }
 
 /**

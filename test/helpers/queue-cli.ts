@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import { createStore } from '../../src/store/create-store.js';
-import { REDIS_URL } from './queue.js';
+import { REDIS_URL, removeQueue, uniqueQueueName } from './queue.js';
 import { MYSQL_URL, uniqueSuffix } from './services.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -113,4 +113,20 @@ export async function mariadbTable(
       await sql.end();
     },
   };
+}
+
+/**
+ * A queue of its own and a MariaDB table pointed at it (not migrated yet) for one test; the
+ * table's drop and the queue's removal are added to `cleanups`.
+ */
+export async function queueTestTable(
+  cleanups: (() => Promise<void>)[],
+  label: string,
+  env: Record<string, string> = {},
+): Promise<TestTable> {
+  const queueName = uniqueQueueName(label);
+  const table = await mariadbTable(label, queueName, env);
+  cleanups.push(() => table.drop());
+  cleanups.push(() => removeQueue(table.config, queueName));
+  return table;
 }

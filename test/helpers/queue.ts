@@ -3,6 +3,7 @@ import type { Activity } from '../../src/core/activity.js';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { REDIS, uniqueSuffix } from './services.js';
 
 export const REDIS_URL = `redis://${REDIS.host}:${REDIS.port}`;
@@ -36,6 +37,18 @@ export async function removeQueue(config: Config, queueName: string): Promise<vo
   }
 }
 
+/** Enqueues `batches` on the config's queue, one job per batch (each of at most 10,000 activities). */
+export async function enqueue(config: Config, batches: readonly (readonly Activity[])[]): Promise<void> {
+  const sink = createQueueSink({
+    redis: config.redis,
+    queueName: config.queueName,
+    tries: config.tries,
+    batchSize: 10_000,
+  });
+  for (const batch of batches) await sink.write(batch);
+  await sink.close();
+}
+
 const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
 
 /** Activities shaped like real ones, with every field filled and a distinct url per index. */
@@ -59,6 +72,16 @@ export function sampleActivities(count: number, offset = 0): Activity[] {
       buildOptions,
     ),
   );
+}
+
+/** Enqueues `jobs` jobs of `perJob` {@link sampleActivities} each; resolves to the activities, in order. */
+export async function enqueueSampleJobs(config: Config, jobs: number, perJob: number): Promise<Activity[]> {
+  const activities = sampleActivities(jobs * perJob);
+  await enqueue(
+    config,
+    Array.from({ length: jobs }, (_, i) => activities.slice(i * perJob, (i + 1) * perJob)),
+  );
+  return activities;
 }
 
 /** Polls `check` until it returns true or `timeoutMs` passes. */

@@ -1,27 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Activity } from '../../src/core/activity.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
-import { createQueueSink } from '../../src/delivery/queue-sink.js';
-import { removeQueue, sampleActivities, uniqueQueueName, waitFor } from '../helpers/queue.js';
-import { mariadbTable, runCli, spawnCli, type TestTable } from '../helpers/queue-cli.js';
+import { enqueueSampleJobs, waitFor } from '../helpers/queue.js';
+import { queueTestTable, runCli, spawnCli, type TestTable } from '../helpers/queue-cli.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
 
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
-
-/** Enqueues `jobs` jobs of `perJob` activities each; resolves to the activities. */
-async function enqueue(table: TestTable, jobs: number, perJob: number): Promise<Activity[]> {
-  const { config } = table;
-  const sink = createQueueSink({
-    redis: config.redis,
-    queueName: config.queueName,
-    tries: config.tries,
-    batchSize: perJob,
-  });
-  const activities = sampleActivities(jobs * perJob);
-  for (let i = 0; i < jobs; i++) await sink.write(activities.slice(i * perJob, (i + 1) * perJob));
-  await sink.close();
-  return activities;
-}
 
 describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)', () => {
   const cleanups: (() => Promise<void>)[] = [];
@@ -29,13 +12,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  async function setUp(label: string, env: Record<string, string> = {}): Promise<TestTable> {
-    const queueName = uniqueQueueName(label);
-    const table = await mariadbTable(label, queueName, env);
-    cleanups.push(() => table.drop());
-    cleanups.push(() => removeQueue(table.config, queueName));
-    return table;
-  }
+  const setUp = (label: string, env: Record<string, string> = {}) => queueTestTable(cleanups, label, env);
 
   async function counts(table: TestTable) {
     const admin = await QueueAdmin.connect(table.config.redis, table.config.queueName);
@@ -48,7 +25,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
 
   it('fails a job whose write keeps failing after --tries; failed lists it, retry stores it once', async () => {
     const table = await setUp('failing');
-    await enqueue(table, 1, 40);
+    await enqueueSampleJobs(table.config, 1, 40);
 
     // The table does not exist yet, so every insert is refused.
     const work = await runCli(['work', '--tries=2', '--stop-when-empty'], table.env);
@@ -80,7 +57,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
 
   it('flush deletes the failed jobs', async () => {
     const table = await setUp('flush');
-    await enqueue(table, 2, 5);
+    await enqueueSampleJobs(table.config, 2, 5);
     expect((await runCli(['work', '--tries=1', '--stop-when-empty'], table.env)).code).toBe(0);
     expect((await counts(table)).failed).toBe(2);
     const flushed = await runCli(['flush'], table.env);
@@ -106,7 +83,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
 
     const later = spawnCli(['work'], table.env);
     await waitFor(() => later.stdout().includes('worker started'), 15_000, 'start');
-    await enqueue(table, 1, 10);
+    await enqueueSampleJobs(table.config, 1, 10);
     await waitFor(async () => (await table.count()).rows === 10, 15_000, 'the job to be stored');
     later.child.kill('SIGTERM');
     expect(await later.exited).toEqual({ code: 0, signal: null });
@@ -116,7 +93,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
   it('--once, --max-jobs and --stop-when-empty take exactly that many jobs', async () => {
     const table = await setUp('limits');
     await table.migrate();
-    await enqueue(table, 6, 10);
+    await enqueueSampleJobs(table.config, 6, 10);
 
     const once = await runCli(['work', '--once'], table.env);
     expect(once.code).toBe(0);
@@ -175,7 +152,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
   it('process --method=batch --batch-size=50 drains a backlog of 10,000 in INSERTs of 50', async () => {
     const table = await setUp('process-batch');
     await table.migrate();
-    await enqueue(table, 20, 500);
+    await enqueueSampleJobs(table.config, 20, 500);
     const run = await runCli(['process', '--method=batch', '--batch-size=50'], table.env);
     expect(run.code).toBe(0);
     expect(run.stdout).toContain(
@@ -187,7 +164,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
 
   it('process exits non-zero when a job failed', async () => {
     const table = await setUp('process-fail', { ACTIVITY_LOG_TRIES: '1' });
-    await enqueue(table, 1, 5);
+    await enqueueSampleJobs(table.config, 1, 5);
     const run = await runCli(['process', '--method=queue'], table.env);
     expect(run.code).toBe(1);
     expect(run.stdout).toContain('1 failed');

@@ -3,9 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
-import { createQueueSink } from '../../src/delivery/queue-sink.js';
-import { removeQueue, sampleActivities, uniqueQueueName, waitFor } from '../helpers/queue.js';
-import { mariadbTable, runCli, spawnCli, type TestTable } from '../helpers/queue-cli.js';
+import { enqueueSampleJobs, waitFor } from '../helpers/queue.js';
+import { queueTestTable, runCli, spawnCli, type TestTable } from '../helpers/queue-cli.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
 
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
@@ -36,10 +35,7 @@ describe.skipIf(!servicesUp)('queue delivery end to end (real processes, Redis a
   });
 
   async function setUp(label: string, env: Record<string, string> = {}): Promise<TestTable> {
-    const queueName = uniqueQueueName(label);
-    const table = await mariadbTable(label, queueName, env);
-    cleanups.push(() => table.drop());
-    cleanups.push(() => removeQueue(table.config, queueName));
+    const table = await queueTestTable(cleanups, label, env);
     await table.migrate();
     return table;
   }
@@ -116,15 +112,7 @@ describe.skipIf(!servicesUp)('queue delivery end to end (real processes, Redis a
 
   it('hands the job of a worker killed with SIGKILL mid-insert to another worker; rows stay exact', async () => {
     const table = await setUp('sigkill', { ACTIVITY_LOG_RETRY_AFTER: '2' });
-    const sink = createQueueSink({
-      redis: table.config.redis,
-      queueName: table.config.queueName,
-      tries: 3,
-      batchSize: 100,
-    });
-    const activities = sampleActivities(300);
-    for (let i = 0; i < 3; i++) await sink.write(activities.slice(i * 100, (i + 1) * 100));
-    await sink.close();
+    await enqueueSampleJobs(table.config, 3, 100);
 
     // With the table locked, the first worker's INSERT waits: it is killed in the middle of a job.
     await table.sql.query(`LOCK TABLES \`${table.table}\` WRITE`);
@@ -151,15 +139,7 @@ describe.skipIf(!servicesUp)('queue delivery end to end (real processes, Redis a
 
   it('keeps working through `process --method=queue` when several jobs are ready', async () => {
     const table = await setUp('process-queue');
-    const sink = createQueueSink({
-      redis: table.config.redis,
-      queueName: table.config.queueName,
-      tries: 3,
-      batchSize: 50,
-    });
-    const activities = sampleActivities(1000);
-    for (let i = 0; i < 20; i++) await sink.write(activities.slice(i * 50, (i + 1) * 50));
-    await sink.close();
+    await enqueueSampleJobs(table.config, 20, 50);
     const run = await runCli(['process', '--method=queue'], table.env);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(

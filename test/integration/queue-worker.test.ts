@@ -1,27 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
-import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { ActivityWorker, type JobFailedEvent, type StoredEvent } from '../../src/delivery/worker.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
-import { queueConfig, removeQueue, sampleActivities, uniqueQueueName } from '../helpers/queue.js';
+import { enqueue, queueConfig, removeQueue, sampleActivities, uniqueQueueName } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 
 const redisUp = await serviceAvailable(REDIS);
-
-/** Enqueues `batches` as jobs, one job per batch. */
-async function enqueue(config: Config, batches: readonly (readonly Activity[])[]): Promise<void> {
-  const sink = createQueueSink({
-    redis: config.redis,
-    queueName: config.queueName,
-    tries: config.tries,
-    batchSize: 10_000,
-  });
-  for (const batch of batches) await sink.write(batch);
-  await sink.close();
-}
 
 /** A store whose inserts fail while `failing` is set, with a given error code. */
 class FlakyStore extends MemoryStore {

@@ -4,14 +4,12 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import mysql from 'mysql2/promise';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/config.js';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
 import { encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-record.js';
-import { createStore } from '../../src/store/create-store.js';
-import { MARIADB, MYSQL_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { migratedTable } from '../helpers/mariadb-table.js';
+import { MARIADB, MYSQL_URL, serviceAvailable } from '../helpers/services.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -50,18 +48,8 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
   });
 
   it('reports what a dead process left, replays it into the store with a summary, and then reports it empty', async () => {
-    const table = `resilience_cli_${uniqueSuffix()}`;
-    const store = createStore(
-      loadConfig({ env: { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table } }).database,
-    );
-    await store.migrate();
-    await store.close();
-    const db = await mysql.createConnection(MYSQL_URL);
-    cleanups.push(async () => {
-      await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
-      await db.end();
-    });
+    const { table, count, drop } = await migratedTable('resilience_cli');
+    cleanups.push(drop);
     const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
     cleanups.push(() => rm(cwd, { recursive: true, force: true }));
     const spoolDir = join(cwd, 'spool');
@@ -101,8 +89,7 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     expect(replay.code).toBe(0);
     expect(replay.stdout).toMatch(/^replayed 120 activities from 2 segment\(s\) in [\d.]+ s/);
     expect(replay.stderr.match(/^replayed .*\.seg/gm)).toHaveLength(2);
-    const [rows] = await db.query(`SELECT COUNT(*) AS n FROM \`${table}\``);
-    expect(Number((rows as { n: number }[])[0]!.n)).toBe(120);
+    expect((await count()).n).toBe(120);
     expect((await readdir(spoolDir)).filter((name) => name.endsWith('.seg'))).toEqual([]);
 
     const again = await cli(['spool', 'replay'], env, cwd);

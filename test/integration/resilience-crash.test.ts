@@ -3,19 +3,17 @@ import { existsSync } from 'node:fs';
 import { appendFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/config.js';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
 import { createActivityLog } from '../../src/core/logger.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { encodeSpoolRecord } from '../../src/resilience/spool-record.js';
-import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { MARIADB, MYSQL_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { migratedTable } from '../helpers/mariadb-table.js';
+import { waitFor } from '../helpers/queue.js';
+import { MARIADB, serviceAvailable } from '../helpers/services.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 const DIST_INDEX = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
@@ -38,14 +36,6 @@ async function caller() {
 for (let i = 0; i < 8; i++) caller().catch((error) => { console.error(error); process.exit(1); });
 `;
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, fault proxy)', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
@@ -53,26 +43,12 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
   });
 
   async function fixture(label: string) {
-    const table = `resilience_${label}_${uniqueSuffix()}`;
-    const migrator = createStore(
-      loadConfig({ env: { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table } }).database,
-    );
-    await migrator.migrate();
-    await migrator.close();
-    const db = await mysql.createConnection(MYSQL_URL);
-    cleanups.push(async () => {
-      await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
-      await db.end();
-    });
+    const { table, db, storedIds, drop } = await migratedTable(`resilience_${label}`);
+    cleanups.push(drop);
     const proxy = await FaultProxy.start(MARIADB);
     cleanups.push(() => proxy.close());
     const workDir = await mkdtemp(join(tmpdir(), `activity-log-${label}-`));
     cleanups.push(() => rm(workDir, { recursive: true, force: true }));
-    const storedIds = async () => {
-      const [rows] = await db.query(`SELECT id FROM \`${table}\``);
-      return new Set((rows as { id: string }[]).map((row) => row.id));
-    };
     return { table, db, proxy, workDir, spoolDir: join(workDir, 'spool'), storedIds };
   }
 

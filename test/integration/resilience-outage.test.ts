@@ -2,14 +2,13 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/config.js';
 import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
-import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { MARIADB, MYSQL_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { migratedTable } from '../helpers/mariadb-table.js';
+import { waitFor } from '../helpers/queue.js';
+import { MARIADB, serviceAvailable } from '../helpers/services.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 
@@ -67,14 +66,6 @@ function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? Number.NaN;
 }
 
-async function waitFor(condition: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (fault proxy)', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
   afterEach(async () => {
@@ -82,18 +73,8 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
   });
 
   async function scenario(method: 'batch' | 'sync', fault: 'refuse' | 'blackhole') {
-    const table = `resilience_${method}_${fault}_${uniqueSuffix()}`;
-    const migrator = createStore(
-      loadConfig({ env: { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table } }).database,
-    );
-    await migrator.migrate();
-    await migrator.close();
-    const db = await mysql.createConnection(MYSQL_URL);
-    cleanups.push(async () => {
-      await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
-      await db.end();
-    });
+    const { table, count, storedIds, drop } = await migratedTable(`resilience_${method}_${fault}`);
+    cleanups.push(drop);
     const proxy = await FaultProxy.start(MARIADB);
     cleanups.push(() => proxy.close());
     const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-outage-'));
@@ -129,10 +110,6 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
     await sleep(1500);
     const { ids, latenciesMs, failures } = await load.stop();
 
-    const count = async () => {
-      const [rows] = await db.query(`SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS d FROM \`${table}\``);
-      return (rows as { n: number; d: number }[])[0]!;
-    };
     await waitFor(async () => (await count()).n >= ids.length, 20_000, 'every activity to be stored');
     await activityLog.close();
 
@@ -144,11 +121,8 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
     expect(transitions.at(-1)).toBe('half_open→closed');
     expect(resilience.breaker.state).toBe('closed');
 
-    const { n, d } = await count();
-    expect(Number(n)).toBe(ids.length);
-    expect(Number(d)).toBe(ids.length);
-    const [rows] = await db.query(`SELECT id FROM \`${table}\``);
-    const stored = new Set((rows as { id: string }[]).map((row) => row.id));
+    expect(await count()).toEqual({ n: ids.length, d: ids.length });
+    const stored = await storedIds();
     expect(ids.filter((id) => !stored.has(id))).toEqual([]);
     expect((await readdir(spoolDir)).filter((name) => name.endsWith('.seg'))).toEqual([]);
     return { ids, latenciesMs };

@@ -2,19 +2,23 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Config } from '../../src/config/config.js';
-import type { Activity } from '../../src/core/activity.js';
 import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
-import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { ActivityWorker, type JobFailedEvent } from '../../src/delivery/worker.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
-import { queueConfig, removeQueue, sampleActivities, uniqueQueueName, waitFor } from '../helpers/queue.js';
-import { MARIADB, MYSQL_URL, REDIS, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
+import {
+  enqueue,
+  queueConfig,
+  removeQueue,
+  sampleActivities,
+  uniqueQueueName,
+  waitFor,
+} from '../helpers/queue.js';
+import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services.js';
 
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
 
@@ -27,40 +31,10 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
   });
 
   /** A migrated MariaDB table of its own, dropped after the test. */
-  async function activityTable(
-    label: string,
-  ): Promise<{ table: string; count(): Promise<{ n: number; d: number }> }> {
-    const table = `rq_${label}_${uniqueSuffix()}`;
-    const migrator = createStore(
-      queueConfig('unused', { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table }).database,
-    );
-    await migrator.migrate();
-    await migrator.close();
-    const db = await mysql.createConnection(MYSQL_URL);
-    cleanups.push(async () => {
-      await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
-      await db.end();
-    });
-    return {
-      table,
-      async count() {
-        const [rows] = await db.query(`SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS d FROM \`${table}\``);
-        const row = (rows as { n: number | string; d: number | string }[])[0]!;
-        return { n: Number(row.n), d: Number(row.d) };
-      },
-    };
-  }
-
-  async function enqueue(config: Config, batches: readonly (readonly Activity[])[]): Promise<void> {
-    const sink = createQueueSink({
-      redis: config.redis,
-      queueName: config.queueName,
-      tries: config.tries,
-      batchSize: 10_000,
-    });
-    for (const batch of batches) await sink.write(batch);
-    await sink.close();
+  async function activityTable(label: string): Promise<MigratedTable> {
+    const table = await migratedTable(`rq_${label}`);
+    cleanups.push(table.drop);
+    return table;
   }
 
   it('producer: while Redis is refused, log() resolves at once, the queue breaker opens and activities are spooled; once Redis is back they are enqueued and stored exactly once', async () => {
