@@ -66,6 +66,7 @@ function closingStoreToo(sink: ActivitySink, store: ActivityStore): ActivitySink
   return {
     name: sink.name,
     write: (activities) => sink.write(activities),
+    ...(sink.ping === undefined ? {} : { ping: () => sink.ping!() }),
     async close() {
       try {
         await sink.close();

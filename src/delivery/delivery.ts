@@ -10,6 +10,8 @@ export interface ActivitySink {
   readonly name: string;
   /** Resolves once every activity in the batch is durable at the sink; rejects if none of it is. */
   write(activities: readonly Activity[]): Promise<void>;
+  /** Resolves when the destination answers now (readiness for `GET /health`); optional. */
+  ping?(): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -124,6 +124,22 @@ class BullQueueSink implements QueueSink {
     });
   }
 
+  /** Resolves when Redis answers a PING; rejects with `QUEUE_UNAVAILABLE` otherwise. */
+  async ping(): Promise<void> {
+    if (this.#firstConnection !== null) await this.#firstConnection;
+    if (this.#redis.status !== 'ready') {
+      throw queueUnavailable(
+        this.#options.redis,
+        this.#lastConnectionError ?? new Error(`connection is ${this.#redis.status}`),
+      );
+    }
+    try {
+      await this.#redis.ping();
+    } catch (error) {
+      throw queueUnavailable(this.#options.redis, error);
+    }
+  }
+
   /**
    * Made on the first write that finds Redis connected: BullMQ then has nothing to wait for, and
    * a queue whose connection never came up is never left half-initialised behind `close()`.

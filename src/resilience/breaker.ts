@@ -171,12 +171,16 @@ export class CircuitBreaker {
   async execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (!this.isAllowed) throw this.#refusal();
     try {
-      return await this.#policy.execute(({ signal }) =>
-        this.#timeout
-          .execute((_context, timeoutSignal) => fn(timeoutSignal), signal)
-          .catch((error) => {
-            throw error instanceof TaskCancelledError ? this.#timedOut(error) : error;
-          }),
+      return await this.#policy.execute(
+        ({ signal }) =>
+          this.#timeout
+            .execute((_context, timeoutSignal) => fn(timeoutSignal), signal)
+            .catch((error) => {
+              throw error instanceof TaskCancelledError ? this.#timedOut(error) : error;
+            }),
+        // A signal per call: without one, cockatiel links every call's timeout to one shared
+        // never-aborted signal, which then holds a listener per call in flight.
+        new AbortController().signal,
       );
     } catch (error) {
       if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) throw this.#refusal();

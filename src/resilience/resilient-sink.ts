@@ -172,6 +172,11 @@ export class ResilientSink implements ActivitySink {
   }
 
   /** Stops replaying (after the batch in flight), closes the spool, then the destination. */
+  /** Resolves when the destination answers now (its own `ping`, if it has one). */
+  async ping(): Promise<void> {
+    await this.#target.ping?.();
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

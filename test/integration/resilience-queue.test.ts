@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { ActivityWorker, type JobFailedEvent } from '../../src/delivery/worker.js';
+import { createServer } from '../../src/http/server.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
@@ -208,5 +209,39 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const counts = await admin.counts();
     expect(counts.waiting).toBe(2);
     expect(counts.failed).toBe(0);
+  });
+  it('GET /health reports Redis with the queue method: 200 while it answers, 503 naming the queue when it is refused', async () => {
+    const queueName = uniqueQueueName('health');
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
+    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    const activityLog = createActivityLog({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+        ACTIVITY_LOG_METHOD: 'queue',
+        ACTIVITY_LOG_QUEUE_NAME: queueName,
+        DATABASE_URL: 'sqlite::memory:',
+        ACTIVITY_LOG_SPOOL_DIR: spoolDir,
+      },
+    });
+    cleanups.push(() => activityLog.close());
+    const app = createServer({ activityLog });
+    cleanups.push(() => app.close());
+
+    const healthy = await app.inject({ method: 'GET', url: '/health' });
+    expect(healthy.statusCode).toBe(200);
+    expect(healthy.json()).toMatchObject({ status: 'ok', queue: { ok: true }, breaker: { name: 'queue' } });
+
+    await proxy.refuse();
+    const down = await app.inject({ method: 'GET', url: '/health' });
+    expect(down.statusCode).toBe(503);
+    expect(down.json()).toMatchObject({
+      status: 'unavailable',
+      failing: ['queue'],
+      queue: { ok: false, error: { code: 'QUEUE_UNAVAILABLE' } },
+      store: { ok: true },
+    });
   });
 });

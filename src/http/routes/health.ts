@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { isActivityLogError } from '../../core/errors.js';
+import { type ErrorCode, isActivityLogError } from '../../core/errors.js';
 import type { ActivityLog } from '../../core/logger.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
 
@@ -20,9 +20,12 @@ export interface HealthBody {
   readonly failing?: readonly string[];
   readonly store: PartHealth & { readonly dialect: string };
   readonly delivery: { readonly ok: boolean; readonly method: string; readonly pending: number };
-  /** The store's circuit breaker and spool, when the delivery writes through them. */
+  /** With `ACTIVITY_LOG_METHOD=queue`: Redis answers a ping within the timeout. */
+  readonly queue?: PartHealth;
+  /** The circuit breaker and spool the delivery writes through: the store's, or the queue producer's. */
   readonly breaker?: {
     readonly ok: boolean;
+    readonly name: string;
     readonly state: string;
     readonly failure_count: number;
     readonly is_allowed: boolean;
@@ -35,25 +38,40 @@ export const DEFAULT_PING_TIMEOUT_MS = 2000;
 
 /**
  * `GET /health`, without auth: liveness (the process answers) and readiness (the store answers
- * a ping within the timeout and its circuit breaker is not open). A 503 names the failing parts.
+ * a ping within the timeout, Redis too with the `queue` method, and the delivery's circuit
+ * breaker is not open). A 503 names the failing parts.
  */
 export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOptions): void {
   const { activityLog } = options;
   const timeoutMs = options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS;
   app.get('/health', async (_request, reply) => {
-    const store = await pingStore(activityLog, timeoutMs);
     const resilience = resilienceOf(activityLog.delivery);
+    const [store, queue] = await Promise.all([
+      withTimeout(activityLog.store.ping(), timeoutMs, 'STORE_TIMEOUT', 'STORE_FAILED'),
+      activityLog.delivery.method === 'queue' && resilience !== null
+        ? withTimeout(resilience.ping(), timeoutMs, 'QUEUE_UNAVAILABLE', 'QUEUE_UNAVAILABLE')
+        : undefined,
+    ]);
     // An open breaker means writes are not reaching the database, even if a ping gets through.
     const breaker =
       resilience === null
         ? undefined
-        : { ok: resilience.breaker.state !== 'open', ...resilience.breaker.toJSON() };
-    const failing = [...(store.ok ? [] : ['store']), ...(breaker?.ok === false ? ['breaker'] : [])];
+        : {
+            ok: resilience.breaker.state !== 'open',
+            name: resilience.breaker.name,
+            ...resilience.breaker.toJSON(),
+          };
+    const failing = [
+      ...(store.ok ? [] : ['store']),
+      ...(queue?.ok === false ? ['queue'] : []),
+      ...(breaker?.ok === false ? ['breaker'] : []),
+    ];
     const body: HealthBody = {
       status: failing.length === 0 ? 'ok' : 'unavailable',
       ...(failing.length === 0 ? {} : { failing }),
       store: { ...store, dialect: activityLog.store.capabilities.dialect },
       delivery: { ok: true, method: activityLog.delivery.method, pending: activityLog.delivery.pending() },
+      ...(queue === undefined ? {} : { queue }),
       ...(breaker === undefined ? {} : { breaker }),
       ...(resilience === null ? {} : { spool: { pending: resilience.spool.pending() } }),
     };
@@ -62,27 +80,32 @@ export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOp
   });
 }
 
-async function pingStore(activityLog: ActivityLog, timeoutMs: number): Promise<PartHealth> {
+/** A part's health from its ping: ok, its coded error, or `timeoutCode` when it does not answer in time. */
+async function withTimeout(
+  ping: Promise<void>,
+  timeoutMs: number,
+  timeoutCode: ErrorCode,
+  fallbackCode: ErrorCode,
+): Promise<PartHealth> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<PartHealth>((resolve) => {
     timer = setTimeout(
-      () =>
-        resolve({ ok: false, error: { code: 'STORE_TIMEOUT', message: `no answer within ${timeoutMs} ms` } }),
+      () => resolve({ ok: false, error: { code: timeoutCode, message: `no answer within ${timeoutMs} ms` } }),
       timeoutMs,
     );
   });
-  const ping = activityLog.store.ping().then(
+  const answer = ping.then(
     (): PartHealth => ({ ok: true }),
     (error: unknown): PartHealth => ({
       ok: false,
       error: {
-        code: isActivityLogError(error) ? error.code : 'STORE_FAILED',
+        code: isActivityLogError(error) ? error.code : fallbackCode,
         message: error instanceof Error ? error.message : String(error),
       },
     }),
   );
   try {
-    return await Promise.race([ping, timeout]);
+    return await Promise.race([answer, timeout]);
   } finally {
     clearTimeout(timer);
   }
