@@ -10,6 +10,7 @@ import { registerRestartCommand } from './commands/restart.js';
 import { registerRetryCommand } from './commands/retry.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerSpoolCommand } from './commands/spool.js';
+import { registerStatusCommand } from './commands/status.js';
 import { registerWorkCommand } from './commands/work.js';
 
 /** Each command lives in `commands/<name>.ts` and joins the CLI with one line here. */
@@ -24,6 +25,7 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerFlushCommand,
   registerPruneCommand,
   registerSpoolCommand,
+  registerStatusCommand,
 ];
 
 /** Exit code for a command line that is wrong (unknown command, bad flag), as opposed to a failure. */

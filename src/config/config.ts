@@ -55,6 +55,12 @@ export interface Config {
   readonly alertWebhook: string | null;
   readonly alertErrorRate: number;
   readonly alertQueueSize: number;
+  /** Alert when a circuit breaker has been open this long. */
+  readonly alertBreakerOpenSeconds: number;
+  /** Alert when the 99th percentile lag from `log()` to the stored row exceeds this. */
+  readonly alertLagP99Ms: number;
+  /** A firing alert is notified again at most this often. */
+  readonly alertCooldownSeconds: number;
   readonly host: string;
   readonly port: number;
 }
@@ -130,6 +136,9 @@ const schema = z.object({
   alertWebhook: z.url({ error: 'expected an http(s) URL' }).nullable(),
   alertErrorRate: decimal(0, 100),
   alertQueueSize: int(1, 1_000_000_000),
+  alertBreakerOpenSeconds: int(0, 86_400),
+  alertLagP99Ms: int(1, 86_400_000),
+  alertCooldownSeconds: int(0, 86_400),
   host: text,
   port: int(0, 65_535),
 });
@@ -171,6 +180,9 @@ const ENV_NAMES: Record<string, string> = {
   alertWebhook: 'ACTIVITY_LOG_ALERT_WEBHOOK',
   alertErrorRate: 'ACTIVITY_LOG_ALERT_ERROR_RATE',
   alertQueueSize: 'ACTIVITY_LOG_ALERT_QUEUE_SIZE',
+  alertBreakerOpenSeconds: 'ACTIVITY_LOG_ALERT_BREAKER_OPEN_SECONDS',
+  alertLagP99Ms: 'ACTIVITY_LOG_ALERT_LAG_P99_MS',
+  alertCooldownSeconds: 'ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS',
   host: 'HOST',
   port: 'PORT',
 };
@@ -255,6 +267,9 @@ function rawFromEnv(env: Env): { raw: Record<string, unknown>; fromUrl: Set<stri
     alertWebhook: nullable(env.ACTIVITY_LOG_ALERT_WEBHOOK) ?? null,
     alertErrorRate: get('ACTIVITY_LOG_ALERT_ERROR_RATE') ?? 5,
     alertQueueSize: get('ACTIVITY_LOG_ALERT_QUEUE_SIZE') ?? 10_000,
+    alertBreakerOpenSeconds: get('ACTIVITY_LOG_ALERT_BREAKER_OPEN_SECONDS') ?? 60,
+    alertLagP99Ms: get('ACTIVITY_LOG_ALERT_LAG_P99_MS') ?? 60_000,
+    alertCooldownSeconds: get('ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS') ?? 300,
     host: get('HOST') ?? '127.0.0.1',
     port: get('PORT') ?? 3000,
   };

@@ -1,6 +1,7 @@
 import { type Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
+import { removeMetricsKeys } from '../metrics/redis-metrics.js';
 import { type ActivityJobData, countJobActivities } from './queue-job.js';
 import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
 import {
@@ -157,12 +158,13 @@ export class QueueAdmin {
 
   /**
    * Deletes the queue and everything this library keeps for it in Redis (jobs of every state,
-   * counters, the queue's restart marker). For tests and decommissioning.
+   * counters, the queue's restart marker, its monitoring data). For tests and decommissioning.
    */
   async removeQueue(): Promise<void> {
     await this.#call(async () => {
       await this.#queue.obliterate({ force: true });
       await this.#redis.del(storedCounterKey(this.queueName), restartMarkerKey(this.queueName));
+      await removeMetricsKeys(this.#redis, this.queueName);
     });
   }
 

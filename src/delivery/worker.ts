@@ -97,6 +97,8 @@ export interface StoredEvent {
   /** INSERT statements used. */
   readonly inserts: number;
   readonly durationMs: number;
+  /** The activities written (their `createdAt` gives the lag from `log()` to the stored row). */
+  readonly activities: readonly Activity[];
 }
 
 export interface JobFailedEvent {
@@ -659,6 +661,7 @@ export class ActivityWorker {
       inserted: result.inserted,
       inserts: result.inserts,
       durationMs: performance.now() - started,
+      activities: group.flatMap((held) => held.activities),
     });
   }
 

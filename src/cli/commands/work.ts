@@ -8,6 +8,7 @@ import {
   type WorkerStopReason,
   type WorkerSummary,
 } from '../../delivery/worker.js';
+import { type Monitoring, startMonitoring } from '../../metrics/monitoring.js';
 import { createStore } from '../../store/create-store.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 
@@ -145,8 +146,11 @@ export async function runWorker(
   process.on('SIGINT', onSignal);
   const ticker =
     output.onProgress === undefined ? null : setInterval(() => output.onProgress?.({ ...progress }), 200);
+  let monitoring: Monitoring | null = null;
   try {
     await worker.start();
+    // Heartbeat, counters and alerts, shared with `serve` and the other workers through Redis.
+    monitoring = startMonitoring({ config, worker });
     const settings = worker.settings;
     process.stdout.write(
       `${output.label} started: queue ${settings.queueName}, concurrency ${settings.concurrency}, batch size ${settings.batchSize}, tries ${settings.tries}, timeout ${settings.timeoutSeconds} s, retry-after ${settings.retryAfterSeconds} s\n`,
@@ -161,6 +165,7 @@ export async function runWorker(
     if (ticker !== null) clearInterval(ticker);
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    await monitoring?.close();
     await store.close();
   }
 }

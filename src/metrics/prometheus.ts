@@ -1,0 +1,147 @@
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import type { BreakerState } from '../resilience/breaker.js';
+import { LAG_BUCKETS_MS, type LagBuckets } from './lag-histogram.js';
+import { type PerformanceData, TOTAL_NAMES, type TotalName } from './snapshot.js';
+
+/** Prefix of every metric of this library (the default process metrics keep their usual names). */
+export const METRIC_PREFIX = 'activity_log_';
+
+/** Help text of each `activity_log_<name>_total` counter. */
+const COUNTER_HELP: Readonly<Record<TotalName, string>> = {
+  accepted: 'Activities handed to the delivery by log()',
+  enqueued: 'Activities put on the queue by producers',
+  stored: 'Activities written to the store (same as total_processed)',
+  dequeued: 'Activities that left the queue: stored, or in a job failed for good',
+  write_attempts: 'Write attempts (batches, job groups) to the store or the queue',
+  write_failures: 'Write attempts that failed',
+  retries: 'Failed attempts whose activities were kept for another attempt',
+  spooled: 'Activities written to the local spool instead of their destination',
+  replayed: 'Activities replayed from the spool to their destination',
+  dropped: 'Activities dropped because the spool was full',
+};
+
+const BREAKER_STATES: readonly BreakerState[] = ['closed', 'open', 'half_open'];
+
+/** Metrics of the snapshot, in Prometheus' names. */
+export interface PrometheusInput {
+  readonly data: PerformanceData;
+  /** The lag histogram since start, summed over the live processes. */
+  readonly lagTotal: LagBuckets;
+}
+
+/**
+ * Renders the performance figures as Prometheus text with `prom-client`: one counter per total
+ * (`activity_log_<name>_total`), gauges for the snapshot's fields, the circuit breakers as a
+ * labelled gauge, the lag histogram in seconds, and prom-client's default process metrics.
+ *
+ * @example
+ * const exporter = new PrometheusExporter();
+ * reply.type(exporter.contentType).send(await exporter.render({ data, lagTotal }));
+ */
+export class PrometheusExporter {
+  readonly registry = new Registry();
+  readonly #counters = new Map<TotalName, Counter>();
+  readonly #gauges: Record<string, Gauge>;
+  readonly #breakerState: Gauge<'breaker' | 'state'>;
+  readonly #breakerFailures: Gauge<'breaker'>;
+
+  constructor(options: { readonly defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    for (const name of TOTAL_NAMES) {
+      this.#counters.set(
+        name,
+        new Counter({
+          name: `${METRIC_PREFIX}${name}_total`,
+          help: COUNTER_HELP[name],
+          registers: [this.registry],
+        }),
+      );
+    }
+    const gauge = (name: string, help: string) =>
+      new Gauge({ name: `${METRIC_PREFIX}${name}`, help, registers: [this.registry] });
+    this.#gauges = {
+      queue_size: gauge('queue_size', 'Activities accepted but not yet stored (buffers + queue + spool)'),
+      processing_rate: gauge('processing_rate', 'Activities stored per second, mean of the last 60 s'),
+      error_rate: gauge('error_rate', 'Percent of write attempts that failed in the last 5 minutes'),
+      pending_jobs: gauge('pending_jobs', 'Queue jobs waiting, delayed ones included'),
+      failed_jobs: gauge('failed_jobs', 'Queue jobs failed'),
+      memory_usage: gauge('memory_usage_megabytes', 'Resident memory of the reporting process, MB'),
+      spool_activities: gauge('spool_activities', 'Activities waiting in the spool'),
+      spool_bytes: gauge('spool_bytes', 'Bytes of the spool segments'),
+      spool_oldest_age: gauge('spool_oldest_age_seconds', 'Age of the oldest spooled activity'),
+      lag_p50: gauge('lag_p50_seconds', 'Median lag from log() to the stored row, last 5 minutes'),
+      lag_p99: gauge('lag_p99_seconds', '99th percentile lag from log() to the stored row, last 5 minutes'),
+      workers: gauge('workers', 'Live queue worker processes'),
+      processes: gauge('processes', 'Live processes reporting metrics'),
+    };
+    this.#breakerState = new Gauge({
+      name: `${METRIC_PREFIX}circuit_breaker_state`,
+      help: 'Circuit breaker state: 1 for the current state of each breaker, 0 for the others',
+      labelNames: ['breaker', 'state'],
+      registers: [this.registry],
+    });
+    this.#breakerFailures = new Gauge({
+      name: `${METRIC_PREFIX}circuit_breaker_failures`,
+      help: 'Consecutive failures counted by each circuit breaker',
+      labelNames: ['breaker'],
+      registers: [this.registry],
+    });
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  async render(input: PrometheusInput): Promise<string> {
+    const { data } = input;
+    for (const [name, counter] of this.#counters) {
+      counter.reset();
+      counter.inc(name === 'stored' ? data.total_processed : data.totals[name]);
+    }
+    const g = this.#gauges;
+    g.queue_size!.set(data.queue_size);
+    g.processing_rate!.set(data.processing_rate);
+    g.error_rate!.set(data.error_rate);
+    g.pending_jobs!.set(data.pending_jobs);
+    g.failed_jobs!.set(data.failed_jobs);
+    g.memory_usage!.set(data.memory_usage);
+    g.spool_activities!.set(data.spool.activities);
+    g.spool_bytes!.set(data.spool.bytes);
+    g.spool_oldest_age!.set(data.spool.oldest_age_seconds ?? 0);
+    g.lag_p50!.set((data.lag_ms.p50 ?? 0) / 1000);
+    g.lag_p99!.set((data.lag_ms.p99 ?? 0) / 1000);
+    g.workers!.set(data.workers.length);
+    g.processes!.set(data.processes);
+    this.#breakerState.reset();
+    this.#breakerFailures.reset();
+    const breakers = { store: data.circuit_breaker, ...data.breakers };
+    for (const [breaker, value] of Object.entries(breakers)) {
+      for (const state of BREAKER_STATES)
+        this.#breakerState.set({ breaker, state }, value.state === state ? 1 : 0);
+      this.#breakerFailures.set({ breaker }, value.failure_count);
+    }
+    return `${await this.registry.metrics()}${lagHistogramText(input.lagTotal)}`;
+  }
+}
+
+/**
+ * The lag histogram in Prometheus' text format. Written out directly: prom-client histograms only
+ * take single observations, and this one is the sum of other processes' bucket counts.
+ */
+export function lagHistogramText(lag: LagBuckets): string {
+  const name = `${METRIC_PREFIX}lag_seconds`;
+  const lines = [
+    `# HELP ${name} Lag from log() to the committed row, since each live process started`,
+    `# TYPE ${name} histogram`,
+  ];
+  let cumulative = 0;
+  for (let index = 0; index < LAG_BUCKETS_MS.length; index++) {
+    cumulative += lag.counts[index] ?? 0;
+    lines.push(`${name}_bucket{le="${LAG_BUCKETS_MS[index]! / 1000}"} ${cumulative}`);
+  }
+  cumulative += lag.counts[LAG_BUCKETS_MS.length] ?? 0;
+  lines.push(`${name}_bucket{le="+Inf"} ${cumulative}`);
+  lines.push(`${name}_sum ${lag.sumMs / 1000}`);
+  lines.push(`${name}_count ${lag.count}`);
+  return `${lines.join('\n')}\n`;
+}

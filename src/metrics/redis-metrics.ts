@@ -1,0 +1,277 @@
+import { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { ActivityJobData } from '../delivery/queue-job.js';
+import { QUEUE_PREFIX, storedCounterKey } from '../delivery/queue-keys.js';
+import type { MetricsCollector, ProcessReport } from './collector.js';
+import { HISTORY_MINUTES, type MinuteValues } from './minute-history.js';
+import { type QueueFigures, TOTAL_NAMES, type TotalName, totalsOf } from './snapshot.js';
+
+/** A process that has not published for this long is gone from the snapshot. */
+export const DEFAULT_HEARTBEAT_TTL_MS = 15_000;
+/** Each process publishes its report this often. */
+export const DEFAULT_PUBLISH_INTERVAL_MS = 2_000;
+/** Per-minute history keys live this long, so the history never holds more than about two hours. */
+const HISTORY_KEY_TTL_SECONDS = 2 * 60 * 60;
+
+/**
+ * Redis keys of the monitoring data of one queue. They end in words no BullMQ job id can be, so
+ * they never collide with the queue's own keys (see `queue-keys.ts`).
+ */
+export function metricsKeys(queueName: string) {
+  const base = `${QUEUE_PREFIX}:${queueName}:metrics`;
+  return {
+    /** Sorted set: process id → last heartbeat (ms). */
+    processes: `${base}:processes`,
+    /** String with a TTL: one process's report as JSON. */
+    process: (id: string) => `${base}:process:${id}`,
+    /** Hash of totals across processes and restarts. */
+    totals: `${base}:totals`,
+    /** Hash per minute: stored, failures, queue_size. */
+    minute: (epochMinute: number) => `${base}:minute:${epochMinute}`,
+    /** Hash per alert rule: its state, shared by every process that evaluates alerts. */
+    alert: (rule: string) => `${base}:alert:${rule}`,
+    pattern: `${base}:*`,
+  };
+}
+
+export interface MetricsPublisherOptions {
+  readonly redis: Redis;
+  readonly queueName: string;
+  readonly collector: MetricsCollector;
+  readonly publishIntervalMs?: number;
+  readonly heartbeatTtlMs?: number;
+  /** Publishing failed (Redis down); the next round tries again with everything not yet counted. */
+  readonly onError?: (error: unknown) => void;
+}
+
+/**
+ * Publishes a process's report and heartbeat to Redis every `publishIntervalMs`, under a key that
+ * expires after `heartbeatTtlMs` — a process that dies disappears on its own — and adds what its
+ * counters gained since the last round to the queue's totals and per-minute history, which
+ * therefore survive restarts. `close()` publishes a last time and removes the heartbeat.
+ *
+ * @example
+ * const publisher = new MetricsPublisher({ redis, queueName: 'activity-logs', collector });
+ * publisher.start();
+ * await publisher.close();
+ */
+export class MetricsPublisher {
+  readonly #options: MetricsPublisherOptions;
+  readonly #keys: ReturnType<typeof metricsKeys>;
+  readonly #intervalMs: number;
+  readonly #ttlMs: number;
+  #published: Record<TotalName, number> = zeroTotals();
+  #publishedMinutes = new Map<number, { stored: number; failures: number }>();
+  #timer: NodeJS.Timeout | null = null;
+  #running: Promise<void> | null = null;
+  #closed = false;
+
+  constructor(options: MetricsPublisherOptions) {
+    this.#options = options;
+    this.#keys = metricsKeys(options.queueName);
+    this.#intervalMs = options.publishIntervalMs ?? DEFAULT_PUBLISH_INTERVAL_MS;
+    this.#ttlMs = options.heartbeatTtlMs ?? DEFAULT_HEARTBEAT_TTL_MS;
+  }
+
+  start(): void {
+    if (this.#timer !== null || this.#closed) return;
+    void whenConnected(this.#options.redis, 2000).then(() => this.publish());
+    this.#timer = setInterval(() => void this.publish(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  /** Publishes now (after a round already running); never rejects. */
+  async publish(): Promise<void> {
+    if (this.#running !== null) await this.#running;
+    this.#running = this.#publishOnce()
+      .catch((error: unknown) => this.#options.onError?.(error))
+      .finally(() => {
+        this.#running = null;
+      });
+    return this.#running;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+    const { redis, collector } = this.#options;
+    // Without a connection there is nothing to tidy: the heartbeat expires on its own.
+    if (redis.status !== 'ready') return;
+    await this.publish();
+    await redis
+      .multi()
+      .del(this.#keys.process(collector.id))
+      .zrem(this.#keys.processes, collector.id)
+      .exec()
+      .catch((error: unknown) => this.#options.onError?.(error));
+  }
+
+  async #publishOnce(): Promise<void> {
+    const { redis, collector } = this.#options;
+    const report = await collector.report();
+    const totals = totalsOf(report);
+    const nowMs = report.heartbeat_at_ms;
+    const multi = redis.multi();
+    if (!this.#closed) {
+      multi
+        .set(this.#keys.process(collector.id), JSON.stringify(report), 'PX', this.#ttlMs)
+        .zadd(this.#keys.processes, nowMs, collector.id);
+    }
+    multi.zremrangebyscore(this.#keys.processes, '-inf', nowMs - this.#ttlMs);
+    for (const name of TOTAL_NAMES) {
+      const delta = totals[name] - this.#published[name];
+      if (delta !== 0) multi.hincrby(this.#keys.totals, name, delta);
+    }
+    const minutes = new Map<number, { stored: number; failures: number }>();
+    for (const minute of report.history) {
+      const before = this.#publishedMinutes.get(minute.epochMinute) ?? { stored: 0, failures: 0 };
+      const key = this.#keys.minute(minute.epochMinute);
+      if (minute.stored !== before.stored) multi.hincrby(key, 'stored', minute.stored - before.stored);
+      if (minute.failures !== before.failures)
+        multi.hincrby(key, 'failures', minute.failures - before.failures);
+      multi.expire(key, HISTORY_KEY_TTL_SECONDS);
+      minutes.set(minute.epochMinute, { stored: minute.stored, failures: minute.failures });
+    }
+    const results = await multi.exec();
+    const failed = results?.find(([error]) => error !== null);
+    if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('MULTI was discarded');
+    this.#published = totals;
+    this.#publishedMinutes = minutes;
+  }
+}
+
+/**
+ * Resolves once a client that is still making its first connection is ready, or after
+ * `timeoutMs`; at once when it is ready, or reconnecting after an outage (callers then fail fast).
+ */
+export function whenConnected(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status !== 'wait' && redis.status !== 'connecting' && redis.status !== 'connect') {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    redis.once('ready', done);
+  });
+}
+
+/** Records the queue size seen now in the queue's per-minute history (any process may). */
+export async function recordQueueSize(
+  redis: Redis,
+  queueName: string,
+  queueSize: number,
+  nowMs: number,
+): Promise<void> {
+  const key = metricsKeys(queueName).minute(Math.floor(nowMs / 60_000));
+  await redis.multi().hset(key, 'queue_size', queueSize).expire(key, HISTORY_KEY_TTL_SECONDS).exec();
+}
+
+/** What the aggregating process reads from Redis. */
+export interface ClusterState {
+  readonly reports: readonly ProcessReport[];
+  readonly totals: Record<TotalName, number>;
+  readonly queue: QueueFigures;
+  readonly history: readonly MinuteValues[];
+}
+
+/**
+ * Reads every live process's report, the totals, the per-minute history and the queue's job
+ * counts. A few round trips whatever the number of processes (one MGET for all reports).
+ */
+export class ClusterReader {
+  readonly #redis: Redis;
+  readonly #queueName: string;
+  readonly #keys: ReturnType<typeof metricsKeys>;
+  readonly #queue: Queue<ActivityJobData>;
+  readonly #heartbeatTtlMs: number;
+
+  constructor(redis: Redis, queueName: string, heartbeatTtlMs = DEFAULT_HEARTBEAT_TTL_MS) {
+    this.#redis = redis;
+    this.#queueName = queueName;
+    this.#keys = metricsKeys(queueName);
+    this.#heartbeatTtlMs = heartbeatTtlMs;
+    this.#queue = new Queue<ActivityJobData>(queueName, {
+      connection: redis,
+      prefix: QUEUE_PREFIX,
+      skipMetasUpdate: true,
+    });
+    this.#queue.on('error', () => {});
+  }
+
+  async read(nowMs: number): Promise<ClusterState> {
+    const ids = await this.#redis.zrangebyscore(this.#keys.processes, nowMs - this.#heartbeatTtlMs, '+inf');
+    const minuteNow = Math.floor(nowMs / 60_000);
+    const minutes = Array.from({ length: HISTORY_MINUTES }, (_, i) => minuteNow - HISTORY_MINUTES + 1 + i);
+    const pipeline = this.#redis.pipeline();
+    pipeline.hgetall(this.#keys.totals);
+    pipeline.get(storedCounterKey(this.#queueName));
+    for (const minute of minutes) pipeline.hgetall(this.#keys.minute(minute));
+    const [rawReports, results, counts] = await Promise.all([
+      ids.length === 0 ? Promise.resolve([]) : this.#redis.mget(ids.map((id) => this.#keys.process(id))),
+      pipeline.exec(),
+      this.#queue.getJobCounts('wait', 'prioritized', 'paused', 'delayed', 'active', 'failed'),
+    ]);
+    const failedRead = results?.find(([error]) => error !== null);
+    if (results === null || failedRead !== undefined)
+      throw failedRead?.[0] ?? new Error('pipeline discarded');
+    const reports: ProcessReport[] = [];
+    for (const raw of rawReports) {
+      if (raw === null) continue;
+      try {
+        reports.push(JSON.parse(raw) as ProcessReport);
+      } catch {
+        // A report cut short cannot be read; the next heartbeat replaces it.
+      }
+    }
+    const totalsHash = (results[0]![1] ?? {}) as Record<string, string>;
+    const totals = zeroTotals();
+    for (const name of TOTAL_NAMES) totals[name] = Number(totalsHash[name] ?? 0);
+    const count = (state: string) => counts[state] ?? 0;
+    const history = minutes.map((epochMinute, index): MinuteValues => {
+      const hash = (results[2 + index]![1] ?? {}) as Record<string, string>;
+      return {
+        epochMinute,
+        stored: Number(hash.stored ?? 0),
+        failures: Number(hash.failures ?? 0),
+        queueSize: hash.queue_size === undefined ? null : Number(hash.queue_size),
+      };
+    });
+    return {
+      reports: reports.sort((a, b) => a.started_at_ms - b.started_at_ms),
+      totals,
+      queue: {
+        waiting: count('wait') + count('prioritized') + count('paused'),
+        delayed: count('delayed'),
+        active: count('active'),
+        failed: count('failed'),
+        storedActivities: Number((results[1]![1] as string | null) ?? 0),
+      },
+      history,
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.#queue.close();
+  }
+}
+
+/** Deletes every monitoring key of a queue (tests, decommissioning). */
+export async function removeMetricsKeys(redis: Redis, queueName: string): Promise<void> {
+  const { pattern } = metricsKeys(queueName);
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+}
+
+function zeroTotals(): Record<TotalName, number> {
+  return Object.fromEntries(TOTAL_NAMES.map((name) => [name, 0])) as Record<TotalName, number>;
+}

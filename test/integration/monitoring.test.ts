@@ -1,0 +1,571 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import mysql from 'mysql2/promise';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Config, loadConfig } from '../../src/config/config.js';
+import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
+import { ActivityWorker } from '../../src/delivery/worker.js';
+import { createServer } from '../../src/http/server.js';
+import { type AlertPayload, RedisAlertState } from '../../src/metrics/alerts.js';
+import { connectMonitoringReader, type Monitoring, startMonitoring } from '../../src/metrics/monitoring.js';
+import { metricsKeys, removeMetricsKeys } from '../../src/metrics/redis-metrics.js';
+import type { PerformanceSnapshot } from '../../src/metrics/snapshot.js';
+import { createStore } from '../../src/store/create-store.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { MemoryStore } from '../helpers/memory-sink.js';
+import { parsePrometheus } from '../helpers/prometheus-text.js';
+import { enqueueSampleJobs, REDIS_URL, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
+import { type CliProcess, queueTestTable, runCli, spawnCli } from '../helpers/queue-cli.js';
+import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services.js';
+
+const ADMIN = 'admin-token-for-monitoring-tests';
+const adminAuth = { authorization: `Bearer ${ADMIN}` };
+
+const DESIGN_FIELDS = [
+  'queue_size',
+  'processing_rate',
+  'error_rate',
+  'total_processed',
+  'pending_jobs',
+  'failed_jobs',
+  'memory_usage',
+  'circuit_breaker',
+];
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
+
+async function tempDir(label: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), `monitoring-${label}-`));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A webhook receiver on loopback that keeps every alert it is sent. */
+async function alertReceiver(): Promise<{ url: string; alerts: AlertPayload[] }> {
+  const alerts: AlertPayload[] = [];
+  const server: Server = createHttpServer((request: IncomingMessage, response) => {
+    let body = '';
+    request.setEncoding('utf8').on('data', (chunk: string) => {
+      body += chunk;
+    });
+    request.on('end', () => {
+      alerts.push(JSON.parse(body) as AlertPayload);
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const address = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${address.port}/hook`, alerts };
+}
+
+describe('performance and metrics routes (no services)', () => {
+  async function server(adminToken: string | null) {
+    const activityLog = createActivityLog({
+      env: {},
+      store: new MemoryStore(),
+      config: { method: 'batch', spoolDir: await tempDir('routes'), adminToken, flushIntervalMs: 5 },
+    });
+    const app = createServer({ activityLog });
+    cleanups.push(async () => {
+      await app.close();
+      await activityLog.close();
+    });
+    return { app, activityLog };
+  }
+
+  it('refuse the snapshot and /metrics without the admin token, or with a wrong one', async () => {
+    const { app } = await server(ADMIN);
+    for (const url of ['/api/backoffice/activity-logs/performance', '/metrics']) {
+      const missing = await app.inject({ method: 'GET', url });
+      expect(missing.statusCode, url).toBe(401);
+      expect(missing.json().error.code).toBe('AUTH_REQUIRED');
+      const wrong = await app.inject({ method: 'GET', url, headers: { authorization: 'Bearer nope' } });
+      expect(wrong.statusCode, url).toBe(401);
+    }
+    const { app: closed } = await server(null);
+    const disabled = await closed.inject({ method: 'GET', url: '/metrics' });
+    expect(disabled.statusCode).toBe(503);
+    expect(disabled.json().error.code).toBe('AUTH_TOKEN_NOT_CONFIGURED');
+  });
+
+  it('answers the snapshot of DESIGN with the activities this process stored', async () => {
+    const { app, activityLog } = await server(ADMIN);
+    for (let i = 0; i < 12; i++) await activityLog.log({ description: `order ${i}` });
+    await activityLog.flush();
+    const response = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs/performance',
+      headers: adminAuth,
+    });
+    expect(response.statusCode).toBe(200);
+    const body = response.json<PerformanceSnapshot>();
+    expect(body.success).toBe(true);
+    expect(Object.keys(body.data)).toEqual(expect.arrayContaining(DESIGN_FIELDS));
+    expect(body.data).toMatchObject({
+      queue_size: 0,
+      total_processed: 12,
+      pending_jobs: 0,
+      failed_jobs: 0,
+      error_rate: 0,
+      circuit_breaker: { state: 'closed', failure_count: 0, is_allowed: true },
+      source: 'process',
+      method: 'batch',
+    });
+    expect(body.data.processing_rate).toBeCloseTo(12 / 60, 2);
+    expect(body.data.memory_usage).toBeGreaterThan(1);
+    expect(body.data.lag_ms.p50).not.toBeNull();
+    const metrics = await app.inject({ method: 'GET', url: '/metrics', headers: adminAuth });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.headers['content-type']).toContain('text/plain');
+    const samples = parsePrometheus(metrics.body);
+    expect(samples.get('activity_log_stored_total')).toBe(12);
+    expect(samples.get('activity_log_accepted_total')).toBe(12);
+    expect(samples.get('activity_log_lag_seconds_count')).toBe(12);
+  });
+
+  it('status reads the snapshot from a running serve without the queue, and says what is missing', async () => {
+    const { app, activityLog } = await server(ADMIN);
+    await activityLog.log({ description: 'one' });
+    await activityLog.flush();
+    const url = await app.listen({ host: '127.0.0.1', port: 0 });
+    const json = await runCli(['status', '--json', '--url', url], { ACTIVITY_LOG_ADMIN_TOKEN: ADMIN });
+    expect(json.code, json.stderr).toBe(0);
+    const printed = JSON.parse(json.stdout) as PerformanceSnapshot;
+    expect(printed).toMatchObject({ success: true, data: { total_processed: 1, source: 'process' } });
+    expect(Object.keys(printed.data)).toEqual(expect.arrayContaining(DESIGN_FIELDS));
+    const wrong = await runCli(['status', '--url', url], { ACTIVITY_LOG_ADMIN_TOKEN: 'wrong' });
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toMatch(/answered 401/);
+    const noToken = await runCli(['status', '--url', url], {});
+    expect(noToken.code).toBe(1);
+    expect(noToken.stderr).toContain('ACTIVITY_LOG_ADMIN_TOKEN');
+  });
+
+  it('status fails with one line naming Redis when it is not reachable', async () => {
+    const result = await runCli(['status'], {
+      QUEUE_CONNECTION: 'redis',
+      REDIS_URL: 'redis://127.0.0.1:1',
+      ACTIVITY_LOG_METHOD: 'queue',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^activity-log: Redis at redis:\/\/127\.0\.0\.1:1 is not reachable/);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('evaluates the alert rules on its own timer and posts to the webhook', async () => {
+    const receiver = await alertReceiver();
+    const store = new MemoryStore();
+    store.failNext = 1;
+    const activityLog = createActivityLog({
+      env: {},
+      store,
+      config: {
+        method: 'batch',
+        spoolDir: await tempDir('timer'),
+        flushIntervalMs: 5,
+        alertWebhook: receiver.url,
+        alertErrorRate: 10,
+      },
+    });
+    const monitoring = startMonitoring({
+      config: activityLog.config,
+      activityLog,
+      alertIntervalMs: 50,
+      log: () => undefined,
+    });
+    cleanups.push(async () => {
+      await activityLog.close();
+      await monitoring.close();
+    });
+    await activityLog.log({ description: 'fails once' });
+    await activityLog.flush();
+    await waitFor(() => receiver.alerts.some((alert) => alert.rule === 'error_rate'), 10_000, 'the alert');
+    expect(receiver.alerts.find((alert) => alert.rule === 'error_rate')).toMatchObject({
+      status: 'firing',
+      threshold: 10,
+    });
+  });
+
+  it('fires an alert at once when the spool drops activities', async () => {
+    const receiver = await alertReceiver();
+    const store = new MemoryStore();
+    store.failNext = Number.MAX_SAFE_INTEGER;
+    const activityLog = createActivityLog({
+      env: {},
+      store,
+      config: {
+        method: 'batch',
+        spoolDir: await tempDir('drop'),
+        spoolMaxMb: 1,
+        batchSize: 5,
+        flushIntervalMs: 5,
+        breakerCooldownMs: 3_600_000,
+        alertWebhook: receiver.url,
+        alertCooldownSeconds: 3600,
+      },
+    });
+    const lines: string[] = [];
+    const monitoring = startMonitoring({
+      config: activityLog.config,
+      activityLog,
+      alerts: false,
+      log: (line) => lines.push(line),
+    });
+    cleanups.push(async () => {
+      await activityLog.close();
+      await monitoring.close();
+    });
+    expect(await monitoring.checkAlerts()).toEqual([]);
+    const big = 'x'.repeat(60 * 1024);
+    for (let i = 0; i < 30; i++) await activityLog.log({ description: `big ${i}`, properties: { big } });
+    await activityLog.flush();
+    const sent = await monitoring.checkAlerts();
+    const drop = sent.find((alert) => alert.rule === 'spool_drop');
+    expect(drop).toMatchObject({ status: 'firing', threshold: 0 });
+    expect(drop!.value).toBeGreaterThan(0);
+    expect(receiver.alerts.filter((alert) => alert.rule === 'spool_drop')).toHaveLength(1);
+    expect(receiver.alerts.find((alert) => alert.rule === 'spool_drop')!.text).toMatch(
+      /FIRING spool_drop: \d+ activities dropped/,
+    );
+    expect(lines.some((line) => line.includes('alert firing') && line.includes('spool_drop'))).toBe(true);
+    expect((await monitoring.snapshot()).data.dropped_total).toBe(drop!.value);
+  });
+});
+
+const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
+
+describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaDB)', () => {
+  async function cleanRedis(config: Config): Promise<void> {
+    const redis = new Redis(REDIS_URL);
+    try {
+      await removeMetricsKeys(redis, config.queueName);
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  it('lists both worker processes, counts exactly the N activities they stored, and forgets a killed one after its heartbeat TTL', async () => {
+    const cleanupsForCli: (() => Promise<void>)[] = [];
+    cleanups.push(async () => {
+      for (const cleanup of cleanupsForCli.reverse()) await cleanup().catch(() => undefined);
+    });
+    const table = await queueTestTable(cleanupsForCli, 'mon-two', {
+      ACTIVITY_LOG_SPOOL_DIR: await tempDir('two'),
+    });
+    cleanupsForCli.push(() => cleanRedis(table.config));
+    await table.migrate();
+    const reader = await connectMonitoringReader(table.config);
+    cleanups.push(() => reader.close());
+    expect((await reader.snapshot()).data.workers).toEqual([]);
+
+    const workers: CliProcess[] = [spawnCli(['work'], table.env), spawnCli(['work'], table.env)];
+    cleanups.push(async () => {
+      for (const worker of workers) worker.child.kill('SIGKILL');
+    });
+    await waitFor(
+      async () => (await reader.snapshot()).data.workers.length === 2,
+      30_000,
+      'two live workers',
+    );
+    const before = (await reader.snapshot()).data.total_processed;
+
+    const N = 400;
+    await enqueueSampleJobs(table.config, 40, N / 40);
+    await waitFor(
+      async () => (await reader.snapshot()).data.total_processed === before + N,
+      30_000,
+      `${N} more activities processed`,
+    );
+    expect((await table.count()).rows).toBe(N);
+    // The next heartbeats carry every worker's own count.
+    await waitFor(
+      async () =>
+        (await reader.snapshot()).data.workers.reduce((sum, worker) => sum + worker.stored, 0) === N,
+      10_000,
+      'the workers to report what they stored',
+    );
+    const { data } = await reader.snapshot();
+    expect(data.source).toBe('redis');
+
+    const json = await runCli(['status', '--json'], table.env);
+    expect(json.code, json.stderr).toBe(0);
+    const printed = JSON.parse(json.stdout) as PerformanceSnapshot;
+    expect(printed.success).toBe(true);
+    expect(printed.data.total_processed).toBe(before + N);
+    expect(printed.data.workers).toHaveLength(2);
+    const human = await runCli(['status'], table.env);
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(/circuit breaker\s+CLOSED/);
+    expect(human.stdout).toMatch(new RegExp(`total processed\\s+${before + N}`));
+    for (const worker of workers) expect(human.stdout).toContain(` ${worker.child.pid} `);
+    expect(data.total_processed).toBe(before + N);
+    expect(data.pending_jobs).toBe(0);
+    expect(data.queue_size).toBe(0);
+    expect(new Set(data.workers.map((worker) => worker.pid))).toEqual(
+      new Set(workers.map((worker) => worker.child.pid)),
+    );
+    expect(data.breakers.store).toMatchObject({ state: 'closed', processes: 2 });
+    expect(data.history.at(-1)!.throughput + data.history.at(-2)!.throughput).toBe(N);
+
+    // A worker that stops cleanly leaves at once; a killed one when its heartbeat expires.
+    const [killed, stopped] = workers as [CliProcess, CliProcess];
+    killed.child.kill('SIGKILL');
+    stopped.child.kill('SIGTERM');
+    expect((await stopped.exited).code).toBe(0);
+    const afterStop = (await reader.snapshot()).data.workers.map((worker) => worker.pid);
+    expect(afterStop).toEqual([killed.child.pid]);
+    await waitFor(
+      async () => (await reader.snapshot()).data.workers.length === 0,
+      30_000,
+      'the killed worker to expire',
+    );
+    // Totals survive the processes: they are kept in Redis.
+    expect((await reader.snapshot()).data.total_processed).toBe(before + N);
+  }, 120_000);
+
+  it('serve --worker reports its own worker and the jobs it stored, in the snapshot and /metrics', async () => {
+    const cleanupsForCli: (() => Promise<void>)[] = [];
+    cleanups.push(async () => {
+      for (const cleanup of cleanupsForCli.reverse()) await cleanup().catch(() => undefined);
+    });
+    const table = await queueTestTable(cleanupsForCli, 'mon-serve', {
+      ACTIVITY_LOG_SPOOL_DIR: await tempDir('serve'),
+      ACTIVITY_LOG_ADMIN_TOKEN: ADMIN,
+    });
+    const served = spawnCli(['serve', '--port=0', '--worker'], table.env);
+    cleanups.push(async () => {
+      served.child.kill('SIGKILL');
+    });
+    let url = '';
+    await waitFor(
+      () => {
+        if (served.child.exitCode !== null) throw new Error(`serve exited early: ${served.stderr()}`);
+        url = /listening on (http:\/\/\S+)/.exec(served.stdout())?.[1] ?? '';
+        return url !== '';
+      },
+      30_000,
+      'serve to listen',
+    );
+    const get = (path: string) => fetch(`${url}${path}`, { headers: adminAuth });
+    await enqueueSampleJobs(table.config, 4, 25);
+    const snapshot = async () =>
+      ((await (await get('/api/backoffice/activity-logs/performance')).json()) as PerformanceSnapshot).data;
+    await waitFor(async () => (await snapshot()).total_processed === 100, 30_000, '100 activities stored');
+    await waitFor(async () => (await snapshot()).workers.length === 1, 10_000, 'the worker of serve');
+    const data = await snapshot();
+    expect(data.workers[0]!.pid).toBe(served.child.pid);
+    expect(data.method).toBe('queue');
+    expect(data.source).toBe('redis');
+    const metrics = parsePrometheus(await (await get('/metrics')).text());
+    expect(metrics.get('activity_log_stored_total')).toBe(100);
+    expect(metrics.get('activity_log_workers')).toBe(1);
+    expect((await fetch(`${url}/metrics`)).status).toBe(401);
+    served.child.kill('SIGTERM');
+    expect((await served.exited).code).toBe(0);
+  }, 90_000);
+
+  it('moves error_rate, failed_jobs and the breaker state with injected store failures, in the snapshot and in /metrics alike', async () => {
+    const proxy = await FaultProxy.start({ host: MARIADB.host, port: MARIADB.port });
+    cleanups.push(() => proxy.close());
+    const queueName = uniqueQueueName('mon-fail');
+    const table = `mon_fail_${Date.now().toString(36)}`;
+    const config = loadConfig({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        REDIS_URL,
+        ACTIVITY_LOG_METHOD: 'queue',
+        ACTIVITY_LOG_QUEUE_NAME: queueName,
+        DATABASE_URL: MYSQL_URL.replace(`:${MARIADB.port}/`, `:${proxy.port}/`),
+        ACTIVITY_LOG_TABLE: table,
+        ACTIVITY_LOG_TRIES: '1',
+        ACTIVITY_LOG_BREAKER_FAILURES: '2',
+        ACTIVITY_LOG_BREAKER_COOLDOWN_MS: '3600000',
+        DB_CONNECT_TIMEOUT_MS: '500',
+        ACTIVITY_LOG_SPOOL_DIR: await tempDir('fail'),
+        ACTIVITY_LOG_ADMIN_TOKEN: ADMIN,
+      },
+    });
+    cleanups.push(() => removeQueue(config, queueName));
+    cleanups.push(() => cleanRedis(config));
+    const store = createStore(config.database);
+    await store.migrate();
+    cleanups.push(async () => {
+      const db = await mysql.createConnection(MYSQL_URL);
+      await db.query(`DROP TABLE IF EXISTS \`${table}\``);
+      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
+      await db.end();
+    });
+    const worker = new ActivityWorker({ config, store, pollIntervalMs: 100 });
+    await worker.start();
+    const activityLog: ActivityLog = createActivityLog({ env: {}, config, store });
+    const monitoring: Monitoring = startMonitoring({
+      config,
+      activityLog,
+      worker,
+      alerts: false,
+      publishIntervalMs: 100,
+    });
+    const app = createServer({ activityLog, config, monitoring });
+    cleanups.push(async () => {
+      await app.close();
+      await worker.close();
+      await activityLog.close();
+      await monitoring.close();
+    });
+    const snapshot = async () =>
+      (
+        await app.inject({
+          method: 'GET',
+          url: '/api/backoffice/activity-logs/performance',
+          headers: adminAuth,
+        })
+      ).json<PerformanceSnapshot>().data;
+    const metrics = async () =>
+      parsePrometheus((await app.inject({ method: 'GET', url: '/metrics', headers: adminAuth })).body);
+
+    await enqueueSampleJobs(config, 5, 10);
+    await waitFor(async () => (await snapshot()).total_processed === 50, 20_000, '50 activities stored');
+    expect((await snapshot()).error_rate).toBe(0);
+
+    // A job that is not ours fails for good: a failed attempt and a failed job.
+    const queue = new Queue(queueName, {
+      connection: { host: REDIS.host, port: REDIS.port },
+      prefix: QUEUE_PREFIX,
+    });
+    cleanups.push(() => queue.close());
+    await queue.add('activities', { v: 99 }, { attempts: 1 });
+    await waitFor(async () => (await snapshot()).failed_jobs === 1, 20_000, 'the failed job');
+    const afterBadJob = await snapshot();
+    expect(afterBadJob.error_rate).toBeGreaterThan(0);
+    expect(afterBadJob.error_rate).toBeLessThan(100);
+
+    // The database goes away: attempts fail, the store breaker opens, the jobs wait.
+    await proxy.refuse();
+    await enqueueSampleJobs(config, 3, 10);
+    await waitFor(
+      async () => (await snapshot()).circuit_breaker.state === 'open',
+      30_000,
+      'the store breaker to open',
+    );
+    const during = await snapshot();
+    expect(during.error_rate).toBeGreaterThan(afterBadJob.error_rate);
+    expect(during.circuit_breaker.is_allowed).toBe(false);
+    expect(during.breakers.store!.state).toBe('open');
+    await waitFor(async () => (await snapshot()).pending_jobs > 0, 20_000, 'jobs handed back to wait');
+    const samples = await metrics();
+    const now = await snapshot();
+    expect(samples.get('activity_log_circuit_breaker_state{breaker="store",state="open"}')).toBe(1);
+    expect(samples.get('activity_log_circuit_breaker_state{breaker="store",state="closed"}')).toBe(0);
+    expect(samples.get('activity_log_stored_total')).toBe(now.total_processed);
+    expect(samples.get('activity_log_failed_jobs')).toBe(now.failed_jobs);
+    expect(samples.get('activity_log_pending_jobs')).toBe(now.pending_jobs);
+    expect(samples.get('activity_log_dropped_total')).toBe(now.dropped_total);
+    expect(samples.get('activity_log_write_failures_total')).toBe(now.totals.write_failures);
+  }, 120_000);
+
+  it('keeps alert state in Redis: one caller wins "fire", reminders wait for the cooldown, "resolve" once', async () => {
+    const redis = new Redis(REDIS_URL);
+    const queueName = uniqueQueueName('mon-state');
+    cleanups.push(async () => {
+      await removeMetricsKeys(redis, queueName);
+      redis.disconnect();
+    });
+    const keyOf = (rule: string) => metricsKeys(queueName).alert(rule);
+    const a = new RedisAlertState(redis, keyOf);
+    const b = new RedisAlertState(redis, keyOf);
+    const first = await Promise.all([
+      a.transition('queue_size', true, 1000, 500),
+      b.transition('queue_size', true, 1000, 500),
+    ]);
+    expect(first.sort()).toEqual(['fire', 'none']);
+    expect(await a.transition('queue_size', true, 1400, 500)).toBe('none');
+    expect(await b.transition('queue_size', true, 1500, 500)).toBe('renotify');
+    expect(await a.transition('queue_size', true, 1600, 500)).toBe('none');
+    const resolved = await Promise.all([
+      a.transition('queue_size', false, 1700, 500),
+      b.transition('queue_size', false, 1700, 500),
+    ]);
+    expect(resolved.sort()).toEqual(['none', 'resolve']);
+    expect(await a.transition('lag_p99', false, 1700, 500)).toBe('none');
+  });
+
+  it('sends one alert per incident with two processes evaluating, respects the cooldown, and sends "resolved"', async () => {
+    const receiver = await alertReceiver();
+    const queueName = uniqueQueueName('mon-alert');
+    const store = new MemoryStore();
+    const config = loadConfig({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        REDIS_URL,
+        ACTIVITY_LOG_METHOD: 'batch',
+        ACTIVITY_LOG_QUEUE_NAME: queueName,
+        ACTIVITY_LOG_SPOOL_DIR: await tempDir('alert'),
+        ACTIVITY_LOG_BATCH_SIZE: '1',
+        ACTIVITY_LOG_BREAKER_FAILURES: '100',
+        ACTIVITY_LOG_ALERT_WEBHOOK: receiver.url,
+        ACTIVITY_LOG_ALERT_ERROR_RATE: '20',
+        ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS: '3600',
+      },
+    });
+    cleanups.push(() => cleanRedis(config));
+    const activityLog = createActivityLog({ env: {}, config, store });
+    const quiet = () => undefined;
+    const app = startMonitoring({
+      config,
+      activityLog,
+      shared: true,
+      alerts: false,
+      publishIntervalMs: 50,
+      log: quiet,
+    });
+    const other = startMonitoring({ config, shared: true, alerts: false, log: quiet });
+    cleanups.push(async () => {
+      await activityLog.close();
+      await app.close();
+      await other.close();
+    });
+    const checkBoth = async () => [...(await app.checkAlerts()), ...(await other.checkAlerts())];
+    const errorAlerts = () => receiver.alerts.filter((alert) => alert.rule === 'error_rate');
+
+    store.failNext = 3;
+    for (let i = 0; i < 3; i++) await activityLog.log({ description: `failing ${i}` });
+    await activityLog.flush();
+    await waitFor(
+      async () => (await other.snapshot()).data.error_rate > 20,
+      10_000,
+      'the error rate in Redis',
+    );
+    await Promise.all([app.checkAlerts(), other.checkAlerts()]);
+    expect(errorAlerts()).toHaveLength(1);
+    expect(errorAlerts()[0]).toMatchObject({
+      status: 'firing',
+      threshold: 20,
+      queue: queueName,
+      repeat: false,
+    });
+    expect(errorAlerts()[0]!.text).toMatch(/FIRING error_rate/);
+
+    await checkBoth();
+    expect(errorAlerts()).toHaveLength(1);
+
+    for (let i = 0; i < 30; i++) await activityLog.log({ description: `fine ${i}` });
+    await activityLog.flush();
+    await waitFor(
+      async () => (await other.snapshot()).data.error_rate <= 20,
+      10_000,
+      'the error rate to fall',
+    );
+    await Promise.all([app.checkAlerts(), other.checkAlerts()]);
+    expect(errorAlerts().map((alert) => alert.status)).toEqual(['firing', 'resolved']);
+    expect(errorAlerts()[1]!.text).toMatch(/RESOLVED error_rate/);
+  }, 60_000);
+});

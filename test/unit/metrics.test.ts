@@ -1,0 +1,361 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createActivityLog } from '../../src/core/logger.js';
+import { type AlertSettings, evaluateRules, MemoryAlertState } from '../../src/metrics/alerts.js';
+import { MetricsCollector, type ProcessReport } from '../../src/metrics/collector.js';
+import { LAG_BUCKETS_MS, LagHistogram, lagQuantileMs } from '../../src/metrics/lag-histogram.js';
+import { lagHistogramText, PrometheusExporter } from '../../src/metrics/prometheus.js';
+import { SecondBuckets } from '../../src/metrics/second-buckets.js';
+import { composeSnapshot, type PerformanceData, TOTAL_NAMES, totalsOf } from '../../src/metrics/snapshot.js';
+import { MemoryStore } from '../helpers/memory-sink.js';
+import { parsePrometheus } from '../helpers/prometheus-text.js';
+
+const T0 = Date.UTC(2026, 10, 29, 1, 0, 0);
+
+function report(overrides: Partial<ProcessReport> = {}): ProcessReport {
+  const empty = { counts: new Array(LAG_BUCKETS_MS.length + 1).fill(0), sumMs: 0, count: 0 };
+  return {
+    id: 'p1',
+    roles: ['app'],
+    host: 'h',
+    pid: 1,
+    started_at_ms: T0,
+    heartbeat_at_ms: T0,
+    counters: {
+      accepted: 0,
+      enqueued: 0,
+      stored: 0,
+      dequeued: 0,
+      writeAttempts: 0,
+      writeFailures: 0,
+      retries: 0,
+      spooled: 0,
+      replayed: 0,
+      dropped: 0,
+      failedJobs: 0,
+    },
+    stored_last_minute: 0,
+    attempts_last_5m: 0,
+    failures_last_5m: 0,
+    buffered: 0,
+    spool: null,
+    breakers: [],
+    lag: { total: empty, recent: empty },
+    history: [],
+    memory_mb: 10,
+    ...overrides,
+  };
+}
+
+function compose(reports: ProcessReport[], queue: Parameters<typeof composeSnapshot>[0]['queue'] = null) {
+  const totals = Object.fromEntries(TOTAL_NAMES.map((name) => [name, 0])) as ReturnType<typeof totalsOf>;
+  for (const part of reports) for (const name of TOTAL_NAMES) totals[name] += totalsOf(part)[name];
+  return composeSnapshot({
+    method: queue === null ? 'batch' : 'queue',
+    source: queue === null ? 'process' : 'redis',
+    reports,
+    totals,
+    queue,
+    history: [],
+    memoryMb: 12.5,
+    nowMs: T0 + 30_000,
+  });
+}
+
+describe('sliding windows', () => {
+  it('sums per-second counts over the trailing span and forgets older seconds', () => {
+    const buckets = new SecondBuckets(60);
+    buckets.add(10, T0);
+    buckets.add(5, T0 + 500);
+    buckets.add(7, T0 + 30_000);
+    expect(buckets.sum(60, T0 + 30_000)).toBe(22);
+    expect(buckets.sum(10, T0 + 30_000)).toBe(7);
+    expect(buckets.sum(60, T0 + 60_000)).toBe(7);
+    buckets.add(1, T0 + 120_000);
+    expect(buckets.sum(60, T0 + 120_000)).toBe(1);
+  });
+});
+
+describe('lag histogram', () => {
+  it('answers quantiles inside the right bucket and null without data', () => {
+    const histogram = new LagHistogram();
+    expect(lagQuantileMs(histogram.report(T0).recent, 0.5)).toBeNull();
+    for (let i = 0; i < 98; i++) histogram.observe(3, T0);
+    histogram.observe(4000, T0);
+    histogram.observe(4000, T0);
+    const { recent, total } = histogram.report(T0);
+    expect(recent.count).toBe(100);
+    const p50 = lagQuantileMs(recent, 0.5)!;
+    expect(p50).toBeGreaterThan(2);
+    expect(p50).toBeLessThanOrEqual(5);
+    const p99 = lagQuantileMs(recent, 0.99)!;
+    expect(p99).toBeGreaterThan(2500);
+    expect(p99).toBeLessThanOrEqual(5000);
+    // Ten minutes later the recent window is empty, the total is not.
+    expect(histogram.report(T0 + 10 * 60_000).recent.count).toBe(0);
+    expect(total.count).toBe(100);
+  });
+});
+
+describe('composeSnapshot', () => {
+  it('has exactly the fields of DESIGN, with the documented types', () => {
+    const { success, data } = compose([report()]);
+    expect(success).toBe(true);
+    for (const key of [
+      'queue_size',
+      'processing_rate',
+      'error_rate',
+      'total_processed',
+      'pending_jobs',
+      'failed_jobs',
+      'memory_usage',
+    ] as const) {
+      expect(typeof data[key], key).toBe('number');
+    }
+    expect(data.circuit_breaker).toEqual({ state: 'closed', failure_count: 0, is_allowed: true });
+    expect(data.memory_usage).toBe(12.5);
+    expect(data.history).toHaveLength(60);
+    expect(data.lag_ms).toEqual({ p50: null, p99: null });
+  });
+
+  it('defines the rates: stored per second over 60 s, percent of failed attempts over 5 min', () => {
+    const { data } = compose([
+      report({ stored_last_minute: 600, attempts_last_5m: 180, failures_last_5m: 9 }),
+      report({ id: 'p2', stored_last_minute: 300, attempts_last_5m: 20, failures_last_5m: 1 }),
+    ]);
+    expect(data.processing_rate).toBe(15);
+    expect(data.error_rate).toBe(5);
+  });
+
+  it('adds buffers, queued activities and the spool into queue_size, counting a shared spool directory once', () => {
+    const spool = { dir: '/spool', activities: 4, bytes: 1000, oldest_at_ms: T0 };
+    const { data } = compose(
+      [
+        report({ buffered: 3, spool, counters: { ...report().counters, enqueued: 100 } }),
+        report({
+          id: 'p2',
+          roles: ['worker'],
+          spool: { ...spool, activities: 1, bytes: 1000 },
+          counters: { ...report().counters, dequeued: 60 },
+        }),
+      ],
+      { waiting: 2, delayed: 1, active: 1, failed: 5, storedActivities: 60 },
+    );
+    expect(data.queue_size).toBe(3 + 40 + 5);
+    expect(data.spool).toEqual({ activities: 5, bytes: 1000, oldest_age_seconds: 30 });
+    expect(data.pending_jobs).toBe(3);
+    expect(data.failed_jobs).toBe(5);
+    expect(data.total_processed).toBe(60);
+    expect(data.workers.map((worker) => worker.id)).toEqual(['p2']);
+  });
+
+  it('reports the worst store breaker at the top and every breaker by name', () => {
+    const breaker = (state: 'closed' | 'open' | 'half_open', failures: number, since: number | null) => ({
+      name: 'store',
+      state,
+      failure_count: failures,
+      is_allowed: state === 'closed',
+      not_closed_since_ms: since,
+    });
+    const { data } = compose([
+      report({ breakers: [breaker('closed', 1, null), { ...breaker('closed', 0, null), name: 'queue' }] }),
+      report({ id: 'p2', breakers: [breaker('open', 5, T0)] }),
+    ]);
+    expect(data.circuit_breaker).toEqual({ state: 'open', failure_count: 5, is_allowed: false });
+    expect(data.breakers.store).toMatchObject({ state: 'open', processes: 2, open_for_seconds: 30 });
+    expect(data.breakers.queue).toMatchObject({ state: 'closed', open_for_seconds: null });
+  });
+});
+
+describe('MetricsCollector on a real delivery', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  async function setUp(store: MemoryStore, flushIntervalMs = 5) {
+    const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-spool-'));
+    const activityLog = createActivityLog({
+      env: {},
+      store,
+      config: {
+        method: 'batch',
+        spoolDir,
+        batchSize: 10,
+        flushIntervalMs,
+        breakerFailures: 2,
+        breakerCooldownMs: 60_000,
+      },
+    });
+    const collector = new MetricsCollector();
+    collector.watchDelivery(activityLog.delivery);
+    cleanups.push(async () => {
+      collector.close();
+      await activityLog.close();
+      await rm(spoolDir, { recursive: true, force: true });
+    });
+    return { activityLog, collector };
+  }
+
+  it('counts accepted and stored activities, write attempts and the lag of each one', async () => {
+    const { activityLog, collector } = await setUp(new MemoryStore());
+    for (let i = 0; i < 25; i++) await activityLog.log({ description: `a${i}` });
+    await activityLog.flush();
+    const current = await collector.report();
+    expect(current.counters).toMatchObject({ accepted: 25, stored: 25, writeFailures: 0 });
+    expect(current.counters.writeAttempts).toBeGreaterThanOrEqual(3);
+    expect(current.stored_last_minute).toBe(25);
+    expect(current.lag.total.count).toBe(25);
+    expect(current.breakers).toEqual([
+      { name: 'store', state: 'closed', failure_count: 0, is_allowed: true, not_closed_since_ms: null },
+    ]);
+  });
+
+  it('counts a sync delivery once per write, through its resilient sink', async () => {
+    const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-sync-'));
+    const activityLog = createActivityLog({
+      env: {},
+      store: new MemoryStore(),
+      config: { method: 'sync', spoolDir },
+    });
+    const collector = new MetricsCollector();
+    collector.watchDelivery(activityLog.delivery);
+    cleanups.push(async () => {
+      collector.close();
+      await activityLog.close();
+      await rm(spoolDir, { recursive: true, force: true });
+    });
+    for (let i = 0; i < 3; i++) await activityLog.log({ description: `s${i}` });
+    expect(collector.counters).toMatchObject({ accepted: 3, stored: 3, writeAttempts: 3, writeFailures: 0 });
+    expect((await collector.report()).buffered).toBe(0);
+  });
+
+  it('counts failed writes, spooled activities and the open breaker', async () => {
+    const store = new MemoryStore();
+    store.failNext = 1000;
+    const { activityLog, collector } = await setUp(store, 60_000);
+    for (let i = 0; i < 30; i++) await activityLog.log({ description: `b${i}` });
+    await activityLog.flush();
+    // Fewer than a batch, with a long flush interval: these stay in the buffer.
+    for (let i = 0; i < 4; i++) await activityLog.log({ description: `c${i}` });
+    const current = await collector.report();
+    expect(current.buffered).toBe(4);
+    expect(current.counters.writeFailures).toBe(2);
+    expect(current.counters.spooled).toBe(30);
+    expect(current.counters.stored).toBe(0);
+    const { data } = compose([current]);
+    expect(data.error_rate).toBe(100);
+    expect(data.circuit_breaker.state).toBe('open');
+    expect(data.spool.activities).toBe(30);
+    expect(data.queue_size).toBe(34);
+    expect(data.spool.bytes).toBeGreaterThan(0);
+  });
+});
+
+describe('Prometheus text', () => {
+  it('carries the snapshot counters and gauges under activity_log_ names, and a parsable lag histogram', async () => {
+    const histogram = new LagHistogram();
+    histogram.observe(3, T0);
+    histogram.observe(700, T0);
+    const base = report();
+    const { data } = compose([
+      report({
+        counters: {
+          ...base.counters,
+          accepted: 7,
+          stored: 5,
+          writeAttempts: 4,
+          writeFailures: 1,
+          dropped: 2,
+        },
+        stored_last_minute: 120,
+        attempts_last_5m: 4,
+        failures_last_5m: 1,
+        breakers: [
+          { name: 'store', state: 'open', failure_count: 5, is_allowed: false, not_closed_since_ms: T0 },
+        ],
+      }),
+    ]);
+    const text = await new PrometheusExporter().render({ data, lagTotal: histogram.report(T0).total });
+    const samples = parsePrometheus(text);
+    expect(samples.get('activity_log_accepted_total')).toBe(7);
+    expect(samples.get('activity_log_stored_total')).toBe(data.total_processed);
+    expect(samples.get('activity_log_write_failures_total')).toBe(1);
+    expect(samples.get('activity_log_dropped_total')).toBe(data.dropped_total);
+    expect(samples.get('activity_log_processing_rate')).toBe(data.processing_rate);
+    expect(samples.get('activity_log_error_rate')).toBe(25);
+    expect(samples.get('activity_log_circuit_breaker_state{breaker="store",state="open"}')).toBe(1);
+    expect(samples.get('activity_log_circuit_breaker_state{breaker="store",state="closed"}')).toBe(0);
+    expect(samples.get('activity_log_lag_seconds_bucket{le="0.005"}')).toBe(1);
+    expect(samples.get('activity_log_lag_seconds_bucket{le="+Inf"}')).toBe(2);
+    expect(samples.get('activity_log_lag_seconds_count')).toBe(2);
+    expect(samples.has('process_resident_memory_bytes')).toBe(true);
+  });
+
+  it('writes cumulative histogram buckets', () => {
+    const histogram = new LagHistogram();
+    for (const lag of [1, 1, 40, 10_000_000]) histogram.observe(lag, T0);
+    const samples = parsePrometheus(lagHistogramText(histogram.report(T0).total));
+    expect(samples.get('activity_log_lag_seconds_bucket{le="0.001"}')).toBe(2);
+    expect(samples.get('activity_log_lag_seconds_bucket{le="0.05"}')).toBe(3);
+    expect(samples.get('activity_log_lag_seconds_bucket{le="3600"}')).toBe(3);
+    expect(samples.get('activity_log_lag_seconds_bucket{le="+Inf"}')).toBe(4);
+  });
+});
+
+const SETTINGS: AlertSettings = {
+  webhookUrl: null,
+  errorRatePercent: 5,
+  queueSize: 100,
+  breakerOpenSeconds: 60,
+  lagP99Ms: 1000,
+  cooldownSeconds: 300,
+};
+
+describe('alert rules', () => {
+  function data(overrides: Partial<PerformanceData>): PerformanceData {
+    return { ...compose([report()]).data, ...overrides };
+  }
+
+  it('fires each rule past its threshold only', () => {
+    const firing = (d: PerformanceData, dropped = 0) =>
+      evaluateRules(d, SETTINGS, dropped)
+        .filter((result) => result.firing)
+        .map((result) => result.rule);
+    expect(firing(data({}))).toEqual([]);
+    expect(firing(data({ error_rate: 5 }))).toEqual([]);
+    expect(firing(data({ error_rate: 5.01 }))).toEqual(['error_rate']);
+    expect(firing(data({ queue_size: 101 }))).toEqual(['queue_size']);
+    expect(firing(data({}), 1)).toEqual(['spool_drop']);
+    expect(firing(data({ lag_ms: { p50: 10, p99: 1001 } }))).toEqual(['lag_p99']);
+    const breakers = {
+      store: {
+        state: 'open' as const,
+        failure_count: 5,
+        is_allowed: false,
+        processes: 1,
+        open_for_seconds: 59,
+      },
+    };
+    expect(firing(data({ breakers }))).toEqual([]);
+    expect(firing(data({ breakers: { store: { ...breakers.store, open_for_seconds: 60 } } }))).toEqual([
+      'breaker_open',
+    ]);
+    expect(firing(data({ method: 'queue', pending_jobs: 3, workers: [] }))).toEqual(['no_worker']);
+    expect(firing(data({ method: 'queue', pending_jobs: 0, workers: [] }))).toEqual([]);
+  });
+
+  it('notifies on firing, again only after the cooldown, and once on resolving', async () => {
+    const state = new MemoryAlertState();
+    expect(await state.transition('error_rate', true, 0, 1000)).toBe('fire');
+    expect(await state.transition('error_rate', true, 500, 1000)).toBe('none');
+    expect(await state.transition('error_rate', true, 1000, 1000)).toBe('renotify');
+    expect(await state.transition('error_rate', false, 1100, 1000)).toBe('resolve');
+    expect(await state.transition('error_rate', false, 1200, 1000)).toBe('none');
+    // Flapping back within the cooldown does not notify again at once.
+    expect(await state.transition('error_rate', true, 1300, 1000)).toBe('none');
+    expect(await state.transition('error_rate', true, 2000, 1000)).toBe('renotify');
+  });
+});

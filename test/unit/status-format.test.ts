@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { formatStatus } from '../../src/cli/commands/status.js';
+import { composeSnapshot, TOTAL_NAMES, type TotalName } from '../../src/metrics/snapshot.js';
+
+const T0 = Date.UTC(2026, 10, 29, 2, 0, 0);
+const empty = { counts: new Array(19).fill(0), sumMs: 0, count: 0 };
+const totals = Object.fromEntries(TOTAL_NAMES.map((name) => [name, 0])) as Record<TotalName, number>;
+
+function data(state: 'closed' | 'open') {
+  return composeSnapshot({
+    method: 'queue',
+    source: 'redis',
+    reports: [
+      {
+        id: 'web-1-4711-abcdef',
+        roles: ['worker'],
+        host: 'web-1',
+        pid: 4711,
+        started_at_ms: T0,
+        heartbeat_at_ms: T0 + 1000,
+        counters: {
+          accepted: 0,
+          enqueued: 0,
+          stored: 42,
+          dequeued: 42,
+          writeAttempts: 1,
+          writeFailures: 0,
+          retries: 0,
+          spooled: 0,
+          replayed: 0,
+          dropped: 0,
+          failedJobs: 0,
+        },
+        stored_last_minute: 42,
+        attempts_last_5m: 1,
+        failures_last_5m: 0,
+        buffered: 0,
+        spool: null,
+        breakers: [
+          {
+            name: 'store',
+            state,
+            failure_count: state === 'open' ? 5 : 0,
+            is_allowed: state !== 'open',
+            not_closed_since_ms: state === 'open' ? T0 : null,
+          },
+        ],
+        lag: { total: empty, recent: empty },
+        history: [],
+        memory_mb: 50,
+      },
+    ],
+    totals,
+    queue: { waiting: 0, delayed: 0, active: 0, failed: 2, storedActivities: 42 },
+    history: [],
+    memoryMb: 61.5,
+    nowMs: T0 + 2000,
+  }).data;
+}
+
+describe('status output', () => {
+  it('shows every snapshot field, the breaker state in capitals and the workers', () => {
+    const text = formatStatus(data('closed'), { color: false });
+    expect(text).toMatch(/circuit breaker\s+CLOSED \(0 consecutive failures\)/);
+    expect(text).toMatch(/total processed\s+42/);
+    expect(text).toMatch(/failed jobs\s+2/);
+    expect(text).toMatch(/memory\s+61.5 MB/);
+    expect(text).toContain('workers (1)');
+    expect(text).toMatch(/web-1-4711-abcdef\s+web-1\s+4711\s+2026-11-29T02:00:00.000Z/);
+    expect(text).not.toContain('\u001b[');
+  });
+
+  it('paints an open breaker red on a terminal and says it refuses writes', () => {
+    const text = formatStatus(data('open'), { color: true });
+    expect(text).toContain('\u001b[31;1mOPEN\u001b[0m (5 consecutive failures, refusing writes)');
+  });
+});
