@@ -1,6 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ActivityLogError } from '../core/errors.js';
+import { csrfTokenMatches, readSession, SESSION_COOKIE, type Session } from './session.js';
 
 /** Which token guards a route, and the variable that sets it (named in the 503 when it is unset). */
 export interface TokenGuard {
@@ -26,10 +27,106 @@ export function bearerToken(header: string | undefined): string | null {
   return match === null ? null : match[1]!;
 }
 
+/** How a request proved it may use an admin route. */
+export type AdminCredential =
+  | { readonly kind: 'bearer' }
+  | { readonly kind: 'session'; readonly session: Session };
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** The session each cookie-authenticated request came with (see {@link sessionOf}). */
+const sessions = new WeakMap<FastifyRequest, Session>();
+
+/**
+ * Checks the admin bearer token, or else the backoffice session cookie (parsed by
+ * @fastify/cookie, which `registerBackoffice` registers; {@link sessionOf} then returns the
+ * session). Null when neither is valid; a bearer token that is present but wrong is not rescued
+ * by a cookie, so a client that meant to use a token learns that it is wrong.
+ */
+export function adminCredential(request: FastifyRequest, adminToken: string): AdminCredential | null {
+  const given = bearerToken(request.headers.authorization);
+  if (given !== null) return tokensMatch(given, adminToken) ? { kind: 'bearer' } : null;
+  const cookie = request.cookies[SESSION_COOKIE];
+  const session = cookie === undefined ? null : readSession(cookie, adminToken);
+  if (session === null) return null;
+  sessions.set(request, session);
+  return { kind: 'session', session };
+}
+
+/** The first value of a possibly repeated, comma-separated proxy header. */
+function firstForwarded(value: string | string[] | undefined): string | undefined {
+  const first = Array.isArray(value) ? value[0] : value;
+  return first?.split(',')[0]?.trim();
+}
+
+/**
+ * Whether the browser reached the server over HTTPS, directly or through a proxy that ended
+ * TLS and said so in `X-Forwarded-Proto`. Used only to mark the session cookie `Secure`.
+ */
+export function requestIsHttps(request: FastifyRequest): boolean {
+  return request.protocol === 'https' || firstForwarded(request.headers['x-forwarded-proto']) === 'https';
+}
+
+/**
+ * The browser says the request comes from a page of this server (or says nothing, as
+ * non-browser clients do). `Sec-Fetch-Site` and `Origin` are set by browsers and cannot be set by
+ * a page on another site. The origin's host is compared with `Host` (or `X-Forwarded-Host`), not
+ * its scheme, so the check holds behind a proxy that ends TLS.
+ */
+export function sameOriginRequest(request: FastifyRequest): boolean {
+  const site = request.headers['sec-fetch-site'];
+  if (site !== undefined && site !== 'same-origin' && site !== 'none') return false;
+  const origin = request.headers.origin;
+  if (origin === undefined) return true;
+  try {
+    const from = new URL(origin);
+    // Read the server's host with the origin's scheme, so `host:80` and `host` compare equal.
+    const hostOf = (host: string | undefined) =>
+      host === undefined ? undefined : new URL(`${from.protocol}//${host}`).host;
+    return (
+      from.host === hostOf(request.host) ||
+      from.host === hostOf(firstForwarded(request.headers['x-forwarded-host']))
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Refuses a state-changing request that a session cookie authenticated unless it comes from
+ * this site and carries the session's CSRF token (header `x-csrf-token`, or `formToken` from a
+ * form body). Bearer requests need no such check: browsers never add that header on their own.
+ */
+export function checkCsrf(request: FastifyRequest, session: Session, formToken?: string): void {
+  const header = request.headers['x-csrf-token'];
+  const given = typeof header === 'string' ? header : formToken;
+  if (!sameOriginRequest(request)) {
+    throw new ActivityLogError(
+      'CSRF_REJECTED',
+      `${request.method} ${request.url.split('?')[0]} came from another site; use the backoffice pages of this server`,
+    );
+  }
+  if (!csrfTokenMatches(session, given)) {
+    throw new ActivityLogError(
+      'CSRF_REJECTED',
+      'the request carries no or a wrong CSRF token: send the one of the signed-in page in "x-csrf-token"',
+    );
+  }
+}
+
+/** The backoffice session that authenticated this request, when a cookie (not a bearer token) did. */
+export function sessionOf(request: FastifyRequest): Session | null {
+  return sessions.get(request) ?? null;
+}
+
 /**
  * An `onRequest` hook that lets a request through only with the guard's bearer token. It runs
  * before the body is read, so an unauthenticated client cannot make the server parse megabytes.
  * A guard whose variable is unset refuses every request: no route is open by default.
+ *
+ * For the admin token the backoffice session cookie (from `/backoffice/login`) is accepted as
+ * well; a state-changing request (not GET/HEAD/OPTIONS) that relies on the cookie must then
+ * also pass {@link checkCsrf}.
  *
  * @example
  * app.get('/api/backoffice/x', { onRequest: requireToken({ token, variable: 'ACTIVITY_LOG_ADMIN_TOKEN' }) }, handler);
@@ -44,12 +141,19 @@ export function requireToken(guard: TokenGuard) {
       );
     }
     const given = bearerToken(request.headers.authorization);
+    if (given === null && guard.variable === 'ACTIVITY_LOG_ADMIN_TOKEN') {
+      const credential = adminCredential(request, guard.token);
+      if (credential?.kind === 'session') {
+        if (!SAFE_METHODS.has(request.method)) checkCsrf(request, credential.session);
+        return;
+      }
+    }
     if (given === null || !tokensMatch(given, guard.token)) {
       reply.header('www-authenticate', 'Bearer');
       throw new ActivityLogError(
         'AUTH_REQUIRED',
         given === null
-          ? `send the token of ${guard.variable} as "Authorization: Bearer <token>"`
+          ? `send the token of ${guard.variable} as "Authorization: Bearer <token>"${guard.variable === 'ACTIVITY_LOG_ADMIN_TOKEN' ? ', or sign in at /backoffice/login' : ''}`
           : `the bearer token is not the one in ${guard.variable}`,
       );
     }

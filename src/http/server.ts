@@ -1,10 +1,14 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from '../config/config.js';
 import type { ActivityLog } from '../core/logger.js';
+import { type Monitoring, startMonitoring } from '../metrics/monitoring.js';
+import { registerBackoffice } from './backoffice.js';
 import { errorReply } from './error-reply.js';
 import { registerBackofficeActivitiesRoute } from './routes/backoffice-activities.js';
 import { registerHealthRoute } from './routes/health.js';
 import { registerIngestRoute } from './routes/ingest.js';
+import { registerMetricsRoute } from './routes/metrics.js';
+import { registerPerformanceRoute } from './routes/performance.js';
 
 /**
  * Largest request body, 8 MiB. A full array of 1000 activities at the per-activity maximum
@@ -24,6 +28,11 @@ export interface ServerOptions {
   readonly bodyLimitBytes?: number;
   /** Longest wait for the store on `GET /health` (default 2000 ms). */
   readonly healthPingTimeoutMs?: number;
+  /**
+   * Source of the performance snapshot and `/metrics` (`serve` passes one that also counts its
+   * worker and evaluates alerts). Default: one made here for `activityLog`, closed with the server.
+   */
+  readonly monitoring?: Monitoring;
 }
 
 /**
@@ -68,6 +77,11 @@ export function createServer(options: ServerOptions): FastifyInstance {
   });
   registerIngestRoute(app, { activityLog, ingestToken: config.ingestToken, bodyLimitBytes });
   registerBackofficeActivitiesRoute(app, { activityLog, adminToken: config.adminToken });
+  const monitoring = options.monitoring ?? startMonitoring({ config, activityLog, alerts: false });
+  if (options.monitoring === undefined) app.addHook('onClose', () => monitoring.close());
+  registerPerformanceRoute(app, { monitoring, adminToken: config.adminToken });
+  registerMetricsRoute(app, { monitoring, adminToken: config.adminToken });
+  registerBackoffice(app, { activityLog, config });
   return app;
 }
 

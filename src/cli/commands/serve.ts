@@ -6,6 +6,7 @@ import { ActivityLogError } from '../../core/errors.js';
 import { type ActivityLog, createActivityLog } from '../../core/logger.js';
 import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
 import { createServer } from '../../http/server.js';
+import { type Monitoring, startMonitoring } from '../../metrics/monitoring.js';
 import { RetentionScheduler } from '../../store/retention.js';
 import { describeDatabase } from '../describe-database.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
@@ -44,6 +45,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
   let worker: ActivityWorker | null = null;
   let app: FastifyInstance | null = null;
   let retention: RetentionScheduler | null = null;
+  let monitoring: Monitoring | null = null;
   try {
     try {
       const migration = await activityLog.store.migrate();
@@ -53,7 +55,8 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       worker = await startWorkerIfAsked(flags.worker === true, activityLog);
       if (worker !== null) stop.watchWorker(worker);
       retention = startRetention(activityLog);
-      app = createServer({ activityLog, config, logger: { level: verbose ? 'info' : 'warn' } });
+      monitoring = startMonitoring({ config, activityLog, worker });
+      app = createServer({ activityLog, config, monitoring, logger: { level: verbose ? 'info' : 'warn' } });
       const url = await app.listen({ host: config.host, port: config.port }).catch((error: unknown) => {
         throw listenError(error, config);
       });
@@ -61,13 +64,13 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
     } catch (error) {
       // The start-up error is the one to report; a failing clean-up after it would only hide it.
       await retention?.stop();
-      await shutDown(app, worker, activityLog).catch(() => undefined);
+      await shutDown(app, worker, activityLog, monitoring).catch(() => undefined);
       throw error;
     }
     const reason = await stop.reason;
     process.stderr.write(`activity-log: ${reason}: shutting down\n`);
     await retention?.stop();
-    await shutDown(app, worker, activityLog);
+    await shutDown(app, worker, activityLog, monitoring);
     process.stdout.write('stopped\n');
   } finally {
     stop.dispose();
@@ -233,6 +236,7 @@ async function shutDown(
   app: FastifyInstance | null,
   worker: ActivityWorker | null,
   activityLog: ActivityLog,
+  monitoring: Monitoring | null,
 ): Promise<void> {
   try {
     await app?.close();
@@ -241,7 +245,12 @@ async function shutDown(
       await worker.done.catch(() => undefined);
     }
   } finally {
-    await activityLog.close();
+    try {
+      await activityLog.close();
+    } finally {
+      // Last, so that its final report to Redis counts the flush.
+      await monitoring?.close();
+    }
   }
 }
 
@@ -251,6 +260,9 @@ function startBanner(url: string, config: Config, generated: readonly TokenVaria
     `  GET  ${url}/health`,
     `  POST ${url}/api/activities               Authorization: Bearer $ACTIVITY_LOG_INGEST_TOKEN`,
     `  GET  ${url}/api/backoffice/activity-logs  Authorization: Bearer $ACTIVITY_LOG_ADMIN_TOKEN`,
+    '',
+    `Backoffice: ${url}/backoffice/activity-logs and ${url}/backoffice/activity-logs/performance`,
+    '  (sign in with the value of ACTIVITY_LOG_ADMIN_TOKEN)',
   ];
   if (generated.length > 0) {
     lines.push(

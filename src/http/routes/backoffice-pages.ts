@@ -1,0 +1,103 @@
+import { type FastifyStaticOptions, fastifyStatic } from '@fastify/static';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ActivityLogError } from '../../core/errors.js';
+import { adminCredential, sessionOf } from '../auth.js';
+import { ASSET_DIR, loadPageTemplate, renderTemplate, UPLOT_FILES, uplotDir } from '../web-assets.js';
+
+export interface BackofficePagesOptions {
+  readonly adminToken: string | null;
+}
+
+/**
+ * Pages only load scripts, styles and data from this server; nothing may frame them. Log data
+ * is put on the page as text, and this keeps an injected tag from running even if it were not.
+ */
+export const PAGE_SECURITY_HEADERS: Readonly<Record<string, string>> = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  'x-content-type-options': 'nosniff',
+  'x-frame-options': 'DENY',
+  'referrer-policy': 'same-origin',
+  'cache-control': 'no-store',
+};
+
+/**
+ * Assets are served by @fastify/static with one route per file found at start-up (`wildcard:
+ * false`), so no request reaches any other path. Browsers revalidate them on every load, which
+ * the ETag makes cheap, and must not sniff their type.
+ */
+const ASSET_OPTIONS = {
+  prefix: '/backoffice/assets/',
+  wildcard: false,
+  index: false,
+  decorateReply: false,
+  cacheControl: false,
+  setHeaders: (reply) =>
+    reply.header('x-content-type-options', 'nosniff').header('cache-control', 'no-cache'),
+} satisfies Partial<FastifyStaticOptions>;
+
+const uplotFiles: ReadonlySet<string> = new Set(UPLOT_FILES.map((file) => `/${file}`));
+
+/** Where to go after signing in: a backoffice path of this server, never another site. */
+export function safeNextPath(next: unknown): string {
+  if (typeof next !== 'string' || !/^\/backoffice(?:\/[^\s\\]*)?$/.test(next) || next.startsWith('//')) {
+    return '/backoffice/activity-logs';
+  }
+  return next;
+}
+
+/**
+ * An `onRequest` hook for HTML pages: the admin bearer token or a session cookie lets the
+ * request through; without either the browser is sent to the sign-in page and back.
+ */
+export function requireAdminPage(adminToken: string | null) {
+  return async function checkPage(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    if (adminToken === null) {
+      throw new ActivityLogError(
+        'AUTH_TOKEN_NOT_CONFIGURED',
+        'the backoffice is disabled: set ACTIVITY_LOG_ADMIN_TOKEN to enable it',
+        { field: 'ACTIVITY_LOG_ADMIN_TOKEN', details: { variable: 'ACTIVITY_LOG_ADMIN_TOKEN' } },
+      );
+    }
+    if (adminCredential(request, adminToken) !== null) return;
+    const next = safeNextPath(request.url);
+    return reply.redirect(`/backoffice/login?next=${encodeURIComponent(next)}`, 303);
+  };
+}
+
+/**
+ * The backoffice pages (`/backoffice/activity-logs`, `/backoffice/activity-logs/performance`)
+ * and their static assets under `/backoffice/assets/`. Pages need a session (or the bearer
+ * token); assets are public code and carry no data.
+ */
+export function registerBackofficePages(app: FastifyInstance, options: BackofficePagesOptions): void {
+  const pages = {
+    activityLogs: loadPageTemplate('activity-logs'),
+    performance: loadPageTemplate('performance'),
+  };
+  const onRequest = requireAdminPage(options.adminToken);
+
+  const sendPage = (request: FastifyRequest, reply: FastifyReply, template: string) => {
+    const csrfToken = sessionOf(request)?.csrfToken ?? '';
+    return reply
+      .headers(PAGE_SECURITY_HEADERS)
+      .type('text/html; charset=utf-8')
+      .send(renderTemplate(template, { csrf_token: csrfToken }));
+  };
+
+  app.get('/backoffice', (_request, reply) => reply.redirect('/backoffice/activity-logs', 303));
+  app.get('/backoffice/', (_request, reply) => reply.redirect('/backoffice/activity-logs', 303));
+  app.get('/backoffice/activity-logs', { onRequest }, (request, reply) =>
+    sendPage(request, reply, pages.activityLogs),
+  );
+  app.get('/backoffice/activity-logs/performance', { onRequest }, (request, reply) =>
+    sendPage(request, reply, pages.performance),
+  );
+  app.register(fastifyStatic, { ...ASSET_OPTIONS, root: ASSET_DIR });
+  // uPlot's folder in node_modules holds other builds too; only the browser files are served.
+  app.register(fastifyStatic, {
+    ...ASSET_OPTIONS,
+    root: uplotDir(),
+    allowedPath: (pathname) => uplotFiles.has(pathname),
+  });
+}

@@ -1,0 +1,175 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ActivityLogError } from '../../core/errors.js';
+import {
+  adminCredential,
+  checkCsrf,
+  requestIsHttps,
+  sameOriginRequest,
+  sessionOf,
+  tokensMatch,
+} from '../auth.js';
+import { endSession, issueSession, SESSION_COOKIE, sessionCookieOptions } from '../session.js';
+import { loadPageTemplate, renderTemplate } from '../web-assets.js';
+import { PAGE_SECURITY_HEADERS, safeNextPath } from './backoffice-pages.js';
+
+export interface BackofficeSessionOptions {
+  readonly adminToken: string | null;
+}
+
+/** A sign-in form is a few hundred bytes; nothing bigger needs parsing. */
+const FORM_BODY_LIMIT_BYTES = 16 * 1024;
+
+/** Wrong tokens one address may try per window before it has to wait for the window to pass. */
+export const SIGN_IN_ATTEMPTS_PER_WINDOW = 10;
+export const SIGN_IN_WINDOW_MS = 60_000;
+/** Addresses remembered at most; past this the oldest are forgotten, so the map cannot grow without bound. */
+const MAX_TRACKED_ADDRESSES = 10_000;
+
+/**
+ * Counts wrong tokens per client address in fixed windows, so a weak admin token cannot be
+ * guessed at network speed through the sign-in form.
+ */
+class SignInThrottle {
+  readonly #failures = new Map<string, { count: number; windowStartMs: number }>();
+
+  /** Milliseconds this address must wait before trying again, or 0. */
+  waitMs(address: string, nowMs: number): number {
+    const entry = this.#failures.get(address);
+    if (entry === undefined || nowMs - entry.windowStartMs >= SIGN_IN_WINDOW_MS) return 0;
+    return entry.count >= SIGN_IN_ATTEMPTS_PER_WINDOW ? entry.windowStartMs + SIGN_IN_WINDOW_MS - nowMs : 0;
+  }
+
+  recordFailure(address: string, nowMs: number): void {
+    const entry = this.#failures.get(address);
+    if (entry !== undefined && nowMs - entry.windowStartMs < SIGN_IN_WINDOW_MS) {
+      entry.count++;
+      return;
+    }
+    this.#failures.delete(address);
+    if (this.#failures.size >= MAX_TRACKED_ADDRESSES) {
+      const oldest = this.#failures.keys().next().value;
+      if (oldest !== undefined) this.#failures.delete(oldest);
+    }
+    this.#failures.set(address, { count: 1, windowStartMs: nowMs });
+  }
+}
+
+type FormBody = Readonly<Record<string, string>> | undefined;
+
+function field(body: unknown, name: string): string | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const value = (body as Record<string, unknown>)[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * `GET|POST /backoffice/login` and `POST /backoffice/logout`. Signing in exchanges the admin
+ * token (form field or JSON `token`) for an HttpOnly, SameSite=Strict session cookie, `Secure`
+ * over HTTPS; signing out ends the session on the server too. After
+ * {@link SIGN_IN_ATTEMPTS_PER_WINDOW} wrong tokens from one address in a minute, that address
+ * gets 429 until the minute is over. Registered in its own scope,
+ * which is the only place HTML form bodies are parsed.
+ */
+export function registerBackofficeSessionRoutes(
+  app: FastifyInstance,
+  options: BackofficeSessionOptions,
+): void {
+  const template = loadPageTemplate('login');
+  const { adminToken } = options;
+  const throttle = new SignInThrottle();
+
+  const loginPage = (reply: FastifyReply, next: string, message = '', kind: 'error' | 'warn' = 'error') =>
+    reply
+      .headers(PAGE_SECURITY_HEADERS)
+      .type('text/html; charset=utf-8')
+      .send(
+        renderTemplate(template, {
+          next,
+          message,
+          message_class: kind,
+        }),
+      );
+
+  const cookieOptions = (request: FastifyRequest) => sessionCookieOptions(requestIsHttps(request));
+
+  app.register(async (scope) => {
+    scope.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: FORM_BODY_LIMIT_BYTES },
+      (_request, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+    );
+
+    scope.get<{ Querystring: { next?: string; signed_out?: string } }>(
+      '/backoffice/login',
+      (request, reply) => {
+        const next = safeNextPath(request.query.next);
+        if (adminToken === null) {
+          return loginPage(
+            reply.code(503),
+            next,
+            'The backoffice is disabled: set ACTIVITY_LOG_ADMIN_TOKEN (activity-log serve generates one when it is unset).',
+          );
+        }
+        if (adminCredential(request, adminToken) !== null) return reply.redirect(next, 303);
+        return loginPage(reply, next, request.query.signed_out === undefined ? '' : 'Signed out.', 'warn');
+      },
+    );
+
+    scope.post<{ Body: FormBody }>(
+      '/backoffice/login',
+      { bodyLimit: FORM_BODY_LIMIT_BYTES },
+      (request, reply) => {
+        const next = safeNextPath(field(request.body, 'next'));
+        if (!sameOriginRequest(request)) {
+          throw new ActivityLogError(
+            'CSRF_REJECTED',
+            'sign in from the backoffice sign-in page of this server',
+          );
+        }
+        if (adminToken === null) {
+          throw new ActivityLogError(
+            'AUTH_TOKEN_NOT_CONFIGURED',
+            'the backoffice is disabled: set ACTIVITY_LOG_ADMIN_TOKEN to enable it',
+            { field: 'ACTIVITY_LOG_ADMIN_TOKEN', details: { variable: 'ACTIVITY_LOG_ADMIN_TOKEN' } },
+          );
+        }
+        const nowMs = Date.now();
+        const waitMs = throttle.waitMs(request.ip, nowMs);
+        if (waitMs > 0) {
+          const seconds = Math.ceil(waitMs / 1000);
+          reply.code(429).header('retry-after', String(seconds));
+          return loginPage(
+            reply,
+            next,
+            `Too many wrong tokens from this address: try again in ${seconds} s.`,
+          );
+        }
+        const token = field(request.body, 'token')?.trim() ?? '';
+        if (token === '' || !tokensMatch(token, adminToken)) {
+          throttle.recordFailure(request.ip, nowMs);
+          request.log.warn({ ip: request.ip }, 'backoffice sign-in with a wrong token');
+          return loginPage(reply.code(401), next, 'That is not the admin token (ACTIVITY_LOG_ADMIN_TOKEN).');
+        }
+        const { cookieValue } = issueSession(adminToken);
+        return reply.setCookie(SESSION_COOKIE, cookieValue, cookieOptions(request)).redirect(next, 303);
+      },
+    );
+
+    scope.post<{ Body: FormBody }>(
+      '/backoffice/logout',
+      { bodyLimit: FORM_BODY_LIMIT_BYTES },
+      (request, reply) => {
+        if (adminToken !== null && adminCredential(request, adminToken) !== null) {
+          const session = sessionOf(request);
+          if (session !== null) {
+            checkCsrf(request, session, field(request.body, '_csrf'));
+            endSession(session);
+          }
+        }
+        return reply
+          .clearCookie(SESSION_COOKIE, cookieOptions(request))
+          .redirect('/backoffice/login?signed_out=1', 303);
+      },
+    );
+  });
+}

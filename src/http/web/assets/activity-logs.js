@@ -1,0 +1,308 @@
+import { ApiError, api, el, formatUtc, signInAgain } from './backoffice.js';
+
+const FILTERS = [
+  'log_name',
+  'event',
+  'subject_type',
+  'subject_id',
+  'causer_type',
+  'causer_id',
+  'ip_address',
+  'url',
+  'method',
+  'batch_uuid',
+  'from',
+  'to',
+];
+const DEFAULT_LIMIT = '50';
+
+const form = document.getElementById('filters');
+const rows = document.querySelector('#activities tbody');
+const status = document.getElementById('status');
+const errorBanner = document.getElementById('error');
+const olderButton = document.getElementById('older');
+const newerButton = document.getElementById('newer');
+const layout = document.getElementById('layout');
+const detail = document.getElementById('detail');
+
+/** What is on screen: the rows, and the cursors that lead to the pages around them. */
+let current = { data: [], nextCursor: null };
+
+/** The filters (and limit) of the URL, without the cursor. */
+function filterParams(search) {
+  const params = new URLSearchParams();
+  for (const name of [...FILTERS, 'limit']) {
+    const value = search.get(name);
+    if (value !== null && value !== '') params.set(name, value);
+  }
+  return params;
+}
+
+/** Cursors of the newer pages, newest first, kept in the history entry so Back and Newer agree. */
+function newerCursors() {
+  return Array.isArray(history.state?.newer) ? history.state.newer : [];
+}
+
+function navigate(params, newer) {
+  const query = params.toString();
+  history.pushState({ newer }, '', query === '' ? location.pathname : `?${query}`);
+  load();
+}
+
+function fillForm(search) {
+  for (const name of [...FILTERS, 'limit']) {
+    const input = form.elements.namedItem(name);
+    if (input === null) continue;
+    const value = search.get(name) ?? (name === 'limit' ? DEFAULT_LIMIT : '');
+    // datetime-local shows `YYYY-MM-DDTHH:MM[:SS]`; the API reads a time without offset as UTC.
+    input.value = name === 'from' || name === 'to' ? value.replace(/Z$/, '').slice(0, 19) : value;
+  }
+}
+
+function formParams() {
+  const params = new URLSearchParams();
+  for (const name of [...FILTERS, 'limit']) {
+    const value = String(form.elements.namedItem(name)?.value ?? '').trim();
+    if (value !== '' && !(name === 'limit' && value === DEFAULT_LIMIT)) params.set(name, value);
+  }
+  return params;
+}
+
+function showError(message) {
+  errorBanner.textContent = message;
+  errorBanner.hidden = message === '';
+}
+
+async function load() {
+  const search = new URLSearchParams(location.search);
+  fillForm(search);
+  const filters = filterParams(search);
+  const exportQuery = new URLSearchParams(filters);
+  exportQuery.delete('limit');
+  const suffix = exportQuery.toString() === '' ? '' : `?${exportQuery}`;
+  document.getElementById('export-csv').href = `/api/backoffice/activity-logs/export.csv${suffix}`;
+  document.getElementById('export-ndjson').href = `/api/backoffice/activity-logs/export.ndjson${suffix}`;
+
+  const query = new URLSearchParams(filters);
+  const cursor = search.get('cursor');
+  if (cursor !== null && cursor !== '') query.set('cursor', cursor);
+  status.textContent = 'Loading…';
+  olderButton.disabled = true;
+  newerButton.disabled = true;
+  try {
+    const page = await api(`/api/backoffice/activity-logs?${query}`);
+    showError('');
+    current = { data: page.data, nextCursor: page.next_cursor };
+    render(page.data);
+    const newer = newerCursors();
+    const onFirstPage = cursor === null || cursor === '';
+    status.textContent =
+      page.data.length === 0
+        ? 'No activities match.'
+        : `${page.data.length} activities, newest first${onFirstPage ? '' : ` (page ${newer.length + 1} or later)`}`;
+    olderButton.disabled = page.next_cursor === null;
+    newerButton.disabled = onFirstPage;
+    newerButton.textContent = !onFirstPage && newer.length === 0 ? '⇤ Newest' : '← Newer';
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signInAgain();
+    const message =
+      error instanceof ApiError
+        ? `${error.message} (${error.code})`
+        : 'The server did not answer; check the connection and try again.';
+    showError(message);
+    status.textContent = '';
+    newerButton.disabled = cursor === null;
+  }
+}
+
+function filterLink(text, params) {
+  const link = el('a', { href: `?${new URLSearchParams(params)}`, text });
+  link.addEventListener('click', (event) => event.stopPropagation());
+  return link;
+}
+
+function recordLink(type, id, prefix, title) {
+  if (type === null) return el('span', { className: 'hint', text: prefix === 'causer' ? 'system' : '—' });
+  const params = { [`${prefix}_type`]: type };
+  if (id !== null) params[`${prefix}_id`] = id;
+  const link = filterLink(id === null ? type : `${type} #${id}`, params);
+  link.title = title;
+  return link;
+}
+
+function requestSummary(activity) {
+  const parts = [activity.method, activity.url].filter((part) => part !== null);
+  const text = parts.join(' ');
+  return el('span', { className: 'mono', title: activity.ip_address ?? undefined, text });
+}
+
+/** Rows newest first; consecutive activities of one batch get a heading and a side bar. */
+function render(activities) {
+  rows.replaceChildren();
+  closeDetail();
+  if (activities.length === 0) {
+    rows.append(el('tr', {}, el('td', { colspan: 7, className: 'empty', text: 'No activities.' })));
+    return;
+  }
+  for (let i = 0; i < activities.length; i++) {
+    const activity = activities[i];
+    const batch = activity.batch_uuid;
+    const inBatch =
+      batch !== null && (activities[i - 1]?.batch_uuid === batch || activities[i + 1]?.batch_uuid === batch);
+    if (inBatch && activities[i - 1]?.batch_uuid !== batch) {
+      let size = 0;
+      while (activities[i + size]?.batch_uuid === batch) size++;
+      rows.append(
+        el(
+          'tr',
+          { className: 'batch-head' },
+          el(
+            'td',
+            { colspan: 7 },
+            `Batch ${batch.slice(0, 8)}… · ${size} activities on this page · `,
+            filterLink('show the whole batch', { batch_uuid: batch }),
+          ),
+        ),
+      );
+    }
+    const row = el(
+      'tr',
+      { className: inBatch ? 'activity in-batch' : 'activity', tabindex: 0, 'data-id': activity.id },
+      el('td', { className: 'mono', text: formatUtc(activity.created_at) }),
+      el('td', { className: 'optional', text: activity.log_name }),
+      el('td', {}, activity.event === null ? '' : el('span', { className: 'badge', text: activity.event })),
+      el('td', { className: 'description', text: activity.description }),
+      el(
+        'td',
+        {},
+        recordLink(activity.subject_type, activity.subject_id, 'subject', 'Everything about this record'),
+      ),
+      el(
+        'td',
+        {},
+        recordLink(activity.causer_type, activity.causer_id, 'causer', 'Everything by this causer'),
+      ),
+      el('td', { className: 'optional' }, requestSummary(activity)),
+    );
+    row.addEventListener('click', () => showDetail(activity, row));
+    row.addEventListener('keydown', (event) => {
+      if (event.key === 'Enter') showDetail(activity, row);
+    });
+    rows.append(row);
+  }
+}
+
+function json(value) {
+  return value === undefined ? '' : JSON.stringify(value, null, 2);
+}
+
+function isRecord(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function renderDiff(properties) {
+  const section = document.getElementById('detail-changes');
+  const body = document.getElementById('diff-rows');
+  body.replaceChildren();
+  const attributes = isRecord(properties.attributes) ? properties.attributes : null;
+  const old = isRecord(properties.old) ? properties.old : null;
+  section.hidden = attributes === null && old === null;
+  if (section.hidden) return;
+  const keys = [...new Set([...Object.keys(old ?? {}), ...Object.keys(attributes ?? {})])].sort();
+  for (const key of keys) {
+    const before = old === null ? undefined : old[key];
+    const after = attributes === null ? undefined : attributes[key];
+    const changed = JSON.stringify(before) !== JSON.stringify(after);
+    body.append(
+      el(
+        'tr',
+        { className: changed ? 'changed' : 'unchanged' },
+        el('td', { text: key }),
+        el('td', { className: 'old', text: before === undefined ? '' : json(before) }),
+        el('td', { className: 'new', text: after === undefined ? '' : json(after) }),
+      ),
+    );
+  }
+}
+
+const DETAIL_FIELDS = [
+  ['id', 'Id'],
+  ['created_at', 'Time (UTC)'],
+  ['log_name', 'Log'],
+  ['event', 'Event'],
+  ['description', 'Description'],
+  ['subject', 'Subject'],
+  ['causer', 'Causer'],
+  ['batch_uuid', 'Batch'],
+  ['ip_address', 'IP address'],
+  ['method', 'Method'],
+  ['url', 'URL'],
+  ['user_agent', 'User agent'],
+];
+
+function detailValue(activity, field) {
+  if (field === 'subject')
+    return recordLink(activity.subject_type, activity.subject_id, 'subject', 'Everything about this record');
+  if (field === 'causer')
+    return recordLink(activity.causer_type, activity.causer_id, 'causer', 'Everything by this causer');
+  if (field === 'batch_uuid' && activity.batch_uuid !== null)
+    return filterLink(activity.batch_uuid, { batch_uuid: activity.batch_uuid });
+  if (field === 'created_at') return formatUtc(activity.created_at);
+  return activity[field] ?? '—';
+}
+
+function showDetail(activity, row) {
+  for (const selected of rows.querySelectorAll('tr.selected')) selected.classList.remove('selected');
+  row.classList.add('selected');
+  const fields = document.getElementById('detail-fields');
+  fields.replaceChildren();
+  for (const [field, label] of DETAIL_FIELDS) {
+    fields.append(el('dt', { text: label }), el('dd', {}, detailValue(activity, field)));
+  }
+  const properties = isRecord(activity.properties) ? activity.properties : {};
+  renderDiff(properties);
+  const rest = { ...properties };
+  if (!document.getElementById('detail-changes').hidden) {
+    delete rest.attributes;
+    delete rest.old;
+  }
+  document.getElementById('detail-properties').hidden = Object.keys(rest).length === 0;
+  document.getElementById('properties-json').textContent = json(rest);
+  detail.hidden = false;
+  layout.classList.add('with-detail');
+}
+
+function closeDetail() {
+  detail.hidden = true;
+  layout.classList.remove('with-detail');
+  for (const selected of rows.querySelectorAll('tr.selected')) selected.classList.remove('selected');
+}
+
+form.addEventListener('submit', (event) => {
+  event.preventDefault();
+  navigate(formParams(), []);
+});
+document.getElementById('clear').addEventListener('click', () => {
+  form.reset();
+  navigate(new URLSearchParams(), []);
+});
+olderButton.addEventListener('click', () => {
+  if (current.nextCursor === null) return;
+  const search = new URLSearchParams(location.search);
+  const params = filterParams(search);
+  params.set('cursor', current.nextCursor);
+  navigate(params, [search.get('cursor') ?? '', ...newerCursors()]);
+});
+newerButton.addEventListener('click', () => {
+  const [previous = '', ...rest] = newerCursors();
+  const params = filterParams(new URLSearchParams(location.search));
+  if (previous !== '') params.set('cursor', previous);
+  navigate(params, rest);
+});
+document.getElementById('close-detail').addEventListener('click', closeDetail);
+document.addEventListener('keydown', (event) => {
+  if (event.key === 'Escape') closeDetail();
+});
+window.addEventListener('popstate', load);
+
+load();

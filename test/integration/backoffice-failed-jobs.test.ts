@@ -1,0 +1,105 @@
+import { Worker } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createActivityLog } from '../../src/core/logger.js';
+import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
+import { createServer } from '../../src/http/server.js';
+import { enqueue, queueConfig, removeQueue, sampleActivities, uniqueQueueName } from '../helpers/queue.js';
+import { REDIS, serviceAvailable } from '../helpers/services.js';
+
+const ADMIN_TOKEN = 'admin-token-for-failed-jobs-tests';
+const redisUp = await serviceAvailable(REDIS);
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function signIn(app: FastifyInstance): Promise<{ cookie: string; csrfToken: string }> {
+  const login = await app.inject({
+    method: 'POST',
+    url: '/backoffice/login',
+    payload: { token: ADMIN_TOKEN },
+  });
+  const cookie = String(login.headers['set-cookie']).split(';')[0]!;
+  const page = await app.inject({
+    method: 'GET',
+    url: '/backoffice/activity-logs/performance',
+    headers: { cookie },
+  });
+  return { cookie, csrfToken: /<meta name="csrf-token" content="([^"]+)"/.exec(page.body)![1]! };
+}
+
+describe.runIf(redisUp)('backoffice failed jobs (Redis)', () => {
+  it('lists failed jobs and retries one from the dashboard with the CSRF token', async () => {
+    const queueName = uniqueQueueName('backoffice-failed');
+    const config = queueConfig(queueName, { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_ADMIN_TOKEN: ADMIN_TOKEN });
+    cleanups.push(() => removeQueue(config, queueName));
+    await enqueue(config, [sampleActivities(3)]);
+    // A worker whose every job fails, so the job lands among the failed ones after its one try.
+    const failing = new Worker(
+      queueName,
+      async () => {
+        throw new Error('made to fail by the test');
+      },
+      {
+        connection: { host: REDIS.host, port: REDIS.port, maxRetriesPerRequest: null },
+        prefix: QUEUE_PREFIX,
+      },
+    );
+    const admin = await QueueAdmin.connect(config.redis, queueName);
+    try {
+      await expect.poll(async () => (await admin.counts()).failed, { timeout: 10_000 }).toBe(1);
+    } finally {
+      await failing.close();
+    }
+
+    const activityLog = createActivityLog({ config });
+    const app = createServer({ activityLog, config });
+    cleanups.push(async () => {
+      await admin.close();
+      await app.close();
+      await activityLog.close();
+    });
+    const { cookie, csrfToken } = await signIn(app);
+
+    const listed = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs/failed-jobs',
+      headers: { cookie },
+    });
+    expect(listed.statusCode).toBe(200);
+    const body = listed.json<{
+      queue: boolean;
+      total: number;
+      data: { id: string; activities: number; error: string }[];
+    }>();
+    expect(body).toMatchObject({ queue: true, total: 1 });
+    expect(body.data[0]).toMatchObject({
+      activities: 3,
+      error: expect.stringContaining('made to fail by the test'),
+    });
+
+    const retried = await app.inject({
+      method: 'POST',
+      url: '/api/backoffice/activity-logs/failed-jobs/retry',
+      headers: { cookie, 'x-csrf-token': csrfToken },
+      payload: { ids: [body.data[0]!.id, 'no-such-job'] },
+    });
+    expect(retried.statusCode).toBe(200);
+    expect(retried.json()).toEqual({
+      success: true,
+      data: { retried: [body.data[0]!.id], missing: ['no-such-job'] },
+    });
+    expect((await admin.counts()).failed).toBe(0);
+
+    const invalid = await app.inject({
+      method: 'POST',
+      url: '/api/backoffice/activity-logs/failed-jobs/retry',
+      headers: { cookie, 'x-csrf-token': csrfToken },
+      payload: { ids: [] },
+    });
+    expect(invalid.statusCode).toBe(400);
+  });
+});

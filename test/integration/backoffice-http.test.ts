@@ -1,0 +1,464 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { get } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
+import type { Activity } from '../../src/core/activity.js';
+import { newActivityId } from '../../src/core/ids.js';
+import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import { SIGN_IN_ATTEMPTS_PER_WINDOW } from '../../src/http/routes/backoffice-session.js';
+import { createServer } from '../../src/http/server.js';
+import { createStore } from '../../src/store/create-store.js';
+
+const ADMIN_TOKEN = 'admin-token-for-backoffice-tests';
+const adminAuth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+interface Harness {
+  readonly app: FastifyInstance;
+  readonly activityLog: ActivityLog;
+}
+
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function harness(adminToken: string | null = ADMIN_TOKEN): Promise<Harness> {
+  const dir = mkdtempSync(join(tmpdir(), 'activity-log-backoffice-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const config = {
+    database: { connection: 'sqlite' as const, filename: join(dir, 'activity-log.sqlite') },
+    method: 'sync' as const,
+    adminToken,
+    ingestToken: 'ingest-token',
+    spoolDir: join(dir, 'spool'),
+  };
+  const store = createStore(loadConfig({ env: {}, overrides: config }).database);
+  await store.migrate();
+  const activityLog = createActivityLog({ env: {}, config, store });
+  const app = createServer({ activityLog });
+  cleanups.push(async () => {
+    await app.close();
+    await activityLog.close();
+  });
+  return { app, activityLog };
+}
+
+/** Signs in through the form and returns the session cookie and the page's CSRF token. */
+async function signIn(app: FastifyInstance): Promise<{ cookie: string; csrfToken: string }> {
+  const response = await app.inject({
+    method: 'POST',
+    url: '/backoffice/login',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    payload: new URLSearchParams({ token: ADMIN_TOKEN, next: '/backoffice/activity-logs' }).toString(),
+  });
+  expect(response.statusCode).toBe(303);
+  const setCookie = String(response.headers['set-cookie']);
+  const cookie = setCookie.split(';')[0]!;
+  const page = await app.inject({ method: 'GET', url: '/backoffice/activity-logs', headers: { cookie } });
+  expect(page.statusCode).toBe(200);
+  const csrfToken = /<meta name="csrf-token" content="([^"]+)"/.exec(page.body)?.[1];
+  expect(csrfToken).toBeTruthy();
+  return { cookie, csrfToken: csrfToken! };
+}
+
+function errorCode(response: LightMyRequestResponse): string {
+  return response.json<{ error: { code: string } }>().error.code;
+}
+
+describe('backoffice sign-in', () => {
+  it('refuses every backoffice page and API without a session', async () => {
+    const { app } = await harness();
+    for (const url of ['/backoffice/activity-logs', '/backoffice/activity-logs/performance']) {
+      const response = await app.inject({ method: 'GET', url });
+      expect(response.statusCode, url).toBe(303);
+      expect(response.headers.location).toBe(`/backoffice/login?next=${encodeURIComponent(url)}`);
+    }
+    for (const url of [
+      '/api/backoffice/activity-logs',
+      '/api/backoffice/activity-logs/export.csv',
+      '/api/backoffice/activity-logs/export.ndjson',
+      '/api/backoffice/activity-logs/failed-jobs',
+      '/api/backoffice/activity-logs/host',
+    ]) {
+      const response = await app.inject({ method: 'GET', url });
+      expect(response.statusCode, url).toBe(401);
+      expect(errorCode(response)).toBe('AUTH_REQUIRED');
+    }
+    const retry = await app.inject({
+      method: 'POST',
+      url: '/api/backoffice/activity-logs/failed-jobs/retry',
+      payload: { ids: 'all' },
+    });
+    expect(retry.statusCode).toBe(401);
+  });
+
+  it('exchanges the admin token for an HttpOnly SameSite=Strict cookie that opens pages and APIs', async () => {
+    const { app } = await harness();
+    const login = await app.inject({
+      method: 'GET',
+      url: '/backoffice/login?next=/backoffice/activity-logs/performance',
+    });
+    expect(login.statusCode).toBe(200);
+    expect(login.headers['content-security-policy']).toContain("script-src 'self'");
+    expect(login.body).toContain('value="/backoffice/activity-logs/performance"');
+
+    const response = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `token=${ADMIN_TOKEN}&next=%2Fbackoffice%2Factivity-logs%2Fperformance`,
+    });
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toBe('/backoffice/activity-logs/performance');
+    const setCookie = String(response.headers['set-cookie']);
+    expect(setCookie).toMatch(/^activity_log_session=[^;]+;/);
+    expect(setCookie.split('; ').slice(1).sort()).toEqual([
+      'HttpOnly',
+      expect.stringMatching(/^Max-Age=\d+$/),
+      'Path=/',
+      'SameSite=Strict',
+    ]);
+    const behindTls = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      headers: {
+        host: 'backoffice.example',
+        'x-forwarded-proto': 'https',
+        origin: 'https://backoffice.example',
+      },
+      payload: { token: ADMIN_TOKEN },
+    });
+    expect(behindTls.statusCode).toBe(303);
+    expect(String(behindTls.headers['set-cookie']).split('; ')).toContain('Secure');
+
+    const cookie = setCookie.split(';')[0]!;
+    const page = await app.inject({
+      method: 'GET',
+      url: '/backoffice/activity-logs/performance',
+      headers: { cookie },
+    });
+    expect(page.statusCode).toBe(200);
+    expect(page.headers['content-type']).toContain('text/html');
+    const list = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs',
+      headers: { cookie },
+    });
+    expect(list.statusCode).toBe(200);
+    expect(list.json()).toMatchObject({ success: true, data: [] });
+  });
+
+  it('answers a wrong token with the sign-in page and no cookie', async () => {
+    const { app } = await harness();
+    const response = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: 'token=wrong&next=https%3A%2F%2Fevil.example%2F',
+    });
+    expect(response.statusCode).toBe(401);
+    expect(response.headers['set-cookie']).toBeUndefined();
+    expect(response.body).toContain('That is not the admin token');
+    expect(response.body).toContain('value="/backoffice/activity-logs"');
+  });
+
+  it('makes an address that keeps sending wrong tokens wait, even with the right one', async () => {
+    const { app } = await harness();
+    const attempt = (token: string) =>
+      app.inject({ method: 'POST', url: '/backoffice/login', payload: { token } });
+    for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++)
+      expect((await attempt(`guess-${i}`)).statusCode).toBe(401);
+    const throttled = await attempt(ADMIN_TOKEN);
+    expect(throttled.statusCode).toBe(429);
+    expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
+    expect(throttled.headers['set-cookie']).toBeUndefined();
+    expect(throttled.body).toContain('Too many wrong tokens');
+  });
+
+  it('never redirects to another site after sign-in', async () => {
+    const { app } = await harness();
+    const response = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      payload: { token: ADMIN_TOKEN, next: '//evil.example/backoffice' },
+    });
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toBe('/backoffice/activity-logs');
+  });
+
+  it('refuses a cookie that was tampered with', async () => {
+    const { app } = await harness();
+    const { cookie } = await signIn(app);
+    const tampered = `${cookie.slice(0, -2)}${cookie.endsWith('A') ? 'B' : 'A'}`.slice(0, cookie.length);
+    const response = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs',
+      headers: { cookie: tampered },
+    });
+    expect(response.statusCode).toBe(401);
+  });
+
+  it('still accepts the bearer token on pages and APIs', async () => {
+    const { app } = await harness();
+    const page = await app.inject({ method: 'GET', url: '/backoffice/activity-logs', headers: adminAuth });
+    expect(page.statusCode).toBe(200);
+    const wrong = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs',
+      headers: { authorization: 'Bearer wrong' },
+    });
+    expect(wrong.statusCode).toBe(401);
+  });
+
+  it('says which variable to set when the admin token is not configured', async () => {
+    const { app } = await harness(null);
+    const page = await app.inject({ method: 'GET', url: '/backoffice/activity-logs' });
+    expect(page.statusCode).toBe(503);
+    expect(errorCode(page)).toBe('AUTH_TOKEN_NOT_CONFIGURED');
+    const login = await app.inject({ method: 'GET', url: '/backoffice/login' });
+    expect(login.statusCode).toBe(503);
+    expect(login.body).toContain('ACTIVITY_LOG_ADMIN_TOKEN');
+  });
+});
+
+describe('backoffice CSRF and sign-out', () => {
+  it('refuses a forged cross-site POST that carries the session cookie', async () => {
+    const { app } = await harness();
+    const { cookie, csrfToken } = await signIn(app);
+    const url = '/api/backoffice/activity-logs/failed-jobs/retry';
+    const crossSite = await app.inject({
+      method: 'POST',
+      url,
+      headers: { cookie, origin: 'https://evil.example', 'x-csrf-token': csrfToken },
+      payload: { ids: 'all' },
+    });
+    expect(crossSite.statusCode).toBe(403);
+    expect(errorCode(crossSite)).toBe('CSRF_REJECTED');
+    const fetchMetadata = await app.inject({
+      method: 'POST',
+      url,
+      headers: { cookie, 'sec-fetch-site': 'cross-site', 'x-csrf-token': csrfToken },
+      payload: { ids: 'all' },
+    });
+    expect(fetchMetadata.statusCode).toBe(403);
+    const noToken = await app.inject({ method: 'POST', url, headers: { cookie }, payload: { ids: 'all' } });
+    expect(noToken.statusCode).toBe(403);
+    expect(errorCode(noToken)).toBe('CSRF_REJECTED');
+    const sameSite = await app.inject({
+      method: 'POST',
+      url,
+      headers: { cookie, origin: 'http://localhost:80', 'x-csrf-token': csrfToken },
+      payload: { ids: 'all' },
+    });
+    expect(sameSite.statusCode).toBe(200);
+    expect(sameSite.json()).toEqual({ success: true, data: { retried: [], missing: [] } });
+  });
+
+  it('refuses a cross-site sign-in form', async () => {
+    const { app } = await harness();
+    const response = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+      payload: `token=${ADMIN_TOKEN}`,
+    });
+    expect(response.statusCode).toBe(403);
+    expect(response.headers['set-cookie']).toBeUndefined();
+  });
+
+  it('signs out only with the CSRF token, and the old cookie stops working', async () => {
+    const { app } = await harness();
+    const { cookie, csrfToken } = await signIn(app);
+    const forged = await app.inject({
+      method: 'POST',
+      url: '/backoffice/logout',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: '',
+    });
+    expect(forged.statusCode).toBe(403);
+    const response = await app.inject({
+      method: 'POST',
+      url: '/backoffice/logout',
+      headers: { cookie, 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `_csrf=${encodeURIComponent(csrfToken)}`,
+    });
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toBe('/backoffice/login?signed_out=1');
+    const cleared = String(response.headers['set-cookie']).split('; ');
+    expect(cleared[0]).toBe('activity_log_session=');
+    expect(cleared).toEqual(expect.arrayContaining(['Path=/', 'Max-Age=0', 'HttpOnly', 'SameSite=Strict']));
+    const after = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs',
+      headers: { cookie },
+    });
+    expect(after.statusCode).toBe(401);
+  });
+});
+
+describe('backoffice assets', () => {
+  it('serves the page scripts and uPlot, and nothing outside the asset list', async () => {
+    const { app } = await harness();
+    for (const file of [
+      'activity-logs.js',
+      'performance.js',
+      'backoffice.css',
+      'uPlot.iife.min.js',
+      'uPlot.min.css',
+    ]) {
+      const response = await app.inject({ method: 'GET', url: `/backoffice/assets/${file}` });
+      expect(response.statusCode, file).toBe(200);
+      expect(response.headers['x-content-type-options']).toBe('nosniff');
+    }
+    for (const url of [
+      '/backoffice/assets/..%2F..%2Fserver.ts',
+      '/backoffice/assets/../pages/login.html',
+      '/backoffice/assets/uPlot.esm.js',
+      '/backoffice/assets/uPlot.LICENSE',
+      '/backoffice/assets/',
+    ]) {
+      const response = await app.inject({ method: 'GET', url });
+      expect(response.statusCode, url).toBe(404);
+    }
+  });
+
+  it('lets the browser revalidate an asset with its ETag', async () => {
+    const { app } = await harness();
+    const url = '/backoffice/assets/backoffice.js';
+    const first = await app.inject({ method: 'GET', url });
+    expect(first.headers['cache-control']).toBe('no-cache');
+    expect(first.headers['content-type']).toMatch(/javascript; charset=utf-8$/);
+    const etag = String(first.headers.etag);
+    const again = await app.inject({ method: 'GET', url, headers: { 'if-none-match': etag } });
+    expect(again.statusCode).toBe(304);
+    expect(again.body).toBe('');
+  });
+});
+
+function activity(index: number, overrides: Partial<Activity> = {}): Activity {
+  return Object.freeze({
+    id: newActivityId(),
+    logName: 'orders',
+    description: `activity ${index}`,
+    subjectType: 'Order',
+    subjectId: String(index % 10),
+    event: 'updated',
+    causerType: 'User',
+    causerId: String(index % 3),
+    properties: { attributes: { total: index }, old: { total: index - 1 } },
+    batchUuid: null,
+    ipAddress: '203.0.113.9',
+    url: 'https://shop.example/orders',
+    method: 'PATCH',
+    userAgent: 'test',
+    createdAt: new Date(Date.UTC(2026, 0, 1) + index * 1000),
+    ...overrides,
+  });
+}
+
+describe('backoffice export', () => {
+  it('exports the current filter as CSV, newest first, with formula cells neutralised', async () => {
+    const { app, activityLog } = await harness();
+    await activityLog.store.insertMany([
+      activity(1, { description: '=HYPERLINK("http://evil.example")', causerId: '7' }),
+      activity(2, { description: 'plain, with "quotes"', causerId: '7' }),
+      activity(3, { causerId: '8' }),
+    ]);
+    const response = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs/export.csv?causer_id=7',
+      headers: adminAuth,
+    });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('text/csv; charset=utf-8');
+    expect(response.headers['content-disposition']).toMatch(/^attachment; filename="activity-logs-.*\.csv"$/);
+    const lines = response.body.split('\r\n');
+    expect(lines[0]).toBe(
+      'id,created_at,log_name,event,description,subject_type,subject_id,causer_type,causer_id,batch_uuid,ip_address,method,url,user_agent,properties',
+    );
+    expect(lines).toHaveLength(4);
+    expect(lines[1]).toContain('"plain, with ""quotes"""');
+    expect(lines[2]).toContain(`"'=HYPERLINK(""http://evil.example"")"`);
+    expect(lines[3]).toBe('');
+  });
+
+  it('exports NDJSON across many keyset pages without repeating a row', async () => {
+    const { app, activityLog } = await harness();
+    const rows = Array.from({ length: 1203 }, (_, i) => activity(i));
+    for (let i = 0; i < rows.length; i += 500) await activityLog.store.insertMany(rows.slice(i, i + 500));
+    const response = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs/export.ndjson?log_name=orders',
+      headers: adminAuth,
+    });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('application/x-ndjson; charset=utf-8');
+    const parsed = response.body
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { id: string; created_at: string });
+    expect(parsed).toHaveLength(1203);
+    expect(new Set(parsed.map((row) => row.id)).size).toBe(1203);
+    expect(parsed[0]!.created_at > parsed[1202]!.created_at).toBe(true);
+  });
+
+  it('refuses paging parameters and bad filters before sending anything', async () => {
+    const { app } = await harness();
+    for (const [query, field] of [
+      ['limit=10', 'limit'],
+      ['cursor=abc', 'cursor'],
+      ['from=yesterday', 'from'],
+      ['colour=red', 'colour'],
+    ]) {
+      const response = await app.inject({
+        method: 'GET',
+        url: `/api/backoffice/activity-logs/export.csv?${query}`,
+        headers: adminAuth,
+      });
+      expect(response.statusCode, query).toBe(400);
+      expect(response.json<{ error: { details: { field: string } } }>().error.details.field).toBe(field);
+    }
+  });
+
+  it('streams a 200k-row export with memory that does not grow with the rows', async () => {
+    const { app, activityLog } = await harness();
+    const total = 200_000;
+    const padding = 'x'.repeat(400);
+    for (let i = 0; i < total; i += 5000) {
+      const chunk = Array.from({ length: 5000 }, (_, j) =>
+        activity(i + j, { properties: { attributes: { total: i + j, note: padding } } }),
+      );
+      await activityLog.store.insertMany(chunk);
+    }
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = app.server.address() as AddressInfo;
+    global.gc?.();
+    const baseline = process.memoryUsage().heapUsed;
+    let peak = baseline;
+    let bytes = 0;
+    let lines = 0;
+    await new Promise<void>((resolve, reject) => {
+      get(
+        { host: '127.0.0.1', port, path: '/api/backoffice/activity-logs/export.ndjson', headers: adminAuth },
+        (response) => {
+          expect(response.statusCode).toBe(200);
+          response.on('data', (chunk: Buffer) => {
+            bytes += chunk.length;
+            for (const byte of chunk) if (byte === 10) lines++;
+            if (lines % 10_000 < 50) peak = Math.max(peak, process.memoryUsage().heapUsed);
+          });
+          response.on('end', resolve);
+          response.on('error', reject);
+        },
+      ).on('error', reject);
+    });
+    expect(lines).toBe(total);
+    // The export is ~150 MB; held in memory, it alone would exceed the bound more than twice over.
+    expect(bytes).toBeGreaterThan(100 * 1024 * 1024);
+    expect(peak - baseline).toBeLessThan(64 * 1024 * 1024);
+  }, 180_000);
+});
