@@ -2,6 +2,7 @@
 // the activity-log middleware/plugin, taking turns in one run. Each request's handler logs one
 // activity in `batch` mode (to an in-memory store), so both variants do the same work apart from
 // the context. Usage: npm run bench -- middleware (or node bench/middleware.js after a build).
+import { EventEmitter } from 'node:events';
 import { Agent, request } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import express from 'express';
@@ -105,8 +106,90 @@ async function measure(start, withContext) {
   return elapsedNs / 1000 / REQUESTS;
 }
 
+const CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
+const BLOCK = 5_000;
+
+/**
+ * CPU cost without sockets, so that a busy machine disturbs it less: the Express middleware
+ * called directly around a handler that logs, against the handler alone; Fastify through
+ * `inject()` with and without the plugin. Blocks of both variants alternate.
+ */
+async function inProcess() {
+  const activityLog = createActivityLog({
+    env: {},
+    store: memoryStore,
+    config: { method: 'batch', batchSize: 1000 },
+  });
+  const work = handlerWork(activityLog);
+  const middleware = activityLogMiddleware();
+  const fakeRequest = () =>
+    Object.assign(new EventEmitter(), {
+      ip: '127.0.0.1',
+      originalUrl: '/orders/1',
+      method: 'GET',
+      headers: { 'user-agent': 'bench/1.0' },
+    });
+  const passThrough = (_req, _res, next) => next();
+  const expressNs = { without: [], with: [] };
+  for (let done = 0; done < CALLS; done += BLOCK) {
+    let began = process.hrtime.bigint();
+    for (let i = 0; i < BLOCK; i++) {
+      await new Promise((resolve) =>
+        passThrough(fakeRequest(), new EventEmitter(), () => work().then(resolve)),
+      );
+    }
+    expressNs.without.push(Number(process.hrtime.bigint() - began) / BLOCK);
+    began = process.hrtime.bigint();
+    for (let i = 0; i < BLOCK; i++) {
+      await new Promise((resolve) =>
+        middleware(fakeRequest(), new EventEmitter(), () => work().then(resolve)),
+      );
+    }
+    expressNs.with.push(Number(process.hrtime.bigint() - began) / BLOCK);
+  }
+
+  const apps = {};
+  for (const withContext of [false, true]) {
+    const app = Fastify();
+    if (withContext) await app.register(activityLogPlugin);
+    app.get('/orders/1', async () => {
+      await work();
+      return { ok: true };
+    });
+    await app.ready();
+    apps[withContext ? 'with' : 'without'] = app;
+  }
+  const fastifyNs = { without: [], with: [] };
+  const injectBlock = BLOCK / 5;
+  for (let done = 0; done < CALLS / 5; done += injectBlock) {
+    for (const variant of ['without', 'with']) {
+      const began = process.hrtime.bigint();
+      for (let i = 0; i < injectBlock; i++) await apps[variant].inject({ method: 'GET', url: '/orders/1' });
+      fastifyNs[variant].push(Number(process.hrtime.bigint() - began) / injectBlock);
+    }
+  }
+  await apps.with.close();
+  await apps.without.close();
+  await activityLog.close();
+  const summary = (samples) => {
+    const base = median(samples.without);
+    const cost = median(samples.with);
+    return {
+      withoutNsPerRequest: Math.round(base),
+      withNsPerRequest: Math.round(cost),
+      addedNsPerRequest: Math.round(cost - base),
+    };
+  };
+  return { expressDirectCall: summary(expressNs), fastifyInject: summary(fastifyNs) };
+}
+
 export async function run() {
   const results = { machine: machine(), requests: REQUESTS, concurrency: CONCURRENCY };
+  results.inProcess = await inProcess();
+  printTable('in-process: ns per request (median of alternating blocks)', [
+    ['express, middleware called directly', JSON.stringify(results.inProcess.expressDirectCall)],
+    ['fastify, inject()', JSON.stringify(results.inProcess.fastifyInject)],
+  ]);
   for (const [name, start] of [
     ['express', expressApp],
     ['fastify', fastifyApp],

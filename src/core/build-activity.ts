@@ -17,7 +17,7 @@ import {
   optionalName,
   resolveModel,
 } from './activity.js';
-import type { ActivityContext } from './context.js';
+import { type ActivityContext, contextCauser } from './context.js';
 import { ActivityLogError } from './errors.js';
 import { newActivityId } from './ids.js';
 import { serializeProperties, snapshotProperties } from './redact.js';
@@ -45,7 +45,7 @@ export function buildActivity(
   const event = optionalName('event', input.event);
 
   const subjectModel = input.subject ?? null;
-  const causerModel = input.causer !== undefined ? input.causer : (context?.causer ?? null);
+  const causerModel = input.causer !== undefined ? input.causer : contextCauser(context);
   const subject = subjectModel === null ? null : resolveModel('subject', subjectModel, options.resolveModel);
   const causer = causerModel === null ? null : resolveModel('causer', causerModel, options.resolveModel);
 

@@ -19,6 +19,8 @@ export const ERROR_CODES = {
   DELIVERY_CLOSED: 'The activity log was used after close().',
   AUTH_TOKEN_NOT_CONFIGURED: 'The token variable guarding this route is not set.',
   AUTH_REQUIRED: 'The request carries no or a wrong token.',
+  CSRF_REJECTED:
+    'A state-changing backoffice request came from another site or without the CSRF token of its session.',
   NOT_FOUND: 'No such route or record.',
   BODY_TOO_LARGE: 'The request body is larger than allowed.',
   UNSUPPORTED_MEDIA_TYPE: 'The request body is not JSON: send it with `Content-Type: application/json`.',
@@ -33,8 +35,12 @@ export const ERROR_CODES = {
     'A write took longer than its timeout (DB_QUERY_TIMEOUT_MS for the store); the circuit breaker counts it as a failure.',
   SPOOL_FAILED:
     'The local spool could not be written or read (ACTIVITY_LOG_SPOOL_DIR missing, not writable, or the disk is full).',
+  MONITORING_UNAVAILABLE:
+    'No performance figures could be read: Redis is not reachable, or no `serve` answered at the URL given to `status`.',
   SPOOL_FULL:
     'The spool holds ACTIVITY_LOG_SPOOL_MAX_MB already; activities past that are dropped and counted.',
+  TRANSACTION_SETTLED:
+    'Activities were logged into a transaction (after-commit list) that had already committed or rolled back.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { type Config, type ConfigOverrides, loadConfig } from '../config/config.js';
 import { createDelivery } from '../delivery/create-delivery.js';
 import type { Delivery } from '../delivery/delivery.js';
@@ -14,6 +15,7 @@ import { type BuildOptions, buildActivities, buildActivity } from './build-activ
 import { currentContext, runWithContext } from './context.js';
 import { ActivityLogError } from './errors.js';
 import { newBatchUuid } from './ids.js';
+import { type PendingActivities, PendingActivityList } from './pending-activities.js';
 import { secretKeyMatcher } from './redact.js';
 
 export interface ActivityLogOptions {
@@ -61,6 +63,23 @@ export interface ActivityLog {
   activity(logName?: string): ActivityBuilder;
   /** Runs `fn`; every activity logged inside it (across awaits) shares one `batch_uuid`. */
   withinBatch<T>(fn: () => T | Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` and delivers the activities logged inside it (across awaits) only when it resolves;
+   * if it throws, they are discarded. Inside, `log()` resolves at once with the built activity.
+   * A nested call joins the outer one: its activities wait for the outermost commit.
+   *
+   * @example
+   * await activityLog.transaction(async () => {
+   *   await activityLog.log({ description: 'refunded', subject: order, event: 'updated' });
+   *   await payments.refund(order); // throws → the activity is never written
+   * });
+   */
+  transaction<T>(fn: () => T | Promise<T>): Promise<T>;
+  /**
+   * An explicit after-commit list, for code that drives its own transaction (the ORM integrations
+   * use it): activities logged into it are delivered on `commit()` and dropped on `rollback()`.
+   */
+  afterCommit(): PendingActivities;
   /** Reads the log, newest first, with keyset paging. */
   query(query?: ActivityQuery): Promise<ActivityPage>;
   /** Writes everything pending now. */
@@ -96,6 +115,7 @@ class Logger implements ActivityLog {
   readonly store: ActivityStore;
   readonly delivery: Delivery;
   readonly #build: BuildOptions;
+  readonly #transactions = new AsyncLocalStorage<PendingActivities>();
   #closing: Promise<void> | null = null;
 
   constructor(config: Config, store: ActivityStore, delivery: Delivery, build: BuildOptions) {
@@ -107,6 +127,8 @@ class Logger implements ActivityLog {
 
   log(input: LogInput): Promise<Activity> {
     try {
+      const pending = this.#transactions.getStore();
+      if (pending !== undefined) return Promise.resolve(pending.log(input));
       const activity = buildActivity(input, currentContext(), this.#build);
       const written = this.#deliver(activity);
       return written === undefined ? Promise.resolve(activity) : written.then(() => activity);
@@ -116,13 +138,10 @@ class Logger implements ActivityLog {
   }
 
   async logMany(inputs: readonly LogInput[]): Promise<Activity[]> {
+    const pending = this.#transactions.getStore();
+    if (pending !== undefined) return pending.logMany(inputs);
     const activities = buildActivities(inputs, currentContext(), this.#build);
-    const waits: Promise<void>[] = [];
-    for (const activity of activities) {
-      const written = this.#deliver(activity);
-      if (written !== undefined) waits.push(written);
-    }
-    await Promise.all(waits);
+    await this.#deliverAll(activities);
     return activities;
   }
 
@@ -136,6 +155,28 @@ class Logger implements ActivityLog {
     return runWithContext({ batchUuid: newBatchUuid() }, async () => fn());
   }
 
+  async transaction<T>(fn: () => T | Promise<T>): Promise<T> {
+    const outer = this.#transactions.getStore();
+    const pending = outer === undefined || outer.settled ? this.afterCommit() : outer.nested();
+    let result: T;
+    try {
+      result = await this.#transactions.run(pending, fn);
+    } catch (error) {
+      pending.rollback();
+      throw error;
+    }
+    await pending.commit();
+    return result;
+  }
+
+  afterCommit(): PendingActivities {
+    return new PendingActivityList({
+      build: (input) => buildActivity(input, currentContext(), this.#build),
+      buildMany: (inputs) => buildActivities(inputs, currentContext(), this.#build),
+      release: (activities) => this.#deliverAll(activities),
+    });
+  }
+
   query(query?: ActivityQuery): Promise<ActivityPage> {
     return this.store.query(query);
   }
@@ -147,6 +188,15 @@ class Logger implements ActivityLog {
   close(): Promise<void> {
     this.#closing ??= this.delivery.close();
     return this.#closing;
+  }
+
+  async #deliverAll(activities: readonly Activity[]): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const activity of activities) {
+      const written = this.#deliver(activity);
+      if (written !== undefined) waits.push(written);
+    }
+    await Promise.all(waits);
   }
 
   #deliver(activity: Activity): Promise<void> | undefined {
