@@ -8,12 +8,13 @@ export type {
   ModelResolver,
 } from './core/activity.js';
 export { DEFAULT_REDACT_KEYS, defaultModelResolver, LIMITS } from './core/activity.js';
-export type { ActivityContext } from './core/context.js';
-export { currentContext, runWithContext } from './core/context.js';
+export type { ActivityContext, RequestContextOptions } from './core/context.js';
+export { currentContext, defaultRequestCauser, runWithContext } from './core/context.js';
 export type { ErrorCode } from './core/errors.js';
 export { ActivityLogError, ERROR_CODES, isActivityLogError } from './core/errors.js';
 export type { ActivityBuilder, ActivityLog, ActivityLogOptions } from './core/logger.js';
 export { createActivityLog } from './core/logger.js';
+export type { PendingActivities } from './core/pending-activities.js';
 export { createDelivery } from './delivery/create-delivery.js';
 export type { ActivitySink, Delivery, DeliveryEvents } from './delivery/delivery.js';
 export type { FailedJobInfo, QueueCounts, RetryResult } from './delivery/queue-admin.js';
@@ -32,6 +33,41 @@ export type {
   WorkerSummary,
 } from './delivery/worker.js';
 export { ActivityWorker, startWorker } from './delivery/worker.js';
+export type {
+  BulkChange,
+  ModelChangeDefaults,
+  ModelEvent,
+  ModelLogOptions,
+} from './integrations/model-changes.js';
+export { logBulkChange, MODEL_EVENTS } from './integrations/model-changes.js';
+export type {
+  AlertAction,
+  AlertPayload,
+  AlertRule,
+  AlertSettings,
+  AlertStateStore,
+  RuleResult,
+} from './metrics/alerts.js';
+export {
+  ALERT_RULES,
+  AlertNotifier,
+  evaluateRules,
+  MemoryAlertState,
+  RedisAlertState,
+} from './metrics/alerts.js';
+export type { CollectorCounters, ProcessReport } from './metrics/collector.js';
+export { MetricsCollector } from './metrics/collector.js';
+export type { HistoryMinute } from './metrics/minute-history.js';
+export type { MonitoringOptions } from './metrics/monitoring.js';
+export { connectMonitoringReader, Monitoring, startMonitoring } from './metrics/monitoring.js';
+export { PrometheusExporter } from './metrics/prometheus.js';
+export type {
+  BreakerJson,
+  NamedBreakerJson,
+  PerformanceData,
+  PerformanceSnapshot,
+  WorkerJson,
+} from './metrics/snapshot.js';
 export type {
   BreakerEvents,
   BreakerSnapshot,
