@@ -461,8 +461,22 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect(during.circuit_breaker.is_allowed).toBe(false);
     expect(during.breakers.store!.state).toBe('open');
     await waitFor(async () => (await snapshot()).pending_jobs > 0, 20_000, 'jobs handed back to wait');
-    const samples = await metrics();
-    const now = await snapshot();
+    // Attempts that were in flight when the database went away are counted as they come back;
+    // once they have, /metrics and the snapshot must agree.
+    let samples = await metrics();
+    let now = await snapshot();
+    await waitFor(
+      async () => {
+        samples = await metrics();
+        now = await snapshot();
+        return (
+          samples.get('activity_log_write_failures_total') === now.totals.write_failures &&
+          samples.get('activity_log_pending_jobs') === now.pending_jobs
+        );
+      },
+      10_000,
+      '/metrics and the snapshot to agree',
+    );
     expect(samples.get('activity_log_circuit_breaker_state{breaker="store",state="open"}')).toBe(1);
     expect(samples.get('activity_log_circuit_breaker_state{breaker="store",state="closed"}')).toBe(0);
     expect(samples.get('activity_log_stored_total')).toBe(now.total_processed);
