@@ -34,6 +34,18 @@ export const REDIS: ServiceInfo = {
 export const MYSQL_URL = `mysql://root@${MARIADB.host}:${MARIADB.port}/test`;
 export const POSTGRES_URL = `postgres://postgres@${POSTGRES.host}:${POSTGRES.port}/test`;
 
+/** A SQL server the integration suites run against: its name, its service and its test database. */
+export interface SqlTarget {
+  readonly name: string;
+  readonly service: ServiceInfo;
+  readonly url: string;
+}
+
+/** MariaDB, reached at {@link MYSQL_URL}. */
+export const MARIADB_TARGET: SqlTarget = { name: 'MariaDB', service: MARIADB, url: MYSQL_URL };
+/** PostgreSQL, reached at {@link POSTGRES_URL}. */
+export const POSTGRES_TARGET: SqlTarget = { name: 'PostgreSQL', service: POSTGRES, url: POSTGRES_URL };
+
 const reachability = new Map<string, Promise<boolean>>();
 
 function canConnect(host: string, port: number, timeoutMs = 1000): Promise<boolean> {

@@ -22,20 +22,10 @@ import { parsePrometheus } from '../helpers/prometheus-text.js';
 import { enqueueSampleJobs, REDIS_URL, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { type CliProcess, queueTestTable, runCli, spawnCli } from '../helpers/queue-cli.js';
 import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services.js';
+import { SNAPSHOT_FIELDS } from '../helpers/snapshot-fields.js';
 
 const ADMIN = 'admin-token-for-monitoring-tests';
 const adminAuth = { authorization: `Bearer ${ADMIN}` };
-
-const DESIGN_FIELDS = [
-  'queue_size',
-  'processing_rate',
-  'error_rate',
-  'total_processed',
-  'pending_jobs',
-  'failed_jobs',
-  'memory_usage',
-  'circuit_breaker',
-];
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -109,7 +99,7 @@ describe('performance and metrics routes (no services)', () => {
     expect(response.statusCode).toBe(200);
     const body = response.json<PerformanceSnapshot>();
     expect(body.success).toBe(true);
-    expect(Object.keys(body.data)).toEqual(expect.arrayContaining(DESIGN_FIELDS));
+    expect(Object.keys(body.data)).toEqual(expect.arrayContaining([...SNAPSHOT_FIELDS]));
     expect(body.data).toMatchObject({
       queue_size: 0,
       total_processed: 12,
@@ -141,7 +131,7 @@ describe('performance and metrics routes (no services)', () => {
     expect(json.code, json.stderr).toBe(0);
     const printed = JSON.parse(json.stdout) as PerformanceSnapshot;
     expect(printed).toMatchObject({ success: true, data: { total_processed: 1, source: 'process' } });
-    expect(Object.keys(printed.data)).toEqual(expect.arrayContaining(DESIGN_FIELDS));
+    expect(Object.keys(printed.data)).toEqual(expect.arrayContaining([...SNAPSHOT_FIELDS]));
     const wrong = await runCli(['status', '--url', url], { ACTIVITY_LOG_ADMIN_TOKEN: 'wrong' });
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/answered 401/);

@@ -3,7 +3,7 @@ import { DataTypes, type Model, type ModelStatic, Sequelize, type Transaction } 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { runWithContext } from '../../src/core/context.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import type { ActivityLog } from '../../src/core/logger.js';
 import type { PendingActivities } from '../../src/core/pending-activities.js';
 import { logBulkChange } from '../../src/integrations/model-changes.js';
 import {
@@ -11,39 +11,12 @@ import {
   type SequelizeActivityLogging,
   type SequelizeModelEntry,
 } from '../../src/integrations/sequelize.js';
-import { MemoryStore } from '../helpers/memory-sink.js';
-import {
-  MARIADB,
-  MYSQL_URL,
-  POSTGRES,
-  POSTGRES_URL,
-  type ServiceInfo,
-  serviceAvailable,
-  uniqueSuffix,
-} from '../helpers/services.js';
+import { ADMIN_CAUSER, memoryActivityLog, ormTargets, type PostColumns } from '../helpers/orm-targets.js';
+import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 
-interface Target {
-  readonly name: string;
-  readonly service: ServiceInfo;
-  readonly dialect: 'mysql' | 'postgres';
-  readonly url: string;
-}
+const TARGETS = ormTargets({ mariadb: 'mysql', postgres: 'postgres' });
 
-const TARGETS: readonly Target[] = [
-  { name: 'MariaDB', service: MARIADB, dialect: 'mysql', url: MYSQL_URL },
-  { name: 'PostgreSQL', service: POSTGRES, dialect: 'postgres', url: POSTGRES_URL },
-];
-
-interface PostAttributes {
-  id: number;
-  title: string;
-  body: string;
-  secretNote: string | null;
-}
-
-type PostModel = Model<PostAttributes, Partial<PostAttributes>> & PostAttributes;
-
-const admin = { type: 'User', id: 7 };
+type PostModel = Model<PostColumns, Partial<PostColumns>> & PostColumns;
 
 for (const target of TARGETS) {
   const up = await serviceAvailable(target.service);
@@ -53,7 +26,7 @@ for (const target of TARGETS) {
     const tables: string[] = [];
 
     beforeAll(() => {
-      sequelize = new Sequelize(target.url, { dialect: target.dialect, logging: false });
+      sequelize = new Sequelize(target.url, { dialect: target.driver, logging: false });
     });
 
     afterAll(async () => {
@@ -85,20 +58,17 @@ for (const target of TARGETS) {
       );
       await Post.sync();
       tables.push(tableName);
-      const store = new MemoryStore();
-      const activityLog = createActivityLog({ env: {}, store, config: { method: 'sync' } });
+      const { activityLog, activities } = memoryActivityLog();
       const logging = logSequelizeModels(activityLog, {
         exceptAttributes,
         models: [[Post as unknown as ModelStatic<Model>, options as never]],
       });
-      const activities = () =>
-        [...store.rows.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       return { Post, activityLog, activities, logging };
     }
 
     it('records created, updated, deleted and restored with the model as subject and the causer from the context', async () => {
       const { Post, activities } = await setUp();
-      await runWithContext({ causer: admin, ipAddress: '192.0.2.1' }, async () => {
+      await runWithContext({ causer: ADMIN_CAUSER, ipAddress: '192.0.2.1' }, async () => {
         const post = await Post.create({ title: 'First', body: 'text' });
         await post.update({ title: 'First, edited' });
         await post.destroy();

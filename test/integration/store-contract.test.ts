@@ -13,9 +13,9 @@ import { newActivityId } from '../../src/core/ids.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
 import {
-  MARIADB,
+  MARIADB_TARGET,
   MYSQL_URL,
-  POSTGRES,
+  POSTGRES_TARGET,
   POSTGRES_URL,
   type ServiceInfo,
   serviceAvailable,
@@ -119,8 +119,7 @@ const TARGETS: readonly Target[] = [
     }),
   },
   {
-    name: 'MariaDB',
-    service: MARIADB,
+    ...MARIADB_TARGET,
     indexNamesPerTable: true,
     blockedCode: 'STORE_TIMEOUT',
     enforcesColumnLengths: true,
@@ -167,8 +166,7 @@ const TARGETS: readonly Target[] = [
     },
   },
   {
-    name: 'PostgreSQL',
-    service: POSTGRES,
+    ...POSTGRES_TARGET,
     indexNamesPerTable: false,
     blockedCode: 'STORE_TIMEOUT',
     enforcesColumnLengths: true,

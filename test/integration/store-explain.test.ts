@@ -10,11 +10,11 @@ import { createMysqlDialect } from '../../src/store/mysql/mysql-dialect.js';
 import { createPostgresDialect } from '../../src/store/postgres/postgres-dialect.js';
 import type { StoreDialect } from '../../src/store/store-dialect.js';
 import {
-  MARIADB,
+  MARIADB_TARGET,
   MYSQL_URL,
-  POSTGRES,
+  POSTGRES_TARGET,
   POSTGRES_URL,
-  type ServiceInfo,
+  type SqlTarget,
   serviceAvailable,
   uniqueSuffix,
 } from '../helpers/services.js';
@@ -56,10 +56,7 @@ const CASES: ReadonlyArray<readonly [string, ActivityQuery, string]> = [
   ['causer', { causerType: 'Actor1', causerId: '451' }, 'idx_causer_created_at'],
 ];
 
-interface ExplainTarget {
-  readonly name: string;
-  readonly service: ServiceInfo;
-  readonly url: string;
+interface ExplainTarget extends SqlTarget {
   readonly createDialect: (config: DatabaseConfig) => StoreDialect;
   /** Names index names the way the migration did for this table. */
   readonly physicalIndexName: (table: string, name: string) => string;
@@ -74,9 +71,7 @@ interface ExplainTarget {
 
 const TARGETS: readonly ExplainTarget[] = [
   {
-    name: 'MariaDB',
-    service: MARIADB,
-    url: MYSQL_URL,
+    ...MARIADB_TARGET,
     createDialect: createMysqlDialect,
     physicalIndexName: (_table, name) => name,
     async connect() {
@@ -105,9 +100,7 @@ const TARGETS: readonly ExplainTarget[] = [
     },
   },
   {
-    name: 'PostgreSQL',
-    service: POSTGRES,
-    url: POSTGRES_URL,
+    ...POSTGRES_TARGET,
     createDialect: createPostgresDialect,
     physicalIndexName: (table, name) => `${table}_${name}`,
     async connect() {

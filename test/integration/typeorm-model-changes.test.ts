@@ -1,43 +1,18 @@
 import { DataSource, EntitySchema } from 'typeorm';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Activity } from '../../src/core/activity.js';
 import { runWithContext } from '../../src/core/context.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import type { ActivityLog } from '../../src/core/logger.js';
 import { logBulkChange, type ModelLogOptions } from '../../src/integrations/model-changes.js';
 import { ActivityLogSubscriber } from '../../src/integrations/typeorm.js';
-import { MemoryStore } from '../helpers/memory-sink.js';
-import {
-  MARIADB,
-  MYSQL_URL,
-  POSTGRES,
-  POSTGRES_URL,
-  type ServiceInfo,
-  serviceAvailable,
-  uniqueSuffix,
-} from '../helpers/services.js';
+import { ADMIN_CAUSER, memoryActivityLog, ormTargets, type PostColumns } from '../helpers/orm-targets.js';
+import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 
-interface Target {
-  readonly name: string;
-  readonly service: ServiceInfo;
-  readonly type: 'mariadb' | 'postgres';
-  readonly url: string;
-}
+const TARGETS = ormTargets({ mariadb: 'mariadb', postgres: 'postgres' });
 
-const TARGETS: readonly Target[] = [
-  { name: 'MariaDB', service: MARIADB, type: 'mariadb', url: MYSQL_URL },
-  { name: 'PostgreSQL', service: POSTGRES, type: 'postgres', url: POSTGRES_URL },
-];
-
-interface Post {
-  id: number;
-  title: string;
-  body: string;
-  secretNote: string | null;
+interface Post extends PostColumns {
   updatedAt?: Date;
   deletedAt?: Date | null;
 }
-
-const admin = { type: 'User', id: 7 };
 
 for (const target of TARGETS) {
   const up = await serviceAvailable(target.service);
@@ -59,16 +34,16 @@ for (const target of TARGETS) {
           title: { type: String, length: 100 },
           body: { type: String, length: 500, default: '' },
           secretNote: { type: String, length: 100, nullable: true },
-          updatedAt: { type: target.type === 'postgres' ? 'timestamp' : 'datetime', updateDate: true },
+          updatedAt: { type: target.driver === 'postgres' ? 'timestamp' : 'datetime', updateDate: true },
           deletedAt: {
-            type: target.type === 'postgres' ? 'timestamp' : 'datetime',
+            type: target.driver === 'postgres' ? 'timestamp' : 'datetime',
             deleteDate: true,
             nullable: true,
           },
         },
       });
       const dataSource = new DataSource({
-        type: target.type,
+        type: target.driver,
         url: target.url,
         entities: [PostSchema],
         synchronize: true,
@@ -79,21 +54,18 @@ for (const target of TARGETS) {
         await dataSource.query(`DROP TABLE IF EXISTS ${dataSource.driver.escape(tableName)}`);
         await dataSource.destroy();
       });
-      const store = new MemoryStore();
-      const activityLog = createActivityLog({ env: {}, store, config: { method: 'sync' } });
+      const { activityLog, activities } = memoryActivityLog();
       const subscriber = new ActivityLogSubscriber(activityLog, {
         exceptAttributes,
         models: [[PostSchema, options]],
       });
       dataSource.subscribers.push(subscriber);
-      const activities = (): Activity[] =>
-        [...store.rows.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
       return { dataSource, posts: dataSource.getRepository(PostSchema), activityLog, activities, subscriber };
     }
 
     it('records created, updated, deleted (soft and hard) and restored with the entity as subject and the causer from the context', async () => {
       const { posts, activities } = await setUp();
-      await runWithContext({ causer: admin, ipAddress: '192.0.2.1' }, async () => {
+      await runWithContext({ causer: ADMIN_CAUSER, ipAddress: '192.0.2.1' }, async () => {
         const post = await posts.save(posts.create({ title: 'First', body: 'text' }));
         post.title = 'First, edited';
         await posts.save(post);
@@ -279,7 +251,7 @@ for (const target of TARGETS) {
         columns: { id: { type: Number, primary: true, generated: 'increment' }, body: { type: String } },
       });
       const dataSource = new DataSource({
-        type: target.type,
+        type: target.driver,
         url: target.url,
         entities: [CommentSchema, TagSchema, NoteSchema],
         synchronize: true,
@@ -292,8 +264,7 @@ for (const target of TARGETS) {
         }
         await dataSource.destroy();
       });
-      const store = new MemoryStore();
-      const activityLog = createActivityLog({ env: {}, store, config: { method: 'sync' } });
+      const { store, activityLog } = memoryActivityLog();
       dataSource.subscribers.push(
         new ActivityLogSubscriber(activityLog, { models: [[Comment, { logAll: true }], 'Tag'] }),
       );

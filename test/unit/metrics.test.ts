@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createActivityLog } from '../../src/core/logger.js';
+import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
 import { type AlertSettings, evaluateRules, MemoryAlertState } from '../../src/metrics/alerts.js';
 import { MetricsCollector, type ProcessReport } from '../../src/metrics/collector.js';
 import { LAG_BUCKETS_MS, LagHistogram, lagQuantileMs } from '../../src/metrics/lag-histogram.js';
@@ -11,6 +11,7 @@ import { SecondBuckets } from '../../src/metrics/second-buckets.js';
 import { composeSnapshot, type PerformanceData, TOTAL_NAMES, totalsOf } from '../../src/metrics/snapshot.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 import { parsePrometheus } from '../helpers/prometheus-text.js';
+import { SNAPSHOT_NUMBER_FIELDS } from '../helpers/snapshot-fields.js';
 
 const T0 = Date.UTC(2026, 10, 29, 1, 0, 0);
 
@@ -103,15 +104,7 @@ describe('composeSnapshot', () => {
   it('has exactly the fields of DESIGN, with the documented types', () => {
     const { success, data } = compose([report()]);
     expect(success).toBe(true);
-    for (const key of [
-      'queue_size',
-      'processing_rate',
-      'error_rate',
-      'total_processed',
-      'pending_jobs',
-      'failed_jobs',
-      'memory_usage',
-    ] as const) {
+    for (const key of SNAPSHOT_NUMBER_FIELDS) {
       expect(typeof data[key], key).toBe('number');
     }
     expect(data.circuit_breaker).toEqual({ state: 'closed', failure_count: 0, is_allowed: true });
@@ -189,6 +182,11 @@ describe('MetricsCollector on a real delivery', () => {
         breakerCooldownMs: 60_000,
       },
     });
+    return { activityLog, collector: watch(activityLog, spoolDir) };
+  }
+
+  /** A collector watching `activityLog`; both are closed, and `spoolDir` removed, after the test. */
+  function watch(activityLog: ActivityLog, spoolDir: string): MetricsCollector {
     const collector = new MetricsCollector();
     collector.watchDelivery(activityLog.delivery);
     cleanups.push(async () => {
@@ -196,7 +194,7 @@ describe('MetricsCollector on a real delivery', () => {
       await activityLog.close();
       await rm(spoolDir, { recursive: true, force: true });
     });
-    return { activityLog, collector };
+    return collector;
   }
 
   it('counts accepted and stored activities, write attempts and the lag of each one', async () => {
@@ -220,13 +218,7 @@ describe('MetricsCollector on a real delivery', () => {
       store: new MemoryStore(),
       config: { method: 'sync', spoolDir },
     });
-    const collector = new MetricsCollector();
-    collector.watchDelivery(activityLog.delivery);
-    cleanups.push(async () => {
-      collector.close();
-      await activityLog.close();
-      await rm(spoolDir, { recursive: true, force: true });
-    });
+    const collector = watch(activityLog, spoolDir);
     for (let i = 0; i < 3; i++) await activityLog.log({ description: `s${i}` });
     expect(collector.counters).toMatchObject({ accepted: 3, stored: 3, writeAttempts: 3, writeFailures: 0 });
     expect((await collector.report()).buffered).toBe(0);
