@@ -294,7 +294,11 @@ export class MetricsCollector {
     this.#stored.add(count, nowMs);
     this.#attempts.add(1, nowMs);
     this.#history.addStored(count, nowMs);
-    for (const activity of activities) this.#lag.observe(nowMs - activity.createdAt.getTime(), nowMs);
+    for (const activity of activities) {
+      const lagMs = nowMs - activity.createdAt.getTime();
+      this.#lag.observe(lagMs, nowMs);
+      this.#history.addLag(lagMs, nowMs);
+    }
   }
 
   #failedAttempt(): void {

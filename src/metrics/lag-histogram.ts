@@ -23,11 +23,13 @@ export interface LagReport {
   readonly recent: LagBuckets;
 }
 
-function emptyCounts(): number[] {
+/** A zero count for every bucket of {@link LAG_BUCKETS_MS} and for +Inf. */
+export function emptyLagCounts(): number[] {
   return new Array<number>(LAG_BUCKETS_MS.length + 1).fill(0);
 }
 
-function bucketIndex(lagMs: number): number {
+/** The index in {@link LagBuckets.counts} of the bucket a lag falls in. */
+export function lagBucketIndex(lagMs: number): number {
   for (let index = 0; index < LAG_BUCKETS_MS.length; index++) {
     if (lagMs <= LAG_BUCKETS_MS[index]!) return index;
   }
@@ -46,17 +48,17 @@ interface MinuteSlot {
  * since start and one slot per minute for the last {@link LAG_WINDOW_MINUTES} minutes.
  */
 export class LagHistogram {
-  readonly #total: MinuteSlot = { minute: 0, counts: emptyCounts(), sumMs: 0, count: 0 };
+  readonly #total: MinuteSlot = { minute: 0, counts: emptyLagCounts(), sumMs: 0, count: 0 };
   readonly #minutes: MinuteSlot[] = Array.from({ length: LAG_WINDOW_MINUTES }, () => ({
     minute: -1,
-    counts: emptyCounts(),
+    counts: emptyLagCounts(),
     sumMs: 0,
     count: 0,
   }));
 
   observe(lagMs: number, nowMs: number): void {
     const lag = Math.max(0, lagMs);
-    const index = bucketIndex(lag);
+    const index = lagBucketIndex(lag);
     const minute = Math.floor(nowMs / 60_000);
     const slot = this.#minutes[minute % LAG_WINDOW_MINUTES]!;
     if (slot.minute !== minute) {
@@ -74,7 +76,7 @@ export class LagHistogram {
 
   report(nowMs: number): LagReport {
     const minute = Math.floor(nowMs / 60_000);
-    const recent = { counts: emptyCounts(), sumMs: 0, count: 0 };
+    const recent = { counts: emptyLagCounts(), sumMs: 0, count: 0 };
     for (const slot of this.#minutes) {
       if (slot.minute <= minute - LAG_WINDOW_MINUTES || slot.minute > minute) continue;
       addInto(recent, slot);
@@ -95,7 +97,7 @@ function addInto(target: { counts: number[]; sumMs: number; count: number }, sou
 
 /** Adds histograms of several processes bucket by bucket. */
 export function mergeLagBuckets(parts: readonly LagBuckets[]): LagBuckets {
-  const merged = { counts: emptyCounts(), sumMs: 0, count: 0 };
+  const merged = { counts: emptyLagCounts(), sumMs: 0, count: 0 };
   for (const part of parts) addInto(merged, part);
   return merged;
 }
@@ -105,7 +107,7 @@ export function mergeLagBuckets(parts: readonly LagBuckets[]): LagBuckets {
  * `histogram_quantile` does; null without observations. Past the last finite bound it answers
  * that bound.
  */
-export function lagQuantileMs(buckets: LagBuckets, q: number): number | null {
+export function lagQuantileMs(buckets: Pick<LagBuckets, 'counts' | 'count'>, q: number): number | null {
   if (buckets.count === 0) return null;
   const rank = q * buckets.count;
   let seen = 0;

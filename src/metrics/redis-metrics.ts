@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import type { ActivityJobData } from '../delivery/queue-job.js';
 import { QUEUE_PREFIX, storedCounterKey } from '../delivery/queue-keys.js';
 import type { MetricsCollector, ProcessReport } from './collector.js';
+import { LAG_BUCKETS_MS } from './lag-histogram.js';
 import { HISTORY_MINUTES, type MinuteValues } from './minute-history.js';
 import { type QueueFigures, TOTAL_NAMES, type TotalName, totalsOf } from './snapshot.js';
 
@@ -12,6 +13,11 @@ export const DEFAULT_HEARTBEAT_TTL_MS = 15_000;
 export const DEFAULT_PUBLISH_INTERVAL_MS = 2_000;
 /** Per-minute history keys live this long, so the history never holds more than about two hours. */
 const HISTORY_KEY_TTL_SECONDS = 2 * 60 * 60;
+/**
+ * Per-minute hash field of each lag bucket: `lag_<upper bound ms>`, then `lag_inf`; each holds
+ * the activities stored that minute whose lag fell in that bucket (not cumulative).
+ */
+const LAG_FIELDS: readonly string[] = [...LAG_BUCKETS_MS.map((bound) => `lag_${bound}`), 'lag_inf'];
 
 /**
  * Redis keys of the monitoring data of one queue. They end in words no BullMQ job id can be, so
@@ -26,7 +32,7 @@ export function metricsKeys(queueName: string) {
     process: (id: string) => `${base}:process:${id}`,
     /** Hash of totals across processes and restarts. */
     totals: `${base}:totals`,
-    /** Hash per minute: stored, failures, queue_size. */
+    /** Hash per minute: stored, failures, queue_size and one count per lag bucket (`lag_<ms>`, `lag_inf`). */
     minute: (epochMinute: number) => `${base}:minute:${epochMinute}`,
     /** Hash per alert rule: its state, shared by every process that evaluates alerts. */
     alert: (rule: string) => `${base}:alert:${rule}`,
@@ -61,7 +67,7 @@ export class MetricsPublisher {
   readonly #intervalMs: number;
   readonly #ttlMs: number;
   #published: Record<TotalName, number> = zeroTotals();
-  #publishedMinutes = new Map<number, { stored: number; failures: number }>();
+  #publishedMinutes = new Map<number, PublishedMinute>();
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #closed = false;
@@ -124,15 +130,27 @@ export class MetricsPublisher {
       const delta = totals[name] - this.#published[name];
       if (delta !== 0) multi.hincrby(this.#keys.totals, name, delta);
     }
-    const minutes = new Map<number, { stored: number; failures: number }>();
+    const minutes = new Map<number, PublishedMinute>();
     for (const minute of report.history) {
-      const before = this.#publishedMinutes.get(minute.epochMinute) ?? { stored: 0, failures: 0 };
+      const before = this.#publishedMinutes.get(minute.epochMinute) ?? {
+        stored: 0,
+        failures: 0,
+        lagCounts: [],
+      };
       const key = this.#keys.minute(minute.epochMinute);
       if (minute.stored !== before.stored) multi.hincrby(key, 'stored', minute.stored - before.stored);
       if (minute.failures !== before.failures)
         multi.hincrby(key, 'failures', minute.failures - before.failures);
+      LAG_FIELDS.forEach((field, index) => {
+        const delta = (minute.lagCounts[index] ?? 0) - (before.lagCounts[index] ?? 0);
+        if (delta !== 0) multi.hincrby(key, field, delta);
+      });
       multi.expire(key, HISTORY_KEY_TTL_SECONDS);
-      minutes.set(minute.epochMinute, { stored: minute.stored, failures: minute.failures });
+      minutes.set(minute.epochMinute, {
+        stored: minute.stored,
+        failures: minute.failures,
+        lagCounts: minute.lagCounts,
+      });
     }
     const results = await multi.exec();
     const failed = results?.find(([error]) => error !== null);
@@ -140,6 +158,12 @@ export class MetricsPublisher {
     this.#published = totals;
     this.#publishedMinutes = minutes;
   }
+}
+
+interface PublishedMinute {
+  readonly stored: number;
+  readonly failures: number;
+  readonly lagCounts: readonly number[];
 }
 
 /**
@@ -240,6 +264,7 @@ export class ClusterReader {
         stored: Number(hash.stored ?? 0),
         failures: Number(hash.failures ?? 0),
         queueSize: hash.queue_size === undefined ? null : Number(hash.queue_size),
+        lagCounts: LAG_FIELDS.map((field) => Number(hash[field] ?? 0)),
       };
     });
     return {

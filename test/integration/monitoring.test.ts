@@ -12,8 +12,15 @@ import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
 import { createServer } from '../../src/http/server.js';
 import { type AlertPayload, RedisAlertState } from '../../src/metrics/alerts.js';
+import { MetricsCollector } from '../../src/metrics/collector.js';
+import { historyFromMinutes } from '../../src/metrics/minute-history.js';
 import { connectMonitoringReader, type Monitoring, startMonitoring } from '../../src/metrics/monitoring.js';
-import { metricsKeys, removeMetricsKeys } from '../../src/metrics/redis-metrics.js';
+import {
+  ClusterReader,
+  MetricsPublisher,
+  metricsKeys,
+  removeMetricsKeys,
+} from '../../src/metrics/redis-metrics.js';
 import type { PerformanceSnapshot } from '../../src/metrics/snapshot.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
@@ -321,6 +328,58 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     // Totals survive the processes: they are kept in Redis.
     expect((await reader.snapshot()).data.total_processed).toBe(before + N);
   }, 120_000);
+
+  it("merges the per-minute lag buckets of two processes in Redis into each history minute's p50/p99", async () => {
+    const queueName = uniqueQueueName('mon-lag');
+    const redis = new Redis(REDIS_URL);
+    cleanups.push(async () => {
+      await removeMetricsKeys(redis, queueName);
+      redis.disconnect();
+    });
+    const nowMs = Date.now();
+    /** A process that stores `lagsMs.length` activities now, each `lagMs` after its `created_at`. */
+    async function processStoring(label: string) {
+      const spoolDir = await tempDir(label);
+      const activityLog = createActivityLog({
+        env: {},
+        store: new MemoryStore(),
+        config: { method: 'sync', spoolDir },
+      });
+      const collector = new MetricsCollector({ nowMs: () => nowMs });
+      collector.watchDelivery(activityLog.delivery);
+      const publisher = new MetricsPublisher({ redis, queueName, collector });
+      cleanups.push(async () => {
+        collector.close();
+        await activityLog.close();
+      });
+      return {
+        publisher,
+        async store(count: number, lagMs: number) {
+          for (let i = 0; i < count; i++)
+            await activityLog.log({ description: label, createdAt: nowMs - lagMs });
+        },
+      };
+    }
+    const first = await processStoring('lag-a');
+    const second = await processStoring('lag-b');
+    // Published in two rounds: only what was added since the last one is counted again.
+    await first.store(49, 3);
+    await first.publisher.publish();
+    await first.store(49, 3);
+    await first.publisher.publish();
+    await second.store(2, 4000);
+    await second.publisher.publish();
+
+    const reader = new ClusterReader(redis, queueName);
+    cleanups.push(() => reader.close());
+    const history = historyFromMinutes((await reader.read(nowMs)).history, nowMs);
+    // 98 in the 2–5 ms bucket and 2 in the 2.5–5 s bucket: p50 = 2 + 3 × 50/98, p99 = 2500 + 2500 × 1/2.
+    expect(history.at(-1)).toMatchObject({ throughput: 100, lag_p50_ms: 4, lag_p99_ms: 3750 });
+    expect(history.at(-2)).toMatchObject({ throughput: 0, lag_p50_ms: null, lag_p99_ms: null });
+    const minuteKey = metricsKeys(queueName).minute(Math.floor(nowMs / 60_000));
+    expect(await redis.hgetall(minuteKey)).toEqual({ stored: '100', lag_5: '98', lag_5000: '2' });
+    expect(await redis.ttl(minuteKey)).toBeGreaterThan(60 * 60);
+  });
 
   it('serve --worker reports its own worker and the jobs it stored, in the snapshot and /metrics', async () => {
     const cleanupsForCli: (() => Promise<void>)[] = [];

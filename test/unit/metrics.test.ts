@@ -6,6 +6,7 @@ import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
 import { type AlertSettings, evaluateRules, MemoryAlertState } from '../../src/metrics/alerts.js';
 import { MetricsCollector, type ProcessReport } from '../../src/metrics/collector.js';
 import { LAG_BUCKETS_MS, LagHistogram, lagQuantileMs } from '../../src/metrics/lag-histogram.js';
+import type { HistoryMinute } from '../../src/metrics/minute-history.js';
 import { lagHistogramText, PrometheusExporter } from '../../src/metrics/prometheus.js';
 import { SecondBuckets } from '../../src/metrics/second-buckets.js';
 import { composeSnapshot, type PerformanceData, TOTAL_NAMES, totalsOf } from '../../src/metrics/snapshot.js';
@@ -222,6 +223,52 @@ describe('MetricsCollector on a real delivery', () => {
     for (let i = 0; i < 3; i++) await activityLog.log({ description: `s${i}` });
     expect(collector.counters).toMatchObject({ accepted: 3, stored: 3, writeAttempts: 3, writeFailures: 0 });
     expect((await collector.report()).buffered).toBe(0);
+  });
+
+  it("keeps the lag of the activities stored each minute, with p50/p99 at the buckets' resolution", async () => {
+    const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-history-lag-'));
+    const activityLog = createActivityLog({
+      env: {},
+      store: new MemoryStore(),
+      config: { method: 'sync', spoolDir },
+    });
+    let clockMs = T0 + 10_000;
+    const collector = new MetricsCollector({ nowMs: () => clockMs });
+    collector.watchDelivery(activityLog.delivery);
+    cleanups.push(async () => {
+      collector.close();
+      await activityLog.close();
+      await rm(spoolDir, { recursive: true, force: true });
+    });
+    const logWithLag = (lagMs: number) => activityLog.log({ description: 'lag', createdAt: clockMs - lagMs });
+    // Minute T0: 98 in the 2–5 ms bucket, 2 in the 2.5–5 s bucket.
+    for (let i = 0; i < 98; i++) await logWithLag(3);
+    for (let i = 0; i < 2; i++) await logWithLag(4000);
+    // The next minute: 10 in the 25–50 ms bucket.
+    clockMs = T0 + 70_000;
+    for (let i = 0; i < 10; i++) await logWithLag(40);
+    const current = await collector.report();
+    const { data } = composeSnapshot({
+      method: 'sync',
+      source: 'process',
+      reports: [current],
+      totals: totalsOf(current),
+      queue: null,
+      history: current.history,
+      memoryMb: 1,
+      nowMs: clockMs,
+    });
+    const [previous, last] = data.history.slice(-2) as [HistoryMinute, HistoryMinute];
+    expect(previous).toMatchObject({
+      minute: new Date(T0).toISOString(),
+      throughput: 100,
+      lag_p50_ms: 4, // 2 + 3 × 50/98
+      lag_p99_ms: 3750, // 2500 + 2500 × 1/2
+    });
+    expect(last).toMatchObject({ throughput: 10, lag_p50_ms: 38, lag_p99_ms: 50 });
+    expect(
+      data.history.slice(0, -2).every((minute) => minute.lag_p50_ms === null && minute.lag_p99_ms === null),
+    ).toBe(true);
   });
 
   it('counts failed writes, spooled activities and the open breaker', async () => {
