@@ -18,14 +18,24 @@ export interface BatchDeliveryOptions {
   readonly retryMaxDelayMs?: number;
   /** How long `close()` keeps retrying a failing sink before giving up (default 10 s). */
   readonly closeTimeoutMs?: number;
+  /**
+   * Activities held in memory beyond which full batches go to the sink's `spill` (the spool)
+   * instead of waiting for the destination (default 20 batches). Keeps memory bounded while the
+   * destination is slower than the rate of `log()` calls without failing outright.
+   */
+  readonly maxBufferedActivities?: number;
 }
 
 interface PendingBatch {
   readonly activities: Activity[];
+  /** Sequence number of its first activity: activities are numbered in the order they were accepted. */
+  readonly firstSeq: number;
   attempt: number;
 }
 
 interface FlushWaiter {
+  /** Resolved once every activity numbered below this is written. */
+  readonly upToSeq: number;
   readonly resolve: () => void;
   readonly reject: (error: unknown) => void;
 }
@@ -46,9 +56,14 @@ export class BatchDelivery implements Delivery {
   readonly #retryInitialDelayMs: number;
   readonly #retryMaxDelayMs: number;
   readonly #closeTimeoutMs: number;
+  readonly #maxBufferedActivities: number;
 
   #buffer: Activity[] = [];
+  /** Activities accepted so far; the buffer holds the last `#buffer.length` of them. */
+  #acceptedSeq = 0;
   readonly #retries: PendingBatch[] = [];
+  /** Batches being written or spilled. */
+  readonly #inFlight = new Set<PendingBatch>();
   #writes = 0;
   #writingCount = 0;
   #timer: NodeJS.Timeout | null = null;
@@ -68,6 +83,7 @@ export class BatchDelivery implements Delivery {
     this.#retryInitialDelayMs = options.retryInitialDelayMs ?? 100;
     this.#retryMaxDelayMs = options.retryMaxDelayMs ?? 30_000;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
+    this.#maxBufferedActivities = options.maxBufferedActivities ?? 20 * options.batchSize;
   }
 
   /** The sink written to (the resilient sink made by `createDelivery`, for monitoring its breaker and spool). */
@@ -78,6 +94,7 @@ export class BatchDelivery implements Delivery {
   deliver(activity: Activity): undefined {
     if (this.#closed) throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
     this.#buffer.push(activity);
+    this.#acceptedSeq++;
     if (this.events.listenerCount('accepted') > 0) this.events.emit('accepted', activity);
     if (this.#buffer.length >= this.#batchSize) this.#pump();
     else if (this.#timer === null && !this.#due)
@@ -93,11 +110,16 @@ export class BatchDelivery implements Delivery {
     );
   }
 
-  /** Writes everything accepted so far. Rejects if a write fails (the activities stay queued for retry). */
+  /**
+   * Writes everything accepted so far (not what is logged after the call, so a steady stream of
+   * `log()` calls cannot keep it waiting). Rejects if a write fails (the activities stay queued
+   * for retry).
+   */
   flush(): Promise<void> {
-    if (this.pending() === 0) return Promise.resolve();
+    const upToSeq = this.#acceptedSeq;
+    if (this.#oldestUnwrittenSeq() >= upToSeq) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      this.#flushWaiters.push({ resolve, reject });
+      this.#flushWaiters.push({ upToSeq, resolve, reject });
       this.#due = true;
       this.#pump();
     });
@@ -151,6 +173,7 @@ export class BatchDelivery implements Delivery {
       if (batch === null) break;
       void this.#write(batch);
     }
+    this.#spillBacklog();
     if (this.#buffer.length === 0) this.#due = false;
     else if (!this.#due && this.#backoffTimer === null) {
       this.#timer = setTimeout(this.#onInterval, this.#flushIntervalMs);
@@ -160,18 +183,72 @@ export class BatchDelivery implements Delivery {
   #takeBatch(): PendingBatch | null {
     const retry = this.#retries.shift();
     if (retry !== undefined) return retry;
-    if (this.#buffer.length >= this.#batchSize)
-      return { activities: this.#buffer.splice(0, this.#batchSize), attempt: 0 };
-    if (this.#due && this.#buffer.length > 0) {
-      const activities = this.#buffer;
-      this.#buffer = [];
-      return { activities, attempt: 0 };
-    }
+    if (this.#buffer.length >= this.#batchSize) return this.#takeFromBuffer(this.#batchSize);
+    if (this.#due && this.#buffer.length > 0) return this.#takeFromBuffer(this.#buffer.length);
     return null;
+  }
+
+  #takeFromBuffer(count: number): PendingBatch {
+    const firstSeq = this.#acceptedSeq - this.#buffer.length;
+    const activities = count === this.#buffer.length ? this.#buffer : this.#buffer.splice(0, count);
+    if (activities === this.#buffer) this.#buffer = [];
+    return { activities, firstSeq, attempt: 0 };
+  }
+
+  /**
+   * While the destination is slower than the stream of `log()` calls (slow, not failing, so its
+   * breaker stays closed), full batches beyond `maxBufferedActivities` go to the sink's spill
+   * (the spool), which is replayed as the destination catches up: memory stays bounded and
+   * nothing is dropped unless the spool is full too.
+   */
+  #spillBacklog(): void {
+    if (this.#sink.spill === undefined) return;
+    while (this.#buffer.length >= this.#batchSize && this.#heldInMemory() > this.#maxBufferedActivities) {
+      void this.#spill(this.#takeFromBuffer(this.#batchSize));
+    }
+  }
+
+  #heldInMemory(): number {
+    return this.#buffer.length + this.#retries.reduce((sum, b) => sum + b.activities.length, 0);
+  }
+
+  async #spill(batch: PendingBatch): Promise<void> {
+    this.#inFlight.add(batch);
+    this.#writingCount += batch.activities.length;
+    try {
+      await this.#sink.spill!(batch.activities);
+    } catch {
+      // The spool could not take it either: keep the batch for the normal retry path.
+      this.#retries.push(batch);
+    } finally {
+      this.#inFlight.delete(batch);
+      this.#writingCount -= batch.activities.length;
+    }
+    this.#releaseFlushWaiters();
+  }
+
+  /** Sequence number of the oldest activity not yet written; `#acceptedSeq` when there is none. */
+  #oldestUnwrittenSeq(): number {
+    let oldest = this.#buffer.length > 0 ? this.#acceptedSeq - this.#buffer.length : this.#acceptedSeq;
+    for (const batch of this.#inFlight) oldest = Math.min(oldest, batch.firstSeq);
+    for (const batch of this.#retries) oldest = Math.min(oldest, batch.firstSeq);
+    return oldest;
+  }
+
+  #releaseFlushWaiters(): void {
+    if (this.#flushWaiters.length === 0) return;
+    const oldest = this.#oldestUnwrittenSeq();
+    const waiting: FlushWaiter[] = [];
+    for (const waiter of this.#flushWaiters) {
+      if (waiter.upToSeq <= oldest) waiter.resolve();
+      else waiting.push(waiter);
+    }
+    this.#flushWaiters = waiting;
   }
 
   async #write(batch: PendingBatch): Promise<void> {
     this.#writes++;
+    this.#inFlight.add(batch);
     this.#writingCount += batch.activities.length;
     batch.attempt++;
     const started = performance.now();
@@ -205,6 +282,7 @@ export class BatchDelivery implements Delivery {
       }
     } finally {
       this.#writes--;
+      this.#inFlight.delete(batch);
       this.#writingCount -= batch.activities.length;
     }
     if (failure !== null) {
@@ -212,7 +290,7 @@ export class BatchDelivery implements Delivery {
       return;
     }
     this.#pump();
-    if (this.pending() === 0) for (const waiter of this.#flushWaiters.splice(0)) waiter.resolve();
+    this.#releaseFlushWaiters();
   }
 
   /** Exponential backoff with full jitter, so many processes do not retry in step. */

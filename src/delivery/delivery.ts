@@ -10,6 +10,11 @@ export interface ActivitySink {
   readonly name: string;
   /** Resolves once every activity in the batch is durable at the sink; rejects if none of it is. */
   write(activities: readonly Activity[]): Promise<void>;
+  /**
+   * Keeps activities durable without writing them to the destination now (the spool, replayed
+   * later); optional. A buffering delivery whose backlog outgrew memory hands batches here.
+   */
+  spill?(activities: readonly Activity[]): Promise<void>;
   /** Resolves when the destination answers now (readiness for `GET /health`); optional. */
   ping?(): Promise<void>;
   close(): Promise<void>;

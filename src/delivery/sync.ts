@@ -10,7 +10,8 @@ export class SyncDelivery implements Delivery {
   readonly #sink: ActivitySink;
   #inFlight = 0;
   #closed = false;
-  #idle: (() => void)[] = [];
+  /** Writes running now; `flush()` waits for these, not for writes started after it was called. */
+  readonly #writes = new Set<Promise<void>>();
 
   constructor(sink: ActivitySink) {
     this.#sink = sink;
@@ -25,7 +26,14 @@ export class SyncDelivery implements Delivery {
     if (this.#closed)
       return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));
     this.events.emit('accepted', activity);
-    return this.#write([activity]);
+    const write = this.#write([activity]);
+    const settled = write.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.#writes.add(settled);
+    void settled.then(() => this.#writes.delete(settled));
+    return write;
   }
 
   async #write(activities: readonly Activity[]): Promise<void> {
@@ -50,7 +58,6 @@ export class SyncDelivery implements Delivery {
       throw error;
     } finally {
       this.#inFlight -= activities.length;
-      if (this.#inFlight === 0) for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
 
@@ -58,9 +65,8 @@ export class SyncDelivery implements Delivery {
     return this.#inFlight;
   }
 
-  flush(): Promise<void> {
-    if (this.#inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
+  async flush(): Promise<void> {
+    if (this.#writes.size > 0) await Promise.all([...this.#writes]);
   }
 
   async close(): Promise<void> {

@@ -27,7 +27,7 @@ export interface ResilientSinkOptions {
 }
 
 /** Why activities went to the spool. */
-export type SpoolReason = 'breaker_open' | 'write_failed';
+export type SpoolReason = 'breaker_open' | 'write_failed' | 'backlog';
 
 /** Typed events; the breaker's and the spool's own events are on `breaker.events` and `spool.events`. */
 export interface ResilientSinkEvents {
@@ -171,12 +171,20 @@ export class ResilientSink implements ActivitySink {
     return this.#startReplay();
   }
 
-  /** Stops replaying (after the batch in flight), closes the spool, then the destination. */
+  /**
+   * Spools activities without trying the destination: the delivery in front holds more than it
+   * should in memory while the destination keeps up too slowly. Replayed like any spooled batch.
+   */
+  spill(activities: readonly Activity[]): Promise<void> {
+    return this.#toSpool(activities, 'backlog', undefined);
+  }
+
   /** Resolves when the destination answers now (its own `ping`, if it has one). */
   async ping(): Promise<void> {
     await this.#target.ping?.();
   }
 
+  /** Stops replaying (after the batch in flight), closes the spool, then the destination. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -207,8 +215,12 @@ export class ResilientSink implements ActivitySink {
       .then(
         (result) => {
           if (!result.complete) {
-            // An open breaker schedules its own probe; a failure below the threshold is retried here.
+            // A failure below the threshold is retried after a pause; an open breaker is probed by
+            // the next pass once its cooldown is over (the pass its opening scheduled may have found
+            // this one still running); a half-open breaker's probe schedules the next pass itself.
             if (this.breaker.state === 'closed') this.replaySoon(this.#replayRetryMs);
+            else if (this.breaker.state === 'open')
+              this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
           } else if (this.spool.pending() > 0) {
             this.replaySoon(0);
           }
@@ -236,7 +248,7 @@ export class ResilientSink implements ActivitySink {
         if (!isActivityLogError(error, 'BREAKER_OPEN')) this.#emitWriteFailed(activities.length, error);
         throw error;
       }
-      await this.#isolateRejected(activities, error);
+      await this.#isolateRejected(activities, error, true);
       return;
     }
     this.#emitStored(activities, started, true);
@@ -247,7 +259,12 @@ export class ResilientSink implements ActivitySink {
     try {
       ({ dropped } = await this.spool.append(activities));
     } catch (spoolError) {
-      const why = cause === undefined ? `its circuit breaker is open` : messageOf(cause);
+      const why =
+        cause !== undefined
+          ? messageOf(cause)
+          : reason === 'backlog'
+            ? 'it is slower than the activities coming in'
+            : 'its circuit breaker is open';
       throw new ActivityLogError(
         'SPOOL_FAILED',
         `${activities.length} activities could not be written to the ${this.name} (${why}) nor kept in the spool: ${messageOf(spoolError)}`,
@@ -268,9 +285,11 @@ export class ResilientSink implements ActivitySink {
   /**
    * The destination refused the data of a batch: halve it until the refused activities are alone,
    * write the rest, and keep the refused ones aside, so one bad activity neither blocks the spool
-   * nor takes its batch with it.
+   * nor takes its batch with it. When the batch comes from the spool (`replaying`), a half that
+   * fails for another reason throws, so its segment is kept and replayed again rather than
+   * re-appended (which could drop, on a full spool, activities that were already safe).
    */
-  async #isolateRejected(activities: readonly Activity[], error: unknown): Promise<void> {
+  async #isolateRejected(activities: readonly Activity[], error: unknown, replaying = false): Promise<void> {
     if (activities.length === 1) {
       await this.spool.reject(activities, error);
       return;
@@ -280,10 +299,13 @@ export class ResilientSink implements ActivitySink {
       const started = performance.now();
       try {
         await this.breaker.execute(() => this.#target.write(half));
-        this.#emitStored(half, started, false);
+        this.#emitStored(half, started, replaying);
       } catch (halfError) {
-        if (isDataError(halfError)) await this.#isolateRejected(half, halfError);
-        else
+        if (isDataError(halfError)) await this.#isolateRejected(half, halfError, replaying);
+        else if (replaying) {
+          if (!isActivityLogError(halfError, 'BREAKER_OPEN')) this.#emitWriteFailed(half.length, halfError);
+          throw halfError;
+        } else
           await this.#toSpool(
             half,
             isActivityLogError(halfError, 'BREAKER_OPEN') ? 'breaker_open' : 'write_failed',

@@ -507,11 +507,16 @@ export class Spool {
     if (owner === this.#owner) return !this.#closed;
     const [pidText, instance] = owner.split('-') as [string, string];
     const pid = Number(pidText);
-    if (pid === process.pid) return LIVE_INSTANCES.has(instance);
-    try {
-      process.kill(pid, 0);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+    if (pid === process.pid) {
+      if (LIVE_INSTANCES.has(instance)) return true;
+      // Not one of ours, but processes in other containers sharing this directory can have our pid
+      // (often 1): only a stale owner file says this one is gone.
+    } else {
+      try {
+        process.kill(pid, 0);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
+      }
     }
     try {
       const { mtimeMs } = await stat(join(this.dir, `${owner}.owner`));
@@ -532,11 +537,13 @@ export class Spool {
     let replayed = 0;
     let segments = 0;
     let corruptRecords = 0;
+    const known = [...this.#segments.keys()];
     const listed = await this.#list();
     this.#totalBytes = Math.max(
       this.#totalBytes,
       listed.reduce((sum, segment) => sum + segment.bytes, 0),
     );
+    this.#forgetVanishedSegments(known, listed);
     for (const segment of listed) {
       if (options.signal?.aborted === true) return { replayed, segments, corruptRecords, complete: false };
       if (segment.name === this.#active?.name) continue;
@@ -563,6 +570,19 @@ export class Spool {
     }
     await this.#removeDeadOwnerFiles();
     return { replayed, segments, corruptRecords, complete: true };
+  }
+
+  /**
+   * Segments of ours that are no longer in the directory were claimed by another process (this one
+   * stalled past the owner timeout) or removed by hand: they are no longer ours to replay, and
+   * counting them as pending would keep replay running for nothing.
+   */
+  #forgetVanishedSegments(known: readonly string[], listed: readonly ListedSegment[]): void {
+    // Only segments known before the directory was read: one made while it was read is not listed.
+    const present = new Set(listed.map((segment) => segment.name));
+    for (const name of known) {
+      if (name !== this.#active?.name && !present.has(name)) this.#segments.delete(name);
+    }
   }
 
   /** Owner files of dead processes whose segments have all been replayed are no longer needed. */
@@ -608,7 +628,10 @@ export class Spool {
     try {
       buffer = await readFile(path);
     } catch (error) {
-      if (isMissing(error)) return { replayed: 0, corruptRecords: 0, complete: true };
+      if (isMissing(error)) {
+        this.#segments.delete(name);
+        return { replayed: 0, corruptRecords: 0, complete: true };
+      }
       throw spoolError(`could not read ${path}: ${messageOf(error)}`, error);
     }
     const decoded = decodeSegment(buffer);

@@ -148,6 +148,60 @@ describe('BatchDelivery', () => {
   });
 });
 
+describe('flush() under a steady stream of log() calls', () => {
+  it('BatchDelivery: resolves once what was accepted before the call is written', async () => {
+    const sink = new MemorySink();
+    const write = sink.write.bind(sink);
+    sink.write = async (batch) => {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await write(batch);
+    };
+    const delivery = new BatchDelivery(sink, { batchSize: 500, flushIntervalMs: 20 });
+    const before = Array.from({ length: 5 }, (_, i) => activity(i));
+    for (const a of before) delivery.deliver(a);
+    let n = 100;
+    const producer = setInterval(() => delivery.deliver(activity(n++)), 1);
+    try {
+      await delivery.flush();
+      const storedIds = new Set(sink.stored.map((a) => a.id));
+      for (const a of before) expect(storedIds.has(a.id)).toBe(true);
+      expect(delivery.pending()).toBeGreaterThanOrEqual(0);
+    } finally {
+      clearInterval(producer);
+      await delivery.close();
+    }
+    expect(sink.stored).toHaveLength(before.length + (n - 100));
+  });
+
+  it('SyncDelivery: waits for the writes running at the call, not for later ones', async () => {
+    const releases: (() => void)[] = [];
+    const sink = new MemorySink();
+    const write = sink.write.bind(sink);
+    sink.write = async (batch) => {
+      await new Promise<void>((resolve) => releases.push(resolve));
+      await write(batch);
+    };
+    const delivery = new SyncDelivery(sink);
+    const first = delivery.deliver(activity(1));
+    await Promise.resolve();
+    let flushed = false;
+    const flush = delivery.flush().then(() => {
+      flushed = true;
+    });
+    const later = delivery.deliver(activity(2));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(flushed).toBe(false);
+    releases[0]!();
+    await flush;
+    await first;
+    expect(flushed).toBe(true);
+    expect(delivery.pending()).toBe(1);
+    releases[1]!();
+    await later;
+    expect(sink.stored).toHaveLength(2);
+  });
+});
+
 describe('SyncDelivery', () => {
   it('waits for the write and rejects with the sink error', async () => {
     const sink = new MemorySink();
