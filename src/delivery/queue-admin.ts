@@ -125,6 +125,9 @@ export class QueueAdmin {
           missing.push(id);
           continue;
         }
+        // A job failed for stalling too often keeps its stall count through BullMQ's retry, and
+        // would fail again at its first stall: a retried job starts afresh in every respect.
+        await (await this.#queue.client).hdel(this.#queue.toKey(id), 'stc');
         await job.retry('failed', { resetAttemptsMade: true, resetAttemptsStarted: true });
         retried.push(id);
       }

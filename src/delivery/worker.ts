@@ -169,6 +169,9 @@ export function defaultTimeoutSeconds(retryAfterSeconds: number): number {
 
 export const DEFAULT_WORKER_CONCURRENCY = 2;
 
+/** How often a worker told to stop looks whether Redis has gone away under the command it waits for. */
+const OFFLINE_STOP_POLL_MS = 100;
+
 /**
  * Errors that say "the database is unavailable or overwhelmed", not "this job is bad": the jobs go
  * back to the queue without using a try, and the store breaker decides when to take jobs again.
@@ -180,9 +183,6 @@ const OUTAGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'BREAKER_OPEN',
   'WRITE_TIMEOUT',
 ]);
-
-/** Errors after which splitting a merged insert into one insert per job would only repeat them. */
-const NOT_SPLIT_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([...OUTAGE_CODES, 'QUEUE_JOB_TIMEOUT']);
 
 interface HeldJob {
   readonly job: Job<ActivityJobData>;
@@ -245,6 +245,7 @@ export class ActivityWorker {
   #queue: Queue<ActivityJobData> | null = null;
   #bull: Worker<ActivityJobData> | null = null;
   #lockTimer: NodeJS.Timeout | null = null;
+  /** Jobs in hand by fetch token: a job whose lock was lost can be fetched again while its first copy still runs. */
   readonly #held = new Map<string, HeldJob>();
   readonly #inFlight = new Set<Promise<void>>();
 
@@ -433,7 +434,9 @@ export class ActivityWorker {
         }
       }
     } finally {
-      await Promise.all(this.#inFlight);
+      // Jobs in hand finish; with Redis away their completion cannot be recorded, so the worker
+      // stops anyway and the stalled check hands them to another worker (their rows are stored).
+      await this.#unlessStoppingOffline(Promise.all(this.#inFlight), []);
       await this.#shutdown();
     }
     const summary = this.#summary();
@@ -484,7 +487,10 @@ export class ActivityWorker {
 
   async #restartRequested(): Promise<boolean> {
     try {
-      const markers = await this.#redis!.mget(restartMarkerKey(), restartMarkerKey(this.queueName));
+      const markers = await this.#unlessStoppingOffline(
+        this.#redis!.mget(restartMarkerKey(), restartMarkerKey(this.queueName)),
+        [],
+      );
       this.#restartCheckFailed = false;
       return markers.some((marker) => marker !== null && Number(marker) > this.#startedAtMs);
     } catch (error) {
@@ -516,7 +522,9 @@ export class ActivityWorker {
   async #fetch(block: boolean): Promise<Job<ActivityJobData> | undefined> {
     const token = `${this.#tokenPrefix}:${this.#tokenSeq++}`;
     try {
-      const job = await this.#bull!.getNextJob(token, { block });
+      // If Redis is away when the worker is told to stop, it stops without this job: a job fetched
+      // later is handed to another worker by the stalled check, as for a crashed worker.
+      const job = await this.#unlessStoppingOffline(this.#bull!.getNextJob(token, { block }), undefined);
       if (job !== undefined) job.token ??= token;
       return job;
     } catch (error) {
@@ -531,7 +539,7 @@ export class ActivityWorker {
     const token = job.token!;
     try {
       const held: HeldJob = { job, token, activities: decodeActivityJob(job.data) };
-      this.#held.set(job.id!, held);
+      this.#held.set(token, held);
       return held;
     } catch (error) {
       const coded = asActivityLogError(error);
@@ -562,18 +570,20 @@ export class ActivityWorker {
   async #storeGroup(group: HeldJob[]): Promise<void> {
     const started = performance.now();
     try {
-      const result = await this.#insertWithTimeout(group.flatMap((held) => held.activities));
+      const result = await this.#insertWithTimeout(group);
       await this.#complete(group, result, started);
     } catch (error) {
       const coded = asActivityLogError(error);
       if (OUTAGE_CODES.has(coded.code)) {
         await this.#handBack(group, coded);
-      } else if (group.length > 1 && !NOT_SPLIT_CODES.has(coded.code)) {
-        // One bad job must not fail the jobs merged with it: store each on its own.
+      } else if (group.length > 1) {
+        // One bad (or slow) job must not fail the jobs merged with it: store each on its own. Jobs
+        // whose statement already committed are stored again as no-ops; if the store is failing,
+        // its breaker opens and the rest are handed back without using a try.
         for (const held of group) {
           const soloStarted = performance.now();
           try {
-            await this.#complete([held], await this.#insertWithTimeout(held.activities), soloStarted);
+            await this.#complete([held], await this.#insertWithTimeout([held]), soloStarted);
           } catch (soloError) {
             const soloCoded = asActivityLogError(soloError);
             if (OUTAGE_CODES.has(soloCoded.code)) await this.#handBack([held], soloCoded);
@@ -584,21 +594,25 @@ export class ActivityWorker {
         for (const held of group) await this.#fail(held, coded);
       }
     } finally {
-      for (const held of group) this.#held.delete(held.job.id!);
+      for (const held of group) this.#held.delete(held.token);
     }
   }
 
   /**
-   * Inserts in statements of at most `batchSize` rows, each through the store breaker (a statement
-   * slower than `DB_QUERY_TIMEOUT_MS` counts as a failure); fails with `QUEUE_JOB_TIMEOUT` past `--timeout`.
+   * Inserts the group's jobs in statements of whole jobs (see {@link packStatements}), each through
+   * the store breaker (a statement slower than `DB_QUERY_TIMEOUT_MS` counts as a failure); fails
+   * with `QUEUE_JOB_TIMEOUT` past `--timeout`. New rows are counted as each statement commits, so
+   * a later failure does not lose the count of what is already stored.
    */
-  async #insertWithTimeout(activities: readonly Activity[]): Promise<{ inserted: number; inserts: number }> {
+  async #insertWithTimeout(group: readonly HeldJob[]): Promise<{ inserted: number; inserts: number }> {
+    const activities = group.reduce((sum, held) => sum + held.activities.length, 0);
     const insert = (async () => {
       let inserted = 0;
       let inserts = 0;
-      for (let start = 0; start < activities.length; start += this.#options.batchSize) {
-        const chunk = activities.slice(start, start + this.#options.batchSize);
-        inserted += await this.#breaker.execute(() => this.#store.insertMany(chunk));
+      for (const statement of packStatements(group, this.#options.batchSize)) {
+        const added = await this.#breaker.execute(() => this.#store.insertMany(statement));
+        this.#countInserted(added);
+        inserted += added;
         inserts++;
       }
       return { inserted, inserts };
@@ -609,7 +623,7 @@ export class ActivityWorker {
         reject(
           new ActivityLogError(
             'QUEUE_JOB_TIMEOUT',
-            `storing ${activities.length} activities took longer than --timeout=${this.#options.timeoutMs / 1000}s`,
+            `storing ${activities} activities took longer than --timeout=${this.#options.timeoutMs / 1000}s`,
           ),
         );
       }, this.#options.timeoutMs);
@@ -628,21 +642,13 @@ export class ActivityWorker {
     result: { inserted: number; inserts: number },
     started: number,
   ): Promise<void> {
-    const count = group.reduce((sum, held) => sum + held.activities.length, 0);
-    this.#counts.inserted += result.inserted;
-    this.#counts.inserts += result.inserts;
-    if (result.inserted > 0) {
-      this.#redis!.incrby(storedCounterKey(this.queueName), result.inserted).catch((error: unknown) =>
-        this.#warn('could not update the stored-activities counter', error),
-      );
-    }
     const completed = await Promise.all(
       group.map(async (held) => {
         try {
           await held.job.moveToCompleted({ stored: held.activities.length }, held.token, false);
           this.#counts.jobs++;
           this.#counts.activities += held.activities.length;
-          return held.job.id!;
+          return held;
         } catch (error) {
           // The lock expired (this process stalled) and another worker took the job; its rows
           // are already stored and the other worker's insert of them will be a no-op.
@@ -655,14 +661,26 @@ export class ActivityWorker {
         }
       }),
     );
+    // Only the jobs completed here: a job another worker took over is counted by that worker.
+    const mine = completed.filter((held): held is HeldJob => held !== null);
+    if (mine.length === 0) return;
     this.events.emit('stored', {
-      jobIds: completed.filter((id): id is string => id !== null),
-      count,
+      jobIds: mine.map((held) => held.job.id!),
+      count: mine.reduce((sum, held) => sum + held.activities.length, 0),
       inserted: result.inserted,
       inserts: result.inserts,
       durationMs: performance.now() - started,
-      activities: group.flatMap((held) => held.activities),
+      activities: mine.length === 1 ? mine[0]!.activities : mine.flatMap((held) => held.activities),
     });
+  }
+
+  #countInserted(inserted: number): void {
+    this.#counts.inserted += inserted;
+    this.#counts.inserts++;
+    if (inserted === 0) return;
+    this.#redis!.incrby(storedCounterKey(this.queueName), inserted).catch((error: unknown) =>
+      this.#warn('could not update the stored-activities counter', error),
+    );
   }
 
   async #fail(held: HeldJob, error: ActivityLogError): Promise<void> {
@@ -726,7 +744,10 @@ export class ActivityWorker {
 
   async #queueIsEmpty(): Promise<boolean> {
     try {
-      const counts = await this.#queue!.getJobCounts('wait', 'prioritized', 'delayed', 'paused');
+      const counts = await this.#unlessStoppingOffline(
+        this.#queue!.getJobCounts('wait', 'prioritized', 'delayed', 'paused'),
+        { wait: 1 },
+      );
       return Object.values(counts).every((count) => count === 0);
     } catch (error) {
       this.#warn('could not count the jobs in the queue', error);
@@ -734,12 +755,53 @@ export class ActivityWorker {
     }
   }
 
+  /**
+   * Resolves with `promise`, or with `fallback` once the worker is stopping while Redis is not
+   * connected: commands wait in the client's offline queue until Redis is back, and a stopping
+   * worker (SIGTERM from a supervisor) must not wait for that.
+   */
+  #unlessStoppingOffline<T>(promise: Promise<T>, fallback: T): Promise<T> {
+    const redis = this.#redis;
+    if (redis === null) return promise;
+    return new Promise<T>((resolve, reject) => {
+      let poll: NodeJS.Timeout | null = null;
+      const giveUp = () => {
+        if (redis.status === 'ready') return;
+        cleanUp();
+        promise.catch(() => undefined);
+        resolve(fallback);
+      };
+      const startPolling = () => {
+        giveUp();
+        poll ??= setInterval(giveUp, OFFLINE_STOP_POLL_MS);
+      };
+      const cleanUp = () => {
+        if (poll !== null) clearInterval(poll);
+        this.#stopSignal.signal.removeEventListener('abort', startPolling);
+      };
+      if (this.#stopSignal.signal.aborted) startPolling();
+      else this.#stopSignal.signal.addEventListener('abort', startPolling, { once: true });
+      promise.then(
+        (value) => {
+          cleanUp();
+          resolve(value);
+        },
+        (error: unknown) => {
+          cleanUp();
+          reject(error);
+        },
+      );
+    });
+  }
+
   async #shutdown(): Promise<void> {
     if (this.#lockTimer !== null) clearInterval(this.#lockTimer);
     this.#lockTimer = null;
     try {
-      await this.#bull?.close();
-      await this.#queue?.close();
+      // With Redis away, closing would wait for it; the connections are dropped instead.
+      const offline = this.#redis !== null && this.#redis.status !== 'ready';
+      await this.#bull?.close(offline);
+      if (!offline) await this.#queue?.close();
     } finally {
       if (this.#redis !== null) await closeRedis(this.#redis);
       if (this.#ownsBreaker) this.#breaker.close();
@@ -792,6 +854,28 @@ export async function startWorker(options: WorkerOptions): Promise<ActivityWorke
 export async function redisTimeMs(redis: Redis): Promise<number> {
   const [seconds, micros] = await redis.time();
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+}
+
+/**
+ * The insert statements for a group of jobs: whole jobs, packed in order, up to `batchSize` rows
+ * per statement. A job is never split across statements, so a statement that fails leaves none of
+ * its jobs half-stored; a job larger than `batchSize` on its own is one `insertMany` call.
+ */
+export function packStatements(
+  group: readonly { readonly activities: readonly Activity[] }[],
+  batchSize: number,
+): Activity[][] {
+  const statements: Activity[][] = [];
+  let current: Activity[] = [];
+  for (const { activities } of group) {
+    if (current.length > 0 && current.length + activities.length > batchSize) {
+      statements.push(current);
+      current = [];
+    }
+    for (const activity of activities) current.push(activity);
+  }
+  if (current.length > 0) statements.push(current);
+  return statements;
 }
 
 function asActivityLogError(error: unknown): ActivityLogError {

@@ -24,6 +24,11 @@ export interface ResilientSinkOptions {
   readonly replayRetryMs?: number;
   /** Replay what earlier runs left in the spool as soon as the sink is made (default true). */
   readonly replayOnStart?: boolean;
+  /**
+   * How long `close()` keeps replaying what this process spooled while the destination is healthy
+   * (default 30 s); what is left stays in the spool for the next process to start.
+   */
+  readonly closeDrainMs?: number;
 }
 
 /** Why activities went to the spool. */
@@ -94,6 +99,7 @@ export class ResilientSink implements ActivitySink {
   readonly #replayBatchSize: number;
   readonly #callerWaits: boolean;
   readonly #replayRetryMs: number;
+  readonly #closeDrainMs: number;
   readonly #stopReplay = new AbortController();
   #replayTimer: NodeJS.Timeout | null = null;
   #replayDueAtMs = 0;
@@ -108,6 +114,7 @@ export class ResilientSink implements ActivitySink {
     this.#replayBatchSize = options.replayBatchSize;
     this.#callerWaits = options.callerWaits ?? false;
     this.#replayRetryMs = options.replayRetryMs ?? Math.min(1000, options.breaker.cooldownMs);
+    this.#closeDrainMs = options.closeDrainMs ?? 30_000;
     this.breaker.events.on('stateChange', ({ to }) => {
       if (to === 'closed') this.replaySoon(0);
       // While open, the replay that runs once the cooldown has passed is the probe.
@@ -184,9 +191,14 @@ export class ResilientSink implements ActivitySink {
     await this.#target.ping?.();
   }
 
-  /** Stops replaying (after the batch in flight), closes the spool, then the destination. */
+  /**
+   * Replays what this process spooled while the destination is healthy (a backlog spilled while
+   * it was slow, a recovery not yet drained; for up to `closeDrainMs`), then stops replaying,
+   * closes the spool and the destination. What could not be replayed stays durable in the spool.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
+    await this.#drainBeforeClose();
     this.#closed = true;
     if (this.#replayTimer !== null) clearTimeout(this.#replayTimer);
     this.#replayTimer = null;
@@ -197,6 +209,23 @@ export class ResilientSink implements ActivitySink {
     } finally {
       this.breaker.close();
       await this.#target.close();
+    }
+  }
+
+  async #drainBeforeClose(): Promise<void> {
+    if (this.breaker.state !== 'closed' || this.spool.pending() === 0) return;
+    const deadline = setTimeout(() => this.#stopReplay.abort(), this.#closeDrainMs);
+    try {
+      while (
+        !this.#stopReplay.signal.aborted &&
+        this.breaker.state === 'closed' &&
+        this.spool.pending() > 0
+      ) {
+        const result = await this.replayNow();
+        if (result === null || !result.complete) break;
+      }
+    } finally {
+      clearTimeout(deadline);
     }
   }
 

@@ -1,5 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import { type Config, loadConfig } from '../../src/config/config.js';
@@ -76,9 +79,12 @@ export async function mariadbTable(
   extraEnv: Record<string, string> = {},
 ): Promise<TestTable> {
   const table = `t_${label}_${uniqueSuffix()}`.replace(/[^A-Za-z0-9_]/g, '_').slice(0, 60);
+  // A spool of its own: what one test leaves there must not be replayed into another's table.
+  const spoolDir = join(tmpdir(), `activity-log-test-spool-${table}`);
   const env = {
     DATABASE_URL: MYSQL_URL,
     ACTIVITY_LOG_TABLE: table,
+    ACTIVITY_LOG_SPOOL_DIR: spoolDir,
     QUEUE_CONNECTION: 'redis',
     REDIS_URL,
     ACTIVITY_LOG_METHOD: 'queue',
@@ -111,6 +117,7 @@ export async function mariadbTable(
       await sql.query(`DROP TABLE IF EXISTS \`${table}\``);
       await sql.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
       await sql.end();
+      await rm(spoolDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,10 +1,21 @@
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { ActivityWorker, type JobFailedEvent, type StoredEvent } from '../../src/delivery/worker.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
-import { enqueue, queueConfig, removeQueue, sampleActivities, uniqueQueueName } from '../helpers/queue.js';
+import {
+  enqueue,
+  queueConfig,
+  REDIS_URL,
+  removeQueue,
+  sampleActivities,
+  uniqueQueueName,
+  waitFor,
+} from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 
 const redisUp = await serviceAvailable(REDIS);
@@ -92,10 +103,16 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(failed[0]!.activities).toBe(30);
     expect(failed[0]!.error).toContain('STORE_DATA_TOO_LONG');
 
+    // As if it had also stalled: a retried job starts with no stalls counted against it.
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    cleanups.push(async () => redis.disconnect());
+    const jobKey = `${QUEUE_PREFIX}:${config.queueName}:${failed[0]!.id}`;
+    await redis.hset(jobKey, 'stc', '2');
     expect(await admin.retry([failed[0]!.id, 'no-such-job'])).toEqual({
       retried: [failed[0]!.id],
       missing: ['no-such-job'],
     });
+    expect(await redis.hget(jobKey, 'stc')).toBeNull();
     store.failing = null;
     const again = new ActivityWorker({ config, store, stopWhenEmpty: true });
     await again.start();
@@ -123,6 +140,97 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(summary.jobs).toBe(2);
     expect(summary.failedJobs).toBe(1);
     expect(store.rows.size).toBe(20);
+  });
+
+  it('never splits a job across statements, so a failed statement leaves none of its jobs half-stored', async () => {
+    const config = setUp('whole-jobs', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_BATCH_SIZE: '5' });
+    const first = sampleActivities(3);
+    const second = sampleActivities(3, 100);
+    await enqueue(config, [first, second]);
+    const store = new FlakyStore();
+    const bad = second[2]!.id;
+    const statements: number[] = [];
+    store.insertMany = async function (this: FlakyStore, batch: readonly Activity[]) {
+      statements.push(batch.length);
+      if (batch.some((a) => a.id === bad)) throw new ActivityLogError('STORE_DATA_TOO_LONG', 'too long');
+      return MemoryStore.prototype.insertMany.call(this, batch);
+    };
+    const worker = new ActivityWorker({ config, store, stopWhenEmpty: true, concurrency: 1 });
+    await worker.start();
+    const summary = await worker.done;
+    // 3 + 3 rows do not fit one 5-row statement: two statements of whole jobs, then the failed one alone.
+    expect(statements).toEqual([3, 3, 3, 3]);
+    expect(summary.jobs).toBe(1);
+    expect(summary.failedJobs).toBe(1);
+    expect(summary.inserted).toBe(3);
+    expect([...store.rows.keys()].sort()).toEqual(first.map((a) => a.id).sort());
+  });
+
+  it('keeps renewing the lock of a job fetched again after its lock was lost, and counts it once', async () => {
+    const config = setUp('lost-lock', { ACTIVITY_LOG_RETRY_AFTER: '2', DB_QUERY_TIMEOUT_MS: '60000' });
+    const activities = sampleActivities(3);
+    await enqueue(config, [activities]);
+    const releases: (() => void)[] = [];
+    const store = new FlakyStore();
+    store.insertMany = async function (this: FlakyStore, batch: readonly Activity[]) {
+      await new Promise<void>((resolve) => releases.push(resolve));
+      return MemoryStore.prototype.insertMany.call(this, batch);
+    };
+    const worker = new ActivityWorker({
+      config,
+      store,
+      concurrency: 2,
+      timeoutSeconds: 30,
+      pollIntervalMs: 200,
+    });
+    const stored: StoredEvent[] = [];
+    worker.events.on('stored', (event) => stored.push(event));
+    worker.events.on('warning', () => undefined);
+    await worker.start();
+    cleanups.push(async () => {
+      await worker.close();
+    });
+    const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    cleanups.push(async () => redis.disconnect());
+    await waitFor(() => releases.length === 1, 5000, 'the first attempt');
+    const [jobId] = await redis.lrange(`${QUEUE_PREFIX}:${config.queueName}:active`, 0, -1);
+    // The lock is lost (an event-loop stall, a Redis blip): the stalled check puts the job back
+    // and this worker takes it again while the first copy is still running.
+    await redis.del(`${QUEUE_PREFIX}:${config.queueName}:${jobId}:lock`);
+    await waitFor(() => releases.length === 2, 8000, 'the job fetched again');
+    releases[0]!();
+    await waitFor(() => worker.heldJobs() === 1, 2000, 'the first copy to finish');
+    // The second copy runs past the lock duration: its lock must be renewed meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    expect(releases).toHaveLength(2);
+    expect(worker.heldJobs()).toBe(1);
+    releases[1]!();
+    await waitFor(() => worker.heldJobs() === 0, 2000, 'the second copy to finish');
+    const summary = await worker.close();
+    expect(stored.reduce((sum, event) => sum + event.count, 0)).toBe(3);
+    expect(summary.jobs).toBe(1);
+    expect(summary.lostJobs).toBe(1);
+    expect(store.rows.size).toBe(3);
+  }, 20_000);
+
+  it('stops on request while Redis is unreachable instead of waiting for it to come back', async () => {
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    const queueName = uniqueQueueName('offline-stop');
+    const config = queueConfig(queueName, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    const worker = new ActivityWorker({ config, store: new FlakyStore(), pollIntervalMs: 200 });
+    worker.events.on('warning', () => undefined);
+    await worker.start();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await proxy.refuse();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    worker.stop('signal');
+    const outcome = await Promise.race([
+      worker.done.then((summary) => summary.reason),
+      new Promise((resolve) => setTimeout(() => resolve('still running after 5 s'), 5000)),
+    ]);
+    expect(outcome).toBe('signal');
   });
 
   it('fails an attempt that runs past --timeout', async () => {

@@ -6,7 +6,7 @@ import {
   encodeActivityJob,
 } from '../../src/delivery/queue-job.js';
 import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from '../../src/delivery/queue-keys.js';
-import { defaultTimeoutSeconds, workerTimings } from '../../src/delivery/worker.js';
+import { defaultTimeoutSeconds, packStatements, workerTimings } from '../../src/delivery/worker.js';
 import { sampleActivities } from '../helpers/queue.js';
 
 describe('queue jobs', () => {
@@ -58,5 +58,29 @@ describe('worker timings', () => {
     expect(defaultTimeoutSeconds(90)).toBe(60);
     expect(defaultTimeoutSeconds(3)).toBe(2);
     expect(defaultTimeoutSeconds(1)).toBe(1);
+  });
+});
+
+describe('packStatements', () => {
+  const jobs = (...sizes: number[]) => {
+    let offset = 0;
+    return sizes.map((size) => {
+      const activities = sampleActivities(size, offset);
+      offset += size;
+      return { activities };
+    });
+  };
+
+  it('packs whole jobs in order, up to the batch size per statement', () => {
+    const group = jobs(25, 25, 25, 25, 25);
+    const statements = packStatements(group, 100);
+    expect(statements.map((s) => s.length)).toEqual([100, 25]);
+    expect(statements.flat()).toEqual(group.flatMap((job) => job.activities));
+  });
+
+  it('never splits a job: one that does not fit starts the next statement, one larger than the batch is alone', () => {
+    expect(packStatements(jobs(3, 3), 5).map((s) => s.length)).toEqual([3, 3]);
+    expect(packStatements(jobs(2, 9, 2), 5).map((s) => s.length)).toEqual([2, 9, 2]);
+    expect(packStatements([], 5)).toEqual([]);
   });
 });
