@@ -858,8 +858,9 @@ export async function redisTimeMs(redis: Redis): Promise<number> {
 
 /**
  * The insert statements for a group of jobs: whole jobs, packed in order, up to `batchSize` rows
- * per statement. A job is never split across statements, so a statement that fails leaves none of
- * its jobs half-stored; a job larger than `batchSize` on its own is one `insertMany` call.
+ * per statement. A statement never holds part of a job together with another job, so a statement
+ * that fails leaves none of the jobs merged with it half-stored; a job larger than `batchSize` is
+ * split into statements of its own (a retry of that job stores the rest, idempotently).
  */
 export function packStatements(
   group: readonly { readonly activities: readonly Activity[] }[],
@@ -871,6 +872,12 @@ export function packStatements(
     if (current.length > 0 && current.length + activities.length > batchSize) {
       statements.push(current);
       current = [];
+    }
+    if (activities.length > batchSize) {
+      for (let start = 0; start < activities.length; start += batchSize) {
+        statements.push(activities.slice(start, start + batchSize));
+      }
+      continue;
     }
     for (const activity of activities) current.push(activity);
   }

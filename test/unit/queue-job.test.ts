@@ -78,9 +78,13 @@ describe('packStatements', () => {
     expect(statements.flat()).toEqual(group.flatMap((job) => job.activities));
   });
 
-  it('never splits a job: one that does not fit starts the next statement, one larger than the batch is alone', () => {
+  it('never shares a statement between part of a job and another job', () => {
+    // One that does not fit starts the next statement; one larger than the batch is split on its own.
     expect(packStatements(jobs(3, 3), 5).map((s) => s.length)).toEqual([3, 3]);
-    expect(packStatements(jobs(2, 9, 2), 5).map((s) => s.length)).toEqual([2, 9, 2]);
+    const group = jobs(2, 12, 2);
+    const statements = packStatements(group, 5);
+    expect(statements.map((s) => s.length)).toEqual([2, 5, 5, 2, 2]);
+    expect(statements.flat()).toEqual(group.flatMap((job) => job.activities));
     expect(packStatements([], 5)).toEqual([]);
   });
 });
