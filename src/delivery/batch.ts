@@ -72,6 +72,8 @@ export class BatchDelivery implements Delivery {
   #backoffTimer: NodeJS.Timeout | null = null;
   #consecutiveFailures = 0;
   #flushWaiters: FlushWaiter[] = [];
+  /** Batches went to the sink's spill since the last `flush()`. */
+  #spilled = false;
   #closed = false;
 
   constructor(sink: ActivitySink, options: BatchDeliveryOptions) {
@@ -112,17 +114,22 @@ export class BatchDelivery implements Delivery {
 
   /**
    * Writes everything accepted so far (not what is logged after the call, so a steady stream of
-   * `log()` calls cannot keep it waiting). Rejects if a write fails (the activities stay queued
-   * for retry).
+   * `log()` calls cannot keep it waiting), including a backlog spilled to the spool while the
+   * destination answers. Rejects if a write fails (the activities stay queued for retry).
    */
-  flush(): Promise<void> {
+  async flush(): Promise<void> {
     const upToSeq = this.#acceptedSeq;
-    if (this.#oldestUnwrittenSeq() >= upToSeq) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => {
-      this.#flushWaiters.push({ upToSeq, resolve, reject });
-      this.#due = true;
-      this.#pump();
-    });
+    if (this.#oldestUnwrittenSeq() < upToSeq) {
+      await new Promise<void>((resolve, reject) => {
+        this.#flushWaiters.push({ upToSeq, resolve, reject });
+        this.#due = true;
+        this.#pump();
+      });
+    }
+    if (this.#spilled) {
+      this.#spilled = false;
+      await this.#sink.drain?.();
+    }
   }
 
   /**
@@ -215,6 +222,7 @@ export class BatchDelivery implements Delivery {
   async #spill(batch: PendingBatch): Promise<void> {
     this.#inFlight.add(batch);
     this.#writingCount += batch.activities.length;
+    this.#spilled = true;
     try {
       await this.#sink.spill!(batch.activities);
     } catch {

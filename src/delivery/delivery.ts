@@ -15,6 +15,11 @@ export interface ActivitySink {
    * later); optional. A buffering delivery whose backlog outgrew memory hands batches here.
    */
   spill?(activities: readonly Activity[]): Promise<void>;
+  /**
+   * Writes to the destination what the sink set aside before the call (spilled or spooled), if
+   * the destination takes it now; what it does not take stays durable. Optional.
+   */
+  drain?(): Promise<void>;
   /** Resolves when the destination answers now (readiness for `GET /health`); optional. */
   ping?(): Promise<void>;
   close(): Promise<void>;

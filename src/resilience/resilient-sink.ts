@@ -186,6 +186,16 @@ export class ResilientSink implements ActivitySink {
     return this.#toSpool(activities, 'backlog', undefined);
   }
 
+  /**
+   * One replay pass over what is in the spool now, while the breaker is closed (`flush()` of the
+   * delivery in front calls it, so a spilled backlog is written too). Resolves, leaving the rest
+   * in the spool, if the destination fails meanwhile.
+   */
+  async drain(): Promise<void> {
+    if (this.#closed || this.breaker.state !== 'closed' || this.spool.pending() === 0) return;
+    await this.replayNow();
+  }
+
   /** Resolves when the destination answers now (its own `ping`, if it has one). */
   async ping(): Promise<void> {
     await this.#target.ping?.();

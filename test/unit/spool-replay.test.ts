@@ -287,6 +287,17 @@ describe('ResilientSink', () => {
     expect(sortedIds(stored)).toEqual(sortedIds([...earlier, ...live]));
   });
 
+  it('close() replays what this process spooled while the destination answers', async () => {
+    const target = new MemorySink();
+    const sink = resilient(target, { replayOnStart: false });
+    const spilled = activities(120);
+    await sink.spill(spilled);
+    expect(sink.pending()).toBe(120);
+    await sink.close();
+    expect(sortedIds(target.stored)).toEqual(sortedIds(spilled));
+    expect(await readdir(dir).then((names) => names.filter((n) => n.endsWith('.seg')))).toEqual([]);
+  });
+
   it('stops counting a segment another process claimed, so replay does not spin on it', async () => {
     const target = new MemorySink();
     const sink = resilient(target, { replayOnStart: false });
@@ -337,8 +348,8 @@ describe('ResilientSink', () => {
     expect(spooled.length).toBeGreaterThan(0);
     expect(new Set(spooled)).toEqual(new Set(['backlog']));
     slow = false;
-    // close() delivers the spilled backlog too while the destination is healthy.
-    await delivery.close();
+    // flush() writes the spilled backlog too while the destination is healthy.
+    await delivery.flush();
     expect(sink.pending()).toBe(0);
     expect(stored).toHaveLength(500);
     expect(sortedIds(stored)).toEqual(sortedIds(sent));
