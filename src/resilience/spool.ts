@@ -131,6 +131,7 @@ const OWNER_HEARTBEAT_MS = 10_000;
 /** An owner file untouched this long belongs to a process that is gone (or hung) even if its pid is reused. */
 const OWNER_STALE_MS = 60_000;
 const DROP_WARNING_INTERVAL_MS = 10_000;
+const REMEMBERED_REJECTED_IDS = 10_000;
 
 /** Instances alive in this process: a segment with our pid and another instance id is from an earlier run. */
 const LIVE_INSTANCES = new Set<string>();
@@ -179,6 +180,12 @@ export class Spool {
   #droppedSinceWarning = 0;
   #lastDropWarningMs = 0;
   #corruptTotal = 0;
+  /**
+   * Ids this instance has set aside in `rejected.ndjson`: a replayed segment that stopped after its
+   * refused activity was found (the destination went away for the rest) comes back with it, and
+   * the file should hold it once. Bounded; the oldest ids are forgotten first.
+   */
+  readonly #rejectedIds = new Set<string>();
 
   constructor(options: SpoolOptions) {
     this.dir = options.dir;
@@ -233,12 +240,14 @@ export class Spool {
    */
   reject(activities: readonly Activity[], error: unknown): Promise<void> {
     if (this.#closed) return Promise.reject(spoolError(`the spool at ${this.dir} was used after close()`));
+    const fresh = activities.filter((activity) => !this.#rejectedIds.has(activity.id));
+    if (fresh.length === 0) return Promise.resolve();
     const rejectedAt = new Date().toISOString();
     const reason =
       error instanceof ActivityLogError
         ? { code: error.code, message: error.message }
         : { code: null, message: error instanceof Error ? error.message : String(error) };
-    const lines = activities
+    const lines = fresh
       .map((activity) =>
         JSON.stringify({ rejected_at: rejectedAt, error: reason, activity: activityToJson(activity) }),
       )
@@ -252,9 +261,10 @@ export class Spool {
       } finally {
         await handle.close();
       }
-      this.events.emit('rejected', { count: activities.length, error });
+      for (const activity of fresh) this.#rememberRejected(activity.id);
+      this.events.emit('rejected', { count: fresh.length, error });
       this.#warn(
-        `activity-log: ${activities.length} activities were refused as bad data and kept in ${join(this.dir, REJECTED_FILE)}: ${reason.message}`,
+        `activity-log: ${fresh.length} activities were refused as bad data and kept in ${join(this.dir, REJECTED_FILE)}: ${reason.message}`,
       );
     }).catch((cause: unknown) => {
       throw spoolError(`could not keep rejected activities in ${this.dir}: ${messageOf(cause)}`, cause);
@@ -682,6 +692,14 @@ export class Spool {
     this.#totalBytes = Math.max(0, this.#totalBytes - buffer.length);
     if (replayed > 0) this.events.emit('replayed', { count: replayed, segment: name });
     return { replayed, corruptRecords, complete: true };
+  }
+
+  #rememberRejected(id: string): void {
+    this.#rejectedIds.add(id);
+    if (this.#rejectedIds.size > REMEMBERED_REJECTED_IDS) {
+      const oldest = this.#rejectedIds.values().next().value;
+      if (oldest !== undefined) this.#rejectedIds.delete(oldest);
+    }
   }
 
   #onDropped(count: number): void {

@@ -164,6 +164,36 @@ describe('ResilientSink', () => {
     expect(sink.breaker.state).toBe('closed');
   });
 
+  it('keeps a refused activity once when its replayed batch stopped on another failure and came back', async () => {
+    const sent = activities(8);
+    const poison = sent[1]!.id;
+    const stored = new Set<string>();
+    let connectionFailures = 1;
+    const target: ActivitySink = {
+      name: 'store',
+      async write(batch) {
+        if (batch.some((activity) => activity.id === poison)) {
+          throw new ActivityLogError('STORE_DATA_TOO_LONG', 'Data too long for column url');
+        }
+        // The second half of the first split finds the destination gone for a moment.
+        if (batch.some((activity) => activity.id === sent[7]!.id) && connectionFailures-- > 0) {
+          throw new ActivityLogError('STORE_CONNECTION_REFUSED', 'connect ECONNREFUSED');
+        }
+        for (const activity of batch) stored.add(activity.id);
+      },
+      close: async () => undefined,
+    };
+    const sink = resilient(target, { replayOnStart: false });
+    await sink.spill(sent);
+    await sink.replayNow();
+    await waitFor(() => sink.pending() === 0);
+    expect([...stored].sort()).toEqual(sortedIds(sent.filter((a) => a.id !== poison)));
+    const rejected = (await readFile(join(dir, 'rejected.ndjson'), 'utf8')).trim().split('\n');
+    expect(rejected.map((line) => (JSON.parse(line) as { activity: { id: string } }).activity.id)).toEqual([
+      poison,
+    ]);
+  });
+
   it('with callerWaits (sync), rejects with the error when the destination refuses the data itself', async () => {
     const target: ActivitySink = {
       name: 'store',
