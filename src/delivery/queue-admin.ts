@@ -111,6 +111,18 @@ export class QueueAdmin {
   }
 
   /**
+   * The newest `limit` failed jobs and how many there are in all: what a dashboard shows, read
+   * without loading every failed job (each carries its activities).
+   */
+  async failedPage(limit: number): Promise<{ readonly total: number; readonly jobs: FailedJobInfo[] }> {
+    return this.#call(async () => {
+      const total = await this.#queue.getFailedCount();
+      const jobs = limit > 0 && total > 0 ? await this.#queue.getFailed(0, limit - 1) : [];
+      return { total, jobs: jobs.map(failedJobInfo) };
+    });
+  }
+
+  /**
    * Moves failed jobs back to the queue with fresh attempts. `'all'` retries every job failed
    * before the call (jobs that fail again meanwhile are not retried twice).
    */

@@ -1,6 +1,7 @@
 import { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Config } from '../../src/config/config.js';
 import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
@@ -31,29 +32,50 @@ async function signIn(app: FastifyInstance): Promise<{ cookie: string; csrfToken
   return { cookie, csrfToken: /<meta name="csrf-token" content="([^"]+)"/.exec(page.body)![1]! };
 }
 
+/** Jobs of these sizes end among the failed ones after their one try (every attempt throws). */
+async function failJobs(
+  queueName: string,
+  sizes: readonly number[],
+): Promise<{ config: Config; admin: QueueAdmin }> {
+  const config = queueConfig(queueName, { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_ADMIN_TOKEN: ADMIN_TOKEN });
+  cleanups.push(() => removeQueue(config, queueName));
+  await enqueue(
+    config,
+    sizes.map((size) => sampleActivities(size)),
+  );
+  const failing = new Worker(
+    queueName,
+    async () => {
+      throw new Error('made to fail by the test');
+    },
+    {
+      connection: { host: REDIS.host, port: REDIS.port, maxRetriesPerRequest: null },
+      prefix: QUEUE_PREFIX,
+    },
+  );
+  const admin = await QueueAdmin.connect(config.redis, queueName);
+  try {
+    await expect.poll(async () => (await admin.counts()).failed, { timeout: 10_000 }).toBe(sizes.length);
+  } finally {
+    await failing.close();
+  }
+  return { config, admin };
+}
+
 describe.runIf(redisUp)('backoffice failed jobs (Redis)', () => {
+  it('reads only the newest page of failed jobs, with the total', async () => {
+    const { admin } = await failJobs(uniqueQueueName('backoffice-failed-page'), [1, 2, 3]);
+    cleanups.push(() => admin.close());
+    const page = await admin.failedPage(2);
+    expect(page.total).toBe(3);
+    expect(page.jobs).toHaveLength(2);
+    const all = await admin.listFailed();
+    expect(page.jobs.map((job) => job.id)).toEqual(all.slice(0, 2).map((job) => job.id));
+    expect((await admin.failedPage(0)).jobs).toEqual([]);
+  });
+
   it('lists failed jobs and retries one from the dashboard with the CSRF token', async () => {
-    const queueName = uniqueQueueName('backoffice-failed');
-    const config = queueConfig(queueName, { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_ADMIN_TOKEN: ADMIN_TOKEN });
-    cleanups.push(() => removeQueue(config, queueName));
-    await enqueue(config, [sampleActivities(3)]);
-    // A worker whose every job fails, so the job lands among the failed ones after its one try.
-    const failing = new Worker(
-      queueName,
-      async () => {
-        throw new Error('made to fail by the test');
-      },
-      {
-        connection: { host: REDIS.host, port: REDIS.port, maxRetriesPerRequest: null },
-        prefix: QUEUE_PREFIX,
-      },
-    );
-    const admin = await QueueAdmin.connect(config.redis, queueName);
-    try {
-      await expect.poll(async () => (await admin.counts()).failed, { timeout: 10_000 }).toBe(1);
-    } finally {
-      await failing.close();
-    }
+    const { config, admin } = await failJobs(uniqueQueueName('backoffice-failed'), [3]);
 
     const activityLog = createActivityLog({ config });
     const app = createServer({ activityLog, config });

@@ -46,12 +46,12 @@ export function registerBackofficeFailedJobsRoutes(
 
   app.get('/api/backoffice/activity-logs/failed-jobs', { onRequest }, async () => {
     if (!usesQueue) return { success: true, queue: false, total: 0, data: [] };
-    const jobs = await withAdmin((admin) => admin.listFailed());
+    const { total, jobs } = await withAdmin((admin) => admin.failedPage(MAX_LISTED_FAILED_JOBS));
     return {
       success: true,
       queue: true,
-      total: jobs.length,
-      data: jobs.slice(0, MAX_LISTED_FAILED_JOBS).map((job) => ({
+      total,
+      data: jobs.map((job) => ({
         id: job.id,
         attempts: job.attempts,
         error: job.error,

@@ -383,7 +383,17 @@ async function poll() {
 }
 
 loadHost().then(poll);
-setInterval(loadHost, FAILED_JOBS_INTERVAL_MS);
 loadFailedJobs();
-setInterval(loadFailedJobs, FAILED_JOBS_INTERVAL_MS);
+// Host facts and failed jobs change slowly: refreshed every 10 s while the tab is shown, and at
+// once when it is shown again.
+setInterval(() => {
+  if (document.hidden) return;
+  loadHost();
+  loadFailedJobs();
+}, FAILED_JOBS_INTERVAL_MS);
+document.addEventListener('visibilitychange', () => {
+  if (document.hidden) return;
+  loadHost();
+  loadFailedJobs();
+});
 document.getElementById('retry-all').addEventListener('click', () => retry('all'));
