@@ -60,7 +60,11 @@ export function createServer(options: ServerOptions): FastifyInstance {
   app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((error, request, reply) => {
-    const { statusCode, body, unexpected } = errorReply(error, bodyLimitBytes);
+    // A route with a limit of its own (the sign-in form) names that limit, not the server's.
+    const { statusCode, body, unexpected } = errorReply(
+      error,
+      request.routeOptions.bodyLimit ?? bodyLimitBytes,
+    );
     if (unexpected) request.log.error({ err: error }, 'request failed');
     return reply.code(statusCode).send(body);
   });

@@ -270,6 +270,34 @@ describe('backoffice CSRF and sign-out', () => {
     expect(response.headers['set-cookie']).toBeUndefined();
   });
 
+  it('refuses a cross-site sign-out form without clearing the cookie', async () => {
+    const { app } = await harness();
+    const response = await app.inject({
+      method: 'POST',
+      url: '/backoffice/logout',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', origin: 'https://evil.example' },
+      payload: '',
+    });
+    expect(response.statusCode).toBe(403);
+    expect(response.json()).toMatchObject({ error: { code: 'CSRF_REJECTED' } });
+    expect(response.headers['set-cookie']).toBeUndefined();
+  });
+
+  it('names the sign-in form limit when its body is too large', async () => {
+    const { app } = await harness();
+    const response = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `token=${'x'.repeat(20 * 1024)}`,
+    });
+    expect(response.statusCode).toBe(413);
+    expect(response.json()).toMatchObject({
+      error: { code: 'BODY_TOO_LARGE', details: { limit_bytes: 16 * 1024 } },
+    });
+    expect(response.json<{ error: { message: string } }>().error.message).toContain('16384 bytes');
+  });
+
   it('signs out only with the CSRF token, and the old cookie stops working', async () => {
     const { app } = await harness();
     const { cookie, csrfToken } = await signIn(app);
@@ -404,6 +432,28 @@ describe('backoffice export', () => {
     expect(parsed).toHaveLength(1203);
     expect(new Set(parsed.map((row) => row.id)).size).toBe(1203);
     expect(parsed[0]!.created_at > parsed[1202]!.created_at).toBe(true);
+  });
+
+  it('answers HEAD with the headers after one page, without reading the rest', async () => {
+    const { app, activityLog } = await harness();
+    const rows = Array.from({ length: 1203 }, (_, i) => activity(i));
+    for (let i = 0; i < rows.length; i += 500) await activityLog.store.insertMany(rows.slice(i, i + 500));
+    const query = activityLog.query.bind(activityLog);
+    let pagesRead = 0;
+    activityLog.query = (filter) => {
+      pagesRead++;
+      return query(filter);
+    };
+    const response = await app.inject({
+      method: 'HEAD',
+      url: '/api/backoffice/activity-logs/export.ndjson',
+      headers: adminAuth,
+    });
+    expect(response.statusCode).toBe(200);
+    expect(response.headers['content-type']).toBe('application/x-ndjson; charset=utf-8');
+    expect(response.body).toBe('');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(pagesRead).toBe(1);
   });
 
   it('refuses paging parameters and bad filters before sending anything', async () => {

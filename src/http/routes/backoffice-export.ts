@@ -57,6 +57,8 @@ export function registerBackofficeExportRoutes(
           .header('content-disposition', `attachment; filename="activity-logs-${stamp}.${extension}"`)
           .header('cache-control', 'no-store')
           .header('x-content-type-options', 'nosniff');
+        // HEAD gets the headers only; a stream handed to it would be read to the end for nothing.
+        if (request.method === 'HEAD') return reply.send();
         return reply.send(Readable.from(exportChunks(first, readPage, format), { objectMode: false }));
       },
     );

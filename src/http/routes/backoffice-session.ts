@@ -159,6 +159,10 @@ export function registerBackofficeSessionRoutes(
       '/backoffice/logout',
       { bodyLimit: FORM_BODY_LIMIT_BYTES },
       (request, reply) => {
+        // A cross-site form carries no cookie (SameSite=Strict) but could still clear it.
+        if (!sameOriginRequest(request)) {
+          throw new ActivityLogError('CSRF_REJECTED', 'sign out from the backoffice pages of this server');
+        }
         if (adminToken !== null && adminCredential(request, adminToken) !== null) {
           const session = sessionOf(request);
           if (session !== null) {
