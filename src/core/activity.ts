@@ -171,6 +171,10 @@ export function checkBatchUuid(value: unknown): string | null {
   return value.toLowerCase();
 }
 
+/** `created_at` is always within 1970-01-01 and 9999-12-31T23:59:59.999Z (epoch milliseconds). */
+export const CREATED_AT_MIN_MS = 0;
+export const CREATED_AT_MAX_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+
 export function checkCreatedAt(value: unknown): Date {
   const date =
     value instanceof Date

@@ -1,5 +1,5 @@
 import { CompiledQuery, Kysely, sql } from 'kysely';
-import { type Activity, invalid } from '../core/activity.js';
+import { type Activity, CREATED_AT_MAX_MS, CREATED_AT_MIN_MS, invalid } from '../core/activity.js';
 import { ActivityLogError } from '../core/errors.js';
 import {
   type ActivityFilter,
@@ -308,10 +308,17 @@ function checkChunkSize(chunkSize: number | undefined): number {
   return chunkSize;
 }
 
+/**
+ * A bound outside the range `created_at` can hold selects the same rows as the range's edge, and
+ * every dialect can store the edge (a year past 9999 or before 1 is garbled or refused otherwise).
+ */
 function checkDate(field: string, value: Date): Date {
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) {
     throw invalid(field, 'must be a valid Date');
   }
+  const ms = value.getTime();
+  if (ms < CREATED_AT_MIN_MS) return new Date(CREATED_AT_MIN_MS);
+  if (ms > CREATED_AT_MAX_MS) return new Date(CREATED_AT_MAX_MS);
   return value;
 }
 

@@ -1,4 +1,4 @@
-import { invalid, isUuid } from '../core/activity.js';
+import { CREATED_AT_MAX_MS, invalid, isUuid } from '../core/activity.js';
 
 /** Where the previous page ended: the last row's `created_at` and `id` (the tie-breaker). */
 export interface QueryCursor {
@@ -18,7 +18,12 @@ export function decodeCursor(value: string): QueryCursor {
   const match = CURSOR_PATTERN.exec(Buffer.from(value, 'base64url').toString('utf8'));
   const createdAtMs = Number(match?.[1]);
   const id = match?.[2] ?? '';
-  if (!isUuid(id) || !Number.isSafeInteger(createdAtMs) || encodeCursor({ createdAtMs, id }) !== value) {
+  if (
+    !isUuid(id) ||
+    !Number.isSafeInteger(createdAtMs) ||
+    createdAtMs > CREATED_AT_MAX_MS ||
+    encodeCursor({ createdAtMs, id }) !== value
+  ) {
     throw invalid('cursor', 'is not a cursor returned by a previous page (pass next_cursor back unchanged)');
   }
   return { createdAtMs, id };

@@ -536,6 +536,25 @@ for (const target of TARGETS) {
         'cursor',
       );
       expect((await store.query({ limit: 500 })).data).toEqual([]);
+      // Past 9999-12-31, where no created_at can be.
+      await expectCode(
+        store.query({ cursor: Buffer.from(`999999999999999:${newActivityId()}`).toString('base64url') }),
+        'VALIDATION_FAILED',
+        'cursor',
+      );
+    });
+
+    it("reads a from or to beyond the range created_at can hold as that range's edge", async () => {
+      const store = await migratedStore();
+      const seeded = series(3, BASE_TIME);
+      await store.insertMany(seeded);
+      const ids = async (filter: Parameters<ActivityStore['query']>[0]) =>
+        (await store.query(filter)).data.map((row) => row.id);
+      const all = newestFirst(seeded).map((row) => row.id);
+      expect(await ids({ from: new Date('0000-01-01T00:00:00Z'), to: new Date(8.64e15) })).toEqual(all);
+      expect(await ids({ from: new Date(-8.64e15) })).toEqual(all);
+      expect(await ids({ from: new Date(8.64e15) })).toEqual([]);
+      expect(await ids({ to: new Date('1900-01-01T00:00:00Z') })).toEqual([]);
     });
 
     it('prunes by age in chunks, reporting progress per chunk; dryRun only counts', async () => {

@@ -81,7 +81,15 @@ describe('parseIsoTimestamp', () => {
   });
 
   it('rejects what is not ISO-8601', () => {
-    for (const value of ['yesterday', '1700000000000', '28/11/2025', '2025-13-01', '2025-11-28T25:00']) {
+    for (const value of [
+      'yesterday',
+      '1700000000000',
+      '28/11/2025',
+      '2025-13-01',
+      '2025-11-28T25:00',
+      '2025-02-30',
+      '2025-02-29T10:00:00Z',
+    ]) {
       expect(parseIsoTimestamp(value), value).toBeNull();
     }
   });

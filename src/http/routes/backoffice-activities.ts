@@ -57,6 +57,9 @@ export function parseIsoTimestamp(value: string): Date | null {
   const match = ISO_8601.exec(value);
   if (match === null) return null;
   const [, day, time, offset] = match;
+  // JavaScript rolls 2025-02-30 over to March 2; a filter should say what it means.
+  const midnight = new Date(`${day}T00:00:00Z`);
+  if (Number.isNaN(midnight.getTime()) || midnight.toISOString().slice(0, 10) !== day) return null;
   const zone = offset === undefined ? 'Z' : offset.startsWith(' ') ? `+${offset.slice(1)}` : offset;
   const date = new Date(time === undefined ? `${day}T00:00:00Z` : `${day}T${time}${zone}`);
   return Number.isNaN(date.getTime()) ? null : date;
