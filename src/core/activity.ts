@@ -113,12 +113,29 @@ export function resolveModel(
   return ref;
 }
 
+/** String methods of ES2024, present in Node 20 but not in the ES2023 library types. */
+type WellFormedString = string & { isWellFormed(): boolean; toWellFormed(): string };
+
+/**
+ * Text every dialect can store: a NUL character (`\u0000`) is refused, as PostgreSQL refuses it in
+ * text and JSON; half of a surrogate pair (a string cut inside an emoji) becomes U+FFFD, as the
+ * UTF-8 encoders of MySQL and SQLite drivers make it anyway, instead of failing on PostgreSQL
+ * long after `log()` returned.
+ */
+export function storableText(field: string, value: string): string {
+  if (value.includes('\u0000')) {
+    throw invalid(field, 'must not contain NUL characters (\\u0000), which databases do not store in text');
+  }
+  const text = value as WellFormedString;
+  return text.isWellFormed() ? value : text.toWellFormed();
+}
+
 export function checkName(field: string, value: unknown, maxChars: number = LIMITS.nameChars): string {
   if (typeof value !== 'string') throw invalid(field, `must be a string (got ${typeName(value)})`);
   if (value.length === 0) throw invalid(field, 'must not be empty');
   if (value.length > maxChars)
     throw invalid(field, `must be at most ${maxChars} characters (got ${value.length})`);
-  return value;
+  return storableText(field, value);
 }
 
 export function optionalName(
@@ -133,14 +150,15 @@ export function checkDescription(value: unknown): string {
   if (typeof value !== 'string')
     throw invalid('description', `is required and must be a string (got ${typeName(value)})`);
   if (value.trim().length === 0) throw invalid('description', 'must not be empty');
+  const text = storableText('description', value);
   // Only measure bytes when the string could be over the limit (3 bytes per UTF-16 unit at most).
-  if (value.length * 3 > LIMITS.descriptionBytes) {
-    const bytes = Buffer.byteLength(value, 'utf8');
+  if (text.length * 3 > LIMITS.descriptionBytes) {
+    const bytes = Buffer.byteLength(text, 'utf8');
     if (bytes > LIMITS.descriptionBytes) {
       throw invalid('description', `must be at most ${LIMITS.descriptionBytes} bytes (got ${bytes})`);
     }
   }
-  return value;
+  return text;
 }
 
 export function checkIpAddress(value: unknown): string | null {
@@ -159,8 +177,10 @@ export function checkMethod(value: unknown): string | null {
 export function checkUserAgent(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string') throw invalid('userAgent', `must be a string (got ${typeName(value)})`);
-  // A user agent is request metadata the caller does not control; keep the activity and cut the header.
-  return value.length > LIMITS.userAgentChars ? value.slice(0, LIMITS.userAgentChars) : value;
+  // A user agent is request metadata the caller does not control; keep the activity, cut the
+  // header and drop what no column stores.
+  const cut = value.length > LIMITS.userAgentChars ? value.slice(0, LIMITS.userAgentChars) : value;
+  return storableText('userAgent', cut.replaceAll('\u0000', ''));
 }
 
 export function checkBatchUuid(value: unknown): string | null {

@@ -15,7 +15,9 @@ import {
   type ModelLike,
   type ModelResolver,
   optionalName,
+  REDACTED,
   resolveModel,
+  storableText,
 } from './activity.js';
 import { type ActivityContext, contextCauser } from './context.js';
 import { ActivityLogError } from './errors.js';
@@ -68,7 +70,10 @@ export function buildActivity(
     id,
     logName,
     description: description.includes(':')
-      ? fillPlaceholders(description, subjectModel, causerModel, properties)
+      ? storableText(
+          'description',
+          fillPlaceholders(description, subjectModel, causerModel, properties, options.isSecretKey),
+        )
       : description,
     subjectType: subject === null ? null : subject.type,
     subjectId: subject === null ? null : String(subject.id),
@@ -116,8 +121,11 @@ function fillPlaceholders(
   subject: ModelLike | null,
   causer: ModelLike | null,
   properties: Readonly<Record<string, unknown>>,
+  isSecretKey: (key: string) => boolean,
 ): string {
   return description.replace(PLACEHOLDER, (match, root: string, path: string) => {
+    // The models are read as they are, so a secret-looking field is redacted here as in properties.
+    if (root !== 'properties' && path.split('.').some(isSecretKey)) return REDACTED;
     const base = root === 'subject' ? subject : root === 'causer' ? causer : properties;
     const value = readPath(base, path);
     if (value === undefined || value === null || typeof value === 'object' || typeof value === 'function') {

@@ -1,4 +1,4 @@
-import { invalid, LIMITS, REDACTED } from './activity.js';
+import { invalid, LIMITS, REDACTED, storableText } from './activity.js';
 
 /** Case-insensitive "contains" matcher for keys that look secret (`api_token`, `passwordConfirmation`…). */
 export function secretKeyMatcher(keys: readonly string[]): (key: string) => boolean {
@@ -20,12 +20,34 @@ export function snapshotProperties(
   if (typeof properties !== 'object' || properties === null || Array.isArray(properties)) {
     throw invalid('properties', 'must be a plain object');
   }
-  return copyObject(properties, isSecret, 0);
+  return copyObject(properties, isSecret, 0, []);
 }
 
-function copyValue(value: unknown, isSecret: (key: string) => boolean, depth: number): unknown {
+/** `properties.lines[2].note`: where in the properties a value sits, built only for an error. */
+function pathOf(trail: readonly (string | number)[]): string {
+  return trail.reduce<string>(
+    (path, step) => (typeof step === 'number' ? `${path}[${step}]` : `${path}.${step}`),
+    'properties',
+  );
+}
+
+/** Text as {@link storableText} keeps it; the check is on the hot path, the path only on failure. */
+function storableAt(value: string, trail: readonly (string | number)[]): string {
+  if (!value.includes('\u0000') && (value as WellFormed).isWellFormed()) return value;
+  return storableText(pathOf(trail), value);
+}
+
+type WellFormed = string & { isWellFormed(): boolean };
+
+function copyValue(
+  value: unknown,
+  isSecret: (key: string) => boolean,
+  depth: number,
+  trail: (string | number)[],
+): unknown {
   switch (typeof value) {
     case 'string':
+      return storableAt(value, trail);
     case 'boolean':
       return value;
     case 'number':
@@ -42,17 +64,19 @@ function copyValue(value: unknown, isSecret: (key: string) => boolean, depth: nu
       }
       const withJson = value as { toJSON?: unknown };
       if (typeof withJson.toJSON === 'function') {
-        return copyValue((withJson.toJSON as () => unknown).call(value), isSecret, depth + 1);
+        return copyValue((withJson.toJSON as () => unknown).call(value), isSecret, depth + 1, trail);
       }
       if (Array.isArray(value)) {
         const out: unknown[] = new Array(value.length);
         for (let i = 0; i < value.length; i++) {
-          const item = copyValue(value[i], isSecret, depth + 1);
+          trail.push(i);
+          const item = copyValue(value[i], isSecret, depth + 1, trail);
+          trail.pop();
           out[i] = item === undefined ? null : item;
         }
         return out;
       }
-      return copyObject(value as Record<string, unknown>, isSecret, depth + 1);
+      return copyObject(value as Record<string, unknown>, isSecret, depth + 1, trail);
     }
     default:
       return undefined;
@@ -63,15 +87,19 @@ function copyObject(
   value: Readonly<Record<string, unknown>>,
   isSecret: (key: string) => boolean,
   depth: number,
+  trail: (string | number)[],
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const key of Object.keys(value)) {
-    if (isSecret(key)) {
-      out[key] = REDACTED;
-      continue;
-    }
-    const item = copyValue(value[key], isSecret, depth);
-    if (item !== undefined) out[key] = item;
+  for (const rawKey of Object.keys(value)) {
+    trail.push(rawKey);
+    const key = storableAt(rawKey, trail);
+    const item = isSecret(key) ? REDACTED : copyValue(value[rawKey], isSecret, depth, trail);
+    trail.pop();
+    if (item === undefined) continue;
+    // Assigning `__proto__` would set the copy's prototype and lose the key; JSON keeps it as data.
+    if (key === '__proto__') {
+      Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true });
+    } else out[key] = item;
   }
   return out;
 }

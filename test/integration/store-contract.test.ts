@@ -7,7 +7,8 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type DatabaseConfig, loadConfig } from '../../src/config/config.js';
-import type { Activity } from '../../src/core/activity.js';
+import { type Activity, defaultModelResolver } from '../../src/core/activity.js';
+import { buildActivity } from '../../src/core/build-activity.js';
 import { type ErrorCode, isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
@@ -413,6 +414,21 @@ for (const target of TARGETS) {
         '2024-06-15T12:00:00.007Z',
         '1970-01-01T00:00:00.001Z',
       ]);
+    });
+
+    it('stores what log() accepts from text cut inside an emoji, with U+FFFD in its place', async () => {
+      const store = await migratedStore();
+      const cut = 'order 😀'.slice(0, 7);
+      const built = buildActivity(
+        { description: cut, event: cut, properties: { excerpt: cut, [cut]: [cut] }, userAgent: cut },
+        undefined,
+        { resolveModel: defaultModelResolver, isSecretKey: () => false },
+      );
+      expect(await store.insertMany([built])).toBe(1);
+      const [row] = await allRows(store);
+      expect(row).toEqual(built);
+      expect(row!.description).toBe('order \ufffd');
+      expect(row!.properties).toEqual({ excerpt: 'order \ufffd', 'order \ufffd': ['order \ufffd'] });
     });
 
     it('stores an id once however often it is inserted', async () => {

@@ -171,6 +171,60 @@ describe('log()', () => {
     expect(store.rows.size).toBe(0);
   });
 
+  it.each([
+    ['description', { description: 'a\u0000b' }],
+    ['logName', { description: 'x', logName: 'a\u0000' }],
+    ['subject.id', { description: 'x', subject: { type: 'Order', id: '4\u00002' } }],
+    ['url', { description: 'x', url: 'https://x/\u0000' }],
+    ['properties.lines[1].note', { description: 'x', properties: { lines: [{}, { note: 'a\u0000' }] } }],
+  ])('rejects a NUL character in %s, naming where it is', async (field, input) => {
+    const { log, store } = syncLog();
+    const error = await rejection(log.log(input as never));
+    expect(error).toMatchObject({ code: 'VALIDATION_FAILED', field });
+    expect(error.message).toContain('NUL');
+    expect(store.rows.size).toBe(0);
+  });
+
+  it('rejects a NUL character in a property key, naming the key', async () => {
+    const { log } = syncLog();
+    const error = await rejection(log.log({ description: 'x', properties: { nested: { 'a\u0000': 1 } } }));
+    expect(error).toMatchObject({ code: 'VALIDATION_FAILED', field: 'properties.nested.a\u0000' });
+  });
+
+  it('stores half of a surrogate pair (text cut inside an emoji) as U+FFFD', async () => {
+    const { log } = syncLog();
+    const cut = 'ok 😀'.slice(0, 4);
+    const activity = await log.log({
+      description: cut,
+      event: cut,
+      properties: { excerpt: cut, [cut]: [cut] },
+      userAgent: `agent\u0000 ${cut}`,
+    });
+    expect(activity.description).toBe('ok \ufffd');
+    expect(activity.event).toBe('ok \ufffd');
+    expect(activity.properties).toEqual({ excerpt: 'ok \ufffd', 'ok \ufffd': ['ok \ufffd'] });
+    expect(activity.userAgent).toBe('agent ok \ufffd');
+  });
+
+  it('keeps a property named __proto__ as data', async () => {
+    const { log } = syncLog();
+    const properties = JSON.parse('{"__proto__": {"x": 1}, "a": 2}') as Record<string, unknown>;
+    const activity = await log.log({ description: 'x :properties.x', properties });
+    expect(Object.keys(activity.properties)).toEqual(['__proto__', 'a']);
+    expect(JSON.stringify(activity.properties)).toBe('{"__proto__":{"x":1},"a":2}');
+    expect(activity.description).toBe('x :properties.x');
+  });
+
+  it('redacts a secret-looking model field named in a placeholder', async () => {
+    const { log } = syncLog();
+    const causer = { type: 'User', id: 1, name: 'Ann', apiToken: 'sk-live-123', profile: { password: 'p' } };
+    const activity = await log.log({
+      description: ':causer.name :causer.apiToken :causer.profile.password',
+      causer,
+    });
+    expect(activity.description).toBe(`Ann ${REDACTED} ${REDACTED}`);
+  });
+
   it('rejects circular properties with a clear error instead of overflowing the stack', async () => {
     const { log } = syncLog();
     const circular: Record<string, unknown> = {};
