@@ -22,7 +22,15 @@ export interface DatabaseConfig {
   readonly poolMax: number;
   readonly connectTimeoutMs: number;
   readonly queryTimeoutMs: number;
+  /**
+   * TLS to MySQL/MariaDB/PostgreSQL: `disable`, `require` (encrypted, certificate not checked) or
+   * `verify-full` (encrypted, certificate and host name checked against the system CAs and
+   * `NODE_EXTRA_CA_CERTS`). Null leaves it to the driver (`pg` reads `PGSSLMODE`).
+   */
+  readonly sslMode: SslMode | null;
 }
+
+export type SslMode = 'disable' | 'require' | 'verify-full';
 
 export interface RedisConfig {
   readonly url: string | null;
@@ -112,6 +120,7 @@ const schema = z.object({
     poolMax: int(1, 1000),
     connectTimeoutMs: int(100, 600_000),
     queryTimeoutMs: int(100, 3_600_000),
+    sslMode: oneOf(['disable', 'require', 'verify-full']).nullable(),
   }),
   queueConnection: oneOf(['sync', 'redis']),
   redis: z.object({ url: nullableText, host: text, port: int(1, 65_535), password: nullableText }),
@@ -133,7 +142,7 @@ const schema = z.object({
   redactKeys: z.array(z.string().min(1)),
   adminToken: nullableText,
   ingestToken: nullableText,
-  alertWebhook: z.url({ error: 'expected an http(s) URL' }).nullable(),
+  alertWebhook: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).nullable(),
   alertErrorRate: decimal(0, 100),
   alertQueueSize: int(1, 1_000_000_000),
   alertBreakerOpenSeconds: int(0, 86_400),
@@ -156,6 +165,7 @@ const ENV_NAMES: Record<string, string> = {
   'database.poolMax': 'DB_POOL_MAX',
   'database.connectTimeoutMs': 'DB_CONNECT_TIMEOUT_MS',
   'database.queryTimeoutMs': 'DB_QUERY_TIMEOUT_MS',
+  'database.sslMode': 'DB_SSL_MODE',
   queueConnection: 'QUEUE_CONNECTION',
   'redis.url': 'REDIS_URL',
   'redis.host': 'REDIS_HOST',
@@ -227,11 +237,12 @@ function rawFromEnv(env: Env): { raw: Record<string, unknown>; fromUrl: Set<stri
     poolMax: get('DB_POOL_MAX') ?? 10,
     connectTimeoutMs: get('DB_CONNECT_TIMEOUT_MS') ?? 5000,
     queryTimeoutMs: get('DB_QUERY_TIMEOUT_MS') ?? 10_000,
+    sslMode: nullable(env.DB_SSL_MODE) ?? null,
   };
   const url = get('DATABASE_URL');
   if (url !== undefined) {
     Object.assign(database, parseDatabaseUrl(url));
-    for (const key of ['connection', 'host', 'port', 'database', 'user', 'password', 'filename'])
+    for (const key of ['connection', 'host', 'port', 'database', 'user', 'password', 'filename', 'sslMode'])
       fromUrl.add(`database.${key}`);
   }
   const raw: Record<string, unknown> = {
@@ -308,19 +319,51 @@ export function parseDatabaseUrl(url: string): Record<string, unknown> {
       'expected mysql://, mariadb://, postgres://, sqlite:./file or sqlite::memory:',
     );
   }
-  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
-  return {
+  const decoded = (part: string, value: string): string => {
+    try {
+      return decodeURIComponent(value);
+    } catch {
+      throw configError('DATABASE_URL', url, `the ${part} is not URL-encoded (write % as %25)`);
+    }
+  };
+  const database = decoded('database name', parsed.pathname.replace(/^\//, ''));
+  const fields: Record<string, unknown> = {
     connection,
-    host: parsed.hostname || '127.0.0.1',
+    // `[::1]` is how a URL writes an IPv6 address; the drivers want it bare.
+    host: parsed.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
     port: parsed.port === '' ? undefined : parsed.port,
     database: database === '' ? undefined : database,
-    user: parsed.username === '' ? undefined : decodeURIComponent(parsed.username),
-    password: parsed.password === '' ? null : decodeURIComponent(parsed.password),
+    user: parsed.username === '' ? undefined : decoded('user name', parsed.username),
+    password: parsed.password === '' ? null : decoded('password', parsed.password),
   };
+  for (const [name, value] of parsed.searchParams) {
+    if (!SSL_PARAMETERS.has(name)) {
+      throw configError(
+        'DATABASE_URL',
+        url,
+        `unknown parameter "${name}": only sslmode (disable, require, verify-full) is read`,
+      );
+    }
+    fields.sslMode = SSL_MODE_ALIASES[value.toLowerCase()] ?? value;
+  }
+  return fields;
 }
 
+/** `sslmode` as in PostgreSQL URLs, `ssl-mode` as in MySQL's, `ssl=true|false` as in many clients. */
+const SSL_PARAMETERS = new Set(['sslmode', 'ssl-mode', 'ssl']);
+const SSL_MODE_ALIASES: Readonly<Record<string, string>> = {
+  disable: 'disable',
+  disabled: 'disable',
+  false: 'disable',
+  require: 'require',
+  required: 'require',
+  true: 'require',
+  'verify-full': 'verify-full',
+  verify_identity: 'verify-full',
+};
+
 function configError(name: string, value: unknown, allowed: string): ActivityLogError {
-  const shown = /TOKEN|PASSWORD|URL|WEBHOOK/.test(name) ? '(hidden)' : JSON.stringify(value);
+  const shown = /TOKEN|PASSWORD|URL|WEBHOOK/i.test(name) ? '(hidden)' : JSON.stringify(value);
   return new ActivityLogError('CONFIG_INVALID', `${name}=${shown} is not allowed: ${allowed}`, {
     field: name,
   });

@@ -76,4 +76,6 @@ export interface ActivityStore {
 }
 
 export const MAX_QUERY_LIMIT = 500;
+/** Rows one prune DELETE may remove at most, so no statement holds its locks for long. */
+export const MAX_PRUNE_CHUNK = 10_000;
 export const DEFAULT_QUERY_LIMIT = 50;

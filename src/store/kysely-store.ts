@@ -7,6 +7,7 @@ import {
   type ActivityQuery,
   type ActivityStore,
   DEFAULT_QUERY_LIMIT,
+  MAX_PRUNE_CHUNK,
   MAX_QUERY_LIMIT,
   type MigrateResult,
   type PruneOptions,
@@ -24,7 +25,6 @@ import type { StoreDialect } from './store-dialect.js';
 
 const DEFAULT_PRUNE_CHUNK = 1000;
 /** Ids per DELETE; also keeps the id list under SQLite's bound-parameter limit. */
-const MAX_PRUNE_CHUNK = 10_000;
 /** Statement text an INSERT row costs beyond its long values (placeholders, quotes, short fields). */
 const ROW_OVERHEAD_CHARS = 400;
 const INSERT_SQL_CACHE_SIZE = 8;

@@ -114,7 +114,8 @@ describe('command line errors', () => {
     const cases: [string[], RegExp][] = [
       [['prune', '--days=abc'], /--days must be a whole number from 1 to 36500 \(got "abc"\)/],
       [['prune', '--days=0'], /--days must be a whole number from 1/],
-      [['prune', '--chunk=0'], /--chunk must be a whole number from 1 to 100000 \(got "0"\)/],
+      [['prune', '--chunk=0'], /--chunk must be a whole number from 1 to 10000 \(got "0"\)/],
+      [['prune', '--chunk=50000'], /--chunk must be a whole number from 1 to 10000 \(got "50000"\)/],
       [['prune', '--log-name='], /--log-name must be 1 to 191 characters/],
       [['prune', '--dayz=3'], /unknown option '--dayz=3'.*--days/],
       [['serve', '--port=http'], /--port must be a whole number from 0 to 65535 \(got "http"\)/],

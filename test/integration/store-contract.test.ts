@@ -36,7 +36,7 @@ const DESIGN_INDEX_NAMES = [
 ];
 
 type ConfigOverrides = Partial<
-  Pick<DatabaseConfig, 'host' | 'port' | 'poolMax' | 'connectTimeoutMs' | 'queryTimeoutMs'>
+  Pick<DatabaseConfig, 'host' | 'port' | 'poolMax' | 'connectTimeoutMs' | 'queryTimeoutMs' | 'sslMode'>
 >;
 
 /** Direct driver access for what the store API does not expose: catalog reads, locks, cleanup. */
@@ -667,6 +667,19 @@ for (const target of TARGETS) {
         } finally {
           await server.close();
         }
+      });
+
+      it('hands DB_SSL_MODE to the driver (these test servers run without TLS)', async () => {
+        const required = openStore({ overrides: { sslMode: 'require' } });
+        const refused = await required.ping().then(
+          () => null,
+          (error: unknown) => error,
+        );
+        expect(refused).toMatchObject({
+          code: 'STORE_CONNECTION_REFUSED',
+          message: expect.stringMatching(/SSL|secure connection/),
+        });
+        await expect(openStore({ overrides: { sslMode: 'disable' } }).ping()).resolves.toBeUndefined();
       });
 
       it('reports a pool with no free connection as STORE_POOL_EXHAUSTED', async () => {

@@ -83,6 +83,39 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads TLS, IPv6 hosts and encoded credentials from DATABASE_URL, and refuses what it cannot read', () => {
+    const tls = (url: string) => loadConfig({ env: { DATABASE_URL: url } }).database;
+    expect(tls('postgres://app@db/audit?sslmode=verify-full').sslMode).toBe('verify-full');
+    expect(tls('mysql://app@db/audit?ssl-mode=REQUIRED').sslMode).toBe('require');
+    expect(tls('mysql://app@db/audit?ssl=false').sslMode).toBe('disable');
+    expect(tls('mysql://app@db/audit').sslMode).toBeNull();
+    expect(loadConfig({ env: { DB_CONNECTION: 'pgsql', DB_SSL_MODE: 'require' } }).database.sslMode).toBe(
+      'require',
+    );
+    expect(tls('postgres://app@[::1]:5433/audit')).toMatchObject({ host: '::1', port: 5433 });
+    expect(configError({ DATABASE_URL: 'mysql://app:50%off@db/x' })).toBe(
+      'DATABASE_URL=(hidden) is not allowed: the password is not URL-encoded (write % as %25)',
+    );
+    expect(configError({ DATABASE_URL: 'mysql://app@db/x?charset=utf8' })).toBe(
+      'DATABASE_URL=(hidden) is not allowed: unknown parameter "charset": only sslmode (disable, require, verify-full) is read',
+    );
+    expect(configError({ DATABASE_URL: 'postgres://app@db/x?sslmode=prefer' })).toBe(
+      'DATABASE_URL=(hidden) is not allowed: expected one of disable, require, verify-full',
+    );
+    expect(configError({ DB_SSL_MODE: 'on' })).toBe(
+      'DB_SSL_MODE="on" is not allowed: expected one of disable, require, verify-full',
+    );
+  });
+
+  it('accepts only http(s) alert webhooks and hides secrets named in options', () => {
+    expect(configError({ ACTIVITY_LOG_ALERT_WEBHOOK: 'file:///etc/passwd' })).toBe(
+      'ACTIVITY_LOG_ALERT_WEBHOOK=(hidden) is not allowed: expected an http(s) URL',
+    );
+    expect(configError({}, { alertWebhook: 'hooks.example/services/T/B/secret' })).toBe(
+      'options.alertWebhook=(hidden) is not allowed: expected an http(s) URL',
+    );
+  });
+
   it('lets options override the environment', () => {
     const config = loadConfig({
       env: { ACTIVITY_LOG_METHOD: 'batch' },

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { LIMITS } from '../../core/activity.js';
 import { ActivityLogError } from '../../core/errors.js';
+import { MAX_PRUNE_CHUNK } from '../../store/activity-store.js';
 import { createStore } from '../../store/create-store.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 
@@ -15,7 +16,6 @@ interface PruneFlags {
 const DAY_MS = 86_400_000;
 /** Rows per DELETE: small enough that no statement holds locks for long on a busy table. */
 export const DEFAULT_PRUNE_CHUNK = 1000;
-const MAX_PRUNE_CHUNK = 100_000;
 
 /** `activity-log prune`: deletes old activities in chunks, so no statement holds locks for long. */
 export function registerPruneCommand(program: Command): void {

@@ -115,6 +115,9 @@ function createTimedPool(config: DatabaseConfig): MysqlPool {
     dateStrings: true,
     // Without FOUND_ROWS, ON DUPLICATE KEY UPDATE id = id reports skipped rows as 0 affected.
     flags: ['-FOUND_ROWS'],
+    ...(config.sslMode === null || config.sslMode === 'disable'
+      ? {}
+      : { ssl: { rejectUnauthorized: config.sslMode === 'verify-full' } }),
   });
   return withTimeouts(pool, config.connectTimeoutMs, config.queryTimeoutMs + CLIENT_TIMEOUT_GRACE_MS);
 }

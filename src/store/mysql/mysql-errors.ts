@@ -15,6 +15,7 @@ const SERVER_ERRORS: ReadonlyMap<number, ErrorCode> = new Map<number, ErrorCode>
   [1130, 'STORE_CONNECTION_REFUSED'], // ER_HOST_NOT_PRIVILEGED
   [1251, 'STORE_CONNECTION_REFUSED'], // ER_NOT_SUPPORTED_AUTH_MODE
   [1927, 'STORE_CONNECTION_REFUSED'], // ER_CONNECTION_KILLED (MariaDB)
+  [3159, 'STORE_CONNECTION_REFUSED'], // ER_SECURE_TRANSPORT_REQUIRED: the server wants DB_SSL_MODE
   [1317, 'STORE_TIMEOUT'], // ER_QUERY_INTERRUPTED
   [1969, 'STORE_TIMEOUT'], // ER_STATEMENT_TIMEOUT (MariaDB max_statement_time)
   [3024, 'STORE_TIMEOUT'], // ER_QUERY_TIMEOUT (MySQL max_execution_time)
@@ -41,6 +42,8 @@ const CLIENT_ERRORS: ReadonlyMap<string, ErrorCode> = new Map<string, ErrorCode>
   ['PROTOCOL_ENQUEUE_AFTER_FATAL_ERROR', 'STORE_CONNECTION_REFUSED'],
   ['ETIMEDOUT', 'STORE_TIMEOUT'],
   ['PROTOCOL_SEQUENCE_TIMEOUT', 'STORE_TIMEOUT'],
+  // DB_SSL_MODE=require|verify-full against a server without TLS.
+  ['HANDSHAKE_NO_SSL_SUPPORT', 'STORE_CONNECTION_REFUSED'],
 ]);
 
 /** mysql2 pool errors carry no code, only these messages. */

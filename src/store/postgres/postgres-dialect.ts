@@ -86,6 +86,10 @@ function createTimedPool(config: DatabaseConfig): PostgresPool {
     query_timeout: config.queryTimeoutMs + CLIENT_TIMEOUT_GRACE_MS,
     options: '-c TimeZone=UTC',
     application_name: 'activity-log',
+    // Unset, `pg` follows PGSSLMODE.
+    ...(config.sslMode === null
+      ? {}
+      : { ssl: config.sslMode === 'disable' ? false : { rejectUnauthorized: config.sslMode === 'verify-full' } }),
   });
   // An idle connection that dies (server restart) is dropped by the pool; without a listener the
   // 'error' event would crash the process. The next query reports the problem instead.

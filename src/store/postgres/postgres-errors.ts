@@ -31,6 +31,8 @@ const CLIENT_MESSAGES: ReadonlyMap<string, ErrorCode> = new Map<string, ErrorCod
   ['Query read timeout', 'STORE_TIMEOUT'],
   ['Connection terminated unexpectedly', 'STORE_CONNECTION_REFUSED'],
   ['Connection terminated', 'STORE_CONNECTION_REFUSED'],
+  // DB_SSL_MODE=require|verify-full against a server without TLS.
+  ['The server does not support SSL connections', 'STORE_CONNECTION_REFUSED'],
   ['Cannot use a pool after calling end on the pool', 'STORE_CLOSED'],
   ['Client was closed and is not queryable', 'STORE_CLOSED'],
   ['driver has already been destroyed', 'STORE_CLOSED'],
