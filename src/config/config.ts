@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { z } from 'zod';
@@ -71,6 +72,11 @@ export interface Config {
   readonly alertCooldownSeconds: number;
   readonly host: string;
   readonly port: number;
+  /**
+   * Which proxies `serve` believes about the client address (`X-Forwarded-For`) and scheme:
+   * false (none), true (any), a number of hops, or addresses and CIDR ranges.
+   */
+  readonly trustProxy: boolean | number | readonly string[];
 }
 
 type DeepPartial<T> = {
@@ -106,6 +112,9 @@ const nullableText = z.string().nullable();
 const identifier = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, {
   error: 'expected a table name of letters, digits and _ (at most 63)',
 });
+
+const TRUST_PROXY_ALLOWED =
+  'expected true, false, a number of hops (1-100), or comma-separated addresses/CIDR ranges';
 
 const schema = z.object({
   database: z.object({
@@ -150,7 +159,25 @@ const schema = z.object({
   alertCooldownSeconds: int(0, 86_400),
   host: text,
   port: int(0, 65_535),
+  trustProxy: z.union(
+    [
+      z.boolean(),
+      z.number().int().min(1, { error: TRUST_PROXY_ALLOWED }).max(100, { error: TRUST_PROXY_ALLOWED }),
+      z.array(z.string().refine(isAddressOrRange, { error: TRUST_PROXY_ALLOWED })).min(1),
+    ],
+    { error: TRUST_PROXY_ALLOWED },
+  ),
 });
+
+/** `10.0.0.1`, `::1`, `10.0.0.0/8`, `fd00::/8`, or one of proxy-addr's names (`loopback`, `linklocal`, `uniquelocal`). */
+function isAddressOrRange(value: string): boolean {
+  if (['loopback', 'linklocal', 'uniquelocal'].includes(value)) return true;
+  const [address = '', bits, extra] = value.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
+}
 
 /** Config path → environment variable, for error messages and the README. */
 const ENV_NAMES: Record<string, string> = {
@@ -195,6 +222,7 @@ const ENV_NAMES: Record<string, string> = {
   alertCooldownSeconds: 'ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS',
   host: 'HOST',
   port: 'PORT',
+  trustProxy: 'ACTIVITY_LOG_TRUST_PROXY',
 };
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -283,8 +311,21 @@ function rawFromEnv(env: Env): { raw: Record<string, unknown>; fromUrl: Set<stri
     alertCooldownSeconds: get('ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS') ?? 300,
     host: get('HOST') ?? '127.0.0.1',
     port: get('PORT') ?? 3000,
+    trustProxy: trustProxyFromEnv(env.ACTIVITY_LOG_TRUST_PROXY),
   };
   return { raw, fromUrl };
+}
+
+/** `true`/`false`, a hop count, or a comma-separated list (validated by the schema). */
+function trustProxyFromEnv(value: string | undefined): unknown {
+  const text = value?.trim() ?? '';
+  if (text === '' || text === '0' || text.toLowerCase() === 'false') return false;
+  if (text.toLowerCase() === 'true') return true;
+  if (/^\d+$/.test(text)) return Number(text);
+  return text
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part !== '');
 }
 
 /** Parses `DATABASE_URL`: `mysql://`, `mariadb://`, `postgres(ql)://`, `sqlite:./file`, `sqlite::memory:`. */

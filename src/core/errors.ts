@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   DELIVERY_CLOSED: 'The activity log was used after close().',
   AUTH_TOKEN_NOT_CONFIGURED: 'The token variable guarding this route is not set.',
   AUTH_REQUIRED: 'The request carries no or a wrong token.',
+  AUTH_THROTTLED: 'Too many wrong tokens came from this address; wait and try again.',
   CSRF_REJECTED:
     'A state-changing backoffice request came from another site or without the CSRF token of its session.',
   NOT_FOUND: 'No such route or record.',

@@ -27,6 +27,54 @@ export function bearerToken(header: string | undefined): string | null {
   return match === null ? null : match[1]!;
 }
 
+/** Wrong tokens one address may try per window before it has to wait for the window to pass. */
+export const WRONG_TOKENS_PER_WINDOW = 10;
+export const WRONG_TOKEN_WINDOW_MS = 60_000;
+/** Addresses remembered at most; past this the oldest are forgotten, so the map cannot grow without bound. */
+const MAX_TRACKED_ADDRESSES = 10_000;
+
+/**
+ * Counts wrong tokens per client address in fixed windows, so a weak token cannot be guessed at
+ * network speed, through the sign-in form or a bearer header. One per server (see
+ * {@link wrongTokensOf}); the address is `request.ip`, which honours `ACTIVITY_LOG_TRUST_PROXY`.
+ */
+export class WrongTokenThrottle {
+  readonly #failures = new Map<string, { count: number; windowStartMs: number }>();
+
+  /** Milliseconds this address must wait before trying again, or 0. */
+  waitMs(address: string, nowMs: number): number {
+    const entry = this.#failures.get(address);
+    if (entry === undefined || nowMs - entry.windowStartMs >= WRONG_TOKEN_WINDOW_MS) return 0;
+    return entry.count >= WRONG_TOKENS_PER_WINDOW ? entry.windowStartMs + WRONG_TOKEN_WINDOW_MS - nowMs : 0;
+  }
+
+  recordFailure(address: string, nowMs: number): void {
+    const entry = this.#failures.get(address);
+    if (entry !== undefined && nowMs - entry.windowStartMs < WRONG_TOKEN_WINDOW_MS) {
+      entry.count++;
+      return;
+    }
+    this.#failures.delete(address);
+    if (this.#failures.size >= MAX_TRACKED_ADDRESSES) {
+      const oldest = this.#failures.keys().next().value;
+      if (oldest !== undefined) this.#failures.delete(oldest);
+    }
+    this.#failures.set(address, { count: 1, windowStartMs: nowMs });
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Set by `createServer`; plugin scopes inherit it, so every route of a server shares it. */
+    wrongTokens?: WrongTokenThrottle;
+  }
+}
+
+/** The throttle of the server handling `request`, or undefined on a server without one. */
+export function wrongTokensOf(request: FastifyRequest): WrongTokenThrottle | undefined {
+  return request.server.wrongTokens;
+}
+
 /** How a request proved it may use an admin route. */
 export type AdminCredential =
   | { readonly kind: 'bearer' }
@@ -148,7 +196,20 @@ export function requireToken(guard: TokenGuard) {
         return;
       }
     }
+    const throttle = given === null ? undefined : wrongTokensOf(request);
+    const nowMs = Date.now();
+    const waitMs = throttle?.waitMs(request.ip, nowMs) ?? 0;
+    if (waitMs > 0) {
+      const seconds = Math.ceil(waitMs / 1000);
+      reply.header('retry-after', String(seconds));
+      throw new ActivityLogError(
+        'AUTH_THROTTLED',
+        `too many wrong tokens from this address: try again in ${seconds} s`,
+        { details: { retry_after_seconds: seconds } },
+      );
+    }
     if (given === null || !tokensMatch(given, guard.token)) {
+      if (given !== null) throttle?.recordFailure(request.ip, nowMs);
       reply.header('www-authenticate', 'Bearer');
       throw new ActivityLogError(
         'AUTH_REQUIRED',

@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import type { Config } from '../config/config.js';
 import type { ActivityLog } from '../core/logger.js';
 import { type Monitoring, startMonitoring } from '../metrics/monitoring.js';
+import { WrongTokenThrottle } from './auth.js';
 import { registerBackoffice } from './backoffice.js';
 import { errorReply } from './error-reply.js';
 import { registerBackofficeActivitiesRoute } from './routes/backoffice-activities.js';
@@ -54,7 +55,13 @@ export function createServer(options: ServerOptions): FastifyInstance {
     bodyLimit: bodyLimitBytes,
     // While `serve` shuts down, new requests get a 503 so load balancers retry them elsewhere.
     return503OnClosing: true,
+    // request.ip (wrong-token throttling, logs) follows this.
+    // Fastify takes a hop count too (proxy-addr), though its types list only the other forms.
+    trustProxy: (Array.isArray(config.trustProxy)
+      ? [...config.trustProxy]
+      : config.trustProxy) as FastifyServerOptions['trustProxy'],
   });
+  app.decorate('wrongTokens', new WrongTokenThrottle());
 
   // JSON only: Fastify's text/plain parser would hand routes a string they never expect.
   app.removeContentTypeParser('text/plain');

@@ -26,7 +26,10 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-async function harness(adminToken: string | null = ADMIN_TOKEN): Promise<Harness> {
+async function harness(
+  adminToken: string | null = ADMIN_TOKEN,
+  extra: { trustProxy?: string[] } = {},
+): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'activity-log-backoffice-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   const config = {
@@ -35,6 +38,7 @@ async function harness(adminToken: string | null = ADMIN_TOKEN): Promise<Harness
     adminToken,
     ingestToken: 'ingest-token',
     spoolDir: join(dir, 'spool'),
+    ...extra,
   };
   const store = createStore(loadConfig({ env: {}, overrides: config }).database);
   await store.migrate();
@@ -177,6 +181,55 @@ describe('backoffice sign-in', () => {
     expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
     expect(throttled.headers['set-cookie']).toBeUndefined();
     expect(throttled.body).toContain('Too many wrong tokens');
+  });
+
+  it('counts wrong bearer tokens with wrong sign-ins, per client address behind a trusted proxy', async () => {
+    const { app } = await harness(ADMIN_TOKEN, { trustProxy: ['127.0.0.1'] });
+    const bearer = (token: string, client: string) =>
+      app.inject({
+        method: 'GET',
+        url: '/api/backoffice/activity-logs',
+        headers: { authorization: `Bearer ${token}`, 'x-forwarded-for': client },
+      });
+    for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW - 1; i++)
+      expect((await bearer(`guess-${i}`, '203.0.113.7')).statusCode).toBe(401);
+    const form = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      headers: { 'x-forwarded-for': '203.0.113.7' },
+      payload: { token: 'one-more-guess' },
+    });
+    expect(form.statusCode).toBe(401);
+    const throttled = await bearer(ADMIN_TOKEN, '203.0.113.7');
+    expect(throttled.statusCode).toBe(429);
+    expect(throttled.json()).toMatchObject({ success: false, error: { code: 'AUTH_THROTTLED' } });
+    expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
+    // Another client of the same proxy is not locked out, and a request without a token is not counted.
+    expect((await bearer(ADMIN_TOKEN, '198.51.100.2')).statusCode).toBe(200);
+    const anonymous = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs',
+      headers: { 'x-forwarded-for': '198.51.100.3' },
+    });
+    expect(anonymous.statusCode).toBe(401);
+  });
+
+  it('does not believe X-Forwarded-For unless the proxy is trusted', async () => {
+    const { app } = await harness();
+    for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++) {
+      const response = await app.inject({
+        method: 'GET',
+        url: '/api/backoffice/activity-logs',
+        headers: { authorization: `Bearer guess-${i}`, 'x-forwarded-for': `203.0.113.${i}` },
+      });
+      expect(response.statusCode).toBe(401);
+    }
+    const throttled = await app.inject({
+      method: 'GET',
+      url: '/api/backoffice/activity-logs',
+      headers: { ...adminAuth, 'x-forwarded-for': '198.51.100.2' },
+    });
+    expect(throttled.statusCode).toBe(429);
   });
 
   it('never redirects to another site after sign-in', async () => {

@@ -107,6 +107,26 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads ACTIVITY_LOG_TRUST_PROXY as a flag, a hop count or addresses', () => {
+    const trust = (value?: string) =>
+      loadConfig({ env: value === undefined ? {} : { ACTIVITY_LOG_TRUST_PROXY: value } }).trustProxy;
+    expect(trust()).toBe(false);
+    expect(trust('false')).toBe(false);
+    expect(trust('true')).toBe(true);
+    expect(trust('2')).toBe(2);
+    expect(trust('10.0.0.1, 10.1.0.0/16,fd00::/8,loopback')).toEqual([
+      '10.0.0.1',
+      '10.1.0.0/16',
+      'fd00::/8',
+      'loopback',
+    ]);
+    for (const bad of ['yes', '10.0.0.0/33', '10.0.0.1/8/1', '999']) {
+      expect(configError({ ACTIVITY_LOG_TRUST_PROXY: bad }), bad).toMatch(
+        /^ACTIVITY_LOG_TRUST_PROXY=.* is not allowed: expected true, false, a number of hops \(1-100\), or comma-separated addresses\/CIDR ranges$/,
+      );
+    }
+  });
+
   it('accepts only http(s) alert webhooks and hides secrets named in options', () => {
     expect(configError({ ACTIVITY_LOG_ALERT_WEBHOOK: 'file:///etc/passwd' })).toBe(
       'ACTIVITY_LOG_ALERT_WEBHOOK=(hidden) is not allowed: expected an http(s) URL',

@@ -7,6 +7,8 @@ import {
   sameOriginRequest,
   sessionOf,
   tokensMatch,
+  WRONG_TOKENS_PER_WINDOW,
+  wrongTokensOf,
 } from '../auth.js';
 import { endSession, issueSession, SESSION_COOKIE, sessionCookieOptions } from '../session.js';
 import { loadPageTemplate, renderTemplate } from '../web-assets.js';
@@ -19,40 +21,8 @@ export interface BackofficeSessionOptions {
 /** A sign-in form is a few hundred bytes; nothing bigger needs parsing. */
 const FORM_BODY_LIMIT_BYTES = 16 * 1024;
 
-/** Wrong tokens one address may try per window before it has to wait for the window to pass. */
-export const SIGN_IN_ATTEMPTS_PER_WINDOW = 10;
-export const SIGN_IN_WINDOW_MS = 60_000;
-/** Addresses remembered at most; past this the oldest are forgotten, so the map cannot grow without bound. */
-const MAX_TRACKED_ADDRESSES = 10_000;
-
-/**
- * Counts wrong tokens per client address in fixed windows, so a weak admin token cannot be
- * guessed at network speed through the sign-in form.
- */
-class SignInThrottle {
-  readonly #failures = new Map<string, { count: number; windowStartMs: number }>();
-
-  /** Milliseconds this address must wait before trying again, or 0. */
-  waitMs(address: string, nowMs: number): number {
-    const entry = this.#failures.get(address);
-    if (entry === undefined || nowMs - entry.windowStartMs >= SIGN_IN_WINDOW_MS) return 0;
-    return entry.count >= SIGN_IN_ATTEMPTS_PER_WINDOW ? entry.windowStartMs + SIGN_IN_WINDOW_MS - nowMs : 0;
-  }
-
-  recordFailure(address: string, nowMs: number): void {
-    const entry = this.#failures.get(address);
-    if (entry !== undefined && nowMs - entry.windowStartMs < SIGN_IN_WINDOW_MS) {
-      entry.count++;
-      return;
-    }
-    this.#failures.delete(address);
-    if (this.#failures.size >= MAX_TRACKED_ADDRESSES) {
-      const oldest = this.#failures.keys().next().value;
-      if (oldest !== undefined) this.#failures.delete(oldest);
-    }
-    this.#failures.set(address, { count: 1, windowStartMs: nowMs });
-  }
-}
+/** Wrong tokens one address may try per minute, through this form and bearer headers together. */
+export const SIGN_IN_ATTEMPTS_PER_WINDOW = WRONG_TOKENS_PER_WINDOW;
 
 type FormBody = Readonly<Record<string, string>> | undefined;
 
@@ -76,7 +46,6 @@ export function registerBackofficeSessionRoutes(
 ): void {
   const template = loadPageTemplate('login');
   const { adminToken } = options;
-  const throttle = new SignInThrottle();
 
   const loginPage = (reply: FastifyReply, next: string, message = '', kind: 'error' | 'warn' = 'error') =>
     reply
@@ -133,8 +102,9 @@ export function registerBackofficeSessionRoutes(
             { field: 'ACTIVITY_LOG_ADMIN_TOKEN', details: { variable: 'ACTIVITY_LOG_ADMIN_TOKEN' } },
           );
         }
+        const throttle = wrongTokensOf(request);
         const nowMs = Date.now();
-        const waitMs = throttle.waitMs(request.ip, nowMs);
+        const waitMs = throttle?.waitMs(request.ip, nowMs) ?? 0;
         if (waitMs > 0) {
           const seconds = Math.ceil(waitMs / 1000);
           reply.code(429).header('retry-after', String(seconds));
@@ -146,7 +116,7 @@ export function registerBackofficeSessionRoutes(
         }
         const token = field(request.body, 'token')?.trim() ?? '';
         if (token === '' || !tokensMatch(token, adminToken)) {
-          throttle.recordFailure(request.ip, nowMs);
+          throttle?.recordFailure(request.ip, nowMs);
           request.log.warn({ ip: request.ip }, 'backoffice sign-in with a wrong token');
           return loginPage(reply.code(401), next, 'That is not the admin token (ACTIVITY_LOG_ADMIN_TOKEN).');
         }

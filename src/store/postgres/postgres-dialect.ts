@@ -89,7 +89,10 @@ function createTimedPool(config: DatabaseConfig): PostgresPool {
     // Unset, `pg` follows PGSSLMODE.
     ...(config.sslMode === null
       ? {}
-      : { ssl: config.sslMode === 'disable' ? false : { rejectUnauthorized: config.sslMode === 'verify-full' } }),
+      : {
+          ssl:
+            config.sslMode === 'disable' ? false : { rejectUnauthorized: config.sslMode === 'verify-full' },
+        }),
   });
   // An idle connection that dies (server restart) is dropped by the pool; without a listener the
   // 'error' event would crash the process. The next query reports the problem instead.
