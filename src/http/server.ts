@@ -84,6 +84,7 @@ export function createServer(options: ServerOptions): FastifyInstance {
 
   registerHealthRoute(app, {
     activityLog,
+    adminToken: config.adminToken,
     ...(options.healthPingTimeoutMs === undefined ? {} : { pingTimeoutMs: options.healthPingTimeoutMs }),
   });
   registerIngestRoute(app, { activityLog, ingestToken: config.ingestToken, bodyLimitBytes });

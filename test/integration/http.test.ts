@@ -160,6 +160,32 @@ describe('GET /health', () => {
     });
   });
 
+  it('shows the driver message of a failing part only with the admin token', async () => {
+    const { app } = await harness({
+      wrapStore: (store) =>
+        withOverrides(store, {
+          ping: () =>
+            Promise.reject(
+              new ActivityLogError('STORE_CONNECTION_REFUSED', 'MySQL at db.internal:3306/audit refused app'),
+            ),
+        }),
+    });
+    const anonymous = await app.inject({ method: 'GET', url: '/health' });
+    expect(anonymous.statusCode).toBe(503);
+    const hidden = anonymous.json<{ store: { error: { code: string; message: string } } }>().store.error;
+    expect(hidden.code).toBe('STORE_CONNECTION_REFUSED');
+    expect(hidden.message).not.toContain('db.internal');
+    expect(hidden.message).toContain('admin token');
+    const admin = await app.inject({
+      method: 'GET',
+      url: '/health',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(admin.json()).toMatchObject({
+      store: { error: { message: 'MySQL at db.internal:3306/audit refused app' } },
+    });
+  });
+
   it('answers 503 when the store does not answer within the ping timeout', async () => {
     const { app } = await harness({
       healthPingTimeoutMs: 50,

@@ -1,12 +1,15 @@
 import type { FastifyInstance } from 'fastify';
-import { type ErrorCode, isActivityLogError } from '../../core/errors.js';
+import { ERROR_CODES, type ErrorCode, isActivityLogError } from '../../core/errors.js';
 import type { ActivityLog } from '../../core/logger.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
+import { adminCredential } from '../auth.js';
 
 export interface HealthRouteOptions {
   readonly activityLog: ActivityLog;
   /** Longest wait for the store's ping before it counts as down (default 2000 ms). */
   readonly pingTimeoutMs?: number;
+  /** With the admin token (bearer or session), failing parts carry the driver's message. */
+  readonly adminToken?: string | null;
 }
 
 export interface PartHealth {
@@ -44,7 +47,7 @@ export const DEFAULT_PING_TIMEOUT_MS = 2000;
 export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOptions): void {
   const { activityLog } = options;
   const timeoutMs = options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS;
-  app.get('/health', async (_request, reply) => {
+  app.get('/health', async (request, reply) => {
     const resilience = resilienceOf(activityLog.delivery);
     const [store, queue] = await Promise.all([
       withTimeout(activityLog.store.ping(), timeoutMs, 'STORE_TIMEOUT', 'STORE_FAILED'),
@@ -66,12 +69,26 @@ export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOp
       ...(queue?.ok === false ? ['queue'] : []),
       ...(breaker?.ok === false ? ['breaker'] : []),
     ];
+    // Without the admin token, a failure is described by its code only: driver messages name
+    // hosts, databases and users, and /health answers anyone.
+    const detailed =
+      options.adminToken !== undefined &&
+      options.adminToken !== null &&
+      adminCredential(request, options.adminToken) !== null;
+    const shown = (part: PartHealth | undefined, name: string): PartHealth | undefined => {
+      if (part?.error === undefined) return part;
+      if (detailed) return part;
+      request.log.warn({ part: name, error: part.error }, 'health check: part failing');
+      const { code } = part.error;
+      const generic = code in ERROR_CODES ? ERROR_CODES[code as ErrorCode] : 'It failed.';
+      return { ...part, error: { code, message: `${generic} Send the admin token for the details.` } };
+    };
     const body: HealthBody = {
       status: failing.length === 0 ? 'ok' : 'unavailable',
       ...(failing.length === 0 ? {} : { failing }),
-      store: { ...store, dialect: activityLog.store.capabilities.dialect },
+      store: { ...shown(store, 'store')!, dialect: activityLog.store.capabilities.dialect },
       delivery: { ok: true, method: activityLog.delivery.method, pending: activityLog.delivery.pending() },
-      ...(queue === undefined ? {} : { queue }),
+      ...(queue === undefined ? {} : { queue: shown(queue, 'queue')! }),
       ...(breaker === undefined ? {} : { breaker }),
       ...(resilience === null ? {} : { spool: { pending: resilience.spool.pending() } }),
     };
