@@ -126,8 +126,29 @@ export class KyselyStore implements ActivityStore {
       if (options.logName !== undefined) olderRows = olderRows.where('log_name', '=', options.logName);
 
       if (options.dryRun === true) {
-        const row = await olderRows.select((eb) => eb.fn.countAll().as('count')).executeTakeFirst();
-        return Number(row?.count ?? 0);
+        // Counted a chunk at a time along (created_at, id), as the delete walks them: one COUNT(*)
+        // over millions of old rows would run into DB_QUERY_TIMEOUT_MS where the prune would not.
+        let counted = 0;
+        let last: { readonly created_at: unknown; readonly id: string } | undefined;
+        for (;;) {
+          let chunk = olderRows.select(['created_at', 'id']);
+          if (last !== undefined) {
+            const after = last;
+            chunk = chunk.where((eb) =>
+              eb.or([
+                eb('created_at', '>', after.created_at as string),
+                eb.and([eb('created_at', '=', after.created_at as string), eb('id', '>', after.id)]),
+              ]),
+            );
+          }
+          const rows = await chunk.orderBy('created_at').orderBy('id').limit(chunkSize).execute();
+          if (rows.length === 0) break;
+          counted += rows.length;
+          options.onProgress?.(counted);
+          if (rows.length < chunkSize) break;
+          last = rows[rows.length - 1];
+        }
+        return counted;
       }
 
       let deleted = 0;

@@ -208,6 +208,17 @@ describe.runIf(run)('backoffice in a real browser', () => {
     expect(await page.locator('#activities tbody img').count()).toBe(0);
   });
 
+  it('shows a from/to of the URL in UTC, so filtering again keeps the same instants', async () => {
+    await page.goto(
+      `${baseUrl}/backoffice/activity-logs?from=${encodeURIComponent('2025-11-28T09:30:00+02:00')}&to=2025-11-29`,
+    );
+    await expect.poll(() => page.inputValue('input[name="from"]')).toBe('2025-11-28T07:30:00');
+    expect(await page.inputValue('input[name="to"]')).toBe('2025-11-29T00:00:00');
+    await page.click('#filters button[type="submit"]');
+    await page.waitForURL(/from=2025-11-28T07%3A30%3A00/);
+    expect(new URL(page.url()).searchParams.get('to')).toBe('2025-11-29T00:00:00');
+  });
+
   it('fits a phone-width screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${baseUrl}/backoffice/activity-logs`);

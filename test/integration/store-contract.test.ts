@@ -582,6 +582,18 @@ for (const target of TARGETS) {
 
       expect(await store.prune({ before, dryRun: true })).toBe(25);
       expect(await rowCount(store)).toBe(30);
+      // Counted in chunks too, along (created_at, id): rows sharing a millisecond are counted once.
+      const sameMillisecond = Array.from({ length: 7 }, () =>
+        activity({ createdAt: new Date(BASE_TIME + 500), logName: 'burst' }),
+      );
+      await store.insertMany(sameMillisecond);
+      const counted: number[] = [];
+      expect(
+        await store.prune({ before, dryRun: true, chunkSize: 4, onProgress: (n) => counted.push(n) }),
+      ).toBe(32);
+      expect(counted).toEqual([4, 8, 12, 16, 20, 24, 28, 32]);
+      expect(await store.prune({ before, logName: 'burst' })).toBe(7);
+      expect(await store.prune({ before, dryRun: true })).toBe(25);
 
       const progress: number[] = [];
       expect(await store.prune({ before, chunkSize: 10, onProgress: (n) => progress.push(n) })).toBe(25);

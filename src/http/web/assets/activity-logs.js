@@ -54,9 +54,23 @@ function fillForm(search) {
     const input = form.elements.namedItem(name);
     if (input === null) continue;
     const value = search.get(name) ?? (name === 'limit' ? DEFAULT_LIMIT : '');
-    // datetime-local shows `YYYY-MM-DDTHH:MM[:SS]`; the API reads a time without offset as UTC.
-    input.value = name === 'from' || name === 'to' ? value.replace(/Z$/, '').slice(0, 19) : value;
+    input.value = name === 'from' || name === 'to' ? utcInputValue(value) : value;
   }
+}
+
+/**
+ * A `from`/`to` of the URL as a datetime-local input shows it: `YYYY-MM-DDTHH:MM:SS` in UTC, the
+ * way the API reads a time without offset. `2025-11-28` is midnight; an offset is converted, so
+ * submitting the form again keeps the same instant.
+ */
+function utcInputValue(value) {
+  if (value === '') return '';
+  if (/^\d{4}-\d{2}-\d{2}$/.test(value)) return `${value}T00:00:00`;
+  // `+` in a query string arrives as a space; a time without offset or Z is UTC.
+  const text = value.replace(/ (\d{2}:?\d{2})$/, '+$1');
+  const withZone = /(Z|[+-]\d{2}:?\d{2})$/i.test(text) ? text : `${text}Z`;
+  const date = new Date(withZone.replace(' ', 'T'));
+  return Number.isNaN(date.getTime()) ? '' : date.toISOString().slice(0, 19);
 }
 
 function formParams() {
