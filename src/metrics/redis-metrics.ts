@@ -19,6 +19,32 @@ const HISTORY_KEY_TTL_SECONDS = 2 * 60 * 60;
  */
 const LAG_FIELDS: readonly string[] = [...LAG_BUCKETS_MS.map((bound) => `lag_${bound}`), 'lag_inf'];
 
+/** How long a process's record of what it added to the totals outlives its last round. */
+const TOTALS_FROM_TTL_SECONDS = 24 * 60 * 60;
+
+/**
+ * Adds a process's counters to a shared hash idempotently: the process sends its absolute
+ * counts, and the script adds only what exceeds what it recorded for that process last time.
+ * A round whose EXEC timed out after Redis applied it, or two rounds that overlap, therefore
+ * never count anything twice, and a round that failed is made up by the next.
+ * KEYS[1] the shared hash, KEYS[2] the process's record; ARGV[1] TTL of the shared hash in
+ * seconds (0: none), ARGV[2] TTL of the record, then field/absolute pairs.
+ */
+const ADD_ABSOLUTE = `
+for i = 3, #ARGV, 2 do
+  local field = ARGV[i]
+  local absolute = tonumber(ARGV[i + 1])
+  local recorded = tonumber(redis.call('HGET', KEYS[2], field) or '0')
+  if absolute > recorded then
+    redis.call('HINCRBY', KEYS[1], field, absolute - recorded)
+    redis.call('HSET', KEYS[2], field, absolute)
+  end
+end
+if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 0
+`;
+
 /**
  * Redis keys of the monitoring data of one queue. They end in words no BullMQ job id can be, so
  * they never collide with the queue's own keys (see `queue-keys.ts`).
@@ -32,8 +58,12 @@ export function metricsKeys(queueName: string) {
     process: (id: string) => `${base}:process:${id}`,
     /** Hash of totals across processes and restarts. */
     totals: `${base}:totals`,
+    /** Hash: what one process has added to `totals` so far (see {@link ADD_ABSOLUTE}). */
+    totalsFrom: (id: string) => `${base}:totals:from:${id}`,
     /** Hash per minute: stored, failures, queue_size and one count per lag bucket (`lag_<ms>`, `lag_inf`). */
     minute: (epochMinute: number) => `${base}:minute:${epochMinute}`,
+    /** Hash: what one process has added to a minute's hash so far. */
+    minuteFrom: (epochMinute: number, id: string) => `${base}:minute:${epochMinute}:from:${id}`,
     /** Hash per alert rule: its state, shared by every process that evaluates alerts. */
     alert: (rule: string) => `${base}:alert:${rule}`,
     pattern: `${base}:*`,
@@ -66,8 +96,6 @@ export class MetricsPublisher {
   readonly #keys: ReturnType<typeof metricsKeys>;
   readonly #intervalMs: number;
   readonly #ttlMs: number;
-  #published: Record<TotalName, number> = zeroTotals();
-  #publishedMinutes = new Map<number, PublishedMinute>();
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #closed = false;
@@ -88,7 +116,8 @@ export class MetricsPublisher {
 
   /** Publishes now (after a round already running); never rejects. */
   async publish(): Promise<void> {
-    if (this.#running !== null) await this.#running;
+    // Several callers may wait for the same round; the first to wake starts the next.
+    while (this.#running !== null) await this.#running;
     this.#running = this.#publishOnce()
       .catch((error: unknown) => this.#options.onError?.(error))
       .finally(() => {
@@ -109,6 +138,7 @@ export class MetricsPublisher {
     await redis
       .multi()
       .del(this.#keys.process(collector.id))
+      .del(this.#keys.totalsFrom(collector.id))
       .zrem(this.#keys.processes, collector.id)
       .exec()
       .catch((error: unknown) => this.#options.onError?.(error));
@@ -126,44 +156,34 @@ export class MetricsPublisher {
         .zadd(this.#keys.processes, nowMs, collector.id);
     }
     multi.zremrangebyscore(this.#keys.processes, '-inf', nowMs - this.#ttlMs);
-    for (const name of TOTAL_NAMES) {
-      const delta = totals[name] - this.#published[name];
-      if (delta !== 0) multi.hincrby(this.#keys.totals, name, delta);
-    }
-    const minutes = new Map<number, PublishedMinute>();
+    multi.eval(
+      ADD_ABSOLUTE,
+      2,
+      this.#keys.totals,
+      this.#keys.totalsFrom(collector.id),
+      0,
+      TOTALS_FROM_TTL_SECONDS,
+      ...TOTAL_NAMES.flatMap((name) => [name, totals[name]]),
+    );
     for (const minute of report.history) {
-      const before = this.#publishedMinutes.get(minute.epochMinute) ?? {
-        stored: 0,
-        failures: 0,
-        lagCounts: [],
-      };
-      const key = this.#keys.minute(minute.epochMinute);
-      if (minute.stored !== before.stored) multi.hincrby(key, 'stored', minute.stored - before.stored);
-      if (minute.failures !== before.failures)
-        multi.hincrby(key, 'failures', minute.failures - before.failures);
+      const counts: (string | number)[] = ['stored', minute.stored, 'failures', minute.failures];
       LAG_FIELDS.forEach((field, index) => {
-        const delta = (minute.lagCounts[index] ?? 0) - (before.lagCounts[index] ?? 0);
-        if (delta !== 0) multi.hincrby(key, field, delta);
+        counts.push(field, minute.lagCounts[index] ?? 0);
       });
-      multi.expire(key, HISTORY_KEY_TTL_SECONDS);
-      minutes.set(minute.epochMinute, {
-        stored: minute.stored,
-        failures: minute.failures,
-        lagCounts: minute.lagCounts,
-      });
+      multi.eval(
+        ADD_ABSOLUTE,
+        2,
+        this.#keys.minute(minute.epochMinute),
+        this.#keys.minuteFrom(minute.epochMinute, collector.id),
+        HISTORY_KEY_TTL_SECONDS,
+        HISTORY_KEY_TTL_SECONDS,
+        ...counts,
+      );
     }
     const results = await multi.exec();
     const failed = results?.find(([error]) => error !== null);
     if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('MULTI was discarded');
-    this.#published = totals;
-    this.#publishedMinutes = minutes;
   }
-}
-
-interface PublishedMinute {
-  readonly stored: number;
-  readonly failures: number;
-  readonly lagCounts: readonly number[];
 }
 
 /**

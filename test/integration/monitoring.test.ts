@@ -381,6 +381,40 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect(await redis.ttl(minuteKey)).toBeGreaterThan(60 * 60);
   });
 
+  it('adds a round to the totals once, however often it is sent and however rounds overlap', async () => {
+    const queueName = uniqueQueueName('mon-once');
+    const redis = new Redis(REDIS_URL);
+    cleanups.push(async () => {
+      await removeMetricsKeys(redis, queueName);
+      redis.disconnect();
+    });
+    const activityLog = createActivityLog({
+      env: {},
+      store: new MemoryStore(),
+      config: { method: 'sync', spoolDir: await tempDir('once') },
+    });
+    const collector = new MetricsCollector();
+    collector.watchDelivery(activityLog.delivery);
+    cleanups.push(async () => {
+      collector.close();
+      await activityLog.close();
+    });
+    for (let i = 0; i < 10; i++) await activityLog.log({ description: `once ${i}` });
+    const publisher = new MetricsPublisher({ redis, queueName, collector });
+    // Rounds queued behind one another (Redis slow), then the same counts sent again, as when an
+    // EXEC that timed out on the client had been applied.
+    await Promise.all([publisher.publish(), publisher.publish(), publisher.publish()]);
+    await new MetricsPublisher({ redis, queueName, collector }).publish();
+    const reader = new ClusterReader(redis, queueName);
+    cleanups.push(() => reader.close());
+    const state = await reader.read(Date.now());
+    expect(state.totals).toMatchObject({ accepted: 10, stored: 10 });
+    expect(state.history.reduce((sum, minute) => sum + minute.stored, 0)).toBe(10);
+    for (let i = 0; i < 5; i++) await activityLog.log({ description: `more ${i}` });
+    await publisher.publish();
+    expect((await reader.read(Date.now())).totals).toMatchObject({ accepted: 15, stored: 15 });
+  });
+
   it('serve --worker reports its own worker and the jobs it stored, in the snapshot and /metrics', async () => {
     const cleanupsForCli: (() => Promise<void>)[] = [];
     cleanups.push(async () => {
