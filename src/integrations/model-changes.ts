@@ -49,8 +49,10 @@ export interface ModelChangeDefaults {
   /** Attributes never recorded on any model, e.g. `['updatedAt', 'password']`. */
   readonly exceptAttributes?: readonly string[];
   /**
-   * Called when the activities of a committed transaction could not be delivered. The commit has
-   * already happened, so the error is not thrown into it. Default: a process warning.
+   * Called when a change could not be recorded: its activity was refused (properties over 64 KiB
+   * with `logAll`…), or the activities of a committed transaction could not be delivered. The
+   * application's write goes on either way: the error is never thrown into the ORM. Default: a
+   * process warning.
    */
   readonly onDeliveryError?: (error: unknown) => void;
 }
@@ -58,9 +60,7 @@ export interface ModelChangeDefaults {
 /** The default `onDeliveryError`. */
 export function warnUndelivered(error: unknown): void {
   process.emitWarning(
-    `activity-log: activities of a committed transaction could not be delivered: ${
-      error instanceof Error ? error.message : String(error)
-    }`,
+    `activity-log: a model change could not be recorded: ${error instanceof Error ? error.message : String(error)}`,
   );
 }
 

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { ModelRef } from '../core/activity.js';
 import type { ActivityLog } from '../core/logger.js';
@@ -37,8 +38,11 @@ export interface SequelizeActivityLogging {
   detach(): void;
 }
 
-type HookName = 'afterCreate' | 'afterUpdate' | 'afterDestroy' | 'afterRestore';
-type InstanceHook = (instance: Model, options: { transaction?: Transaction | null }) => Promise<void>;
+type HookName = 'beforeUpdate' | 'afterCreate' | 'afterUpdate' | 'afterDestroy' | 'afterRestore';
+type InstanceHook = (
+  instance: Model,
+  options: { transaction?: Transaction | null },
+) => Promise<void> | undefined;
 
 interface HookableModel {
   readonly name: string;
@@ -93,12 +97,32 @@ export function logSequelizeModels(
       // A savepoint's activities join its parent's when it is released; a rolled-back savepoint
       // never runs its after-commit hooks, so its activities are never joined.
       const created = parent === null ? activityLog.afterCommit() : activitiesAfterCommit(parent).nested();
-      transaction.afterCommit(() => created.commit().catch(onDeliveryError));
+      // Sequelize runs afterCommit hooks even when COMMIT fails (they sit in a `finally`), so the
+      // transaction's own commit() is wrapped instead: the activities follow only a COMMIT that
+      // succeeded, and are dropped with one that failed (a serialization failure, a deferred
+      // constraint), as with a rollback.
+      const commit = transaction.commit.bind(transaction);
+      transaction.commit = async () => {
+        try {
+          await commit();
+        } catch (error) {
+          created.rollback();
+          throw error;
+        }
+        await created.commit().catch(onDeliveryError);
+      };
       pendingByTransaction.set(transaction, created);
       pending = created;
     }
     return pending;
   }
+
+  /**
+   * Each instance's values before an update. With `individualHooks: true`, a static update whose
+   * rows change differently saves them one by one before `afterUpdate`, and that save forgets
+   * the previous values; they are kept here from `beforeUpdate` instead.
+   */
+  const before = new WeakMap<Model, Record<string, unknown>>();
 
   const attached: HookableModel[] = [];
   for (const entry of options.models) {
@@ -107,10 +131,17 @@ export function logSequelizeModels(
       : [entry as ModelStatic<Model>, {}];
     const hookable = model as unknown as HookableModel;
     const resolved = resolveModelOptions(hookable.name, modelOptions, options);
+    if (resolved.events.has('updated')) {
+      hookable.addHook('beforeUpdate', hookName, (instance) => {
+        before.set(instance, previousValues(hookable, instance));
+        return undefined;
+      });
+    }
     for (const [hook, event] of HOOK_EVENTS) {
       if (!resolved.events.has(event)) continue;
+      // Logging never fails the application's write: what cannot be recorded is reported.
       hookable.addHook(hook, hookName, (instance, hookOptions) =>
-        record(event, hookable, resolved, instance, hookOptions.transaction),
+        record(event, hookable, resolved, instance, hookOptions.transaction).catch(onDeliveryError),
       );
     }
     attached.push(hookable);
@@ -123,7 +154,9 @@ export function logSequelizeModels(
     instance: Model,
     transaction: Transaction | null | undefined,
   ): Promise<void> {
-    const input = modelChangeInput(describeChange(event, model, instance), resolved);
+    const previous = before.get(instance);
+    before.delete(instance);
+    const input = modelChangeInput(describeChange(event, model, instance, previous), resolved);
     if (input === null) return;
     if (transaction !== null && transaction !== undefined) {
       activitiesAfterCommit(transaction).log(input);
@@ -137,26 +170,34 @@ export function logSequelizeModels(
     detach() {
       for (const model of attached.splice(0)) {
         for (const [hook] of HOOK_EVENTS) model.removeHook(hook, hookName);
+        model.removeHook('beforeUpdate', hookName);
       }
     },
   };
 }
 
-function describeChange(event: ModelEvent, model: HookableModel, instance: Model): ModelChange<Model> {
+function previousValues(model: HookableModel, instance: Model): Record<string, unknown> {
+  const values: Record<string, unknown> = {};
+  for (const key of Object.keys(model.getAttributes())) values[key] = instance.previous(key as never);
+  return values;
+}
+
+function describeChange(
+  event: ModelEvent,
+  model: HookableModel,
+  instance: Model,
+  previous: Readonly<Record<string, unknown>> | undefined,
+): ModelChange<Model> {
   const attributes: Record<string, unknown> = {};
-  const old: Record<string, unknown> = {};
-  for (const key of Object.keys(model.getAttributes())) {
-    attributes[key] = instance.getDataValue(key as never);
-    if (event === 'updated') old[key] = instance.previous(key as never);
-  }
-  const changed = event === 'updated' ? instance.changed() : false;
-  return {
-    event,
-    model: instance,
-    subject: subjectOf(model, attributes),
-    attributes,
-    ...(event === 'updated' ? { old, changed: changed === false ? [] : changed.map(String) } : {}),
-  };
+  for (const key of Object.keys(model.getAttributes())) attributes[key] = instance.getDataValue(key as never);
+  if (event !== 'updated')
+    return { event, model: instance, subject: subjectOf(model, attributes), attributes };
+  const old = previous ?? previousValues(model, instance);
+  const changed =
+    previous === undefined
+      ? (instance.changed() || []).map(String)
+      : Object.keys(attributes).filter((key) => !isDeepStrictEqual(attributes[key], old[key]));
+  return { event, model: instance, subject: subjectOf(model, attributes), attributes, old, changed };
 }
 
 function subjectOf(model: HookableModel, attributes: Readonly<Record<string, unknown>>): ModelRef {

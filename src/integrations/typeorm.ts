@@ -164,7 +164,23 @@ export class ActivityLogSubscriber implements EntitySubscriberInterface<ObjectLi
     );
   }
 
+  /** Logging never fails the application's write: what cannot be recorded is reported. */
   async #record(
+    event: ModelEvent,
+    source: { metadata: EntityMetadata; queryRunner: QueryRunner },
+    entity: ObjectLiteral,
+    databaseEntity: ObjectLiteral | undefined,
+    updatedColumns?: readonly { propertyPath: string }[],
+    knownId?: { id: string | number },
+  ): Promise<void> {
+    try {
+      await this.#recordChange(event, source, entity, databaseEntity, updatedColumns, knownId);
+    } catch (error) {
+      this.#onDeliveryError(error);
+    }
+  }
+
+  async #recordChange(
     event: ModelEvent,
     source: { metadata: EntityMetadata; queryRunner: QueryRunner },
     entity: ObjectLiteral,

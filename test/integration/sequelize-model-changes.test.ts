@@ -121,6 +121,22 @@ for (const target of TARGETS) {
       ]);
     });
 
+    it('keeps the previous values of a static update with individualHooks whose rows change differently', async () => {
+      const { Post, activities } = await setUp({
+        logOnly: ['title', 'body'],
+        logOnlyDirty: true,
+        dontSubmitEmptyLogs: true,
+      });
+      const fresh = await Post.create({ title: 'Fresh', body: 'draft' });
+      const done = await Post.create({ title: 'Done', body: 'archived' });
+      // One row changes and the other does not: Sequelize saves them one by one.
+      await Post.update({ body: 'archived' }, { where: { id: [fresh.id, done.id] }, individualHooks: true });
+      const updates = activities().filter((row) => row.event === 'updated');
+      expect(updates.map((row) => [row.subjectId, row.properties])).toEqual([
+        [String(fresh.id), { attributes: { body: 'archived' }, old: { body: 'draft' } }],
+      ]);
+    });
+
     it('with dontSubmitEmptyLogs skips updates that change none of the logged attributes', async () => {
       const { Post, activities } = await setUp({
         logOnly: ['title'],
@@ -190,6 +206,49 @@ for (const target of TARGETS) {
       const rows = activities();
       expect(rows.map((row) => row.event)).toEqual(['created', 'updated', 'deleted']);
       expect(new Set(rows.map((row) => row.id)).size).toBe(3);
+    });
+
+    if (target.driver === 'postgres') {
+      it('delivers nothing when COMMIT itself fails (a deferred constraint)', async () => {
+        const { Post, activities } = await setUp({ logOnly: ['title'] });
+        await sequelize.query(
+          `ALTER TABLE "${Post.getTableName() as string}" ADD CONSTRAINT "${Post.getTableName() as string}_title" UNIQUE (title) DEFERRABLE INITIALLY DEFERRED`,
+        );
+        await expect(
+          sequelize.transaction(async (transaction) => {
+            await Post.create({ title: 'Twice' }, { transaction });
+            await Post.create({ title: 'Twice' }, { transaction });
+          }),
+        ).rejects.toThrow();
+        expect(await Post.count()).toBe(0);
+        expect(activities()).toEqual([]);
+        await sequelize.transaction(async (transaction) => {
+          await Post.create({ title: 'Once' }, { transaction });
+        });
+        expect(activities().map((row) => row.event)).toEqual(['created']);
+      });
+    }
+
+    it("never fails the application's write when a change cannot be recorded", async () => {
+      const { Post, activityLog, activities, logging } = await setUp({ logOnly: ['title'] });
+      logging.detach();
+      const errors: unknown[] = [];
+      logSequelizeModels(activityLog, {
+        models: [[Post as unknown as ModelStatic<Model>, { logOnly: ['title'] }]],
+        onDeliveryError: (error) => errors.push(error),
+      });
+      await activityLog.close();
+      const post = await Post.create({ title: 'Written anyway' });
+      await sequelize.transaction(async (transaction) => {
+        await post.update({ title: 'Edited anyway' }, { transaction });
+      });
+      expect((await Post.findByPk(post.id))?.title).toBe('Edited anyway');
+      expect(activities()).toEqual([]);
+      expect(errors).toHaveLength(2);
+      expect(errors).toEqual([
+        expect.objectContaining({ code: 'DELIVERY_CLOSED' }),
+        expect.objectContaining({ code: 'DELIVERY_CLOSED' }),
+      ]);
     });
 
     it('drops the activities of a rolled-back savepoint and keeps the rest of the transaction', async () => {

@@ -200,6 +200,27 @@ for (const target of TARGETS) {
       expect(new Set(rows.map((row) => row.id)).size).toBe(3);
     });
 
+    it("never fails the application's write when a change cannot be recorded", async () => {
+      const { dataSource, posts, activityLog, subscriber } = await setUp({ logOnly: ['title'] });
+      const errors: unknown[] = [];
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(subscriber), 1);
+      const [PostSchema] = dataSource.entityMetadatas.map((metadata) => metadata.target);
+      dataSource.subscribers.push(
+        new ActivityLogSubscriber(activityLog, {
+          models: [[PostSchema as never, { logOnly: ['title'] }]],
+          onDeliveryError: (error) => errors.push(error),
+        }),
+      );
+      await activityLog.close();
+      const post = await posts.save(posts.create({ title: 'Written anyway' }));
+      post.title = 'Edited anyway';
+      // Outside a transaction the activity is logged from the hook itself.
+      await posts.save(post, { transaction: false });
+      expect((await posts.findOneByOrFail({ id: post.id })).title).toBe('Edited anyway');
+      expect(errors.length).toBeGreaterThanOrEqual(2);
+      expect(errors.every((error) => (error as { code?: string }).code === 'DELIVERY_CLOSED')).toBe(true);
+    });
+
     it('drops the activities of a rolled-back savepoint and keeps the rest of the transaction', async () => {
       const { dataSource, activities } = await setUp({ logOnly: ['title'] });
       const queryRunner = dataSource.createQueryRunner();
