@@ -144,6 +144,11 @@ export interface AlertStateStore {
 export class MemoryAlertState implements AlertStateStore {
   readonly #rules = new Map<AlertRule, { firing: boolean; notifiedAtMs: number }>();
 
+  /** The rule fired here and has not been resolved here. */
+  isFiring(rule: AlertRule): boolean {
+    return this.#rules.get(rule)?.firing === true;
+  }
+
   async transition(
     rule: AlertRule,
     firing: boolean,
@@ -252,7 +257,11 @@ export class AlertNotifier {
   readonly #log: (line: string) => void;
   readonly #nowMs: () => number;
   #lastDropped: number | null = null;
+  #lastDropSource: PerformanceData['source'] | null = null;
   #lastDropAtMs = Number.NEGATIVE_INFINITY;
+  /** Decides for this process alone while the shared state (Redis) cannot be reached. */
+  readonly #fallback = new MemoryAlertState();
+  #sharedStateDown = false;
 
   constructor(options: AlertNotifierOptions) {
     this.#options = options;
@@ -267,6 +276,10 @@ export class AlertNotifier {
     const cooldownMs = settings.cooldownSeconds * 1000;
     // The first look only learns the count; a drop after it fires at once and keeps the rule firing
     // for one cooldown, after which it resolves unless more were dropped.
+    // Cluster-wide and this-process-only totals are not comparable: a change of source (Redis
+    // away, then back) starts counting afresh instead of reading the difference as drops.
+    if (data.source !== this.#lastDropSource) this.#lastDropped = null;
+    this.#lastDropSource = data.source;
     const dropped = this.#lastDropped === null ? 0 : Math.max(0, data.dropped_total - this.#lastDropped);
     this.#lastDropped = data.dropped_total;
     if (dropped > 0) this.#lastDropAtMs = nowMs;
@@ -274,7 +287,7 @@ export class AlertNotifier {
     const sent: AlertPayload[] = [];
     for (const result of evaluateRules(data, settings, dropped)) {
       const firing = result.rule === 'spool_drop' ? dropped > 0 || recentDrop : result.firing;
-      const action = await this.#options.state.transition(result.rule, firing, nowMs, cooldownMs);
+      const action = await this.#transition(result.rule, firing, nowMs, cooldownMs);
       if (action === 'none') continue;
       const payload = this.#payload(result, action, nowMs);
       sent.push(payload);
@@ -282,6 +295,36 @@ export class AlertNotifier {
       await this.#post(payload);
     }
     return sent;
+  }
+
+  /**
+   * The shared state decides; while it cannot be reached (Redis down, often the very incident),
+   * this process decides alone, so alerts still go out, one per process. An alert raised that way
+   * is resolved that way too once the shared state is back.
+   */
+  async #transition(
+    rule: AlertRule,
+    firing: boolean,
+    nowMs: number,
+    cooldownMs: number,
+  ): Promise<AlertAction> {
+    let action: AlertAction;
+    try {
+      action = await this.#options.state.transition(rule, firing, nowMs, cooldownMs);
+    } catch (error) {
+      if (!this.#sharedStateDown) {
+        this.#sharedStateDown = true;
+        this.#log(
+          `activity-log: alert state is unreachable (${error instanceof Error ? error.message : String(error)}); this process decides alerts alone until it is back`,
+        );
+      }
+      return this.#fallback.transition(rule, firing, nowMs, cooldownMs);
+    }
+    this.#sharedStateDown = false;
+    if (action === 'none' && !firing && this.#fallback.isFiring(rule)) {
+      return this.#fallback.transition(rule, firing, nowMs, cooldownMs);
+    }
+    return action;
   }
 
   #payload(result: RuleResult, action: Exclude<AlertAction, 'none'>, nowMs: number): AlertPayload {

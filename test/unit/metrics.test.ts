@@ -3,7 +3,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
-import { type AlertSettings, evaluateRules, MemoryAlertState } from '../../src/metrics/alerts.js';
+import {
+  type AlertAction,
+  AlertNotifier,
+  type AlertRule,
+  type AlertSettings,
+  type AlertStateStore,
+  evaluateRules,
+  MemoryAlertState,
+} from '../../src/metrics/alerts.js';
 import { MetricsCollector, type ProcessReport } from '../../src/metrics/collector.js';
 import { LAG_BUCKETS_MS, LagHistogram, lagQuantileMs } from '../../src/metrics/lag-histogram.js';
 import type { HistoryMinute } from '../../src/metrics/minute-history.js';
@@ -396,5 +404,53 @@ describe('alert rules', () => {
     // Flapping back within the cooldown does not notify again at once.
     expect(await state.transition('error_rate', true, 1300, 1000)).toBe('none');
     expect(await state.transition('error_rate', true, 2000, 1000)).toBe('renotify');
+  });
+
+  /** Shared state that can be made unreachable, as Redis during an outage. */
+  class FlakyState implements AlertStateStore {
+    readonly shared = new MemoryAlertState();
+    down = false;
+    transition(rule: AlertRule, firing: boolean, nowMs: number, cooldownMs: number): Promise<AlertAction> {
+      if (this.down) return Promise.reject(new Error('Connection is closed.'));
+      return this.shared.transition(rule, firing, nowMs, cooldownMs);
+    }
+  }
+
+  function notifier(state: AlertStateStore, clock: { ms: number }, lines: string[] = []) {
+    return new AlertNotifier({
+      settings: SETTINGS,
+      state,
+      queueName: 'activity-logs',
+      log: (line) => lines.push(line),
+      nowMs: () => clock.ms,
+    });
+  }
+
+  it('still alerts while the shared alert state is unreachable, and resolves what it raised alone', async () => {
+    const state = new FlakyState();
+    const clock = { ms: 1_000_000 };
+    const lines: string[] = [];
+    const alerts = notifier(state, clock, lines);
+    state.down = true;
+    const fired = await alerts.check(data({ error_rate: 50 }));
+    expect(fired.map((alert) => [alert.rule, alert.status])).toEqual([['error_rate', 'firing']]);
+    expect(lines.filter((line) => line.includes('alert state is unreachable'))).toHaveLength(1);
+    await alerts.check(data({ error_rate: 50 }));
+    expect(lines.filter((line) => line.includes('alert state is unreachable'))).toHaveLength(1);
+    // Back, and the condition is over: the alert raised alone is resolved.
+    state.down = false;
+    clock.ms += 10_000;
+    const resolved = await alerts.check(data({ error_rate: 0 }));
+    expect(resolved.map((alert) => [alert.rule, alert.status])).toEqual([['error_rate', 'resolved']]);
+    expect(await alerts.check(data({ error_rate: 0 }))).toEqual([]);
+  });
+
+  it('does not read the switch between cluster and process totals as dropped activities', async () => {
+    const alerts = notifier(new MemoryAlertState(), { ms: 1_000_000 });
+    expect(await alerts.check(data({ source: 'redis', dropped_total: 40 }))).toEqual([]);
+    expect(await alerts.check(data({ source: 'process', dropped_total: 0 }))).toEqual([]);
+    expect(await alerts.check(data({ source: 'redis', dropped_total: 40 }))).toEqual([]);
+    const fired = await alerts.check(data({ source: 'redis', dropped_total: 41 }));
+    expect(fired.map((alert) => [alert.rule, alert.value])).toEqual([['spool_drop', 1]]);
   });
 });
