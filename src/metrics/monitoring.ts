@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import type { ActivityLog } from '../core/logger.js';
+import type { Delivery } from '../delivery/delivery.js';
 import { closeRedis, connectRedis, createRedisClient } from '../delivery/redis-connection.js';
 import type { ActivityWorker } from '../delivery/worker.js';
 import {
@@ -83,13 +84,14 @@ export class Monitoring {
   #alertRun: Promise<unknown> | null = null;
   #lastRedisWarningMs = 0;
   #closed = false;
+  readonly #delivery: Delivery | null;
 
   constructor(options: MonitoringOptions, redis: Redis | null) {
     const { config } = options;
     this.config = config;
     this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
-    this.collector = new MetricsCollector();
-    if (options.activityLog !== undefined) this.collector.watchDelivery(options.activityLog.delivery);
+    this.#delivery = options.activityLog?.delivery ?? null;
+    this.collector = this.#delivery === null ? new MetricsCollector() : acquireCollector(this.#delivery);
     if (options.worker !== undefined && options.worker !== null) this.collector.watchWorker(options.worker);
     this.#counting = options.activityLog !== undefined || (options.worker ?? null) !== null;
     this.#redis = redis;
@@ -184,7 +186,8 @@ export class Monitoring {
       await this.#publisher?.close();
       await this.#reader?.close().catch(() => undefined);
     } finally {
-      this.collector.close();
+      if (this.#delivery === null) this.collector.close();
+      else releaseCollector(this.#delivery);
       if (this.#redis !== null) await closeRedis(this.#redis);
     }
   }
@@ -237,6 +240,31 @@ export class Monitoring {
     this.#lastRedisWarningMs = nowMs;
     this.#log(`activity-log: warning: ${message}: ${error instanceof Error ? error.message : String(error)}`);
   }
+}
+
+/**
+ * One collector per delivery, shared by every monitoring of it (a server and the application's
+ * own `startMonitoring`), so each activity is counted once, under one process id.
+ */
+const COLLECTORS = new WeakMap<Delivery, { readonly collector: MetricsCollector; users: number }>();
+
+function acquireCollector(delivery: Delivery): MetricsCollector {
+  let shared = COLLECTORS.get(delivery);
+  if (shared === undefined) {
+    const collector = new MetricsCollector();
+    collector.watchDelivery(delivery);
+    shared = { collector, users: 0 };
+    COLLECTORS.set(delivery, shared);
+  }
+  shared.users++;
+  return shared.collector;
+}
+
+function releaseCollector(delivery: Delivery): void {
+  const shared = COLLECTORS.get(delivery);
+  if (shared === undefined || --shared.users > 0) return;
+  COLLECTORS.delete(delivery);
+  shared.collector.close();
 }
 
 /** Whether a configuration shares metrics through Redis by default. */

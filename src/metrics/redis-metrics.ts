@@ -138,7 +138,6 @@ export class MetricsPublisher {
     await redis
       .multi()
       .del(this.#keys.process(collector.id))
-      .del(this.#keys.totalsFrom(collector.id))
       .zrem(this.#keys.processes, collector.id)
       .exec()
       .catch((error: unknown) => this.#options.onError?.(error));

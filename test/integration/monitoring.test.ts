@@ -415,6 +415,39 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect((await reader.read(Date.now())).totals).toMatchObject({ accepted: 15, stored: 15 });
   });
 
+  it('counts a delivery once when a server and the application both monitor it', async () => {
+    const queueName = uniqueQueueName('mon-shared');
+    const redis = new Redis(REDIS_URL);
+    cleanups.push(async () => {
+      await removeMetricsKeys(redis, queueName);
+      redis.disconnect();
+    });
+    const config = loadConfig({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        REDIS_URL,
+        ACTIVITY_LOG_QUEUE_NAME: queueName,
+        ACTIVITY_LOG_METHOD: 'sync',
+        ACTIVITY_LOG_SPOOL_DIR: await tempDir('shared'),
+      },
+    });
+    const activityLog = createActivityLog({ config, store: new MemoryStore() });
+    cleanups.push(() => activityLog.close());
+    const first = startMonitoring({ config, activityLog, shared: true, alerts: false });
+    const second = startMonitoring({ config, activityLog, shared: true, alerts: false });
+    expect(second.collector).toBe(first.collector);
+    for (let i = 0; i < 10; i++) await activityLog.log({ description: `shared ${i}` });
+    // Connected to Redis (a snapshot waits for that), so close() publishes a last round.
+    await first.snapshot();
+    await second.snapshot();
+    await first.close();
+    await activityLog.log({ description: 'after the first stopped watching' });
+    await second.close();
+    const reader = new ClusterReader(redis, queueName);
+    cleanups.push(() => reader.close());
+    expect((await reader.read(Date.now())).totals).toMatchObject({ accepted: 11, stored: 11 });
+  });
+
   it('serve --worker reports its own worker and the jobs it stored, in the snapshot and /metrics', async () => {
     const cleanupsForCli: (() => Promise<void>)[] = [];
     cleanups.push(async () => {
