@@ -127,8 +127,10 @@ class Logger implements ActivityLog {
 
   log(input: LogInput): Promise<Activity> {
     try {
+      // A transaction that has settled (a timer started inside it fires later) no longer holds
+      // anything: the activity is delivered as any other, as transaction() does for nesting.
       const pending = this.#transactions.getStore();
-      if (pending !== undefined) return Promise.resolve(pending.log(input));
+      if (pending !== undefined && !pending.settled) return Promise.resolve(pending.log(input));
       const activity = buildActivity(input, currentContext(), this.#build);
       const written = this.#deliver(activity);
       return written === undefined ? Promise.resolve(activity) : written.then(() => activity);
@@ -139,7 +141,7 @@ class Logger implements ActivityLog {
 
   async logMany(inputs: readonly LogInput[]): Promise<Activity[]> {
     const pending = this.#transactions.getStore();
-    if (pending !== undefined) return pending.logMany(inputs);
+    if (pending !== undefined && !pending.settled) return pending.logMany(inputs);
     const activities = buildActivities(inputs, currentContext(), this.#build);
     await this.#deliverAll(activities);
     return activities;

@@ -76,6 +76,26 @@ describe('activityLog.transaction()', () => {
     expect(descriptions(store)).toEqual(['kept']);
   });
 
+  it('delivers at once what a timer started inside logs after the transaction has settled', async () => {
+    const { activityLog, store } = syncLog();
+    let later: Promise<unknown> = Promise.resolve();
+    await activityLog.transaction(async () => {
+      await activityLog.log({ description: 'in the transaction' });
+      later = new Promise((resolve) => setTimeout(resolve, 5)).then(() =>
+        Promise.all([
+          activityLog.log({ description: 'from a timer, after commit' }),
+          activityLog.logMany([{ description: 'many, after commit' }]),
+        ]),
+      );
+    });
+    await later;
+    expect(descriptions(store)).toEqual([
+      'from a timer, after commit',
+      'in the transaction',
+      'many, after commit',
+    ]);
+  });
+
   it('keeps concurrent transactions apart', async () => {
     const { activityLog, store } = syncLog();
     let releaseFailing!: () => void;
