@@ -132,7 +132,12 @@ export class ActivityLogSubscriber implements EntitySubscriberInterface<ObjectLi
   async afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> {
     // Without the loaded row this was a criteria update (query builder): no per-row record.
     if (event.entity === undefined || event.databaseEntity === undefined) return;
-    await this.#record('updated', event, event.entity, event.databaseEntity, event.updatedColumns);
+    // A change made through a relation object (`post.author = other`) is a change of its join column.
+    const updated = [
+      ...event.updatedColumns,
+      ...event.updatedRelations.flatMap((relation) => relation.joinColumns),
+    ];
+    await this.#record('updated', event, event.entity, event.databaseEntity, updated);
   }
 
   async afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> {

@@ -124,6 +124,67 @@ for (const target of TARGETS) {
       ]);
     });
 
+    it('counts a change made through a relation as a change of its join column', async () => {
+      const suffix = uniqueSuffix();
+      interface Author {
+        id: number;
+        name: string;
+      }
+      interface Article {
+        id: number;
+        title: string;
+        author: Author;
+      }
+      const AuthorSchema = new EntitySchema<Author>({
+        name: 'Author',
+        tableName: `authors_${suffix}`,
+        columns: {
+          id: { type: Number, primary: true, generated: 'increment' },
+          name: { type: String, length: 50 },
+        },
+      });
+      const ArticleSchema = new EntitySchema<Article>({
+        name: 'Article',
+        tableName: `articles_${suffix}`,
+        columns: {
+          id: { type: Number, primary: true, generated: 'increment' },
+          title: { type: String, length: 50 },
+        },
+        relations: { author: { type: 'many-to-one', target: 'Author', joinColumn: { name: 'author_id' } } },
+      });
+      const dataSource = new DataSource({
+        type: target.driver,
+        url: target.url,
+        entities: [AuthorSchema, ArticleSchema],
+        synchronize: true,
+        logging: false,
+      });
+      await dataSource.initialize();
+      cleanups.push(async () => {
+        await dataSource.query(`DROP TABLE IF EXISTS ${dataSource.driver.escape(`articles_${suffix}`)}`);
+        await dataSource.query(`DROP TABLE IF EXISTS ${dataSource.driver.escape(`authors_${suffix}`)}`);
+        await dataSource.destroy();
+      });
+      const { activityLog, activities } = memoryActivityLog();
+      dataSource.subscribers.push(
+        new ActivityLogSubscriber(activityLog, {
+          models: [[ArticleSchema, { logAll: true, logOnlyDirty: true, dontSubmitEmptyLogs: true }]],
+        }),
+      );
+      const authors = dataSource.getRepository(AuthorSchema);
+      const articles = dataSource.getRepository(ArticleSchema);
+      const ann = await authors.save(authors.create({ name: 'Ann' }));
+      const bo = await authors.save(authors.create({ name: 'Bo' }));
+      const article = await articles.save(articles.create({ title: 'Hello', author: ann }));
+      article.author = bo;
+      await articles.save(article);
+      const updates = activities().filter((row) => row.event === 'updated');
+      expect(updates.map((row) => row.properties)).toEqual([
+        // The join column's property path, as TypeORM names it.
+        { attributes: { 'author.id': bo.id }, old: { 'author.id': ann.id } },
+      ]);
+    });
+
     it('with dontSubmitEmptyLogs skips updates that change none of the logged attributes', async () => {
       const { posts, activities } = await setUp({
         logOnly: ['title'],
