@@ -98,6 +98,8 @@ export class MetricsPublisher {
   readonly #ttlMs: number;
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
+  /** Each minute's counts as Redis confirmed them: a minute that has not changed since is not sent. */
+  #acknowledgedMinutes = new Map<number, string>();
   #closed = false;
 
   constructor(options: MetricsPublisherOptions) {
@@ -164,11 +166,15 @@ export class MetricsPublisher {
       TOTALS_FROM_TTL_SECONDS,
       ...TOTAL_NAMES.flatMap((name) => [name, totals[name]]),
     );
+    const sent = new Map<number, string>();
     for (const minute of report.history) {
       const counts: (string | number)[] = ['stored', minute.stored, 'failures', minute.failures];
       LAG_FIELDS.forEach((field, index) => {
         counts.push(field, minute.lagCounts[index] ?? 0);
       });
+      const signature = counts.join(',');
+      sent.set(minute.epochMinute, signature);
+      if (this.#acknowledgedMinutes.get(minute.epochMinute) === signature) continue;
       multi.eval(
         ADD_ABSOLUTE,
         2,
@@ -182,6 +188,7 @@ export class MetricsPublisher {
     const results = await multi.exec();
     const failed = results?.find(([error]) => error !== null);
     if (results === null || failed !== undefined) throw failed?.[0] ?? new Error('MULTI was discarded');
+    this.#acknowledgedMinutes = sent;
   }
 }
 
