@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { JobsOptions } from 'bullmq';
-import type { Activity } from '../core/activity.js';
+import { type Activity, isUuid } from '../core/activity.js';
 import { type ActivityJson, activityFromJson, activityToJson } from '../core/activity-json.js';
 import { ActivityLogError } from '../core/errors.js';
 
@@ -66,12 +66,14 @@ export function decodeActivityJob(data: unknown): Activity[] {
       typeof candidate !== 'object' ||
       candidate === null ||
       typeof candidate.id !== 'string' ||
+      !isUuid(candidate.id) ||
       typeof candidate.description !== 'string' ||
-      typeof candidate.created_at !== 'string'
+      typeof candidate.created_at !== 'string' ||
+      Number.isNaN(Date.parse(candidate.created_at))
     ) {
       throw new ActivityLogError(
         'QUEUE_JOB_INVALID',
-        `activities[${index}] is not an activity (expected id, description and created_at)`,
+        `activities[${index}] is not an activity (expected a UUID id, a description and an ISO created_at)`,
       );
     }
     return activityFromJson(candidate as ActivityJson);

@@ -543,6 +543,8 @@ export class ActivityWorker {
       return held;
     } catch (error) {
       const coded = asActivityLogError(error);
+      // Read before moveToFailed, which counts the attempt on the job.
+      const attempt = job.attemptsMade + 1;
       this.#counts.failedJobs++;
       try {
         await job.moveToFailed(new UnrecoverableError(`${coded.code}: ${coded.message}`), token, false);
@@ -551,7 +553,7 @@ export class ActivityWorker {
       }
       this.events.emit('jobFailed', {
         jobId: job.id!,
-        attempt: job.attemptsMade + 1,
+        attempt,
         count: 0,
         error: coded,
         willRetry: false,
@@ -732,6 +734,15 @@ export class ActivityWorker {
     }
     const count = group.reduce((sum, held) => sum + held.activities.length, 0);
     this.events.emit('jobsReturned', { jobIds: returned, count, error });
+    // A draining worker cannot drain while the store is unavailable: it says so (exit 1), even
+    // when it was about to stop anyway (`--once` after its one job).
+    if (this.#options.once || this.#options.stopWhenEmpty) {
+      this.#stopReason =
+        this.#stopReason === null || this.#stopReason === 'once' || this.#stopReason === 'empty'
+          ? 'store-unavailable'
+          : this.#stopReason;
+      this.#stopSignal.abort();
+    }
   }
 
   #renewLocks(): void {

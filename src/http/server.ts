@@ -36,6 +36,9 @@ export interface ServerOptions {
   readonly monitoring?: Monitoring;
 }
 
+/** Longest time a client may take to send one request, headers and body. */
+export const REQUEST_TIMEOUT_MS = 60_000;
+
 /**
  * Builds the HTTP server (health, ingest, backoffice query API) without listening, so tests can
  * `inject()` and `serve` decides where to bind. Every error answers
@@ -55,6 +58,9 @@ export function createServer(options: ServerOptions): FastifyInstance {
     bodyLimit: bodyLimitBytes,
     // While `serve` shuts down, new requests get a 503 so load balancers retry them elsewhere.
     return503OnClosing: true,
+    // A request (headers and body) must arrive within this; a client that stalls mid-body is cut
+    // off instead of holding a connection, and shutdown, open. Responses (exports) are not bound.
+    requestTimeout: REQUEST_TIMEOUT_MS,
     // request.ip (wrong-token throttling, logs) follows this.
     // Fastify takes a hop count too (proxy-addr), though its types list only the other forms.
     trustProxy: (Array.isArray(config.trustProxy)

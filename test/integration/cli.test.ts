@@ -1,11 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { SHUTDOWN_GRACE_MS } from '../../src/cli/commands/serve.js';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import { createActivityLog } from '../../src/core/logger.js';
 import { createStore } from '../../src/store/create-store.js';
@@ -397,6 +399,50 @@ describe('serve (SQLite in a temporary directory)', () => {
       await store.close();
     }
   });
+
+  it('on SIGTERM gives a client that never finishes its request a few seconds, then flushes and exits 0', async () => {
+    const env = {
+      ACTIVITY_LOG_METHOD: 'batch',
+      ACTIVITY_LOG_FLUSH_INTERVAL_MS: '60000',
+      ACTIVITY_LOG_INGEST_TOKEN: 'ingest-secret',
+      ACTIVITY_LOG_ADMIN_TOKEN: 'admin-secret',
+    };
+    const { run, url, cwd } = await serve([], env);
+    const accepted = await fetch(`${url}/api/activities`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer ingest-secret' },
+      body: JSON.stringify({ description: 'accepted before the stalled client' }),
+    });
+    expect(accepted.status).toBe(202);
+    // Headers and half a body, then nothing: the request never completes.
+    const { port } = new URL(url);
+    const stalled = connect(Number(port), '127.0.0.1');
+    stalled.on('error', () => undefined);
+    await new Promise<void>((resolve) => stalled.once('connect', () => resolve()));
+    stalled.write(
+      'POST /api/activities HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ingest-secret\r\n' +
+        'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"descr',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const signalled = Date.now();
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+    const seconds = (Date.now() - signalled) / 1000;
+    expect(seconds).toBeGreaterThanOrEqual(SHUTDOWN_GRACE_MS / 1000 - 0.5);
+    expect(seconds).toBeLessThan(SHUTDOWN_GRACE_MS / 1000 + 10);
+    expect(run.stderr()).toMatch(/requests still open after 5 s; closing their connections/);
+    stalled.destroy();
+    const store = createStore(
+      loadConfig({ env: { DATABASE_URL: `sqlite:${join(cwd, 'storage', 'activity-log.sqlite')}` } }).database,
+    );
+    try {
+      expect((await store.query()).data.map((activity) => activity.description)).toEqual([
+        'accepted before the stalled client',
+      ]);
+    } finally {
+      await store.close();
+    }
+  }, 30_000);
 
   it('exits 0 on SIGINT too', async () => {
     const { run } = await serve([]);

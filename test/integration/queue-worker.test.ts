@@ -282,6 +282,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     const summary = await worker.done;
     expect(summary.failedJobs).toBe(1);
     expect(failures[0]!.error.code).toBe('QUEUE_JOB_INVALID');
+    expect(failures[0]!.attempt).toBe(1);
   });
 
   it('stops when restart is requested after it started, not before', async () => {

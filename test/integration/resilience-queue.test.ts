@@ -210,6 +210,31 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(counts.waiting).toBe(2);
     expect(counts.failed).toBe(0);
   });
+  it('worker --once: with MariaDB refused, the default breaker still closed, it stops as store-unavailable and hands its job back', async () => {
+    const queueName = uniqueQueueName('once-outage');
+    const { table } = await activityTable('once');
+    const proxy = await FaultProxy.start(MARIADB);
+    cleanups.push(() => proxy.close());
+    await proxy.refuse();
+    const config = queueConfig(queueName, {
+      DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
+      ACTIVITY_LOG_TABLE: table,
+      DB_CONNECT_TIMEOUT_MS: '500',
+    });
+    cleanups.push(() => removeQueue(config, queueName));
+    await enqueue(config, [sampleActivities(10)]);
+    const store = createStore(config.database);
+    cleanups.push(() => store.close());
+    const worker = new ActivityWorker({ config, store, once: true });
+    await worker.start();
+    const summary = await worker.done;
+    expect(worker.breaker.state).toBe('closed');
+    expect(summary).toMatchObject({ reason: 'store-unavailable', jobs: 0, returnedJobs: 1, failedJobs: 0 });
+    const admin = await QueueAdmin.connect(config.redis, queueName);
+    cleanups.push(() => admin.close());
+    expect(await admin.counts()).toMatchObject({ waiting: 1, failed: 0 });
+  });
+
   it('GET /health reports Redis with the queue method: 200 while it answers, 503 naming the queue when it is refused', async () => {
     const queueName = uniqueQueueName('health');
     const proxy = await FaultProxy.start(REDIS);

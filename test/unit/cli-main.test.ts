@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } from 'vitest';
+import { DEFAULT_PROCESS_BATCH_SIZE, processBatchSize } from '../../src/cli/commands/process.js';
 import { EXIT_USAGE, main } from '../../src/cli/main.js';
 import { optionalWholeNumber } from '../../src/cli/optional-whole-number.js';
 import { ActivityLogError } from '../../src/core/errors.js';
@@ -63,5 +64,16 @@ describe('optionalWholeNumber', () => {
       expect((error as ActivityLogError).field).toBe('--chunk');
       expect((error as ActivityLogError).message).toContain('from 1 to 10');
     }
+  });
+});
+
+describe('processBatchSize', () => {
+  it('uses --batch-size, else 50 with batch, else ACTIVITY_LOG_BATCH_SIZE, for the spool and the queue alike', () => {
+    const config = { batchSize: 500 };
+    expect(processBatchSize('batch', undefined, config)).toBe(DEFAULT_PROCESS_BATCH_SIZE);
+    expect(DEFAULT_PROCESS_BATCH_SIZE).toBe(50);
+    expect(processBatchSize('queue', undefined, config)).toBe(500);
+    expect(processBatchSize('batch', 20, config)).toBe(20);
+    expect(processBatchSize('queue', 20, config)).toBe(20);
   });
 });

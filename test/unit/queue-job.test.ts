@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { activityToJson } from '../../src/core/activity-json.js';
 import {
   activityJobId,
   activityJobOptions,
@@ -27,6 +28,19 @@ describe('queue jobs', () => {
     expect(() => decodeActivityJob({ something: 'else' })).toThrow(/not an activity-log job/);
     expect(() => decodeActivityJob({ v: 1 })).toThrow(/no activities array/);
     expect(() => decodeActivityJob({ v: 1, activities: [{ id: 'x' }] })).toThrow(/activities\[0\]/);
+    const [valid] = decodeActivityJob({ v: 1, activities: [activityToJson(sampleActivities(1)[0]!)] });
+    const json = activityToJson(valid!);
+    for (const bad of [
+      { ...json, id: 'x'.repeat(300) },
+      { ...json, created_at: 'yesterday' },
+    ]) {
+      expect(() => decodeActivityJob({ v: 1, activities: [json, bad] })).toThrow(
+        expect.objectContaining({
+          code: 'QUEUE_JOB_INVALID',
+          message: expect.stringMatching(/activities\[1\]/),
+        }),
+      );
+    }
   });
 
   it('gives jobs their tries, jittered exponential backoff and keeps failed ones', () => {

@@ -8,7 +8,7 @@ import { createStore } from '../../store/create-store.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { queueNameFlag, runWorker } from './work.js';
 
-type ProcessMethod = 'queue' | 'batch';
+export type ProcessMethod = 'queue' | 'batch';
 
 interface ProcessFlags {
   readonly method?: string;
@@ -94,7 +94,7 @@ function queueBacklog(config: Config, queueName: string): PendingSource {
           stopWhenEmpty: true,
           // `batch` is for memory-constrained hosts: one job in hand, written in small chunks.
           ...(method === 'batch'
-            ? { concurrency: 1, mergeJobs: false, batchSize: batchSize ?? DEFAULT_PROCESS_BATCH_SIZE }
+            ? { concurrency: 1, mergeJobs: false, batchSize: processBatchSize(method, batchSize, config) }
             : batchSize === undefined
               ? {}
               : { batchSize }),
@@ -125,13 +125,25 @@ function queueBacklog(config: Config, queueName: string): PendingSource {
   };
 }
 
+/**
+ * Activities per INSERT for `process`: `--batch-size`, else 50 with `batch` (small statements
+ * for small hosts), else `ACTIVITY_LOG_BATCH_SIZE`. The spool and the queue backlog alike.
+ */
+export function processBatchSize(
+  method: ProcessMethod,
+  batchSize: number | undefined,
+  config: Pick<Config, 'batchSize'>,
+): number {
+  return batchSize ?? (method === 'batch' ? DEFAULT_PROCESS_BATCH_SIZE : config.batchSize);
+}
+
 /** The spool of processes that are gone, replayed straight into the store (as `spool replay` does). */
 function spoolBacklog(config: Config): PendingSource {
   return {
     name: 'spool',
     async drain(method, batchSize) {
       const showProgress = process.stderr.isTTY === true;
-      const spoolConfig = { ...config, batchSize: batchSize ?? config.batchSize };
+      const spoolConfig = { ...config, batchSize: processBatchSize(method, batchSize, config) };
       const result = await drainSpool(spoolConfig, createStoreSink(createStore(config.database)), {
         ...(showProgress
           ? {

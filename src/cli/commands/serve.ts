@@ -232,6 +232,32 @@ function startRetention(activityLog: ActivityLog): RetentionScheduler {
   return retention;
 }
 
+/**
+ * Requests still running at shutdown get this long to finish; then their connections are cut, so
+ * a client that never finishes its request cannot keep the buffers from being flushed before a
+ * supervisor's own deadline (often 30 s) kills the process.
+ */
+export const SHUTDOWN_GRACE_MS = 5000;
+
+async function closeServer(app: FastifyInstance): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const graceOver = new Promise<'grace-over'>((resolve) => {
+    timer = setTimeout(() => resolve('grace-over'), SHUTDOWN_GRACE_MS);
+  });
+  const closing = app.close();
+  try {
+    if ((await Promise.race([closing, graceOver])) === 'grace-over') {
+      process.stderr.write(
+        `activity-log: requests still open after ${SHUTDOWN_GRACE_MS / 1000} s; closing their connections\n`,
+      );
+      app.server.closeAllConnections();
+      await closing;
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function shutDown(
   app: FastifyInstance | null,
   worker: ActivityWorker | null,
@@ -239,7 +265,7 @@ async function shutDown(
   monitoring: Monitoring | null,
 ): Promise<void> {
   try {
-    await app?.close();
+    if (app !== null) await closeServer(app);
     if (worker !== null) {
       worker.stop('signal');
       await worker.done.catch(() => undefined);
@@ -275,7 +301,10 @@ function startBanner(url: string, config: Config, generated: readonly TokenVaria
     }
     lines.push(
       'To keep tokens across restarts, set them in the environment or in .env, e.g.:',
-      `  echo "${generated[0]}=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('base64url'))")" >> .env`,
+      ...generated.map(
+        (variable) =>
+          `  echo "${variable}=$(node -e "console.log(require('node:crypto').randomBytes(32).toString('base64url'))")" >> .env`,
+      ),
     );
   }
   lines.push('Press Ctrl+C to stop.');
