@@ -42,7 +42,9 @@ interface PendingSource {
 export function registerProcessCommand(program: Command): void {
   program
     .command('process')
-    .description('drain pending work once (the queue backlog) with the given method, print a summary, exit')
+    .description(
+      'drain pending work once (the spool of processes that are gone, then the queue backlog) with the given method, print a summary, exit',
+    )
     .option(
       '--method <method>',
       'queue: work the backlog as a worker would; batch: one job at a time, stored in chunks of --batch-size',
