@@ -193,6 +193,12 @@ class Logger implements ActivityLog {
   }
 
   async #deliverAll(activities: readonly Activity[]): Promise<void> {
+    if (this.delivery.deliverMany !== undefined) {
+      if (this.#closing !== null)
+        throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
+      await this.delivery.deliverMany(activities);
+      return;
+    }
     const waits: Promise<void>[] = [];
     for (const activity of activities) {
       const written = this.#deliver(activity);

@@ -46,6 +46,12 @@ export interface Delivery {
    * care (a buffer), or a promise when the caller must wait (sync writes).
    */
   deliver(activity: Activity): Promise<void> | undefined;
+  /**
+   * Hands several activities over as one: a method that writes while the caller waits writes
+   * them together, all or none (one `logMany()`, one ingest request). Optional; without it each
+   * is handed over with `deliver`.
+   */
+  deliverMany?(activities: readonly Activity[]): Promise<void> | undefined;
   /** Activities accepted and not yet written. */
   pending(): number;
   /** Writes everything pending now. */

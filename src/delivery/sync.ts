@@ -23,10 +23,16 @@ export class SyncDelivery implements Delivery {
   }
 
   deliver(activity: Activity): Promise<void> {
+    return this.deliverMany([activity]);
+  }
+
+  /** One write for all of them: they are stored (or spooled) together, or refused together. */
+  deliverMany(activities: readonly Activity[]): Promise<void> {
     if (this.#closed)
       return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));
-    this.events.emit('accepted', activity);
-    const write = this.#write([activity]);
+    if (activities.length === 0) return Promise.resolve();
+    for (const activity of activities) this.events.emit('accepted', activity);
+    const write = this.#write(activities);
     const settled = write.then(
       () => undefined,
       () => undefined,

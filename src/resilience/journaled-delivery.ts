@@ -46,23 +46,31 @@ export class JournaledDelivery implements Delivery {
   }
 
   deliver(activity: Activity): Promise<void> {
+    return this.deliverMany([activity]);
+  }
+
+  /** Journals the activities together: all of them, or (the spool being full) none. */
+  deliverMany(activities: readonly Activity[]): Promise<void> {
     if (this.#closed)
       return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));
-    if (this.events.listenerCount('accepted') > 0) this.events.emit('accepted', activity);
-    this.#appending++;
-    return this.sink.spool.append([activity]).then(
+    if (activities.length === 0) return Promise.resolve();
+    if (this.events.listenerCount('accepted') > 0) {
+      for (const activity of activities) this.events.emit('accepted', activity);
+    }
+    this.#appending += activities.length;
+    return this.sink.spool.append(activities, { whole: true }).then(
       ({ dropped }) => {
-        this.#appending--;
+        this.#appending -= activities.length;
         if (dropped > 0) {
           throw new ActivityLogError(
             'SPOOL_FULL',
-            `the activity could not be journaled: the spool at ${this.sink.spool.dir} is full (ACTIVITY_LOG_SPOOL_MAX_MB)`,
+            `${activities.length === 1 ? 'the activity' : `${activities.length} activities`} could not be journaled: the spool at ${this.sink.spool.dir} is full (ACTIVITY_LOG_SPOOL_MAX_MB)`,
           );
         }
         this.sink.replaySoon(this.#flushIntervalMs);
       },
       (error: unknown) => {
-        this.#appending--;
+        this.#appending -= activities.length;
         throw error;
       },
     );

@@ -112,6 +112,8 @@ interface SegmentProgress {
 
 interface PendingAppend {
   readonly records: readonly Buffer[];
+  /** All or none of the records: if they do not all fit, every one is dropped. */
+  readonly whole: boolean;
   readonly resolve: (result: SpoolAppendResult) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -171,6 +173,11 @@ export class Spool {
   #active: ActiveSegment | null = null;
   #sequence = 0;
   #totalBytes = -1;
+  /**
+   * The spool's size when it last had to drop: until replay brings it below that, nothing new is
+   * kept, so a smaller, newer record never takes the place of an older one that was dropped.
+   */
+  #fullAtBytes: number | null = null;
   #ownerFile: string | null = null;
   #prepared: Promise<void> | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
@@ -217,16 +224,21 @@ export class Spool {
 
   /**
    * Appends activities durably: resolves once they are fsync'd, with how many were spooled and
-   * how many were dropped for lack of room.
+   * how many were dropped for lack of room. Past the size limit the newest are dropped, never
+   * what is already spooled nor anything older than a dropped one; with `whole`, the activities
+   * are kept all together or not at all.
    *
    * @throws ActivityLogError `SPOOL_FAILED` when the directory cannot be written (or after `close()`).
    */
-  append(activities: readonly Activity[]): Promise<SpoolAppendResult> {
+  append(
+    activities: readonly Activity[],
+    options: { readonly whole?: boolean } = {},
+  ): Promise<SpoolAppendResult> {
     if (this.#closed) return Promise.reject(spoolError(`the spool at ${this.dir} was used after close()`));
     if (activities.length === 0) return Promise.resolve({ spooled: 0, dropped: 0 });
     const records = activities.map(encodeSpoolRecord);
     return new Promise<SpoolAppendResult>((resolve, reject) => {
-      this.#pendingAppends.push({ records, resolve, reject });
+      this.#pendingAppends.push({ records, whole: options.whole ?? false, resolve, reject });
       if (!this.#commitQueued) {
         this.#commitQueued = true;
         void this.#serialized(() => this.#commit());
@@ -355,11 +367,23 @@ export class Spool {
       const results: SpoolAppendResult[] = [];
       let bytes = 0;
       let dropped = 0;
+      // Once one record does not fit, none after it is kept: a smaller, newer record must not
+      // take the place of an older one.
+      if (this.#fullAtBytes !== null && this.#totalBytes < this.#fullAtBytes) this.#fullAtBytes = null;
+      let full = this.#fullAtBytes !== null;
+      const fits = (extra: number) =>
+        this.#totalBytes + bytes + extra + (this.#active === null ? SEGMENT_MAGIC.length : 0) <=
+        this.maxBytes;
       for (const append of group) {
         let spooled = 0;
+        if (append.whole && !full && !fits(append.records.reduce((sum, record) => sum + record.length, 0))) {
+          full = true;
+        }
         for (const record of append.records) {
-          const needed = bytes + record.length + (this.#active === null ? SEGMENT_MAGIC.length : 0);
-          if (this.#totalBytes + needed > this.maxBytes) continue;
+          if (full || !fits(record.length)) {
+            full = true;
+            continue;
+          }
           buffers.push(record);
           bytes += record.length;
           spooled++;
@@ -368,6 +392,7 @@ export class Spool {
         dropped += append.records.length - spooled;
       }
       if (buffers.length > 0) await this.#writeRecords(buffers, bytes);
+      if (full) this.#fullAtBytes = this.#totalBytes;
       if (buffers.length > 0 && this.events.listenerCount('spooled') > 0) {
         this.events.emit('spooled', { count: buffers.length, bytes });
       }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LIMITS, REDACTED } from '../../src/core/activity.js';
-import { isActivityLogError } from '../../src/core/errors.js';
+import { ActivityLogError, isActivityLogError } from '../../src/core/errors.js';
 import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 
@@ -223,6 +223,25 @@ describe('log()', () => {
       causer,
     });
     expect(activity.description).toBe(`Ann ${REDACTED} ${REDACTED}`);
+  });
+
+  it('logMany with sync writes the activities together: one refused by the database, none stored', async () => {
+    const store = new MemoryStore();
+    const insertMany = store.insertMany.bind(store);
+    store.insertMany = async (activities) => {
+      if (activities.some((activity) => activity.description === 'poison')) {
+        throw new ActivityLogError('STORE_DATA_INVALID', 'Incorrect string value for column description');
+      }
+      return insertMany(activities);
+    };
+    const activityLog = createActivityLog({ env: {}, store, config: { method: 'sync' } });
+    const inputs = Array.from({ length: 20 }, (_, i) => ({ description: i === 13 ? 'poison' : `item ${i}` }));
+    expect(await rejection(activityLog.logMany(inputs))).toMatchObject({ code: 'STORE_DATA_INVALID' });
+    expect(store.rows.size).toBe(0);
+    await activityLog.logMany(inputs.filter((input) => input.description !== 'poison'));
+    expect(store.rows.size).toBe(19);
+    expect(store.inserts).toBe(1);
+    await activityLog.close();
   });
 
   it('rejects circular properties with a clear error instead of overflowing the stack', async () => {

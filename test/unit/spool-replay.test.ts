@@ -430,6 +430,17 @@ describe('JournaledDelivery (durability=disk)', () => {
     await waitFor(() => delivery.pending() === 0);
   });
 
+  it('journals the activities of one deliverMany all together, or refuses them all when the spool is full', async () => {
+    const down = new MemorySink();
+    down.failNext = Number.POSITIVE_INFINITY;
+    const delivery = journaled(down);
+    await delivery.deliverMany(activities(10));
+    // 1 MiB of spool: a group too large for what is left is refused whole, nothing of it kept.
+    const tooMany = activities(5000, 10);
+    await expect(delivery.deliverMany(tooMany)).rejects.toMatchObject({ code: 'SPOOL_FULL' });
+    expect(delivery.pending()).toBe(10);
+  });
+
   it('keeps journaled activities across a restart while the destination is down', async () => {
     const down = new MemorySink();
     down.failNext = Number.POSITIVE_INFINITY;

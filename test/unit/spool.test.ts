@@ -178,6 +178,27 @@ describe('Spool', () => {
     expect(ids(await replayAll(spool))).toEqual(ids(sent.slice(0, spooled)));
   });
 
+  it('once full keeps nothing newer than a dropped activity until replay makes room; whole appends are all or none', async () => {
+    const spool = open({ maxBytes: 8 * 1024 });
+    const small = activities(100);
+    let kept = 0;
+    while ((await spool.append([small[kept]!])).dropped === 0) kept++;
+    // The first that did not fit is gone; a smaller one after it is not kept in its place.
+    const big = buildActivity(
+      { description: 'big', properties: { blob: 'x'.repeat(4000) } },
+      undefined,
+      buildOptions,
+    );
+    expect(await spool.append([big, small[kept + 1]!])).toEqual({ spooled: 0, dropped: 2 });
+    expect(await spool.append([small[kept + 2]!])).toEqual({ spooled: 0, dropped: 1 });
+    expect(ids(await replayAll(spool))).toEqual(ids(small.slice(0, kept)));
+    // Room again: a group that fits is kept whole; one that does not is dropped whole.
+    expect(await spool.append(small.slice(50, 53), { whole: true })).toEqual({ spooled: 3, dropped: 0 });
+    const tooMany = activities(40, 1000);
+    expect(await spool.append(tooMany, { whole: true })).toEqual({ spooled: 0, dropped: 40 });
+    expect(ids(await replayAll(spool))).toEqual(ids(small.slice(50, 53)));
+  });
+
   it('stops at a failed write, keeps the segment and resumes after the confirmed batches', async () => {
     const spool = open();
     const sent = activities(30);
