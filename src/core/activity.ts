@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { ActivityLogError } from './errors.js';
+import { parseIsoTimestamp } from './iso-timestamp.js';
 
 /** One recorded activity: who did what to which record, from where, when. Immutable once built. */
 export interface Activity {
@@ -101,6 +102,15 @@ export function resolveModel(
   if (typeof model !== 'object' || model === null) {
     throw invalid(field, 'must be { type, id } or a model object with an id');
   }
+  // A number past 2^53 has already lost digits (JSON and JavaScript round it): the row would
+  // name another record.
+  const rawId = (model as { id?: unknown }).id;
+  if (typeof rawId === 'number' && !Number.isSafeInteger(rawId)) {
+    throw invalid(
+      `${field}.id`,
+      `must be a string or a whole number of at most ${Number.MAX_SAFE_INTEGER} (got ${rawId}); send larger ids as strings`,
+    );
+  }
   const ref = resolver(model);
   if (ref === null) {
     throw invalid(
@@ -196,16 +206,20 @@ export const CREATED_AT_MIN_MS = 0;
 export const CREATED_AT_MAX_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 export function checkCreatedAt(value: unknown): Date {
+  // Strings are read as strict ISO-8601 (UTC without an offset), not by JavaScript's lenient
+  // parser, which takes "1" for 2001 and a time without offset for the server's local time.
   const date =
     value instanceof Date
       ? new Date(value.getTime())
-      : typeof value === 'string' || typeof value === 'number'
-        ? new Date(value)
-        : null;
+      : typeof value === 'string'
+        ? parseIsoTimestamp(value)
+        : typeof value === 'number'
+          ? new Date(value)
+          : null;
   if (date === null || Number.isNaN(date.getTime())) {
     throw invalid(
       'createdAt',
-      `must be a Date, an ISO-8601 string or epoch milliseconds (got ${JSON.stringify(value)})`,
+      `must be a Date, an ISO-8601 string (2025-11-28T09:30:00Z) or epoch milliseconds (got ${JSON.stringify(value)})`,
     );
   }
   const year = date.getUTCFullYear();

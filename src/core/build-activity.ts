@@ -99,9 +99,11 @@ export function buildActivities(
   options: BuildOptions,
 ): Activity[] {
   if (!Array.isArray(inputs)) throw invalid('activities', 'must be an array');
+  const firstIndexOf = new Map<string, number>();
   return inputs.map((input, index) => {
+    let activity: Activity;
     try {
-      return buildActivity(input, context, options);
+      activity = buildActivity(input, context, options);
     } catch (error) {
       if (error instanceof ActivityLogError && error.code === 'VALIDATION_FAILED') {
         const field = `[${index}].${error.field ?? 'activity'}`;
@@ -112,6 +114,16 @@ export function buildActivities(
       }
       throw error;
     }
+    // Two activities with one id would be stored once, the second silently dropped.
+    const first = firstIndexOf.get(activity.id);
+    if (first !== undefined) {
+      throw invalid(
+        `[${index}].id`,
+        `[${index}].id: repeats the id of [${first}]; each activity needs its own`,
+      );
+    }
+    firstIndexOf.set(activity.id, index);
+    return activity;
   });
 }
 

@@ -244,6 +244,39 @@ describe('log()', () => {
     await activityLog.close();
   });
 
+  it('reads a createdAt string as strict ISO-8601, UTC without an offset', async () => {
+    const { log } = syncLog();
+    const at = async (createdAt: string) =>
+      (await log.log({ description: 'x', createdAt })).createdAt.toISOString();
+    expect(await at('2024-01-01T10:00:00')).toBe('2024-01-01T10:00:00.000Z');
+    expect(await at('2024-01-01T10:00:00+02:00')).toBe('2024-01-01T08:00:00.000Z');
+    for (const loose of ['1', 'March 5, 2024', '2024-02-30T00:00:00Z', 'Tue Jan 02 2024']) {
+      expect(await rejection(log.log({ description: 'x', createdAt: loose })), loose).toMatchObject({
+        code: 'VALIDATION_FAILED',
+        field: 'createdAt',
+      });
+    }
+  });
+
+  it('refuses a numeric subject or causer id that has lost digits, and repeated ids in one logMany', async () => {
+    const { log, store } = syncLog();
+    expect(
+      await rejection(log.log({ description: 'x', subject: { type: 'Order', id: 2 ** 60 } })),
+    ).toMatchObject({ field: 'subject.id', message: expect.stringContaining('send larger ids as strings') });
+    await log.log({ description: 'x', causer: { type: 'User', id: Number.MAX_SAFE_INTEGER } });
+    const id = '0190a0b0-0000-7000-8000-0000000000aa';
+    expect(
+      await rejection(
+        log.logMany([
+          { description: 'a', id },
+          { description: 'b' },
+          { description: 'c', id: id.toUpperCase() },
+        ]),
+      ),
+    ).toMatchObject({ field: '[2].id', message: expect.stringContaining('repeats the id of [0]') });
+    expect(store.rows.size).toBe(1);
+  });
+
   it('rejects circular properties with a clear error instead of overflowing the stack', async () => {
     const { log } = syncLog();
     const circular: Record<string, unknown> = {};

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { LIMITS } from '../../core/activity.js';
 import { activityToJson } from '../../core/activity-json.js';
 import { ActivityLogError } from '../../core/errors.js';
+import { parseIsoTimestamp } from '../../core/iso-timestamp.js';
 import type { ActivityLog } from '../../core/logger.js';
 import { type ActivityQuery, MAX_QUERY_LIMIT } from '../../store/activity-store.js';
 import { requireToken } from '../auth.js';
@@ -45,25 +46,7 @@ const timestamp = z.preprocess(
     .optional(),
 );
 
-const ISO_8601 =
-  /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)(Z|[+\- ]\d{2}:?\d{2})?)?$/i;
-
-/**
- * `2025-11-28`, `2025-11-28T09:30:00Z`, `2025-11-28T09:30:00+02:00`. A time without an offset is
- * UTC, as `created_at` is (JavaScript alone would read it as local time), and a `+` that the query
- * string decoded to a space is read as `+`.
- */
-export function parseIsoTimestamp(value: string): Date | null {
-  const match = ISO_8601.exec(value);
-  if (match === null) return null;
-  const [, day, time, offset] = match;
-  // JavaScript rolls 2025-02-30 over to March 2; a filter should say what it means.
-  const midnight = new Date(`${day}T00:00:00Z`);
-  if (Number.isNaN(midnight.getTime()) || midnight.toISOString().slice(0, 10) !== day) return null;
-  const zone = offset === undefined ? 'Z' : offset.startsWith(' ') ? `+${offset.slice(1)}` : offset;
-  const date = new Date(time === undefined ? `${day}T00:00:00Z` : `${day}T${time}${zone}`);
-  return Number.isNaN(date.getTime()) ? null : date;
-}
+export { parseIsoTimestamp };
 
 const querySchema = z
   .strictObject({
