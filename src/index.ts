@@ -1,5 +1,5 @@
 export type { Config, ConfigOverrides } from './config/config.js';
-export { loadConfig } from './config/config.js';
+export { loadConfig, readEnv } from './config/config.js';
 export type {
   Activity,
   LogInput,

@@ -29,13 +29,14 @@ if (!existsSync(`${ROOT}dist/integrations/fastify.js`)) {
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
 
-const { createActivityLog } = await import('activity-log');
+const { createActivityLog, readEnv } = await import('activity-log');
 const { ActivityLogSubscriber } = await import('activity-log/typeorm');
 const { openDataSource, PostSchema, UserSchema } = await import('./data-source.js');
 const { buildApp } = await import('./app.js');
 
+// `.env` of the project counts here as in the `serve` child, so both use the same database.
 const env = {
-  ...process.env,
+  ...readEnv(process.env, ROOT),
   ACTIVITY_LOG_ADMIN_TOKEN: process.env.ACTIVITY_LOG_ADMIN_TOKEN ?? randomBytes(18).toString('base64url'),
   ACTIVITY_LOG_INGEST_TOKEN: process.env.ACTIVITY_LOG_INGEST_TOKEN ?? randomBytes(18).toString('base64url'),
 };
