@@ -170,28 +170,16 @@ export class ActivityLogSubscriber implements EntitySubscriberInterface<ObjectLi
   }
 
   /** Logging never fails the application's write: what cannot be recorded is reported. */
-  async #record(
-    event: ModelEvent,
-    source: { metadata: EntityMetadata; queryRunner: QueryRunner },
-    entity: ObjectLiteral,
-    databaseEntity: ObjectLiteral | undefined,
-    updatedColumns?: readonly { propertyPath: string }[],
-    knownId?: { id: string | number },
-  ): Promise<void> {
+  async #record(...change: SeenChange): Promise<void> {
     try {
-      await this.#recordChange(event, source, entity, databaseEntity, updatedColumns, knownId);
+      await this.#recordChange(...change);
     } catch (error) {
       this.#onDeliveryError(error);
     }
   }
 
   async #recordChange(
-    event: ModelEvent,
-    source: { metadata: EntityMetadata; queryRunner: QueryRunner },
-    entity: ObjectLiteral,
-    databaseEntity: ObjectLiteral | undefined,
-    updatedColumns?: readonly { propertyPath: string }[],
-    knownId?: { id: string | number },
+    ...[event, source, entity, databaseEntity, updatedColumns, knownId]: SeenChange
   ): Promise<void> {
     const watched = this.#watchedFor(source.metadata);
     if (watched === null || !watched.options.events.has(event)) return;
@@ -213,6 +201,16 @@ export class ActivityLogSubscriber implements EntitySubscriberInterface<ObjectLi
     return watched;
   }
 }
+
+/** What a subscriber event says about one change: the event, where, the entity before and after. */
+type SeenChange = [
+  event: ModelEvent,
+  source: { metadata: EntityMetadata; queryRunner: QueryRunner },
+  entity: ObjectLiteral,
+  databaseEntity: ObjectLiteral | undefined,
+  updatedColumns?: readonly { propertyPath: string }[],
+  knownId?: { id: string | number },
+];
 
 function describeChange(
   event: ModelEvent,
