@@ -26,12 +26,13 @@ export function encodeActivityJob(activities: readonly Activity[]): ActivityJobD
 /**
  * The job id: a hash of the activity ids it carries. An enqueue that timed out on the client
  * but reached Redis is retried with the same id, and BullMQ keeps the first job instead of
- * queueing the batch twice.
+ * queueing the batch twice. Hex, so an id never starts with `-` and reads as a flag in
+ * `activity-log retry <id>`.
  */
 export function activityJobId(activities: readonly Activity[]): string {
   const hash = createHash('sha256');
   for (const activity of activities) hash.update(activity.id);
-  return hash.digest('base64url').slice(0, 22);
+  return hash.digest('hex').slice(0, 32);
 }
 
 /** Options of every activity job: `tries` attempts, exponential backoff with jitter, failed jobs kept. */

@@ -9,7 +9,10 @@ export function registerRetryCommand(program: Command): void {
   program
     .command('retry')
     .description('put failed jobs back on the queue with fresh attempts')
-    .argument('<ids...>', 'job ids from `activity-log failed`, or all')
+    .argument(
+      '<ids...>',
+      'job ids from `activity-log failed`, or all (an id that starts with - goes after --)',
+    )
     .option('--queue <name>', 'queue of the jobs (default: ACTIVITY_LOG_QUEUE_NAME)')
     .action(async (ids: string[], flags: { queue?: string }) => {
       const all = ids.includes('all');
