@@ -124,7 +124,7 @@ export function resolveModel(
 }
 
 /** String methods of ES2024, present in Node 20 but not in the ES2023 library types. */
-type WellFormedString = string & { isWellFormed(): boolean; toWellFormed(): string };
+export type WellFormedString = string & { isWellFormed(): boolean; toWellFormed(): string };
 
 /**
  * Text every dialect can store: a NUL character (`\u0000`) is refused, as PostgreSQL refuses it in

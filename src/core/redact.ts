@@ -1,4 +1,4 @@
-import { invalid, LIMITS, REDACTED, storableText } from './activity.js';
+import { invalid, LIMITS, REDACTED, storableText, type WellFormedString } from './activity.js';
 
 /** Case-insensitive "contains" matcher for keys that look secret (`api_token`, `passwordConfirmation`…). */
 export function secretKeyMatcher(keys: readonly string[]): (key: string) => boolean {
@@ -33,11 +33,9 @@ function pathOf(trail: readonly (string | number)[]): string {
 
 /** Text as {@link storableText} keeps it; the check is on the hot path, the path only on failure. */
 function storableAt(value: string, trail: readonly (string | number)[]): string {
-  if (!value.includes('\u0000') && (value as WellFormed).isWellFormed()) return value;
+  if (!value.includes('\u0000') && (value as WellFormedString).isWellFormed()) return value;
   return storableText(pathOf(trail), value);
 }
-
-type WellFormed = string & { isWellFormed(): boolean };
 
 function copyValue(
   value: unknown,

@@ -360,15 +360,28 @@ describe('serve (SQLite in a temporary directory)', () => {
     expect(existsSync(join(cwd, 'storage', 'activity-log.sqlite'))).toBe(true);
   });
 
+  /** Nothing is flushed by size or time during a test: only shutdown writes what was accepted. */
+  const FLUSHED_ONLY_AT_SHUTDOWN = {
+    ACTIVITY_LOG_METHOD: 'batch',
+    ACTIVITY_LOG_FLUSH_INTERVAL_MS: '60000',
+    ACTIVITY_LOG_INGEST_TOKEN: 'ingest-secret',
+    ACTIVITY_LOG_ADMIN_TOKEN: 'admin-secret',
+  };
+
+  /** Descriptions of what a `serve` run in `cwd` stored in its embedded SQLite file, newest first. */
+  async function servedDescriptions(cwd: string): Promise<string[]> {
+    const store = createStore(
+      loadConfig({ env: { DATABASE_URL: `sqlite:${join(cwd, 'storage', 'activity-log.sqlite')}` } }).database,
+    );
+    try {
+      return (await store.query()).data.map((activity) => activity.description);
+    } finally {
+      await store.close();
+    }
+  }
+
   it('flushes accepted activities on SIGTERM before exiting', async () => {
-    const env = {
-      ACTIVITY_LOG_METHOD: 'batch',
-      // Nothing is flushed by size or time during the test: only shutdown writes the activity.
-      ACTIVITY_LOG_FLUSH_INTERVAL_MS: '60000',
-      ACTIVITY_LOG_INGEST_TOKEN: 'ingest-secret',
-      ACTIVITY_LOG_ADMIN_TOKEN: 'admin-secret',
-    };
-    const { run, url, cwd } = await serve([], env);
+    const { run, url, cwd } = await serve([], FLUSHED_ONLY_AT_SHUTDOWN);
     expect(run.stdout()).not.toContain('ingest-secret');
     expect(run.stdout()).not.toContain('generated for this run');
 
@@ -388,26 +401,11 @@ describe('serve (SQLite in a temporary directory)', () => {
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
 
-    const config = loadConfig({
-      env: { DATABASE_URL: `sqlite:${join(cwd, 'storage', 'activity-log.sqlite')}` },
-    });
-    const store = createStore(config.database);
-    try {
-      const page = await store.query();
-      expect(page.data.map((activity) => activity.description)).toEqual(['flushed at shutdown']);
-    } finally {
-      await store.close();
-    }
+    expect(await servedDescriptions(cwd)).toEqual(['flushed at shutdown']);
   });
 
   it('on SIGTERM gives a client that never finishes its request a few seconds, then flushes and exits 0', async () => {
-    const env = {
-      ACTIVITY_LOG_METHOD: 'batch',
-      ACTIVITY_LOG_FLUSH_INTERVAL_MS: '60000',
-      ACTIVITY_LOG_INGEST_TOKEN: 'ingest-secret',
-      ACTIVITY_LOG_ADMIN_TOKEN: 'admin-secret',
-    };
-    const { run, url, cwd } = await serve([], env);
+    const { run, url, cwd } = await serve([], FLUSHED_ONLY_AT_SHUTDOWN);
     const accepted = await fetch(`${url}/api/activities`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: 'Bearer ingest-secret' },
@@ -432,16 +430,7 @@ describe('serve (SQLite in a temporary directory)', () => {
     expect(seconds).toBeLessThan(SHUTDOWN_GRACE_MS / 1000 + 10);
     expect(run.stderr()).toMatch(/requests still open after 5 s; closing their connections/);
     stalled.destroy();
-    const store = createStore(
-      loadConfig({ env: { DATABASE_URL: `sqlite:${join(cwd, 'storage', 'activity-log.sqlite')}` } }).database,
-    );
-    try {
-      expect((await store.query()).data.map((activity) => activity.description)).toEqual([
-        'accepted before the stalled client',
-      ]);
-    } finally {
-      await store.close();
-    }
+    expect(await servedDescriptions(cwd)).toEqual(['accepted before the stalled client']);
   }, 30_000);
 
   it('exits 0 on SIGINT too', async () => {

@@ -179,19 +179,27 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(transitions.at(-1)).toBe('half_open→closed');
   });
 
-  it('worker --stop-when-empty: with MariaDB refused it stops as store-unavailable and leaves every job waiting, tries intact', async () => {
-    const queueName = uniqueQueueName('drain-outage');
-    const { table } = await activityTable('drain');
+  /** A queue whose workers write to a table of their own behind a MariaDB proxy that refuses connections. */
+  async function queueOverRefusedMariadb(label: string, env: Record<string, string> = {}) {
+    const queueName = uniqueQueueName(`${label}-outage`);
+    const { table } = await activityTable(label);
     const proxy = await FaultProxy.start(MARIADB);
     cleanups.push(() => proxy.close());
     await proxy.refuse();
     const config = queueConfig(queueName, {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
       ACTIVITY_LOG_TABLE: table,
-      ACTIVITY_LOG_BREAKER_FAILURES: '2',
       DB_CONNECT_TIMEOUT_MS: '500',
+      ...env,
     });
     cleanups.push(() => removeQueue(config, queueName));
+    return { config, queueName };
+  }
+
+  it('worker --stop-when-empty: with MariaDB refused it stops as store-unavailable and leaves every job waiting, tries intact', async () => {
+    const { config, queueName } = await queueOverRefusedMariadb('drain', {
+      ACTIVITY_LOG_BREAKER_FAILURES: '2',
+    });
     const activities = sampleActivities(200);
     await enqueue(config, [activities.slice(0, 100), activities.slice(100)]);
 
@@ -211,17 +219,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(counts.failed).toBe(0);
   });
   it('worker --once: with MariaDB refused, the default breaker still closed, it stops as store-unavailable and hands its job back', async () => {
-    const queueName = uniqueQueueName('once-outage');
-    const { table } = await activityTable('once');
-    const proxy = await FaultProxy.start(MARIADB);
-    cleanups.push(() => proxy.close());
-    await proxy.refuse();
-    const config = queueConfig(queueName, {
-      DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
-      ACTIVITY_LOG_TABLE: table,
-      DB_CONNECT_TIMEOUT_MS: '500',
-    });
-    cleanups.push(() => removeQueue(config, queueName));
+    const { config, queueName } = await queueOverRefusedMariadb('once');
     await enqueue(config, [sampleActivities(10)]);
     const store = createStore(config.database);
     cleanups.push(() => store.close());
