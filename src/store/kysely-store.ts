@@ -79,19 +79,29 @@ export class KyselyStore implements ActivityStore {
 
   insertMany(activities: readonly Activity[]): Promise<number> {
     return this.#run(async () => {
-      let inserted = 0;
-      // Chunks commit one by one; a failed later chunk leaves earlier ones stored, which a retry
-      // of the whole batch tolerates because inserts are idempotent on id.
-      for (let start = 0; start < activities.length; ) {
-        const { end, parameters } = this.#insertChunk(activities, start);
-        const result = await this.#db.executeQuery(
-          CompiledQuery.raw(this.#insertSql(end - start), parameters),
-        );
-        inserted += Number(result.numAffectedRows ?? 0n);
-        start = end;
-      }
-      return inserted;
+      if (activities.length === 0) return 0;
+      const first = this.#insertChunk(activities, 0);
+      if (first.end === activities.length) return this.#insert(this.#db, first);
+      // More than one statement: one transaction, so a refused row in a later chunk leaves
+      // nothing of the batch stored (a sync logMany() or ingest request is all or none).
+      return this.#db.transaction().execute(async (trx) => {
+        let inserted = await this.#insert(trx, first);
+        for (let start = first.end; start < activities.length; ) {
+          const chunk = this.#insertChunk(activities, start);
+          inserted += await this.#insert(trx, chunk);
+          start = chunk.end;
+        }
+        return inserted;
+      });
     });
+  }
+
+  async #insert(
+    db: Kysely<ActivityDatabase>,
+    chunk: { readonly rows: number; readonly parameters: unknown[] },
+  ): Promise<number> {
+    const result = await db.executeQuery(CompiledQuery.raw(this.#insertSql(chunk.rows), chunk.parameters));
+    return Number(result.numAffectedRows ?? 0n);
   }
 
   query(query: ActivityQuery = {}): Promise<ActivityPage> {
@@ -191,7 +201,10 @@ export class KyselyStore implements ActivityStore {
     }
   }
 
-  #insertChunk(activities: readonly Activity[], start: number): { end: number; parameters: unknown[] } {
+  #insertChunk(
+    activities: readonly Activity[],
+    start: number,
+  ): { end: number; rows: number; parameters: unknown[] } {
     const { maxRowsPerInsert } = this.capabilities;
     const { maxInsertChars } = this.#dialect;
     const encodeTimestamp = this.#dialect.encodeTimestamp;
@@ -227,7 +240,7 @@ export class KyselyStore implements ActivityStore {
       );
       end++;
     }
-    return { end, parameters };
+    return { end, rows: end - start, parameters };
   }
 
   /**
