@@ -34,6 +34,8 @@ export const ERROR_CODES = {
     'The circuit breaker is open after repeated write failures: writes are refused until a probe succeeds, and activities go to the spool meanwhile.',
   WRITE_TIMEOUT:
     'A write took longer than its timeout (DB_QUERY_TIMEOUT_MS for the store); the circuit breaker counts it as a failure.',
+  WRITE_SLOW:
+    'A write has not answered within ACTIVITY_LOG_SLOW_WRITE_MS: its activities were spooled, and the circuit breaker counts it as a failure.',
   SPOOL_FAILED:
     'The local spool could not be written or read (ACTIVITY_LOG_SPOOL_DIR missing, not writable, or the disk is full).',
   MONITORING_UNAVAILABLE:

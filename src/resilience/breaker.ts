@@ -5,6 +5,7 @@ import {
   CircuitState,
   ConsecutiveBreaker,
   circuitBreaker,
+  DelegateBackoff,
   handleWhen,
   IsolatedCircuitError,
   TaskCancelledError,
@@ -50,13 +51,26 @@ export interface CircuitBreakerOptions {
   readonly name: string;
   /** Consecutive failures that open the breaker (`ACTIVITY_LOG_BREAKER_FAILURES`). */
   readonly failureThreshold: number;
-  /** Open → a probe is let through after this (`ACTIVITY_LOG_BREAKER_COOLDOWN_MS`). */
+  /**
+   * The longest wait before a probe (`ACTIVITY_LOG_BREAKER_COOLDOWN_MS`). The first probe after the
+   * breaker opens comes after `firstProbeMs`; each failed probe makes the next wait 1.5 times
+   * longer, up to this.
+   */
   readonly cooldownMs: number;
+  /** Wait before the first probe after opening (default: the smaller of 500 ms and `cooldownMs`). */
+  readonly firstProbeMs?: number;
   /**
    * A call still running after this fails with `WRITE_TIMEOUT` and counts as a failure, because an
    * overwhelmed destination is a failing one (`DB_QUERY_TIMEOUT_MS` for the store).
    */
   readonly timeoutMs: number;
+  /**
+   * A call still running after this counts as a failure right then (once), while it goes on to
+   * finish or time out: a destination that stopped answering opens the breaker in seconds, not
+   * after `failureThreshold` full timeouts. Its late answer neither resets nor adds to the count.
+   * Default: off.
+   */
+  readonly slowCallMs?: number;
   /** Errors that say nothing about the destination's health (default: {@link isDataError}). */
   readonly isFailure?: (error: unknown) => boolean;
 }
@@ -77,6 +91,17 @@ export function isDataError(error: unknown): boolean {
   return isActivityLogError(error) && DATA_ERROR_CODES.has(error.code);
 }
 
+/** How much longer each wait for a probe is than the one before, after a failed probe. */
+const PROBE_BACKOFF_FACTOR = 1.5;
+
+/**
+ * Carries the outcome of a call the breaker already counted as slow past the policy, which would
+ * otherwise count it a second time (or reset the count on a late success).
+ */
+class AlreadyCounted {
+  constructor(readonly outcome: { readonly value: unknown } | { readonly error: unknown }) {}
+}
+
 const STATE_NAMES: Readonly<Record<CircuitState, BreakerState>> = {
   [CircuitState.Closed]: 'closed',
   [CircuitState.Open]: 'open',
@@ -87,11 +112,12 @@ const STATE_NAMES: Readonly<Record<CircuitState, BreakerState>> = {
 /**
  * A circuit breaker around one destination, built on cockatiel's `CircuitBreakerPolicy` with a
  * `ConsecutiveBreaker` and a timeout inside it. Closed: calls go through, and
- * `failureThreshold` consecutive failures (timeouts included) open it. Open: calls are refused at
- * once with `BREAKER_OPEN` until `cooldownMs` has passed; then the next call is the probe
+ * `failureThreshold` consecutive failures (timeouts and slow calls included) open it. Open: calls
+ * are refused at once with `BREAKER_OPEN` until the probe delay has passed (`firstProbeMs`, then
+ * 1.5 times longer after each failed probe, up to `cooldownMs`); then the next call is the probe
  * (`half_open`) while every other call is still refused — callers never queue behind a probe
  * that may itself take the whole timeout. The probe's success closes the breaker, its failure
- * opens it for another cooldown.
+ * opens it again.
  *
  * @example
  * const breaker = new CircuitBreaker({ name: 'store', failureThreshold: 5, cooldownMs: 10_000, timeoutMs: 10_000 });
@@ -102,7 +128,9 @@ export class CircuitBreaker {
   readonly name: string;
   readonly events = new EventEmitter<BreakerEvents>();
   readonly cooldownMs: number;
+  readonly firstProbeMs: number;
   readonly timeoutMs: number;
+  readonly slowCallMs: number | null;
   readonly #counter: ConsecutiveBreaker;
   readonly #policy: CircuitBreakerPolicy;
   readonly #timeout: TimeoutPolicy;
@@ -110,16 +138,29 @@ export class CircuitBreaker {
   readonly #disposables: { dispose(): void }[] = [];
   #state: BreakerState = 'closed';
   #openedAtMs = 0;
+  /** How long after `#openedAtMs` the probe is let through. */
+  #probeDelayMs: number;
   #lastBreakError: unknown;
 
   constructor(options: CircuitBreakerOptions) {
     this.name = options.name;
     this.cooldownMs = options.cooldownMs;
+    this.firstProbeMs = Math.min(options.firstProbeMs ?? 500, options.cooldownMs);
     this.timeoutMs = options.timeoutMs;
-    this.#isFailure = options.isFailure ?? ((error: unknown) => !isDataError(error));
+    this.slowCallMs = options.slowCallMs ?? null;
+    this.#probeDelayMs = this.firstProbeMs;
+    const isFailure = options.isFailure ?? ((error: unknown) => !isDataError(error));
+    this.#isFailure = (error) => !(error instanceof AlreadyCounted) && isFailure(error);
     this.#counter = new ConsecutiveBreaker(options.failureThreshold);
     this.#policy = circuitBreaker(handleWhen(this.#isFailure), {
-      halfOpenAfter: options.cooldownMs,
+      // Called as the breaker opens, with the number of openings since it last closed.
+      halfOpenAfter: new DelegateBackoff(({ attempt }) => {
+        this.#probeDelayMs = Math.min(
+          this.cooldownMs,
+          Math.round(this.firstProbeMs * PROBE_BACKOFF_FACTOR ** Math.max(0, attempt - 1)),
+        );
+        return this.#probeDelayMs;
+      }),
       breaker: this.#counter,
     });
     // Aggressive: the caller is released at the deadline even if the driver never answers; the
@@ -150,7 +191,7 @@ export class CircuitBreaker {
 
   /** When an open breaker lets its probe through (epoch ms); 0 unless open. */
   get probeAtMs(): number {
-    return this.#state === 'open' ? this.#openedAtMs + this.cooldownMs : 0;
+    return this.#state === 'open' ? this.#openedAtMs + this.#probeDelayMs : 0;
   }
 
   snapshot(): BreakerSnapshot {
@@ -170,25 +211,66 @@ export class CircuitBreaker {
    */
   async execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
     if (!this.isAllowed) throw this.#refusal();
+    // Only while closed: a probe's own outcome decides whether the breaker closes.
+    let countedSlow = false;
+    const slowTimer =
+      this.slowCallMs === null || this.#state !== 'closed'
+        ? undefined
+        : setTimeout(() => {
+            countedSlow = true;
+            this.#countSlowCall();
+          }, this.slowCallMs);
     try {
       return await this.#policy.execute(
         ({ signal }) =>
           this.#timeout
             .execute((_context, timeoutSignal) => fn(timeoutSignal), signal)
-            .catch((error) => {
-              throw error instanceof TaskCancelledError ? this.#timedOut(error) : error;
-            }),
+            .then(
+              (value) => {
+                if (countedSlow) throw new AlreadyCounted({ value });
+                return value;
+              },
+              (error: unknown) => {
+                const failure = error instanceof TaskCancelledError ? this.#timedOut(error) : error;
+                throw countedSlow ? new AlreadyCounted({ error: failure }) : failure;
+              },
+            ),
         // A signal per call: without one, cockatiel links every call's timeout to one shared
         // never-aborted signal, which then holds a listener per call in flight.
         new AbortController().signal,
       );
     } catch (error) {
+      if (error instanceof AlreadyCounted) {
+        if ('error' in error.outcome) throw error.outcome.error;
+        return error.outcome.value as T;
+      }
       if (error instanceof BrokenCircuitError || error instanceof IsolatedCircuitError) throw this.#refusal();
       // Emitted here rather than from the policy's onFailure, which fires before the count is updated.
-      if (this.#isFailure(error) && this.events.listenerCount('failure') > 0) {
-        this.events.emit('failure', { breaker: this.name, error, failureCount: this.failureCount });
-      }
+      if (this.#isFailure(error)) this.#emitFailure(error);
       throw error;
+    } finally {
+      clearTimeout(slowTimer);
+    }
+  }
+
+  /** Counts a call that is taking longer than `slowCallMs` as one failure now. */
+  #countSlowCall(): void {
+    const slow = new ActivityLogError(
+      'WRITE_SLOW',
+      `the ${this.name} has not answered a write for ${this.slowCallMs} ms; counted as a failure by its circuit breaker`,
+      { details: { breaker: this.name, slowCallMs: this.slowCallMs } },
+    );
+    if (this.#state !== 'closed') return;
+    this.#policy
+      .execute(() => Promise.reject(slow), new AbortController().signal)
+      .then(undefined, (error: unknown) => {
+        if (error === slow) this.#emitFailure(slow);
+      });
+  }
+
+  #emitFailure(error: unknown): void {
+    if (this.events.listenerCount('failure') > 0) {
+      this.events.emit('failure', { breaker: this.name, error, failureCount: this.failureCount });
     }
   }
 
@@ -228,7 +310,7 @@ export class CircuitBreaker {
             to,
             failureCount: this.failureCount,
             error: this.#lastBreakError,
-            probeAtMs: this.#openedAtMs + this.cooldownMs,
+            probeAtMs: this.#openedAtMs + this.#probeDelayMs,
           }
         : { breaker: this.name, from, to, failureCount: this.failureCount };
     this.events.emit('stateChange', transition);

@@ -11,6 +11,7 @@ function makeBreaker(overrides: Partial<ConstructorParameters<typeof CircuitBrea
     name: 'store',
     failureThreshold: 3,
     cooldownMs: 1000,
+    firstProbeMs: 1000,
     timeoutMs: 500,
     ...overrides,
   });
@@ -171,5 +172,56 @@ describe('CircuitBreaker', () => {
     expect(allowed).toBe(false);
     await vi.advanceTimersByTimeAsync(1);
     expect(allowed).toBe(true);
+  });
+
+  it('probes first after a short delay, then 1.5 times later after each failed probe, up to the cooldown', async () => {
+    const { breaker } = makeBreaker({ failureThreshold: 1, firstProbeMs: 200, cooldownMs: 1000 });
+    const delays: number[] = [];
+    breaker.events.on('stateChange', (event) => {
+      if (event.to === 'open') delays.push(event.probeAtMs! - Date.now());
+    });
+    await codeOf(breaker.execute(fail));
+    for (const expected of [200, 300, 450, 675, 1000]) {
+      await vi.advanceTimersByTimeAsync(expected - 1);
+      expect(breaker.isAllowed).toBe(false);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(breaker.isAllowed).toBe(true);
+      await codeOf(breaker.execute(fail));
+    }
+    expect(delays).toEqual([200, 300, 450, 675, 1000, 1000]);
+    // A success closes it; the next opening starts from the short delay again.
+    await vi.advanceTimersByTimeAsync(1000);
+    await breaker.execute(succeed);
+    await codeOf(breaker.execute(fail));
+    expect(delays.at(-1)).toBe(200);
+  });
+
+  it('counts a call running past slowCallMs as one failure then, and not again when it ends', async () => {
+    const { breaker, transitions } = makeBreaker({ failureThreshold: 2, slowCallMs: 100, timeoutMs: 5000 });
+    let finish: (value: string) => void = () => undefined;
+    const slow = breaker.execute(() => new Promise<string>((resolve) => (finish = resolve)));
+    await vi.advanceTimersByTimeAsync(99);
+    expect(breaker.failureCount).toBe(0);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(breaker.failureCount).toBe(1);
+    // The late success neither resets the count nor hides that the call was slow.
+    finish('late');
+    await expect(slow).resolves.toBe('late');
+    expect(breaker.failureCount).toBe(1);
+    // A second slow call opens the breaker at its slow mark, long before its timeout.
+    const hung = codeOf(breaker.execute(never));
+    await vi.advanceTimersByTimeAsync(100);
+    expect(breaker.state).toBe('open');
+    expect(transitions).toEqual(['closed→open']);
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(await hung).toBe('WRITE_TIMEOUT');
+    expect(breaker.failureCount).toBe(2);
+  });
+
+  it('does not count a fast call as slow', async () => {
+    const { breaker } = makeBreaker({ slowCallMs: 100 });
+    await breaker.execute(succeed);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(breaker.failureCount).toBe(0);
   });
 });
