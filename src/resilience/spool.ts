@@ -17,6 +17,8 @@ import type { Activity } from '../core/activity.js';
 import { activityToJson } from '../core/activity-json.js';
 import { ActivityLogError } from '../core/errors.js';
 import { countSegmentRecords, decodeSegment, encodeSpoolRecord, SEGMENT_MAGIC } from './spool-record.js';
+import { ThrottledWarning } from './throttled-warning.js';
+import type { RefusedActivity } from './write-with-isolation.js';
 
 export interface SpoolOptions {
   /** `ACTIVITY_LOG_SPOOL_DIR`. Created on the first append, not before. */
@@ -25,8 +27,16 @@ export interface SpoolOptions {
   readonly maxBytes: number;
   /** A segment is sealed and a new one started past this size (default: an eighth of `maxBytes`, 64 KiB to 16 MiB). */
   readonly segmentMaxBytes?: number;
-  /** Where warnings (drops, corrupt records) go; default `process.emitWarning`. */
+  /** Where warnings (drops, refused and corrupt records) go; default: one line on stderr. */
   readonly warn?: (message: string) => void;
+}
+
+/** One activity kept in `rejected.ndjson`, as `activity-log spool rejected` lists it. */
+export interface RejectedRecord {
+  readonly rejectedAt: string;
+  readonly error: { readonly code: string | null; readonly message: string };
+  /** The activity as JSON (snake_case fields, as the query API returns it). */
+  readonly activity: Readonly<Record<string, unknown>>;
 }
 
 /** How many of the appended activities were made durable and how many did not fit. */
@@ -78,6 +88,10 @@ export interface SpoolStatus {
   readonly oldestAt: Date | null;
   /** Activities set aside because the destination rejected their data (see `rejected.ndjson`). */
   readonly rejected: number;
+  /** Bytes of `rejected.ndjson`; they count against `maxBytes`. */
+  readonly rejectedBytes: number;
+  /** When the oldest activity in `rejected.ndjson` was set aside. */
+  readonly rejectedOldestAt: Date | null;
 }
 
 /** Typed events for metrics and alerts. */
@@ -108,6 +122,11 @@ interface SegmentProgress {
   /** Records confirmed written by replay, so a retried pass resumes after them. */
   replayed: number;
   corruptReported: boolean;
+  /**
+   * A write to it failed part-way (a full disk) and its tail could not be cut off again: replay
+   * finds a damaged record there whose activities were never reported as spooled.
+   */
+  failedWriteTail: boolean;
 }
 
 interface PendingAppend {
@@ -132,7 +151,10 @@ const REJECTED_FILE = 'rejected.ndjson';
 const OWNER_HEARTBEAT_MS = 10_000;
 /** An owner file untouched this long belongs to a process that is gone (or hung) even if its pid is reused. */
 const OWNER_STALE_MS = 60_000;
-const DROP_WARNING_INTERVAL_MS = 10_000;
+const WARNING_INTERVAL_MS = 10_000;
+/** Spool files hold activity data (IPs, user agents, properties): readable by their owner only. */
+const FILE_MODE = 0o600;
+const DIRECTORY_MODE = 0o700;
 const REMEMBERED_REJECTED_IDS = 10_000;
 
 /** Instances alive in this process: a segment with our pid and another instance id is from an earlier run. */
@@ -183,9 +205,10 @@ export class Spool {
   #heartbeat: NodeJS.Timeout | null = null;
   #replaying: Promise<SpoolReplayResult> | null = null;
   #closed = false;
-  #droppedTotal = 0;
-  #droppedSinceWarning = 0;
-  #lastDropWarningMs = 0;
+  /** Bytes of `rejected.ndjson`, counted against `maxBytes` with the segments. */
+  #rejectedBytes = 0;
+  readonly #drops: ThrottledWarning;
+  readonly #refusals: ThrottledWarning;
   #corruptTotal = 0;
   /**
    * Ids this instance has set aside in `rejected.ndjson`: a replayed segment that stopped after its
@@ -200,7 +223,19 @@ export class Spool {
     this.segmentMaxBytes =
       options.segmentMaxBytes ??
       Math.min(16 * 1024 * 1024, Math.max(64 * 1024, Math.floor(options.maxBytes / 8)));
-    this.#warn = options.warn ?? ((message) => process.emitWarning(message, { code: 'ACTIVITY_LOG_SPOOL' }));
+    this.#warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
+    this.#drops = new ThrottledWarning(
+      this.#warn,
+      WARNING_INTERVAL_MS,
+      (count, total, what) =>
+        `activity-log: the spool at ${this.dir} is full (ACTIVITY_LOG_SPOOL_MAX_MB=${Math.round(this.maxBytes / 1024 / 1024)}); dropped ${count} ${what} (${total} in all). Bring the destination back, purge refused activities (activity-log spool rejected --purge) or raise the limit`,
+    );
+    this.#refusals = new ThrottledWarning(
+      this.#warn,
+      WARNING_INTERVAL_MS,
+      (count, total, reason) =>
+        `activity-log: ${count} activities were refused by the destination as bad data and kept in ${join(this.dir, REJECTED_FILE)} (${total} in all; see activity-log spool rejected): ${reason}`,
+    );
     LIVE_INSTANCES.add(this.#instance);
   }
 
@@ -214,7 +249,7 @@ export class Spool {
 
   /** Activities dropped because the spool was full, since this instance started. */
   get droppedTotal(): number {
-    return this.#droppedTotal;
+    return this.#drops.total;
   }
 
   /** Damaged records skipped while replaying, since this instance started. */
@@ -248,39 +283,99 @@ export class Spool {
 
   /**
    * Keeps activities the destination refused as bad data in `rejected.ndjson` (one JSON line
-   * each, with the error), so they are neither lost nor retried forever.
+   * each, with the error), so they are neither lost nor retried forever. The file counts against
+   * `maxBytes`: what does not fit is dropped and counted. Resolves with how many were kept (an
+   * activity this instance kept before is not written twice).
+   *
+   * @throws ActivityLogError `SPOOL_FAILED` when the file cannot be written.
    */
-  reject(activities: readonly Activity[], error: unknown): Promise<void> {
+  reject(refused: readonly RefusedActivity[]): Promise<SpoolAppendResult> {
     if (this.#closed) return Promise.reject(spoolError(`the spool at ${this.dir} was used after close()`));
-    const fresh = activities.filter((activity) => !this.#rejectedIds.has(activity.id));
-    if (fresh.length === 0) return Promise.resolve();
+    const fresh = refused.filter(({ activity }) => !this.#rejectedIds.has(activity.id));
+    if (fresh.length === 0) return Promise.resolve({ spooled: 0, dropped: 0 });
     const rejectedAt = new Date().toISOString();
-    const reason =
-      error instanceof ActivityLogError
-        ? { code: error.code, message: error.message }
-        : { code: null, message: error instanceof Error ? error.message : String(error) };
-    const lines = fresh
-      .map((activity) =>
-        JSON.stringify({ rejected_at: rejectedAt, error: reason, activity: activityToJson(activity) }),
-      )
-      .join('\n');
+    const lines = fresh.map(({ activity, error }) =>
+      Buffer.from(
+        `${JSON.stringify({ rejected_at: rejectedAt, error: describeRefusal(error), activity: activityToJson(activity) })}\n`,
+        'utf8',
+      ),
+    );
+    let result: SpoolAppendResult = { spooled: 0, dropped: 0 };
     return this.#serialized(async () => {
       await this.#prepareDirectory();
-      const handle = await open(join(this.dir, REJECTED_FILE), 'a');
-      try {
-        await handle.write(`${lines}\n`);
-        await handle.datasync();
-      } finally {
-        await handle.close();
+      const kept: Buffer[] = [];
+      let bytes = 0;
+      for (const line of lines) {
+        if (this.#totalBytes + this.#rejectedBytes + bytes + line.length > this.maxBytes) break;
+        kept.push(line);
+        bytes += line.length;
       }
-      for (const activity of fresh) this.#rememberRejected(activity.id);
-      this.events.emit('rejected', { count: fresh.length, error });
-      this.#warn(
-        `activity-log: ${fresh.length} activities were refused as bad data and kept in ${join(this.dir, REJECTED_FILE)}: ${reason.message}`,
-      );
-    }).catch((cause: unknown) => {
-      throw spoolError(`could not keep rejected activities in ${this.dir}: ${messageOf(cause)}`, cause);
-    });
+      if (kept.length > 0) {
+        const handle = await open(join(this.dir, REJECTED_FILE), 'a', FILE_MODE);
+        try {
+          const { size } = await handle.stat();
+          try {
+            await writeFully(handle, kept, bytes, size);
+            await handle.datasync();
+          } catch (writeError) {
+            // Cut a partly written line off, so the file stays one whole record per line.
+            await handle.truncate(size).catch(() => undefined);
+            throw writeError;
+          }
+          this.#rejectedBytes = size + bytes;
+        } finally {
+          await handle.close();
+        }
+      }
+      for (const { activity } of fresh.slice(0, kept.length)) this.#rememberRejected(activity.id);
+      result = { spooled: kept.length, dropped: fresh.length - kept.length };
+      if (kept.length > 0) {
+        const { error } = fresh[0]!;
+        this.events.emit('rejected', { count: kept.length, error });
+        this.#refusals.add(kept.length, describeRefusal(error).message);
+      }
+      if (result.dropped > 0) this.#onDropped(result.dropped, 'refused activities');
+    }).then(
+      () => result,
+      (cause: unknown) => {
+        throw spoolError(`could not keep refused activities in ${this.dir}: ${messageOf(cause)}`, cause);
+      },
+    );
+  }
+
+  /** The activities kept in `rejected.ndjson`, oldest first (`activity-log spool rejected`). */
+  async rejected(): Promise<RejectedRecord[]> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dir, REJECTED_FILE), 'utf8');
+    } catch (error) {
+      if (isMissing(error)) return [];
+      throw spoolError(`could not read ${join(this.dir, REJECTED_FILE)}: ${messageOf(error)}`, error);
+    }
+    const records: RejectedRecord[] = [];
+    for (const line of text.split('\n')) {
+      const record = parseRejectedLine(line);
+      if (record !== null) records.push(record);
+    }
+    return records;
+  }
+
+  /** Deletes `rejected.ndjson`, freeing its room in the spool; resolves with how many it held. */
+  purgeRejected(): Promise<number> {
+    let purged = 0;
+    return this.#serialized(async () => {
+      purged = await this.#countRejected();
+      await unlink(join(this.dir, REJECTED_FILE)).catch((error: unknown) => {
+        if (!isMissing(error)) throw error;
+      });
+      this.#rejectedBytes = 0;
+      this.#rejectedIds.clear();
+    }).then(
+      () => purged,
+      (cause: unknown) => {
+        throw spoolError(`could not purge ${join(this.dir, REJECTED_FILE)}: ${messageOf(cause)}`, cause);
+      },
+    );
   }
 
   /**
@@ -330,7 +425,7 @@ export class Spool {
       segments,
       activities: segments.reduce((sum, segment) => sum + segment.activities, 0),
       oldestAt: withActivities[0]?.createdAt ?? null,
-      rejected: await this.#countRejected(),
+      ...(await this.#rejectedSummary()),
     };
   }
 
@@ -345,6 +440,8 @@ export class Spool {
     if (this.#replaying !== null) await this.#replaying.catch(() => undefined);
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     this.#heartbeat = null;
+    this.#drops.flush();
+    this.#refusals.flush();
     await this.#closeActive().catch(() => undefined);
     if (this.#ownerFile !== null) await unlink(this.#ownerFile).catch(() => undefined);
     LIVE_INSTANCES.delete(this.#instance);
@@ -369,11 +466,11 @@ export class Spool {
       let dropped = 0;
       // Once one record does not fit, none after it is kept: a smaller, newer record must not
       // take the place of an older one.
-      if (this.#fullAtBytes !== null && this.#totalBytes < this.#fullAtBytes) this.#fullAtBytes = null;
+      const usedBytes = this.#totalBytes + this.#rejectedBytes;
+      if (this.#fullAtBytes !== null && usedBytes < this.#fullAtBytes) this.#fullAtBytes = null;
       let full = this.#fullAtBytes !== null;
       const fits = (extra: number) =>
-        this.#totalBytes + bytes + extra + (this.#active === null ? SEGMENT_MAGIC.length : 0) <=
-        this.maxBytes;
+        usedBytes + bytes + extra + (this.#active === null ? SEGMENT_MAGIC.length : 0) <= this.maxBytes;
       for (const append of group) {
         let spooled = 0;
         if (append.whole && !full && !fits(append.records.reduce((sum, record) => sum + record.length, 0))) {
@@ -392,7 +489,7 @@ export class Spool {
         dropped += append.records.length - spooled;
       }
       if (buffers.length > 0) await this.#writeRecords(buffers, bytes);
-      if (full) this.#fullAtBytes = this.#totalBytes;
+      if (full) this.#fullAtBytes = this.#totalBytes + this.#rejectedBytes;
       if (buffers.length > 0 && this.events.listenerCount('spooled') > 0) {
         this.events.emit('spooled', { count: buffers.length, bytes });
       }
@@ -417,11 +514,10 @@ export class Spool {
     }
     const active = this.#active ?? (await this.#openSegment());
     try {
-      await active.handle.writev(buffers);
+      await writeFully(active.handle, buffers, bytes, active.bytes);
       await active.handle.datasync();
     } catch (error) {
-      // A half-written group must not be followed by more records in the same file: start afresh.
-      await this.#closeActive().catch(() => undefined);
+      await this.#cutFailedWrite(active);
       throw error;
     }
     active.bytes += bytes;
@@ -439,6 +535,24 @@ export class Spool {
     }
   }
 
+  /**
+   * A group that was not all written (the disk is full, an I/O error) was reported to its callers
+   * as not spooled: cut it off the segment, so replay never finds it. If even that fails, the
+   * segment is closed and replay reports its damaged tail as a failed write, not as a crash.
+   */
+  async #cutFailedWrite(active: ActiveSegment): Promise<void> {
+    try {
+      await active.handle.truncate(active.bytes);
+      await active.handle.datasync();
+      return;
+    } catch {
+      const progress = this.#segments.get(active.name);
+      if (progress !== undefined) progress.failedWriteTail = true;
+    }
+    // A damaged tail must not be followed by more records in the same file: start afresh.
+    await this.#closeActive().catch(() => undefined);
+  }
+
   async #stillOwned(active: ActiveSegment): Promise<boolean> {
     try {
       return (await stat(active.path)).ino === active.ino;
@@ -452,15 +566,15 @@ export class Spool {
     const base = `${String(Date.now()).padStart(13, '0')}-${String(this.#sequence % 1_000_000).padStart(6, '0')}-${this.#owner}`;
     const name = `${base}@${this.#owner}.seg`;
     const path = join(this.dir, name);
-    const handle = await open(path, 'wx');
+    const handle = await open(path, 'wx', FILE_MODE);
     try {
-      await handle.write(SEGMENT_MAGIC);
+      await writeFully(handle, [SEGMENT_MAGIC], SEGMENT_MAGIC.length, 0);
       const { ino } = await handle.stat();
       // The new name must survive a crash as well as the records in it.
       await syncDirectory(this.dir);
       const active: ActiveSegment = { name, path, handle, ino, bytes: SEGMENT_MAGIC.length, records: 0 };
       this.#active = active;
-      this.#segments.set(name, { records: 0, replayed: 0, corruptReported: false });
+      this.#segments.set(name, newProgress(0));
       this.#totalBytes += SEGMENT_MAGIC.length;
       return active;
     } catch (error) {
@@ -492,14 +606,16 @@ export class Spool {
   }
 
   async #createDirectory(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await mkdir(this.dir, { recursive: true, mode: DIRECTORY_MODE });
     const ownerFile = join(this.dir, `${this.#owner}.owner`);
-    await (await open(ownerFile, 'w')).close();
+    await (await open(ownerFile, 'w', FILE_MODE)).close();
     this.#ownerFile = ownerFile;
     this.#heartbeat = setInterval(() => {
       const now = new Date();
       // Recreated if someone removed it while this process was stalled past OWNER_STALE_MS.
-      utimes(ownerFile, now, now).catch(() => writeFile(ownerFile, '').catch(() => undefined));
+      utimes(ownerFile, now, now).catch(() =>
+        writeFile(ownerFile, '', { mode: FILE_MODE }).catch(() => undefined),
+      );
     }, OWNER_HEARTBEAT_MS);
     this.#heartbeat.unref();
     await this.#rescanBytes();
@@ -508,6 +624,10 @@ export class Spool {
   async #rescanBytes(): Promise<void> {
     const listed = await this.#list();
     this.#totalBytes = listed.reduce((sum, segment) => sum + segment.bytes, 0);
+    this.#rejectedBytes = await stat(join(this.dir, REJECTED_FILE)).then(
+      ({ size }) => size,
+      () => 0,
+    );
   }
 
   async #list(): Promise<ListedSegment[]> {
@@ -681,7 +801,7 @@ export class Spool {
     }
     let progress = this.#segments.get(name);
     if (progress === undefined) {
-      progress = { records: decoded.activities.length, replayed: 0, corruptReported: false };
+      progress = newProgress(decoded.activities.length);
       this.#segments.set(name, progress);
     }
     progress.records = decoded.activities.length;
@@ -691,8 +811,11 @@ export class Spool {
       corruptRecords = decoded.corruptRecords;
       this.#corruptTotal += corruptRecords;
       this.events.emit('corruptRecordSkipped', { segment: name, count: corruptRecords });
+      const why = progress.failedWriteTail
+        ? 'left by a write that failed part-way, e.g. on a full disk; its activities were reported as not spooled when it failed'
+        : 'a write torn by a crash or power loss, or a change to the file; its activities were never confirmed as spooled';
       this.#warn(
-        `activity-log: skipped ${corruptRecords} damaged record(s) in spool segment ${name} (a write torn by a crash); the intact ones are replayed`,
+        `activity-log: skipped ${corruptRecords} damaged record(s) in spool segment ${name} (${why}); the ${decoded.activities.length} intact ones are replayed`,
       );
     }
     let replayed = 0;
@@ -727,17 +850,13 @@ export class Spool {
     }
   }
 
-  #onDropped(count: number): void {
-    this.#droppedTotal += count;
-    this.#droppedSinceWarning += count;
-    this.events.emit('dropped', { count, totalBytes: this.#totalBytes, maxBytes: this.maxBytes });
-    const now = Date.now();
-    if (now - this.#lastDropWarningMs < DROP_WARNING_INTERVAL_MS) return;
-    this.#warn(
-      `activity-log: the spool at ${this.dir} is full (ACTIVITY_LOG_SPOOL_MAX_MB=${Math.round(this.maxBytes / 1024 / 1024)}); dropped ${this.#droppedSinceWarning} activities (${this.#droppedTotal} in all). Bring the database back or raise the limit`,
-    );
-    this.#lastDropWarningMs = now;
-    this.#droppedSinceWarning = 0;
+  #onDropped(count: number, what = 'activities'): void {
+    this.events.emit('dropped', {
+      count,
+      totalBytes: this.#totalBytes + this.#rejectedBytes,
+      maxBytes: this.maxBytes,
+    });
+    this.#drops.add(count, what);
   }
 
   async #countRejected(): Promise<number> {
@@ -748,6 +867,96 @@ export class Spool {
       if (isMissing(error)) return 0;
       throw error;
     }
+  }
+
+  async #rejectedSummary(): Promise<Pick<SpoolStatus, 'rejected' | 'rejectedBytes' | 'rejectedOldestAt'>> {
+    let text: string;
+    try {
+      text = await readFile(join(this.dir, REJECTED_FILE), 'utf8');
+    } catch (error) {
+      if (isMissing(error)) return { rejected: 0, rejectedBytes: 0, rejectedOldestAt: null };
+      throw spoolError(`could not read ${join(this.dir, REJECTED_FILE)}: ${messageOf(error)}`, error);
+    }
+    const lines = text.split('\n').filter((line) => line !== '');
+    const oldest = lines.length === 0 ? null : parseRejectedLine(lines[0]!);
+    return {
+      rejected: lines.length,
+      rejectedBytes: Buffer.byteLength(text, 'utf8'),
+      rejectedOldestAt: oldest === null ? null : new Date(oldest.rejectedAt),
+    };
+  }
+}
+
+function newProgress(records: number): SegmentProgress {
+  return { records, replayed: 0, corruptReported: false, failedWriteTail: false };
+}
+
+/**
+ * Writes every byte of `buffers` at `position`, or throws. `writev` may write only part of the
+ * data without an error (a full file system takes what fits); the rest is written again, and the
+ * call that can write nothing fails with the file system's error, typically ENOSPC.
+ */
+export async function writeFully(
+  handle: Pick<FileHandle, 'writev'>,
+  buffers: readonly Buffer[],
+  bytes: number,
+  position: number,
+): Promise<void> {
+  let written = 0;
+  let rest: readonly Buffer[] = buffers;
+  while (written < bytes) {
+    const { bytesWritten } = await handle.writev(rest as Buffer[], position + written);
+    if (bytesWritten <= 0) {
+      throw Object.assign(new Error(`no space left: wrote ${written} of ${bytes} bytes (ENOSPC)`), {
+        code: 'ENOSPC',
+      });
+    }
+    written += bytesWritten;
+    rest = dropBytes(rest, bytesWritten);
+  }
+}
+
+/** `buffers` without their first `count` bytes. */
+function dropBytes(buffers: readonly Buffer[], count: number): Buffer[] {
+  const rest: Buffer[] = [];
+  let skip = count;
+  for (const buffer of buffers) {
+    if (skip >= buffer.length) {
+      skip -= buffer.length;
+      continue;
+    }
+    rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
+    skip = 0;
+  }
+  return rest;
+}
+
+function describeRefusal(error: unknown): RejectedRecord['error'] {
+  return error instanceof ActivityLogError
+    ? { code: error.code, message: error.message }
+    : { code: null, message: messageOf(error) };
+}
+
+function parseRejectedLine(line: string): RejectedRecord | null {
+  if (line.trim() === '') return null;
+  try {
+    const parsed = JSON.parse(line) as {
+      rejected_at?: unknown;
+      error?: { code?: unknown; message?: unknown };
+      activity?: unknown;
+    };
+    if (typeof parsed.rejected_at !== 'string' || typeof parsed.activity !== 'object') return null;
+    return {
+      rejectedAt: parsed.rejected_at,
+      error: {
+        code: typeof parsed.error?.code === 'string' ? parsed.error.code : null,
+        message: typeof parsed.error?.message === 'string' ? parsed.error.message : '',
+      },
+      activity: parsed.activity as Record<string, unknown>,
+    };
+  } catch {
+    // A line cut by a crash mid-append.
+    return null;
   }
 }
 

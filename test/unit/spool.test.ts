@@ -277,7 +277,9 @@ describe('Spool', () => {
   it('keeps activities refused as bad data in rejected.ndjson', async () => {
     const spool = open();
     const [bad] = activities(1);
-    await spool.reject([bad!], new ActivityLogError('STORE_DATA_TOO_LONG', 'too long for url'));
+    await spool.reject([
+      { activity: bad!, error: new ActivityLogError('STORE_DATA_TOO_LONG', 'too long for url') },
+    ]);
     const lines = (await readFile(join(dir, 'rejected.ndjson'), 'utf8')).trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(JSON.parse(lines[0]!)).toMatchObject({
