@@ -54,6 +54,11 @@ export interface Config {
   readonly flushIntervalMs: number;
   readonly breakerFailures: number;
   readonly breakerCooldownMs: number;
+  /**
+   * A write still unanswered after this is slow: its activities are spooled at once (nothing waits
+   * in memory for a hung database), and the breaker counts it as a failure.
+   */
+  readonly slowWriteMs: number;
   readonly spoolDir: string;
   readonly spoolMaxMb: number;
   readonly durability: Durability;
@@ -144,6 +149,7 @@ const schema = z.object({
   flushIntervalMs: int(1, 60_000),
   breakerFailures: int(1, 1000),
   breakerCooldownMs: int(100, 3_600_000),
+  slowWriteMs: int(10, 3_600_000),
   spoolDir: text,
   spoolMaxMb: int(1, 1_048_576),
   durability: oneOf(['memory', 'disk']),
@@ -207,6 +213,7 @@ const ENV_NAMES: Record<string, string> = {
   flushIntervalMs: 'ACTIVITY_LOG_FLUSH_INTERVAL_MS',
   breakerFailures: 'ACTIVITY_LOG_BREAKER_FAILURES',
   breakerCooldownMs: 'ACTIVITY_LOG_BREAKER_COOLDOWN_MS',
+  slowWriteMs: 'ACTIVITY_LOG_SLOW_WRITE_MS',
   spoolDir: 'ACTIVITY_LOG_SPOOL_DIR',
   spoolMaxMb: 'ACTIVITY_LOG_SPOOL_MAX_MB',
   durability: 'ACTIVITY_LOG_DURABILITY',
@@ -291,6 +298,7 @@ function rawFromEnv(env: Env): { raw: Record<string, unknown>; fromUrl: Set<stri
     flushIntervalMs: get('ACTIVITY_LOG_FLUSH_INTERVAL_MS') ?? 50,
     breakerFailures: get('ACTIVITY_LOG_BREAKER_FAILURES') ?? 5,
     breakerCooldownMs: get('ACTIVITY_LOG_BREAKER_COOLDOWN_MS') ?? 10_000,
+    slowWriteMs: get('ACTIVITY_LOG_SLOW_WRITE_MS') ?? 1000,
     spoolDir: get('ACTIVITY_LOG_SPOOL_DIR') ?? './storage/activity-log-spool',
     spoolMaxMb: get('ACTIVITY_LOG_SPOOL_MAX_MB') ?? 1024,
     durability: get('ACTIVITY_LOG_DURABILITY') ?? 'memory',

@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { resolve } from 'node:path';
 import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import { ActivityLogError, type ErrorCode, isActivityLogError } from '../core/errors.js';
 import { CircuitBreaker } from '../resilience/breaker.js';
+import { Spool } from '../resilience/spool.js';
+import { type RefusedActivity, writeWithIsolation } from '../resilience/write-with-isolation.js';
 import type { ActivityStore } from '../store/activity-store.js';
 import { type ActivityJobData, decodeActivityJob } from './queue-job.js';
 import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
@@ -83,6 +86,8 @@ export interface WorkerSummary {
   readonly returnedJobs: number;
   /** Jobs whose lock expired while this worker held them (another worker takes them over). */
   readonly lostJobs: number;
+  /** Activities the store refused as data, kept in the spool's `rejected.ndjson` (their jobs completed). */
+  readonly refused: number;
   readonly seconds: number;
   /** Activities per second over the worker's lifetime. */
   readonly ratePerSecond: number;
@@ -111,6 +116,15 @@ export interface JobFailedEvent {
   readonly willRetry: boolean;
 }
 
+/** Activities the store refused as data; kept in `rejected.ndjson`, their jobs completed. */
+export interface JobsRefusedEvent {
+  readonly jobIds: readonly string[];
+  readonly count: number;
+  /** Of those, not kept because the spool was full (counted as drops). */
+  readonly dropped: number;
+  readonly error: ActivityLogError;
+}
+
 /** Jobs put back at the head of the queue, tries untouched, because the store was unavailable. */
 export interface JobsReturnedEvent {
   readonly jobIds: readonly string[];
@@ -129,6 +143,8 @@ export interface WorkerEvents {
   stored: [event: StoredEvent];
   /** A job attempt failed. */
   jobFailed: [event: JobFailedEvent];
+  /** The store refused some activities of stored jobs as data. */
+  refused: [event: JobsRefusedEvent];
   /** The store was unavailable: the jobs went back to the queue without using a try. */
   jobsReturned: [event: JobsReturnedEvent];
   /** Something worth a line on stderr that did not fail a job (Redis outage, eviction policy, lost lock). */
@@ -265,7 +281,10 @@ export class ActivityWorker {
     retriedJobs: 0,
     returnedJobs: 0,
     lostJobs: 0,
+    refused: 0,
   };
+  /** Where activities the store refuses as data are kept; made when the first one is. */
+  #rejected: Spool | null = null;
 
   constructor(options: WorkerOptions) {
     const { config } = options;
@@ -572,52 +591,89 @@ export class ActivityWorker {
   async #storeGroup(group: HeldJob[]): Promise<void> {
     const started = performance.now();
     try {
-      const result = await this.#insertWithTimeout(group);
-      await this.#complete(group, result, started);
-    } catch (error) {
-      const coded = asActivityLogError(error);
-      if (OUTAGE_CODES.has(coded.code)) {
-        await this.#handBack(group, coded);
-      } else if (group.length > 1) {
-        // One bad (or slow) job must not fail the jobs merged with it: store each on its own. Jobs
-        // whose statement already committed are stored again as no-ops; if the store is failing,
-        // its breaker opens and the rest are handed back without using a try.
-        for (const held of group) {
-          const soloStarted = performance.now();
-          try {
-            await this.#complete([held], await this.#insertWithTimeout([held]), soloStarted);
-          } catch (soloError) {
-            const soloCoded = asActivityLogError(soloError);
-            if (OUTAGE_CODES.has(soloCoded.code)) await this.#handBack([held], soloCoded);
-            else await this.#fail(held, soloCoded);
-          }
-        }
-      } else {
+      let outcome: GroupOutcome;
+      try {
+        outcome = await this.#insertWithTimeout(group);
+      } catch (error) {
+        // Past --timeout: every job of the group is failed (the abandoned insert is idempotent).
+        const coded = asActivityLogError(error);
         for (const held of group) await this.#fail(held, coded);
+        return;
       }
+      const { done, rest, error } = splitByOutcome(group, outcome);
+      let completed = done;
+      if (outcome.refused.length > 0) completed = await this.#keepRefused(done, outcome.refused);
+      if (completed.length > 0) await this.#complete(completed, outcome, started);
+      if (rest.length === 0) return;
+      const coded = asActivityLogError(error);
+      if (OUTAGE_CODES.has(coded.code)) await this.#handBack(rest, coded);
+      else for (const held of rest) await this.#fail(held, coded);
     } finally {
       for (const held of group) this.#held.delete(held.token);
     }
   }
 
   /**
+   * Keeps the activities the store refused as data in the spool's `rejected.ndjson` on this host,
+   * so their jobs complete with every honest activity stored. A job whose refused activities
+   * cannot be kept there is failed instead (tries used), so they stay in Redis.
+   */
+  async #keepRefused(jobs: readonly HeldJob[], refused: readonly RefusedActivity[]): Promise<HeldJob[]> {
+    const ids = new Set(refused.map(({ activity }) => activity.id));
+    const withRefused = jobs.filter((held) => held.activities.some((activity) => ids.has(activity.id)));
+    try {
+      this.#rejected ??= new Spool({
+        dir: resolve(this.#config.spoolDir),
+        maxBytes: this.#config.spoolMaxMb * 1024 * 1024,
+        warn: (message) => this.#warn(message.replace(/^activity-log: /, '')),
+      });
+      const { dropped } = await this.#rejected.reject(refused);
+      this.#counts.refused += refused.length;
+      this.events.emit('refused', {
+        jobIds: withRefused.map((held) => held.job.id!),
+        count: refused.length,
+        dropped,
+        error: asActivityLogError(refused[0]!.error),
+      });
+      return [...jobs];
+    } catch (error) {
+      const coded = asActivityLogError(error);
+      for (const held of withRefused) await this.#fail(held, coded);
+      return jobs.filter((held) => !withRefused.includes(held));
+    }
+  }
+
+  /**
    * Inserts the group's jobs in statements of whole jobs (see {@link packStatements}), each through
    * the store breaker (a statement slower than `DB_QUERY_TIMEOUT_MS` counts as a failure); fails
-   * with `QUEUE_JOB_TIMEOUT` past `--timeout`. New rows are counted as each statement commits, so
-   * a later failure does not lose the count of what is already stored.
+   * with `QUEUE_JOB_TIMEOUT` past `--timeout`. A statement the store refuses as data is split
+   * until the refused activities stand alone ({@link writeWithIsolation}), so one bad activity
+   * never fails the honest ones merged with it. A failure of the store itself stops at that
+   * statement; what was written before it is reported, so its jobs still complete. New rows are
+   * counted as each statement commits.
    */
-  async #insertWithTimeout(group: readonly HeldJob[]): Promise<{ inserted: number; inserts: number }> {
+  async #insertWithTimeout(group: readonly HeldJob[]): Promise<GroupOutcome> {
     const activities = group.reduce((sum, held) => sum + held.activities.length, 0);
-    const insert = (async () => {
+    const insert = (async (): Promise<GroupOutcome> => {
       let inserted = 0;
       let inserts = 0;
-      for (const statement of packStatements(group, this.#options.batchSize)) {
-        const added = await this.#breaker.execute(() => this.#store.insertMany(statement));
+      let processed = 0;
+      const refused: RefusedActivity[] = [];
+      const write = async (part: readonly Activity[]) => {
+        const added = await this.#breaker.execute(() => this.#store.insertMany(part));
         this.#countInserted(added);
-        inserted += added;
-        inserts++;
+        return added;
+      };
+      for (const statement of packStatements(group, this.#options.batchSize)) {
+        const result = await writeWithIsolation(statement, write);
+        inserted += result.inserted;
+        inserts += result.stored.length;
+        refused.push(...result.refused);
+        processed += statement.length - result.unwritten.length;
+        if (result.unwritten.length > 0)
+          return { inserted, inserts, refused, processed, error: result.error };
       }
-      return { inserted, inserts };
+      return { inserted, inserts, refused, processed };
     })();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
@@ -641,7 +697,7 @@ export class ActivityWorker {
 
   async #complete(
     group: readonly HeldJob[],
-    result: { inserted: number; inserts: number },
+    result: { readonly inserted: number; readonly inserts: number },
     started: number,
   ): Promise<void> {
     const completed = await Promise.all(
@@ -816,6 +872,7 @@ export class ActivityWorker {
     } finally {
       if (this.#redis !== null) await closeRedis(this.#redis);
       if (this.#ownsBreaker) this.#breaker.close();
+      await this.#rejected?.close();
     }
   }
 
@@ -894,6 +951,32 @@ export function packStatements(
   }
   if (current.length > 0) statements.push(current);
   return statements;
+}
+
+/** What storing a group of jobs did: rows, statements, refused activities, how far it got. */
+interface GroupOutcome {
+  readonly inserted: number;
+  readonly inserts: number;
+  readonly refused: readonly RefusedActivity[];
+  /** Activities of the group, in order, that were stored or refused before the store failed. */
+  readonly processed: number;
+  /** The store failure that stopped it, if one did. */
+  readonly error?: unknown;
+}
+
+/** The jobs all of whose activities were processed, and the rest (with the failure that stopped them). */
+function splitByOutcome(
+  group: readonly HeldJob[],
+  outcome: GroupOutcome,
+): { done: HeldJob[]; rest: HeldJob[]; error: unknown } {
+  const done: HeldJob[] = [];
+  const rest: HeldJob[] = [];
+  let end = 0;
+  for (const held of group) {
+    end += held.activities.length;
+    (end <= outcome.processed ? done : rest).push(held);
+  }
+  return { done, rest, error: outcome.error };
 }
 
 function asActivityLogError(error: unknown): ActivityLogError {

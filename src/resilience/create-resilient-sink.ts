@@ -12,11 +12,13 @@ export interface ResilientSinkSettings {
   readonly timeoutMs?: number;
   /** True for `sync`: see {@link ResilientSinkOptions.callerWaits}. */
   readonly callerWaits?: boolean;
+  /** Where the spool's warnings go (default: one line on stderr). */
+  readonly warn?: (message: string) => void;
 }
 
 /**
  * Wraps `target` with a breaker of its own (`ACTIVITY_LOG_BREAKER_FAILURES`,
- * `ACTIVITY_LOG_BREAKER_COOLDOWN_MS`, the query timeout) and the spool under
+ * `ACTIVITY_LOG_BREAKER_COOLDOWN_MS`, the query timeout, `ACTIVITY_LOG_SLOW_WRITE_MS`) and the spool under
  * `ACTIVITY_LOG_SPOOL_DIR`, bounded by `ACTIVITY_LOG_SPOOL_MAX_MB`.
  *
  * @example
@@ -33,13 +35,19 @@ export function createResilientSink(
     failureThreshold: config.breakerFailures,
     cooldownMs: config.breakerCooldownMs,
     timeoutMs: settings.timeoutMs ?? config.database.queryTimeoutMs,
+    slowCallMs: config.slowWriteMs,
   });
-  const spool = new Spool({ dir: resolve(config.spoolDir), maxBytes: config.spoolMaxMb * 1024 * 1024 });
+  const spool = new Spool({
+    dir: resolve(config.spoolDir),
+    maxBytes: config.spoolMaxMb * 1024 * 1024,
+    ...(settings.warn === undefined ? {} : { warn: settings.warn }),
+  });
   return new ResilientSink({
     target,
     breaker,
     spool,
     replayBatchSize: config.batchSize,
     callerWaits: settings.callerWaits ?? false,
+    slowWriteMs: config.slowWriteMs,
   });
 }

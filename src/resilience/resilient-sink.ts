@@ -4,6 +4,7 @@ import { ActivityLogError, isActivityLogError } from '../core/errors.js';
 import type { ActivitySink, Delivery } from '../delivery/delivery.js';
 import { type BreakerState, type CircuitBreaker, isDataError } from './breaker.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
+import { type IsolatedWrite, writeWithIsolation } from './write-with-isolation.js';
 
 export interface ResilientSinkOptions {
   /** Where activities go when all is well: the store sink, or the queue producer. */
@@ -29,10 +30,17 @@ export interface ResilientSinkOptions {
    * (default 30 s); what is left stays in the spool for the next process to start.
    */
   readonly closeDrainMs?: number;
+  /**
+   * `ACTIVITY_LOG_SLOW_WRITE_MS`: a write unanswered after this is slow. Its batch is spooled
+   * then and `write()` resolves (the write goes on; if it stores the batch, the spooled copy is
+   * replayed as a no-op), and while a write is slow every new batch goes straight to the spool, so
+   * a hung destination holds nothing in memory. Default: off.
+   */
+  readonly slowWriteMs?: number | undefined;
 }
 
 /** Why activities went to the spool. */
-export type SpoolReason = 'breaker_open' | 'write_failed' | 'backlog';
+export type SpoolReason = 'breaker_open' | 'write_failed' | 'backlog' | 'slow_write';
 
 /** Typed events; the breaker's and the spool's own events are on `breaker.events` and `spool.events`. */
 export interface ResilientSinkEvents {
@@ -66,6 +74,12 @@ export interface ResilientSinkEvents {
   ];
   /** A replay pass stopped on something other than the destination (the spool could not be read). */
   replayFailed: [event: { readonly sink: string; readonly error: unknown }];
+  /** The destination refused activities as bad data; they were set aside in `rejected.ndjson`. */
+  refused: [event: { readonly sink: string; readonly count: number; readonly error: unknown }];
+  /** Activities started going to the spool instead of the destination (the first since it was empty). */
+  spoolingStarted: [event: { readonly sink: string; readonly reason: SpoolReason; readonly error?: unknown }];
+  /** The spool has been replayed empty: every activity this process spooled is at the destination. */
+  spoolingStopped: [event: { readonly sink: string; readonly replayed: number }];
 }
 
 /**
@@ -75,12 +89,16 @@ export interface ResilientSinkEvents {
  *
  * - breaker closed: written through the breaker (timeout included); a failure sends the batch to
  *   the spool and `write()` still resolves;
- * - breaker open: straight to the spool, in the time of a local fsync;
+ * - breaker open, or a write slower than `slowWriteMs` outstanding: straight to the spool, in the
+ *   time of a local fsync; a write that becomes slow has its batch spooled then;
  * - the destination refuses the data itself (a value too long for its column): the batch is split
- *   until the offending activities are found; those are kept in the spool's `rejected.ndjson`,
- *   the rest are written;
+ *   until the refused activities stand alone ({@link writeWithIsolation}); those are kept in the
+ *   spool's `rejected.ndjson`, the rest are written. Live writes, spool replay and the queue
+ *   worker all isolate this way;
  * - `write()` rejects only when the spool cannot be written either (`SPOOL_FAILED`); with
- *   `callerWaits` (sync) also when the spool was full (`SPOOL_FULL`) or the data was refused.
+ *   `callerWaits` (sync) the batch is written all or none: it also rejects when the spool was full
+ *   (`SPOOL_FULL`), when the data was refused, and when the table does not exist
+ *   (`STORE_SCHEMA_MISSING`, a configuration error the caller must hear of).
  *
  * The spool is replayed in order through the same breaker when the breaker closes, at start-up,
  * after a success while the spool holds something, and — while the breaker is open — once the
@@ -100,10 +118,15 @@ export class ResilientSink implements ActivitySink {
   readonly #callerWaits: boolean;
   readonly #replayRetryMs: number;
   readonly #closeDrainMs: number;
+  readonly #slowWriteMs: number | null;
   readonly #stopReplay = new AbortController();
   #replayTimer: NodeJS.Timeout | null = null;
   #replayDueAtMs = 0;
   #replayRun: Promise<SpoolReplayResult | null> | null = null;
+  /** Writes (live or replayed) outstanding for longer than `slowWriteMs`. */
+  #slowWrites = 0;
+  /** Activities went to the spool since it was last replayed empty; counts those replayed since. */
+  #spooling: { replayed: number } | null = null;
   #closed = false;
 
   constructor(options: ResilientSinkOptions) {
@@ -115,10 +138,11 @@ export class ResilientSink implements ActivitySink {
     this.#callerWaits = options.callerWaits ?? false;
     this.#replayRetryMs = options.replayRetryMs ?? Math.min(1000, options.breaker.cooldownMs);
     this.#closeDrainMs = options.closeDrainMs ?? 30_000;
+    this.#slowWriteMs = options.slowWriteMs ?? null;
     this.breaker.events.on('stateChange', ({ to }) => {
       if (to === 'closed') this.replaySoon(0);
-      // While open, the replay that runs once the cooldown has passed is the probe.
-      else if (to === 'open') this.replaySoon(this.breaker.cooldownMs);
+      // While open, the replay that runs once the probe delay has passed is the probe.
+      else if (to === 'open') this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
     });
     if (options.replayOnStart ?? true) this.replaySoon(0);
   }
@@ -128,24 +152,41 @@ export class ResilientSink implements ActivitySink {
     return this.spool.pending();
   }
 
+  /** Writes outstanding for longer than `slowWriteMs` right now. */
+  get slowWrites(): number {
+    return this.#slowWrites;
+  }
+
   async write(activities: readonly Activity[]): Promise<void> {
     // While the breaker is not closed and the spool holds activities, the replay is the probe, so
     // no caller (a sync log() above all) waits on a probe that may take the whole timeout.
     const replayProbes = this.breaker.state !== 'closed' && this.spool.pending() > 0;
     if (replayProbes || !this.breaker.isAllowed) return this.#toSpool(activities, 'breaker_open', undefined);
+    if (this.#slowWrites > 0) return this.#toSpool(activities, 'slow_write', undefined);
     const started = performance.now();
-    try {
-      await this.breaker.execute(() => this.#target.write(activities));
-    } catch (error) {
-      if (isDataError(error)) {
-        if (this.#callerWaits) throw error;
-        return this.#isolateRejected(activities, error);
-      }
-      const refused = isActivityLogError(error, 'BREAKER_OPEN');
-      if (!refused) this.#emitWriteFailed(activities.length, error);
-      return this.#toSpool(activities, refused ? 'breaker_open' : 'write_failed', error);
+    const attempt = this.#attempt(activities, !this.#callerWaits);
+    const slow = this.#slowWriteMs === null ? null : whenSlow(attempt, this.#slowWriteMs);
+    if (slow !== null && (await slow.isSlow)) {
+      this.#slowWrites++;
+      void attempt
+        .then(
+          (result) => this.#settle(result, started, false, { spooled: true }),
+          () => undefined,
+        )
+        .catch((error: unknown) => this.events.emit('replayFailed', { sink: this.name, error }))
+        .finally(() => {
+          this.#slowWrites--;
+          if (this.#slowWrites === 0 && this.spool.pending() > 0) this.replaySoon(0);
+        });
+      return this.#toSpool(activities, 'slow_write', slowWriteError(this.name, this.#slowWriteMs!));
     }
-    this.#emitStored(activities, started, false);
+    slow?.cancel();
+    const result = await attempt;
+    const unwritten = await this.#settle(result, started, false, { spooled: false });
+    if (unwritten.length > 0) {
+      const refused = isActivityLogError(result.error, 'BREAKER_OPEN');
+      return this.#toSpool(unwritten, refused ? 'breaker_open' : 'write_failed', result.error);
+    }
     if (this.spool.pending() > 0) this.replaySoon(0);
   }
 
@@ -239,11 +280,54 @@ export class ResilientSink implements ActivitySink {
     }
   }
 
+  /**
+   * Writes the batch through the breaker. Isolating, a refused batch is split down to its refused
+   * activities; otherwise (a sync caller's all-or-none batch) a refusal is thrown, as is a missing
+   * table, for the caller to hear of. A failure of the destination comes back as `unwritten`.
+   */
+  async #attempt(activities: readonly Activity[], isolate: boolean): Promise<IsolatedWrite> {
+    const write = (part: readonly Activity[]) => this.breaker.execute(() => this.#target.write(part));
+    if (isolate) return writeWithIsolation(activities, write);
+    try {
+      await write(activities);
+      return { stored: [activities], refused: [], unwritten: [], inserted: 0, statements: 1 };
+    } catch (error) {
+      if (isDataError(error) || isActivityLogError(error, 'STORE_SCHEMA_MISSING')) throw error;
+      return { stored: [], refused: [], unwritten: activities, error, inserted: 0, statements: 1 };
+    }
+  }
+
+  /**
+   * Reports what a write stored and keeps what it refused, and returns what it left unwritten.
+   * A batch already `spooled` (its write became slow) is replayed from the spool, which reports it
+   * stored then: counting it now as well would count it twice.
+   */
+  async #settle(
+    result: IsolatedWrite,
+    started: number,
+    replayed: boolean,
+    { spooled }: { readonly spooled: boolean },
+  ): Promise<readonly Activity[]> {
+    if (!spooled) for (const part of result.stored) this.#emitStored(part, started, replayed);
+    if (result.refused.length > 0) {
+      await this.spool.reject(result.refused);
+      this.events.emit('refused', {
+        sink: this.name,
+        count: result.refused.length,
+        error: result.refused[0]!.error,
+      });
+    }
+    if (result.unwritten.length > 0 && !isActivityLogError(result.error, 'BREAKER_OPEN')) {
+      this.#emitWriteFailed(result.unwritten.length, result.error);
+    }
+    return spooled ? [] : result.unwritten;
+  }
+
   #startReplay(): Promise<SpoolReplayResult | null> {
     if (this.#replayRun !== null) return this.#replayRun;
     if (this.#closed) return Promise.resolve(null);
     if (!this.breaker.isAllowed) {
-      // Timers may fire a millisecond before the wall clock says the cooldown is over; a running
+      // Timers may fire a millisecond before the wall clock says the probe delay is over; a running
       // probe (half-open) schedules the next pass itself when it ends.
       if (this.breaker.state === 'open')
         this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
@@ -255,13 +339,17 @@ export class ResilientSink implements ActivitySink {
         (result) => {
           if (!result.complete) {
             // A failure below the threshold is retried after a pause; an open breaker is probed by
-            // the next pass once its cooldown is over (the pass its opening scheduled may have found
-            // this one still running); a half-open breaker's probe schedules the next pass itself.
+            // the next pass once its probe delay is over (the pass its opening scheduled may have
+            // found this one still running); a half-open breaker's probe schedules the next pass.
             if (this.breaker.state === 'closed') this.replaySoon(this.#replayRetryMs);
             else if (this.breaker.state === 'open')
               this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
           } else if (this.spool.pending() > 0) {
             this.replaySoon(0);
+          } else if (this.#spooling !== null && this.#slowWrites === 0) {
+            const { replayed } = this.#spooling;
+            this.#spooling = null;
+            this.events.emit('spoolingStopped', { sink: this.name, replayed });
           }
           return result;
         },
@@ -278,39 +366,54 @@ export class ResilientSink implements ActivitySink {
     return run;
   }
 
+  /**
+   * One replayed batch: stored, with refused activities set aside; a failure of the destination
+   * throws, so the segment is kept and replayed again from this batch (idempotently) rather than
+   * re-appended, which could drop, on a full spool, activities that were already safe.
+   */
   readonly #replayWrite = async (activities: readonly Activity[]): Promise<void> => {
     const started = performance.now();
+    const attempt = this.#attempt(activities, true);
+    const slow = this.#slowWriteMs === null ? null : whenSlow(attempt, this.#slowWriteMs);
+    let countedSlow = false;
+    void slow?.isSlow.then((isSlow) => {
+      if (!isSlow) return;
+      countedSlow = true;
+      this.#slowWrites++;
+    });
+    let result: IsolatedWrite;
     try {
-      await this.breaker.execute(() => this.#target.write(activities));
-    } catch (error) {
-      if (!isDataError(error)) {
-        if (!isActivityLogError(error, 'BREAKER_OPEN')) this.#emitWriteFailed(activities.length, error);
-        throw error;
-      }
-      await this.#isolateRejected(activities, error, true);
-      return;
+      result = await attempt;
+    } finally {
+      slow?.cancel();
+      if (countedSlow) this.#slowWrites--;
     }
-    this.#emitStored(activities, started, true);
+    await this.#settle(result, started, true, { spooled: false });
+    if (result.unwritten.length > 0) throw result.error;
+    if (this.#spooling !== null) this.#spooling.replayed += activities.length - result.refused.length;
   };
 
   async #toSpool(activities: readonly Activity[], reason: SpoolReason, cause: unknown): Promise<void> {
     let dropped: number;
     try {
-      ({ dropped } = await this.spool.append(activities));
+      // A caller waiting on this write gets all of it kept, or an error: never a part.
+      ({ dropped } = await this.spool.append(activities, { whole: this.#callerWaits }));
     } catch (spoolError) {
-      const why =
-        cause !== undefined
-          ? messageOf(cause)
-          : reason === 'backlog'
-            ? 'it is slower than the activities coming in'
-            : 'its circuit breaker is open';
       throw new ActivityLogError(
         'SPOOL_FAILED',
-        `${activities.length} activities could not be written to the ${this.name} (${why}) nor kept in the spool: ${messageOf(spoolError)}`,
+        `${activities.length} activities could not be written to the ${this.name} (${spoolReasonText(reason, cause)}) nor kept in the spool: ${messageOf(spoolError)}`,
         { cause: spoolError, details: { writeError: cause } },
       );
     }
     this.events.emit('spooled', { sink: this.name, count: activities.length - dropped, dropped, reason });
+    if (this.#spooling === null && activities.length > dropped) {
+      this.#spooling = { replayed: 0 };
+      this.events.emit('spoolingStarted', {
+        sink: this.name,
+        reason,
+        ...(cause === undefined ? {} : { error: cause }),
+      });
+    }
     if (reason === 'write_failed' && this.breaker.state === 'closed') this.replaySoon(this.#replayRetryMs);
     if (dropped > 0 && this.#callerWaits) {
       throw new ActivityLogError(
@@ -318,39 +421,6 @@ export class ResilientSink implements ActivitySink {
         `${dropped} activities could not be written to the ${this.name} and the spool at ${this.spool.dir} is full (ACTIVITY_LOG_SPOOL_MAX_MB)`,
         { cause, details: { dropped } },
       );
-    }
-  }
-
-  /**
-   * The destination refused the data of a batch: halve it until the refused activities are alone,
-   * write the rest, and keep the refused ones aside, so one bad activity neither blocks the spool
-   * nor takes its batch with it. When the batch comes from the spool (`replaying`), a half that
-   * fails for another reason throws, so its segment is kept and replayed again rather than
-   * re-appended (which could drop, on a full spool, activities that were already safe).
-   */
-  async #isolateRejected(activities: readonly Activity[], error: unknown, replaying = false): Promise<void> {
-    if (activities.length === 1) {
-      await this.spool.reject(activities, error);
-      return;
-    }
-    const middle = Math.ceil(activities.length / 2);
-    for (const half of [activities.slice(0, middle), activities.slice(middle)]) {
-      const started = performance.now();
-      try {
-        await this.breaker.execute(() => this.#target.write(half));
-        this.#emitStored(half, started, replaying);
-      } catch (halfError) {
-        if (isDataError(halfError)) await this.#isolateRejected(half, halfError, replaying);
-        else if (replaying) {
-          if (!isActivityLogError(halfError, 'BREAKER_OPEN')) this.#emitWriteFailed(half.length, halfError);
-          throw halfError;
-        } else
-          await this.#toSpool(
-            half,
-            isActivityLogError(halfError, 'BREAKER_OPEN') ? 'breaker_open' : 'write_failed',
-            halfError,
-          );
-      }
     }
   }
 
@@ -367,6 +437,42 @@ export class ResilientSink implements ActivitySink {
 
   #emitWriteFailed(count: number, error: unknown): void {
     this.events.emit('writeFailed', { sink: this.name, count, error, breaker: this.breaker.state });
+  }
+}
+
+/** Resolves `isSlow` with true once `slowMs` has passed and `work` has not settled, else with false. */
+function whenSlow(work: Promise<unknown>, slowMs: number): { isSlow: Promise<boolean>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  let settle: (slow: boolean) => void = () => undefined;
+  const isSlow = new Promise<boolean>((resolve) => {
+    settle = resolve;
+    timer = setTimeout(() => resolve(true), slowMs);
+  });
+  const cancel = () => {
+    clearTimeout(timer);
+    settle(false);
+  };
+  work.then(cancel, cancel);
+  return { isSlow, cancel };
+}
+
+function slowWriteError(name: string, slowWriteMs: number): ActivityLogError {
+  return new ActivityLogError(
+    'WRITE_SLOW',
+    `the ${name} has not answered a write for ${slowWriteMs} ms (ACTIVITY_LOG_SLOW_WRITE_MS)`,
+    { details: { slowWriteMs } },
+  );
+}
+
+function spoolReasonText(reason: SpoolReason, cause: unknown): string {
+  if (cause !== undefined) return messageOf(cause);
+  switch (reason) {
+    case 'backlog':
+      return 'it is slower than the activities coming in';
+    case 'slow_write':
+      return 'a write to it is still unanswered';
+    default:
+      return 'its circuit breaker is open';
   }
 }
 

@@ -1,10 +1,19 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
-import { ActivityWorker, type JobFailedEvent, type StoredEvent } from '../../src/delivery/worker.js';
+import {
+  ActivityWorker,
+  type JobFailedEvent,
+  type JobsRefusedEvent,
+  type StoredEvent,
+} from '../../src/delivery/worker.js';
+import { Spool } from '../../src/resilience/spool.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 import {
@@ -80,7 +89,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     await enqueue(config, [activities]);
 
     const store = new FlakyStore();
-    store.failing = new ActivityLogError('STORE_DATA_TOO_LONG', 'description does not fit its column');
+    store.failing = new ActivityLogError('STORE_FAILED', 'ER_TRG_DOES_NOT_EXIST: the trigger is broken');
     const failures: JobFailedEvent[] = [];
     const worker = new ActivityWorker({ config, store, stopWhenEmpty: true });
     worker.events.on('jobFailed', (event) => failures.push(event));
@@ -101,7 +110,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(failed).toHaveLength(1);
     expect(failed[0]!.attempts).toBe(2);
     expect(failed[0]!.activities).toBe(30);
-    expect(failed[0]!.error).toContain('STORE_DATA_TOO_LONG');
+    expect(failed[0]!.error).toContain('STORE_FAILED');
 
     // As if it had also stalled: a retried job starts with no stalls counted against it.
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
@@ -122,28 +131,60 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect((await admin.counts()).failed).toBe(0);
   });
 
-  it('does not let one bad job fail the jobs merged with it', async () => {
-    const config = setUp('isolate', { ACTIVITY_LOG_TRIES: '1' });
+  it('stores every honest activity of jobs merged with refused ones, keeps the refused ones aside and completes every job', async () => {
+    const spoolDir = await mkdtemp(join(tmpdir(), 'worker-refused-'));
+    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    const config = setUp('isolate', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_SPOOL_DIR: spoolDir });
     const good = sampleActivities(20);
     const bad = sampleActivities(5, 1000);
-    await enqueue(config, [good.slice(0, 10), bad, good.slice(10)]);
+    // One refused activity among honest ones in each of three jobs, and a job of refused ones only.
+    await enqueue(config, [
+      [...good.slice(0, 7), bad[0]!],
+      [bad[1]!, ...good.slice(7, 14)],
+      [...good.slice(14), bad[2]!],
+      bad.slice(3),
+    ]);
 
     const store = new FlakyStore();
     const badIds = new Set(bad.map((a) => a.id));
+    const statements: number[] = [];
     store.insertMany = async function (this: FlakyStore, batch: readonly Activity[]) {
+      statements.push(batch.length);
       if (batch.some((a) => badIds.has(a.id))) throw new ActivityLogError('STORE_DATA_TOO_LONG', 'too long');
       return MemoryStore.prototype.insertMany.call(this, batch);
     };
+    const refused: JobsRefusedEvent[] = [];
     const worker = new ActivityWorker({ config, store, stopWhenEmpty: true, concurrency: 1 });
+    worker.events.on('refused', (event) => refused.push(event));
+    worker.events.on('warning', () => undefined);
     await worker.start();
     const summary = await worker.done;
-    expect(summary.jobs).toBe(2);
-    expect(summary.failedJobs).toBe(1);
-    expect(store.rows.size).toBe(20);
+
+    expect(summary.jobs).toBe(4);
+    expect(summary.failedJobs).toBe(0);
+    expect(summary.refused).toBe(5);
+    expect([...store.rows.keys()].sort()).toEqual(good.map((a) => a.id).sort());
+    expect(refused.reduce((sum, event) => sum + event.count, 0)).toBe(5);
+    // Found by halving: far fewer statements than one per activity.
+    expect(statements.length).toBeLessThan(25);
+    const spool = new Spool({ dir: spoolDir, maxBytes: 1024 * 1024 });
+    cleanups.push(() => spool.close());
+    const kept = await spool.rejected();
+    expect(kept.map((record) => record.activity.id).sort()).toEqual(bad.map((a) => a.id).sort());
+    expect(kept.every((record) => record.error.code === 'STORE_DATA_TOO_LONG')).toBe(true);
+    const admin = await QueueAdmin.connect(config.redis, config.queueName);
+    cleanups.push(() => admin.close());
+    expect((await admin.counts()).failed).toBe(0);
   });
 
-  it('never splits a job across statements, so a failed statement leaves none of its jobs half-stored', async () => {
-    const config = setUp('whole-jobs', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_BATCH_SIZE: '5' });
+  it('never splits a job across statements, and isolates a refused activity within its statement', async () => {
+    const spoolDir = await mkdtemp(join(tmpdir(), 'worker-whole-jobs-'));
+    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    const config = setUp('whole-jobs', {
+      ACTIVITY_LOG_TRIES: '1',
+      ACTIVITY_LOG_BATCH_SIZE: '5',
+      ACTIVITY_LOG_SPOOL_DIR: spoolDir,
+    });
     const first = sampleActivities(3);
     const second = sampleActivities(3, 100);
     await enqueue(config, [first, second]);
@@ -156,14 +197,17 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
       return MemoryStore.prototype.insertMany.call(this, batch);
     };
     const worker = new ActivityWorker({ config, store, stopWhenEmpty: true, concurrency: 1 });
+    worker.events.on('warning', () => undefined);
     await worker.start();
     const summary = await worker.done;
-    // 3 + 3 rows do not fit one 5-row statement: two statements of whole jobs, then the failed one alone.
-    expect(statements).toEqual([3, 3, 3, 3]);
-    expect(summary.jobs).toBe(1);
-    expect(summary.failedJobs).toBe(1);
-    expect(summary.inserted).toBe(3);
-    expect([...store.rows.keys()].sort()).toEqual(first.map((a) => a.id).sort());
+    // 3 + 3 rows do not fit one 5-row statement: two statements of whole jobs; the refused one is
+    // halved into its first two activities and the refused one alone.
+    expect(statements).toEqual([3, 3, 2, 1]);
+    expect(summary.jobs).toBe(2);
+    expect(summary.failedJobs).toBe(0);
+    expect(summary.inserted).toBe(5);
+    expect(summary.refused).toBe(1);
+    expect([...store.rows.keys()].sort()).toEqual([...first, ...second.slice(0, 2)].map((a) => a.id).sort());
   });
 
   it('keeps renewing the lock of a job fetched again after its lock was lost, and counts it once', async () => {

@@ -192,6 +192,8 @@ export function summaryLine(label: string, summary: WorkerSummary): string {
   if (summary.returnedJobs > 0)
     parts.push(`${summary.returnedJobs} handed back while the store was unavailable`);
   if (summary.lostJobs > 0) parts.push(`${summary.lostJobs} handed to another worker`);
+  if (summary.refused > 0)
+    parts.push(`${summary.refused} activities refused as data (activity-log spool rejected)`);
   parts.push(`${summary.seconds.toFixed(1)} s`, `${Math.round(summary.ratePerSecond)} activities/s`);
   return `${label} stopped (${REASONS[summary.reason]}): ${parts.join(', ')}`;
 }
