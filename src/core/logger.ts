@@ -1,7 +1,9 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { type Config, type ConfigOverrides, loadConfig } from '../config/config.js';
-import { createDelivery } from '../delivery/create-delivery.js';
+import { createDelivery, type DeliveryOptions } from '../delivery/create-delivery.js';
 import type { Delivery } from '../delivery/delivery.js';
+import { reportResilience } from '../resilience/report-resilience.js';
+import { resilienceOf } from '../resilience/resilient-sink.js';
 import type { ActivityPage, ActivityQuery, ActivityStore } from '../store/activity-store.js';
 import { createStore } from '../store/create-store.js';
 import {
@@ -26,9 +28,14 @@ export interface ActivityLogOptions {
   /** Use this store instead of one made from the configuration. */
   readonly store?: ActivityStore;
   /** Use this delivery instead of the configured method (advanced: custom sinks). */
-  readonly delivery?: (config: Config, store: ActivityStore) => Delivery;
+  readonly delivery?: (config: Config, store: ActivityStore, options: DeliveryOptions) => Delivery;
   /** Maps application objects to `{ type, id }` (default: constructor name and `id`). */
   readonly resolveModel?: ModelResolver;
+  /**
+   * Where one-line warnings go: the circuit breaker opening and closing, activities going to the
+   * spool and the spool replayed, refused or dropped activities, a missing table. Default: stderr.
+   */
+  readonly warn?: (line: string) => void;
 }
 
 /** Fluent, immutable activity builder: every call returns a new builder. */
@@ -103,11 +110,20 @@ export function createActivityLog(options: ActivityLogOptions = {}): ActivityLog
     ...(options.config === undefined ? {} : { overrides: options.config }),
   });
   const store = options.store ?? createStore(config.database);
-  const delivery = (options.delivery ?? createDelivery)(config, store);
-  return new Logger(config, store, delivery, {
-    resolveModel: options.resolveModel ?? defaultModelResolver,
-    isSecretKey: secretKeyMatcher(config.redactKeys),
-  });
+  const warn = options.warn ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const delivery = (options.delivery ?? createDelivery)(config, store, { warn });
+  const resilience = resilienceOf(delivery);
+  const stopReporting = resilience === null ? () => undefined : reportResilience(resilience, warn);
+  return new Logger(
+    config,
+    store,
+    delivery,
+    {
+      resolveModel: options.resolveModel ?? defaultModelResolver,
+      isSecretKey: secretKeyMatcher(config.redactKeys),
+    },
+    stopReporting,
+  );
 }
 
 class Logger implements ActivityLog {
@@ -116,13 +132,21 @@ class Logger implements ActivityLog {
   readonly delivery: Delivery;
   readonly #build: BuildOptions;
   readonly #transactions = new AsyncLocalStorage<PendingActivities>();
+  readonly #stopReporting: () => void;
   #closing: Promise<void> | null = null;
 
-  constructor(config: Config, store: ActivityStore, delivery: Delivery, build: BuildOptions) {
+  constructor(
+    config: Config,
+    store: ActivityStore,
+    delivery: Delivery,
+    build: BuildOptions,
+    stopReporting: () => void,
+  ) {
     this.config = config;
     this.store = store;
     this.delivery = delivery;
     this.#build = build;
+    this.#stopReporting = stopReporting;
   }
 
   log(input: LogInput): Promise<Activity> {
@@ -188,7 +212,7 @@ class Logger implements ActivityLog {
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.delivery.close();
+    this.#closing ??= this.delivery.close().finally(this.#stopReporting);
     return this.#closing;
   }
 

@@ -9,6 +9,12 @@ import { assertQueueEnabled } from './redis-connection.js';
 import { createStoreSink } from './store-sink.js';
 import { SyncDelivery } from './sync.js';
 
+/** What a delivery is made with besides the configuration and the store. */
+export interface DeliveryOptions {
+  /** Where one-line warnings go (default: stderr). */
+  readonly warn?: (line: string) => void;
+}
+
 /** An enqueue slower than this fails, counts against the queue breaker, and its activities are spooled. */
 const QUEUE_ENQUEUE_TIMEOUT_MS = 5000;
 
@@ -19,13 +25,20 @@ const QUEUE_ENQUEUE_TIMEOUT_MS = 5000;
  * resolves and drains the spool into the store. `queue` enqueues through a breaker of its own
  * (named `queue`) with the same spool behind it.
  */
-export function createDelivery(config: Config, store: ActivityStore): Delivery {
+export function createDelivery(
+  config: Config,
+  store: ActivityStore,
+  options: DeliveryOptions = {},
+): Delivery {
+  const warn = options.warn === undefined ? {} : { warn: options.warn };
   switch (config.method) {
     case 'sync':
       // Each sync write is already durable when log() resolves (stored or fsync'd in the spool).
-      return new SyncDelivery(createResilientSink(config, createStoreSink(store), { callerWaits: true }));
+      return new SyncDelivery(
+        createResilientSink(config, createStoreSink(store), { callerWaits: true, ...warn }),
+      );
     case 'batch': {
-      const sink = createResilientSink(config, createStoreSink(store));
+      const sink = createResilientSink(config, createStoreSink(store), warn);
       if (config.durability === 'disk') {
         return new JournaledDelivery(sink, { flushIntervalMs: config.flushIntervalMs });
       }
@@ -48,6 +61,7 @@ export function createDelivery(config: Config, store: ActivityStore): Delivery {
       const sink = createResilientSink(config, closingStoreToo(queueSink, store), {
         name: 'queue',
         timeoutMs: QUEUE_ENQUEUE_TIMEOUT_MS,
+        ...warn,
       });
       if (config.durability === 'disk') {
         return new JournaledDelivery(sink, { method: 'queue', flushIntervalMs: config.flushIntervalMs });
