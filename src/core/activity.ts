@@ -60,7 +60,10 @@ export const LIMITS = Object.freeze({
   urlChars: 2048,
   methodChars: 16,
   userAgentChars: 1024,
-  propertiesDepth: 64,
+  /** The `ip_address` column: the longest IPv6 text (with an embedded IPv4 address) is 45. */
+  ipAddressChars: 45,
+  /** Containers nested, counting `properties` itself: MariaDB's JSON check refuses 32. */
+  propertiesDepth: 31,
 });
 
 export const DEFAULT_LOG_NAME = 'default';
@@ -98,19 +101,12 @@ export function resolveModel(
   field: 'subject' | 'causer',
   model: ModelLike,
   resolver: ModelResolver,
-): ModelRef {
+): { readonly type: string; readonly id: string } {
   if (typeof model !== 'object' || model === null) {
     throw invalid(field, 'must be { type, id } or a model object with an id');
   }
-  // A number past 2^53 has already lost digits (JSON and JavaScript round it): the row would
-  // name another record.
-  const rawId = (model as { id?: unknown }).id;
-  if (typeof rawId === 'number' && !Number.isSafeInteger(rawId)) {
-    throw invalid(
-      `${field}.id`,
-      `must be a string or a whole number of at most ${Number.MAX_SAFE_INTEGER} (got ${rawId}); send larger ids as strings`,
-    );
-  }
+  // The default resolver turns a numeric id into text, so it is checked before and after.
+  checkNumericId(field, (model as { id?: unknown }).id);
   const ref = resolver(model);
   if (ref === null) {
     throw invalid(
@@ -118,9 +114,18 @@ export function resolveModel(
       'must be { type, id } or a model the resolver understands (a class instance with an `id`)',
     );
   }
-  checkName(`${field}.type`, ref.type);
-  checkName(`${field}.id`, String(ref.id));
-  return ref;
+  checkNumericId(field, ref.id);
+  return { type: checkName(`${field}.type`, ref.type), id: checkName(`${field}.id`, String(ref.id)) };
+}
+
+/** A number past 2^53 has already lost digits (JSON and JavaScript round it): the row would name another record. */
+function checkNumericId(field: 'subject' | 'causer', id: unknown): void {
+  if (typeof id === 'number' && !Number.isSafeInteger(id)) {
+    throw invalid(
+      `${field}.id`,
+      `must be a string or a whole number of at most ${Number.MAX_SAFE_INTEGER} (got ${id}); send larger ids as strings`,
+    );
+  }
 }
 
 /** String methods of ES2024, present in Node 20 but not in the ES2023 library types. */
@@ -171,17 +176,36 @@ export function checkDescription(value: unknown): string {
   return text;
 }
 
+/**
+ * An address as `net.isIP` reads it, kept as written. A zone id (`fe80::1%eth0`, ASCII by isIP's
+ * rules) is kept when the whole text fits the column.
+ */
 export function checkIpAddress(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string' || isIP(value) === 0) {
     throw invalid('ipAddress', `must be an IPv4 or IPv6 address (got ${JSON.stringify(value)})`);
+  }
+  if (value.length > LIMITS.ipAddressChars) {
+    throw invalid(
+      'ipAddress',
+      `must be at most ${LIMITS.ipAddressChars} characters, zone id included (got ${value.length})`,
+    );
   }
   return value;
 }
 
 export function checkMethod(value: unknown): string | null {
   const method = optionalName('method', value, LIMITS.methodChars);
-  return method === null ? null : method.toUpperCase();
+  if (method === null) return null;
+  // Upper-casing can lengthen text ('ß' becomes 'SS'); the column holds what is stored.
+  const upper = method.toUpperCase();
+  if (upper.length > LIMITS.methodChars) {
+    throw invalid(
+      'method',
+      `must be at most ${LIMITS.methodChars} characters upper-cased (got ${upper.length})`,
+    );
+  }
+  return upper;
 }
 
 export function checkUserAgent(value: unknown): string | null {

@@ -76,10 +76,10 @@ export function buildActivity(
         )
       : description,
     subjectType: subject === null ? null : subject.type,
-    subjectId: subject === null ? null : String(subject.id),
+    subjectId: subject === null ? null : subject.id,
     event,
     causerType: causer === null ? null : causer.type,
-    causerId: causer === null ? null : String(causer.id),
+    causerId: causer === null ? null : causer.id,
     properties,
     batchUuid: checkBatchUuid(input.batchUuid !== undefined ? input.batchUuid : context?.batchUuid),
     ipAddress: checkIpAddress(input.ipAddress !== undefined ? input.ipAddress : context?.ipAddress),

@@ -11,7 +11,9 @@ export function secretKeyMatcher(keys: readonly string[]): (key: string) => bool
 /**
  * Copies `properties` into plain JSON data, replacing the values of secret-looking keys.
  * The copy is what gets stored, so later changes to the caller's object do not leak into the log.
- * Follows JSON.stringify's rules (toJSON, undefined/functions dropped) so the stored JSON equals the copy.
+ * Follows JSON.stringify's rules (toJSON read once, undefined/functions dropped) so the stored JSON
+ * equals the copy, and refuses what some database would refuse or read back otherwise: nesting
+ * past {@link LIMITS.propertiesDepth}, numbers JSON does not carry exactly, NUL characters.
  */
 export function snapshotProperties(
   properties: Readonly<Record<string, unknown>>,
@@ -20,7 +22,7 @@ export function snapshotProperties(
   if (typeof properties !== 'object' || properties === null || Array.isArray(properties)) {
     throw invalid('properties', 'must be a plain object');
   }
-  return copyObject(properties, isSecret, 0, []);
+  return copyObject(properties, isSecret, 1, []);
 }
 
 /** `properties.lines[2].note`: where in the properties a value sits, built only for an error. */
@@ -37,44 +39,64 @@ function storableAt(value: string, trail: readonly (string | number)[]): string 
   return storableText(pathOf(trail), value);
 }
 
+/**
+ * A number every dialect reads back as it was given. NaN and ±Infinity have no JSON form (JSON
+ * writes null); past 2^53 − 1 whole numbers have already lost digits (an id of 2^53 + 1 arrives
+ * as 2^53), so both are refused. -0 is written as 0 by JSON, so it is stored as 0.
+ */
+function storableNumber(value: number, trail: readonly (string | number)[]): number {
+  if (value <= Number.MAX_SAFE_INTEGER && value >= -Number.MAX_SAFE_INTEGER) {
+    return value === 0 ? 0 : value;
+  }
+  if (Number.isNaN(value) || !Number.isFinite(value)) {
+    throw invalid(pathOf(trail), `must be a finite number (got ${value}); JSON has no NaN or Infinity`);
+  }
+  throw invalid(
+    pathOf(trail),
+    `must be at most ${Number.MAX_SAFE_INTEGER} in magnitude (got ${value}): larger numbers have lost digits in JavaScript; send them as strings`,
+  );
+}
+
+/** `depth` is the nesting level of the container holding `value`; properties itself is level 1. */
 function copyValue(
   value: unknown,
   isSecret: (key: string) => boolean,
   depth: number,
   trail: (string | number)[],
 ): unknown {
-  switch (typeof value) {
+  let json = value;
+  if (typeof value === 'object' && value !== null) {
+    const toJSON = (value as { toJSON?: unknown }).toJSON;
+    if (typeof toJSON === 'function') json = toJSON.call(value);
+  }
+  switch (typeof json) {
     case 'string':
-      return storableAt(value, trail);
+      return storableAt(json, trail);
     case 'boolean':
-      return value;
+      return json;
     case 'number':
-      return Number.isFinite(value) ? value : null;
+      return storableNumber(json, trail);
     case 'bigint':
-      return value.toString();
+      return json.toString();
     case 'object': {
-      if (value === null) return null;
+      if (json === null) return null;
       if (depth >= LIMITS.propertiesDepth) {
         throw invalid(
-          'properties',
-          `must not nest deeper than ${LIMITS.propertiesDepth} levels (is it circular?)`,
+          pathOf(trail),
+          `must not nest deeper than ${LIMITS.propertiesDepth} levels, counting properties itself (is it circular?)`,
         );
       }
-      const withJson = value as { toJSON?: unknown };
-      if (typeof withJson.toJSON === 'function') {
-        return copyValue((withJson.toJSON as () => unknown).call(value), isSecret, depth + 1, trail);
-      }
-      if (Array.isArray(value)) {
-        const out: unknown[] = new Array(value.length);
-        for (let i = 0; i < value.length; i++) {
+      if (Array.isArray(json)) {
+        const out: unknown[] = new Array(json.length);
+        for (let i = 0; i < json.length; i++) {
           trail.push(i);
-          const item = copyValue(value[i], isSecret, depth + 1, trail);
+          const item = copyValue(json[i], isSecret, depth + 1, trail);
           trail.pop();
           out[i] = item === undefined ? null : item;
         }
         return out;
       }
-      return copyObject(value as Record<string, unknown>, isSecret, depth + 1, trail);
+      return copyObject(json as Record<string, unknown>, isSecret, depth + 1, trail);
     }
     default:
       return undefined;
@@ -88,9 +110,19 @@ function copyObject(
   trail: (string | number)[],
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
+  let rewroteKey = false;
   for (const rawKey of Object.keys(value)) {
     trail.push(rawKey);
     const key = storableAt(rawKey, trail);
+    if (key !== rawKey) rewroteKey = true;
+    // Keys are distinct until half surrogates become U+FFFD; then one value would silently win.
+    if (rewroteKey && Object.hasOwn(out, key)) {
+      trail[trail.length - 1] = key;
+      throw invalid(
+        pathOf(trail),
+        'is two keys once half surrogate pairs are replaced with U+FFFD; one value would be lost',
+      );
+    }
     const item = isSecret(key) ? REDACTED : copyValue(value[rawKey], isSecret, depth, trail);
     trail.pop();
     if (item === undefined) continue;

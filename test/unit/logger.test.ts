@@ -282,7 +282,144 @@ describe('log()', () => {
     const circular: Record<string, unknown> = {};
     circular.self = circular;
     expect(await rejection(log.log({ description: 'x', properties: circular }))).toMatchObject({
-      field: 'properties',
+      field: `properties${'.self'.repeat(LIMITS.propertiesDepth)}`,
+      message: expect.stringContaining('circular'),
+    });
+  });
+
+  it('refuses properties nested deeper than MariaDB stores, naming the value that is too deep', async () => {
+    const { log, store } = syncLog();
+    // `levels` nested containers, counting the properties object itself.
+    const nested = (levels: number, leaf: unknown = {}): unknown =>
+      levels === 1 ? leaf : { a: nested(levels - 1, leaf) };
+    expect(LIMITS.propertiesDepth).toBe(31);
+    const deepest = await log.log({ description: 'x', properties: nested(31) as Record<string, unknown> });
+    expect(JSON.stringify(deepest.properties)).toBe(`${'{"a":'.repeat(30)}{}${'}'.repeat(30)}`);
+    expect(
+      await rejection(log.log({ description: 'x', properties: nested(32) as Record<string, unknown> })),
+    ).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      field: `properties${'.a'.repeat(31)}`,
+      message: expect.stringContaining('31 levels'),
+    });
+    // Arrays are levels too.
+    await log.log({ description: 'x', properties: nested(30, [[1]]) as Record<string, unknown> });
+    const list = nested(31, [[1]]) as Record<string, unknown>;
+    expect(await rejection(log.log({ description: 'x', properties: list }))).toMatchObject({
+      field: `properties${'.a'.repeat(30)}[0]`,
+    });
+    expect(store.rows.size).toBe(2);
+  });
+
+  it('reads a toJSON result once, as JSON does, and counts only the levels it stores', async () => {
+    const { log } = syncLog();
+    const wrapper = { toJSON: () => ({ toJSON: () => 'inner', kept: 1 }) };
+    const once = await log.log({ description: 'x', properties: { wrapper } });
+    expect(once.properties).toEqual(JSON.parse(JSON.stringify({ wrapper })));
+    const levels = (n: number): unknown => (n === 1 ? {} : { a: levels(n - 1) });
+    const deep = await log.log({ description: 'x', properties: { w: { toJSON: () => levels(30) } } });
+    expect(JSON.stringify(deep.properties)).toBe(`{"w":${'{"a":'.repeat(29)}{}${'}'.repeat(29)}}`);
+  });
+
+  it.each([
+    ['properties.n', Number.NaN],
+    ['properties.list[1]', Number.POSITIVE_INFINITY],
+    ['properties.n', Number.NEGATIVE_INFINITY],
+  ])('refuses a number JSON cannot carry at %s (%s) instead of storing null', async (field, value) => {
+    const { log, store } = syncLog();
+    const properties = field === 'properties.n' ? { n: value } : { list: [1, value] };
+    expect(await rejection(log.log({ description: 'x', properties }))).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      field,
+      message: expect.stringContaining('finite'),
+    });
+    expect(store.rows.size).toBe(0);
+  });
+
+  it('refuses a property number past 2^53 − 1, which has lost digits, and keeps every smaller one exactly', async () => {
+    const { log } = syncLog();
+    for (const value of [2 ** 53, -(2 ** 53), 2 ** 53 + 2, 1e21, Number.MAX_VALUE]) {
+      expect(
+        await rejection(log.log({ description: 'x', properties: { deep: { n: value } } })),
+        String(value),
+      ).toMatchObject({ field: 'properties.deep.n', message: expect.stringContaining('as strings') });
+    }
+    const kept = [Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 0.1, 5e-324, 1e-7, 4503599627370495.5];
+    const activity = await log.log({ description: 'x', properties: { kept, big: 2n ** 64n } });
+    expect(activity.properties).toEqual({ kept, big: '18446744073709551616' });
+  });
+
+  it('stores -0 in properties as 0, as JSON writes it on every dialect', async () => {
+    const { log } = syncLog();
+    const activity = await log.log({ description: 'x', properties: { n: -0, list: [-0] } });
+    expect(Object.is(activity.properties.n, 0)).toBe(true);
+    expect(Object.is((activity.properties.list as number[])[0], 0)).toBe(true);
+  });
+
+  it('refuses two property keys that become one once half surrogates are replaced', async () => {
+    const { log } = syncLog();
+    for (const properties of [
+      { 'a\ud800': 1, 'a\udc00': 2 },
+      { 'a\ufffd': 1, 'a\ud800': 2 },
+      { 'a\ud800': 1, 'a\ufffd': 2 },
+    ]) {
+      expect(
+        await rejection(log.log({ description: 'x', properties: { nested: properties } })),
+      ).toMatchObject({ code: 'VALIDATION_FAILED', field: 'properties.nested.a\ufffd' });
+    }
+  });
+
+  it('refuses an IP address longer than the 45-character column; a zone id fits when the whole text does', async () => {
+    const { log, store } = syncLog();
+    const fits = `fe80::1%${'z'.repeat(45 - 8)}`;
+    expect((await log.log({ description: 'x', ipAddress: fits })).ipAddress).toBe(fits);
+    expect((await log.log({ description: 'x', ipAddress: 'fe80::1%eth0' })).ipAddress).toBe('fe80::1%eth0');
+    const full = 'ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255';
+    expect((await log.log({ description: 'x', ipAddress: full })).ipAddress).toBe(full);
+    expect(await rejection(log.log({ description: 'x', ipAddress: `${fits}z` }))).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      field: 'ipAddress',
+      message: expect.stringContaining('45 characters'),
+    });
+    expect(store.rows.size).toBe(3);
+  });
+
+  it('refuses a method longer than its column once upper-cased', async () => {
+    const { log } = syncLog();
+    expect((await log.log({ description: 'x', method: 'ß'.repeat(8) })).method).toBe('SS'.repeat(8));
+    expect(await rejection(log.log({ description: 'x', method: 'ß'.repeat(9) }))).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      field: 'method',
+      message: expect.stringContaining('upper-cased'),
+    });
+  });
+
+  it('stores half of a surrogate pair in a subject or causer type or id as U+FFFD', async () => {
+    const { log } = syncLog();
+    const cut = 'Order 😀'.slice(0, 7);
+    const activity = await log.log({
+      description: 'x',
+      subject: { type: cut, id: cut },
+      causer: { type: `${cut}s`, id: `7${cut}` },
+    });
+    expect(activity).toMatchObject({
+      subjectType: 'Order \ufffd',
+      subjectId: 'Order \ufffd',
+      causerType: 'Order \ufffds',
+      causerId: '7Order \ufffd',
+    });
+  });
+
+  it('refuses a numeric id past 2^53 − 1 from a custom resolver too', async () => {
+    const custom = createActivityLog({
+      env: {},
+      store: new MemoryStore(),
+      config: { method: 'sync' },
+      resolveModel: () => ({ type: 'Order', id: 2 ** 60 }),
+    });
+    expect(await rejection(custom.log({ description: 'x', subject: new Order(1, 1) }))).toMatchObject({
+      code: 'VALIDATION_FAILED',
+      field: 'subject.id',
     });
   });
 
