@@ -111,6 +111,11 @@ describe('mapMysqlError', () => {
       'STORE_DATA_INVALID',
     ],
     [
+      "a trigger's SIGNAL (1644)",
+      driverError('refused by the audit trigger', { errno: 1644 }),
+      'STORE_DATA_INVALID',
+    ],
+    [
       'an unknown server error',
       driverError('Something odd', { code: 'ER_SOMETHING', errno: 1105 }),
       'STORE_FAILED',
@@ -218,6 +223,11 @@ describe('mapPostgresError', () => {
       driverError('null value in column "description"', { code: '23502' }),
       'STORE_DATA_INVALID',
     ],
+    [
+      "a trigger's RAISE EXCEPTION (P0001)",
+      driverError('refused by the audit trigger', { code: 'P0001' }),
+      'STORE_DATA_INVALID',
+    ],
     ['an unknown SQLSTATE', driverError('internal error', { code: 'XX000' }), 'STORE_FAILED'],
     ['an ended pool', driverError('Cannot use a pool after calling end on the pool'), 'STORE_CLOSED'],
   ]);
@@ -272,6 +282,11 @@ describe('mapSqliteError', () => {
       'a missing column',
       driverError('table activity_log has no column named method', { code: 'SQLITE_ERROR' }),
       'STORE_SCHEMA_MISSING',
+    ],
+    [
+      "a trigger's RAISE(ABORT)",
+      driverError('refused by the audit trigger', { code: 'SQLITE_CONSTRAINT_TRIGGER' }),
+      'STORE_DATA_INVALID',
     ],
     [
       'SQLITE_CONSTRAINT_NOTNULL',

@@ -33,6 +33,7 @@ const SERVER_ERRORS: ReadonlyMap<number, ErrorCode> = new Map<number, ErrorCode>
   [3140, 'STORE_DATA_INVALID'], // ER_INVALID_JSON_TEXT
   [3819, 'STORE_DATA_INVALID'], // ER_CHECK_CONSTRAINT_VIOLATED
   [4025, 'STORE_DATA_INVALID'], // ER_CONSTRAINT_FAILED (MariaDB, e.g. JSON_VALID)
+  [1644, 'STORE_DATA_INVALID'], // ER_SIGNAL_EXCEPTION: a trigger refused the row (SIGNAL SQLSTATE '45000')
 ]);
 
 /** Errors raised by mysql2 itself, by code. */

@@ -21,6 +21,7 @@ const SQLSTATES: ReadonlyMap<string, ErrorCode> = new Map<string, ErrorCode>([
   ['3F000', 'STORE_SCHEMA_MISSING'], // invalid_schema_name
   ['23502', 'STORE_DATA_INVALID'], // not_null_violation
   ['23514', 'STORE_DATA_INVALID'], // check_violation
+  ['P0001', 'STORE_DATA_INVALID'], // raise_exception: a trigger refused the row
 ]);
 
 /** pg and pg-pool raise these without a code. */

@@ -31,7 +31,10 @@ function classify(code: string, message: string): ErrorCode {
     case 'SQLITE_MISMATCH':
       return 'STORE_DATA_INVALID';
     case 'SQLITE_CONSTRAINT':
-      return code === 'SQLITE_CONSTRAINT_NOTNULL' || code === 'SQLITE_CONSTRAINT_CHECK'
+      // A trigger's RAISE(ABORT) refuses the row as a CHECK does.
+      return code === 'SQLITE_CONSTRAINT_NOTNULL' ||
+        code === 'SQLITE_CONSTRAINT_CHECK' ||
+        code === 'SQLITE_CONSTRAINT_TRIGGER'
         ? 'STORE_DATA_INVALID'
         : 'STORE_FAILED';
     case 'SQLITE_ERROR':
