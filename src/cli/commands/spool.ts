@@ -6,42 +6,127 @@ import { createStoreSink } from '../../delivery/store-sink.js';
 import { type DrainSpoolResult, drainSpool } from '../../resilience/drain-spool.js';
 import { Spool, type SpoolStatus } from '../../resilience/spool.js';
 import { createStore } from '../../store/create-store.js';
+import { optionalWholeNumber } from '../optional-whole-number.js';
 
 const MIB = 1024 * 1024;
 
 /**
- * `activity-log spool [status|replay]`: what the local spool holds, and replaying it into the
- * store now (the segments of running processes are left to them).
+ * `activity-log spool [status|replay|rejected]`: what the local spool holds, replaying it into
+ * the store now (the segments of running processes are left to them), and the activities the
+ * store refused as data (list, export, purge).
  */
 export function registerSpoolCommand(program: Command): void {
   program
     .command('spool')
-    .description('inspect the local spool (status, the default) or replay it into the store now (replay)')
-    .argument('[action]', 'status or replay', 'status')
-    .option('--json', 'status: print JSON')
-    .action(async (action: string, flags: { json?: boolean }) => {
-      if (action !== 'status' && action !== 'replay') {
+    .description(
+      'inspect the local spool (status, the default), replay it into the store now (replay), or list, export or purge the activities the store refused as data (rejected)',
+    )
+    .argument('[action]', 'status, replay or rejected', 'status')
+    .option('--json', 'status, rejected: print JSON')
+    .option('--limit <n>', 'rejected: newest entries to list (default 20)')
+    .option(
+      '--export',
+      'rejected: print every refused activity as one JSON line (NDJSON), ready to send again',
+    )
+    .option('--purge', 'rejected: delete rejected.ndjson, freeing its room in the spool')
+    .action(async (action: string, flags: SpoolFlags) => {
+      if (action !== 'status' && action !== 'replay' && action !== 'rejected') {
         throw new ActivityLogError(
           'CLI_USAGE',
-          `spool: unknown action ${JSON.stringify(action)}; expected status or replay`,
+          `spool: unknown action ${JSON.stringify(action)}; expected status, replay or rejected`,
           { field: 'action' },
         );
       }
+      for (const flag of ['limit', 'export', 'purge'] as const) {
+        if (flags[flag] !== undefined && action !== 'rejected') {
+          throw new ActivityLogError('CLI_USAGE', `--${flag} goes with spool rejected, not spool ${action}`, {
+            field: `--${flag}`,
+          });
+        }
+      }
       const config = loadConfig();
-      if (action === 'status') {
-        const spool = new Spool({ dir: resolve(config.spoolDir), maxBytes: config.spoolMaxMb * MIB });
-        try {
+      if (action === 'replay') {
+        await replay(config);
+        return;
+      }
+      const spool = new Spool({ dir: resolve(config.spoolDir), maxBytes: config.spoolMaxMb * MIB });
+      try {
+        if (action === 'rejected') await rejected(spool, flags);
+        else {
           const status = await spool.status();
           process.stdout.write(
             flags.json === true ? `${JSON.stringify(statusJson(status), null, 2)}\n` : describe(status),
           );
-        } finally {
-          await spool.close();
         }
-        return;
+      } finally {
+        await spool.close();
       }
-      await replay(config);
     });
+}
+
+interface SpoolFlags {
+  readonly json?: boolean;
+  readonly limit?: string;
+  readonly export?: boolean;
+  readonly purge?: boolean;
+}
+
+const DEFAULT_REJECTED_LIMIT = 20;
+const MESSAGE_PREVIEW_CHARS = 160;
+
+async function rejected(spool: Spool, flags: SpoolFlags): Promise<void> {
+  if ([flags.export, flags.purge, flags.json].filter((flag) => flag === true).length > 1) {
+    throw new ActivityLogError('CLI_USAGE', 'spool rejected: choose one of --json, --export and --purge', {
+      field: '--export',
+    });
+  }
+  if (flags.purge === true) {
+    const purged = await spool.purgeRejected();
+    process.stdout.write(`purged ${activities(purged)} from ${spool.dir}/rejected.ndjson\n`);
+    return;
+  }
+  const records = await spool.rejected();
+  if (flags.export === true) {
+    for (const record of records) process.stdout.write(`${JSON.stringify(record.activity)}\n`);
+    return;
+  }
+  const limit = optionalWholeNumber('--limit', flags.limit, 1, 1_000_000) ?? DEFAULT_REJECTED_LIMIT;
+  const newest = records.slice(-limit).reverse();
+  if (flags.json === true) {
+    const json = {
+      dir: spool.dir,
+      rejected: records.length,
+      oldest_at: records[0]?.rejectedAt ?? null,
+      newest: newest.map((record) => ({
+        rejected_at: record.rejectedAt,
+        error: record.error,
+        activity: record.activity,
+      })),
+    };
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+    return;
+  }
+  if (records.length === 0) {
+    process.stdout.write(`no refused activities in ${spool.dir}\n`);
+    return;
+  }
+  const lines = [
+    `${activities(records.length)} refused as data in ${spool.dir}/rejected.ndjson, the oldest at ${records[0]!.rejectedAt}`,
+    `newest ${newest.length}:`,
+  ];
+  for (const record of newest) {
+    const message =
+      record.error.message.length > MESSAGE_PREVIEW_CHARS
+        ? `${record.error.message.slice(0, MESSAGE_PREVIEW_CHARS)}…`
+        : record.error.message;
+    lines.push(
+      `  ${record.rejectedAt}  ${String(record.activity.id)}  ${record.error.code ?? '-'}: ${message}`,
+    );
+  }
+  lines.push(
+    'Fix the cause, then send them again (activity-log spool rejected --export, POSTed to /api/activities: their ids make a resend store once) and purge them (--purge).',
+  );
+  process.stdout.write(`${lines.join('\n')}\n`);
 }
 
 async function replay(config: Config): Promise<void> {
@@ -101,6 +186,8 @@ function statusJson(status: SpoolStatus) {
     oldest_age_seconds:
       status.oldestAt === null ? null : Math.round((Date.now() - status.oldestAt.getTime()) / 1000),
     rejected: status.rejected,
+    rejected_bytes: status.rejectedBytes,
+    rejected_oldest_at: status.rejectedOldestAt?.toISOString() ?? null,
     owners: owners(status),
   };
 }
@@ -134,7 +221,7 @@ function describe(status: SpoolStatus): string {
   );
   if (status.rejected > 0) {
     lines.push(
-      `  rejected as bad data ${formatCount(status.rejected)} (kept in ${status.dir}/rejected.ndjson)`,
+      `  rejected as bad data ${formatCount(status.rejected)} since ${status.rejectedOldestAt?.toISOString() ?? '-'} (${(status.rejectedBytes / MIB).toFixed(1)} MiB in ${status.dir}/rejected.ndjson; see activity-log spool rejected)`,
     );
   }
   for (const owner of owners(status)) {
