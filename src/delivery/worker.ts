@@ -283,7 +283,7 @@ export class ActivityWorker {
     lostJobs: 0,
     refused: 0,
   };
-  /** Where activities the store refuses as data are kept; made when the first one is. */
+  /** Where activities the store refuses as data are kept (`rejected.ndjson` in the spool directory). */
   #rejected: Spool | null = null;
 
   constructor(options: WorkerOptions) {
@@ -331,13 +331,31 @@ export class ActivityWorker {
   async start(): Promise<void> {
     if (this.#done !== null) throw new Error('ActivityWorker.start() was already called');
     assertQueueEnabled(this.#config, 'a queue worker');
+    // Activities the store refuses as data are kept there; found unwritable now, not on the first one.
+    const rejected = new Spool({
+      dir: resolve(this.#config.spoolDir),
+      maxBytes: this.#config.spoolMaxMb * 1024 * 1024,
+      warn: (message) => this.#warn(message.replace(/^activity-log: /, '')),
+    });
+    try {
+      await rejected.prepare();
+    } catch (error) {
+      await rejected.close();
+      throw error;
+    }
+    this.#rejected = rejected;
     const redisConfig = this.#config.redis;
     const redis = createRedisClient(redisConfig, 'worker', {
       lazyConnect: true,
       onError: (error) => this.#onConnectionError(error),
     });
     this.#redis = redis;
-    await connectRedis(redis, redisConfig);
+    try {
+      await connectRedis(redis, redisConfig);
+    } catch (error) {
+      await rejected.close();
+      throw error;
+    }
     try {
       await this.#open(redis);
     } catch (error) {
@@ -622,11 +640,7 @@ export class ActivityWorker {
     const ids = new Set(refused.map(({ activity }) => activity.id));
     const withRefused = jobs.filter((held) => held.activities.some((activity) => ids.has(activity.id)));
     try {
-      this.#rejected ??= new Spool({
-        dir: resolve(this.#config.spoolDir),
-        maxBytes: this.#config.spoolMaxMb * 1024 * 1024,
-        warn: (message) => this.#warn(message.replace(/^activity-log: /, '')),
-      });
+      if (this.#rejected === null) throw new ActivityLogError('SPOOL_FAILED', 'the worker has not started');
       const { dropped } = await this.#rejected.reject(refused);
       this.#counts.refused += refused.length;
       this.events.emit('refused', {

@@ -1,5 +1,6 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Config } from '../config/config.js';
+import type { ActivityLogError } from '../core/errors.js';
 import type { ActivityLog } from '../core/logger.js';
 import { type Monitoring, startMonitoring } from '../metrics/monitoring.js';
 import { WrongTokenThrottle } from './auth.js';
@@ -29,6 +30,8 @@ export interface ServerOptions {
   readonly bodyLimitBytes?: number;
   /** Longest wait for the store on `GET /health` (default 2000 ms). */
   readonly healthPingTimeoutMs?: number;
+  /** Whether the store's table is ready (`serve` migrates in the background while it is not). */
+  readonly storeReadiness?: () => { readonly ok: boolean; readonly error?: ActivityLogError };
   /**
    * Source of the performance snapshot and `/metrics` (`serve` passes one that also counts its
    * worker and evaluates alerts). Default: one made here for `activityLog`, closed with the server.
@@ -92,6 +95,7 @@ export function createServer(options: ServerOptions): FastifyInstance {
     activityLog,
     adminToken: config.adminToken,
     ...(options.healthPingTimeoutMs === undefined ? {} : { pingTimeoutMs: options.healthPingTimeoutMs }),
+    ...(options.storeReadiness === undefined ? {} : { storeReadiness: options.storeReadiness }),
   });
   registerIngestRoute(app, { activityLog, ingestToken: config.ingestToken, bodyLimitBytes });
   registerBackofficeActivitiesRoute(app, { activityLog, adminToken: config.adminToken });

@@ -239,6 +239,23 @@ export class Spool {
     LIVE_INSTANCES.add(this.#instance);
   }
 
+  /**
+   * Creates the directory (and this process's owner file) now rather than on the first append,
+   * so a directory that cannot be written is found at start-up, not during an outage.
+   *
+   * @throws ActivityLogError `SPOOL_FAILED` naming the directory and what to do.
+   */
+  async prepare(): Promise<void> {
+    try {
+      await this.#prepareDirectory();
+    } catch (error) {
+      throw spoolError(
+        `the spool directory ${this.dir} cannot be written (${messageOf(error)}): set ACTIVITY_LOG_SPOOL_DIR to a directory this process may write`,
+        error,
+      );
+    }
+  }
+
   /** Activities this process has spooled (or claimed) and not yet replayed. */
   pending(): number {
     let pending = 0;

@@ -7,7 +7,9 @@ import { type ActivityLog, createActivityLog } from '../../core/logger.js';
 import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
 import { createServer } from '../../http/server.js';
 import { type Monitoring, startMonitoring } from '../../metrics/monitoring.js';
+import { resilienceOf } from '../../resilience/resilient-sink.js';
 import { RetentionScheduler } from '../../store/retention.js';
+import { BackgroundMigration } from '../background-migration.js';
 import { describeDatabase } from '../describe-database.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { migrationLine } from './migrate.js';
@@ -46,35 +48,68 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
   let app: FastifyInstance | null = null;
   let retention: RetentionScheduler | null = null;
   let monitoring: Monitoring | null = null;
+  const migration = migrateInBackground(activityLog);
   try {
     try {
-      const migration = await activityLog.store.migrate();
-      process.stdout.write(
-        `${migrationLine(config.database.table, describeDatabase(config.database), migration)}\n`,
-      );
+      // A spool that cannot be written would be found during an outage, too late.
+      await resilienceOf(activityLog.delivery)?.spool.prepare();
+      await migration.start();
       worker = await startWorkerIfAsked(flags.worker === true, activityLog);
       if (worker !== null) stop.watchWorker(worker);
       retention = startRetention(activityLog);
       monitoring = startMonitoring({ config, activityLog, worker });
-      app = createServer({ activityLog, config, monitoring, logger: { level: verbose ? 'info' : 'warn' } });
+      app = createServer({
+        activityLog,
+        config,
+        monitoring,
+        storeReadiness: () => migration.state(),
+        logger: { level: verbose ? 'info' : 'warn' },
+      });
       const url = await app.listen({ host: config.host, port: config.port }).catch((error: unknown) => {
         throw listenError(error, config);
       });
       process.stdout.write(startBanner(url, config, generated));
     } catch (error) {
       // The start-up error is the one to report; a failing clean-up after it would only hide it.
+      await migration.stop();
       await retention?.stop();
       await shutDown(app, worker, activityLog, monitoring).catch(() => undefined);
       throw error;
     }
     const reason = await stop.reason;
     process.stderr.write(`activity-log: ${reason}: shutting down\n`);
+    await migration.stop();
     await retention?.stop();
     await shutDown(app, worker, activityLog, monitoring);
     process.stdout.write('stopped\n');
   } finally {
     stop.dispose();
   }
+}
+
+/**
+ * The migration `serve` runs first. While the database cannot be reached, `serve` starts anyway
+ * and keeps trying: ingest goes to the spool (or the queue) meanwhile, `GET /health` reports the
+ * store as not ready, and the spool is replayed once the table exists.
+ */
+function migrateInBackground(activityLog: ActivityLog): BackgroundMigration {
+  const { config } = activityLog;
+  const database = describeDatabase(config.database);
+  let failures = 0;
+  return new BackgroundMigration({
+    migrate: () => activityLog.store.migrate(),
+    onMigrated: (result) => {
+      process.stdout.write(`${migrationLine(config.database.table, database, result)}\n`);
+      if (failures > 0) resilienceOf(activityLog.delivery)?.replaySoon(0);
+    },
+    onFailed: (error, retryInMs) => {
+      failures++;
+      const kept = config.method === 'queue' ? 'go to the queue' : 'are kept in the spool';
+      process.stderr.write(
+        `activity-log: could not migrate ${config.database.table} on ${database} (${error instanceof Error ? error.message : String(error)}); serving anyway: activities ${kept} until the database answers. Trying again in ${Math.round(retryInMs / 1000)} s\n`,
+      );
+    },
+  });
 }
 
 /** `EADDRINUSE` alone does not say what to change. */

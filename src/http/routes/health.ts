@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { ERROR_CODES, type ErrorCode, isActivityLogError } from '../../core/errors.js';
+import { type ActivityLogError, ERROR_CODES, type ErrorCode, isActivityLogError } from '../../core/errors.js';
 import type { ActivityLog } from '../../core/logger.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
 import { adminCredential } from '../auth.js';
@@ -10,6 +10,8 @@ export interface HealthRouteOptions {
   readonly pingTimeoutMs?: number;
   /** With the admin token (bearer or session), failing parts carry the driver's message. */
   readonly adminToken?: string | null;
+  /** Whether the table is ready; a store that answers but is not migrated yet is not ready. */
+  readonly storeReadiness?: () => { readonly ok: boolean; readonly error?: ActivityLogError };
 }
 
 export interface PartHealth {
@@ -49,8 +51,11 @@ export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOp
   const timeoutMs = options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS;
   app.get('/health', async (request, reply) => {
     const resilience = resilienceOf(activityLog.delivery);
+    const readiness = options.storeReadiness?.();
     const [store, queue] = await Promise.all([
-      withTimeout(activityLog.store.ping(), timeoutMs, 'STORE_TIMEOUT', 'STORE_FAILED'),
+      readiness?.error !== undefined
+        ? { ok: false, error: { code: readiness.error.code, message: readiness.error.message } }
+        : withTimeout(activityLog.store.ping(), timeoutMs, 'STORE_TIMEOUT', 'STORE_FAILED'),
       activityLog.delivery.method === 'queue' && resilience !== null
         ? withTimeout(resilience.ping(), timeoutMs, 'QUEUE_UNAVAILABLE', 'QUEUE_UNAVAILABLE')
         : undefined,
