@@ -652,7 +652,9 @@ export class Spool {
     try {
       names = await readdir(this.dir);
     } catch (error) {
-      if (isMissing(error)) return [];
+      // No directory there (yet): nothing was spooled. Whether one can be made is for the first
+      // append, or prepare(), to find out.
+      if (isMissing(error) || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
       throw spoolError(`could not list the spool at ${this.dir}: ${messageOf(error)}`, error);
     }
     const listed: ListedSegment[] = [];
