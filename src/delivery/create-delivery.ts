@@ -61,6 +61,9 @@ export function createDelivery(
       const sink = createResilientSink(config, closingStoreToo(queueSink, store), {
         name: 'queue',
         timeoutMs: QUEUE_ENQUEUE_TIMEOUT_MS,
+        // With a disk journal, each batch stays in it until a worker has stored it: a Redis that
+        // loses its jobs (a crash without persistence) loses nothing whose log() resolved.
+        ...(config.durability === 'disk' ? { acknowledgement: queueSink.acknowledgement } : {}),
         ...warn,
       });
       if (config.durability === 'disk') {

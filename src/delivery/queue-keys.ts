@@ -26,3 +26,15 @@ export function restartMarkerKey(queueName?: string): string {
 export function storedCounterKey(queueName: string): string {
   return `${QUEUE_PREFIX}:${queueName}:stored-activities`;
 }
+
+/**
+ * Ids of the jobs the workers of a queue stored, scored by when (ms), kept for
+ * {@link STORED_JOBS_KEEP_MS}: a producer that journals to disk keeps each enqueued batch until its
+ * job id is here, so a Redis that loses its jobs loses nothing the producer acknowledged.
+ */
+export function storedJobsKey(queueName: string): string {
+  return `${QUEUE_PREFIX}:${queueName}:stored-jobs`;
+}
+
+/** How long a stored job's id stays in {@link storedJobsKey}; producers check far more often. */
+export const STORED_JOBS_KEEP_MS = 10 * 60 * 1000;

@@ -3,9 +3,10 @@ import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import { ActivityLogError } from '../core/errors.js';
+import type { WriteAcknowledgement, WriteFate } from '../resilience/resilient-sink.js';
 import type { ActivitySink } from './delivery.js';
 import { type ActivityJobData, activityJobId, activityJobOptions, encodeActivityJob } from './queue-job.js';
-import { ACTIVITY_JOB_NAME, QUEUE_PREFIX } from './queue-keys.js';
+import { ACTIVITY_JOB_NAME, QUEUE_PREFIX, storedJobsKey } from './queue-keys.js';
 import { closeRedis, createRedisClient, describeRedis, queueUnavailable } from './redis-connection.js';
 
 export interface QueueSinkOptions {
@@ -26,6 +27,8 @@ export interface QueueSinkOptions {
 export interface QueueSink extends ActivitySink {
   readonly name: 'queue';
   readonly queueName: string;
+  /** Whether the jobs a write made were stored by a worker (see `ResilientSinkOptions.acknowledgement`). */
+  readonly acknowledgement: WriteAcknowledgement;
 }
 
 interface PendingWrite {
@@ -55,9 +58,23 @@ export function createQueueSink(options: QueueSinkOptions): QueueSink {
   return new BullQueueSink(options);
 }
 
+/**
+ * A job no longer in Redis is lost (Redis restarted without persistence, or the job was removed by
+ * hand); one in the failed set stays there for `activity-log failed`; any other state is pending.
+ */
+const JOB_STATE_FATES: Readonly<Record<string, WriteFate>> = {
+  completed: 'stored',
+  failed: 'failed',
+  unknown: 'lost',
+};
+
 class BullQueueSink implements QueueSink {
   readonly name = 'queue';
   readonly queueName: string;
+  readonly acknowledgement: WriteAcknowledgement = {
+    keysOf: (activities) => this.#chunks(activities).map(activityJobId),
+    check: (keys) => this.#fates(keys),
+  };
   readonly #options: QueueSinkOptions;
   readonly #redis: Redis;
   #queue: Queue<ActivityJobData> | null = null;
@@ -109,19 +126,56 @@ class BullQueueSink implements QueueSink {
       );
     }
     this.#queue ??= this.#createQueue();
-    const jobs: ActivityJob[] = [];
-    for (let start = 0; start < activities.length; start += this.#options.batchSize) {
-      const chunk = activities.slice(start, start + this.#options.batchSize);
-      jobs.push({
-        name: ACTIVITY_JOB_NAME,
-        data: encodeActivityJob(chunk),
-        opts: { ...activityJobOptions(this.#options.tries), jobId: activityJobId(chunk) },
-      });
-    }
+    const jobs: ActivityJob[] = this.#chunks(activities).map((chunk) => ({
+      name: ACTIVITY_JOB_NAME,
+      data: encodeActivityJob(chunk),
+      opts: { ...activityJobOptions(this.#options.tries), jobId: activityJobId(chunk) },
+    }));
     await new Promise<void>((resolve, reject) => {
       this.#pending.push({ jobs, resolve, reject });
       if (!this.#sending) void this.#send();
     });
+  }
+
+  /** The activities of each job a write makes: at most `batchSize` each. */
+  #chunks(activities: readonly Activity[]): (readonly Activity[])[] {
+    const chunks: (readonly Activity[])[] = [];
+    for (let start = 0; start < activities.length; start += this.#options.batchSize) {
+      chunks.push(activities.slice(start, start + this.#options.batchSize));
+    }
+    return chunks;
+  }
+
+  /**
+   * Stored when a worker recorded the job id (before completing it); otherwise the job's state
+   * decides ({@link JOB_STATE_FATES}).
+   */
+  async #fates(keys: readonly string[]): Promise<ReadonlyMap<string, WriteFate>> {
+    const fates = new Map<string, WriteFate>();
+    if (keys.length === 0) return fates;
+    if (this.#redis.status !== 'ready') {
+      throw queueUnavailable(
+        this.#options.redis,
+        this.#lastConnectionError ?? new Error(`connection is ${this.#redis.status}`),
+      );
+    }
+    this.#queue ??= this.#createQueue();
+    try {
+      const scores = await this.#redis.zmscore(storedJobsKey(this.queueName), ...keys);
+      await Promise.all(
+        keys.map(async (key, i) => {
+          if (scores[i] !== null) {
+            fates.set(key, 'stored');
+            return;
+          }
+          const state = await this.#queue!.getJobState(key);
+          fates.set(key, JOB_STATE_FATES[state] ?? 'pending');
+        }),
+      );
+    } catch (error) {
+      throw queueUnavailable(this.#options.redis, error);
+    }
+    return fates;
   }
 
   /** Resolves when Redis answers a PING; rejects with `QUEUE_UNAVAILABLE` otherwise. */

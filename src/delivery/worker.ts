@@ -11,7 +11,13 @@ import { Spool } from '../resilience/spool.js';
 import { type RefusedActivity, writeWithIsolation } from '../resilience/write-with-isolation.js';
 import type { ActivityStore } from '../store/activity-store.js';
 import { type ActivityJobData, decodeActivityJob } from './queue-job.js';
-import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
+import {
+  QUEUE_PREFIX,
+  restartMarkerKey,
+  STORED_JOBS_KEEP_MS,
+  storedCounterKey,
+  storedJobsKey,
+} from './queue-keys.js';
 import { assertQueueEnabled, closeRedis, connectRedis, createRedisClient } from './redis-connection.js';
 
 /** Why a worker stopped. */
@@ -714,6 +720,7 @@ export class ActivityWorker {
     result: { readonly inserted: number; readonly inserts: number },
     started: number,
   ): Promise<void> {
+    await this.#recordStored(group);
     const completed = await Promise.all(
       group.map(async (held) => {
         try {
@@ -744,6 +751,25 @@ export class ActivityWorker {
       durationMs: performance.now() - started,
       activities: mine.length === 1 ? mine[0]!.activities : mine.flatMap((held) => held.activities),
     });
+  }
+
+  /**
+   * Records the jobs' ids as stored before completing them, for producers that keep each enqueued
+   * batch in their disk journal until it is stored. A failure here only means those producers
+   * enqueue the batch once more (no row is stored twice).
+   */
+  async #recordStored(group: readonly HeldJob[]): Promise<void> {
+    const key = storedJobsKey(this.queueName);
+    const nowMs = Date.now();
+    const members = group.flatMap((held) => [nowMs, held.job.id!]);
+    try {
+      await this.#redis!.multi()
+        .zadd(key, ...members)
+        .zremrangebyscore(key, '-inf', nowMs - STORED_JOBS_KEEP_MS)
+        .exec();
+    } catch (error) {
+      this.#warn('could not record stored jobs for journaling producers', error);
+    }
   }
 
   #countInserted(inserted: number): void {

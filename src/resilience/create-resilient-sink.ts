@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
 import type { ActivitySink } from '../delivery/delivery.js';
 import { CircuitBreaker } from './breaker.js';
-import { ResilientSink, type ResilientSinkOptions } from './resilient-sink.js';
+import { ResilientSink, type ResilientSinkOptions, type WriteAcknowledgement } from './resilient-sink.js';
 import { Spool } from './spool.js';
 
 export interface ResilientSinkSettings {
@@ -14,6 +14,8 @@ export interface ResilientSinkSettings {
   readonly callerWaits?: boolean;
   /** Where the spool's warnings go (default: one line on stderr). */
   readonly warn?: (message: string) => void;
+  /** See {@link ResilientSinkOptions.acknowledgement}. */
+  readonly acknowledgement?: WriteAcknowledgement;
 }
 
 /**
@@ -49,5 +51,6 @@ export function createResilientSink(
     replayBatchSize: config.batchSize,
     callerWaits: settings.callerWaits ?? false,
     slowWriteMs: config.slowWriteMs,
+    acknowledgement: settings.acknowledgement,
   });
 }

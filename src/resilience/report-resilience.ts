@@ -53,6 +53,11 @@ export function reportResilience(sink: ResilientSink, warn: (line: string) => vo
       `${error.message} first (from code: await activityLog.store.migrate(), e.g. with DATABASE_URL=sqlite::memory:); until then nothing is stored`,
     );
   };
+  const onLost = ({ segment }: { segment: string }) => {
+    say(
+      `the ${sink.name} lost jobs of spool segment ${segment} before they were stored (was Redis restarted without persistence?); enqueueing them again from the spool`,
+    );
+  };
   const onReplayFailed = ({ error }: { error: unknown }) => {
     replayFailures.add(1, error instanceof Error ? error.message : String(error));
   };
@@ -62,7 +67,9 @@ export function reportResilience(sink: ResilientSink, warn: (line: string) => vo
   sink.events.on('spoolingStopped', onSpoolingStopped);
   sink.events.on('writeFailed', onWriteFailed);
   sink.events.on('replayFailed', onReplayFailed);
+  sink.events.on('lost', onLost);
   return () => {
+    sink.events.off('lost', onLost);
     breaker.events.off('stateChange', onStateChange);
     sink.events.off('spoolingStarted', onSpoolingStarted);
     sink.events.off('spoolingStopped', onSpoolingStopped);

@@ -37,6 +37,28 @@ export interface ResilientSinkOptions {
    * a hung destination holds nothing in memory. Default: off.
    */
   readonly slowWriteMs?: number | undefined;
+  /**
+   * For a destination that stores later (the queue): replayed segments are kept in the spool until
+   * the destination confirms their activities stored, and written again if it lost them (a Redis
+   * restart without persistence). Default: a segment is deleted once written.
+   */
+  readonly acknowledgement?: WriteAcknowledgement | undefined;
+  /** How often unconfirmed segments are checked (default 1000 ms). */
+  readonly acknowledgementPollMs?: number;
+}
+
+/**
+ * What the destination says of a write it took: stored at last; failed there for good (a queue
+ * job in the failed set, kept by the destination); still on its way; or gone.
+ */
+export type WriteFate = 'stored' | 'failed' | 'pending' | 'lost';
+
+/** How a destination that stores later confirms what it was given (see `ResilientSinkOptions.acknowledgement`). */
+export interface WriteAcknowledgement {
+  /** The keys (queue job ids) a write of `activities` is known by. */
+  keysOf(activities: readonly Activity[]): readonly string[];
+  /** The fate of each key; rejects when the destination cannot be asked now. */
+  check(keys: readonly string[]): Promise<ReadonlyMap<string, WriteFate>>;
 }
 
 /** Why activities went to the spool. */
@@ -78,6 +100,11 @@ export interface ResilientSinkEvents {
   refused: [event: { readonly sink: string; readonly count: number; readonly error: unknown }];
   /** Activities started going to the spool instead of the destination (the first since it was empty). */
   spoolingStarted: [event: { readonly sink: string; readonly reason: SpoolReason; readonly error?: unknown }];
+  /**
+   * The destination (the queue) lost what a replayed segment gave it before storing it, e.g.
+   * Redis restarted without persistence; the segment is written again from the spool.
+   */
+  lost: [event: { readonly sink: string; readonly segment: string }];
   /** The spool has been replayed empty: every activity this process spooled is at the destination. */
   spoolingStopped: [event: { readonly sink: string; readonly replayed: number }];
 }
@@ -127,6 +154,11 @@ export class ResilientSink implements ActivitySink {
   #slowWrites = 0;
   /** Activities went to the spool since it was last replayed empty; counts those replayed since. */
   #spooling: { replayed: number } | null = null;
+  readonly #acknowledgement: WriteAcknowledgement | null;
+  readonly #acknowledgementPollMs: number;
+  /** Segments written to a destination that stores later, with the keys it has yet to confirm. */
+  readonly #unconfirmed = new Map<string, Set<string>>();
+  #acknowledgementTimer: NodeJS.Timeout | null = null;
   #closed = false;
 
   constructor(options: ResilientSinkOptions) {
@@ -139,6 +171,8 @@ export class ResilientSink implements ActivitySink {
     this.#replayRetryMs = options.replayRetryMs ?? Math.min(1000, options.breaker.cooldownMs);
     this.#closeDrainMs = options.closeDrainMs ?? 30_000;
     this.#slowWriteMs = options.slowWriteMs ?? null;
+    this.#acknowledgement = options.acknowledgement ?? null;
+    this.#acknowledgementPollMs = options.acknowledgementPollMs ?? 1000;
     this.breaker.events.on('stateChange', ({ to }) => {
       if (to === 'closed') this.replaySoon(0);
       // While open, the replay that runs once the probe delay has passed is the probe.
@@ -253,6 +287,8 @@ export class ResilientSink implements ActivitySink {
     this.#closed = true;
     if (this.#replayTimer !== null) clearTimeout(this.#replayTimer);
     this.#replayTimer = null;
+    if (this.#acknowledgementTimer !== null) clearTimeout(this.#acknowledgementTimer);
+    this.#acknowledgementTimer = null;
     this.#stopReplay.abort();
     if (this.#replayRun !== null) await this.#replayRun;
     try {
@@ -334,7 +370,11 @@ export class ResilientSink implements ActivitySink {
       return Promise.resolve(null);
     }
     const run = this.spool
-      .replay(this.#replayWrite, { batchSize: this.#replayBatchSize, signal: this.#stopReplay.signal })
+      .replay(this.#replayWrite, {
+        batchSize: this.#replayBatchSize,
+        signal: this.#stopReplay.signal,
+        hold: this.#acknowledgement !== null,
+      })
       .then(
         (result) => {
           if (!result.complete) {
@@ -371,7 +411,7 @@ export class ResilientSink implements ActivitySink {
    * throws, so the segment is kept and replayed again from this batch (idempotently) rather than
    * re-appended, which could drop, on a full spool, activities that were already safe.
    */
-  readonly #replayWrite = async (activities: readonly Activity[]): Promise<void> => {
+  readonly #replayWrite = async (activities: readonly Activity[], segment: string): Promise<void> => {
     const started = performance.now();
     const attempt = this.#attempt(activities, true);
     const slow = this.#slowWriteMs === null ? null : whenSlow(attempt, this.#slowWriteMs);
@@ -391,7 +431,65 @@ export class ResilientSink implements ActivitySink {
     await this.#settle(result, started, true, { spooled: false });
     if (result.unwritten.length > 0) throw result.error;
     if (this.#spooling !== null) this.#spooling.replayed += activities.length - result.refused.length;
+    if (this.#acknowledgement !== null) this.#awaitConfirmation(segment, result.stored);
   };
+
+  #awaitConfirmation(segment: string, stored: readonly (readonly Activity[])[]): void {
+    let keys = this.#unconfirmed.get(segment);
+    if (keys === undefined) {
+      keys = new Set();
+      this.#unconfirmed.set(segment, keys);
+    }
+    for (const part of stored) for (const key of this.#acknowledgement!.keysOf(part)) keys.add(key);
+    this.#acknowledgementTimer ??= setTimeout(
+      () => void this.#checkConfirmations(),
+      this.#acknowledgementPollMs,
+    );
+    this.#acknowledgementTimer.unref();
+  }
+
+  /**
+   * Releases the held segments whose every key the destination confirms stored, and rewinds those
+   * it lost a key of, so the next replay pass writes them again (idempotently).
+   */
+  async #checkConfirmations(): Promise<void> {
+    this.#acknowledgementTimer = null;
+    if (this.#closed) return;
+    const keys = [...this.#unconfirmed.values()].flatMap((set) => [...set]);
+    let fates: ReadonlyMap<string, WriteFate>;
+    try {
+      fates = await this.#acknowledgement!.check(keys);
+    } catch (error) {
+      this.events.emit('replayFailed', { sink: this.name, error });
+      fates = new Map();
+    }
+    let rewound = false;
+    for (const [segment, segmentKeys] of this.#unconfirmed) {
+      for (const key of segmentKeys) {
+        const fate = fates.get(key);
+        if (fate === 'stored' || fate === 'failed') segmentKeys.delete(key);
+      }
+      if ([...segmentKeys].some((key) => fates.get(key) === 'lost')) {
+        this.#unconfirmed.delete(segment);
+        this.spool.rewind(segment);
+        rewound = true;
+        this.events.emit('lost', { sink: this.name, segment });
+      } else if (segmentKeys.size === 0) {
+        this.#unconfirmed.delete(segment);
+        await this.spool
+          .release(segment)
+          .catch((error: unknown) => this.events.emit('replayFailed', { sink: this.name, error }));
+      }
+    }
+    if (rewound) this.replaySoon(0);
+    if (this.#unconfirmed.size > 0 && !this.#closed) {
+      this.#acknowledgementTimer = setTimeout(
+        () => void this.#checkConfirmations(),
+        this.#acknowledgementPollMs,
+      );
+      this.#acknowledgementTimer.unref();
+    }
+  }
 
   async #toSpool(activities: readonly Activity[], reason: SpoolReason, cause: unknown): Promise<void> {
     let dropped: number;

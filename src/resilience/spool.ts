@@ -51,7 +51,16 @@ export interface SpoolReplayOptions {
   /** Checked between batches: once aborted, replay stops and keeps what it has not written. */
   readonly signal?: AbortSignal;
   readonly onProgress?: (progress: { readonly replayed: number; readonly segment: string }) => void;
+  /**
+   * Keep each segment once it is written, instead of deleting it, until {@link Spool.release}
+   * (its activities reached their final destination) or {@link Spool.rewind} (they were lost on
+   * the way and are written again by the next pass). For a destination that stores later, the queue.
+   */
+  readonly hold?: boolean;
 }
+
+/** What a replay write is given besides the activities: the segment they come from. */
+export type SpoolReplayWrite = (activities: readonly Activity[], segment: string) => Promise<void>;
 
 export interface SpoolReplayResult {
   /** Activities confirmed written in this pass. */
@@ -127,6 +136,8 @@ interface SegmentProgress {
    * finds a damaged record there whose activities were never reported as spooled.
    */
   failedWriteTail: boolean;
+  /** Written in full by a holding replay, kept until it is released or rewound. */
+  held: boolean;
 }
 
 interface PendingAppend {
@@ -403,14 +414,43 @@ export class Spool {
    * idempotent, so the batch that failed may safely be written twice). One pass runs at a time:
    * a call during a pass gets that pass's result.
    */
-  replay(
-    write: (activities: readonly Activity[]) => Promise<void>,
-    options: SpoolReplayOptions,
-  ): Promise<SpoolReplayResult> {
+  replay(write: SpoolReplayWrite, options: SpoolReplayOptions): Promise<SpoolReplayResult> {
     this.#replaying ??= this.#replayPass(write, options).finally(() => {
       this.#replaying = null;
     });
     return this.#replaying;
+  }
+
+  /**
+   * Deletes a segment a holding replay wrote in full, now that its activities are confirmed at
+   * their final destination.
+   */
+  release(segment: string): Promise<void> {
+    return this.#serialized(async () => {
+      const path = join(this.dir, segment);
+      const bytes = await stat(path).then(
+        ({ size }) => size,
+        () => 0,
+      );
+      await unlink(path).catch((error: unknown) => {
+        if (!isMissing(error)) throw spoolError(`could not delete ${path}: ${messageOf(error)}`, error);
+      });
+      this.#segments.delete(segment);
+      this.#totalBytes = Math.max(0, this.#totalBytes - bytes);
+    });
+  }
+
+  /** Makes a held segment whose activities were lost on the way replayable again, from its start. */
+  rewind(segment: string): void {
+    const progress = this.#segments.get(segment);
+    if (progress === undefined) return;
+    progress.held = false;
+    progress.replayed = 0;
+  }
+
+  /** Segments a holding replay wrote in full and keeps until they are released or rewound. */
+  held(): string[] {
+    return [...this.#segments].filter(([, progress]) => progress.held).map(([name]) => name);
   }
 
   /** Segments, bytes, activities waiting and the oldest of them, for `spool status` and monitoring. */
@@ -700,10 +740,7 @@ export class Spool {
     }
   }
 
-  async #replayPass(
-    write: (activities: readonly Activity[]) => Promise<void>,
-    options: SpoolReplayOptions,
-  ): Promise<SpoolReplayResult> {
+  async #replayPass(write: SpoolReplayWrite, options: SpoolReplayOptions): Promise<SpoolReplayResult> {
     // The segment being written is sealed first, so replay only ever reads files nobody appends to.
     await this.#serialized(async () => {
       if (this.#active !== null && this.#active.records > 0) await this.#closeActive();
@@ -794,10 +831,12 @@ export class Spool {
 
   async #replaySegment(
     name: string,
-    write: (activities: readonly Activity[]) => Promise<void>,
+    write: SpoolReplayWrite,
     options: SpoolReplayOptions,
   ): Promise<{ replayed: number; corruptRecords: number; complete: boolean; error?: unknown }> {
     const path = join(this.dir, name);
+    // Written already, waiting for its destination to confirm it: nothing to do until then.
+    if (this.#segments.get(name)?.held === true) return { replayed: 0, corruptRecords: 0, complete: true };
     let buffer: Buffer;
     try {
       buffer = await readFile(path);
@@ -843,13 +882,18 @@ export class Spool {
       if (options.signal?.aborted === true) return { replayed, corruptRecords, complete: false };
       const batch = activities.slice(start, start + options.batchSize);
       try {
-        await write(batch);
+        await write(batch, name);
       } catch (error) {
         return { replayed, corruptRecords, complete: false, error };
       }
       progress.replayed = start + batch.length;
       replayed += batch.length;
       options.onProgress?.({ replayed: batch.length, segment: name });
+    }
+    if (options.hold === true) {
+      progress.held = true;
+      if (replayed > 0) this.events.emit('replayed', { count: replayed, segment: name });
+      return { replayed, corruptRecords, complete: true };
     }
     await unlink(path).catch((error: unknown) => {
       if (!isMissing(error))
@@ -907,7 +951,7 @@ export class Spool {
 }
 
 function newProgress(records: number): SegmentProgress {
-  return { records, replayed: 0, corruptReported: false, failedWriteTail: false };
+  return { records, replayed: 0, corruptReported: false, failedWriteTail: false, held: false };
 }
 
 /**

@@ -168,7 +168,7 @@ const padded = (i: number) =>
   );
 
 describe.skipIf(probe === null)('a full disk (the spool on a 2 MiB tmpfs)', () => {
-  const cleanups: (() => Promise<unknown> | void)[] = [];
+  const cleanups: (() => unknown)[] = [];
   afterEach(async () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
