@@ -37,8 +37,8 @@ export function reportResilience(sink: ResilientSink, warn: (line: string) => vo
     }
   };
   const onSpoolingStarted = ({ reason, error }: { reason: SpoolReason; error?: unknown }) => {
-    // An open breaker has said so already.
-    if (reason === 'breaker_open') return;
+    // An open breaker, or a missing table, has said so already.
+    if (reason === 'breaker_open' || isActivityLogError(error, 'STORE_SCHEMA_MISSING')) return;
     say(spoolingText(sink.name, spool.dir, reason, error));
   };
   const onSpoolingStopped = ({ replayed }: { replayed: number }) => {
@@ -50,7 +50,7 @@ export function reportResilience(sink: ResilientSink, warn: (line: string) => vo
     if (missingTableSaid || !isActivityLogError(error, 'STORE_SCHEMA_MISSING')) return;
     missingTableSaid = true;
     say(
-      `${error.message} first (from code: await activityLog.store.migrate(), e.g. with DATABASE_URL=sqlite::memory:); until then nothing is stored`,
+      `${error.message} first (from code: await activityLog.store.migrate(), e.g. with DATABASE_URL=sqlite::memory:); until it exists nothing reaches the table`,
     );
   };
   const onLost = ({ segment }: { segment: string }) => {

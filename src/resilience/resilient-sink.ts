@@ -328,7 +328,10 @@ export class ResilientSink implements ActivitySink {
       await write(activities);
       return { stored: [activities], refused: [], unwritten: [], inserted: 0, statements: 1 };
     } catch (error) {
-      if (isDataError(error) || isActivityLogError(error, 'STORE_SCHEMA_MISSING')) throw error;
+      if (isDataError(error) || isActivityLogError(error, 'STORE_SCHEMA_MISSING')) {
+        this.#emitWriteFailed(activities.length, error);
+        throw error;
+      }
       return { stored: [], refused: [], unwritten: activities, error, inserted: 0, statements: 1 };
     }
   }
