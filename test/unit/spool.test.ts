@@ -289,6 +289,81 @@ describe('Spool', () => {
     expect((await spool.status()).rejected).toBe(1);
   });
 
+  it('counts rejected.ndjson against the size limit: what does not fit is dropped and counted, and purging frees the room', async () => {
+    const spool = open({ maxBytes: 64 * 1024 });
+    const refusal = new ActivityLogError('STORE_DATA_INVALID', 'refused by a CHECK');
+    const many = activities(200);
+    const kept = await spool.reject(many.map((activity) => ({ activity, error: refusal })));
+    expect(kept.spooled).toBeGreaterThan(0);
+    expect(kept.dropped).toBeGreaterThan(0);
+    expect(kept.spooled + kept.dropped).toBe(200);
+    expect(spool.droppedTotal).toBe(kept.dropped);
+    const status = await spool.status();
+    expect(status.rejected).toBe(kept.spooled);
+    expect(status.rejectedBytes).toBeLessThanOrEqual(64 * 1024);
+    expect(status.rejectedOldestAt).toBeInstanceOf(Date);
+    // The room it takes is the spool's: a segment no longer fits either.
+    expect((await spool.append(activities(40, 1000))).dropped).toBeGreaterThan(0);
+    expect(await spool.purgeRejected()).toBe(kept.spooled);
+    expect((await spool.status()).rejected).toBe(0);
+    expect((await spool.append(activities(10, 2000))).dropped).toBe(0);
+  });
+
+  it('lists refused activities oldest first, keeps each once, and says so in one line per interval', async () => {
+    const spool = open();
+    const refusal = new ActivityLogError('STORE_DATA_TOO_LONG', 'too long for url');
+    const [first, second] = activities(2);
+    warnings.length = 0;
+    await spool.reject([{ activity: first!, error: refusal }]);
+    await spool.reject([
+      { activity: first!, error: refusal },
+      { activity: second!, error: refusal },
+    ]);
+    const listed = await spool.rejected();
+    expect(listed.map((record) => record.activity.id)).toEqual([first!.id, second!.id]);
+    expect(listed[0]!.error).toEqual({ code: 'STORE_DATA_TOO_LONG', message: 'too long for url' });
+    // The first refusal is said at once; the next within the interval waits for the summary.
+    expect(warnings.filter((line) => /refused by the destination/.test(line))).toHaveLength(1);
+    await spool.close();
+    expect(warnings.filter((line) => /refused by the destination/.test(line))).toHaveLength(2);
+    expect(warnings.at(-1)).toMatch(/1 activities were refused .*\(2 in all/);
+  });
+
+  it('writes its files readable by their owner only', async () => {
+    const spool = open();
+    await spool.append(activities(1));
+    await spool.reject([{ activity: activities(1, 5)[0]!, error: new Error('refused') }]);
+    for (const name of await readdir(dir)) {
+      expect(((await stat(join(dir, name))).mode & 0o777).toString(8), name).toBe('600');
+    }
+  });
+
+  it('holds a segment a holding replay wrote until it is released, and replays it again once rewound', async () => {
+    const spool = open();
+    const written = activities(30);
+    await spool.append(written);
+    const seen: string[] = [];
+    const write = async (batch: readonly Activity[]) => {
+      seen.push(...ids(batch));
+    };
+    expect((await spool.replay(write, { batchSize: 10, hold: true })).complete).toBe(true);
+    expect(seen).toEqual(ids(written));
+    const [held] = spool.held();
+    expect(held).toBeDefined();
+    expect(spool.pending()).toBe(0);
+    // Held: a further pass writes nothing, and the file stays.
+    await spool.replay(write, { batchSize: 10, hold: true });
+    expect(seen).toHaveLength(30);
+    expect(await segmentFiles()).toHaveLength(1);
+    spool.rewind(held!);
+    expect(spool.pending()).toBe(30);
+    await spool.replay(write, { batchSize: 10, hold: true });
+    expect(seen).toHaveLength(60);
+    await spool.release(held!);
+    expect(spool.held()).toEqual([]);
+    expect(await segmentFiles()).toEqual([]);
+  });
+
   it('fails with SPOOL_FAILED when the directory cannot be created, and after close()', async () => {
     await writeFile(dir, 'a file where the directory should be');
     const spool = open();
