@@ -7,6 +7,8 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
+import { ActivityLogError } from '../../src/core/errors.js';
+import { Spool } from '../../src/resilience/spool.js';
 import { encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-record.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { MARIADB, MYSQL_URL, serviceAvailable } from '../helpers/services.js';
@@ -123,6 +125,55 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     cleanups.push(() => rm(cwd, { recursive: true, force: true }));
     const result = await cli(['spool', 'purge'], { ACTIVITY_LOG_SPOOL_DIR: join(cwd, 'spool') }, cwd);
     expect(result.code).toBe(2);
-    expect(result.stderr).toBe('activity-log: spool: unknown action "purge"; expected status or replay\n');
+    expect(result.stderr).toBe(
+      'activity-log: spool: unknown action "purge"; expected status, replay or rejected\n',
+    );
+  });
+
+  it('spool rejected lists the refused activities, exports them as NDJSON ready to send again, and purges them', async () => {
+    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
+    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    const spoolDir = join(cwd, 'spool');
+    const refused = Array.from({ length: 3 }, (_, i) =>
+      buildActivity({ description: `refused ${i}`, logName: 'cli' }, undefined, {
+        resolveModel: defaultModelResolver,
+        isSecretKey: () => false,
+      }),
+    );
+    const spool = new Spool({ dir: spoolDir, maxBytes: 1024 * 1024, warn: () => undefined });
+    await spool.reject(
+      refused.map((activity) => ({
+        activity,
+        error: new ActivityLogError('STORE_DATA_INVALID', 'CONSTRAINT `refuses` failed'),
+      })),
+    );
+    await spool.close();
+    const env = { ACTIVITY_LOG_SPOOL_DIR: spoolDir };
+
+    const listed = await cli(['spool', 'rejected'], env, cwd);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toMatch(/^3 activities refused as data in .*rejected\.ndjson, the oldest at /);
+    for (const activity of refused) expect(listed.stdout).toContain(`${activity.id}  STORE_DATA_INVALID`);
+
+    const exported = await cli(['spool', 'rejected', '--export'], env, cwd);
+    expect(exported.code).toBe(0);
+    const lines = exported.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.map((line) => line.id)).toEqual(refused.map((activity) => activity.id));
+    expect(lines[0]).toMatchObject({ description: 'refused 0', log_name: 'cli' });
+
+    const status = await cli(['spool', 'status', '--json'], env, cwd);
+    expect(JSON.parse(status.stdout)).toMatchObject({ rejected: 3 });
+
+    const misuse = await cli(['spool', 'status', '--purge'], env, cwd);
+    expect(misuse.code).toBe(2);
+    expect(misuse.stderr).toBe('activity-log: --purge goes with spool rejected, not spool status\n');
+
+    const purged = await cli(['spool', 'rejected', '--purge'], env, cwd);
+    expect(purged.code).toBe(0);
+    expect(purged.stdout).toMatch(/^purged 3 activities from /);
+    expect((await cli(['spool', 'rejected'], env, cwd)).stdout).toMatch(/^no refused activities in /);
   });
 });
