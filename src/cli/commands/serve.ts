@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import type { FastifyInstance } from 'fastify';
+import { pino } from 'pino';
 import type { Config } from '../../config/config.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { type ActivityLog, createActivityLog } from '../../core/logger.js';
@@ -38,8 +39,15 @@ export function registerServeCommand(program: Command): void {
 async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
   const port = optionalWholeNumber('--port', flags.port, 0, 65_535);
   const host = hostFlag(flags.host);
+  // One logger for the server's records and the activity log's warnings, which also go to stderr
+  // as one line each.
+  const logger = pino({ level: verbose ? 'info' : 'warn' });
   const activityLog = createActivityLog({
     config: { ...(host === undefined ? {} : { host }), ...(port === undefined ? {} : { port }) },
+    warn: (line) => {
+      process.stderr.write(`${line}\n`);
+      logger.warn({ source: 'activity-log' }, line.replace(/^activity-log: /, ''));
+    },
   });
   const { config, generated } = withRunTokens(activityLog.config);
   const stop = watchForStop();
@@ -63,7 +71,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
         config,
         monitoring,
         storeReadiness: () => migration.state(),
-        logger: { level: verbose ? 'info' : 'warn' },
+        logger,
       });
       const url = await app.listen({ host: config.host, port: config.port }).catch((error: unknown) => {
         throw listenError(error, config);
