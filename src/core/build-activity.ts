@@ -22,11 +22,11 @@ import {
 import { type ActivityContext, contextCauser } from './context.js';
 import { ActivityLogError } from './errors.js';
 import { newActivityId } from './ids.js';
-import { serializeProperties, snapshotProperties } from './redact.js';
+import { pathNamesSecret, type SecretKeyMatcher, serializeProperties, snapshotProperties } from './redact.js';
 
 export interface BuildOptions {
   readonly resolveModel: ModelResolver;
-  readonly isSecretKey: (key: string) => boolean;
+  readonly isSecretKey: SecretKeyMatcher;
 }
 
 const EMPTY_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});
@@ -133,11 +133,11 @@ function fillPlaceholders(
   subject: ModelLike | null,
   causer: ModelLike | null,
   properties: Readonly<Record<string, unknown>>,
-  isSecretKey: (key: string) => boolean,
+  isSecretKey: SecretKeyMatcher,
 ): string {
   return description.replace(PLACEHOLDER, (match, root: string, path: string) => {
     // The models are read as they are, so a secret-looking field is redacted here as in properties.
-    if (root !== 'properties' && path.split('.').some(isSecretKey)) return REDACTED;
+    if (root !== 'properties' && pathNamesSecret(path.split('.'), isSecretKey)) return REDACTED;
     const base = root === 'subject' ? subject : root === 'causer' ? causer : properties;
     const value = readPath(base, path);
     if (value === undefined || value === null || typeof value === 'object' || typeof value === 'function') {

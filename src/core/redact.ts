@@ -1,11 +1,102 @@
 import { invalid, LIMITS, REDACTED, storableText, type WellFormedString } from './activity.js';
 
-/** Case-insensitive "contains" matcher for keys that look secret (`api_token`, `passwordConfirmation`…). */
-export function secretKeyMatcher(keys: readonly string[]): (key: string) => boolean {
-  if (keys.length === 0) return () => false;
-  const escaped = keys.map((key) => key.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  const pattern = new RegExp(escaped.join('|'), 'i');
-  return (key) => pattern.test(key);
+/**
+ * Decides whether a key holds a secret. `within` are the keys of the objects around it, outermost
+ * first (array indexes may appear and are skipped); only `parent.child` entries read it.
+ */
+export type SecretKeyMatcher = (key: string, within?: readonly (string | number)[]) => boolean;
+
+/** Entries of at most this many characters (normalized) must be a whole word of the key, not any part of it. */
+export const SHORT_ENTRY_CHARS = 4;
+
+const SEPARATORS = /[-_. ]/g;
+
+/** `X-Api-Key`, `api_key`, `API KEY` and `apiKey` all become `apikey`. */
+export function normalizeKey(key: string): string {
+  return key.replace(SEPARATORS, '').toLowerCase();
+}
+
+/** `basicAuth` → basic, auth; `JWTHeader` → jwt, header; `user-pwd_2` → user, pwd, 2. */
+function keyWords(key: string): string[] {
+  return key
+    .replace(/([\p{Ll}\p{N}])(\p{Lu})/gu, '$1 $2')
+    .replace(/(\p{Lu})(\p{Lu}\p{Ll})/gu, '$1 $2')
+    .toLowerCase()
+    .split(/[^\p{L}\p{N}]+/u);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * Matches a key against normalized names: a long name anywhere in the normalized key
+ * (`token` in `csrfToken`), a short one only as the whole key or one of its words, so `auth`
+ * finds `basic_auth` and `authCode` but not `author` or `authored_at`.
+ */
+function nameMatcher(names: readonly string[]): (key: string) => boolean {
+  const long = names.filter((name) => name.length > SHORT_ENTRY_CHARS);
+  const short = new Set(names.filter((name) => name.length <= SHORT_ENTRY_CHARS));
+  const longPattern = long.length === 0 ? null : new RegExp(long.map(escapeRegExp).join('|'));
+  // Most keys contain no short name at all; only those few are split into words.
+  const shortProbe = short.size === 0 ? null : new RegExp([...short].map(escapeRegExp).join('|'));
+  return (key) => {
+    const normalized = normalizeKey(key);
+    if (longPattern?.test(normalized)) return true;
+    if (shortProbe === null || !shortProbe.test(normalized)) return false;
+    return short.has(normalized) || keyWords(key).some((word) => short.has(word));
+  };
+}
+
+/** `credentials.key`: a key matching the last part inside objects matching the others, in order, at any depth. */
+function pathMatcher(parts: readonly string[]): SecretKeyMatcher {
+  const matchers = parts.map((part) => nameMatcher([part]));
+  const own = matchers[matchers.length - 1]!;
+  const enclosing = matchers.slice(0, -1);
+  return (key, within = []) => {
+    if (!own(key)) return false;
+    let next = 0;
+    for (const outer of within) {
+      if (typeof outer === 'string' && enclosing[next]!(outer)) next++;
+      if (next === enclosing.length) return true;
+    }
+    return false;
+  };
+}
+
+/**
+ * The matcher for a redaction list (`ACTIVITY_LOG_REDACT_KEYS`). Keys and entries are compared
+ * normalized (lower-cased, without `_`, `-`, `.` and spaces). An entry of more than
+ * {@link SHORT_ENTRY_CHARS} characters matches every key that contains it; a shorter one only a
+ * key that is it or has it as a whole word. An entry with a dot, `credentials.key`, also matches a
+ * key matching `key` nested anywhere inside a key matching `credentials`.
+ *
+ * @example
+ * const isSecret = secretKeyMatcher(['api_key', 'auth', 'credentials.key']);
+ * isSecret('X-Api-Key'); // true
+ * isSecret('author'); // false
+ * isSecret('private_key', ['credentials']); // true
+ */
+export function secretKeyMatcher(entries: readonly string[]): SecretKeyMatcher {
+  const names = entries.map(normalizeKey).filter((name) => name !== '');
+  if (names.length === 0) return () => false;
+  const isSecretName = nameMatcher(names);
+  const paths = entries
+    .map((entry) =>
+      entry
+        .split('.')
+        .map(normalizeKey)
+        .filter((part) => part !== ''),
+    )
+    .filter((parts) => parts.length > 1)
+    .map(pathMatcher);
+  if (paths.length === 0) return (key) => isSecretName(key);
+  return (key, within) => isSecretName(key) || paths.some((matches) => matches(key, within));
+}
+
+/** Whether any step of a dotted path (`profile.credentials.key`) names a secret, given the steps before it. */
+export function pathNamesSecret(steps: readonly string[], isSecret: SecretKeyMatcher): boolean {
+  return steps.some((step, index) => isSecret(step, steps.slice(0, index)));
 }
 
 /**
@@ -15,7 +106,7 @@ export function secretKeyMatcher(keys: readonly string[]): (key: string) => bool
  */
 export function snapshotProperties(
   properties: Readonly<Record<string, unknown>>,
-  isSecret: (key: string) => boolean,
+  isSecret: SecretKeyMatcher,
 ): Record<string, unknown> {
   if (typeof properties !== 'object' || properties === null || Array.isArray(properties)) {
     throw invalid('properties', 'must be a plain object');
@@ -39,7 +130,7 @@ function storableAt(value: string, trail: readonly (string | number)[]): string 
 
 function copyValue(
   value: unknown,
-  isSecret: (key: string) => boolean,
+  isSecret: SecretKeyMatcher,
   depth: number,
   trail: (string | number)[],
 ): unknown {
@@ -83,15 +174,16 @@ function copyValue(
 
 function copyObject(
   value: Readonly<Record<string, unknown>>,
-  isSecret: (key: string) => boolean,
+  isSecret: SecretKeyMatcher,
   depth: number,
   trail: (string | number)[],
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const rawKey of Object.keys(value)) {
+    const secret = isSecret(rawKey, trail);
     trail.push(rawKey);
     const key = storableAt(rawKey, trail);
-    const item = isSecret(key) ? REDACTED : copyValue(value[rawKey], isSecret, depth, trail);
+    const item = secret ? REDACTED : copyValue(value[rawKey], isSecret, depth, trail);
     trail.pop();
     if (item === undefined) continue;
     // Assigning `__proto__` would set the copy's prototype and lose the key; JSON keeps it as data.

@@ -225,6 +225,16 @@ describe('log()', () => {
     expect(activity.description).toBe(`Ann ${REDACTED} ${REDACTED}`);
   });
 
+  it('redacts a placeholder naming a key inside the credentials of a model', async () => {
+    const { log } = syncLog();
+    const causer = { type: 'Service', id: 1, credentials: { user: 'svc', key: 'k-123' } };
+    const activity = await log.log({
+      description: ':causer.credentials.user :causer.credentials.key',
+      causer,
+    });
+    expect(activity.description).toBe(`svc ${REDACTED}`);
+  });
+
   it('logMany with sync writes the activities together: one refused by the database, none stored', async () => {
     const store = new MemoryStore();
     const insertMany = store.insertMany.bind(store);
