@@ -22,7 +22,13 @@ import {
 import { type ActivityContext, contextCauser } from './context.js';
 import { ActivityLogError } from './errors.js';
 import { newActivityId } from './ids.js';
-import { pathNamesSecret, type SecretKeyMatcher, serializeProperties, snapshotProperties } from './redact.js';
+import {
+  pathNamesSecret,
+  redactUrl,
+  type SecretKeyMatcher,
+  serializeProperties,
+  snapshotProperties,
+} from './redact.js';
 
 export interface BuildOptions {
   readonly resolveModel: ModelResolver;
@@ -83,13 +89,26 @@ export function buildActivity(
     properties,
     batchUuid: checkBatchUuid(input.batchUuid !== undefined ? input.batchUuid : context?.batchUuid),
     ipAddress: checkIpAddress(input.ipAddress !== undefined ? input.ipAddress : context?.ipAddress),
-    url: optionalName('url', url, LIMITS.urlChars),
+    url: storedUrl(optionalName('url', url, LIMITS.urlChars), options.isSecretKey),
     method: checkMethod(input.method !== undefined ? input.method : context?.method),
     userAgent: checkUserAgent(input.userAgent !== undefined ? input.userAgent : context?.userAgent),
     createdAt: input.createdAt === undefined ? new Date() : checkCreatedAt(input.createdAt),
   };
   if (activity.description.length * 3 > LIMITS.descriptionBytes) checkDescription(activity.description);
   return Object.freeze(activity);
+}
+
+/**
+ * The URL with its secret parameters redacted, cut to the column's limit: `[REDACTED]` can be
+ * longer than the value it replaces, and a URL that was valid must not fail the log because of it.
+ */
+function storedUrl(url: string | null, isSecretKey: SecretKeyMatcher): string | null {
+  if (url === null) return null;
+  const redacted = redactUrl(url, isSecretKey);
+  if (redacted.length <= LIMITS.urlChars) return redacted;
+  // Never cut between the two halves of a surrogate pair.
+  const code = redacted.charCodeAt(LIMITS.urlChars - 1);
+  return redacted.slice(0, code >= 0xd800 && code <= 0xdbff ? LIMITS.urlChars - 1 : LIMITS.urlChars);
 }
 
 /** Validates every input before any is accepted, naming the failing one as `[i].field`. */

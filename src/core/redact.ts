@@ -208,3 +208,71 @@ export function serializeProperties(snapshot: Readonly<Record<string, unknown>>)
   }
   return json;
 }
+
+/**
+ * The URL with the values of secret-looking parameters replaced by {@link REDACTED}, names kept so
+ * the row still shows which parameters came: those of the query, and of the fragment when it holds
+ * parameters (`#access_token=…`, `#/route?token=…`). Names are matched as property keys are
+ * (percent-decoded; `a[b]` is `b` inside `a`). The password of `scheme://user:password@host` is
+ * redacted when `password` is on the list. The path is kept as it is.
+ *
+ * @example
+ * redactUrl('/reset?token=abc&next=%2F', isSecret); // '/reset?token=[REDACTED]&next=%2F'
+ */
+export function redactUrl(url: string, isSecret: SecretKeyMatcher): string {
+  const queryAt = url.indexOf('?');
+  const fragmentAt = url.indexOf('#');
+  if (queryAt === -1 && fragmentAt === -1 && !url.includes('@')) return url;
+  const hasQuery = queryAt !== -1 && (fragmentAt === -1 || queryAt < fragmentAt);
+  const baseEnd = hasQuery ? queryAt : fragmentAt === -1 ? url.length : fragmentAt;
+  const queryEnd = fragmentAt === -1 ? url.length : fragmentAt;
+  const base = redactUserInfo(url.slice(0, baseEnd), isSecret);
+  const query = hasQuery ? `?${redactParameters(url.slice(queryAt + 1, queryEnd), isSecret)}` : '';
+  const fragment = fragmentAt === -1 ? '' : `#${redactFragment(url.slice(fragmentAt + 1), isSecret)}`;
+  return `${base}${query}${fragment}`;
+}
+
+const USER_INFO_PASSWORD = /^([A-Za-z][A-Za-z\d+.-]*:\/\/[^/@:]*:)[^/@]+@/;
+
+function redactUserInfo(base: string, isSecret: SecretKeyMatcher): string {
+  if (!base.includes('@') || !isSecret('password')) return base;
+  return base.replace(USER_INFO_PASSWORD, `$1${REDACTED}@`);
+}
+
+/** A single-page app's route (`#/reset?token=…`) carries its own query; OAuth puts parameters right after `#`. */
+function redactFragment(fragment: string, isSecret: SecretKeyMatcher): string {
+  const queryAt = fragment.indexOf('?');
+  if (queryAt === -1) return redactParameters(fragment, isSecret);
+  return `${fragment.slice(0, queryAt + 1)}${redactParameters(fragment.slice(queryAt + 1), isSecret)}`;
+}
+
+function redactParameters(text: string, isSecret: SecretKeyMatcher): string {
+  if (!text.includes('=')) return text;
+  return text
+    .split('&')
+    .map((pair) => {
+      const equalsAt = pair.indexOf('=');
+      // Without a name or a value there is nothing to hide.
+      if (equalsAt <= 0 || equalsAt === pair.length - 1) return pair;
+      return parameterIsSecret(pair.slice(0, equalsAt), isSecret)
+        ? `${pair.slice(0, equalsAt + 1)}${REDACTED}`
+        : pair;
+    })
+    .join('&');
+}
+
+function parameterIsSecret(rawName: string, isSecret: SecretKeyMatcher): boolean {
+  const steps = decodeParameterName(rawName)
+    .split(/[[\]]+/)
+    .filter((step) => step !== '');
+  return pathNamesSecret(steps, isSecret);
+}
+
+function decodeParameterName(rawName: string): string {
+  const spaced = rawName.replaceAll('+', ' ');
+  try {
+    return decodeURIComponent(spaced);
+  } catch {
+    return spaced;
+  }
+}

@@ -418,6 +418,17 @@ describe('ingest and query', () => {
     ]);
   });
 
+  it('stores an ingested url with the values of secret query parameters redacted', async () => {
+    const { app } = await harness();
+    const response = await ingest(app, {
+      description: 'password reset',
+      url: 'https://shop.example/reset?token=abc123&user=7#access_token=t',
+    });
+    expect(response.statusCode).toBe(202);
+    const [stored] = (await list(app)).json<PageJson>().data;
+    expect(stored?.url).toBe('https://shop.example/reset?token=[REDACTED]&user=7#access_token=[REDACTED]');
+  });
+
   it('reads null as "not given" in every optional field', async () => {
     const { app } = await harness();
     const optional = [

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_REDACT_KEYS, REDACTED } from '../../src/core/activity.js';
-import { secretKeyMatcher, snapshotProperties } from '../../src/core/redact.js';
+import { redactUrl, secretKeyMatcher, snapshotProperties } from '../../src/core/redact.js';
 
 const isSecret = secretKeyMatcher(DEFAULT_REDACT_KEYS);
 
@@ -110,5 +110,48 @@ describe('configured redaction lists', () => {
   it('redact nothing when empty', () => {
     expect(secretKeyMatcher([])('password')).toBe(false);
     expect(secretKeyMatcher(['', '.'])('password')).toBe(false);
+  });
+});
+
+describe('redactUrl()', () => {
+  it('replaces the values of secret-looking query parameters and keeps their names', () => {
+    expect(redactUrl('/reset?token=abc123&next=%2Fhome', isSecret)).toBe(
+      `/reset?token=${REDACTED}&next=%2Fhome`,
+    );
+    expect(
+      redactUrl(
+        '/cb?code=7&api_key=k&X-Api-Key=k2&user%5Bpassword%5D=p&credentials[key]=c&author=ann',
+        isSecret,
+      ),
+    ).toBe(
+      `/cb?code=7&api_key=${REDACTED}&X-Api-Key=${REDACTED}&user%5Bpassword%5D=${REDACTED}&credentials[key]=${REDACTED}&author=ann`,
+    );
+    expect(redactUrl('https://app.example/login?Session+Id=s&q=1#top', isSecret)).toBe(
+      `https://app.example/login?Session+Id=${REDACTED}&q=1#top`,
+    );
+  });
+
+  it('redacts parameters in the fragment, and the password of user:password@', () => {
+    expect(redactUrl('/app#access_token=t&state=s', isSecret)).toBe(`/app#access_token=${REDACTED}&state=s`);
+    expect(redactUrl('/app#/reset?token=t', isSecret)).toBe(`/app#/reset?token=${REDACTED}`);
+    expect(redactUrl('/docs#section-2', isSecret)).toBe('/docs#section-2');
+    expect(redactUrl('https://bob:hunter2@db.example/x?y=1', isSecret)).toBe(
+      `https://bob:${REDACTED}@db.example/x?y=1`,
+    );
+    expect(redactUrl('/users/@ann?tab=posts', isSecret)).toBe('/users/@ann?tab=posts');
+  });
+
+  it('leaves URLs without secret parameters, empty values and bare names as they are', () => {
+    for (const url of [
+      '/orders/1',
+      '/orders?page=2&sort=-created',
+      '/reset?token=',
+      '/reset?token',
+      '/?=x',
+      '/a?%zz=1',
+    ]) {
+      expect(redactUrl(url, isSecret), url).toBe(url);
+    }
+    expect(redactUrl('/reset?token=abc', secretKeyMatcher([]))).toBe('/reset?token=abc');
   });
 });
