@@ -2,7 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServ
 import type { Config } from '../config/config.js';
 import type { ActivityLog } from '../core/logger.js';
 import { type Monitoring, startMonitoring } from '../metrics/monitoring.js';
-import { WrongTokenThrottle } from './auth.js';
+import { createWrongTokenThrottles } from './auth.js';
 import { registerBackoffice } from './backoffice.js';
 import { errorReply } from './error-reply.js';
 import { registerBackofficeActivitiesRoute } from './routes/backoffice-activities.js';
@@ -67,7 +67,7 @@ export function createServer(options: ServerOptions): FastifyInstance {
       ? [...config.trustProxy]
       : config.trustProxy) as FastifyServerOptions['trustProxy'],
   });
-  app.decorate('wrongTokens', new WrongTokenThrottle());
+  app.decorate('wrongTokens', createWrongTokenThrottles());
 
   // JSON only: Fastify's text/plain parser would hand routes a string they never expect.
   app.removeContentTypeParser('text/plain');

@@ -170,17 +170,20 @@ describe('backoffice sign-in', () => {
     expect(response.body).toContain('value="/backoffice/activity-logs"');
   });
 
-  it('makes an address that keeps sending wrong tokens wait, even with the right one', async () => {
+  it('makes an address that keeps sending wrong tokens wait, but still signs in the right token', async () => {
     const { app } = await harness();
     const attempt = (token: string) =>
       app.inject({ method: 'POST', url: '/backoffice/login', payload: { token } });
     for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++)
       expect((await attempt(`guess-${i}`)).statusCode).toBe(401);
-    const throttled = await attempt(ADMIN_TOKEN);
+    const throttled = await attempt('one-more-guess');
     expect(throttled.statusCode).toBe(429);
     expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
     expect(throttled.headers['set-cookie']).toBeUndefined();
     expect(throttled.body).toContain('Too many wrong tokens');
+    const right = await attempt(ADMIN_TOKEN);
+    expect(right.statusCode).toBe(303);
+    expect(String(right.headers['set-cookie'])).toMatch(/^activity_log_session=/);
   });
 
   it('counts wrong bearer tokens with wrong sign-ins, per client address behind a trusted proxy', async () => {
@@ -200,12 +203,14 @@ describe('backoffice sign-in', () => {
       payload: { token: 'one-more-guess' },
     });
     expect(form.statusCode).toBe(401);
-    const throttled = await bearer(ADMIN_TOKEN, '203.0.113.7');
+    const throttled = await bearer('yet-another-guess', '203.0.113.7');
     expect(throttled.statusCode).toBe(429);
     expect(throttled.json()).toMatchObject({ success: false, error: { code: 'AUTH_THROTTLED' } });
     expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
-    // Another client of the same proxy is not locked out, and a request without a token is not counted.
-    expect((await bearer(ADMIN_TOKEN, '198.51.100.2')).statusCode).toBe(200);
+    // The right token is never refused, and another client of the same proxy is not held up.
+    expect((await bearer(ADMIN_TOKEN, '203.0.113.7')).statusCode).toBe(200);
+    expect((await bearer('a-guess', '198.51.100.2')).statusCode).toBe(401);
+    // A request without a token is not counted.
     const anonymous = await app.inject({
       method: 'GET',
       url: '/api/backoffice/activity-logs',
@@ -227,10 +232,36 @@ describe('backoffice sign-in', () => {
     const throttled = await app.inject({
       method: 'GET',
       url: '/api/backoffice/activity-logs',
-      headers: { ...adminAuth, 'x-forwarded-for': '198.51.100.2' },
+      headers: { authorization: 'Bearer guess-again', 'x-forwarded-for': '198.51.100.2' },
     });
     expect(throttled.statusCode).toBe(429);
   });
+
+  it.each([
+    ['GET /backoffice/activity-logs', '/backoffice/activity-logs', 303],
+    ['GET /backoffice/activity-logs/performance', '/backoffice/activity-logs/performance', 303],
+    ['GET /backoffice/login', '/backoffice/login', 200],
+  ])(
+    'counts wrong bearer tokens on %s and throttles further guesses there, never the right token',
+    async (_route, url, wrongStatus) => {
+      const { app } = await harness();
+      const page = (token: string) =>
+        app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+      for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++) {
+        expect((await page(`guess-${i}`)).statusCode).toBe(wrongStatus);
+      }
+      const throttled = await page('one-more-guess');
+      expect(throttled.statusCode).toBe(429);
+      expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
+      const api = await app.inject({
+        method: 'GET',
+        url: '/api/backoffice/activity-logs',
+        headers: { authorization: 'Bearer another-guess' },
+      });
+      expect(api.statusCode).toBe(429);
+      expect((await page(ADMIN_TOKEN)).statusCode).toBe(url === '/backoffice/login' ? 303 : 200);
+    },
+  );
 
   it('never redirects to another site after sign-in', async () => {
     const { app } = await harness();

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type ConfigOverrides, type DeliveryMethod, loadConfig } from '../../src/config/config.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import { WRONG_TOKENS_PER_WINDOW } from '../../src/http/auth.js';
 import { createServer, DEFAULT_BODY_LIMIT_BYTES } from '../../src/http/server.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
@@ -186,6 +187,25 @@ describe('GET /health', () => {
     });
   });
 
+  it('counts wrong admin tokens while a part fails, and keeps answering with the details hidden', async () => {
+    const { app } = await harness({
+      wrapStore: (store) =>
+        withOverrides(store, {
+          ping: () => Promise.reject(new ActivityLogError('STORE_CONNECTION_REFUSED', 'db.internal refused')),
+        }),
+    });
+    const health = (token: string) =>
+      app.inject({ method: 'GET', url: '/health', headers: { authorization: `Bearer ${token}` } });
+    for (let i = 0; i < WRONG_TOKENS_PER_WINDOW; i++) {
+      expect((await health(`guess-${i}`)).statusCode).toBe(503);
+    }
+    const guessed = await health('one-more-guess');
+    expect(guessed.statusCode).toBe(503);
+    expect(guessed.body).not.toContain('db.internal');
+    expect((await list(app, {}, { authorization: 'Bearer another-guess' })).statusCode).toBe(429);
+    expect((await health(ADMIN_TOKEN)).body).toContain('db.internal refused');
+  });
+
   it('answers 503 when the store does not answer within the ping timeout', async () => {
     const { app } = await harness({
       healthPingTimeoutMs: 50,
@@ -223,6 +243,29 @@ describe('authentication', () => {
       expect(response.statusCode).toBe(401);
       expect(errorOf(response).code).toBe('AUTH_REQUIRED');
     }
+  });
+
+  it('keeps the counts of wrong admin and wrong ingest tokens apart', async () => {
+    const { app } = await harness();
+    for (let i = 0; i < WRONG_TOKENS_PER_WINDOW; i++) {
+      expect((await list(app, {}, { authorization: `Bearer guess-${i}` })).statusCode).toBe(401);
+    }
+    expect((await list(app, {}, { authorization: 'Bearer one-more' })).statusCode).toBe(429);
+    expect((await ingest(app, { description: 'still ingested' })).statusCode).toBe(202);
+    expect((await ingest(app, { description: 'x' }, { authorization: 'Bearer wrong' })).statusCode).toBe(401);
+  });
+
+  it('accepts the right ingest token from an address that is throttled for wrong ones', async () => {
+    const { app } = await harness();
+    const wrong = { authorization: 'Bearer wrong-ingest-token' };
+    for (let i = 0; i < WRONG_TOKENS_PER_WINDOW; i++) {
+      expect((await ingest(app, { description: 'x' }, wrong)).statusCode).toBe(401);
+    }
+    const throttled = await ingest(app, { description: 'x' }, wrong);
+    expect(throttled.statusCode).toBe(429);
+    expect(errorOf(throttled).code).toBe('AUTH_THROTTLED');
+    expect((await ingest(app, { description: 'accepted' })).statusCode).toBe(202);
+    expect((await list(app)).statusCode).toBe(200);
   });
 
   it('accepts the scheme in any case', async () => {

@@ -1,7 +1,7 @@
 import { type FastifyStaticOptions, fastifyStatic } from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ActivityLogError } from '../../core/errors.js';
-import { adminCredential, sessionOf } from '../auth.js';
+import { adminAccess, sessionOf, throttledError } from '../auth.js';
 import { ASSET_DIR, loadPageTemplate, renderTemplate, UPLOT_FILES, uplotDir } from '../web-assets.js';
 
 export interface BackofficePagesOptions {
@@ -48,7 +48,8 @@ export function safeNextPath(next: unknown): string {
 
 /**
  * An `onRequest` hook for HTML pages: the admin bearer token or a session cookie lets the
- * request through; without either the browser is sent to the sign-in page and back.
+ * request through; without either the browser is sent to the sign-in page and back. A wrong
+ * bearer token counts as a guess, and past the limit gets 429 instead of the redirect.
  */
 export function requireAdminPage(adminToken: string | null) {
   return async function checkPage(request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -59,7 +60,11 @@ export function requireAdminPage(adminToken: string | null) {
         { field: 'ACTIVITY_LOG_ADMIN_TOKEN', details: { variable: 'ACTIVITY_LOG_ADMIN_TOKEN' } },
       );
     }
-    if (adminCredential(request, adminToken) !== null) return;
+    const access = adminAccess(request, adminToken);
+    if (access.kind === 'bearer' || access.kind === 'session') return;
+    if (access.kind === 'wrong-token' && access.retryAfterSeconds !== null) {
+      throw throttledError(reply, access.retryAfterSeconds);
+    }
     const next = safeNextPath(request.url);
     return reply.redirect(`/backoffice/login?next=${encodeURIComponent(next)}`, 303);
   };
