@@ -180,25 +180,22 @@ export function adminSession(request: FastifyRequest, adminToken: string): Sessi
   return session;
 }
 
-/** The first value of a possibly repeated, comma-separated proxy header. */
-function firstForwarded(value: string | string[] | undefined): string | undefined {
-  const first = Array.isArray(value) ? value[0] : value;
-  return first?.split(',')[0]?.trim();
-}
-
 /**
- * Whether the browser reached the server over HTTPS, directly or through a proxy that ended
- * TLS and said so in `X-Forwarded-Proto`. Used only to mark the session cookie `Secure`.
+ * Whether the browser reached the server over HTTPS. Used only to mark the session cookie `Secure`.
+ * `request.protocol` reads `X-Forwarded-Proto` only from a proxy `ACTIVITY_LOG_TRUST_PROXY`
+ * trusts (the value the nearest proxy set), so anyone else cannot claim HTTPS.
  */
 export function requestIsHttps(request: FastifyRequest): boolean {
-  return request.protocol === 'https' || firstForwarded(request.headers['x-forwarded-proto']) === 'https';
+  return request.protocol === 'https';
 }
 
 /**
  * The browser says the request comes from a page of this server (or says nothing, as
  * non-browser clients do). `Sec-Fetch-Site` and `Origin` are set by browsers and cannot be set by
- * a page on another site. The origin's host is compared with `Host` (or `X-Forwarded-Host`), not
- * its scheme, so the check holds behind a proxy that ends TLS.
+ * a page on another site. The origin's host is compared with the server's host, not its scheme, so
+ * the check holds behind a proxy that ends TLS: `request.host` is `X-Forwarded-Host` from a
+ * trusted proxy (`ACTIVITY_LOG_TRUST_PROXY`), and `Host` otherwise; `Host` itself is accepted too,
+ * for proxies that pass it on unchanged.
  */
 export function sameOriginRequest(request: FastifyRequest): boolean {
   const site = request.headers['sec-fetch-site'];
@@ -209,11 +206,8 @@ export function sameOriginRequest(request: FastifyRequest): boolean {
     const from = new URL(origin);
     // Read the server's host with the origin's scheme, so `host:80` and `host` compare equal.
     const hostOf = (host: string | undefined) =>
-      host === undefined ? undefined : new URL(`${from.protocol}//${host}`).host;
-    return (
-      from.host === hostOf(request.host) ||
-      from.host === hostOf(firstForwarded(request.headers['x-forwarded-host']))
-    );
+      host === undefined || host === '' ? undefined : new URL(`${from.protocol}//${host}`).host;
+    return from.host === hostOf(request.host) || from.host === hostOf(request.headers.host);
   } catch {
     return false;
   }

@@ -61,7 +61,8 @@ export function createServer(options: ServerOptions): FastifyInstance {
     // A request (headers and body) must arrive within this; a client that stalls mid-body is cut
     // off instead of holding a connection, and shutdown, open. Responses (exports) are not bound.
     requestTimeout: REQUEST_TIMEOUT_MS,
-    // request.ip (wrong-token throttling, logs) follows this.
+    // request.ip (wrong-token throttling, logs), request.protocol (the cookie's Secure) and
+    // request.host (the same-site check) read X-Forwarded-* only from proxies this trusts.
     // Fastify takes a hop count too (proxy-addr), though its types list only the other forms.
     trustProxy: (Array.isArray(config.trustProxy)
       ? [...config.trustProxy]

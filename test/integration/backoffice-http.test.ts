@@ -126,18 +126,6 @@ describe('backoffice sign-in', () => {
       'Path=/',
       'SameSite=Strict',
     ]);
-    const behindTls = await app.inject({
-      method: 'POST',
-      url: '/backoffice/login',
-      headers: {
-        host: 'backoffice.example',
-        'x-forwarded-proto': 'https',
-        origin: 'https://backoffice.example',
-      },
-      payload: { token: ADMIN_TOKEN },
-    });
-    expect(behindTls.statusCode).toBe(303);
-    expect(String(behindTls.headers['set-cookie']).split('; ')).toContain('Secure');
 
     const cookie = setCookie.split(';')[0]!;
     const page = await app.inject({
@@ -154,6 +142,34 @@ describe('backoffice sign-in', () => {
     });
     expect(list.statusCode).toBe(200);
     expect(list.json()).toMatchObject({ success: true, data: [] });
+  });
+
+  it('reads X-Forwarded-Proto and X-Forwarded-Host only from a trusted proxy', async () => {
+    const behindProxy = {
+      host: 'app.internal:3000',
+      'x-forwarded-host': 'backoffice.example',
+      'x-forwarded-proto': 'https',
+      origin: 'https://backoffice.example',
+    };
+    const signIn = (app: FastifyInstance, headers: Record<string, string>) =>
+      app.inject({ method: 'POST', url: '/backoffice/login', headers, payload: { token: ADMIN_TOKEN } });
+
+    const trusted = await harness(ADMIN_TOKEN, { trustProxy: ['127.0.0.1'] });
+    const viaProxy = await signIn(trusted.app, behindProxy);
+    expect(viaProxy.statusCode).toBe(303);
+    expect(String(viaProxy.headers['set-cookie']).split('; ')).toContain('Secure');
+
+    const direct = await harness();
+    const spoofedHost = await signIn(direct.app, behindProxy);
+    expect(spoofedHost.statusCode).toBe(403);
+    expect(errorCode(spoofedHost)).toBe('CSRF_REJECTED');
+    const spoofedProto = await signIn(direct.app, {
+      host: 'backoffice.example',
+      'x-forwarded-proto': 'https',
+      origin: 'http://backoffice.example',
+    });
+    expect(spoofedProto.statusCode).toBe(303);
+    expect(String(spoofedProto.headers['set-cookie']).split('; ')).not.toContain('Secure');
   });
 
   it('answers a wrong token with the sign-in page and no cookie', async () => {
