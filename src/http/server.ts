@@ -70,6 +70,12 @@ export function createServer(options: ServerOptions): FastifyInstance {
   });
   app.decorate('wrongTokens', createWrongTokenThrottles());
 
+  // Answers carry log data, metrics and tokens' verdicts: no browser or proxy may keep a copy
+  // unless the route says otherwise (the static assets do).
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+  });
+
   // JSON only: Fastify's text/plain parser would hand routes a string they never expect.
   app.removeContentTypeParser('text/plain');
 

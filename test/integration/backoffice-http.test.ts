@@ -314,6 +314,39 @@ describe('backoffice sign-in', () => {
     expect(wrong.statusCode).toBe(401);
   });
 
+  it('marks every admin answer, errors included, Cache-Control: no-store', async () => {
+    const { app } = await harness();
+    const { cookie } = await signIn(app);
+    const answers = [
+      ...[
+        '/api/backoffice/activity-logs',
+        '/api/backoffice/activity-logs/performance',
+        '/api/backoffice/activity-logs/failed-jobs',
+        '/api/backoffice/activity-logs/host',
+        '/api/backoffice/activity-logs/export.ndjson',
+        '/metrics',
+        '/backoffice/activity-logs',
+        '/backoffice/login',
+        '/health',
+      ].map((url) => app.inject({ method: 'GET', url, headers: adminAuth })),
+      app.inject({
+        method: 'POST',
+        url: '/api/backoffice/activity-logs/failed-jobs/retry',
+        headers: adminAuth,
+        payload: { ids: 'all' },
+      }),
+      app.inject({ method: 'GET', url: '/api/backoffice/activity-logs', headers: { cookie } }),
+      app.inject({ method: 'GET', url: '/api/backoffice/activity-logs?limit=0', headers: adminAuth }),
+      app.inject({ method: 'GET', url: '/api/backoffice/activity-logs' }),
+      app.inject({ method: 'GET', url: '/api/backoffice/no-such-route', headers: adminAuth }),
+    ];
+    for (const response of await Promise.all(answers)) {
+      expect(response.headers['cache-control'], `${response.statusCode} ${response.body.slice(0, 80)}`).toBe(
+        'no-store',
+      );
+    }
+  });
+
   it('says which variable to set when the admin token is not configured', async () => {
     const { app } = await harness(null);
     const page = await app.inject({ method: 'GET', url: '/backoffice/activity-logs' });

@@ -95,7 +95,6 @@ export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOp
       ...(breaker === undefined ? {} : { breaker }),
       ...(resilience === null ? {} : { spool: { pending: resilience.spool.pending() } }),
     };
-    reply.header('cache-control', 'no-store');
     return reply.code(failing.length === 0 ? 200 : 503).send(body);
   });
 }
