@@ -290,6 +290,27 @@ describe('backoffice sign-in', () => {
     expect(response.headers.location).toBe('/backoffice/activity-logs');
   });
 
+  it('drops a next path with a character outside printable ASCII instead of failing', async () => {
+    const { app } = await harness();
+    const signedIn = await app.inject({
+      method: 'GET',
+      url: '/backoffice/login?next=/backoffice/%E2%82%AC',
+      headers: adminAuth,
+    });
+    expect(signedIn.statusCode).toBe(303);
+    expect(signedIn.headers.location).toBe('/backoffice/activity-logs');
+    const form = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      payload: { token: ADMIN_TOKEN, next: '/backoffice/caf\u00e9' },
+    });
+    expect(form.statusCode).toBe(303);
+    expect(form.headers.location).toBe('/backoffice/activity-logs');
+    const page = await app.inject({ method: 'GET', url: '/backoffice/login?next=/backoffice/%E2%82%AC' });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('value="/backoffice/activity-logs"');
+  });
+
   it('refuses a cookie that was tampered with', async () => {
     const { app } = await harness();
     const { cookie } = await signIn(app);

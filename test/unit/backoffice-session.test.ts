@@ -113,16 +113,28 @@ describe('backoffice sessions', () => {
     expect(after.statusCode).toBe(303);
   });
 
-  it('only sends the browser back to backoffice paths of this server after sign-in', () => {
+  it('only sends the browser back to printable-ASCII backoffice paths of this server after sign-in', () => {
     expect(safeNextPath('/backoffice/activity-logs?causer_id=7')).toBe(
       '/backoffice/activity-logs?causer_id=7',
     );
+    expect(safeNextPath('/backoffice/activity-logs?url=%E2%82%AC')).toBe(
+      '/backoffice/activity-logs?url=%E2%82%AC',
+    );
+    expect(safeNextPath('/backoffice')).toBe('/backoffice');
     for (const next of [
       'https://evil.example/',
       '//evil.example/backoffice',
       '/\\evil.example',
       '/api/x',
       undefined,
+      '/backoffice/\u20ac',
+      '/backoffice/caf\u00e9',
+      '/backoffice/a b',
+      '/backoffice/a\tb',
+      '/backoffice/x\u0000',
+      '/backoffice//evil.example',
+      '/backoffice/\\evil.example',
+      '/backofficex',
     ]) {
       expect(safeNextPath(next)).toBe('/backoffice/activity-logs');
     }

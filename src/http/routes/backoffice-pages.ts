@@ -38,10 +38,20 @@ const ASSET_OPTIONS = {
 
 const uplotFiles: ReadonlySet<string> = new Set(UPLOT_FILES.map((file) => `/${file}`));
 
-/** Where to go after signing in: a backoffice path of this server, never another site. */
+/** Where the browser goes after signing in when `next` is missing or refused. */
+export const DEFAULT_NEXT_PATH = '/backoffice/activity-logs';
+
+/**
+ * A backoffice path of this server in printable ASCII, without `//` or `\` anywhere (browsers read
+ * either as the start of another host, and a backoffice path never needs them). ASCII because the
+ * path goes into the `Location` header, which cannot carry anything else; percent-encoding can.
+ */
+const NEXT_PATH = /^\/backoffice(?:\/[\x21-\x7e]*)?$/;
+
+/** Where to go after signing in: a backoffice path of this server, never another site; else the default. */
 export function safeNextPath(next: unknown): string {
-  if (typeof next !== 'string' || !/^\/backoffice(?:\/[^\s\\]*)?$/.test(next) || next.startsWith('//')) {
-    return '/backoffice/activity-logs';
+  if (typeof next !== 'string' || !NEXT_PATH.test(next) || next.includes('//') || next.includes('\\')) {
+    return DEFAULT_NEXT_PATH;
   }
   return next;
 }
