@@ -25,6 +25,29 @@ function keyWords(key: string): string[] {
     .split(/[^\p{L}\p{N}]+/u);
 }
 
+/** Keys remembered per matcher; past this the memory starts over, so it stays small whatever keys come. */
+const MAX_REMEMBERED_KEYS = 2048;
+/** Longer keys are rare and are matched each time rather than held in memory. */
+const MAX_REMEMBERED_KEY_CHARS = 64;
+
+/**
+ * Remembers a matcher's answers: the same few property names come with nearly every activity, and
+ * normalizing and splitting a key costs several times more than looking it up.
+ */
+function remembered(match: (key: string) => boolean): (key: string) => boolean {
+  const answers = new Map<string, boolean>();
+  return (key) => {
+    const known = answers.get(key);
+    if (known !== undefined) return known;
+    const answer = match(key);
+    if (key.length <= MAX_REMEMBERED_KEY_CHARS) {
+      if (answers.size >= MAX_REMEMBERED_KEYS) answers.clear();
+      answers.set(key, answer);
+    }
+    return answer;
+  };
+}
+
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
@@ -40,12 +63,12 @@ function nameMatcher(names: readonly string[]): (key: string) => boolean {
   const longPattern = long.length === 0 ? null : new RegExp(long.map(escapeRegExp).join('|'));
   // Most keys contain no short name at all; only those few are split into words.
   const shortProbe = short.size === 0 ? null : new RegExp([...short].map(escapeRegExp).join('|'));
-  return (key) => {
+  return remembered((key) => {
     const normalized = normalizeKey(key);
     if (longPattern?.test(normalized)) return true;
     if (shortProbe === null || !shortProbe.test(normalized)) return false;
     return short.has(normalized) || keyWords(key).some((word) => short.has(word));
-  };
+  });
 }
 
 /** `credentials.key`: a key matching the last part inside objects matching the others, in order, at any depth. */
@@ -226,10 +249,15 @@ export function redactUrl(url: string, isSecret: SecretKeyMatcher): string {
   const hasQuery = queryAt !== -1 && (fragmentAt === -1 || queryAt < fragmentAt);
   const baseEnd = hasQuery ? queryAt : fragmentAt === -1 ? url.length : fragmentAt;
   const queryEnd = fragmentAt === -1 ? url.length : fragmentAt;
-  const base = redactUserInfo(url.slice(0, baseEnd), isSecret);
-  const query = hasQuery ? `?${redactParameters(url.slice(queryAt + 1, queryEnd), isSecret)}` : '';
-  const fragment = fragmentAt === -1 ? '' : `#${redactFragment(url.slice(fragmentAt + 1), isSecret)}`;
-  return `${base}${query}${fragment}`;
+  const base = url.slice(0, baseEnd);
+  const query = hasQuery ? url.slice(queryAt + 1, queryEnd) : '';
+  const fragment = fragmentAt === -1 ? '' : url.slice(fragmentAt + 1);
+  const redactedBase = redactUserInfo(base, isSecret);
+  const redactedQuery = redactParameters(query, isSecret);
+  const redactedFragment = redactFragment(fragment, isSecret);
+  // Most URLs hold no secret: each part comes back as the very string it was given, and so does the URL.
+  if (redactedBase === base && redactedQuery === query && redactedFragment === fragment) return url;
+  return `${redactedBase}${hasQuery ? `?${redactedQuery}` : ''}${fragmentAt === -1 ? '' : `#${redactedFragment}`}`;
 }
 
 const USER_INFO_PASSWORD = /^([A-Za-z][A-Za-z\d+.-]*:\/\/[^/@:]*:)[^/@]+@/;
@@ -246,25 +274,32 @@ function redactFragment(fragment: string, isSecret: SecretKeyMatcher): string {
   return `${fragment.slice(0, queryAt + 1)}${redactParameters(fragment.slice(queryAt + 1), isSecret)}`;
 }
 
+/** `a=1&token=2` → `a=1&token=[REDACTED]`; the text itself when nothing is secret, without copying it. */
 function redactParameters(text: string, isSecret: SecretKeyMatcher): string {
-  if (!text.includes('=')) return text;
-  return text
-    .split('&')
-    .map((pair) => {
-      const equalsAt = pair.indexOf('=');
-      // Without a name or a value there is nothing to hide.
-      if (equalsAt <= 0 || equalsAt === pair.length - 1) return pair;
-      return parameterIsSecret(pair.slice(0, equalsAt), isSecret)
-        ? `${pair.slice(0, equalsAt + 1)}${REDACTED}`
-        : pair;
-    })
-    .join('&');
+  let pieces: string[] | null = null;
+  let copiedUpTo = 0;
+  for (let start = 0; start < text.length; ) {
+    const ampersandAt = text.indexOf('&', start);
+    const end = ampersandAt === -1 ? text.length : ampersandAt;
+    const equalsAt = text.indexOf('=', start);
+    // Without a name or a value there is nothing to hide.
+    if (equalsAt > start && equalsAt < end - 1 && parameterIsSecret(text.slice(start, equalsAt), isSecret)) {
+      pieces ??= [];
+      pieces.push(text.slice(copiedUpTo, equalsAt + 1), REDACTED);
+      copiedUpTo = end;
+    }
+    if (equalsAt === -1) break;
+    start = end + 1;
+  }
+  if (pieces === null) return text;
+  pieces.push(text.slice(copiedUpTo));
+  return pieces.join('');
 }
 
 function parameterIsSecret(rawName: string, isSecret: SecretKeyMatcher): boolean {
-  const steps = decodeParameterName(rawName)
-    .split(/[[\]]+/)
-    .filter((step) => step !== '');
+  const name = rawName.includes('%') || rawName.includes('+') ? decodeParameterName(rawName) : rawName;
+  if (!name.includes('[')) return isSecret(name);
+  const steps = name.split(/[[\]]+/).filter((step) => step !== '');
   return pathNamesSecret(steps, isSecret);
 }
 

@@ -126,6 +126,9 @@ describe('redactUrl()', () => {
     ).toBe(
       `/cb?code=7&api_key=${REDACTED}&X-Api-Key=${REDACTED}&user%5Bpassword%5D=${REDACTED}&credentials[key]=${REDACTED}&author=ann`,
     );
+    expect(redactUrl('/x?token=a&&flag&b=&pwd=c&jwt=d', isSecret)).toBe(
+      `/x?token=${REDACTED}&&flag&b=&pwd=${REDACTED}&jwt=${REDACTED}`,
+    );
     expect(redactUrl('https://app.example/login?Session+Id=s&q=1#top', isSecret)).toBe(
       `https://app.example/login?Session+Id=${REDACTED}&q=1#top`,
     );
