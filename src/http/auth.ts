@@ -99,7 +99,7 @@ export type TokenCheck =
  *
  * @example
  * const check = checkToken(request, bearerToken(request.headers.authorization) ?? '', guard);
- * if (check.kind === 'wrong' && check.retryAfterSeconds !== null) throw throttled(reply, check.retryAfterSeconds);
+ * if (check.kind === 'wrong' && check.retryAfterSeconds !== null) throw throttledError(reply, check.retryAfterSeconds);
  */
 export function checkToken(
   request: FastifyRequest,
