@@ -7,12 +7,12 @@ import { invalid, LIMITS, REDACTED, storableText, type WellFormedString } from '
 export type SecretKeyMatcher = (key: string, within?: readonly (string | number)[]) => boolean;
 
 /** Entries of at most this many characters (normalized) must be a whole word of the key, not any part of it. */
-export const SHORT_ENTRY_CHARS = 4;
+const SHORT_ENTRY_CHARS = 4;
 
 const SEPARATORS = /[-_. ]/g;
 
 /** `X-Api-Key`, `api_key`, `API KEY` and `apiKey` all become `apikey`. */
-export function normalizeKey(key: string): string {
+function normalizeKey(key: string): string {
   return key.replace(SEPARATORS, '').toLowerCase();
 }
 
@@ -89,9 +89,9 @@ function pathMatcher(parts: readonly string[]): SecretKeyMatcher {
 
 /**
  * The matcher for a redaction list (`ACTIVITY_LOG_REDACT_KEYS`). Keys and entries are compared
- * normalized (lower-cased, without `_`, `-`, `.` and spaces). An entry of more than
- * {@link SHORT_ENTRY_CHARS} characters matches every key that contains it; a shorter one only a
- * key that is it or has it as a whole word. An entry with a dot, `credentials.key`, also matches a
+ * normalized (lower-cased, without `_`, `-`, `.` and spaces). An entry of more than 4 characters
+ * matches every key that contains it; a shorter one only a key that is it or has it as a whole word
+ * (words split at other characters and camelCase). An entry with a dot, `credentials.key`, also matches a
  * key matching `key` nested anywhere inside a key matching `credentials`.
  *
  * @example
