@@ -22,11 +22,17 @@ import {
 import { type ActivityContext, contextCauser } from './context.js';
 import { ActivityLogError } from './errors.js';
 import { newActivityId } from './ids.js';
-import { serializeProperties, snapshotProperties } from './redact.js';
+import {
+  pathNamesSecret,
+  redactUrl,
+  type SecretKeyMatcher,
+  serializeProperties,
+  snapshotProperties,
+} from './redact.js';
 
 export interface BuildOptions {
   readonly resolveModel: ModelResolver;
-  readonly isSecretKey: (key: string) => boolean;
+  readonly isSecretKey: SecretKeyMatcher;
 }
 
 const EMPTY_PROPERTIES: Readonly<Record<string, unknown>> = Object.freeze({});
@@ -83,13 +89,26 @@ export function buildActivity(
     properties,
     batchUuid: checkBatchUuid(input.batchUuid !== undefined ? input.batchUuid : context?.batchUuid),
     ipAddress: checkIpAddress(input.ipAddress !== undefined ? input.ipAddress : context?.ipAddress),
-    url: optionalName('url', url, LIMITS.urlChars),
+    url: storedUrl(optionalName('url', url, LIMITS.urlChars), options.isSecretKey),
     method: checkMethod(input.method !== undefined ? input.method : context?.method),
     userAgent: checkUserAgent(input.userAgent !== undefined ? input.userAgent : context?.userAgent),
     createdAt: input.createdAt === undefined ? new Date() : checkCreatedAt(input.createdAt),
   };
   if (activity.description.length * 3 > LIMITS.descriptionBytes) checkDescription(activity.description);
   return Object.freeze(activity);
+}
+
+/**
+ * The URL with its secret parameters redacted, cut to the column's limit: `[REDACTED]` can be
+ * longer than the value it replaces, and a URL that was valid must not fail the log because of it.
+ */
+function storedUrl(url: string | null, isSecretKey: SecretKeyMatcher): string | null {
+  if (url === null) return null;
+  const redacted = redactUrl(url, isSecretKey);
+  if (redacted.length <= LIMITS.urlChars) return redacted;
+  // Never cut between the two halves of a surrogate pair.
+  const code = redacted.charCodeAt(LIMITS.urlChars - 1);
+  return redacted.slice(0, code >= 0xd800 && code <= 0xdbff ? LIMITS.urlChars - 1 : LIMITS.urlChars);
 }
 
 /** Validates every input before any is accepted, naming the failing one as `[i].field`. */
@@ -133,11 +152,11 @@ function fillPlaceholders(
   subject: ModelLike | null,
   causer: ModelLike | null,
   properties: Readonly<Record<string, unknown>>,
-  isSecretKey: (key: string) => boolean,
+  isSecretKey: SecretKeyMatcher,
 ): string {
   return description.replace(PLACEHOLDER, (match, root: string, path: string) => {
     // The models are read as they are, so a secret-looking field is redacted here as in properties.
-    if (root !== 'properties' && path.split('.').some(isSecretKey)) return REDACTED;
+    if (root !== 'properties' && pathNamesSecret(path.split('.'), isSecretKey)) return REDACTED;
     const base = root === 'subject' ? subject : root === 'causer' ? causer : properties;
     const value = readPath(base, path);
     if (value === undefined || value === null || typeof value === 'object' || typeof value === 'function') {

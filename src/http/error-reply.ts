@@ -43,6 +43,9 @@ const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   NOT_FOUND: 404,
   BODY_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  REQUEST_TIMEOUT: 408,
+  HEADERS_TOO_LARGE: 431,
+  SERVER_CLOSING: 503,
   INTERNAL_ERROR: 500,
   CLI_USAGE: 400,
   QUEUE_UNAVAILABLE: 503,
@@ -56,6 +59,12 @@ const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   MONITORING_UNAVAILABLE: 503,
   TRANSACTION_SETTLED: 500,
 };
+
+/** 503s that say how the server is set up or what it is doing, not that something broke. */
+const EXPECTED_UNAVAILABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'AUTH_TOKEN_NOT_CONFIGURED',
+  'SERVER_CLOSING',
+]);
 
 interface FrameworkError {
   readonly code?: unknown;
@@ -88,6 +97,10 @@ export function errorReply(error: unknown, bodyLimitBytes?: number): ErrorReply 
       );
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
       return validation('body', 'body is empty: send one activity object or an array of them');
+    case 'FST_ERR_BAD_URL':
+      return validation('url', `the URL's path is not valid percent-encoding: ${error.message}`);
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return validation('content-length', 'the body is not as long as the Content-Length header says');
   }
   if (statusCode === 400 && (error instanceof SyntaxError || code === 'FST_ERR_CTP_INVALID_JSON_BODY')) {
     return validation('body', `body is not valid JSON: ${error.message}`);
@@ -96,6 +109,55 @@ export function errorReply(error: unknown, bodyLimitBytes?: number): ErrorReply 
     return reply(statusCode, statusCode === 404 ? 'NOT_FOUND' : 'VALIDATION_FAILED', error.message);
   }
   return internal();
+}
+
+/** Node's codes for a header the reply could not be written with (a value outside Latin-1, a bad name). */
+const HEADER_WRITE_CODES: ReadonlySet<unknown> = new Set([
+  'ERR_INVALID_CHAR',
+  'ERR_HTTP_INVALID_HEADER_VALUE',
+  'ERR_INVALID_HTTP_TOKEN',
+]);
+
+/** Whether the error is the reply's own headers failing to be written: they must go before the error is sent. */
+export function isHeaderWriteError(error: unknown): boolean {
+  return error instanceof Error && HEADER_WRITE_CODES.has((error as FrameworkError).code);
+}
+
+export interface ParserError {
+  readonly code?: unknown;
+  /** Node's description of what the HTTP parser refused, e.g. "Invalid header token". */
+  readonly reason?: unknown;
+}
+
+/**
+ * The answer to a request Node's HTTP parser refused before any route saw it: malformed request
+ * line or headers (400), headers over Node's limit (431), a request that did not arrive in time (408).
+ */
+export function clientErrorReply(
+  error: ParserError,
+  limits: { readonly maxHeaderBytes: number; readonly requestTimeoutMs: number },
+): ErrorReply {
+  const code = typeof error.code === 'string' ? error.code : '';
+  const reason = typeof error.reason === 'string' ? error.reason : 'malformed request';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return reply(
+      408,
+      'REQUEST_TIMEOUT',
+      `the request did not arrive in full within ${limits.requestTimeoutMs / 1000} s`,
+    );
+  }
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    return reply(
+      431,
+      'HEADERS_TOO_LARGE',
+      `the request headers are larger than ${limits.maxHeaderBytes} bytes: send fewer or shorter ones (cookies count)`,
+      { field: 'headers', limit_bytes: limits.maxHeaderBytes },
+    );
+  }
+  if (code.startsWith('HPE_') && code.includes('HEADER')) {
+    return validation('headers', `a request header is malformed: ${reason}`);
+  }
+  return validation('request', `the request is not valid HTTP/1.1: ${reason}`);
 }
 
 function libraryErrorReply(error: ActivityLogError): ErrorReply {
@@ -137,7 +199,7 @@ function reply(statusCode: number, code: ErrorCode, message: string, details?: u
       success: false,
       error: details === undefined ? { code, message } : { code, message, details },
     },
-    unexpected: statusCode >= 500 && code !== 'AUTH_TOKEN_NOT_CONFIGURED',
+    unexpected: statusCode >= 500 && !EXPECTED_UNAVAILABLE.has(code),
   };
 }
 

@@ -1,11 +1,19 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { maxHeaderSize, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+} from 'fastify';
 import type { Config } from '../config/config.js';
-import type { ActivityLogError } from '../core/errors.js';
+import { ActivityLogError } from '../core/errors.js';
 import type { ActivityLog } from '../core/logger.js';
 import { type Monitoring, startMonitoring } from '../metrics/monitoring.js';
-import { WrongTokenThrottle } from './auth.js';
+import { createWrongTokenThrottles } from './auth.js';
 import { registerBackoffice } from './backoffice.js';
-import { errorReply } from './error-reply.js';
+import { clientErrorReply, errorReply, isHeaderWriteError, type ParserError } from './error-reply.js';
 import { registerBackofficeActivitiesRoute } from './routes/backoffice-activities.js';
 import { registerHealthRoute } from './routes/health.js';
 import { registerIngestRoute } from './routes/ingest.js';
@@ -59,31 +67,45 @@ export function createServer(options: ServerOptions): FastifyInstance {
   const app: FastifyInstance = Fastify({
     ...(isPinoLogger(logger) ? { loggerInstance: logger } : { logger }),
     bodyLimit: bodyLimitBytes,
-    // While `serve` shuts down, new requests get a 503 so load balancers retry them elsewhere.
-    return503OnClosing: true,
+    // Fastify's own 503 while closing has its own body; the onRequest hook below answers ours.
+    return503OnClosing: false,
+    // A path that is not valid percent-encoding never reaches a route or the error handler.
+    frameworkErrors: (error, request, reply) => sendError(error, request, reply, bodyLimitBytes),
+    // What Node's HTTP parser refuses (malformed headers, too many of them) is answered here.
+    clientErrorHandler: answerClientError,
     // A request (headers and body) must arrive within this; a client that stalls mid-body is cut
     // off instead of holding a connection, and shutdown, open. Responses (exports) are not bound.
     requestTimeout: REQUEST_TIMEOUT_MS,
-    // request.ip (wrong-token throttling, logs) follows this.
+    // request.ip (wrong-token throttling, logs), request.protocol (the cookie's Secure) and
+    // request.host (the same-site check) read X-Forwarded-* only from proxies this trusts.
     // Fastify takes a hop count too (proxy-addr), though its types list only the other forms.
     trustProxy: (Array.isArray(config.trustProxy)
       ? [...config.trustProxy]
       : config.trustProxy) as FastifyServerOptions['trustProxy'],
   });
-  app.decorate('wrongTokens', new WrongTokenThrottle());
+  app.decorate('wrongTokens', createWrongTokenThrottles());
+
+  // Answers carry log data, metrics and tokens' verdicts: no browser or proxy may keep a copy
+  // unless the route says otherwise (the static assets do).
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    reply.header('cache-control', 'no-store');
+    // While `serve` shuts down, new requests get a 503 so load balancers retry them elsewhere.
+    if (closing) {
+      throw new ActivityLogError('SERVER_CLOSING', 'the server is shutting down: send the request again');
+    }
+  });
 
   // JSON only: Fastify's text/plain parser would hand routes a string they never expect.
   app.removeContentTypeParser('text/plain');
 
-  app.setErrorHandler((error, request, reply) => {
-    // A route with a limit of its own (the sign-in form) names that limit, not the server's.
-    const { statusCode, body, unexpected } = errorReply(
-      error,
-      request.routeOptions.bodyLimit ?? bodyLimitBytes,
-    );
-    if (unexpected) request.log.error({ err: error }, 'request failed');
-    return reply.code(statusCode).send(body);
-  });
+  // A route with a limit of its own (the sign-in form) names that limit, not the server's.
+  app.setErrorHandler((error, request, reply) =>
+    sendError(error, request, reply, request.routeOptions.bodyLimit ?? bodyLimitBytes),
+  );
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({
       success: false,
@@ -105,6 +127,40 @@ export function createServer(options: ServerOptions): FastifyInstance {
   registerMetricsRoute(app, { monitoring, adminToken: config.adminToken });
   registerBackoffice(app, { activityLog, config });
   return app;
+}
+
+function sendError(
+  error: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  bodyLimitBytes: number,
+): FastifyReply {
+  const { statusCode, body, unexpected } = errorReply(error, bodyLimitBytes);
+  if (unexpected) request.log.error({ err: error }, 'request failed');
+  // The headers the reply failed with would fail the error answer too.
+  if (isHeaderWriteError(error)) for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
+  return reply.code(statusCode).header('cache-control', 'no-store').send(body);
+}
+
+/** Answers, in the `{ success: false, error }` shape, a request Node's HTTP parser refused. */
+function answerClientError(error: Error, socket: Duplex): void {
+  // A reset connection has no one left to answer.
+  if ((error as NodeJS.ErrnoException).code === 'ECONNRESET' || socket.destroyed) return;
+  if (socket.writable) {
+    const { statusCode, body } = clientErrorReply(error as ParserError, {
+      maxHeaderBytes: maxHeaderSize,
+      requestTimeoutMs: REQUEST_TIMEOUT_MS,
+    });
+    const json = JSON.stringify(body);
+    socket.write(
+      `HTTP/1.1 ${statusCode} ${STATUS_CODES[statusCode]}\r\n` +
+        'Content-Type: application/json; charset=utf-8\r\n' +
+        `Content-Length: ${Buffer.byteLength(json)}\r\n` +
+        'Cache-Control: no-store\r\nConnection: close\r\n\r\n' +
+        json,
+    );
+  }
+  socket.destroy(error);
 }
 
 function isPinoLogger(logger: unknown): logger is FastifyBaseLogger {

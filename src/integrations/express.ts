@@ -13,9 +13,9 @@ export type ExpressActivityLogOptions = RequestContextOptions<Request>;
 /**
  * Express middleware: everything logged while handling a request — in handlers, after awaits, in
  * callbacks deferred past the response, in ORM hooks — gets the request's causer, client IP
- * (`req.ip`, so Express's `trust proxy` setting decides which address that is), URL, method and
- * user agent. Values passed to `log()` explicitly win. Mount it before the routes; body parsers may
- * come before or after it.
+ * (`req.ip`, so Express's `trust proxy` setting decides which address that is), URL (its secret
+ * query parameters redacted when stored), method and user agent. Values passed to `log()`
+ * explicitly win. Mount it before the routes; body parsers may come before or after it.
  *
  * @example
  * import express from 'express';

@@ -44,9 +44,9 @@ function registerActivityLogHooks(
 /**
  * Fastify plugin: everything logged while handling a request — in handlers, hooks, after awaits, in
  * work deferred past the reply — gets the request's causer, client IP (`request.ip`, so Fastify's
- * `trustProxy` option decides which address that is), URL, method and user agent. Values passed
- * to `log()` explicitly win. Registered without encapsulation, so it covers every route of the
- * instance it is registered on.
+ * `trustProxy` option decides which address that is), URL (its secret query parameters redacted
+ * when stored), method and user agent. Values passed to `log()` explicitly win. Registered without
+ * encapsulation, so it covers every route of the instance it is registered on.
  *
  * @example
  * import Fastify from 'fastify';

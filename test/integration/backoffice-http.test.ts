@@ -126,18 +126,6 @@ describe('backoffice sign-in', () => {
       'Path=/',
       'SameSite=Strict',
     ]);
-    const behindTls = await app.inject({
-      method: 'POST',
-      url: '/backoffice/login',
-      headers: {
-        host: 'backoffice.example',
-        'x-forwarded-proto': 'https',
-        origin: 'https://backoffice.example',
-      },
-      payload: { token: ADMIN_TOKEN },
-    });
-    expect(behindTls.statusCode).toBe(303);
-    expect(String(behindTls.headers['set-cookie']).split('; ')).toContain('Secure');
 
     const cookie = setCookie.split(';')[0]!;
     const page = await app.inject({
@@ -156,6 +144,34 @@ describe('backoffice sign-in', () => {
     expect(list.json()).toMatchObject({ success: true, data: [] });
   });
 
+  it('reads X-Forwarded-Proto and X-Forwarded-Host only from a trusted proxy', async () => {
+    const behindProxy = {
+      host: 'app.internal:3000',
+      'x-forwarded-host': 'backoffice.example',
+      'x-forwarded-proto': 'https',
+      origin: 'https://backoffice.example',
+    };
+    const signIn = (app: FastifyInstance, headers: Record<string, string>) =>
+      app.inject({ method: 'POST', url: '/backoffice/login', headers, payload: { token: ADMIN_TOKEN } });
+
+    const trusted = await harness(ADMIN_TOKEN, { trustProxy: ['127.0.0.1'] });
+    const viaProxy = await signIn(trusted.app, behindProxy);
+    expect(viaProxy.statusCode).toBe(303);
+    expect(String(viaProxy.headers['set-cookie']).split('; ')).toContain('Secure');
+
+    const direct = await harness();
+    const spoofedHost = await signIn(direct.app, behindProxy);
+    expect(spoofedHost.statusCode).toBe(403);
+    expect(errorCode(spoofedHost)).toBe('CSRF_REJECTED');
+    const spoofedProto = await signIn(direct.app, {
+      host: 'backoffice.example',
+      'x-forwarded-proto': 'https',
+      origin: 'http://backoffice.example',
+    });
+    expect(spoofedProto.statusCode).toBe(303);
+    expect(String(spoofedProto.headers['set-cookie']).split('; ')).not.toContain('Secure');
+  });
+
   it('answers a wrong token with the sign-in page and no cookie', async () => {
     const { app } = await harness();
     const response = await app.inject({
@@ -170,17 +186,20 @@ describe('backoffice sign-in', () => {
     expect(response.body).toContain('value="/backoffice/activity-logs"');
   });
 
-  it('makes an address that keeps sending wrong tokens wait, even with the right one', async () => {
+  it('makes an address that keeps sending wrong tokens wait, but still signs in the right token', async () => {
     const { app } = await harness();
     const attempt = (token: string) =>
       app.inject({ method: 'POST', url: '/backoffice/login', payload: { token } });
     for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++)
       expect((await attempt(`guess-${i}`)).statusCode).toBe(401);
-    const throttled = await attempt(ADMIN_TOKEN);
+    const throttled = await attempt('one-more-guess');
     expect(throttled.statusCode).toBe(429);
     expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
     expect(throttled.headers['set-cookie']).toBeUndefined();
     expect(throttled.body).toContain('Too many wrong tokens');
+    const right = await attempt(ADMIN_TOKEN);
+    expect(right.statusCode).toBe(303);
+    expect(String(right.headers['set-cookie'])).toMatch(/^activity_log_session=/);
   });
 
   it('counts wrong bearer tokens with wrong sign-ins, per client address behind a trusted proxy', async () => {
@@ -200,12 +219,14 @@ describe('backoffice sign-in', () => {
       payload: { token: 'one-more-guess' },
     });
     expect(form.statusCode).toBe(401);
-    const throttled = await bearer(ADMIN_TOKEN, '203.0.113.7');
+    const throttled = await bearer('yet-another-guess', '203.0.113.7');
     expect(throttled.statusCode).toBe(429);
     expect(throttled.json()).toMatchObject({ success: false, error: { code: 'AUTH_THROTTLED' } });
     expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
-    // Another client of the same proxy is not locked out, and a request without a token is not counted.
-    expect((await bearer(ADMIN_TOKEN, '198.51.100.2')).statusCode).toBe(200);
+    // The right token is never refused, and another client of the same proxy is not held up.
+    expect((await bearer(ADMIN_TOKEN, '203.0.113.7')).statusCode).toBe(200);
+    expect((await bearer('a-guess', '198.51.100.2')).statusCode).toBe(401);
+    // A request without a token is not counted.
     const anonymous = await app.inject({
       method: 'GET',
       url: '/api/backoffice/activity-logs',
@@ -227,10 +248,36 @@ describe('backoffice sign-in', () => {
     const throttled = await app.inject({
       method: 'GET',
       url: '/api/backoffice/activity-logs',
-      headers: { ...adminAuth, 'x-forwarded-for': '198.51.100.2' },
+      headers: { authorization: 'Bearer guess-again', 'x-forwarded-for': '198.51.100.2' },
     });
     expect(throttled.statusCode).toBe(429);
   });
+
+  it.each([
+    ['GET /backoffice/activity-logs', '/backoffice/activity-logs', 303],
+    ['GET /backoffice/activity-logs/performance', '/backoffice/activity-logs/performance', 303],
+    ['GET /backoffice/login', '/backoffice/login', 200],
+  ])(
+    'counts wrong bearer tokens on %s and throttles further guesses there, never the right token',
+    async (_route, url, wrongStatus) => {
+      const { app } = await harness();
+      const page = (token: string) =>
+        app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
+      for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++) {
+        expect((await page(`guess-${i}`)).statusCode).toBe(wrongStatus);
+      }
+      const throttled = await page('one-more-guess');
+      expect(throttled.statusCode).toBe(429);
+      expect(Number(throttled.headers['retry-after'])).toBeGreaterThan(0);
+      const api = await app.inject({
+        method: 'GET',
+        url: '/api/backoffice/activity-logs',
+        headers: { authorization: 'Bearer another-guess' },
+      });
+      expect(api.statusCode).toBe(429);
+      expect((await page(ADMIN_TOKEN)).statusCode).toBe(url === '/backoffice/login' ? 303 : 200);
+    },
+  );
 
   it('never redirects to another site after sign-in', async () => {
     const { app } = await harness();
@@ -241,6 +288,27 @@ describe('backoffice sign-in', () => {
     });
     expect(response.statusCode).toBe(303);
     expect(response.headers.location).toBe('/backoffice/activity-logs');
+  });
+
+  it('drops a next path with a character outside printable ASCII instead of failing', async () => {
+    const { app } = await harness();
+    const signedIn = await app.inject({
+      method: 'GET',
+      url: '/backoffice/login?next=/backoffice/%E2%82%AC',
+      headers: adminAuth,
+    });
+    expect(signedIn.statusCode).toBe(303);
+    expect(signedIn.headers.location).toBe('/backoffice/activity-logs');
+    const form = await app.inject({
+      method: 'POST',
+      url: '/backoffice/login',
+      payload: { token: ADMIN_TOKEN, next: '/backoffice/caf\u00e9' },
+    });
+    expect(form.statusCode).toBe(303);
+    expect(form.headers.location).toBe('/backoffice/activity-logs');
+    const page = await app.inject({ method: 'GET', url: '/backoffice/login?next=/backoffice/%E2%82%AC' });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('value="/backoffice/activity-logs"');
   });
 
   it('refuses a cookie that was tampered with', async () => {
@@ -265,6 +333,39 @@ describe('backoffice sign-in', () => {
       headers: { authorization: 'Bearer wrong' },
     });
     expect(wrong.statusCode).toBe(401);
+  });
+
+  it('marks every admin answer, errors included, Cache-Control: no-store', async () => {
+    const { app } = await harness();
+    const { cookie } = await signIn(app);
+    const answers = [
+      ...[
+        '/api/backoffice/activity-logs',
+        '/api/backoffice/activity-logs/performance',
+        '/api/backoffice/activity-logs/failed-jobs',
+        '/api/backoffice/activity-logs/host',
+        '/api/backoffice/activity-logs/export.ndjson',
+        '/metrics',
+        '/backoffice/activity-logs',
+        '/backoffice/login',
+        '/health',
+      ].map((url) => app.inject({ method: 'GET', url, headers: adminAuth })),
+      app.inject({
+        method: 'POST',
+        url: '/api/backoffice/activity-logs/failed-jobs/retry',
+        headers: adminAuth,
+        payload: { ids: 'all' },
+      }),
+      app.inject({ method: 'GET', url: '/api/backoffice/activity-logs', headers: { cookie } }),
+      app.inject({ method: 'GET', url: '/api/backoffice/activity-logs?limit=0', headers: adminAuth }),
+      app.inject({ method: 'GET', url: '/api/backoffice/activity-logs' }),
+      app.inject({ method: 'GET', url: '/api/backoffice/no-such-route', headers: adminAuth }),
+    ];
+    for (const response of await Promise.all(answers)) {
+      expect(response.headers['cache-control'], `${response.statusCode} ${response.body.slice(0, 80)}`).toBe(
+        'no-store',
+      );
+    }
   });
 
   it('says which variable to set when the admin token is not configured', async () => {

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
@@ -6,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type ConfigOverrides, type DeliveryMethod, loadConfig } from '../../src/config/config.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import { WRONG_TOKENS_PER_WINDOW } from '../../src/http/auth.js';
 import { createServer, DEFAULT_BODY_LIMIT_BYTES } from '../../src/http/server.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
@@ -186,6 +188,25 @@ describe('GET /health', () => {
     });
   });
 
+  it('counts wrong admin tokens while a part fails, and keeps answering with the details hidden', async () => {
+    const { app } = await harness({
+      wrapStore: (store) =>
+        withOverrides(store, {
+          ping: () => Promise.reject(new ActivityLogError('STORE_CONNECTION_REFUSED', 'db.internal refused')),
+        }),
+    });
+    const health = (token: string) =>
+      app.inject({ method: 'GET', url: '/health', headers: { authorization: `Bearer ${token}` } });
+    for (let i = 0; i < WRONG_TOKENS_PER_WINDOW; i++) {
+      expect((await health(`guess-${i}`)).statusCode).toBe(503);
+    }
+    const guessed = await health('one-more-guess');
+    expect(guessed.statusCode).toBe(503);
+    expect(guessed.body).not.toContain('db.internal');
+    expect((await list(app, {}, { authorization: 'Bearer another-guess' })).statusCode).toBe(429);
+    expect((await health(ADMIN_TOKEN)).body).toContain('db.internal refused');
+  });
+
   it('answers 503 when the store does not answer within the ping timeout', async () => {
     const { app } = await harness({
       healthPingTimeoutMs: 50,
@@ -223,6 +244,29 @@ describe('authentication', () => {
       expect(response.statusCode).toBe(401);
       expect(errorOf(response).code).toBe('AUTH_REQUIRED');
     }
+  });
+
+  it('keeps the counts of wrong admin and wrong ingest tokens apart', async () => {
+    const { app } = await harness();
+    for (let i = 0; i < WRONG_TOKENS_PER_WINDOW; i++) {
+      expect((await list(app, {}, { authorization: `Bearer guess-${i}` })).statusCode).toBe(401);
+    }
+    expect((await list(app, {}, { authorization: 'Bearer one-more' })).statusCode).toBe(429);
+    expect((await ingest(app, { description: 'still ingested' })).statusCode).toBe(202);
+    expect((await ingest(app, { description: 'x' }, { authorization: 'Bearer wrong' })).statusCode).toBe(401);
+  });
+
+  it('accepts the right ingest token from an address that is throttled for wrong ones', async () => {
+    const { app } = await harness();
+    const wrong = { authorization: 'Bearer wrong-ingest-token' };
+    for (let i = 0; i < WRONG_TOKENS_PER_WINDOW; i++) {
+      expect((await ingest(app, { description: 'x' }, wrong)).statusCode).toBe(401);
+    }
+    const throttled = await ingest(app, { description: 'x' }, wrong);
+    expect(throttled.statusCode).toBe(429);
+    expect(errorOf(throttled).code).toBe('AUTH_THROTTLED');
+    expect((await ingest(app, { description: 'accepted' })).statusCode).toBe(202);
+    expect((await list(app)).statusCode).toBe(200);
   });
 
   it('accepts the scheme in any case', async () => {
@@ -416,6 +460,17 @@ describe('ingest and query', () => {
         properties: { attributes: { total: 10.5 }, old: { total: 9.99 }, password: '[REDACTED]' },
       },
     ]);
+  });
+
+  it('stores an ingested url with the values of secret query parameters redacted', async () => {
+    const { app } = await harness();
+    const response = await ingest(app, {
+      description: 'password reset',
+      url: 'https://shop.example/reset?token=abc123&user=7#access_token=t',
+    });
+    expect(response.statusCode).toBe(202);
+    const [stored] = (await list(app)).json<PageJson>().data;
+    expect(stored?.url).toBe('https://shop.example/reset?token=[REDACTED]&user=7#access_token=[REDACTED]');
   });
 
   it('reads null as "not given" in every optional field', async () => {
@@ -658,5 +713,94 @@ describe('unknown routes', () => {
     const response = await app.inject({ method: 'GET', url: '/nope?x=1' });
     expect(response.statusCode).toBe(404);
     expect(errorOf(response)).toEqual({ code: 'NOT_FOUND', message: 'no route GET /nope' });
+  });
+});
+
+/** Writes raw bytes to a listening server and returns everything it answers until it closes the connection. */
+function rawExchange(address: string, parts: readonly string[], betweenParts?: () => void): Promise<string> {
+  const { hostname, port } = new URL(address);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), hostname, () => {
+      socket.write(parts[0]!);
+      if (parts.length > 1) {
+        betweenParts?.();
+        setTimeout(() => socket.write(parts.slice(1).join('')), 50);
+      }
+    });
+    let answer = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      answer += chunk;
+    });
+    socket.on('close', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
+
+/** The status and JSON body of a raw HTTP/1.1 answer. */
+function parseRaw(answer: string): { status: number; headers: string; body: ErrorJson } {
+  const [head = '', body = ''] = answer.split('\r\n\r\n');
+  return {
+    status: Number(head.split(' ')[1]),
+    headers: head.toLowerCase(),
+    body: JSON.parse(body) as ErrorJson,
+  };
+}
+
+describe("Fastify's own errors", () => {
+  it('answers a path that is not valid percent-encoding with 400 naming url', async () => {
+    const { app } = await harness();
+    const response = await app.inject({ method: 'GET', url: '/api/backoffice/%zz', headers: adminAuth });
+    expect(response.statusCode).toBe(400);
+    expect(response.headers['cache-control']).toBe('no-store');
+    expect(errorOf(response)).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'url' } });
+    expect(errorOf(response).message).toContain('percent-encoding');
+  });
+
+  it('answers a reply header that cannot be written with a 500 in the error shape', async () => {
+    const { app } = await harness();
+    app.get('/odd-header', (_request, reply) => reply.header('location', '/caf\u20ac').code(303).send());
+    const response = await app.inject({ method: 'GET', url: '/odd-header' });
+    expect(response.statusCode).toBe(500);
+    expect(response.headers.location).toBeUndefined();
+    expect(response.json()).toEqual({
+      success: false,
+      error: { code: 'INTERNAL_ERROR', message: 'unexpected server error; the server log has the details' },
+    });
+  });
+
+  it('answers requests the HTTP parser refuses in the error shape, naming what is wrong', async () => {
+    const { app } = await harness();
+    const address = await app.listen({ host: '127.0.0.1', port: 0 });
+    const malformedHeader = parseRaw(
+      await rawExchange(address, ['GET /health HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n']),
+    );
+    expect(malformedHeader.status).toBe(400);
+    expect(malformedHeader.headers).toContain('content-type: application/json');
+    expect(malformedHeader.body).toMatchObject({
+      success: false,
+      error: { code: 'VALIDATION_FAILED', details: { field: 'headers' } },
+    });
+    const badMethod = parseRaw(await rawExchange(address, ['FOO /health HTTP/1.1\r\nHost: x\r\n\r\n']));
+    expect(badMethod.status).toBe(400);
+    expect(badMethod.body.error).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'request' } });
+    const huge = parseRaw(
+      await rawExchange(address, [`GET /health HTTP/1.1\r\nHost: x\r\nX: ${'a'.repeat(20_000)}\r\n\r\n`]),
+    );
+    expect(huge.status).toBe(431);
+    expect(huge.body.error).toMatchObject({ code: 'HEADERS_TOO_LARGE', details: { field: 'headers' } });
+  });
+
+  it('answers a request that arrives while the server closes with 503 SERVER_CLOSING', async () => {
+    const { app } = await harness();
+    const address = await app.listen({ host: '127.0.0.1', port: 0 });
+    let closed: Promise<void> | undefined;
+    const answer = await rawExchange(address, ['GET /health HTTP/1.1\r\nHost: x\r\n', '\r\n'], () => {
+      closed = app.close();
+    });
+    await closed;
+    const { status, body } = parseRaw(answer);
+    expect(status).toBe(503);
+    expect(body).toMatchObject({ success: false, error: { code: 'SERVER_CLOSING' } });
   });
 });

@@ -302,6 +302,16 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     });
   });
 
+  it('stores the request URL with the values of secret query parameters redacted', async () => {
+    const { app, store } = await start();
+    const response = await fetch(`${app.url}/twice?token=abc123&api_key=k&page=2`);
+    expect(response.status).toBe(200);
+    expect(stored(store).map((row) => row.url)).toEqual([
+      '/twice?token=[REDACTED]&api_key=[REDACTED]&page=2',
+      '/twice?token=[REDACTED]&api_key=[REDACTED]&page=2',
+    ]);
+  });
+
   it('records no causer for an anonymous request', async () => {
     const { app, store } = await start();
     await fetch(`${app.url}/posts`, {

@@ -21,11 +21,11 @@ afterEach(async () => {
   for (const app of apps.splice(0)) await app.close();
 });
 
-function backoffice(): FastifyInstance {
+function backoffice(trustProxy: boolean = false): FastifyInstance {
   const activityLog = createActivityLog({
     env: {},
     store: new MemoryStore(),
-    config: { method: 'sync', adminToken: ADMIN_TOKEN },
+    config: { method: 'sync', adminToken: ADMIN_TOKEN, trustProxy },
   });
   const app = createServer({ activityLog });
   apps.push(app);
@@ -66,8 +66,8 @@ describe('backoffice sessions', () => {
 
   it('sets an HttpOnly, SameSite=Strict cookie for the whole site, Secure only over HTTPS', async () => {
     const app = backoffice();
-    const signIn = (headers: Record<string, string> = {}) =>
-      app.inject({ method: 'POST', url: '/backoffice/login', headers, payload: { token: ADMIN_TOKEN } });
+    const signIn = (headers: Record<string, string> = {}, on: FastifyInstance = app) =>
+      on.inject({ method: 'POST', url: '/backoffice/login', headers, payload: { token: ADMIN_TOKEN } });
 
     const plain = parseSetCookie((await signIn()).headers['set-cookie']);
     expect(plain.pair).toMatch(/^activity_log_session=[\w-]+\.\d+\.[\w-]+$/);
@@ -78,7 +78,10 @@ describe('backoffice sessions', () => {
       'SameSite=Strict',
     ]);
 
-    const behindTls = await signIn({ 'x-forwarded-proto': 'https, http' });
+    // X-Forwarded-Proto counts only from a trusted proxy, and then the value the nearest one set.
+    const claimed = await signIn({ 'x-forwarded-proto': 'https' });
+    expect(parseSetCookie(claimed.headers['set-cookie']).attributes).not.toContain('Secure');
+    const behindTls = await signIn({ 'x-forwarded-proto': 'https' }, backoffice(true));
     expect(parseSetCookie(behindTls.headers['set-cookie']).attributes).toContain('Secure');
   });
 
@@ -110,16 +113,28 @@ describe('backoffice sessions', () => {
     expect(after.statusCode).toBe(303);
   });
 
-  it('only sends the browser back to backoffice paths of this server after sign-in', () => {
+  it('only sends the browser back to printable-ASCII backoffice paths of this server after sign-in', () => {
     expect(safeNextPath('/backoffice/activity-logs?causer_id=7')).toBe(
       '/backoffice/activity-logs?causer_id=7',
     );
+    expect(safeNextPath('/backoffice/activity-logs?url=%E2%82%AC')).toBe(
+      '/backoffice/activity-logs?url=%E2%82%AC',
+    );
+    expect(safeNextPath('/backoffice')).toBe('/backoffice');
     for (const next of [
       'https://evil.example/',
       '//evil.example/backoffice',
       '/\\evil.example',
       '/api/x',
       undefined,
+      '/backoffice/\u20ac',
+      '/backoffice/caf\u00e9',
+      '/backoffice/a b',
+      '/backoffice/a\tb',
+      '/backoffice/x\u0000',
+      '/backoffice//evil.example',
+      '/backoffice/\\evil.example',
+      '/backofficex',
     ]) {
       expect(safeNextPath(next)).toBe('/backoffice/activity-logs');
     }

@@ -225,6 +225,27 @@ describe('log()', () => {
     expect(activity.description).toBe(`Ann ${REDACTED} ${REDACTED}`);
   });
 
+  it('redacts secret query parameters of the url, and cuts a url that redaction made too long', async () => {
+    const { log } = syncLog();
+    const activity = await log.log({ description: 'x', url: '/reset?token=abc&step=2' });
+    expect(activity.url).toBe(`/reset?token=${REDACTED}&step=2`);
+    const atLimit = `/r?${'a'.repeat(LIMITS.urlChars - 11)}&token=x`;
+    expect(atLimit).toHaveLength(LIMITS.urlChars);
+    const cut = await log.log({ description: 'x', url: atLimit });
+    expect(cut.url).toHaveLength(LIMITS.urlChars);
+    expect(cut.url).not.toContain('&token=x');
+  });
+
+  it('redacts a placeholder naming a key inside the credentials of a model', async () => {
+    const { log } = syncLog();
+    const causer = { type: 'Service', id: 1, credentials: { user: 'svc', key: 'k-123' } };
+    const activity = await log.log({
+      description: ':causer.credentials.user :causer.credentials.key',
+      causer,
+    });
+    expect(activity.description).toBe(`svc ${REDACTED}`);
+  });
+
   it('logMany with sync writes the activities together: one refused by the database, none stored', async () => {
     const store = new MemoryStore();
     const insertMany = store.insertMany.bind(store);

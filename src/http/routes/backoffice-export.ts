@@ -55,7 +55,6 @@ export function registerBackofficeExportRoutes(
         reply
           .header('content-type', format.contentType)
           .header('content-disposition', `attachment; filename="activity-logs-${stamp}.${extension}"`)
-          .header('cache-control', 'no-store')
           .header('x-content-type-options', 'nosniff');
         // HEAD gets the headers only; a stream handed to it would be read to the end for nothing.
         if (request.method === 'HEAD') return reply.send();

@@ -1,7 +1,7 @@
 import { type FastifyStaticOptions, fastifyStatic } from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ActivityLogError } from '../../core/errors.js';
-import { adminCredential, sessionOf } from '../auth.js';
+import { adminAccess, sessionOf, throttledError } from '../auth.js';
 import { ASSET_DIR, loadPageTemplate, renderTemplate, UPLOT_FILES, uplotDir } from '../web-assets.js';
 
 export interface BackofficePagesOptions {
@@ -38,17 +38,28 @@ const ASSET_OPTIONS = {
 
 const uplotFiles: ReadonlySet<string> = new Set(UPLOT_FILES.map((file) => `/${file}`));
 
-/** Where to go after signing in: a backoffice path of this server, never another site. */
+/** Where the browser goes after signing in when `next` is missing or refused. */
+export const DEFAULT_NEXT_PATH = '/backoffice/activity-logs';
+
+/**
+ * A backoffice path of this server in printable ASCII, without `//` or `\` anywhere (browsers read
+ * either as the start of another host, and a backoffice path never needs them). ASCII because the
+ * path goes into the `Location` header, which cannot carry anything else; percent-encoding can.
+ */
+const NEXT_PATH = /^\/backoffice(?:\/[\x21-\x7e]*)?$/;
+
+/** Where to go after signing in: a backoffice path of this server, never another site; else the default. */
 export function safeNextPath(next: unknown): string {
-  if (typeof next !== 'string' || !/^\/backoffice(?:\/[^\s\\]*)?$/.test(next) || next.startsWith('//')) {
-    return '/backoffice/activity-logs';
+  if (typeof next !== 'string' || !NEXT_PATH.test(next) || next.includes('//') || next.includes('\\')) {
+    return DEFAULT_NEXT_PATH;
   }
   return next;
 }
 
 /**
  * An `onRequest` hook for HTML pages: the admin bearer token or a session cookie lets the
- * request through; without either the browser is sent to the sign-in page and back.
+ * request through; without either the browser is sent to the sign-in page and back. A wrong
+ * bearer token counts as a guess, and past the limit gets 429 instead of the redirect.
  */
 export function requireAdminPage(adminToken: string | null) {
   return async function checkPage(request: FastifyRequest, reply: FastifyReply): Promise<void> {
@@ -59,7 +70,11 @@ export function requireAdminPage(adminToken: string | null) {
         { field: 'ACTIVITY_LOG_ADMIN_TOKEN', details: { variable: 'ACTIVITY_LOG_ADMIN_TOKEN' } },
       );
     }
-    if (adminCredential(request, adminToken) !== null) return;
+    const access = adminAccess(request, adminToken);
+    if (access.kind === 'bearer' || access.kind === 'session') return;
+    if (access.kind === 'wrong-token' && access.retryAfterSeconds !== null) {
+      throw throttledError(reply, access.retryAfterSeconds);
+    }
     const next = safeNextPath(request.url);
     return reply.redirect(`/backoffice/login?next=${encodeURIComponent(next)}`, 303);
   };

@@ -1,14 +1,14 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ActivityLogError } from '../../core/errors.js';
 import {
-  adminCredential,
+  adminAccess,
+  adminSession,
   checkCsrf,
+  checkToken,
+  isAdmin,
   requestIsHttps,
   sameOriginRequest,
-  sessionOf,
-  tokensMatch,
   WRONG_TOKENS_PER_WINDOW,
-  wrongTokensOf,
 } from '../auth.js';
 import { endSession, issueSession, SESSION_COOKIE, sessionCookieOptions } from '../session.js';
 import { loadPageTemplate, renderTemplate } from '../web-assets.js';
@@ -21,7 +21,7 @@ export interface BackofficeSessionOptions {
 /** A sign-in form is a few hundred bytes; nothing bigger needs parsing. */
 const FORM_BODY_LIMIT_BYTES = 16 * 1024;
 
-/** Wrong tokens one address may try per minute, through this form and bearer headers together. */
+/** Wrong admin tokens one address may try per minute, through this form and bearer headers together. */
 export const SIGN_IN_ATTEMPTS_PER_WINDOW = WRONG_TOKENS_PER_WINDOW;
 
 type FormBody = Readonly<Record<string, string>> | undefined;
@@ -36,9 +36,9 @@ function field(body: unknown, name: string): string | undefined {
  * `GET|POST /backoffice/login` and `POST /backoffice/logout`. Signing in exchanges the admin
  * token (form field or JSON `token`) for an HttpOnly, SameSite=Strict session cookie, `Secure`
  * over HTTPS; signing out ends the session on the server too. After
- * {@link SIGN_IN_ATTEMPTS_PER_WINDOW} wrong tokens from one address in a minute, that address
- * gets 429 until the minute is over. Registered in its own scope,
- * which is the only place HTML form bodies are parsed.
+ * {@link SIGN_IN_ATTEMPTS_PER_WINDOW} wrong admin tokens from one address in a minute, further
+ * wrong ones from it get 429 until the minute is over; the right token still signs in.
+ * Registered in its own scope, which is the only place HTML form bodies are parsed.
  */
 export function registerBackofficeSessionRoutes(
   app: FastifyInstance,
@@ -61,6 +61,13 @@ export function registerBackofficeSessionRoutes(
 
   const cookieOptions = (request: FastifyRequest) => sessionCookieOptions(requestIsHttps(request));
 
+  const throttledPage = (reply: FastifyReply, next: string, retryAfterSeconds: number) =>
+    loginPage(
+      reply.code(429).header('retry-after', String(retryAfterSeconds)),
+      next,
+      `Too many wrong tokens from this address: try again in ${retryAfterSeconds} s.`,
+    );
+
   app.register(async (scope) => {
     scope.addContentTypeParser(
       'application/x-www-form-urlencoded',
@@ -79,7 +86,11 @@ export function registerBackofficeSessionRoutes(
             'The backoffice is disabled: set ACTIVITY_LOG_ADMIN_TOKEN (activity-log serve generates one when it is unset).',
           );
         }
-        if (adminCredential(request, adminToken) !== null) return reply.redirect(next, 303);
+        const access = adminAccess(request, adminToken);
+        if (isAdmin(access)) return reply.redirect(next, 303);
+        if (access.kind === 'wrong-token' && access.retryAfterSeconds !== null) {
+          return throttledPage(reply, next, access.retryAfterSeconds);
+        }
         return loginPage(reply, next, request.query.signed_out === undefined ? '' : 'Signed out.', 'warn');
       },
     );
@@ -102,21 +113,10 @@ export function registerBackofficeSessionRoutes(
             { field: 'ACTIVITY_LOG_ADMIN_TOKEN', details: { variable: 'ACTIVITY_LOG_ADMIN_TOKEN' } },
           );
         }
-        const throttle = wrongTokensOf(request);
-        const nowMs = Date.now();
-        const waitMs = throttle?.waitMs(request.ip, nowMs) ?? 0;
-        if (waitMs > 0) {
-          const seconds = Math.ceil(waitMs / 1000);
-          reply.code(429).header('retry-after', String(seconds));
-          return loginPage(
-            reply,
-            next,
-            `Too many wrong tokens from this address: try again in ${seconds} s.`,
-          );
-        }
         const token = field(request.body, 'token')?.trim() ?? '';
-        if (token === '' || !tokensMatch(token, adminToken)) {
-          throttle?.recordFailure(request.ip, nowMs);
+        const check = checkToken(request, token, { token: adminToken, variable: 'ACTIVITY_LOG_ADMIN_TOKEN' });
+        if (check.kind === 'wrong') {
+          if (check.retryAfterSeconds !== null) return throttledPage(reply, next, check.retryAfterSeconds);
           request.log.warn({ ip: request.ip }, 'backoffice sign-in with a wrong token');
           return loginPage(reply.code(401), next, 'That is not the admin token (ACTIVITY_LOG_ADMIN_TOKEN).');
         }
@@ -133,12 +133,11 @@ export function registerBackofficeSessionRoutes(
         if (!sameOriginRequest(request)) {
           throw new ActivityLogError('CSRF_REJECTED', 'sign out from the backoffice pages of this server');
         }
-        if (adminToken !== null && adminCredential(request, adminToken) !== null) {
-          const session = sessionOf(request);
-          if (session !== null) {
-            checkCsrf(request, session, field(request.body, '_csrf'));
-            endSession(session);
-          }
+        // Only the cookie matters here: a bearer token has no session to end.
+        const session = adminToken === null ? null : adminSession(request, adminToken);
+        if (session !== null) {
+          checkCsrf(request, session, field(request.body, '_csrf'));
+          endSession(session);
         }
         return reply
           .clearCookie(SESSION_COOKIE, cookieOptions(request))

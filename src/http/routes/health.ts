@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { type ActivityLogError, ERROR_CODES, type ErrorCode, isActivityLogError } from '../../core/errors.js';
 import type { ActivityLog } from '../../core/logger.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
-import { adminCredential } from '../auth.js';
+import { adminAccess, isAdmin } from '../auth.js';
 
 export interface HealthRouteOptions {
   readonly activityLog: ActivityLog;
@@ -75,11 +75,14 @@ export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOp
       ...(breaker?.ok === false ? ['breaker'] : []),
     ];
     // Without the admin token, a failure is described by its code only: driver messages name
-    // hosts, databases and users, and /health answers anyone.
+    // hosts, databases and users, and /health answers anyone. The token is only looked at when
+    // there is a detail to show (otherwise the answer is the same either way); a wrong one then
+    // counts as a guess, but health is still answered, as load balancers need it.
     const detailed =
+      failing.length > 0 &&
       options.adminToken !== undefined &&
       options.adminToken !== null &&
-      adminCredential(request, options.adminToken) !== null;
+      isAdmin(adminAccess(request, options.adminToken));
     const shown = (part: PartHealth | undefined, name: string): PartHealth | undefined => {
       if (part?.error === undefined) return part;
       if (detailed) return part;
@@ -97,7 +100,6 @@ export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOp
       ...(breaker === undefined ? {} : { breaker }),
       ...(resilience === null ? {} : { spool: { pending: resilience.spool.pending() } }),
     };
-    reply.header('cache-control', 'no-store');
     return reply.code(failing.length === 0 ? 200 : 503).send(body);
   });
 }

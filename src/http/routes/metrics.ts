@@ -15,7 +15,7 @@ export function registerMetricsRoute(app: FastifyInstance, options: MetricsRoute
     { onRequest: requireToken({ token: options.adminToken, variable: 'ACTIVITY_LOG_ADMIN_TOKEN' }) },
     async (_request, reply) => {
       const text = await monitoring.prometheus();
-      return reply.header('cache-control', 'no-store').type(monitoring.prometheusContentType).send(text);
+      return reply.type(monitoring.prometheusContentType).send(text);
     },
   );
 }

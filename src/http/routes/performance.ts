@@ -16,9 +16,6 @@ export function registerPerformanceRoute(app: FastifyInstance, options: Performa
   app.get(
     '/api/backoffice/activity-logs/performance',
     { onRequest: requireToken({ token: options.adminToken, variable: 'ACTIVITY_LOG_ADMIN_TOKEN' }) },
-    async (_request, reply) => {
-      reply.header('cache-control', 'no-store');
-      return monitoring.snapshot();
-    },
+    async () => monitoring.snapshot(),
   );
 }
