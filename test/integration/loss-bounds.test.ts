@@ -1,9 +1,8 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
@@ -13,12 +12,11 @@ import { Spool } from '../../src/resilience/spool.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { MemorySink } from '../helpers/memory-sink.js';
+import { DIST_INDEX, startProducer } from '../helpers/producer-process.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
-const DIST_INDEX = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Logs `RATE` activities a second in `batch` with durability=memory, printing each id as log() resolves. */
 const STEADY_PRODUCER = `
@@ -43,8 +41,6 @@ describe.skipIf(!mariadbUp)('loss bounds (MariaDB behind a fault proxy)', () => 
   });
 
   it('durability=memory: SIGKILL during a database black hole loses no more than the flush interval plus the slow-write threshold', async () => {
-    if (!existsSync(DIST_INDEX))
-      throw new Error('dist/ is missing: run `npm run build` (npm test builds first)');
     const { table, storedIds, drop } = await migratedTable('loss_bound');
     cleanups.push(drop);
     const proxy = await FaultProxy.start(MARIADB);
@@ -70,28 +66,9 @@ describe.skipIf(!mariadbUp)('loss bounds (MariaDB behind a fault proxy)', () => 
       DB_QUERY_TIMEOUT_MS: '10000',
       DB_CONNECT_TIMEOUT_MS: '10000',
     };
-    const script = join(workDir, 'producer.mjs');
-    await writeFile(script, STEADY_PRODUCER);
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, PRODUCER_ENV: JSON.stringify(env), PER_TICK: String(perTick) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-      child.once('exit', (_code, signal) => resolve(signal)),
-    );
-    cleanups.push(async () => {
-      child.kill('SIGKILL');
-      await exited;
-    });
-    let output = '';
-    let errors = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      output += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      errors += chunk;
-    });
-    const acknowledged = () => output.split('\n').filter((line) => UUID.test(line));
+    const producer = await startProducer(workDir, STEADY_PRODUCER, env, { PER_TICK: String(perTick) });
+    cleanups.push(() => producer.kill());
+    const acknowledged = () => producer.acknowledged();
 
     await waitFor(
       async () => (await storedIds()).size > 1000,
@@ -102,11 +79,10 @@ describe.skipIf(!mariadbUp)('loss bounds (MariaDB behind a fault proxy)', () => 
     const atBlackhole = acknowledged().length;
     // Six seconds of a database that accepts connections and never answers.
     await new Promise((resolve) => setTimeout(resolve, 6000));
-    child.kill('SIGKILL');
-    expect(await exited).toBe('SIGKILL');
+    expect(await producer.kill()).toBe('SIGKILL');
     const resolved = acknowledged();
     expect(resolved.length - atBlackhole).toBeGreaterThan(3000);
-    expect(errors).toMatch(/has not answered a write for 500 ms/);
+    expect(producer.errors()).toMatch(/has not answered a write for 500 ms/);
 
     // The database is back; what the dead process spooled is replayed by the next one.
     await proxy.pass();

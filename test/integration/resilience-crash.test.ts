@@ -1,9 +1,6 @@
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { appendFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
@@ -12,12 +9,11 @@ import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { encodeSpoolRecord } from '../../src/resilience/spool-record.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
+import { DIST_INDEX, startProducer } from '../helpers/producer-process.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
-const DIST_INDEX = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * The producer: eight concurrent callers log as fast as they can with ACTIVITY_LOG_DURABILITY=disk
@@ -53,8 +49,6 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
   }
 
   it('durability=disk: every activity whose log() resolved before SIGKILL is stored after a restart; a torn last record is skipped and counted', async () => {
-    if (!existsSync(DIST_INDEX))
-      throw new Error('dist/ is missing: run `npm run build` (npm test builds first)');
     const { table, proxy, workDir, spoolDir, storedIds } = await fixture('sigkill');
     const env = {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
@@ -69,28 +63,9 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
       DB_CONNECT_TIMEOUT_MS: '500',
       DB_QUERY_TIMEOUT_MS: '1000',
     };
-    const script = join(workDir, 'producer.mjs');
-    await writeFile(script, PRODUCER);
-    const child = spawn(process.execPath, [script], {
-      env: { ...process.env, PRODUCER_ENV: JSON.stringify(env) },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = new Promise<NodeJS.Signals | null>((resolve) =>
-      child.once('exit', (_code, signal) => resolve(signal)),
-    );
-    cleanups.push(async () => {
-      child.kill('SIGKILL');
-      await exited;
-    });
-    let output = '';
-    let errors = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      output += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      errors += chunk;
-    });
-    const resolvedCount = () => output.split('\n').filter((line) => UUID.test(line)).length;
+    const producer = await startProducer(workDir, PRODUCER, env);
+    cleanups.push(() => producer.kill());
+    const resolvedCount = () => producer.acknowledged().length;
 
     // Stored while healthy, then journaled only, then killed mid-stream.
     await waitFor(async () => resolvedCount() > 500, 10_000, 'the producer to log while MariaDB is up');
@@ -101,14 +76,15 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
       10_000,
       'the producer to log while MariaDB is down',
     );
-    child.kill('SIGKILL');
-    expect(await exited).toBe('SIGKILL');
+    expect(await producer.kill()).toBe('SIGKILL');
     // Only the one-line warnings of the outage (the breaker opening, spooling), nothing unexpected.
-    expect(errors.split('\n').filter((line) => line !== '' && !line.startsWith('activity-log: '))).toEqual(
-      [],
-    );
-    // Only whole lines are ids whose log() had resolved; a line cut by the kill is not counted.
-    const resolved = output.split('\n').filter((line) => UUID.test(line));
+    expect(
+      producer
+        .errors()
+        .split('\n')
+        .filter((line) => line !== '' && !line.startsWith('activity-log: ')),
+    ).toEqual([]);
+    const resolved = producer.acknowledged();
 
     // A write torn by the crash: the first half of one more record, whose log() never resolved.
     const segments = (await readdir(spoolDir)).filter((name) => name.endsWith('.seg')).sort();
