@@ -321,6 +321,19 @@ describe('serve (SQLite in a temporary directory)', () => {
     return match[1]!;
   }
 
+  it('warns at start, one line each, about configured tokens short enough to be guessed', async () => {
+    const { run } = await serve([], {
+      ACTIVITY_LOG_INGEST_TOKEN: 'short',
+      ACTIVITY_LOG_ADMIN_TOKEN: 'a-long-random-admin-token-value-0123456789',
+    });
+    run.child.kill('SIGTERM');
+    await run.exited;
+    const warnings = lines(run.stderr()).filter((line) => /short enough to be guessed/.test(line));
+    expect(warnings).toEqual([
+      'activity-log: warning: ACTIVITY_LOG_INGEST_TOKEN is only 5 characters, short enough to be guessed; use a long random value (e.g. 32 random bytes, as serve generates when it is unset)',
+    ]);
+  });
+
   it('generates tokens for the run, answers /health, ingests, and exits 0 on SIGTERM', async () => {
     const { run, url, cwd } = await serve(['--worker'], {
       ACTIVITY_LOG_METHOD: 'batch',

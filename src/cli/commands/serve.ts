@@ -166,10 +166,22 @@ function hostFlag(value: string | undefined): string | undefined {
  * Routes whose token is unset refuse every request, so a fresh `npm start` would serve nothing
  * useful. Instead this run gets random tokens, printed once; nothing is ever open without one.
  */
+/** Tokens shorter than this are warned about at start-up. */
+const MIN_TOKEN_CHARS = 16;
+
 function withRunTokens(config: Config): { config: Config; generated: readonly TokenVariable[] } {
   const generated: TokenVariable[] = [];
   const token = (value: string | null, variable: TokenVariable): string => {
-    if (value !== null) return value;
+    if (value !== null) {
+      // The right token is always accepted, even from an address throttled for wrong ones, so
+      // only its length keeps it from being guessed.
+      if (value.length < MIN_TOKEN_CHARS) {
+        process.stderr.write(
+          `activity-log: warning: ${variable} is only ${value.length} characters, short enough to be guessed; use a long random value (e.g. 32 random bytes, as serve generates when it is unset)\n`,
+        );
+      }
+      return value;
+    }
     generated.push(variable);
     return randomBytes(32).toString('base64url');
   };
