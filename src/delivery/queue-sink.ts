@@ -1,11 +1,12 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import { ActivityLogError } from '../core/errors.js';
 import type { ActivitySink } from './delivery.js';
+import { openQueue } from './open-queue.js';
 import { type ActivityJobData, activityJobId, activityJobOptions, encodeActivityJob } from './queue-job.js';
-import { ACTIVITY_JOB_NAME, QUEUE_PREFIX } from './queue-keys.js';
+import { ACTIVITY_JOB_NAME } from './queue-keys.js';
 import { closeRedis, createRedisClient, describeRedis, queueUnavailable } from './redis-connection.js';
 
 export interface QueueSinkOptions {
@@ -145,16 +146,7 @@ class BullQueueSink implements QueueSink {
    * a queue whose connection never came up is never left half-initialised behind `close()`.
    */
   #createQueue(): Queue<ActivityJobData> {
-    const queue = new Queue<ActivityJobData>(this.queueName, {
-      connection: this.#redis,
-      prefix: QUEUE_PREFIX,
-      // The version check is a round-trip that could fail after 'ready'; the producer needs no
-      // version-dependent feature (those concern blocking commands in workers).
-      skipVersionCheck: true,
-    });
-    // Connection errors are recorded from the client; an unheard 'error' event would throw.
-    queue.on('error', () => {});
-    return queue;
+    return openQueue<ActivityJobData>(this.#redis, this.queueName, { updateMeta: true });
   }
 
   async #send(): Promise<void> {

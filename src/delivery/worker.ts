@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import { ActivityLogError, type ErrorCode, isActivityLogError } from '../core/errors.js';
 import { CircuitBreaker } from '../resilience/breaker.js';
 import type { ActivityStore } from '../store/activity-store.js';
+import { openQueue } from './open-queue.js';
 import { type ActivityJobData, decodeActivityJob } from './queue-job.js';
 import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
 import { assertQueueEnabled, closeRedis, connectRedis, createRedisClient } from './redis-connection.js';
@@ -334,12 +335,7 @@ export class ActivityWorker {
     await this.#warnAboutSetUp(redis);
 
     // Only used to count jobs; the producer's queue owns the meta hash.
-    this.#queue = new Queue<ActivityJobData>(this.queueName, {
-      connection: redis,
-      prefix: QUEUE_PREFIX,
-      skipMetasUpdate: true,
-    });
-    this.#queue.on('error', (error) => this.#onConnectionError(error));
+    this.#queue = openQueue<ActivityJobData>(redis, this.queueName);
     this.#bull = new Worker<ActivityJobData>(this.queueName, null, {
       connection: redis,
       prefix: QUEUE_PREFIX,

@@ -5,8 +5,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { closeRedis, createRedisClient } from '../../src/delivery/redis-connection.js';
 import { ActivityWorker, type JobFailedEvent } from '../../src/delivery/worker.js';
 import { createServer } from '../../src/http/server.js';
+import { ClusterReader } from '../../src/metrics/redis-metrics.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
@@ -231,6 +233,35 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const admin = await QueueAdmin.connect(config.redis, queueName);
     cleanups.push(() => admin.close());
     expect(await admin.counts()).toMatchObject({ waiting: 1, failed: 0 });
+  });
+
+  it('the metrics reader closed while Redis has stopped answering leaves no unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    cleanups.push(async () => process.off('unhandledRejection', onUnhandled));
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    const config = queueConfig(uniqueQueueName('reader-close'), {
+      REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+    });
+    const redis = createRedisClient(config.redis, 'producer');
+    const ready = new Promise<void>((resolve) => {
+      // Redis stops answering the moment the connection is ready: whatever the reader sends while
+      // starting up is never answered.
+      redis.once('ready', () => {
+        void proxy.blackhole();
+        resolve();
+      });
+    });
+    const reader = new ClusterReader(redis, config.queueName);
+    await ready;
+    await reader.close();
+    await closeRedis(redis);
+    await waitFor(() => redis.status === 'end', 20_000, 'the client to close');
+    // Rejections are reported after the microtasks that could still handle them.
+    await sleep(100);
+    expect(unhandled).toEqual([]);
   });
 
   it('GET /health reports Redis with the queue method: 200 while it answers, 503 naming the queue when it is refused', async () => {
