@@ -170,6 +170,13 @@ export function defaultTimeoutSeconds(retryAfterSeconds: number): number {
 
 export const DEFAULT_WORKER_CONCURRENCY = 2;
 
+/**
+ * BullMQ blocks for the next job for the drain delay, or up to 10 s while delayed jobs (retry
+ * backoffs) wait, and gives up on the blocking connection 1 s after that.
+ */
+const BULLMQ_LONGEST_BLOCK_SECONDS = 10;
+const BULLMQ_BLOCK_WATCHDOG_SECONDS = 1;
+
 /** How often a worker told to stop looks whether Redis has gone away under the command it waits for. */
 const OFFLINE_STOP_POLL_MS = 100;
 
@@ -213,6 +220,8 @@ interface ResolvedOptions {
   readonly maxJobs: number;
   readonly maxTimeMs: number;
   readonly pollIntervalMs: number;
+  /** BullMQ's `drainDelay`: how long an idle worker blocks waiting for a job. */
+  readonly drainDelaySeconds: number;
 }
 
 /**
@@ -297,6 +306,7 @@ export class ActivityWorker {
       maxTimeMs:
         options.maxTimeSeconds === undefined ? Number.POSITIVE_INFINITY : options.maxTimeSeconds * 1000,
       pollIntervalMs: options.pollIntervalMs ?? 1000,
+      drainDelaySeconds: Math.max(1, Math.round((options.pollIntervalMs ?? 1000) / 1000)),
     };
   }
 
@@ -314,8 +324,11 @@ export class ActivityWorker {
     if (this.#done !== null) throw new Error('ActivityWorker.start() was already called');
     assertQueueEnabled(this.#config, 'a queue worker');
     const redisConfig = this.#config.redis;
+    const { drainDelaySeconds } = this.#options;
     const redis = createRedisClient(redisConfig, 'worker', {
       lazyConnect: true,
+      blockingWaitMs:
+        (Math.max(drainDelaySeconds, BULLMQ_LONGEST_BLOCK_SECONDS) + BULLMQ_BLOCK_WATCHDOG_SECONDS) * 1000,
       onError: (error) => this.#onConnectionError(error),
     });
     this.#redis = redis;
@@ -344,7 +357,7 @@ export class ActivityWorker {
       stalledInterval: this.timings.stalledIntervalMs,
       // A job that keeps killing its worker is failed after as many hand-overs as it has tries.
       maxStalledCount: this.#options.tries,
-      drainDelay: Math.max(1, Math.round(this.#options.pollIntervalMs / 1000)),
+      drainDelay: this.#options.drainDelaySeconds,
     });
     this.#bull.on('error', (error) => this.#onConnectionError(error));
     await this.#bull.startStalledCheckTimer();
