@@ -360,6 +360,10 @@ export class ActivityWorker {
       drainDelay: this.#options.drainDelaySeconds,
     });
     this.#bull.on('error', (error) => this.#onConnectionError(error));
+    // BullMQ opens its blocking connection now and re-emits a failed opening as 'error' on it;
+    // closed before that settles, the connection has no listener left and the failure becomes an
+    // unhandled rejection. A worker therefore starts only once that connection is open.
+    await this.#bull.waitUntilReady();
     await this.#bull.startStalledCheckTimer();
     this.#lockTimer = setInterval(() => this.#renewLocks(), this.timings.lockRenewMs);
   }

@@ -342,6 +342,28 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(unhandled).toEqual([]);
   });
 
+  it('a worker stopped as soon as it started leaves no unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    cleanups.push(async () => process.off('unhandledRejection', onUnhandled));
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    // A slow network: each connection takes a while to open.
+    proxy.latencyMs = 50;
+    const queueName = uniqueQueueName('quick-stop');
+    const config = queueConfig(queueName, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    const store = createStore(config.database);
+    cleanups.push(() => store.close());
+    const worker = new ActivityWorker({ config, store });
+    worker.events.on('warning', () => undefined);
+    await worker.start();
+    expect(await worker.close()).toMatchObject({ reason: 'closed', jobs: 0 });
+    await sleep(500);
+    expect(unhandled).toEqual([]);
+  });
+
   it('GET /health reports Redis with the queue method: 200 while it answers, 503 naming the queue when it is refused', async () => {
     const queueName = uniqueQueueName('health');
     const proxy = await FaultProxy.start(REDIS);
