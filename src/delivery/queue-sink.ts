@@ -3,11 +3,12 @@ import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import { ActivityLogError } from '../core/errors.js';
-import type { ActivitySink } from './delivery.js';
+import type { ActivitySink, Delivery } from './delivery.js';
 import { openQueue } from './open-queue.js';
 import { type ActivityJobData, activityJobId, activityJobOptions, encodeActivityJob } from './queue-job.js';
 import { ACTIVITY_JOB_NAME } from './queue-keys.js';
 import { closeRedis, createRedisClient, describeRedis, queueUnavailable } from './redis-connection.js';
+import { durabilityWarningOnce, type RedisDurability, readRedisDurability } from './redis-durability.js';
 
 export interface QueueSinkOptions {
   readonly redis: RedisConfig;
@@ -21,12 +22,24 @@ export interface QueueSinkOptions {
   readonly enqueueTimeoutMs?: number;
   /** Longest wait for the TCP connection to Redis (default 2000 ms). */
   readonly connectTimeoutMs?: number;
+  /**
+   * Where the warning goes when Redis does not keep the queue through a crash (once per process
+   * and server). Default: a line on stderr.
+   */
+  readonly warn?: (message: string) => void;
 }
 
 /** The producer side of the `queue` method: an {@link ActivitySink} that enqueues BullMQ jobs. */
 export interface QueueSink extends ActivitySink {
   readonly name: 'queue';
   readonly queueName: string;
+  /** Resolves when Redis answers (and its durability has been read); rejects with `QUEUE_UNAVAILABLE`. */
+  ping(): Promise<void>;
+  /**
+   * Whether Redis keeps the queue through a crash, as read at the last connection (`null` until
+   * Redis has answered once). See {@link readRedisDurability}.
+   */
+  durability(): RedisDurability | null;
 }
 
 interface PendingWrite {
@@ -56,6 +69,18 @@ export function createQueueSink(options: QueueSinkOptions): QueueSink {
   return new BullQueueSink(options);
 }
 
+const QUEUE_SINKS = new WeakMap<Delivery, QueueSink>();
+
+/** Records that `delivery` enqueues through `sink`, for {@link queueSinkOf}. */
+export function attachQueueSink(delivery: Delivery, sink: QueueSink): void {
+  QUEUE_SINKS.set(delivery, sink);
+}
+
+/** The queue producer a delivery made by `createDelivery` enqueues through (`GET /health` reads its durability). */
+export function queueSinkOf(delivery: Delivery): QueueSink | null {
+  return QUEUE_SINKS.get(delivery) ?? null;
+}
+
 class BullQueueSink implements QueueSink {
   readonly name = 'queue';
   readonly queueName: string;
@@ -67,6 +92,8 @@ class BullQueueSink implements QueueSink {
   #sending = false;
   #lastConnectionError: Error | null = null;
   #firstConnection: Promise<void> | null;
+  #durability: RedisDurability | null = null;
+  #durabilityRead: Promise<void> | null = null;
   #closed = false;
 
   constructor(options: QueueSinkOptions) {
@@ -82,6 +109,8 @@ class BullQueueSink implements QueueSink {
     });
     this.#redis.on('ready', () => {
       this.#lastConnectionError = null;
+      // Read again on every connection: a failover may land on a server set up differently.
+      this.#durabilityRead = this.#readDurability();
     });
     this.#firstConnection = new Promise<void>((resolve) => {
       const settle = () => {
@@ -125,7 +154,10 @@ class BullQueueSink implements QueueSink {
     });
   }
 
-  /** Resolves when Redis answers a PING; rejects with `QUEUE_UNAVAILABLE` otherwise. */
+  /**
+   * Resolves when Redis answers a PING (and its durability has been read); rejects with
+   * `QUEUE_UNAVAILABLE` otherwise.
+   */
   async ping(): Promise<void> {
     if (this.#firstConnection !== null) await this.#firstConnection;
     if (this.#redis.status !== 'ready') {
@@ -139,6 +171,23 @@ class BullQueueSink implements QueueSink {
     } catch (error) {
       throw queueUnavailable(this.#options.redis, error);
     }
+    // Readiness reports durability too: the settings are read on connecting, a round-trip away.
+    await this.#durabilityRead;
+  }
+
+  durability(): RedisDurability | null {
+    return this.#durability;
+  }
+
+  async #readDurability(): Promise<void> {
+    const durability = await readRedisDurability(this.#redis);
+    if (this.#closed) return;
+    this.#durability = durability;
+    const warning = durabilityWarningOnce(describeRedis(this.#options.redis), durability);
+    if (warning === null) return;
+    const warn =
+      this.#options.warn ?? ((message) => process.stderr.write(`activity-log: warning: ${message}\n`));
+    warn(warning);
   }
 
   /**

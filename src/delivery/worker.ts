@@ -10,7 +10,14 @@ import type { ActivityStore } from '../store/activity-store.js';
 import { openQueue } from './open-queue.js';
 import { type ActivityJobData, decodeActivityJob } from './queue-job.js';
 import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
-import { assertQueueEnabled, closeRedis, connectRedis, createRedisClient } from './redis-connection.js';
+import {
+  assertQueueEnabled,
+  closeRedis,
+  connectRedis,
+  createRedisClient,
+  describeRedis,
+} from './redis-connection.js';
+import { durabilityWarningOnce, readRedisDurability } from './redis-durability.js';
 
 /** Why a worker stopped. */
 export type WorkerStopReason =
@@ -419,6 +426,9 @@ export class ActivityWorker {
     } catch (error) {
       this.#warn('could not read the Redis maxmemory-policy (INFO memory failed)', error);
     }
+    const durability = await readRedisDurability(redis);
+    const warning = durabilityWarningOnce(describeRedis(this.#config.redis), durability);
+    if (warning !== null) this.#warn(warning);
   }
 
   async #run(): Promise<WorkerSummary> {

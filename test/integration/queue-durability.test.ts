@@ -1,0 +1,114 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createActivityLog } from '../../src/core/logger.js';
+import { createQueueSink } from '../../src/delivery/queue-sink.js';
+import { ActivityWorker } from '../../src/delivery/worker.js';
+import { createServer } from '../../src/http/server.js';
+import { createStore } from '../../src/store/create-store.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { queueConfig, REDIS_URL, removeQueue, uniqueQueueName } from '../helpers/queue.js';
+import { REDIS, serviceAvailable } from '../helpers/services.js';
+
+const redisUp = await serviceAvailable(REDIS);
+
+describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persistence)', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  /**
+   * A proxy of its own in front of the test Redis: an address no other test in this process has
+   * been warned about, since the warning is given once per process and server.
+   */
+  async function freshAddress(): Promise<string> {
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    return `redis://127.0.0.1:${proxy.port}`;
+  }
+
+  it('producers and workers warn once per process that Redis loses the queue in a crash, naming it and what to set', async () => {
+    const direct = new Redis(REDIS_URL);
+    const [, appendonly] = (await direct.config('GET', 'appendonly')) as string[];
+    await direct.quit();
+    expect(appendonly, 'the test Redis runs with appendonly no (DEVELOPERS.md)').toBe('no');
+
+    const queueName = uniqueQueueName('durability');
+    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    const producerAddress = await freshAddress();
+    const producerConfig = queueConfig(queueName, { REDIS_URL: producerAddress });
+    const warnings: string[] = [];
+    const sinks = [1, 2].map(() =>
+      createQueueSink({
+        redis: producerConfig.redis,
+        queueName,
+        tries: 3,
+        batchSize: 10,
+        warn: (message) => warnings.push(message),
+      }),
+    );
+    for (const sink of sinks) cleanups.push(() => sink.close());
+    for (const sink of sinks) await sink.ping();
+    expect(warnings).toEqual([
+      `Redis at ${producerAddress} is not durable: appendonly no, so a Redis crash or restart loses every queued activity; set appendonly yes and appendfsync everysec`,
+    ]);
+    for (const sink of sinks) {
+      expect(sink.durability()).toMatchObject({ durable: false, appendonly: 'no', appendfsync: 'everysec' });
+    }
+
+    const workerAddress = await freshAddress();
+    const workerConfig = queueConfig(queueName, { REDIS_URL: workerAddress });
+    const workerWarnings: string[][] = [];
+    for (let i = 0; i < 2; i++) {
+      const store = createStore(workerConfig.database);
+      cleanups.push(() => store.close());
+      const worker = new ActivityWorker({ config: workerConfig, store });
+      cleanups.push(() => worker.close());
+      const seen: string[] = [];
+      worker.events.on('warning', (warning) => seen.push(warning.message));
+      await worker.start();
+      workerWarnings.push(seen.filter((message) => message.includes('durable')));
+    }
+    expect(workerWarnings).toEqual([
+      [
+        `Redis at ${workerAddress} is not durable: appendonly no, so a Redis crash or restart loses every queued activity; set appendonly yes and appendfsync everysec`,
+      ],
+      [],
+    ]);
+  });
+
+  it('GET /health reports the queue as not durable, with the reason, and stays 200', async () => {
+    const queueName = uniqueQueueName('durability-health');
+    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-durability-'));
+    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    const activityLog = createActivityLog({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        REDIS_URL: await freshAddress(),
+        ACTIVITY_LOG_METHOD: 'queue',
+        ACTIVITY_LOG_QUEUE_NAME: queueName,
+        DATABASE_URL: 'sqlite::memory:',
+        ACTIVITY_LOG_SPOOL_DIR: spoolDir,
+      },
+    });
+    cleanups.push(() => activityLog.close());
+    const app = createServer({ activityLog });
+    cleanups.push(() => app.close());
+
+    const health = await app.inject({ method: 'GET', url: '/health' });
+    expect(health.statusCode).toBe(200);
+    expect(health.json()).toMatchObject({
+      status: 'ok',
+      queue: {
+        ok: true,
+        durable: false,
+        durability:
+          'not durable: appendonly no, so a Redis crash or restart loses every queued activity; set appendonly yes and appendfsync everysec',
+      },
+    });
+  });
+});
