@@ -157,9 +157,10 @@ export class QueueAdmin {
 
   /**
    * Sets the restart marker to the Redis server's time: every worker started before it (of this
-   * queue, or of every queue with `scope: 'all'`) finishes its jobs in hand and exits 0.
+   * queue, or of every queue on this Redis with `scope: 'all'`) finishes its jobs in hand and
+   * exits 0. Workers of other queues never read this queue's marker.
    */
-  async requestRestart(scope: 'all' | 'queue' = 'all'): Promise<Date> {
+  async requestRestart(scope: 'all' | 'queue' = 'queue'): Promise<Date> {
     return this.#call(async () => {
       const now = await redisTimeMs(this.#redis);
       await this.#redis.set(restartMarkerKey(scope === 'all' ? undefined : this.queueName), String(now));

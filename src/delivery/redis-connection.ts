@@ -72,11 +72,11 @@ export function describeRedis(redis: RedisConfig): string {
  * The queue backend is on only with `QUEUE_CONNECTION=redis` (as in DESIGN: "`redis` enables the
  * queue backend"), so a forgotten variable is a clear start-up error rather than a silent fallback.
  */
-export function assertQueueEnabled(config: Config, what: string): void {
+export function assertQueueEnabled(config: Config, what: string, hint?: string): void {
   if (config.queueConnection !== 'redis') {
     throw new ActivityLogError(
       'CONFIG_INVALID',
-      `QUEUE_CONNECTION=${config.queueConnection} is not allowed with ${what}: expected redis (set QUEUE_CONNECTION=redis and REDIS_URL or REDIS_HOST/REDIS_PORT)`,
+      `QUEUE_CONNECTION=${config.queueConnection} is not allowed with ${what}: expected redis (set QUEUE_CONNECTION=redis and REDIS_URL or REDIS_HOST/REDIS_PORT${hint === undefined ? '' : `; ${hint}`})`,
       { field: 'QUEUE_CONNECTION' },
     );
   }
