@@ -183,7 +183,7 @@ function watchStream(client: Redis, watch: ConnectionWatch): void {
   };
   const close = (reason: string) => {
     stop();
-    stream.destroy(new Error(`Redis at ${watch.server} ${reason}; reconnecting`));
+    stream.destroy(new Error(`${reason}; the connection was closed`));
   };
   const check = () => {
     if (stream.destroyed || client.stream !== stream) {
@@ -193,7 +193,9 @@ function watchStream(client: Redis, watch: ConnectionWatch): void {
     const now = Date.now();
     if (lastDataAt === null) {
       if (now - openedAt >= watch.firstReplyTimeoutMs) {
-        close(`accepted the connection but sent nothing within ${watch.firstReplyTimeoutMs} ms`);
+        close(
+          `${watch.server} accepted the connection but sent nothing within ${watch.firstReplyTimeoutMs} ms`,
+        );
       }
       return;
     }
@@ -203,7 +205,7 @@ function watchStream(client: Redis, watch: ConnectionWatch): void {
     }
     waitingSince ??= now;
     if (now - Math.max(lastDataAt, waitingSince) >= watch.silenceTimeoutMs) {
-      close(`sent nothing for ${watch.silenceTimeoutMs} ms while a command waited`);
+      close(`${watch.server} sent nothing for ${watch.silenceTimeoutMs} ms while a command waited`);
     }
   };
   const timer = setInterval(check, SILENCE_CHECK_INTERVAL_MS);
