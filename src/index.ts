@@ -22,6 +22,7 @@ export { QueueAdmin } from './delivery/queue-admin.js';
 export { QUEUE_PREFIX, storedCounterKey } from './delivery/queue-keys.js';
 export type { QueueSink, QueueSinkOptions } from './delivery/queue-sink.js';
 export { createQueueSink } from './delivery/queue-sink.js';
+export type { RedisDurability } from './delivery/redis-durability.js';
 export type {
   JobFailedEvent,
   JobsReturnedEvent,

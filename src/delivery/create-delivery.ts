@@ -4,7 +4,7 @@ import { JournaledDelivery } from '../resilience/journaled-delivery.js';
 import type { ActivityStore } from '../store/activity-store.js';
 import { BatchDelivery } from './batch.js';
 import type { ActivitySink, Delivery } from './delivery.js';
-import { createQueueSink } from './queue-sink.js';
+import { attachQueueSink, createQueueSink } from './queue-sink.js';
 import { assertQueueEnabled } from './redis-connection.js';
 import { createStoreSink } from './store-sink.js';
 import { SyncDelivery } from './sync.js';
@@ -66,14 +66,16 @@ export function createDelivery(
         ...(config.durability === 'disk' ? { acknowledgement: queueSink.acknowledgement } : {}),
         ...warn,
       });
-      if (config.durability === 'disk') {
-        return new JournaledDelivery(sink, { method: 'queue', flushIntervalMs: config.flushIntervalMs });
-      }
-      return new BatchDelivery(sink, {
-        method: 'queue',
-        batchSize: config.batchSize,
-        flushIntervalMs: config.flushIntervalMs,
-      });
+      const delivery =
+        config.durability === 'disk'
+          ? new JournaledDelivery(sink, { method: 'queue', flushIntervalMs: config.flushIntervalMs })
+          : new BatchDelivery(sink, {
+              method: 'queue',
+              batchSize: config.batchSize,
+              flushIntervalMs: config.flushIntervalMs,
+            });
+      attachQueueSink(delivery, queueSink);
+      return delivery;
     }
   }
 }

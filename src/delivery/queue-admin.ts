@@ -1,9 +1,10 @@
-import { type Job, Queue } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
 import { removeMetricsKeys } from '../metrics/redis-metrics.js';
+import { openQueue } from './open-queue.js';
 import { type ActivityJobData, countJobActivities } from './queue-job.js';
-import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from './queue-keys.js';
+import { restartMarkerKey, storedCounterKey } from './queue-keys.js';
 import {
   closeRedis,
   connectRedis,
@@ -64,12 +65,7 @@ export class QueueAdmin {
     this.queueName = queueName;
     this.#redis = redis;
     // Read-mostly: no need to (re)write the queue's meta hash just because someone looked at it.
-    this.#queue = new Queue<ActivityJobData>(queueName, {
-      connection: redis,
-      prefix: QUEUE_PREFIX,
-      skipMetasUpdate: true,
-    });
-    this.#queue.on('error', () => {});
+    this.#queue = openQueue<ActivityJobData>(redis, queueName);
   }
 
   /** Connects, failing with `QUEUE_UNAVAILABLE` (naming the server) if Redis does not answer. */
@@ -161,9 +157,10 @@ export class QueueAdmin {
 
   /**
    * Sets the restart marker to the Redis server's time: every worker started before it (of this
-   * queue, or of every queue with `scope: 'all'`) finishes its jobs in hand and exits 0.
+   * queue, or of every queue on this Redis with `scope: 'all'`) finishes its jobs in hand and
+   * exits 0. Workers of other queues never read this queue's marker.
    */
-  async requestRestart(scope: 'all' | 'queue' = 'all'): Promise<Date> {
+  async requestRestart(scope: 'all' | 'queue' = 'queue'): Promise<Date> {
     return this.#call(async () => {
       const now = await redisTimeMs(this.#redis);
       await this.#redis.set(restartMarkerKey(scope === 'all' ? undefined : this.queueName), String(now));

@@ -1,13 +1,15 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import { ActivityLogError } from '../core/errors.js';
 import type { WriteAcknowledgement, WriteFate } from '../resilience/resilient-sink.js';
-import type { ActivitySink } from './delivery.js';
+import type { ActivitySink, Delivery } from './delivery.js';
+import { openQueue } from './open-queue.js';
 import { type ActivityJobData, activityJobId, activityJobOptions, encodeActivityJob } from './queue-job.js';
-import { ACTIVITY_JOB_NAME, QUEUE_PREFIX, storedJobsKey } from './queue-keys.js';
+import { ACTIVITY_JOB_NAME, storedJobsKey } from './queue-keys.js';
 import { closeRedis, createRedisClient, describeRedis, queueUnavailable } from './redis-connection.js';
+import { durabilityWarningOnce, type RedisDurability, readRedisDurability } from './redis-durability.js';
 
 export interface QueueSinkOptions {
   readonly redis: RedisConfig;
@@ -21,6 +23,11 @@ export interface QueueSinkOptions {
   readonly enqueueTimeoutMs?: number;
   /** Longest wait for the TCP connection to Redis (default 2000 ms). */
   readonly connectTimeoutMs?: number;
+  /**
+   * Where the warning goes when Redis does not keep the queue through a crash (once per process
+   * and server). Default: a line on stderr.
+   */
+  readonly warn?: (message: string) => void;
 }
 
 /** The producer side of the `queue` method: an {@link ActivitySink} that enqueues BullMQ jobs. */
@@ -29,6 +36,13 @@ export interface QueueSink extends ActivitySink {
   readonly queueName: string;
   /** Whether the jobs a write made were stored by a worker (see `ResilientSinkOptions.acknowledgement`). */
   readonly acknowledgement: WriteAcknowledgement;
+  /** Resolves when Redis answers (and its durability has been read); rejects with `QUEUE_UNAVAILABLE`. */
+  ping(): Promise<void>;
+  /**
+   * Whether Redis keeps the queue through a crash, as read at the last connection (`null` until
+   * Redis has answered once). See {@link readRedisDurability}.
+   */
+  durability(): RedisDurability | null;
 }
 
 interface PendingWrite {
@@ -67,6 +81,17 @@ const JOB_STATE_FATES: Readonly<Record<string, WriteFate>> = {
   failed: 'failed',
   unknown: 'lost',
 };
+const QUEUE_SINKS = new WeakMap<Delivery, QueueSink>();
+
+/** Records that `delivery` enqueues through `sink`, for {@link queueSinkOf}. */
+export function attachQueueSink(delivery: Delivery, sink: QueueSink): void {
+  QUEUE_SINKS.set(delivery, sink);
+}
+
+/** The queue producer a delivery made by `createDelivery` enqueues through (`GET /health` reads its durability). */
+export function queueSinkOf(delivery: Delivery): QueueSink | null {
+  return QUEUE_SINKS.get(delivery) ?? null;
+}
 
 class BullQueueSink implements QueueSink {
   readonly name = 'queue';
@@ -83,6 +108,8 @@ class BullQueueSink implements QueueSink {
   #sending = false;
   #lastConnectionError: Error | null = null;
   #firstConnection: Promise<void> | null;
+  #durability: RedisDurability | null = null;
+  #durabilityRead: Promise<void> | null = null;
   #closed = false;
 
   constructor(options: QueueSinkOptions) {
@@ -98,6 +125,8 @@ class BullQueueSink implements QueueSink {
     });
     this.#redis.on('ready', () => {
       this.#lastConnectionError = null;
+      // Read again on every connection: a failover may land on a server set up differently.
+      this.#durabilityRead = this.#readDurability();
     });
     this.#firstConnection = new Promise<void>((resolve) => {
       const settle = () => {
@@ -178,7 +207,10 @@ class BullQueueSink implements QueueSink {
     return fates;
   }
 
-  /** Resolves when Redis answers a PING; rejects with `QUEUE_UNAVAILABLE` otherwise. */
+  /**
+   * Resolves when Redis answers a PING (and its durability has been read); rejects with
+   * `QUEUE_UNAVAILABLE` otherwise.
+   */
   async ping(): Promise<void> {
     if (this.#firstConnection !== null) await this.#firstConnection;
     if (this.#redis.status !== 'ready') {
@@ -192,6 +224,23 @@ class BullQueueSink implements QueueSink {
     } catch (error) {
       throw queueUnavailable(this.#options.redis, error);
     }
+    // Readiness reports durability too: the settings are read on connecting, a round-trip away.
+    await this.#durabilityRead;
+  }
+
+  durability(): RedisDurability | null {
+    return this.#durability;
+  }
+
+  async #readDurability(): Promise<void> {
+    const durability = await readRedisDurability(this.#redis);
+    if (this.#closed) return;
+    this.#durability = durability;
+    const warning = durabilityWarningOnce(describeRedis(this.#options.redis), durability);
+    if (warning === null) return;
+    const warn =
+      this.#options.warn ?? ((message) => process.stderr.write(`activity-log: warning: ${message}\n`));
+    warn(warning);
   }
 
   /**
@@ -199,16 +248,7 @@ class BullQueueSink implements QueueSink {
    * a queue whose connection never came up is never left half-initialised behind `close()`.
    */
   #createQueue(): Queue<ActivityJobData> {
-    const queue = new Queue<ActivityJobData>(this.queueName, {
-      connection: this.#redis,
-      prefix: QUEUE_PREFIX,
-      // The version check is a round-trip that could fail after 'ready'; the producer needs no
-      // version-dependent feature (those concern blocking commands in workers).
-      skipVersionCheck: true,
-    });
-    // Connection errors are recorded from the client; an unheard 'error' event would throw.
-    queue.on('error', () => {});
-    return queue;
+    return openQueue<ActivityJobData>(this.#redis, this.queueName, { updateMeta: true });
   }
 
   async #send(): Promise<void> {

@@ -6,18 +6,36 @@ import { ActivityLogError } from '../core/errors.js';
  * What a connection is for; each role trades waiting against failing differently.
  *
  * - `producer`: used from the application's process. It must never make a caller wait, so it
- *   has no offline queue, one retry per command and a command timeout.
+ *   has no offline queue and one retry per command.
+ * - `metrics`: the monitoring of any process (heartbeat, shared figures, alerts); like the
+ *   producer, it fails at once while Redis is away and tries again on its next round.
  * - `worker`: a long-running `work` process. BullMQ needs `maxRetriesPerRequest: null` here so
- *   that its blocking commands survive reconnects; commands wait for Redis to come back.
+ *   that its blocking commands survive reconnects; commands wait up to their (longer) timeout for
+ *   Redis to come back.
  * - `command`: a one-shot CLI command. It fails at once with a clear line when Redis is down.
+ *
+ * Every role has a command timeout, and every connection is closed and opened again when Redis
+ * stops sending while a command waits for it (see {@link createRedisClient}).
  */
-export type RedisRole = 'producer' | 'worker' | 'command';
+export type RedisRole = 'producer' | 'metrics' | 'worker' | 'command';
 
 export interface RedisClientOptions {
-  /** Longest wait for the TCP connection (default 2000 ms). */
+  /**
+   * Longest wait for the TCP connection, and then for Redis's first reply on it (default 2000 ms):
+   * a load balancer in front of a dead server accepts connections that never answer.
+   */
   readonly connectTimeoutMs?: number;
-  /** Longest wait for one command on `producer` and `command` connections (default 5000 ms). */
+  /**
+   * Longest wait for one command (default 5000 ms; 30000 ms for `worker`, whose commands wait
+   * through a short outage). A command still unanswered then rejects with "Command timed out".
+   */
   readonly commandTimeoutMs?: number;
+  /**
+   * `worker`: the longest a blocking command (BullMQ's BZPOPMIN for the next job) legitimately
+   * waits. The connections BullMQ makes for those commands (copies of this client) allow that
+   * long on top of the usual silence before they count as dead.
+   */
+  readonly blockingWaitMs?: number;
   /** Connect only when {@link connectRedis} is called (default false). */
   readonly lazyConnect?: boolean;
   /** Called with connection errors (ioredis reports them as events; unheard, it prints them). */
@@ -26,6 +44,15 @@ export interface RedisClientOptions {
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 2000;
 const DEFAULT_COMMAND_TIMEOUT_MS = 5000;
+const DEFAULT_WORKER_COMMAND_TIMEOUT_MS = 30_000;
+/**
+ * A connection that receives nothing for this long while a command waits is dead: it is closed
+ * and a new one opened. Redis answers a command in microseconds to milliseconds, so a healthy
+ * connection is never silent this long unless a command blocks on purpose.
+ */
+const REDIS_SILENCE_TIMEOUT_MS = 5000;
+/** How often each connection's silence is looked at. */
+const SILENCE_CHECK_INTERVAL_MS = 250;
 const MAX_RECONNECT_DELAY_MS = 5000;
 
 /** `redis://host:port` without credentials, for messages and logs. */
@@ -45,33 +72,47 @@ export function describeRedis(redis: RedisConfig): string {
  * The queue backend is on only with `QUEUE_CONNECTION=redis` (as in DESIGN: "`redis` enables the
  * queue backend"), so a forgotten variable is a clear start-up error rather than a silent fallback.
  */
-export function assertQueueEnabled(config: Config, what: string): void {
+export function assertQueueEnabled(config: Config, what: string, hint?: string): void {
   if (config.queueConnection !== 'redis') {
     throw new ActivityLogError(
       'CONFIG_INVALID',
-      `QUEUE_CONNECTION=${config.queueConnection} is not allowed with ${what}: expected redis (set QUEUE_CONNECTION=redis and REDIS_URL or REDIS_HOST/REDIS_PORT)`,
+      `QUEUE_CONNECTION=${config.queueConnection} is not allowed with ${what}: expected redis (set QUEUE_CONNECTION=redis and REDIS_URL or REDIS_HOST/REDIS_PORT${hint === undefined ? '' : `; ${hint}`})`,
       { field: 'QUEUE_CONNECTION' },
     );
   }
 }
 
-/** An ioredis client for `redis`, tuned for `role` (see {@link RedisRole}). */
+/**
+ * An ioredis client for `redis`, tuned for `role` (see {@link RedisRole}).
+ *
+ * A dead connection is not left in place: ioredis's command timeout rejects a command but keeps
+ * the socket, and behind a load balancer whose server died the socket stays open and silent
+ * forever. So a connection that receives nothing for {@link REDIS_SILENCE_TIMEOUT_MS} while a
+ * command waits, or nothing within the connect timeout of opening, is destroyed, and the client
+ * reconnects (except `command`, which fails). The commands it carried are retried on the new
+ * connection or rejected, as the role says. (ioredis's own `socketTimeout` is not used: its timer
+ * outlives the connection it was set for, fires against the next one and holds a closed client's
+ * process open.)
+ */
 export function createRedisClient(
   redis: RedisConfig,
   role: RedisRole,
   options: RedisClientOptions = {},
 ): Redis {
   const connectTimeout = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-  const commandTimeout = options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+  const commandTimeout =
+    options.commandTimeoutMs ??
+    (role === 'worker' ? DEFAULT_WORKER_COMMAND_TIMEOUT_MS : DEFAULT_COMMAND_TIMEOUT_MS);
   const roleOptions: RedisOptions =
     role === 'worker'
       ? { maxRetriesPerRequest: null, enableOfflineQueue: true }
-      : role === 'producer'
-        ? { maxRetriesPerRequest: 1, enableOfflineQueue: false, commandTimeout }
-        : // A CLI command gives up on the first failed connection instead of reconnecting forever.
-          { maxRetriesPerRequest: 1, enableOfflineQueue: true, commandTimeout, retryStrategy: () => null };
+      : role === 'command'
+        ? // A CLI command gives up on the first failed connection instead of reconnecting forever.
+          { maxRetriesPerRequest: 1, enableOfflineQueue: true, retryStrategy: () => null }
+        : { maxRetriesPerRequest: 1, enableOfflineQueue: false };
   const common: RedisOptions = {
     connectTimeout,
+    commandTimeout,
     lazyConnect: options.lazyConnect ?? false,
     connectionName: `activity-log-${role}`,
     retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 10), MAX_RECONNECT_DELAY_MS),
@@ -86,9 +127,96 @@ export function createRedisClient(
           port: redis.port,
           ...(redis.password === null ? {} : { password: redis.password }),
         });
+  watchConnections(client, {
+    server: describeRedis(redis),
+    firstReplyTimeoutMs: connectTimeout,
+    silenceTimeoutMs: REDIS_SILENCE_TIMEOUT_MS,
+    blockingWaitMs: options.blockingWaitMs ?? 0,
+  });
   const onError = options.onError ?? (() => {});
   client.on('error', onError);
   return client;
+}
+
+interface ConnectionWatch {
+  /** `redis://host:port`, for the error that closes a dead connection. */
+  readonly server: string;
+  /** Longest wait for Redis's first reply on a new connection (the handshake). */
+  readonly firstReplyTimeoutMs: number;
+  /** Longest silence while a command waits, once Redis has answered. */
+  readonly silenceTimeoutMs: number;
+  /** Extra silence allowed on copies of the client made for blocking commands. */
+  readonly blockingWaitMs: number;
+}
+
+/**
+ * Destroys each connection of `client` that Redis accepted but did not answer within
+ * `firstReplyTimeoutMs` (ioredis's connect timeout ends with the TCP connection), or that has
+ * received nothing for `silenceTimeoutMs` while commands wait for their replies; ioredis then
+ * reconnects. Copies of the client (BullMQ makes its blocking connection with `duplicate()`) are
+ * watched too, and allow `blockingWaitMs` more silence since BZPOPMIN is silent while it waits;
+ * they have no command timeout, as BullMQ bounds its blocking waits itself.
+ */
+function watchConnections(client: Redis, watch: ConnectionWatch): void {
+  client.on('connect', () => watchStream(client, watch));
+  const duplicate = client.duplicate.bind(client);
+  client.duplicate = (override?: Partial<RedisOptions>): Redis => {
+    const copy = duplicate({ commandTimeout: undefined, ...override });
+    watchConnections(copy, {
+      ...watch,
+      silenceTimeoutMs: watch.silenceTimeoutMs + watch.blockingWaitMs,
+      // The copy's own copies inherit its allowance; it is added once.
+      blockingWaitMs: 0,
+    });
+    return copy;
+  };
+}
+
+function watchStream(client: Redis, watch: ConnectionWatch): void {
+  const { stream } = client;
+  if (stream.destroyed) return;
+  const openedAt = Date.now();
+  let lastDataAt: number | null = null;
+  let waitingSince: number | null = null;
+  const onData = () => {
+    lastDataAt = Date.now();
+  };
+  const close = (reason: string) => {
+    stop();
+    stream.destroy(new Error(`${reason}; the connection was closed`));
+  };
+  const check = () => {
+    if (stream.destroyed || client.stream !== stream) {
+      stop();
+      return;
+    }
+    const now = Date.now();
+    if (lastDataAt === null) {
+      if (now - openedAt >= watch.firstReplyTimeoutMs) {
+        close(
+          `${watch.server} accepted the connection but sent nothing within ${watch.firstReplyTimeoutMs} ms`,
+        );
+      }
+      return;
+    }
+    if (client.commandQueue.length === 0) {
+      waitingSince = null;
+      return;
+    }
+    waitingSince ??= now;
+    if (now - Math.max(lastDataAt, waitingSince) >= watch.silenceTimeoutMs) {
+      close(`${watch.server} sent nothing for ${watch.silenceTimeoutMs} ms while a command waited`);
+    }
+  };
+  const timer = setInterval(check, SILENCE_CHECK_INTERVAL_MS);
+  timer.unref();
+  function stop() {
+    clearInterval(timer);
+    stream.off('data', onData);
+    stream.off('close', stop);
+  }
+  stream.on('data', onData);
+  stream.once('close', stop);
 }
 
 /**
@@ -107,7 +235,7 @@ export async function connectRedis(client: Redis, redis: RedisConfig): Promise<v
     if (client.status === 'wait') await client.connect();
     else await client.ping();
   } catch (error) {
-    client.disconnect();
+    disconnectRedis(client);
     throw queueUnavailable(redis, reason ?? error);
   } finally {
     client.off('error', recordReason);
@@ -138,12 +266,25 @@ export function isRedisConnectionError(error: unknown): boolean {
 export async function closeRedis(client: Redis): Promise<void> {
   if (client.status === 'end') return;
   if (client.status !== 'ready') {
-    client.disconnect();
+    disconnectRedis(client);
     return;
   }
   try {
     await client.quit();
   } catch {
-    client.disconnect();
+    disconnectRedis(client);
   }
+}
+
+/**
+ * Drops a client's connection now; it ends within ioredis's disconnect timeout (2 s), its
+ * unanswered commands rejected with "Connection is closed.". Between two reconnect attempts
+ * ioredis's `disconnect()` alone would leave it 'reconnecting' for ever, its queued commands
+ * never settled and their timers holding the process open, so a last attempt is started and
+ * dropped with it.
+ */
+export function disconnectRedis(client: Redis): void {
+  if (client.status === 'end') return;
+  if (client.status === 'reconnecting') client.connect().catch(() => undefined);
+  client.disconnect();
 }

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
-import { type Job, Queue, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
@@ -10,6 +10,7 @@ import { CircuitBreaker } from '../resilience/breaker.js';
 import { Spool } from '../resilience/spool.js';
 import { type RefusedActivity, writeWithIsolation } from '../resilience/write-with-isolation.js';
 import type { ActivityStore } from '../store/activity-store.js';
+import { openQueue } from './open-queue.js';
 import { type ActivityJobData, decodeActivityJob } from './queue-job.js';
 import {
   QUEUE_PREFIX,
@@ -18,7 +19,14 @@ import {
   storedCounterKey,
   storedJobsKey,
 } from './queue-keys.js';
-import { assertQueueEnabled, closeRedis, connectRedis, createRedisClient } from './redis-connection.js';
+import {
+  assertQueueEnabled,
+  closeRedis,
+  connectRedis,
+  createRedisClient,
+  describeRedis,
+} from './redis-connection.js';
+import { durabilityWarningOnce, readRedisDurability } from './redis-durability.js';
 
 /** Why a worker stopped. */
 export type WorkerStopReason =
@@ -191,6 +199,13 @@ export function defaultTimeoutSeconds(retryAfterSeconds: number): number {
 
 export const DEFAULT_WORKER_CONCURRENCY = 2;
 
+/**
+ * BullMQ blocks for the next job for the drain delay, or up to 10 s while delayed jobs (retry
+ * backoffs) wait, and gives up on the blocking connection 1 s after that.
+ */
+const BULLMQ_LONGEST_BLOCK_SECONDS = 10;
+const BULLMQ_BLOCK_WATCHDOG_SECONDS = 1;
+
 /** How often a worker told to stop looks whether Redis has gone away under the command it waits for. */
 const OFFLINE_STOP_POLL_MS = 100;
 
@@ -234,6 +249,8 @@ interface ResolvedOptions {
   readonly maxJobs: number;
   readonly maxTimeMs: number;
   readonly pollIntervalMs: number;
+  /** BullMQ's `drainDelay`: how long an idle worker blocks waiting for a job. */
+  readonly drainDelaySeconds: number;
 }
 
 /**
@@ -321,6 +338,7 @@ export class ActivityWorker {
       maxTimeMs:
         options.maxTimeSeconds === undefined ? Number.POSITIVE_INFINITY : options.maxTimeSeconds * 1000,
       pollIntervalMs: options.pollIntervalMs ?? 1000,
+      drainDelaySeconds: Math.max(1, Math.round((options.pollIntervalMs ?? 1000) / 1000)),
     };
   }
 
@@ -351,8 +369,11 @@ export class ActivityWorker {
     }
     this.#rejected = rejected;
     const redisConfig = this.#config.redis;
+    const { drainDelaySeconds } = this.#options;
     const redis = createRedisClient(redisConfig, 'worker', {
       lazyConnect: true,
+      blockingWaitMs:
+        (Math.max(drainDelaySeconds, BULLMQ_LONGEST_BLOCK_SECONDS) + BULLMQ_BLOCK_WATCHDOG_SECONDS) * 1000,
       onError: (error) => this.#onConnectionError(error),
     });
     this.#redis = redis;
@@ -377,12 +398,7 @@ export class ActivityWorker {
     await this.#warnAboutSetUp(redis);
 
     // Only used to count jobs; the producer's queue owns the meta hash.
-    this.#queue = new Queue<ActivityJobData>(this.queueName, {
-      connection: redis,
-      prefix: QUEUE_PREFIX,
-      skipMetasUpdate: true,
-    });
-    this.#queue.on('error', (error) => this.#onConnectionError(error));
+    this.#queue = openQueue<ActivityJobData>(redis, this.queueName);
     this.#bull = new Worker<ActivityJobData>(this.queueName, null, {
       connection: redis,
       prefix: QUEUE_PREFIX,
@@ -391,9 +407,13 @@ export class ActivityWorker {
       stalledInterval: this.timings.stalledIntervalMs,
       // A job that keeps killing its worker is failed after as many hand-overs as it has tries.
       maxStalledCount: this.#options.tries,
-      drainDelay: Math.max(1, Math.round(this.#options.pollIntervalMs / 1000)),
+      drainDelay: this.#options.drainDelaySeconds,
     });
     this.#bull.on('error', (error) => this.#onConnectionError(error));
+    // BullMQ opens its blocking connection now and re-emits a failed opening as 'error' on it;
+    // closed before that settles, the connection has no listener left and the failure becomes an
+    // unhandled rejection. A worker therefore starts only once that connection is open.
+    await this.#bull.waitUntilReady();
     await this.#bull.startStalledCheckTimer();
     this.#lockTimer = setInterval(() => this.#renewLocks(), this.timings.lockRenewMs);
   }
@@ -449,6 +469,9 @@ export class ActivityWorker {
     } catch (error) {
       this.#warn('could not read the Redis maxmemory-policy (INFO memory failed)', error);
     }
+    const durability = await readRedisDurability(redis);
+    const warning = durabilityWarningOnce(describeRedis(this.#config.redis), durability);
+    if (warning !== null) this.#warn(warning);
   }
 
   async #run(): Promise<WorkerSummary> {

@@ -284,7 +284,7 @@ export function sharesThroughRedis(config: Config, worker: boolean): boolean {
 export function startMonitoring(options: MonitoringOptions): Monitoring {
   const shared = options.shared ?? sharesThroughRedis(options.config, (options.worker ?? null) !== null);
   const redis = shared
-    ? createRedisClient(options.config.redis, 'producer', { onError: () => undefined })
+    ? createRedisClient(options.config.redis, 'metrics', { onError: () => undefined })
     : null;
   return new Monitoring(options, redis);
 }

@@ -1,5 +1,6 @@
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { openQueue } from '../delivery/open-queue.js';
 import type { ActivityJobData } from '../delivery/queue-job.js';
 import { QUEUE_PREFIX, storedCounterKey } from '../delivery/queue-keys.js';
 import type { MetricsCollector, ProcessReport } from './collector.js';
@@ -246,12 +247,7 @@ export class ClusterReader {
     this.#queueName = queueName;
     this.#keys = metricsKeys(queueName);
     this.#heartbeatTtlMs = heartbeatTtlMs;
-    this.#queue = new Queue<ActivityJobData>(queueName, {
-      connection: redis,
-      prefix: QUEUE_PREFIX,
-      skipMetasUpdate: true,
-    });
-    this.#queue.on('error', () => {});
+    this.#queue = openQueue<ActivityJobData>(redis, queueName);
   }
 
   async read(nowMs: number): Promise<ClusterState> {

@@ -6,6 +6,8 @@ export type FaultMode = 'pass' | 'refuse' | 'blackhole';
 interface Link {
   readonly client: Socket;
   readonly upstream: Socket | null;
+  /** Swallows every byte from now on, whatever the mode (see `blackhole({ sticky: true })`). */
+  dead: boolean;
 }
 
 /**
@@ -17,6 +19,9 @@ interface Link {
  *   open connections — the server is down;
  * - `blackhole()`: accepts connections and swallows every byte both ways, on new and open
  *   connections alike — the server hangs ("operation timed out");
+ * - `blackhole({ sticky: true })`: the same, but the connections open now never carry data
+ *   again, even after `pass()` — a dead server behind a load balancer, whose connections stay
+ *   open and silent while only new connections reach the server that replaced it;
  * - `cutConnections()`: resets every open connection once, leaving the mode as it is.
  *
  * @example
@@ -71,8 +76,9 @@ export class FaultProxy {
     if (server !== null) await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  async blackhole(): Promise<void> {
+  async blackhole(options: { readonly sticky?: boolean } = {}): Promise<void> {
     this.#mode = 'blackhole';
+    if (options.sticky === true) for (const link of this.#links) link.dead = true;
     await this.#listen();
   }
 
@@ -100,14 +106,14 @@ export class FaultProxy {
     client.on('error', () => undefined);
     if (this.#mode !== 'pass') {
       // Accept and never answer: the client waits for a handshake that does not come.
-      const link: Link = { client, upstream: null };
+      const link: Link = { client, upstream: null, dead: true };
       this.#links.add(link);
       client.on('data', () => undefined);
       client.on('close', () => this.#links.delete(link));
       return;
     }
     const upstream = new Socket();
-    const link: Link = { client, upstream };
+    const link: Link = { client, upstream, dead: false };
     this.#links.add(link);
     const drop = () => {
       this.#links.delete(link);
@@ -119,18 +125,18 @@ export class FaultProxy {
     upstream.on('close', drop);
     client.on('close', drop);
     upstream.connect(this.#target.port, this.#target.host);
-    client.on('data', (chunk) => this.#forward(upstream, chunk));
-    upstream.on('data', (chunk) => this.#forward(client, chunk));
+    client.on('data', (chunk) => this.#forward(link, upstream, chunk));
+    upstream.on('data', (chunk) => this.#forward(link, client, chunk));
   }
 
-  #forward(to: Socket, chunk: Buffer): void {
-    if (this.#mode === 'blackhole') return;
+  #forward(link: Link, to: Socket, chunk: Buffer): void {
+    if (this.#mode === 'blackhole' || link.dead) return;
     if (this.latencyMs <= 0) {
       to.write(chunk);
       return;
     }
     setTimeout(() => {
-      if (this.#mode !== 'blackhole' && !to.destroyed) to.write(chunk);
+      if (this.#mode !== 'blackhole' && !link.dead && !to.destroyed) to.write(chunk);
     }, this.latencyMs);
   }
 }

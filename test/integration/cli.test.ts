@@ -146,6 +146,32 @@ describe('command line errors', () => {
     expect(verbose.stderr).toMatch(/\n\s+at /);
   });
 
+  it('refuses every queue command without QUEUE_CONNECTION=redis, with one line naming the variable (exit 1)', async () => {
+    // Were a command to go ahead anyway, it would find no Redis rather than act on a real one.
+    const env = { REDIS_URL: 'redis://127.0.0.1:1' };
+    const cases: [string[], string][] = [
+      [['restart'], 'activity-log restart'],
+      [['restart', '--all-queues'], 'activity-log restart'],
+      [['failed'], 'activity-log failed'],
+      [['retry', 'all'], 'activity-log retry'],
+      [['flush'], 'activity-log flush'],
+      [['process'], 'activity-log process'],
+      [['process', '--method=batch'], 'activity-log process'],
+      [['work'], 'a queue worker'],
+    ];
+    const runs = await Promise.all(cases.map(([args]) => runCli(args, env)));
+    for (const [i, [args, what]] of cases.entries()) {
+      const { code, stdout, stderr } = runs[i]!;
+      expect(code, args.join(' ')).toBe(1);
+      expect(lines(stderr), args.join(' ')).toHaveLength(1);
+      expect(stderr, args.join(' ')).toContain(
+        `activity-log: QUEUE_CONNECTION=sync is not allowed with ${what}: expected redis (set QUEUE_CONNECTION=redis and REDIS_URL or REDIS_HOST/REDIS_PORT`,
+      );
+      expect(stdout, args.join(' ')).toBe('');
+    }
+    expect(runs[5]!.stderr).toContain('; to replay only the spool, run activity-log spool replay)');
+  });
+
   it('prints help and the version with exit 0', async () => {
     const help = await runCli(['--help']);
     expect(help.code).toBe(0);

@@ -1,10 +1,19 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
-import { enqueueSampleJobs, waitFor } from '../helpers/queue.js';
+import { restartMarkerKey } from '../../src/delivery/queue-keys.js';
+import { enqueueSampleJobs, REDIS_URL, waitFor } from '../helpers/queue.js';
 import { queueTestTable, runCli, spawnCli, type TestTable } from '../helpers/queue-cli.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
 
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
+
+/**
+ * A Redis database of its own for the restart tests: a restart marker that reached further than
+ * it should (every queue) would stop only the workers started here, not those of other tests.
+ */
+const ISOLATED_REDIS_URL = `${REDIS_URL}/9`;
 
 describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)', () => {
   const cleanups: (() => Promise<void>)[] = [];
@@ -13,6 +22,15 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
   });
 
   const setUp = (label: string, env: Record<string, string> = {}) => queueTestTable(cleanups, label, env);
+
+  /** A `work` process that is killed at clean-up if the test left it running. */
+  function spawnWorker(env: Record<string, string>) {
+    const worker = spawnCli(['work'], env);
+    cleanups.push(async () => {
+      if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill('SIGKILL');
+    });
+    return worker;
+  }
 
   async function counts(table: TestTable) {
     const admin = await QueueAdmin.connect(table.config.redis, table.config.queueName);
@@ -90,6 +108,61 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     expect(later.stdout()).toContain('worker stopped (signal): 1 job, 10 activities stored');
   });
 
+  it('restart applies to ACTIVITY_LOG_QUEUE_NAME only: the workers of another queue on the same Redis keep working', async () => {
+    const mine = await setUp('restart-mine', { REDIS_URL: ISOLATED_REDIS_URL });
+    const other = await setUp('restart-other', { REDIS_URL: ISOLATED_REDIS_URL });
+    await other.migrate();
+    const mineWorker = spawnWorker(mine.env);
+    const otherWorker = spawnWorker(other.env);
+    for (const worker of [mineWorker, otherWorker])
+      await waitFor(() => worker.stdout().includes('worker started'), 15_000, 'start');
+
+    const restart = await runCli(['restart'], mine.env);
+    expect(restart.code).toBe(0);
+    expect(restart.stdout).toMatch(
+      new RegExp(
+        `^restart requested at .*Z: every worker of queue ${mine.config.queueName} started before it`,
+      ),
+    );
+    expect(await mineWorker.exited).toEqual({ code: 0, signal: null });
+    expect(mineWorker.stdout()).toContain('worker stopped (restart requested)');
+
+    // The other queue's worker looks at the restart markers every second: it has seen them by now.
+    await sleep(3000);
+    await enqueueSampleJobs(other.config, 1, 10);
+    await waitFor(
+      async () => (await other.count()).rows === 10,
+      15_000,
+      "the other queue's job to be stored",
+    );
+    otherWorker.child.kill('SIGTERM');
+    expect(await otherWorker.exited).toEqual({ code: 0, signal: null });
+    expect(otherWorker.stdout()).toContain('worker stopped (signal): 1 job, 10 activities stored');
+  });
+
+  it('restart --all-queues makes the workers of every queue on that Redis exit 0', async () => {
+    const first = await setUp('restart-all-1', { REDIS_URL: ISOLATED_REDIS_URL });
+    const second = await setUp('restart-all-2', { REDIS_URL: ISOLATED_REDIS_URL });
+    const redis = new Redis(ISOLATED_REDIS_URL);
+    cleanups.push(async () => {
+      await redis.del(restartMarkerKey());
+      await redis.quit();
+    });
+    const workers = [spawnWorker(first.env), spawnWorker(second.env)];
+    for (const worker of workers)
+      await waitFor(() => worker.stdout().includes('worker started'), 15_000, 'start');
+
+    const restart = await runCli(['restart', '--all-queues'], first.env);
+    expect(restart.code).toBe(0);
+    expect(restart.stdout).toMatch(
+      /^restart requested at .*Z: every worker of every queue started before it/,
+    );
+    for (const worker of workers) {
+      expect(await worker.exited).toEqual({ code: 0, signal: null });
+      expect(worker.stdout()).toContain('worker stopped (restart requested)');
+    }
+  });
+
   it('--once, --max-jobs and --stop-when-empty take exactly that many jobs', async () => {
     const table = await setUp('limits');
     await table.migrate();
@@ -132,6 +205,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     [['work', '--queue=a:b'], '--queue must be 1-100 letters'],
     [['process', '--method=fast'], '--method must be queue or batch (got "fast")'],
     [['process', '--method=batch', '--batch-size=0'], '--batch-size must be a whole number from 1 to 10000'],
+    [['restart', '--queue=other', '--all-queues'], 'restart takes --queue or --all-queues, not both'],
   ])('rejects %j with one clear line and a non-zero exit', async (args, message) => {
     const table = await setUp('bad-flags');
     const run = await runCli(args, table.env, 15_000);

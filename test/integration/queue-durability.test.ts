@@ -1,104 +1,114 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActivityLog } from '../../src/core/logger.js';
+import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
-import { resilienceOf } from '../../src/resilience/resilient-sink.js';
-import { migratedTable } from '../helpers/mariadb-table.js';
-import { startPrivateRedis } from '../helpers/private-redis.js';
-import { uniqueQueueName, waitFor } from '../helpers/queue.js';
-import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
+import { createServer } from '../../src/http/server.js';
+import { createStore } from '../../src/store/create-store.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
+import { queueConfig, REDIS_URL, removeQueue, uniqueQueueName } from '../helpers/queue.js';
+import { REDIS, serviceAvailable } from '../helpers/services.js';
 
-const mariadbUp = await serviceAvailable(MARIADB);
-// The shared Redis stands for the redis-server binary being installed.
 const redisUp = await serviceAvailable(REDIS);
 
-async function segments(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir)).filter((name) => name.endsWith('.seg'));
-  } catch {
-    return [];
+describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persistence)', () => {
+  const cleanups: (() => Promise<unknown>)[] = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+
+  /**
+   * A proxy of its own in front of the test Redis: an address no other test in this process has
+   * been warned about, since the warning is given once per process and server.
+   */
+  async function freshAddress(): Promise<string> {
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    return `redis://127.0.0.1:${proxy.port}`;
   }
-}
 
-describe.skipIf(!mariadbUp || !redisUp)(
-  'queue with ACTIVITY_LOG_DURABILITY=disk (a private Redis without persistence)',
-  () => {
-    const cleanups: (() => Promise<unknown>)[] = [];
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-    });
+  it('producers and workers warn once per process that Redis loses the queue in a crash, naming it and what to set', async () => {
+    const direct = new Redis(REDIS_URL);
+    const [, appendonly] = (await direct.config('GET', 'appendonly')) as string[];
+    await direct.quit();
+    expect(appendonly, 'the test Redis runs with appendonly no (DEVELOPERS.md)').toBe('no');
 
-    it('a Redis killed with SIGKILL before any worker ran loses nothing whose log() resolved: the journal enqueues it again', async () => {
-      const redis = await startPrivateRedis();
-      cleanups.push(() => redis.close());
-      const { table, count, storedIds, drop } = await migratedTable('queue_journal');
-      cleanups.push(drop);
-      const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-queue-journal-'));
-      cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
-      const lines: string[] = [];
-      const activityLog = createActivityLog({
-        env: {
-          DATABASE_URL: `mysql://root@${MARIADB.host}:${MARIADB.port}/test`,
-          ACTIVITY_LOG_TABLE: table,
-          QUEUE_CONNECTION: 'redis',
-          REDIS_URL: redis.url,
-          ACTIVITY_LOG_METHOD: 'queue',
-          ACTIVITY_LOG_QUEUE_NAME: uniqueQueueName('journal'),
-          ACTIVITY_LOG_DURABILITY: 'disk',
-          ACTIVITY_LOG_SPOOL_DIR: spoolDir,
-          ACTIVITY_LOG_FLUSH_INTERVAL_MS: '20',
-          ACTIVITY_LOG_BATCH_SIZE: '100',
-          ACTIVITY_LOG_BREAKER_COOLDOWN_MS: '500',
-        },
-        warn: (line) => lines.push(line),
-      });
-      cleanups.push(() => activityLog.close());
-      const resilience = resilienceOf(activityLog.delivery)!;
+    const queueName = uniqueQueueName('durability');
+    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    const producerAddress = await freshAddress();
+    const producerConfig = queueConfig(queueName, { REDIS_URL: producerAddress });
+    const warnings: string[] = [];
+    const sinks = [1, 2].map(() =>
+      createQueueSink({
+        redis: producerConfig.redis,
+        queueName,
+        tries: 3,
+        batchSize: 10,
+        warn: (message) => warnings.push(message),
+      }),
+    );
+    for (const sink of sinks) cleanups.push(() => sink.close());
+    for (const sink of sinks) await sink.ping();
+    expect(warnings).toEqual([
+      `Redis at ${producerAddress} is not durable: appendonly no, so a Redis crash or restart loses every queued activity; set appendonly yes and appendfsync everysec`,
+    ]);
+    for (const sink of sinks) {
+      expect(sink.durability()).toMatchObject({ durable: false, appendonly: 'no', appendfsync: 'everysec' });
+    }
 
-      const logged: string[] = [];
-      for (let i = 0; i < 20; i++) {
-        const batch = await activityLog.logMany(
-          Array.from({ length: 50 }, (_, j) => ({
-            description: `journaled ${i * 50 + j}`,
-            logName: 'journal',
-          })),
-        );
-        logged.push(...batch.map((activity) => activity.id));
-      }
-      // Enqueued, and kept in the journal: no worker has stored them yet.
-      await waitFor(
-        () => resilience.pending() === 0 && resilience.spool.held().length > 0,
-        10_000,
-        'the journal to be enqueued',
-      );
-      expect((await segments(spoolDir)).length).toBeGreaterThan(0);
-
-      await redis.kill();
-      await redis.restart();
-      await waitFor(
-        () => lines.some((line) => /lost jobs of spool segment/.test(line)),
-        20_000,
-        'the loss to be noticed',
-      );
-
-      const worker = new ActivityWorker({ config: activityLog.config, store: activityLog.store });
-      worker.events.on('warning', () => undefined);
-      await worker.start();
+    const workerAddress = await freshAddress();
+    const workerConfig = queueConfig(queueName, { REDIS_URL: workerAddress });
+    const workerWarnings: string[][] = [];
+    for (let i = 0; i < 2; i++) {
+      const store = createStore(workerConfig.database);
+      cleanups.push(() => store.close());
+      const worker = new ActivityWorker({ config: workerConfig, store });
       cleanups.push(() => worker.close());
-      await waitFor(async () => (await count()).n >= logged.length, 20_000, 'the worker to store everything');
-      // Once stored, the journal lets go of it.
-      await waitFor(
-        async () => (await segments(spoolDir)).length === 0,
-        10_000,
-        'the journal to be released',
-      );
-      await worker.close();
+      const seen: string[] = [];
+      worker.events.on('warning', (warning) => seen.push(warning.message));
+      await worker.start();
+      workerWarnings.push(seen.filter((message) => message.includes('durable')));
+    }
+    expect(workerWarnings).toEqual([
+      [
+        `Redis at ${workerAddress} is not durable: appendonly no, so a Redis crash or restart loses every queued activity; set appendonly yes and appendfsync everysec`,
+      ],
+      [],
+    ]);
+  });
 
-      const stored = await storedIds();
-      expect(logged.filter((id) => !stored.has(id))).toEqual([]);
-      expect(await count()).toEqual({ n: logged.length, d: logged.length });
+  it('GET /health reports the queue as not durable, with the reason, and stays 200', async () => {
+    const queueName = uniqueQueueName('durability-health');
+    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-durability-'));
+    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    const activityLog = createActivityLog({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        REDIS_URL: await freshAddress(),
+        ACTIVITY_LOG_METHOD: 'queue',
+        ACTIVITY_LOG_QUEUE_NAME: queueName,
+        DATABASE_URL: 'sqlite::memory:',
+        ACTIVITY_LOG_SPOOL_DIR: spoolDir,
+      },
     });
-  },
-);
+    cleanups.push(() => activityLog.close());
+    const app = createServer({ activityLog });
+    cleanups.push(() => app.close());
+
+    const health = await app.inject({ method: 'GET', url: '/health' });
+    expect(health.statusCode).toBe(200);
+    expect(health.json()).toMatchObject({
+      status: 'ok',
+      queue: {
+        ok: true,
+        durable: false,
+        durability:
+          'not durable: appendonly no, so a Redis crash or restart loses every queued activity; set appendonly yes and appendfsync everysec',
+      },
+    });
+  });
+});

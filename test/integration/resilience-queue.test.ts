@@ -5,8 +5,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { closeRedis, createRedisClient } from '../../src/delivery/redis-connection.js';
 import { ActivityWorker, type JobFailedEvent } from '../../src/delivery/worker.js';
 import { createServer } from '../../src/http/server.js';
+import { ClusterReader } from '../../src/metrics/redis-metrics.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
@@ -24,6 +26,8 @@ import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
 
 const COOLDOWN_MS = 400;
+/** Longer than every Redis command timeout, so each connection open when Redis went silent times out. */
+const SILENT_REDIS_MS = 12_000;
 
 describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and MariaDB, fault proxy)', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
@@ -120,6 +124,82 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(spooled).toBeGreaterThan(0);
     expect(transitions).toContain('open→half_open');
   });
+
+  it('producer and worker: after Redis went silent (a dead server behind a load balancer) for longer than the command timeout, both reconnect within seconds of it answering again and every activity is stored once', async () => {
+    const queueName = uniqueQueueName('silent-redis');
+    const { table, count } = await activityTable('silent');
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
+    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    const env = {
+      REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+      DATABASE_URL: MYSQL_URL,
+      ACTIVITY_LOG_TABLE: table,
+    };
+    const viaProxy = queueConfig(queueName, env);
+    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+
+    const activityLog = createActivityLog({
+      env: {
+        QUEUE_CONNECTION: 'redis',
+        ACTIVITY_LOG_METHOD: 'queue',
+        ACTIVITY_LOG_QUEUE_NAME: queueName,
+        ...env,
+      },
+      config: {
+        batchSize: 50,
+        flushIntervalMs: 10,
+        breakerFailures: 2,
+        breakerCooldownMs: COOLDOWN_MS,
+        spoolDir,
+      },
+    });
+    cleanups.push(() => activityLog.close());
+    const store = createStore(viaProxy.database);
+    cleanups.push(() => store.close());
+    const worker = new ActivityWorker({ config: viaProxy, store, pollIntervalMs: 200 });
+    cleanups.push(() => worker.close());
+    await worker.start();
+
+    const ids: string[] = [];
+    const logSome = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const activity = await activityLog.log({
+          description: `post ${ids.length} edited`,
+          subject: { type: 'Post', id: ids.length },
+        });
+        ids.push(activity.id);
+      }
+    };
+    await logSome(100);
+    await waitFor(async () => (await count()).n === 100, 15_000, 'the first activities to be stored');
+
+    // The connections stay open and carry nothing, now and after the server is back.
+    await proxy.blackhole({ sticky: true });
+    const silentUntil = Date.now() + SILENT_REDIS_MS;
+    while (Date.now() < silentUntil) {
+      await logSome(10);
+      await sleep(250);
+    }
+    expect((await count()).n).toBe(100);
+
+    await proxy.pass();
+    const answering = performance.now();
+    await logSome(100);
+    await waitFor(
+      async () => (await count()).n === ids.length,
+      30_000,
+      'the activities logged while Redis was silent, and after, to be stored',
+    );
+    const recoverySeconds = (performance.now() - answering) / 1000;
+    expect(recoverySeconds).toBeLessThan(15);
+    expect(await count()).toEqual({ n: ids.length, d: ids.length });
+    const admin = await QueueAdmin.connect(queueConfig(queueName).redis, queueName);
+    cleanups.push(() => admin.close());
+    await waitFor(() => worker.heldJobs() === 0, 10_000, 'the worker to complete the jobs it stored');
+    expect(await admin.counts()).toMatchObject({ waiting: 0, delayed: 0, active: 0, failed: 0 });
+  }, 90_000);
 
   it('worker: while MariaDB is refused, jobs wait in Redis with their tries intact; a probe after the cooldown resumes the work and every activity is stored once', async () => {
     const queueName = uniqueQueueName('worker-outage');
@@ -231,6 +311,57 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const admin = await QueueAdmin.connect(config.redis, queueName);
     cleanups.push(() => admin.close());
     expect(await admin.counts()).toMatchObject({ waiting: 1, failed: 0 });
+  });
+
+  it('the metrics reader closed while Redis has stopped answering leaves no unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    cleanups.push(async () => process.off('unhandledRejection', onUnhandled));
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    const config = queueConfig(uniqueQueueName('reader-close'), {
+      REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
+    });
+    const redis = createRedisClient(config.redis, 'metrics');
+    const ready = new Promise<void>((resolve) => {
+      // Redis stops answering the moment the connection is ready: whatever the reader sends while
+      // starting up is never answered.
+      redis.once('ready', () => {
+        void proxy.blackhole();
+        resolve();
+      });
+    });
+    const reader = new ClusterReader(redis, config.queueName);
+    await ready;
+    await reader.close();
+    await closeRedis(redis);
+    await waitFor(() => redis.status === 'end', 20_000, 'the client to close');
+    // Rejections are reported after the microtasks that could still handle them.
+    await sleep(100);
+    expect(unhandled).toEqual([]);
+  });
+
+  it('a worker stopped as soon as it started leaves no unhandled rejection', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    cleanups.push(async () => process.off('unhandledRejection', onUnhandled));
+    const proxy = await FaultProxy.start(REDIS);
+    cleanups.push(() => proxy.close());
+    // A slow network: each connection takes a while to open.
+    proxy.latencyMs = 50;
+    const queueName = uniqueQueueName('quick-stop');
+    const config = queueConfig(queueName, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    const store = createStore(config.database);
+    cleanups.push(() => store.close());
+    const worker = new ActivityWorker({ config, store });
+    worker.events.on('warning', () => undefined);
+    await worker.start();
+    expect(await worker.close()).toMatchObject({ reason: 'closed', jobs: 0 });
+    await sleep(500);
+    expect(unhandled).toEqual([]);
   });
 
   it('GET /health reports Redis with the queue method: 200 while it answers, 503 naming the queue when it is refused', async () => {

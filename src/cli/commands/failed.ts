@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { type FailedJobInfo, QueueAdmin } from '../../delivery/queue-admin.js';
+import { assertQueueEnabled } from '../../delivery/redis-connection.js';
 import { queueNameFlag } from './work.js';
 
 /** `activity-log failed`: lists the failed jobs of a queue. */
@@ -13,6 +14,7 @@ export function registerFailedCommand(program: Command): void {
     .action(async (flags: { queue?: string; json?: boolean }) => {
       const queueName = queueNameFlag(flags.queue);
       const config = loadConfig();
+      assertQueueEnabled(config, 'activity-log failed');
       const admin = await QueueAdmin.connect(config.redis, queueName ?? config.queueName);
       try {
         const jobs = await admin.listFailed();

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { QueueAdmin } from '../../delivery/queue-admin.js';
+import { assertQueueEnabled } from '../../delivery/redis-connection.js';
 import { queueNameFlag } from './work.js';
 
 /** `activity-log flush`: deletes every failed job (and the activities it carries). */
@@ -12,6 +13,7 @@ export function registerFlushCommand(program: Command): void {
     .action(async (flags: { queue?: string }) => {
       const queueName = queueNameFlag(flags.queue);
       const config = loadConfig();
+      assertQueueEnabled(config, 'activity-log flush');
       const admin = await QueueAdmin.connect(config.redis, queueName ?? config.queueName);
       try {
         const deleted = await admin.flushFailed();

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config/config.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { QueueAdmin } from '../../delivery/queue-admin.js';
+import { assertQueueEnabled } from '../../delivery/redis-connection.js';
 import { createStoreSink } from '../../delivery/store-sink.js';
 import { drainSpool } from '../../resilience/drain-spool.js';
 import { createStore } from '../../store/create-store.js';
@@ -60,6 +61,11 @@ export function registerProcessCommand(program: Command): void {
       const batchSize = optionalWholeNumber('--batch-size', flags.batchSize, 1, 10_000);
       const queueName = queueNameFlag(flags.queue);
       const config = loadConfig();
+      assertQueueEnabled(
+        config,
+        'activity-log process',
+        'to replay only the spool, run activity-log spool replay',
+      );
       let failed = false;
       for (const source of pendingSources(config, queueName ?? config.queueName)) {
         const result = await source.drain(method, batchSize);
@@ -77,9 +83,7 @@ function methodFlag(value: string | undefined): ProcessMethod {
 }
 
 function pendingSources(config: Config, queueName: string): PendingSource[] {
-  const sources: PendingSource[] = [spoolBacklog(config)];
-  if (config.queueConnection === 'redis') sources.push(queueBacklog(config, queueName));
-  return sources;
+  return [spoolBacklog(config), queueBacklog(config, queueName)];
 }
 
 /** The queue backlog: a worker that stops when nothing is waiting or delayed. */

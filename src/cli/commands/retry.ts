@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { QueueAdmin } from '../../delivery/queue-admin.js';
+import { assertQueueEnabled } from '../../delivery/redis-connection.js';
 import { queueNameFlag } from './work.js';
 
 /** `activity-log retry <id...|all>`: puts failed jobs back on the queue with fresh attempts. */
@@ -21,6 +22,7 @@ export function registerRetryCommand(program: Command): void {
       }
       const queueName = queueNameFlag(flags.queue);
       const config = loadConfig();
+      assertQueueEnabled(config, 'activity-log retry');
       const admin = await QueueAdmin.connect(config.redis, queueName ?? config.queueName);
       try {
         const result = await admin.retry(all ? 'all' : ids);

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { type ActivityLogError, ERROR_CODES, type ErrorCode, isActivityLogError } from '../../core/errors.js';
 import type { ActivityLog } from '../../core/logger.js';
+import { queueSinkOf } from '../../delivery/queue-sink.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
 import { adminAccess, isAdmin } from '../auth.js';
 
@@ -25,8 +26,13 @@ export interface HealthBody {
   readonly failing?: readonly string[];
   readonly store: PartHealth & { readonly dialect: string };
   readonly delivery: { readonly ok: boolean; readonly method: string; readonly pending: number };
-  /** With `ACTIVITY_LOG_METHOD=queue`: Redis answers a ping within the timeout. */
-  readonly queue?: PartHealth;
+  /**
+   * With `ACTIVITY_LOG_METHOD=queue`: Redis answers a ping within the timeout. `durable` says
+   * whether Redis keeps the queue through a crash (AOF on and fsync'd at least every second;
+   * `null` until known), `durability` says why and what to set. Not being durable does not fail
+   * the check: the queue works, it only loses its backlog if Redis dies.
+   */
+  readonly queue?: PartHealth & { readonly durable?: boolean | null; readonly durability?: string };
   /** The circuit breaker and spool the delivery writes through: the store's, or the queue producer's. */
   readonly breaker?: {
     readonly ok: boolean;
@@ -96,12 +102,26 @@ export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOp
       ...(failing.length === 0 ? {} : { failing }),
       store: { ...shown(store, 'store')!, dialect: activityLog.store.capabilities.dialect },
       delivery: { ok: true, method: activityLog.delivery.method, pending: activityLog.delivery.pending() },
-      ...(queue === undefined ? {} : { queue: shown(queue, 'queue')! }),
+      ...(queue === undefined
+        ? {}
+        : { queue: { ...shown(queue, 'queue')!, ...queueDurability(activityLog) } }),
       ...(breaker === undefined ? {} : { breaker }),
       ...(resilience === null ? {} : { spool: { pending: resilience.spool.pending() } }),
     };
     return reply.code(failing.length === 0 ? 200 : 503).send(body);
   });
+}
+
+function queueDurability(activityLog: ActivityLog): {
+  readonly durable?: boolean | null;
+  readonly durability?: string;
+} {
+  const sink = queueSinkOf(activityLog.delivery);
+  if (sink === null) return {};
+  const durability = sink.durability();
+  return durability === null
+    ? { durable: null, durability: 'unknown: not read from Redis yet' }
+    : { durable: durability.durable, durability: durability.description };
 }
 
 /** A part's health from its ping: ok, its coded error, or `timeoutCode` when it does not answer in time. */
