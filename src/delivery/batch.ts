@@ -20,7 +20,7 @@ export interface BatchDeliveryOptions {
   readonly closeTimeoutMs?: number;
   /**
    * Activities held in memory beyond which full batches go to the sink's `spill` (the spool)
-   * instead of waiting for the destination (default 4 batches). Keeps memory bounded while the
+   * instead of waiting for the destination (default 20 batches). Keeps memory bounded while the
    * destination is slower than the rate of `log()` calls without failing outright.
    */
   readonly maxBufferedActivities?: number;
@@ -85,7 +85,7 @@ export class BatchDelivery implements Delivery {
     this.#retryInitialDelayMs = options.retryInitialDelayMs ?? 100;
     this.#retryMaxDelayMs = options.retryMaxDelayMs ?? 30_000;
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
-    this.#maxBufferedActivities = options.maxBufferedActivities ?? 4 * options.batchSize;
+    this.#maxBufferedActivities = options.maxBufferedActivities ?? 20 * options.batchSize;
   }
 
   /** The sink written to (the resilient sink made by `createDelivery`, for monitoring its breaker and spool). */
