@@ -186,11 +186,6 @@ export class ResilientSink implements ActivitySink {
     return this.spool.pending();
   }
 
-  /** Writes outstanding for longer than `slowWriteMs` right now. */
-  get slowWrites(): number {
-    return this.#slowWrites;
-  }
-
   async write(activities: readonly Activity[]): Promise<void> {
     // While the breaker is not closed and the spool holds activities, the replay is the probe, so
     // no caller (a sync log() above all) waits on a probe that may take the whole timeout.

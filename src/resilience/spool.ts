@@ -392,7 +392,7 @@ export class Spool {
   purgeRejected(): Promise<number> {
     let purged = 0;
     return this.#serialized(async () => {
-      purged = await this.#countRejected();
+      purged = (await this.#rejectedSummary()).rejected;
       await unlink(join(this.dir, REJECTED_FILE)).catch((error: unknown) => {
         if (!isMissing(error)) throw error;
       });
@@ -920,16 +920,6 @@ export class Spool {
       maxBytes: this.maxBytes,
     });
     this.#drops.add(count, what);
-  }
-
-  async #countRejected(): Promise<number> {
-    try {
-      const text = await readFile(join(this.dir, REJECTED_FILE), 'utf8');
-      return text.split('\n').filter((line) => line !== '').length;
-    } catch (error) {
-      if (isMissing(error)) return 0;
-      throw error;
-    }
   }
 
   async #rejectedSummary(): Promise<Pick<SpoolStatus, 'rejected' | 'rejectedBytes' | 'rejectedOldestAt'>> {
