@@ -559,7 +559,15 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     });
     cleanups.push(() => queue.close());
     await queue.add('activities', { v: 99 }, { attempts: 1 });
-    await waitFor(async () => (await snapshot()).failed_jobs === 1, 20_000, 'the failed job');
+    // failed_jobs is read from Redis, error_rate from the worker's published counts: both settle.
+    await waitFor(
+      async () => {
+        const now = await snapshot();
+        return now.failed_jobs === 1 && now.error_rate > 0;
+      },
+      20_000,
+      'the failed job and its failed attempt',
+    );
     const afterBadJob = await snapshot();
     expect(afterBadJob.error_rate).toBeGreaterThan(0);
     expect(afterBadJob.error_rate).toBeLessThan(100);
