@@ -5,7 +5,7 @@ import { type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
-import { ActivityLogError, type ErrorCode, isActivityLogError } from '../core/errors.js';
+import { ActivityLogError, isActivityLogError, isErrorOfKind } from '../core/errors.js';
 import { CircuitBreaker } from '../resilience/breaker.js';
 import { Spool } from '../resilience/spool.js';
 import { type RefusedActivity, writeWithIsolation } from '../resilience/write-with-isolation.js';
@@ -208,18 +208,6 @@ const BULLMQ_BLOCK_WATCHDOG_SECONDS = 1;
 
 /** How often a worker told to stop looks whether Redis has gone away under the command it waits for. */
 const OFFLINE_STOP_POLL_MS = 100;
-
-/**
- * Errors that say "the database is unavailable or overwhelmed", not "this job is bad": the jobs go
- * back to the queue without using a try, and the store breaker decides when to take jobs again.
- */
-const OUTAGE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'STORE_CONNECTION_REFUSED',
-  'STORE_TIMEOUT',
-  'STORE_POOL_EXHAUSTED',
-  'BREAKER_OPEN',
-  'WRITE_TIMEOUT',
-]);
 
 interface HeldJob {
   readonly job: Job<ActivityJobData>;
@@ -653,7 +641,7 @@ export class ActivityWorker {
       if (completed.length > 0) await this.#complete(completed, outcome, started);
       if (rest.length === 0) return;
       const coded = asActivityLogError(error);
-      if (OUTAGE_CODES.has(coded.code)) await this.#handBack(rest, coded);
+      if (isErrorOfKind(coded, 'outage')) await this.#handBack(rest, coded);
       else for (const held of rest) await this.#fail(held, coded);
     } finally {
       for (const held of group) this.#held.delete(held.token);

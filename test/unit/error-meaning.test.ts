@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { ActivityLogError, ERROR_CODES, type ErrorCode } from '../../src/core/errors.js';
+import {
+  ActivityLogError,
+  ERROR_CODES,
+  type ErrorCode,
+  errorKind,
+  httpStatusOf,
+  isErrorOfKind,
+} from '../../src/core/errors.js';
 import { errorReply } from '../../src/http/error-reply.js';
 import { isDataError } from '../../src/resilience/breaker.js';
 
@@ -61,7 +68,19 @@ describe('what an error code means', () => {
     expect(isDataError(new ActivityLogError(code, 'message'))).toBe(MEANING[code].data);
   });
 
-  it('never takes an error without a code for a data error', () => {
+  it.each(codes)('hands queue jobs failing with %s back untried only when the store is out', (code) => {
+    expect(isErrorOfKind(new ActivityLogError(code, 'message'), 'outage')).toBe(MEANING[code].outage);
+  });
+
+  it.each(codes)('derives all of it from the catalogue entry of %s', (code) => {
+    const kind = errorKind(code);
+    expect({ status: httpStatusOf(code), data: kind === 'data', outage: kind === 'outage' }).toEqual(
+      MEANING[code],
+    );
+  });
+
+  it('never takes an error without a code for a data error or an outage', () => {
+    expect(isErrorOfKind(new Error('STORE_TIMEOUT'), 'outage')).toBe(false);
     expect(isDataError(new Error('STORE_DATA_TOO_LONG'))).toBe(false);
     expect(isDataError({ code: 'VALIDATION_FAILED' })).toBe(false);
   });
