@@ -72,7 +72,8 @@ const BULLMQ_BLOCK_WATCHDOG_SECONDS = 1;
 
 /**
  * Where a worker's jobs come from and go back to, over one Redis connection: fetching and
- * decoding them, keeping their locks alive, completing, failing or handing them back, and the bookkeeping producers
+ * decoding them, keeping their locks alive (one round trip for every job held, as BullMQ's own
+ * lock manager does), completing, failing or handing them back, and the bookkeeping producers
  * and `restart` read. It decides nothing: the worker tells it what became of each job.
  *
  * @example
@@ -156,7 +157,7 @@ export class WorkerJobSource {
     // unhandled rejection. A worker therefore starts only once that connection is open.
     await this.#bull.waitUntilReady();
     await this.#bull.startStalledCheckTimer();
-    this.#lockTimer = setInterval(() => this.#renewLocks(), timings.lockRenewMs);
+    this.#lockTimer = setInterval(() => void this.#renewLocks(), timings.lockRenewMs);
   }
 
   /** Jobs held right now. */
@@ -337,11 +338,21 @@ export class WorkerJobSource {
     }
   }
 
-  #renewLocks(): void {
-    for (const held of this.#held.values()) {
-      held.job.extendLock(held.token, this.#options.timings.lockDurationMs).catch((error: unknown) => {
-        this.#options.warn(`could not renew the lock of job ${held.job.id}`, error);
-      });
+  /**
+   * Extends the locks of every job held, in one round trip. A lock that was lost (another worker
+   * has the job now, or will) is left alone: that copy's completion will say so.
+   */
+  async #renewLocks(): Promise<void> {
+    const held = [...this.#held.values()];
+    if (held.length === 0) return;
+    try {
+      await this.#bull!.extendJobLocks(
+        held.map(({ job }) => job.id!),
+        held.map(({ token }) => token),
+        this.#options.timings.lockDurationMs,
+      );
+    } catch (error) {
+      for (const { job } of held) this.#options.warn(`could not renew the lock of job ${job.id}`, error);
     }
   }
 
