@@ -1,4 +1,4 @@
-import { ActivityLogError, type ErrorCode } from '../core/errors.js';
+import { ActivityLogError, type ErrorCode, httpStatusOf } from '../core/errors.js';
 
 /** The one error shape every route answers with. */
 export interface ErrorBody {
@@ -16,49 +16,6 @@ export interface ErrorReply {
   /** False for errors the client caused; true when the server log should carry the stack. */
   readonly unexpected: boolean;
 }
-
-/**
- * Every code has a status, so a new code cannot silently become a 500: the compiler asks for it
- * here. 400: the request is wrong and retrying it cannot help. 503: try again later.
- * 500: a fault in the server, whose message stays in the server log.
- */
-const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
-  CONFIG_INVALID: 500,
-  VALIDATION_FAILED: 400,
-  STORE_CONNECTION_REFUSED: 503,
-  STORE_TIMEOUT: 503,
-  STORE_POOL_EXHAUSTED: 503,
-  STORE_LOCK_TIMEOUT: 503,
-  // The value passed the documented limits and still did not fit: retrying cannot help.
-  STORE_DATA_TOO_LONG: 400,
-  STORE_DATA_INVALID: 400,
-  STORE_SCHEMA_MISSING: 503,
-  STORE_FAILED: 503,
-  STORE_CLOSED: 503,
-  DELIVERY_CLOSED: 503,
-  AUTH_TOKEN_NOT_CONFIGURED: 503,
-  AUTH_REQUIRED: 401,
-  AUTH_THROTTLED: 429,
-  CSRF_REJECTED: 403,
-  NOT_FOUND: 404,
-  BODY_TOO_LARGE: 413,
-  UNSUPPORTED_MEDIA_TYPE: 415,
-  REQUEST_TIMEOUT: 408,
-  HEADERS_TOO_LARGE: 431,
-  SERVER_CLOSING: 503,
-  INTERNAL_ERROR: 500,
-  CLI_USAGE: 400,
-  QUEUE_UNAVAILABLE: 503,
-  QUEUE_JOB_INVALID: 500,
-  QUEUE_JOB_TIMEOUT: 503,
-  BREAKER_OPEN: 503,
-  WRITE_TIMEOUT: 503,
-  WRITE_SLOW: 503,
-  SPOOL_FAILED: 503,
-  SPOOL_FULL: 503,
-  MONITORING_UNAVAILABLE: 503,
-  TRANSACTION_SETTLED: 500,
-};
 
 /** 503s that say how the server is set up or what it is doing, not that something broke. */
 const EXPECTED_UNAVAILABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -161,7 +118,7 @@ export function clientErrorReply(
 }
 
 function libraryErrorReply(error: ActivityLogError): ErrorReply {
-  const statusCode = STATUS_BY_CODE[error.code];
+  const statusCode = httpStatusOf(error.code);
   if (statusCode === 500) return internal();
   if (error.code !== 'VALIDATION_FAILED') return reply(statusCode, error.code, error.message, error.details);
   const extra = isPlainObject(error.details) ? error.details : {};

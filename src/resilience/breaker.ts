@@ -13,7 +13,7 @@ import {
   TimeoutStrategy,
   timeout,
 } from 'cockatiel';
-import { ActivityLogError, type ErrorCode, isActivityLogError } from '../core/errors.js';
+import { ActivityLogError, isErrorOfKind } from '../core/errors.js';
 
 /** The breaker's state, as the performance snapshot reports it. */
 export type BreakerState = 'closed' | 'open' | 'half_open';
@@ -76,19 +76,12 @@ export interface CircuitBreakerOptions {
 }
 
 /**
- * Error codes that mean "this data cannot be stored", not "the destination is unhealthy": they
- * never open the breaker, and retrying the same activities would fail the same way.
+ * Whether a write failed because of the activities it carried rather than the destination (an
+ * error of kind `data` in the catalogue): it never opens the breaker, and retrying the same
+ * activities would fail the same way.
  */
-export const DATA_ERROR_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'VALIDATION_FAILED',
-  'STORE_DATA_TOO_LONG',
-  'STORE_DATA_INVALID',
-  'QUEUE_JOB_INVALID',
-]);
-
-/** Whether a write failed because of the activities it carried rather than the destination. */
 export function isDataError(error: unknown): boolean {
-  return isActivityLogError(error) && DATA_ERROR_CODES.has(error.code);
+  return isErrorOfKind(error, 'data');
 }
 
 /** How much longer each wait for a probe is than the one before, after a failed probe. */
