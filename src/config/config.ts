@@ -27,7 +27,7 @@ function schemaOf<T extends SettingsTable>(table: T): SchemaOf<T> {
 }
 
 /** Everything the configuration is checked against, once, by {@link loadConfig}. */
-export const CONFIG_SCHEMA = schemaOf(SETTINGS);
+const CONFIG_SCHEMA = schemaOf(SETTINGS);
 
 /** The validated, frozen configuration. Built once by {@link loadConfig}; nothing re-checks it. */
 export type Config = z.output<typeof CONFIG_SCHEMA>;

@@ -18,7 +18,7 @@ export interface Setting<S extends z.ZodType = z.ZodType> {
    * options are applied, with the group's settings as given, for defaults that depend on another
    * setting (a database's port on its connection).
    */
-  readonly default: unknown;
+  readonly default: z.input<S> | ((group: SettingGroup) => unknown);
   /**
    * The variable's text as the value the schema checks; undefined leaves the setting to its
    * default. Unless given, {@link emptyIsUnset}.
