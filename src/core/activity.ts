@@ -67,28 +67,7 @@ export const LIMITS = Object.freeze({
 });
 
 export const DEFAULT_LOG_NAME = 'default';
-/**
- * Keys whose values are replaced by {@link REDACTED}, matched as `secretKeyMatcher` describes:
- * the long names anywhere in a key, the short ones (`auth`, `pwd`, `jwt`, `dsn`) as a whole word,
- * and `credentials.key` as a key with the word `key` anywhere inside `credentials`.
- */
-export const DEFAULT_REDACT_KEYS: readonly string[] = Object.freeze([
-  'password',
-  'passwd',
-  'pwd',
-  'token',
-  'secret',
-  'authorization',
-  'auth',
-  'bearer',
-  'cookie',
-  'api_key',
-  'private_key',
-  'session_id',
-  'jwt',
-  'dsn',
-  'credentials.key',
-]);
+export { DEFAULT_REDACT_KEYS } from '../config/default-redact-keys.js';
 export const REDACTED = '[REDACTED]';
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

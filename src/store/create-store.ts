@@ -1,17 +1,7 @@
 import type { DatabaseConfig } from '../config/config.js';
 import type { ActivityStore } from './activity-store.js';
+import { DIALECT_REGISTRY } from './dialect-registry.js';
 import { KyselyStore } from './kysely-store.js';
-import { createMysqlDialect } from './mysql/mysql-dialect.js';
-import { createPostgresDialect } from './postgres/postgres-dialect.js';
-import { createSqliteDialect } from './sqlite/sqlite-dialect.js';
-import type { StoreDialect } from './store-dialect.js';
-
-const DIALECTS: Readonly<Record<DatabaseConfig['connection'], (config: DatabaseConfig) => StoreDialect>> = {
-  mysql: createMysqlDialect,
-  mariadb: createMysqlDialect,
-  pgsql: createPostgresDialect,
-  sqlite: createSqliteDialect,
-};
 
 /**
  * The store for the configured database. Nothing connects until the first call; call
@@ -24,5 +14,5 @@ const DIALECTS: Readonly<Record<DatabaseConfig['connection'], (config: DatabaseC
  * await store.close();
  */
 export function createStore(config: DatabaseConfig): ActivityStore {
-  return new KyselyStore(DIALECTS[config.connection](config), config.table);
+  return new KyselyStore(DIALECT_REGISTRY[config.connection].create(config), config.table);
 }

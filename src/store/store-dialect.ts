@@ -23,7 +23,9 @@ export interface DialectSchema {
 
 /**
  * Everything that differs between SQL dialects, in one object per dialect, so that
- * {@link KyselyStore} holds the shared SQL and never asks which dialect it runs on.
+ * {@link KyselyStore} holds the shared SQL and never asks which dialect it runs on. Each is built
+ * by its folder's `<d>-dialect.ts`, found through `dialect-registry.ts`; the folder's `<d>-pool.ts`
+ * makes the driver's connections and `<d>-errors.ts` says what its errors mean.
  */
 export interface StoreDialect {
   readonly capabilities: StoreCapabilities;

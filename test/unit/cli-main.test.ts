@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, type MockInstance, vi } fr
 import { DEFAULT_PROCESS_BATCH_SIZE, processBatchSize } from '../../src/cli/commands/process.js';
 import { EXIT_USAGE, main } from '../../src/cli/main.js';
 import { optionalWholeNumber } from '../../src/cli/optional-whole-number.js';
+import { wholeNumber } from '../../src/config/setting.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 
 describe('main', () => {
@@ -46,16 +47,16 @@ describe('main', () => {
 
 describe('optionalWholeNumber', () => {
   it('passes absent flags and whole numbers in range', () => {
-    expect(optionalWholeNumber('--days', undefined, 1, 10)).toBeUndefined();
-    expect(optionalWholeNumber('--days', '7', 1, 10)).toBe(7);
-    expect(optionalWholeNumber('--port', '0', 0, 65_535)).toBe(0);
+    expect(optionalWholeNumber('--days', undefined, wholeNumber(1, 10))).toBeUndefined();
+    expect(optionalWholeNumber('--days', '7', wholeNumber(1, 10))).toBe(7);
+    expect(optionalWholeNumber('--port', '0', wholeNumber(0, 65_535))).toBe(0);
   });
 
   it('rejects anything else as CLI_USAGE naming the flag', () => {
     for (const value of ['', 'abc', '-1', '1e3', '11', '0x10', '3.0']) {
       let error: unknown;
       try {
-        optionalWholeNumber('--chunk', value, 1, 10);
+        optionalWholeNumber('--chunk', value, wholeNumber(1, 10));
       } catch (caught) {
         error = caught;
       }

@@ -1,8 +1,10 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, readEnv } from '../../src/config/config.js';
+import { CONFIG_ENV_NAMES, loadConfig, readEnv } from '../../src/config/config.js';
+import { SETTINGS } from '../../src/config/config-settings.js';
+import { DB_CONNECTIONS } from '../../src/config/database-connections.js';
 import { isActivityLogError } from '../../src/core/errors.js';
 
 function configError(env: Record<string, string>, overrides?: object): string {
@@ -180,5 +182,41 @@ describe('loadConfig', () => {
     const config = loadConfig({ env });
     expect(config.method).toBe('sync');
     expect(config.batchSize).toBe(9);
+  });
+});
+
+describe('the settings table', () => {
+  it('documents every variable in the README', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const undocumented = [...new Set(Object.values(CONFIG_ENV_NAMES))].filter(
+      (name) => !readme.includes(`\`${name}\``),
+    );
+    expect(undocumented).toEqual([]);
+  });
+
+  it('names the variable of every path, nested groups included', () => {
+    expect(CONFIG_ENV_NAMES).toMatchObject({
+      'database.poolMax': 'DB_POOL_MAX',
+      'database.filename': 'DB_DATABASE',
+      'redis.port': 'REDIS_PORT',
+      retryAfterSeconds: 'ACTIVITY_LOG_RETRY_AFTER',
+      port: 'PORT',
+    });
+    expect(Object.keys(CONFIG_ENV_NAMES)).toContain('trustProxy');
+  });
+
+  it.each(DB_CONNECTIONS)('gives DB_CONNECTION=%s defaults that pass its own checks', (connection) => {
+    const { database } = loadConfig({ env: { DB_CONNECTION: connection } });
+    expect(database.connection).toBe(connection);
+    expect(database.port).toBeGreaterThan(0);
+  });
+
+  it('checks a bad value the way the environment reader does, wherever it comes from', () => {
+    const batchSize = SETTINGS.batchSize.schema.safeParse(0);
+    expect(batchSize.success).toBe(false);
+    expect(batchSize.error?.issues[0]?.message).toBe('expected a whole number from 1 to 10000');
+    expect(configError({ ACTIVITY_LOG_BATCH_SIZE: '0' })).toBe(
+      'ACTIVITY_LOG_BATCH_SIZE="0" is not allowed: expected a whole number from 1 to 10000',
+    );
   });
 });

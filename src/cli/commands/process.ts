@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config/config.js';
+import { SETTINGS } from '../../config/config-settings.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { QueueAdmin } from '../../delivery/queue-admin.js';
 import { assertQueueEnabled } from '../../delivery/redis-connection.js';
 import { createStoreSink } from '../../delivery/store-sink.js';
 import { drainSpool } from '../../resilience/drain-spool.js';
 import { createStore } from '../../store/create-store.js';
+import { checkedFlag } from '../optional-flag.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { queueNameFlag, runWorker } from './work.js';
 
@@ -58,7 +60,7 @@ export function registerProcessCommand(program: Command): void {
     .option('--queue <name>', 'queue to drain (default: ACTIVITY_LOG_QUEUE_NAME)')
     .action(async (flags: ProcessFlags) => {
       const method = methodFlag(flags.method);
-      const batchSize = optionalWholeNumber('--batch-size', flags.batchSize, 1, 10_000);
+      const batchSize = optionalWholeNumber('--batch-size', flags.batchSize, SETTINGS.batchSize.schema);
       const queueName = queueNameFlag(flags.queue);
       const config = loadConfig();
       assertQueueEnabled(
@@ -75,11 +77,13 @@ export function registerProcessCommand(program: Command): void {
     });
 }
 
+/** `sync` writes as activities are logged; it has no way to drain a backlog. */
+const PROCESS_METHOD = SETTINGS.method.schema.extract(['queue', 'batch'], {
+  error: 'expected queue or batch',
+});
+
 function methodFlag(value: string | undefined): ProcessMethod {
-  if (value === 'queue' || value === 'batch') return value;
-  throw new ActivityLogError('CLI_USAGE', `--method must be queue or batch (got ${JSON.stringify(value)})`, {
-    field: '--method',
-  });
+  return checkedFlag('--method', value, value, PROCESS_METHOD);
 }
 
 function pendingSources(config: Config, queueName: string): PendingSource[] {

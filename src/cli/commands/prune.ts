@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
+import { SETTINGS } from '../../config/config-settings.js';
+import { wholeNumber } from '../../config/setting.js';
 import { LIMITS } from '../../core/activity.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { MAX_PRUNE_CHUNK } from '../../store/activity-store.js';
@@ -30,9 +32,9 @@ export function registerPruneCommand(program: Command): void {
     .option('--chunk <n>', `rows per DELETE statement (default: ${DEFAULT_PRUNE_CHUNK})`)
     .option('--dry-run', 'count what would be deleted; delete nothing')
     .action(async (flags: PruneFlags) => {
-      const days = optionalWholeNumber('--days', flags.days, 1, 36_500);
+      const days = optionalWholeNumber('--days', flags.days, SETTINGS.retentionDays.schema);
       const chunkSize =
-        optionalWholeNumber('--chunk', flags.chunk, 1, MAX_PRUNE_CHUNK) ?? DEFAULT_PRUNE_CHUNK;
+        optionalWholeNumber('--chunk', flags.chunk, wholeNumber(1, MAX_PRUNE_CHUNK)) ?? DEFAULT_PRUNE_CHUNK;
       const logName = logNameFlag(flags.logName);
       const dryRun = flags.dryRun === true;
       const config = loadConfig();

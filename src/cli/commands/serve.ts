@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { Config } from '../../config/config.js';
+import { SETTINGS } from '../../config/config-settings.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { type ActivityLog, createActivityLog } from '../../core/logger.js';
 import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
@@ -37,7 +38,7 @@ export function registerServeCommand(program: Command): void {
 }
 
 async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
-  const port = optionalWholeNumber('--port', flags.port, 0, 65_535);
+  const port = optionalWholeNumber('--port', flags.port, SETTINGS.port.schema);
   const host = hostFlag(flags.host);
   // One logger for the server's records and the activity log's warnings, which also go to stderr
   // as one line each.

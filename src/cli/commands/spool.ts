@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config/config.js';
+import { wholeNumber } from '../../config/setting.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { createStoreSink } from '../../delivery/store-sink.js';
 import { type DrainSpoolResult, drainSpool } from '../../resilience/drain-spool.js';
@@ -90,7 +91,8 @@ async function rejected(spool: Spool, flags: SpoolFlags): Promise<void> {
     for (const record of records) process.stdout.write(`${JSON.stringify(record.activity)}\n`);
     return;
   }
-  const limit = optionalWholeNumber('--limit', flags.limit, 1, 1_000_000) ?? DEFAULT_REJECTED_LIMIT;
+  const limit =
+    optionalWholeNumber('--limit', flags.limit, wholeNumber(1, 1_000_000)) ?? DEFAULT_REJECTED_LIMIT;
   const newest = records.slice(-limit).reverse();
   if (flags.json === true) {
     const json = {

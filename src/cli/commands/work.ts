@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config/config.js';
-import { ActivityLogError } from '../../core/errors.js';
+import { SETTINGS } from '../../config/config-settings.js';
+import { wholeNumber } from '../../config/setting.js';
 import {
   ActivityWorker,
   defaultTimeoutSeconds,
@@ -10,6 +11,7 @@ import {
 } from '../../delivery/worker.js';
 import { type Monitoring, startMonitoring } from '../../metrics/monitoring.js';
 import { createStore } from '../../store/create-store.js';
+import { optionalFlag } from '../optional-flag.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 
 interface WorkFlags {
@@ -56,18 +58,18 @@ export function registerWorkCommand(program: Command): void {
 
 /** Turns the `work` flags into worker options, rejecting a bad value with one line naming the flag. */
 export function workerFlags(flags: WorkFlags, config: Config): Omit<WorkerOptions, 'config' | 'store'> {
-  const tries = optionalWholeNumber('--tries', flags.tries, 1, 100);
-  const timeoutSeconds = optionalWholeNumber('--timeout', flags.timeout, 1, 86_400);
+  const tries = optionalWholeNumber('--tries', flags.tries, SETTINGS.tries.schema);
+  const timeoutSeconds = optionalWholeNumber('--timeout', flags.timeout, SETTINGS.retryAfterSeconds.schema);
   return {
     queueName: queueNameFlag(flags.queue) ?? config.queueName,
     tries: tries ?? config.tries,
     timeoutSeconds: timeoutSeconds ?? defaultTimeoutSeconds(config.retryAfterSeconds),
-    concurrency: optionalWholeNumber('--concurrency', flags.concurrency, 1, 64),
-    batchSize: optionalWholeNumber('--batch-size', flags.batchSize, 1, 10_000),
+    concurrency: optionalWholeNumber('--concurrency', flags.concurrency, wholeNumber(1, 64)),
+    batchSize: optionalWholeNumber('--batch-size', flags.batchSize, SETTINGS.batchSize.schema),
     once: flags.once === true,
     stopWhenEmpty: flags.stopWhenEmpty === true,
-    maxJobs: optionalWholeNumber('--max-jobs', flags.maxJobs, 1, Number.MAX_SAFE_INTEGER),
-    maxTimeSeconds: optionalWholeNumber('--max-time', flags.maxTime, 1, 31_536_000),
+    maxJobs: optionalWholeNumber('--max-jobs', flags.maxJobs, wholeNumber(1, Number.MAX_SAFE_INTEGER)),
+    maxTimeSeconds: optionalWholeNumber('--max-time', flags.maxTime, wholeNumber(1, 31_536_000)),
   };
 }
 
@@ -200,13 +202,5 @@ export function summaryLine(label: string, summary: WorkerSummary): string {
 
 /** `--queue`, checked like `ACTIVITY_LOG_QUEUE_NAME`. */
 export function queueNameFlag(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined;
-  if (!/^[A-Za-z0-9_.-]{1,100}$/.test(value)) {
-    throw new ActivityLogError(
-      'CLI_USAGE',
-      `--queue must be 1-100 letters, digits, ".", "_" or "-" (got ${JSON.stringify(value)})`,
-      { field: '--queue' },
-    );
-  }
-  return value;
+  return optionalFlag('--queue', value, SETTINGS.queueName.schema);
 }

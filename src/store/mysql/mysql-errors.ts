@@ -70,6 +70,22 @@ export function mapMysqlError(error: unknown, server: string): ActivityLogError 
   return mappedStoreError(mapped, server, code === '' ? message : `${message} (${code})`, error);
 }
 
+/** mysql2's own query timeout: it keeps waiting for that query's answer on the connection. */
+export function isMysqlQueryTimeout(error: { code?: string } | null): boolean {
+  return error?.code === 'PROTOCOL_SEQUENCE_TIMEOUT';
+}
+
+/** A caller waited longer than `acquireTimeoutMs` for one of the pool's connections. */
+export function mysqlPoolExhausted(
+  connectionLimit: number | undefined,
+  acquireTimeoutMs: number,
+): ActivityLogError {
+  return new ActivityLogError(
+    'STORE_POOL_EXHAUSTED',
+    `all ${connectionLimit} MySQL connections stayed busy for ${acquireTimeoutMs} ms. Raise DB_POOL_MAX or reduce concurrent callers`,
+  );
+}
+
 /** Characters of the failed statement kept on the driver error. */
 const STATEMENT_PREVIEW_CHARS = 200;
 

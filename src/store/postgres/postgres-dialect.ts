@@ -1,20 +1,20 @@
-import { PostgresDialect, type PostgresPool, type PostgresPoolClient, sql } from 'kysely';
-import pg from 'pg';
+import { PostgresDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/config.js';
+import type { StoreCapabilities } from '../activity-store.js';
 import { ACTIVITY_COLUMNS } from '../activity-table.js';
 import { waitForMigrationLock } from '../migrations/wait-for-migration-lock.js';
 import type { StoreDialect } from '../store-dialect.js';
 import { mapPostgresError } from './postgres-errors.js';
+import { createPostgresPool } from './postgres-pool.js';
 
 /** Bind parameters per statement in the wire protocol (a 16-bit count). */
 const MAX_PARAMETERS = 65_535;
 
-/**
- * The client-side query timeout fires this long after the server's statement_timeout, so a slow
- * statement is normally cancelled by the server with the connection intact, and only a database
- * that stopped answering costs a connection.
- */
-const CLIENT_TIMEOUT_GRACE_MS = 1000;
+/** What a store on PostgreSQL can do, known before anything connects. */
+export const POSTGRES_CAPABILITIES: StoreCapabilities = Object.freeze({
+  dialect: 'postgres',
+  maxRowsPerInsert: Math.floor(MAX_PARAMETERS / ACTIVITY_COLUMNS.length),
+});
 
 /**
  * PostgreSQL through pg. `created_at` is `timestamptz(3)`: an absolute instant, shown in UTC because
@@ -24,11 +24,8 @@ const CLIENT_TIMEOUT_GRACE_MS = 1000;
 export function createPostgresDialect(config: DatabaseConfig): StoreDialect {
   const server = `PostgreSQL at ${config.host}:${config.port}/${config.database}`;
   return {
-    capabilities: Object.freeze({
-      dialect: 'postgres',
-      maxRowsPerInsert: Math.floor(MAX_PARAMETERS / ACTIVITY_COLUMNS.length),
-    }),
-    createKyselyDialect: () => new PostgresDialect({ pool: async () => createTimedPool(config) }),
+    capabilities: POSTGRES_CAPABILITIES,
+    createKyselyDialect: () => new PostgresDialect({ pool: async () => createPostgresPool(config) }),
     maxInsertChars: Number.POSITIVE_INFINITY,
     placeholder: (index) => `$${index + 1}`,
     quoteIdentifier: (name) => `"${name.replaceAll('"', '""')}"`,
@@ -69,62 +66,5 @@ export function createPostgresDialect(config: DatabaseConfig): StoreDialect {
         return migrate(transaction);
       }),
     mapError: (error) => mapPostgresError(error, server),
-  };
-}
-
-function createTimedPool(config: DatabaseConfig): PostgresPool {
-  const pool = new pg.Pool({
-    host: config.host,
-    port: config.port,
-    database: config.database,
-    user: config.user,
-    password: config.password ?? undefined,
-    max: config.poolMax,
-    // Bounds both a new connection and the wait for a free one when all are checked out.
-    connectionTimeoutMillis: config.connectTimeoutMs,
-    statement_timeout: config.queryTimeoutMs,
-    query_timeout: config.queryTimeoutMs + CLIENT_TIMEOUT_GRACE_MS,
-    options: '-c TimeZone=UTC',
-    application_name: 'activity-log',
-    // Unset, `pg` follows PGSSLMODE.
-    ...(config.sslMode === null
-      ? {}
-      : {
-          ssl:
-            config.sslMode === 'disable' ? false : { rejectUnauthorized: config.sslMode === 'verify-full' },
-        }),
-  });
-  // An idle connection that dies (server restart) is dropped by the pool; without a listener the
-  // 'error' event would crash the process. The next query reports the problem instead.
-  pool.on('error', () => undefined);
-  return withBrokenClientDisposal(pool);
-}
-
-/**
- * After a client-side query timeout pg still waits for that query's answer on the connection, so
- * such a connection is destroyed on release instead of going back to the pool.
- */
-function withBrokenClientDisposal(pool: pg.Pool): PostgresPool {
-  const wrapped = new WeakMap<pg.PoolClient, PostgresPoolClient>();
-  return {
-    async connect() {
-      const client = await pool.connect();
-      let connection = wrapped.get(client);
-      if (connection === undefined) {
-        let broken = false;
-        connection = {
-          // Kysely only streams through cursors, which this store never uses.
-          query: ((text: string, parameters: readonly unknown[]) =>
-            client.query(text, parameters as unknown[]).catch((error: unknown) => {
-              if ((error as Error).message === 'Query read timeout') broken = true;
-              throw error;
-            })) as unknown as PostgresPoolClient['query'],
-          release: (destroy?: boolean) => client.release(destroy === true || broken),
-        };
-        wrapped.set(client, connection);
-      }
-      return connection;
-    },
-    end: () => pool.end(),
   };
 }

@@ -24,12 +24,15 @@ const SQLSTATES: ReadonlyMap<string, ErrorCode> = new Map<string, ErrorCode>([
   ['P0001', 'STORE_DATA_INVALID'], // raise_exception: a trigger refused the row
 ]);
 
+/** pg's client-side `query_timeout`. */
+const QUERY_READ_TIMEOUT = 'Query read timeout';
+
 /** pg and pg-pool raise these without a code. */
 const CLIENT_MESSAGES: ReadonlyMap<string, ErrorCode> = new Map<string, ErrorCode>([
   // pg-pool says this only when every connection is checked out and the wait ran out.
   ['timeout exceeded when trying to connect', 'STORE_POOL_EXHAUSTED'],
   ['Connection terminated due to connection timeout', 'STORE_TIMEOUT'],
-  ['Query read timeout', 'STORE_TIMEOUT'],
+  [QUERY_READ_TIMEOUT, 'STORE_TIMEOUT'],
   ['Connection terminated unexpectedly', 'STORE_CONNECTION_REFUSED'],
   ['Connection terminated', 'STORE_CONNECTION_REFUSED'],
   // DB_SSL_MODE=require|verify-full against a server without TLS.
@@ -53,6 +56,11 @@ export function mapPostgresError(error: unknown, server: string): ActivityLogErr
     (code === 'ETIMEDOUT' ? 'STORE_TIMEOUT' : undefined) ??
     byClass(code);
   return mappedStoreError(mapped, server, code === '' ? message : `${message} (${code})`, error);
+}
+
+/** pg's own query timeout: it keeps waiting for that query's answer on the connection. */
+export function isPostgresQueryTimeout(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as Error).message === QUERY_READ_TIMEOUT;
 }
 
 function byClass(sqlstate: string): ErrorCode {

@@ -1,15 +1,20 @@
-import { mkdirSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import Database from 'better-sqlite3';
 import { SqliteDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/config.js';
+import type { StoreCapabilities } from '../activity-store.js';
 import { ACTIVITY_COLUMNS } from '../activity-table.js';
 import { fromSqlTimestamp, toSqlTimestamp } from '../sql-timestamp.js';
 import type { StoreDialect } from '../store-dialect.js';
 import { mapSqliteError } from './sqlite-errors.js';
+import { openSqliteDatabase } from './sqlite-pool.js';
 
 /** SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32 (better-sqlite3 12 bundles a newer one). */
 const MAX_VARIABLES = 32_766;
+
+/** What a store on SQLite can do, known before anything connects. */
+export const SQLITE_CAPABILITIES: StoreCapabilities = Object.freeze({
+  dialect: 'sqlite',
+  maxRowsPerInsert: Math.floor(MAX_VARIABLES / ACTIVITY_COLUMNS.length),
+});
 
 /**
  * SQLite through better-sqlite3: one connection in WAL mode (readers do not block the writer), and
@@ -23,12 +28,9 @@ const MAX_VARIABLES = 32_766;
 export function createSqliteDialect(config: DatabaseConfig): StoreDialect {
   const server = `SQLite database ${config.filename}`;
   return {
-    capabilities: Object.freeze({
-      dialect: 'sqlite',
-      maxRowsPerInsert: Math.floor(MAX_VARIABLES / ACTIVITY_COLUMNS.length),
-    }),
+    capabilities: SQLITE_CAPABILITIES,
     // A factory, so that failing to open the file surfaces (mapped) on first use, not at construction.
-    createKyselyDialect: () => new SqliteDialect({ database: async () => openDatabase(config) }),
+    createKyselyDialect: () => new SqliteDialect({ database: async () => openSqliteDatabase(config) }),
     maxInsertChars: Number.POSITIVE_INFINITY,
     placeholder: () => '?',
     quoteIdentifier: (name) => `"${name.replaceAll('"', '""')}"`,
@@ -69,12 +71,4 @@ export function createSqliteDialect(config: DatabaseConfig): StoreDialect {
       }),
     mapError: (error) => mapSqliteError(error, server),
   };
-}
-
-function openDatabase(config: DatabaseConfig): Database.Database {
-  const inMemory = config.filename === ':memory:';
-  if (!inMemory) mkdirSync(dirname(resolve(config.filename)), { recursive: true });
-  const database = new Database(config.filename, { timeout: config.queryTimeoutMs });
-  if (!inMemory) database.pragma('journal_mode = WAL');
-  return database;
 }

@@ -1,0 +1,238 @@
+import { z } from 'zod';
+import { DATABASE_CONNECTIONS, type DatabaseConnection, DB_CONNECTIONS } from './database-connections.js';
+import { DEFAULT_REDACT_KEYS } from './default-redact-keys.js';
+import {
+  commaList,
+  decimalNumber,
+  nonEmptyText,
+  noneOrText,
+  nullableText,
+  oneOf,
+  type SettingGroup,
+  setting,
+  textAsWritten,
+  wholeNumber,
+} from './setting.js';
+import { trustProxyFromEnv, trustProxySchema } from './trust-proxy.js';
+
+/** The connection's defaults; an unknown connection is reported by its own setting, so any will do. */
+function connectionOf(database: SettingGroup): DatabaseConnection {
+  const connection = DB_CONNECTIONS.find((name) => name === database.connection) ?? 'sqlite';
+  return DATABASE_CONNECTIONS[connection];
+}
+
+/** Where the activities are stored. The defaults of port, database and user follow the connection. */
+export const DATABASE_SETTINGS = {
+  connection: setting({ env: 'DB_CONNECTION', schema: oneOf(DB_CONNECTIONS), default: 'sqlite' }),
+  host: setting({ env: 'DB_HOST', schema: nonEmptyText, default: '127.0.0.1' }),
+  port: setting({
+    env: 'DB_PORT',
+    schema: wholeNumber(1, 65_535),
+    default: (database: SettingGroup) => connectionOf(database).defaultPort,
+  }),
+  database: setting({
+    env: 'DB_DATABASE',
+    schema: nonEmptyText,
+    default: (database: SettingGroup) =>
+      connectionOf(database).embedded
+        ? (database.filename ?? connectionOf(database).defaultDatabase)
+        : connectionOf(database).defaultDatabase,
+  }),
+  user: setting({
+    env: 'DB_USERNAME',
+    schema: z.string(),
+    default: (database: SettingGroup) => connectionOf(database).defaultUser,
+    fromEnv: textAsWritten,
+  }),
+  password: setting({ env: 'DB_PASSWORD', schema: nullableText, default: null, fromEnv: noneOrText }),
+  /** SQLite file path, or `:memory:`. */
+  filename: setting({
+    env: 'DB_DATABASE',
+    schema: nonEmptyText,
+    default: (database: SettingGroup) =>
+      connectionOf(database).embedded
+        ? (database.database ?? connectionOf(database).defaultDatabase)
+        : ':none:',
+    // DB_DATABASE is read once, as `database`; an embedded database's file defaults to it.
+    fromEnv: () => undefined,
+  }),
+  table: setting({
+    env: 'ACTIVITY_LOG_TABLE',
+    schema: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, {
+      error: 'expected a table name of letters, digits and _ (at most 63)',
+    }),
+    default: 'activity_log',
+  }),
+  poolMax: setting({ env: 'DB_POOL_MAX', schema: wholeNumber(1, 1000), default: 10 }),
+  connectTimeoutMs: setting({
+    env: 'DB_CONNECT_TIMEOUT_MS',
+    schema: wholeNumber(100, 600_000),
+    default: 5000,
+  }),
+  queryTimeoutMs: setting({
+    env: 'DB_QUERY_TIMEOUT_MS',
+    schema: wholeNumber(100, 3_600_000),
+    default: 10_000,
+  }),
+  /**
+   * TLS to MySQL/MariaDB/PostgreSQL: `disable`, `require` (encrypted, certificate not checked) or
+   * `verify-full` (encrypted, certificate and host name checked against the system CAs and
+   * `NODE_EXTRA_CA_CERTS`). Null leaves it to the driver (`pg` reads `PGSSLMODE`).
+   */
+  sslMode: setting({
+    env: 'DB_SSL_MODE',
+    schema: oneOf(['disable', 'require', 'verify-full']).nullable(),
+    default: null,
+    fromEnv: noneOrText,
+  }),
+};
+
+/** The Redis server of the queue: `url` wins over host, port and password. */
+export const REDIS_SETTINGS = {
+  url: setting({ env: 'REDIS_URL', schema: nullableText, default: null, fromEnv: noneOrText }),
+  host: setting({ env: 'REDIS_HOST', schema: nonEmptyText, default: '127.0.0.1' }),
+  port: setting({ env: 'REDIS_PORT', schema: wholeNumber(1, 65_535), default: 6379 }),
+  password: setting({ env: 'REDIS_PASSWORD', schema: nullableText, default: null, fromEnv: noneOrText }),
+};
+
+/**
+ * Every setting, in the shape of {@link Config}: its environment variable, what it may be and its
+ * default. The order is the order in which problems are reported.
+ */
+export const SETTINGS = {
+  database: DATABASE_SETTINGS,
+  queueConnection: setting({ env: 'QUEUE_CONNECTION', schema: oneOf(['sync', 'redis']), default: 'sync' }),
+  redis: REDIS_SETTINGS,
+  method: setting({
+    env: 'ACTIVITY_LOG_METHOD',
+    schema: oneOf(['sync', 'batch', 'queue']),
+    default: 'batch',
+  }),
+  activityQueueConnection: setting({
+    env: 'ACTIVITY_LOG_QUEUE_CONNECTION',
+    schema: oneOf(['redis']),
+    default: 'redis',
+  }),
+  queueName: setting({
+    env: 'ACTIVITY_LOG_QUEUE_NAME',
+    schema: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,100}$/, { error: 'expected 1-100 letters, digits, ".", "_" or "-"' }),
+    default: 'activity-logs',
+  }),
+  retryAfterSeconds: setting({
+    env: 'ACTIVITY_LOG_RETRY_AFTER',
+    schema: wholeNumber(1, 86_400),
+    default: 90,
+  }),
+  tries: setting({ env: 'ACTIVITY_LOG_TRIES', schema: wholeNumber(1, 100), default: 3 }),
+  batchSize: setting({ env: 'ACTIVITY_LOG_BATCH_SIZE', schema: wholeNumber(1, 10_000), default: 500 }),
+  flushIntervalMs: setting({
+    env: 'ACTIVITY_LOG_FLUSH_INTERVAL_MS',
+    schema: wholeNumber(1, 60_000),
+    default: 50,
+  }),
+  breakerFailures: setting({
+    env: 'ACTIVITY_LOG_BREAKER_FAILURES',
+    schema: wholeNumber(1, 1000),
+    default: 5,
+  }),
+  breakerCooldownMs: setting({
+    env: 'ACTIVITY_LOG_BREAKER_COOLDOWN_MS',
+    schema: wholeNumber(100, 3_600_000),
+    default: 10_000,
+  }),
+  /**
+   * A write still unanswered after this is slow: its activities are spooled at once (nothing waits
+   * in memory for a hung database), and the breaker counts it as a failure.
+   */
+  slowWriteMs: setting({
+    env: 'ACTIVITY_LOG_SLOW_WRITE_MS',
+    schema: wholeNumber(10, 3_600_000),
+    default: 1000,
+  }),
+  spoolDir: setting({
+    env: 'ACTIVITY_LOG_SPOOL_DIR',
+    schema: nonEmptyText,
+    default: './storage/activity-log-spool',
+  }),
+  spoolMaxMb: setting({
+    env: 'ACTIVITY_LOG_SPOOL_MAX_MB',
+    schema: wholeNumber(1, 1_048_576),
+    default: 1024,
+  }),
+  durability: setting({
+    env: 'ACTIVITY_LOG_DURABILITY',
+    schema: oneOf(['memory', 'disk']),
+    default: 'memory',
+  }),
+  retentionDays: setting({
+    env: 'ACTIVITY_LOG_RETENTION_DAYS',
+    schema: wholeNumber(1, 36_500),
+    default: 365,
+  }),
+  redactKeys: setting({
+    env: 'ACTIVITY_LOG_REDACT_KEYS',
+    schema: z.array(z.string().min(1)).readonly(),
+    default: DEFAULT_REDACT_KEYS,
+    fromEnv: commaList,
+  }),
+  adminToken: setting({
+    env: 'ACTIVITY_LOG_ADMIN_TOKEN',
+    schema: nullableText,
+    default: null,
+    fromEnv: noneOrText,
+  }),
+  ingestToken: setting({
+    env: 'ACTIVITY_LOG_INGEST_TOKEN',
+    schema: nullableText,
+    default: null,
+    fromEnv: noneOrText,
+  }),
+  alertWebhook: setting({
+    env: 'ACTIVITY_LOG_ALERT_WEBHOOK',
+    schema: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).nullable(),
+    default: null,
+    fromEnv: noneOrText,
+  }),
+  alertErrorRate: setting({
+    env: 'ACTIVITY_LOG_ALERT_ERROR_RATE',
+    schema: decimalNumber(0, 100),
+    default: 5,
+  }),
+  alertQueueSize: setting({
+    env: 'ACTIVITY_LOG_ALERT_QUEUE_SIZE',
+    schema: wholeNumber(1, 1_000_000_000),
+    default: 10_000,
+  }),
+  /** Alert when a circuit breaker has been open this long. */
+  alertBreakerOpenSeconds: setting({
+    env: 'ACTIVITY_LOG_ALERT_BREAKER_OPEN_SECONDS',
+    schema: wholeNumber(0, 86_400),
+    default: 60,
+  }),
+  /** Alert when the 99th percentile lag from `log()` to the stored row exceeds this. */
+  alertLagP99Ms: setting({
+    env: 'ACTIVITY_LOG_ALERT_LAG_P99_MS',
+    schema: wholeNumber(1, 86_400_000),
+    default: 60_000,
+  }),
+  /** A firing alert is notified again at most this often. */
+  alertCooldownSeconds: setting({
+    env: 'ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS',
+    schema: wholeNumber(0, 86_400),
+    default: 300,
+  }),
+  host: setting({ env: 'HOST', schema: nonEmptyText, default: '127.0.0.1' }),
+  port: setting({ env: 'PORT', schema: wholeNumber(0, 65_535), default: 3000 }),
+  /**
+   * Which proxies `serve` believes about the client address (`X-Forwarded-For`) and scheme:
+   * false (none), true (any), a number of hops, or addresses and CIDR ranges.
+   */
+  trustProxy: setting({
+    env: 'ACTIVITY_LOG_TRUST_PROXY',
+    schema: trustProxySchema,
+    default: false,
+    fromEnv: trustProxyFromEnv,
+  }),
+};
