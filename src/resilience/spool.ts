@@ -16,7 +16,21 @@ import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
 import { activityToJson } from '../core/activity-json.js';
 import { ActivityLogError } from '../core/errors.js';
+import { isMissing, messageOf, spoolError } from './spool-error.js';
 import { countSegmentRecords, decodeSegment, encodeSpoolRecord, SEGMENT_MAGIC } from './spool-record.js';
+import {
+  DIRECTORY_MODE,
+  FILE_MODE,
+  type ListedSegment,
+  listSegments,
+  ownerFileName,
+  ownerOfOwnerFile,
+  parseSegmentName,
+  REJECTED_FILE,
+  segmentBase,
+  segmentFileName,
+  syncDirectory,
+} from './spool-segment-directory.js';
 import { ThrottledWarning } from './throttled-warning.js';
 import type { RefusedActivity } from './write-with-isolation.js';
 
@@ -148,24 +162,10 @@ interface PendingAppend {
   readonly reject: (error: unknown) => void;
 }
 
-interface ListedSegment {
-  readonly name: string;
-  readonly bytes: number;
-  /** Name without the owner part: creation time, sequence and the writing process. Sorts in write order. */
-  readonly base: string;
-  readonly owner: string;
-  readonly createdAt: Date;
-}
-
-const SEGMENT_PATTERN = /^(\d{13}-\d{6}-\d+-[0-9a-f]+)@(\d+-[0-9a-f]+)\.seg$/;
-const REJECTED_FILE = 'rejected.ndjson';
 const OWNER_HEARTBEAT_MS = 10_000;
 /** An owner file untouched this long belongs to a process that is gone (or hung) even if its pid is reused. */
 const OWNER_STALE_MS = 60_000;
 const WARNING_INTERVAL_MS = 10_000;
-/** Spool files hold activity data (IPs, user agents, properties): readable by their owner only. */
-const FILE_MODE = 0o600;
-const DIRECTORY_MODE = 0o700;
 const REMEMBERED_REJECTED_IDS = 10_000;
 
 /** Instances alive in this process: a segment with our pid and another instance id is from an earlier run. */
@@ -455,7 +455,7 @@ export class Spool {
 
   /** Segments, bytes, activities waiting and the oldest of them, for `spool status` and monitoring. */
   async status(): Promise<SpoolStatus> {
-    const listed = await this.#list();
+    const listed = await listSegments(this.dir);
     const segments: SpoolSegmentInfo[] = [];
     for (const segment of listed) {
       let counted = { records: 0, corruptRecords: 0 };
@@ -620,8 +620,7 @@ export class Spool {
 
   async #openSegment(): Promise<ActiveSegment> {
     this.#sequence++;
-    const base = `${String(Date.now()).padStart(13, '0')}-${String(this.#sequence % 1_000_000).padStart(6, '0')}-${this.#owner}`;
-    const name = `${base}@${this.#owner}.seg`;
+    const name = segmentFileName(segmentBase(Date.now(), this.#sequence, this.#owner), this.#owner);
     const path = join(this.dir, name);
     const handle = await open(path, 'wx', FILE_MODE);
     try {
@@ -664,7 +663,7 @@ export class Spool {
 
   async #createDirectory(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: DIRECTORY_MODE });
-    const ownerFile = join(this.dir, `${this.#owner}.owner`);
+    const ownerFile = join(this.dir, ownerFileName(this.#owner));
     await (await open(ownerFile, 'w', FILE_MODE)).close();
     this.#ownerFile = ownerFile;
     this.#heartbeat = setInterval(() => {
@@ -679,42 +678,12 @@ export class Spool {
   }
 
   async #rescanBytes(): Promise<void> {
-    const listed = await this.#list();
+    const listed = await listSegments(this.dir);
     this.#totalBytes = listed.reduce((sum, segment) => sum + segment.bytes, 0);
     this.#rejectedBytes = await stat(join(this.dir, REJECTED_FILE)).then(
       ({ size }) => size,
       () => 0,
     );
-  }
-
-  async #list(): Promise<ListedSegment[]> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch (error) {
-      // No directory there (yet): nothing was spooled. Whether one can be made is for the first
-      // append, or prepare(), to find out.
-      if (isMissing(error) || (error as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
-      throw spoolError(`could not list the spool at ${this.dir}: ${messageOf(error)}`, error);
-    }
-    const listed: ListedSegment[] = [];
-    for (const name of names) {
-      const match = SEGMENT_PATTERN.exec(name);
-      if (match === null) continue;
-      try {
-        const { size } = await stat(join(this.dir, name));
-        listed.push({
-          name,
-          bytes: size,
-          base: match[1]!,
-          owner: match[2]!,
-          createdAt: new Date(Number(name.slice(0, 13))),
-        });
-      } catch (error) {
-        if (!isMissing(error)) throw error;
-      }
-    }
-    return listed.sort((a, b) => (a.base < b.base ? -1 : a.base > b.base ? 1 : 0));
   }
 
   async #ownerAlive(owner: string): Promise<boolean> {
@@ -733,7 +702,7 @@ export class Spool {
       }
     }
     try {
-      const { mtimeMs } = await stat(join(this.dir, `${owner}.owner`));
+      const { mtimeMs } = await stat(join(this.dir, ownerFileName(owner)));
       return Date.now() - mtimeMs < OWNER_STALE_MS;
     } catch {
       return false;
@@ -749,7 +718,7 @@ export class Spool {
     let segments = 0;
     let corruptRecords = 0;
     const known = [...this.#segments.keys()];
-    const listed = await this.#list();
+    const listed = await listSegments(this.dir);
     this.#totalBytes = Math.max(
       this.#totalBytes,
       listed.reduce((sum, segment) => sum + segment.bytes, 0),
@@ -805,11 +774,11 @@ export class Spool {
       return;
     }
     const owners = new Set(
-      names.map((name) => SEGMENT_PATTERN.exec(name)?.[2]).filter((owner) => owner !== undefined),
+      names.map((name) => parseSegmentName(name)?.owner).filter((owner) => owner !== undefined),
     );
     for (const name of names) {
-      if (!name.endsWith('.owner')) continue;
-      const owner = name.slice(0, -'.owner'.length);
+      const owner = ownerOfOwnerFile(name);
+      if (owner === null) continue;
       if (owner === this.#owner || owners.has(owner) || (await this.#ownerAlive(owner))) continue;
       await unlink(join(this.dir, name)).catch(() => undefined);
     }
@@ -817,7 +786,7 @@ export class Spool {
 
   async #claim(segment: ListedSegment): Promise<string | null> {
     await this.#prepareDirectory();
-    const name = `${segment.base}@${this.#owner}.seg`;
+    const name = segmentFileName(segment.base, this.#owner);
     try {
       await rename(join(this.dir, segment.name), join(this.dir, name));
     } catch (error) {
@@ -1011,30 +980,4 @@ function parseRejectedLine(line: string): RejectedRecord | null {
     // A line cut by a crash mid-append.
     return null;
   }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  // Not every platform can fsync a directory (Windows cannot); there the rename is as durable as it gets.
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // see above
-  }
-}
-
-function isMissing(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | null)?.code === 'ENOENT';
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-function spoolError(message: string, cause?: unknown): ActivityLogError {
-  return new ActivityLogError('SPOOL_FAILED', message, cause === undefined ? {} : { cause });
 }
