@@ -17,6 +17,15 @@ import type { Activity } from '../core/activity.js';
 import { activityToJson } from '../core/activity-json.js';
 import { ActivityLogError } from '../core/errors.js';
 import { isMissing, messageOf, spoolError } from './spool-error.js';
+import type { SpoolEvents } from './spool-events.js';
+import {
+  type AppendRequest,
+  allotGroup,
+  defaultSegmentMaxBytes,
+  linesThatFit,
+  type SpoolAppendResult,
+  SpoolQuota,
+} from './spool-quota.js';
 import { countSegmentRecords, decodeSegment, encodeSpoolRecord, SEGMENT_MAGIC } from './spool-record.js';
 import {
   DIRECTORY_MODE,
@@ -33,6 +42,9 @@ import {
 } from './spool-segment-directory.js';
 import { ThrottledWarning } from './throttled-warning.js';
 import type { RefusedActivity } from './write-with-isolation.js';
+
+export type { SpoolEvents } from './spool-events.js';
+export type { SpoolAppendResult } from './spool-quota.js';
 
 export interface SpoolOptions {
   /** `ACTIVITY_LOG_SPOOL_DIR`. Created on the first append, not before. */
@@ -51,12 +63,6 @@ export interface RejectedRecord {
   readonly error: { readonly code: string | null; readonly message: string };
   /** The activity as JSON (snake_case fields, as the query API returns it). */
   readonly activity: Readonly<Record<string, unknown>>;
-}
-
-/** How many of the appended activities were made durable and how many did not fit. */
-export interface SpoolAppendResult {
-  readonly spooled: number;
-  readonly dropped: number;
 }
 
 export interface SpoolReplayOptions {
@@ -117,19 +123,6 @@ export interface SpoolStatus {
   readonly rejectedOldestAt: Date | null;
 }
 
-/** Typed events for metrics and alerts. */
-export interface SpoolEvents {
-  spooled: [event: { readonly count: number; readonly bytes: number }];
-  /** Activities that did not fit under `maxBytes`; the data already spooled is untouched. */
-  dropped: [event: { readonly count: number; readonly totalBytes: number; readonly maxBytes: number }];
-  replayed: [event: { readonly count: number; readonly segment: string }];
-  corruptRecordSkipped: [event: { readonly segment: string; readonly count: number }];
-  /** A segment of a dead process was taken over for replay. */
-  claimed: [event: { readonly segment: string; readonly from: string }];
-  /** Activities the destination refused as bad data, kept in `rejected.ndjson` instead of replayed forever. */
-  rejected: [event: { readonly count: number; readonly error: unknown }];
-}
-
 interface ActiveSegment {
   readonly name: string;
   readonly path: string;
@@ -154,10 +147,7 @@ interface SegmentProgress {
   held: boolean;
 }
 
-interface PendingAppend {
-  readonly records: readonly Buffer[];
-  /** All or none of the records: if they do not all fit, every one is dropped. */
-  readonly whole: boolean;
+interface PendingAppend extends AppendRequest {
   readonly resolve: (result: SpoolAppendResult) => void;
   readonly reject: (error: unknown) => void;
 }
@@ -205,20 +195,12 @@ export class Spool {
   #chain: Promise<void> = Promise.resolve();
   #active: ActiveSegment | null = null;
   #sequence = 0;
-  #totalBytes = -1;
-  /**
-   * The spool's size when it last had to drop: until replay brings it below that, nothing new is
-   * kept, so a smaller, newer record never takes the place of an older one that was dropped.
-   */
-  #fullAtBytes: number | null = null;
+  readonly #quota: SpoolQuota;
   #ownerFile: string | null = null;
   #prepared: Promise<void> | null = null;
   #heartbeat: NodeJS.Timeout | null = null;
   #replaying: Promise<SpoolReplayResult> | null = null;
   #closed = false;
-  /** Bytes of `rejected.ndjson`, counted against `maxBytes` with the segments. */
-  #rejectedBytes = 0;
-  readonly #drops: ThrottledWarning;
   readonly #refusals: ThrottledWarning;
   #corruptTotal = 0;
   /**
@@ -231,16 +213,9 @@ export class Spool {
   constructor(options: SpoolOptions) {
     this.dir = options.dir;
     this.maxBytes = options.maxBytes;
-    this.segmentMaxBytes =
-      options.segmentMaxBytes ??
-      Math.min(16 * 1024 * 1024, Math.max(64 * 1024, Math.floor(options.maxBytes / 8)));
+    this.segmentMaxBytes = options.segmentMaxBytes ?? defaultSegmentMaxBytes(options.maxBytes);
     this.#warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
-    this.#drops = new ThrottledWarning(
-      this.#warn,
-      WARNING_INTERVAL_MS,
-      (count, total, what) =>
-        `activity-log: the spool at ${this.dir} is full (ACTIVITY_LOG_SPOOL_MAX_MB=${Math.round(this.maxBytes / 1024 / 1024)}); dropped ${count} ${what} (${total} in all). Bring the destination back, purge refused activities (activity-log spool rejected --purge) or raise the limit`,
-    );
+    this.#quota = new SpoolQuota(this.dir, this.maxBytes, this.events, this.#warn);
     this.#refusals = new ThrottledWarning(
       this.#warn,
       WARNING_INTERVAL_MS,
@@ -277,7 +252,7 @@ export class Spool {
 
   /** Activities dropped because the spool was full, since this instance started. */
   get droppedTotal(): number {
-    return this.#drops.total;
+    return this.#quota.droppedTotal;
   }
 
   /** Damaged records skipped while replaying, since this instance started. */
@@ -331,13 +306,7 @@ export class Spool {
     let result: SpoolAppendResult = { spooled: 0, dropped: 0 };
     return this.#serialized(async () => {
       await this.#prepareDirectory();
-      const kept: Buffer[] = [];
-      let bytes = 0;
-      for (const line of lines) {
-        if (this.#totalBytes + this.#rejectedBytes + bytes + line.length > this.maxBytes) break;
-        kept.push(line);
-        bytes += line.length;
-      }
+      const { kept, bytes } = linesThatFit(lines, this.#quota.usedBytes, this.maxBytes);
       if (kept.length > 0) {
         const handle = await open(join(this.dir, REJECTED_FILE), 'a', FILE_MODE);
         try {
@@ -350,7 +319,7 @@ export class Spool {
             await handle.truncate(size).catch(() => undefined);
             throw writeError;
           }
-          this.#rejectedBytes = size + bytes;
+          this.#quota.setRejectedBytes(size + bytes);
         } finally {
           await handle.close();
         }
@@ -362,7 +331,7 @@ export class Spool {
         this.events.emit('rejected', { count: kept.length, error });
         this.#refusals.add(kept.length, describeRefusal(error).message);
       }
-      if (result.dropped > 0) this.#onDropped(result.dropped, 'refused activities');
+      if (result.dropped > 0) this.#quota.drop(result.dropped, 'refused activities');
     }).then(
       () => result,
       (cause: unknown) => {
@@ -396,7 +365,7 @@ export class Spool {
       await unlink(join(this.dir, REJECTED_FILE)).catch((error: unknown) => {
         if (!isMissing(error)) throw error;
       });
-      this.#rejectedBytes = 0;
+      this.#quota.setRejectedBytes(0);
       this.#rejectedIds.clear();
     }).then(
       () => purged,
@@ -436,7 +405,7 @@ export class Spool {
         if (!isMissing(error)) throw spoolError(`could not delete ${path}: ${messageOf(error)}`, error);
       });
       this.#segments.delete(segment);
-      this.#totalBytes = Math.max(0, this.#totalBytes - bytes);
+      this.#quota.removeSegmentBytes(bytes);
     });
   }
 
@@ -497,7 +466,7 @@ export class Spool {
     if (this.#replaying !== null) await this.#replaying.catch(() => undefined);
     if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
     this.#heartbeat = null;
-    this.#drops.flush();
+    this.#quota.flush();
     this.#refusals.flush();
     await this.#closeActive().catch(() => undefined);
     if (this.#ownerFile !== null) await unlink(this.#ownerFile).catch(() => undefined);
@@ -517,42 +486,21 @@ export class Spool {
     this.#pendingAppends = [];
     try {
       await this.#prepareDirectory();
-      const buffers: Buffer[] = [];
-      const results: SpoolAppendResult[] = [];
-      let bytes = 0;
-      let dropped = 0;
-      // Once one record does not fit, none after it is kept: a smaller, newer record must not
-      // take the place of an older one.
-      const usedBytes = this.#totalBytes + this.#rejectedBytes;
-      if (this.#fullAtBytes !== null && usedBytes < this.#fullAtBytes) this.#fullAtBytes = null;
-      let full = this.#fullAtBytes !== null;
-      const fits = (extra: number) =>
-        usedBytes + bytes + extra + (this.#active === null ? SEGMENT_MAGIC.length : 0) <= this.maxBytes;
-      for (const append of group) {
-        let spooled = 0;
-        if (append.whole && !full && !fits(append.records.reduce((sum, record) => sum + record.length, 0))) {
-          full = true;
-        }
-        for (const record of append.records) {
-          if (full || !fits(record.length)) {
-            full = true;
-            continue;
-          }
-          buffers.push(record);
-          bytes += record.length;
-          spooled++;
-        }
-        results.push({ spooled, dropped: append.records.length - spooled });
-        dropped += append.records.length - spooled;
+      const allotment = allotGroup(group, {
+        usedBytes: this.#quota.usedBytes,
+        maxBytes: this.maxBytes,
+        full: this.#quota.stillFull(),
+        headerBytes: this.#active === null ? SEGMENT_MAGIC.length : 0,
+      });
+      const { kept, bytes } = allotment;
+      if (kept.length > 0) await this.#writeRecords(kept, bytes);
+      if (allotment.full) this.#quota.markFull();
+      if (kept.length > 0 && this.events.listenerCount('spooled') > 0) {
+        this.events.emit('spooled', { count: kept.length, bytes });
       }
-      if (buffers.length > 0) await this.#writeRecords(buffers, bytes);
-      if (full) this.#fullAtBytes = this.#totalBytes + this.#rejectedBytes;
-      if (buffers.length > 0 && this.events.listenerCount('spooled') > 0) {
-        this.events.emit('spooled', { count: buffers.length, bytes });
-      }
-      if (dropped > 0) this.#onDropped(dropped);
+      if (allotment.dropped > 0) this.#quota.drop(allotment.dropped);
       group.forEach((append, i) => {
-        append.resolve(results[i]!);
+        append.resolve(allotment.results[i]!);
       });
     } catch (error) {
       const failure = spoolError(`could not write to the spool at ${this.dir}: ${messageOf(error)}`, error);
@@ -567,7 +515,7 @@ export class Spool {
       this.#active.bytes + bytes > this.segmentMaxBytes
     ) {
       await this.#closeActive();
-      await this.#rescanBytes();
+      await this.#quota.rescan();
     }
     const active = this.#active ?? (await this.#openSegment());
     try {
@@ -579,7 +527,7 @@ export class Spool {
     }
     active.bytes += bytes;
     active.records += buffers.length;
-    this.#totalBytes += bytes;
+    this.#quota.addSegmentBytes(bytes);
     const progress = this.#segments.get(active.name);
     if (progress !== undefined) progress.records += buffers.length;
     if (!(await this.#stillOwned(active))) {
@@ -631,7 +579,7 @@ export class Spool {
       const active: ActiveSegment = { name, path, handle, ino, bytes: SEGMENT_MAGIC.length, records: 0 };
       this.#active = active;
       this.#segments.set(name, newProgress(0));
-      this.#totalBytes += SEGMENT_MAGIC.length;
+      this.#quota.addSegmentBytes(SEGMENT_MAGIC.length);
       return active;
     } catch (error) {
       await handle.close().catch(() => undefined);
@@ -647,7 +595,7 @@ export class Spool {
     if (active.records === 0) {
       await unlink(active.path).catch(() => undefined);
       this.#segments.delete(active.name);
-      this.#totalBytes -= active.bytes;
+      this.#quota.removeSegmentBytes(active.bytes);
     }
   }
 
@@ -674,16 +622,7 @@ export class Spool {
       );
     }, OWNER_HEARTBEAT_MS);
     this.#heartbeat.unref();
-    await this.#rescanBytes();
-  }
-
-  async #rescanBytes(): Promise<void> {
-    const listed = await listSegments(this.dir);
-    this.#totalBytes = listed.reduce((sum, segment) => sum + segment.bytes, 0);
-    this.#rejectedBytes = await stat(join(this.dir, REJECTED_FILE)).then(
-      ({ size }) => size,
-      () => 0,
-    );
+    await this.#quota.rescan();
   }
 
   async #ownerAlive(owner: string): Promise<boolean> {
@@ -719,10 +658,7 @@ export class Spool {
     let corruptRecords = 0;
     const known = [...this.#segments.keys()];
     const listed = await listSegments(this.dir);
-    this.#totalBytes = Math.max(
-      this.#totalBytes,
-      listed.reduce((sum, segment) => sum + segment.bytes, 0),
-    );
+    this.#quota.atLeastSegmentBytes(listed.reduce((sum, segment) => sum + segment.bytes, 0));
     this.#forgetVanishedSegments(known, listed);
     for (const segment of listed) {
       if (options.signal?.aborted === true) return { replayed, segments, corruptRecords, complete: false };
@@ -869,7 +805,7 @@ export class Spool {
         throw spoolError(`could not delete replayed ${path}: ${messageOf(error)}`, error);
     });
     this.#segments.delete(name);
-    this.#totalBytes = Math.max(0, this.#totalBytes - buffer.length);
+    this.#quota.removeSegmentBytes(buffer.length);
     if (replayed > 0) this.events.emit('replayed', { count: replayed, segment: name });
     return { replayed, corruptRecords, complete: true };
   }
@@ -880,15 +816,6 @@ export class Spool {
       const oldest = this.#rejectedIds.values().next().value;
       if (oldest !== undefined) this.#rejectedIds.delete(oldest);
     }
-  }
-
-  #onDropped(count: number, what = 'activities'): void {
-    this.events.emit('dropped', {
-      count,
-      totalBytes: this.#totalBytes + this.#rejectedBytes,
-      maxBytes: this.maxBytes,
-    });
-    this.#drops.add(count, what);
   }
 
   async #rejectedSummary(): Promise<Pick<SpoolStatus, 'rejected' | 'rejectedBytes' | 'rejectedOldestAt'>> {
