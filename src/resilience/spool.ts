@@ -1,23 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import {
-  type FileHandle,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  stat,
-  unlink,
-  utimes,
-  writeFile,
-} from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
 import { activityToJson } from '../core/activity-json.js';
 import { ActivityLogError } from '../core/errors.js';
 import { isMissing, messageOf, spoolError } from './spool-error.js';
 import type { SpoolEvents } from './spool-events.js';
+import { SpoolOwnership } from './spool-ownership.js';
 import {
   type AppendRequest,
   allotGroup,
@@ -32,9 +21,6 @@ import {
   FILE_MODE,
   type ListedSegment,
   listSegments,
-  ownerFileName,
-  ownerOfOwnerFile,
-  parseSegmentName,
   REJECTED_FILE,
   segmentBase,
   segmentFileName,
@@ -152,14 +138,8 @@ interface PendingAppend extends AppendRequest {
   readonly reject: (error: unknown) => void;
 }
 
-const OWNER_HEARTBEAT_MS = 10_000;
-/** An owner file untouched this long belongs to a process that is gone (or hung) even if its pid is reused. */
-const OWNER_STALE_MS = 60_000;
 const WARNING_INTERVAL_MS = 10_000;
 const REMEMBERED_REJECTED_IDS = 10_000;
-
-/** Instances alive in this process: a segment with our pid and another instance id is from an earlier run. */
-const LIVE_INSTANCES = new Set<string>();
 
 /**
  * The durable local fallback: an append-only log of activities in segment files under one
@@ -186,8 +166,7 @@ export class Spool {
   readonly maxBytes: number;
   readonly segmentMaxBytes: number;
   readonly events = new EventEmitter<SpoolEvents>();
-  readonly #instance = randomBytes(4).toString('hex');
-  readonly #owner = `${process.pid}-${this.#instance}`;
+  readonly #ownership: SpoolOwnership;
   readonly #warn: (message: string) => void;
   readonly #segments = new Map<string, SegmentProgress>();
   #pendingAppends: PendingAppend[] = [];
@@ -196,9 +175,7 @@ export class Spool {
   #active: ActiveSegment | null = null;
   #sequence = 0;
   readonly #quota: SpoolQuota;
-  #ownerFile: string | null = null;
   #prepared: Promise<void> | null = null;
-  #heartbeat: NodeJS.Timeout | null = null;
   #replaying: Promise<SpoolReplayResult> | null = null;
   #closed = false;
   readonly #refusals: ThrottledWarning;
@@ -222,7 +199,7 @@ export class Spool {
       (count, total, reason) =>
         `activity-log: ${count} activities were refused by the destination as bad data and kept in ${join(this.dir, REJECTED_FILE)} (${total} in all; see activity-log spool rejected): ${reason}`,
     );
-    LIVE_INSTANCES.add(this.#instance);
+    this.#ownership = new SpoolOwnership(this.dir, () => this.#closed);
   }
 
   /**
@@ -440,7 +417,7 @@ export class Spool {
         activities: counted.records,
         corruptRecords: counted.corruptRecords,
         owner: segment.owner,
-        ownerAlive: await this.#ownerAlive(segment.owner),
+        ownerAlive: await this.#ownership.isAlive(segment.owner),
       });
     }
     const withActivities = segments.filter((segment) => segment.activities > 0);
@@ -464,13 +441,11 @@ export class Spool {
     this.#closed = true;
     await this.#chain;
     if (this.#replaying !== null) await this.#replaying.catch(() => undefined);
-    if (this.#heartbeat !== null) clearInterval(this.#heartbeat);
-    this.#heartbeat = null;
+    this.#ownership.stopHeartbeat();
     this.#quota.flush();
     this.#refusals.flush();
     await this.#closeActive().catch(() => undefined);
-    if (this.#ownerFile !== null) await unlink(this.#ownerFile).catch(() => undefined);
-    LIVE_INSTANCES.delete(this.#instance);
+    await this.#ownership.close();
   }
 
   /** Runs `operation` after every earlier write-side operation, without one failure blocking the next. */
@@ -567,8 +542,9 @@ export class Spool {
   }
 
   async #openSegment(): Promise<ActiveSegment> {
+    const { owner } = this.#ownership;
     this.#sequence++;
-    const name = segmentFileName(segmentBase(Date.now(), this.#sequence, this.#owner), this.#owner);
+    const name = segmentFileName(segmentBase(Date.now(), this.#sequence, owner), owner);
     const path = join(this.dir, name);
     const handle = await open(path, 'wx', FILE_MODE);
     try {
@@ -611,41 +587,8 @@ export class Spool {
 
   async #createDirectory(): Promise<void> {
     await mkdir(this.dir, { recursive: true, mode: DIRECTORY_MODE });
-    const ownerFile = join(this.dir, ownerFileName(this.#owner));
-    await (await open(ownerFile, 'w', FILE_MODE)).close();
-    this.#ownerFile = ownerFile;
-    this.#heartbeat = setInterval(() => {
-      const now = new Date();
-      // Recreated if someone removed it while this process was stalled past OWNER_STALE_MS.
-      utimes(ownerFile, now, now).catch(() =>
-        writeFile(ownerFile, '', { mode: FILE_MODE }).catch(() => undefined),
-      );
-    }, OWNER_HEARTBEAT_MS);
-    this.#heartbeat.unref();
+    await this.#ownership.start();
     await this.#quota.rescan();
-  }
-
-  async #ownerAlive(owner: string): Promise<boolean> {
-    if (owner === this.#owner) return !this.#closed;
-    const [pidText, instance] = owner.split('-') as [string, string];
-    const pid = Number(pidText);
-    if (pid === process.pid) {
-      if (LIVE_INSTANCES.has(instance)) return true;
-      // Not one of ours, but processes in other containers sharing this directory can have our pid
-      // (often 1): only a stale owner file says this one is gone.
-    } else {
-      try {
-        process.kill(pid, 0);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EPERM') return false;
-      }
-    }
-    try {
-      const { mtimeMs } = await stat(join(this.dir, ownerFileName(owner)));
-      return Date.now() - mtimeMs < OWNER_STALE_MS;
-    } catch {
-      return false;
-    }
   }
 
   async #replayPass(write: SpoolReplayWrite, options: SpoolReplayOptions): Promise<SpoolReplayResult> {
@@ -664,10 +607,12 @@ export class Spool {
       if (options.signal?.aborted === true) return { replayed, segments, corruptRecords, complete: false };
       if (segment.name === this.#active?.name) continue;
       let name = segment.name;
-      if (segment.owner !== this.#owner) {
-        if (await this.#ownerAlive(segment.owner)) continue;
-        const claimed = await this.#claim(segment);
+      if (segment.owner !== this.#ownership.owner) {
+        if (await this.#ownership.isAlive(segment.owner)) continue;
+        await this.#prepareDirectory();
+        const claimed = await this.#ownership.claim(segment);
         if (claimed === null) continue;
+        this.events.emit('claimed', { segment: claimed, from: segment.owner });
         name = claimed;
       }
       const outcome = await this.#replaySegment(name, write, options);
@@ -684,7 +629,7 @@ export class Spool {
       }
       segments++;
     }
-    await this.#removeDeadOwnerFiles();
+    await this.#ownership.removeDeadOwnerFiles();
     return { replayed, segments, corruptRecords, complete: true };
   }
 
@@ -699,39 +644,6 @@ export class Spool {
     for (const name of known) {
       if (name !== this.#active?.name && !present.has(name)) this.#segments.delete(name);
     }
-  }
-
-  /** Owner files of dead processes whose segments have all been replayed are no longer needed. */
-  async #removeDeadOwnerFiles(): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch {
-      return;
-    }
-    const owners = new Set(
-      names.map((name) => parseSegmentName(name)?.owner).filter((owner) => owner !== undefined),
-    );
-    for (const name of names) {
-      const owner = ownerOfOwnerFile(name);
-      if (owner === null) continue;
-      if (owner === this.#owner || owners.has(owner) || (await this.#ownerAlive(owner))) continue;
-      await unlink(join(this.dir, name)).catch(() => undefined);
-    }
-  }
-
-  async #claim(segment: ListedSegment): Promise<string | null> {
-    await this.#prepareDirectory();
-    const name = segmentFileName(segment.base, this.#owner);
-    try {
-      await rename(join(this.dir, segment.name), join(this.dir, name));
-    } catch (error) {
-      if (isMissing(error)) return null;
-      throw spoolError(`could not claim ${segment.name}: ${messageOf(error)}`, error);
-    }
-    await syncDirectory(this.dir);
-    this.events.emit('claimed', { segment: name, from: segment.owner });
-    return name;
   }
 
   async #replaySegment(
