@@ -1,31 +1,18 @@
 import { EventEmitter } from 'node:events';
-import { type FileHandle, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
 import { activityToJson } from '../core/activity-json.js';
 import { ActivityLogError } from '../core/errors.js';
+import { SerialQueue } from './serial-queue.js';
 import { isMissing, messageOf, spoolError } from './spool-error.js';
 import type { SpoolEvents } from './spool-events.js';
 import { SpoolOwnership } from './spool-ownership.js';
-import {
-  type AppendRequest,
-  allotGroup,
-  defaultSegmentMaxBytes,
-  linesThatFit,
-  type SpoolAppendResult,
-  SpoolQuota,
-} from './spool-quota.js';
-import { countSegmentRecords, decodeSegment, encodeSpoolRecord, SEGMENT_MAGIC } from './spool-record.js';
-import {
-  DIRECTORY_MODE,
-  FILE_MODE,
-  type ListedSegment,
-  listSegments,
-  REJECTED_FILE,
-  segmentBase,
-  segmentFileName,
-  syncDirectory,
-} from './spool-segment-directory.js';
+import { defaultSegmentMaxBytes, linesThatFit, type SpoolAppendResult, SpoolQuota } from './spool-quota.js';
+import { countSegmentRecords, decodeSegment, encodeSpoolRecord } from './spool-record.js';
+import { DIRECTORY_MODE, FILE_MODE, listSegments, REJECTED_FILE } from './spool-segment-directory.js';
+import { SegmentLedger } from './spool-segment-ledger.js';
+import { SegmentWriter, writeFully } from './spool-segment-writer.js';
 import { ThrottledWarning } from './throttled-warning.js';
 import type { RefusedActivity } from './write-with-isolation.js';
 
@@ -109,35 +96,6 @@ export interface SpoolStatus {
   readonly rejectedOldestAt: Date | null;
 }
 
-interface ActiveSegment {
-  readonly name: string;
-  readonly path: string;
-  readonly handle: FileHandle;
-  readonly ino: number;
-  bytes: number;
-  records: number;
-}
-
-interface SegmentProgress {
-  /** Records written to it (own segments) or found in it (claimed ones). */
-  records: number;
-  /** Records confirmed written by replay, so a retried pass resumes after them. */
-  replayed: number;
-  corruptReported: boolean;
-  /**
-   * A write to it failed part-way (a full disk) and its tail could not be cut off again: replay
-   * finds a damaged record there whose activities were never reported as spooled.
-   */
-  failedWriteTail: boolean;
-  /** Written in full by a holding replay, kept until it is released or rewound. */
-  held: boolean;
-}
-
-interface PendingAppend extends AppendRequest {
-  readonly resolve: (result: SpoolAppendResult) => void;
-  readonly reject: (error: unknown) => void;
-}
-
 const WARNING_INTERVAL_MS = 10_000;
 const REMEMBERED_REJECTED_IDS = 10_000;
 
@@ -168,12 +126,10 @@ export class Spool {
   readonly events = new EventEmitter<SpoolEvents>();
   readonly #ownership: SpoolOwnership;
   readonly #warn: (message: string) => void;
-  readonly #segments = new Map<string, SegmentProgress>();
-  #pendingAppends: PendingAppend[] = [];
-  #commitQueued = false;
-  #chain: Promise<void> = Promise.resolve();
-  #active: ActiveSegment | null = null;
-  #sequence = 0;
+  /** Everything that changes the directory runs here in turn: commits, sealing before a replay, `rejected.ndjson`, releases. */
+  readonly #writes = new SerialQueue();
+  readonly #ledger = new SegmentLedger();
+  readonly #writer: SegmentWriter;
   readonly #quota: SpoolQuota;
   #prepared: Promise<void> | null = null;
   #replaying: Promise<SpoolReplayResult> | null = null;
@@ -200,6 +156,16 @@ export class Spool {
         `activity-log: ${count} activities were refused by the destination as bad data and kept in ${join(this.dir, REJECTED_FILE)} (${total} in all; see activity-log spool rejected): ${reason}`,
     );
     this.#ownership = new SpoolOwnership(this.dir, () => this.#closed);
+    this.#writer = new SegmentWriter({
+      dir: this.dir,
+      owner: this.#ownership.owner,
+      segmentMaxBytes: this.segmentMaxBytes,
+      events: this.events,
+      ledger: this.#ledger,
+      quota: this.#quota,
+      writes: this.#writes,
+      prepare: () => this.#prepareDirectory(),
+    });
   }
 
   /**
@@ -221,10 +187,7 @@ export class Spool {
 
   /** Activities this process has spooled (or claimed) and not yet replayed. */
   pending(): number {
-    let pending = 0;
-    for (const progress of this.#segments.values())
-      pending += Math.max(0, progress.records - progress.replayed);
-    return pending;
+    return this.#ledger.pending();
   }
 
   /** Activities dropped because the spool was full, since this instance started. */
@@ -252,13 +215,7 @@ export class Spool {
     if (this.#closed) return Promise.reject(spoolError(`the spool at ${this.dir} was used after close()`));
     if (activities.length === 0) return Promise.resolve({ spooled: 0, dropped: 0 });
     const records = activities.map(encodeSpoolRecord);
-    return new Promise<SpoolAppendResult>((resolve, reject) => {
-      this.#pendingAppends.push({ records, whole: options.whole ?? false, resolve, reject });
-      if (!this.#commitQueued) {
-        this.#commitQueued = true;
-        void this.#serialized(() => this.#commit());
-      }
-    });
+    return this.#writer.append(records, options.whole ?? false);
   }
 
   /**
@@ -281,40 +238,42 @@ export class Spool {
       ),
     );
     let result: SpoolAppendResult = { spooled: 0, dropped: 0 };
-    return this.#serialized(async () => {
-      await this.#prepareDirectory();
-      const { kept, bytes } = linesThatFit(lines, this.#quota.usedBytes, this.maxBytes);
-      if (kept.length > 0) {
-        const handle = await open(join(this.dir, REJECTED_FILE), 'a', FILE_MODE);
-        try {
-          const { size } = await handle.stat();
+    return this.#writes
+      .run(async () => {
+        await this.#prepareDirectory();
+        const { kept, bytes } = linesThatFit(lines, this.#quota.usedBytes, this.maxBytes);
+        if (kept.length > 0) {
+          const handle = await open(join(this.dir, REJECTED_FILE), 'a', FILE_MODE);
           try {
-            await writeFully(handle, kept, bytes, size);
-            await handle.datasync();
-          } catch (writeError) {
-            // Cut a partly written line off, so the file stays one whole record per line.
-            await handle.truncate(size).catch(() => undefined);
-            throw writeError;
+            const { size } = await handle.stat();
+            try {
+              await writeFully(handle, kept, bytes, size);
+              await handle.datasync();
+            } catch (writeError) {
+              // Cut a partly written line off, so the file stays one whole record per line.
+              await handle.truncate(size).catch(() => undefined);
+              throw writeError;
+            }
+            this.#quota.setRejectedBytes(size + bytes);
+          } finally {
+            await handle.close();
           }
-          this.#quota.setRejectedBytes(size + bytes);
-        } finally {
-          await handle.close();
         }
-      }
-      for (const { activity } of fresh.slice(0, kept.length)) this.#rememberRejected(activity.id);
-      result = { spooled: kept.length, dropped: fresh.length - kept.length };
-      if (kept.length > 0) {
-        const { error } = fresh[0]!;
-        this.events.emit('rejected', { count: kept.length, error });
-        this.#refusals.add(kept.length, describeRefusal(error).message);
-      }
-      if (result.dropped > 0) this.#quota.drop(result.dropped, 'refused activities');
-    }).then(
-      () => result,
-      (cause: unknown) => {
-        throw spoolError(`could not keep refused activities in ${this.dir}: ${messageOf(cause)}`, cause);
-      },
-    );
+        for (const { activity } of fresh.slice(0, kept.length)) this.#rememberRejected(activity.id);
+        result = { spooled: kept.length, dropped: fresh.length - kept.length };
+        if (kept.length > 0) {
+          const { error } = fresh[0]!;
+          this.events.emit('rejected', { count: kept.length, error });
+          this.#refusals.add(kept.length, describeRefusal(error).message);
+        }
+        if (result.dropped > 0) this.#quota.drop(result.dropped, 'refused activities');
+      })
+      .then(
+        () => result,
+        (cause: unknown) => {
+          throw spoolError(`could not keep refused activities in ${this.dir}: ${messageOf(cause)}`, cause);
+        },
+      );
   }
 
   /** The activities kept in `rejected.ndjson`, oldest first (`activity-log spool rejected`). */
@@ -337,19 +296,21 @@ export class Spool {
   /** Deletes `rejected.ndjson`, freeing its room in the spool; resolves with how many it held. */
   purgeRejected(): Promise<number> {
     let purged = 0;
-    return this.#serialized(async () => {
-      purged = (await this.#rejectedSummary()).rejected;
-      await unlink(join(this.dir, REJECTED_FILE)).catch((error: unknown) => {
-        if (!isMissing(error)) throw error;
-      });
-      this.#quota.setRejectedBytes(0);
-      this.#rejectedIds.clear();
-    }).then(
-      () => purged,
-      (cause: unknown) => {
-        throw spoolError(`could not purge ${join(this.dir, REJECTED_FILE)}: ${messageOf(cause)}`, cause);
-      },
-    );
+    return this.#writes
+      .run(async () => {
+        purged = (await this.#rejectedSummary()).rejected;
+        await unlink(join(this.dir, REJECTED_FILE)).catch((error: unknown) => {
+          if (!isMissing(error)) throw error;
+        });
+        this.#quota.setRejectedBytes(0);
+        this.#rejectedIds.clear();
+      })
+      .then(
+        () => purged,
+        (cause: unknown) => {
+          throw spoolError(`could not purge ${join(this.dir, REJECTED_FILE)}: ${messageOf(cause)}`, cause);
+        },
+      );
   }
 
   /**
@@ -372,7 +333,7 @@ export class Spool {
    * their final destination.
    */
   release(segment: string): Promise<void> {
-    return this.#serialized(async () => {
+    return this.#writes.run(async () => {
       const path = join(this.dir, segment);
       const bytes = await stat(path).then(
         ({ size }) => size,
@@ -381,14 +342,14 @@ export class Spool {
       await unlink(path).catch((error: unknown) => {
         if (!isMissing(error)) throw spoolError(`could not delete ${path}: ${messageOf(error)}`, error);
       });
-      this.#segments.delete(segment);
+      this.#ledger.forget(segment);
       this.#quota.removeSegmentBytes(bytes);
     });
   }
 
   /** Makes a held segment whose activities were lost on the way replayable again, from its start. */
   rewind(segment: string): void {
-    const progress = this.#segments.get(segment);
+    const progress = this.#ledger.get(segment);
     if (progress === undefined) return;
     progress.held = false;
     progress.replayed = 0;
@@ -396,7 +357,7 @@ export class Spool {
 
   /** Segments a holding replay wrote in full and keeps until they are released or rewound. */
   held(): string[] {
-    return [...this.#segments].filter(([, progress]) => progress.held).map(([name]) => name);
+    return this.#ledger.held();
   }
 
   /** Segments, bytes, activities waiting and the oldest of them, for `spool status` and monitoring. */
@@ -439,140 +400,13 @@ export class Spool {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#chain;
+    await this.#writes.idle();
     if (this.#replaying !== null) await this.#replaying.catch(() => undefined);
     this.#ownership.stopHeartbeat();
     this.#quota.flush();
     this.#refusals.flush();
-    await this.#closeActive().catch(() => undefined);
+    await this.#writer.close().catch(() => undefined);
     await this.#ownership.close();
-  }
-
-  /** Runs `operation` after every earlier write-side operation, without one failure blocking the next. */
-  #serialized(operation: () => Promise<void>): Promise<void> {
-    const result = this.#chain.then(operation);
-    this.#chain = result.catch(() => undefined);
-    return result;
-  }
-
-  async #commit(): Promise<void> {
-    this.#commitQueued = false;
-    const group = this.#pendingAppends;
-    this.#pendingAppends = [];
-    try {
-      await this.#prepareDirectory();
-      const allotment = allotGroup(group, {
-        usedBytes: this.#quota.usedBytes,
-        maxBytes: this.maxBytes,
-        full: this.#quota.stillFull(),
-        headerBytes: this.#active === null ? SEGMENT_MAGIC.length : 0,
-      });
-      const { kept, bytes } = allotment;
-      if (kept.length > 0) await this.#writeRecords(kept, bytes);
-      if (allotment.full) this.#quota.markFull();
-      if (kept.length > 0 && this.events.listenerCount('spooled') > 0) {
-        this.events.emit('spooled', { count: kept.length, bytes });
-      }
-      if (allotment.dropped > 0) this.#quota.drop(allotment.dropped);
-      group.forEach((append, i) => {
-        append.resolve(allotment.results[i]!);
-      });
-    } catch (error) {
-      const failure = spoolError(`could not write to the spool at ${this.dir}: ${messageOf(error)}`, error);
-      for (const append of group) append.reject(failure);
-    }
-  }
-
-  async #writeRecords(buffers: Buffer[], bytes: number): Promise<void> {
-    if (
-      this.#active !== null &&
-      this.#active.records > 0 &&
-      this.#active.bytes + bytes > this.segmentMaxBytes
-    ) {
-      await this.#closeActive();
-      await this.#quota.rescan();
-    }
-    const active = this.#active ?? (await this.#openSegment());
-    try {
-      await writeFully(active.handle, buffers, bytes, active.bytes);
-      await active.handle.datasync();
-    } catch (error) {
-      await this.#cutFailedWrite(active);
-      throw error;
-    }
-    active.bytes += bytes;
-    active.records += buffers.length;
-    this.#quota.addSegmentBytes(bytes);
-    const progress = this.#segments.get(active.name);
-    if (progress !== undefined) progress.records += buffers.length;
-    if (!(await this.#stillOwned(active))) {
-      // Another process took this segment while this one was stalled past the owner timeout and may
-      // already have replayed and deleted it: write the group again into a segment of our own.
-      this.#active = null;
-      await active.handle.close().catch(() => undefined);
-      this.#segments.delete(active.name);
-      await this.#writeRecords(buffers, bytes);
-    }
-  }
-
-  /**
-   * A group that was not all written (the disk is full, an I/O error) was reported to its callers
-   * as not spooled: cut it off the segment, so replay never finds it. If even that fails, the
-   * segment is closed and replay reports its damaged tail as a failed write, not as a crash.
-   */
-  async #cutFailedWrite(active: ActiveSegment): Promise<void> {
-    try {
-      await active.handle.truncate(active.bytes);
-      await active.handle.datasync();
-      return;
-    } catch {
-      const progress = this.#segments.get(active.name);
-      if (progress !== undefined) progress.failedWriteTail = true;
-    }
-    // A damaged tail must not be followed by more records in the same file: start afresh.
-    await this.#closeActive().catch(() => undefined);
-  }
-
-  async #stillOwned(active: ActiveSegment): Promise<boolean> {
-    try {
-      return (await stat(active.path)).ino === active.ino;
-    } catch {
-      return false;
-    }
-  }
-
-  async #openSegment(): Promise<ActiveSegment> {
-    const { owner } = this.#ownership;
-    this.#sequence++;
-    const name = segmentFileName(segmentBase(Date.now(), this.#sequence, owner), owner);
-    const path = join(this.dir, name);
-    const handle = await open(path, 'wx', FILE_MODE);
-    try {
-      await writeFully(handle, [SEGMENT_MAGIC], SEGMENT_MAGIC.length, 0);
-      const { ino } = await handle.stat();
-      // The new name must survive a crash as well as the records in it.
-      await syncDirectory(this.dir);
-      const active: ActiveSegment = { name, path, handle, ino, bytes: SEGMENT_MAGIC.length, records: 0 };
-      this.#active = active;
-      this.#segments.set(name, newProgress(0));
-      this.#quota.addSegmentBytes(SEGMENT_MAGIC.length);
-      return active;
-    } catch (error) {
-      await handle.close().catch(() => undefined);
-      throw error;
-    }
-  }
-
-  async #closeActive(): Promise<void> {
-    const active = this.#active;
-    if (active === null) return;
-    this.#active = null;
-    await active.handle.close();
-    if (active.records === 0) {
-      await unlink(active.path).catch(() => undefined);
-      this.#segments.delete(active.name);
-      this.#quota.removeSegmentBytes(active.bytes);
-    }
   }
 
   /** Creates the directory and this process's owner file (once), and learns how full the directory is. */
@@ -593,19 +427,21 @@ export class Spool {
 
   async #replayPass(write: SpoolReplayWrite, options: SpoolReplayOptions): Promise<SpoolReplayResult> {
     // The segment being written is sealed first, so replay only ever reads files nobody appends to.
-    await this.#serialized(async () => {
-      if (this.#active !== null && this.#active.records > 0) await this.#closeActive();
-    });
+    await this.#writes.run(() => this.#writer.sealWritten());
     let replayed = 0;
     let segments = 0;
     let corruptRecords = 0;
-    const known = [...this.#segments.keys()];
+    const known = this.#ledger.names();
     const listed = await listSegments(this.dir);
     this.#quota.atLeastSegmentBytes(listed.reduce((sum, segment) => sum + segment.bytes, 0));
-    this.#forgetVanishedSegments(known, listed);
+    this.#ledger.forgetVanished(
+      known,
+      new Set(listed.map((segment) => segment.name)),
+      this.#writer.activeName,
+    );
     for (const segment of listed) {
       if (options.signal?.aborted === true) return { replayed, segments, corruptRecords, complete: false };
-      if (segment.name === this.#active?.name) continue;
+      if (segment.name === this.#writer.activeName) continue;
       let name = segment.name;
       if (segment.owner !== this.#ownership.owner) {
         if (await this.#ownership.isAlive(segment.owner)) continue;
@@ -633,19 +469,6 @@ export class Spool {
     return { replayed, segments, corruptRecords, complete: true };
   }
 
-  /**
-   * Segments of ours that are no longer in the directory were claimed by another process (this one
-   * stalled past the owner timeout) or removed by hand: they are no longer ours to replay, and
-   * counting them as pending would keep replay running for nothing.
-   */
-  #forgetVanishedSegments(known: readonly string[], listed: readonly ListedSegment[]): void {
-    // Only segments known before the directory was read: one made while it was read is not listed.
-    const present = new Set(listed.map((segment) => segment.name));
-    for (const name of known) {
-      if (name !== this.#active?.name && !present.has(name)) this.#segments.delete(name);
-    }
-  }
-
   async #replaySegment(
     name: string,
     write: SpoolReplayWrite,
@@ -653,13 +476,13 @@ export class Spool {
   ): Promise<{ replayed: number; corruptRecords: number; complete: boolean; error?: unknown }> {
     const path = join(this.dir, name);
     // Written already, waiting for its destination to confirm it: nothing to do until then.
-    if (this.#segments.get(name)?.held === true) return { replayed: 0, corruptRecords: 0, complete: true };
+    if (this.#ledger.get(name)?.held === true) return { replayed: 0, corruptRecords: 0, complete: true };
     let buffer: Buffer;
     try {
       buffer = await readFile(path);
     } catch (error) {
       if (isMissing(error)) {
-        this.#segments.delete(name);
+        this.#ledger.forget(name);
         return { replayed: 0, corruptRecords: 0, complete: true };
       }
       throw spoolError(`could not read ${path}: ${messageOf(error)}`, error);
@@ -671,14 +494,10 @@ export class Spool {
       this.#warn(
         `activity-log: ${path} is not a spool segment this version can read; renamed to *.unreadable`,
       );
-      this.#segments.delete(name);
+      this.#ledger.forget(name);
       return { replayed: 0, corruptRecords: 0, complete: true };
     }
-    let progress = this.#segments.get(name);
-    if (progress === undefined) {
-      progress = newProgress(decoded.activities.length);
-      this.#segments.set(name, progress);
-    }
+    const progress = this.#ledger.get(name) ?? this.#ledger.track(name, decoded.activities.length);
     progress.records = decoded.activities.length;
     let corruptRecords = 0;
     if (decoded.corruptRecords > 0 && !progress.corruptReported) {
@@ -716,7 +535,7 @@ export class Spool {
       if (!isMissing(error))
         throw spoolError(`could not delete replayed ${path}: ${messageOf(error)}`, error);
     });
-    this.#segments.delete(name);
+    this.#ledger.forget(name);
     this.#quota.removeSegmentBytes(buffer.length);
     if (replayed > 0) this.events.emit('replayed', { count: replayed, segment: name });
     return { replayed, corruptRecords, complete: true };
@@ -746,50 +565,6 @@ export class Spool {
       rejectedOldestAt: oldest === null ? null : new Date(oldest.rejectedAt),
     };
   }
-}
-
-function newProgress(records: number): SegmentProgress {
-  return { records, replayed: 0, corruptReported: false, failedWriteTail: false, held: false };
-}
-
-/**
- * Writes every byte of `buffers` at `position`, or throws. `writev` may write only part of the
- * data without an error (a full file system takes what fits); the rest is written again, and the
- * call that can write nothing fails with the file system's error, typically ENOSPC.
- */
-export async function writeFully(
-  handle: Pick<FileHandle, 'writev'>,
-  buffers: readonly Buffer[],
-  bytes: number,
-  position: number,
-): Promise<void> {
-  let written = 0;
-  let rest: readonly Buffer[] = buffers;
-  while (written < bytes) {
-    const { bytesWritten } = await handle.writev(rest as Buffer[], position + written);
-    if (bytesWritten <= 0) {
-      throw Object.assign(new Error(`no space left: wrote ${written} of ${bytes} bytes (ENOSPC)`), {
-        code: 'ENOSPC',
-      });
-    }
-    written += bytesWritten;
-    rest = dropBytes(rest, bytesWritten);
-  }
-}
-
-/** `buffers` without their first `count` bytes. */
-function dropBytes(buffers: readonly Buffer[], count: number): Buffer[] {
-  const rest: Buffer[] = [];
-  let skip = count;
-  for (const buffer of buffers) {
-    if (skip >= buffer.length) {
-      skip -= buffer.length;
-      continue;
-    }
-    rest.push(skip > 0 ? buffer.subarray(skip) : buffer);
-    skip = 0;
-  }
-  return rest;
 }
 
 function describeRefusal(error: unknown): RejectedRecord['error'] {
