@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
 import { activityToJson } from '../core/activity-json.js';
@@ -9,7 +9,13 @@ import { isMissing, messageOf, spoolError } from './spool-error.js';
 import type { SpoolEvents } from './spool-events.js';
 import { SpoolOwnership } from './spool-ownership.js';
 import { defaultSegmentMaxBytes, linesThatFit, type SpoolAppendResult, SpoolQuota } from './spool-quota.js';
-import { countSegmentRecords, decodeSegment, encodeSpoolRecord } from './spool-record.js';
+import { countSegmentRecords, encodeSpoolRecord } from './spool-record.js';
+import {
+  SpoolReplayer,
+  type SpoolReplayOptions,
+  type SpoolReplayResult,
+  type SpoolReplayWrite,
+} from './spool-replayer.js';
 import { DIRECTORY_MODE, FILE_MODE, listSegments, REJECTED_FILE } from './spool-segment-directory.js';
 import { SegmentLedger } from './spool-segment-ledger.js';
 import { SegmentWriter, writeFully } from './spool-segment-writer.js';
@@ -18,6 +24,7 @@ import type { RefusedActivity } from './write-with-isolation.js';
 
 export type { SpoolEvents } from './spool-events.js';
 export type { SpoolAppendResult } from './spool-quota.js';
+export type { SpoolReplayOptions, SpoolReplayResult, SpoolReplayWrite } from './spool-replayer.js';
 
 export interface SpoolOptions {
   /** `ACTIVITY_LOG_SPOOL_DIR`. Created on the first append, not before. */
@@ -36,35 +43,6 @@ export interface RejectedRecord {
   readonly error: { readonly code: string | null; readonly message: string };
   /** The activity as JSON (snake_case fields, as the query API returns it). */
   readonly activity: Readonly<Record<string, unknown>>;
-}
-
-export interface SpoolReplayOptions {
-  /** Activities per `write` call. */
-  readonly batchSize: number;
-  /** Checked between batches: once aborted, replay stops and keeps what it has not written. */
-  readonly signal?: AbortSignal;
-  readonly onProgress?: (progress: { readonly replayed: number; readonly segment: string }) => void;
-  /**
-   * Keep each segment once it is written, instead of deleting it, until {@link Spool.release}
-   * (its activities reached their final destination) or {@link Spool.rewind} (they were lost on
-   * the way and are written again by the next pass). For a destination that stores later, the queue.
-   */
-  readonly hold?: boolean;
-}
-
-/** What a replay write is given besides the activities: the segment they come from. */
-export type SpoolReplayWrite = (activities: readonly Activity[], segment: string) => Promise<void>;
-
-export interface SpoolReplayResult {
-  /** Activities confirmed written in this pass. */
-  readonly replayed: number;
-  /** Segments fully replayed and deleted. */
-  readonly segments: number;
-  readonly corruptRecords: number;
-  /** False when a write failed or replay was aborted; the rest stays spooled. */
-  readonly complete: boolean;
-  /** The write failure that stopped the pass. */
-  readonly error?: unknown;
 }
 
 /** One segment file, as `spool status` lists it. */
@@ -132,10 +110,9 @@ export class Spool {
   readonly #writer: SegmentWriter;
   readonly #quota: SpoolQuota;
   #prepared: Promise<void> | null = null;
-  #replaying: Promise<SpoolReplayResult> | null = null;
+  readonly #replayer: SpoolReplayer;
   #closed = false;
   readonly #refusals: ThrottledWarning;
-  #corruptTotal = 0;
   /**
    * Ids this instance has set aside in `rejected.ndjson`: a replayed segment that stopped after its
    * refused activity was found (the destination went away for the rest) comes back with it, and
@@ -163,6 +140,17 @@ export class Spool {
       events: this.events,
       ledger: this.#ledger,
       quota: this.#quota,
+      writes: this.#writes,
+      prepare: () => this.#prepareDirectory(),
+    });
+    this.#replayer = new SpoolReplayer({
+      dir: this.dir,
+      events: this.events,
+      warn: this.#warn,
+      ledger: this.#ledger,
+      quota: this.#quota,
+      ownership: this.#ownership,
+      writer: this.#writer,
       writes: this.#writes,
       prepare: () => this.#prepareDirectory(),
     });
@@ -197,7 +185,7 @@ export class Spool {
 
   /** Damaged records skipped while replaying, since this instance started. */
   get corruptRecordsTotal(): number {
-    return this.#corruptTotal;
+    return this.#replayer.corruptRecordsTotal;
   }
 
   /**
@@ -322,10 +310,7 @@ export class Spool {
    * a call during a pass gets that pass's result.
    */
   replay(write: SpoolReplayWrite, options: SpoolReplayOptions): Promise<SpoolReplayResult> {
-    this.#replaying ??= this.#replayPass(write, options).finally(() => {
-      this.#replaying = null;
-    });
-    return this.#replaying;
+    return this.#replayer.replay(write, options);
   }
 
   /**
@@ -333,26 +318,12 @@ export class Spool {
    * their final destination.
    */
   release(segment: string): Promise<void> {
-    return this.#writes.run(async () => {
-      const path = join(this.dir, segment);
-      const bytes = await stat(path).then(
-        ({ size }) => size,
-        () => 0,
-      );
-      await unlink(path).catch((error: unknown) => {
-        if (!isMissing(error)) throw spoolError(`could not delete ${path}: ${messageOf(error)}`, error);
-      });
-      this.#ledger.forget(segment);
-      this.#quota.removeSegmentBytes(bytes);
-    });
+    return this.#replayer.release(segment);
   }
 
   /** Makes a held segment whose activities were lost on the way replayable again, from its start. */
   rewind(segment: string): void {
-    const progress = this.#ledger.get(segment);
-    if (progress === undefined) return;
-    progress.held = false;
-    progress.replayed = 0;
+    this.#replayer.rewind(segment);
   }
 
   /** Segments a holding replay wrote in full and keeps until they are released or rewound. */
@@ -401,7 +372,7 @@ export class Spool {
     if (this.#closed) return;
     this.#closed = true;
     await this.#writes.idle();
-    if (this.#replaying !== null) await this.#replaying.catch(() => undefined);
+    await this.#replayer.idle();
     this.#ownership.stopHeartbeat();
     this.#quota.flush();
     this.#refusals.flush();
@@ -423,122 +394,6 @@ export class Spool {
     await mkdir(this.dir, { recursive: true, mode: DIRECTORY_MODE });
     await this.#ownership.start();
     await this.#quota.rescan();
-  }
-
-  async #replayPass(write: SpoolReplayWrite, options: SpoolReplayOptions): Promise<SpoolReplayResult> {
-    // The segment being written is sealed first, so replay only ever reads files nobody appends to.
-    await this.#writes.run(() => this.#writer.sealWritten());
-    let replayed = 0;
-    let segments = 0;
-    let corruptRecords = 0;
-    const known = this.#ledger.names();
-    const listed = await listSegments(this.dir);
-    this.#quota.atLeastSegmentBytes(listed.reduce((sum, segment) => sum + segment.bytes, 0));
-    this.#ledger.forgetVanished(
-      known,
-      new Set(listed.map((segment) => segment.name)),
-      this.#writer.activeName,
-    );
-    for (const segment of listed) {
-      if (options.signal?.aborted === true) return { replayed, segments, corruptRecords, complete: false };
-      if (segment.name === this.#writer.activeName) continue;
-      let name = segment.name;
-      if (segment.owner !== this.#ownership.owner) {
-        if (await this.#ownership.isAlive(segment.owner)) continue;
-        await this.#prepareDirectory();
-        const claimed = await this.#ownership.claim(segment);
-        if (claimed === null) continue;
-        this.events.emit('claimed', { segment: claimed, from: segment.owner });
-        name = claimed;
-      }
-      const outcome = await this.#replaySegment(name, write, options);
-      replayed += outcome.replayed;
-      corruptRecords += outcome.corruptRecords;
-      if (!outcome.complete) {
-        return {
-          replayed,
-          segments,
-          corruptRecords,
-          complete: false,
-          ...(outcome.error === undefined ? {} : { error: outcome.error }),
-        };
-      }
-      segments++;
-    }
-    await this.#ownership.removeDeadOwnerFiles();
-    return { replayed, segments, corruptRecords, complete: true };
-  }
-
-  async #replaySegment(
-    name: string,
-    write: SpoolReplayWrite,
-    options: SpoolReplayOptions,
-  ): Promise<{ replayed: number; corruptRecords: number; complete: boolean; error?: unknown }> {
-    const path = join(this.dir, name);
-    // Written already, waiting for its destination to confirm it: nothing to do until then.
-    if (this.#ledger.get(name)?.held === true) return { replayed: 0, corruptRecords: 0, complete: true };
-    let buffer: Buffer;
-    try {
-      buffer = await readFile(path);
-    } catch (error) {
-      if (isMissing(error)) {
-        this.#ledger.forget(name);
-        return { replayed: 0, corruptRecords: 0, complete: true };
-      }
-      throw spoolError(`could not read ${path}: ${messageOf(error)}`, error);
-    }
-    const decoded = decodeSegment(buffer);
-    if (!decoded.recognised) {
-      // Not a segment this version can read: keep it for a person to look at, out of replay's way.
-      await rename(path, `${path}.unreadable`).catch(() => undefined);
-      this.#warn(
-        `activity-log: ${path} is not a spool segment this version can read; renamed to *.unreadable`,
-      );
-      this.#ledger.forget(name);
-      return { replayed: 0, corruptRecords: 0, complete: true };
-    }
-    const progress = this.#ledger.get(name) ?? this.#ledger.track(name, decoded.activities.length);
-    progress.records = decoded.activities.length;
-    let corruptRecords = 0;
-    if (decoded.corruptRecords > 0 && !progress.corruptReported) {
-      progress.corruptReported = true;
-      corruptRecords = decoded.corruptRecords;
-      this.#corruptTotal += corruptRecords;
-      this.events.emit('corruptRecordSkipped', { segment: name, count: corruptRecords });
-      const why = progress.failedWriteTail
-        ? 'left by a write that failed part-way, e.g. on a full disk; its activities were reported as not spooled when it failed'
-        : 'a write torn by a crash or power loss, or a change to the file; its activities were never confirmed as spooled';
-      this.#warn(
-        `activity-log: skipped ${corruptRecords} damaged record(s) in spool segment ${name} (${why}); the ${decoded.activities.length} intact ones are replayed`,
-      );
-    }
-    let replayed = 0;
-    const { activities } = decoded;
-    for (let start = progress.replayed; start < activities.length; start += options.batchSize) {
-      if (options.signal?.aborted === true) return { replayed, corruptRecords, complete: false };
-      const batch = activities.slice(start, start + options.batchSize);
-      try {
-        await write(batch, name);
-      } catch (error) {
-        return { replayed, corruptRecords, complete: false, error };
-      }
-      progress.replayed = start + batch.length;
-      replayed += batch.length;
-      options.onProgress?.({ replayed: batch.length, segment: name });
-    }
-    if (options.hold === true) {
-      progress.held = true;
-      if (replayed > 0) this.events.emit('replayed', { count: replayed, segment: name });
-      return { replayed, corruptRecords, complete: true };
-    }
-    await unlink(path).catch((error: unknown) => {
-      if (!isMissing(error))
-        throw spoolError(`could not delete replayed ${path}: ${messageOf(error)}`, error);
-    });
-    this.#ledger.forget(name);
-    this.#quota.removeSegmentBytes(buffer.length);
-    if (replayed > 0) this.events.emit('replayed', { count: replayed, segment: name });
-    return { replayed, corruptRecords, complete: true };
   }
 
   #rememberRejected(id: string): void {
