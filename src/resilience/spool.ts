@@ -1,14 +1,14 @@
 import { EventEmitter } from 'node:events';
-import { mkdir, open, readFile, unlink } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
 import { activityToJson } from '../core/activity-json.js';
-import { ActivityLogError } from '../core/errors.js';
 import { SerialQueue } from './serial-queue.js';
 import { isMissing, messageOf, spoolError } from './spool-error.js';
 import type { SpoolEvents } from './spool-events.js';
 import { SpoolOwnership } from './spool-ownership.js';
-import { defaultSegmentMaxBytes, linesThatFit, type SpoolAppendResult, SpoolQuota } from './spool-quota.js';
+import { describeRefusal, type RejectedRecord, SpoolQuarantine } from './spool-quarantine.js';
+import { defaultSegmentMaxBytes, type SpoolAppendResult, SpoolQuota } from './spool-quota.js';
 import { countSegmentRecords, encodeSpoolRecord } from './spool-record.js';
 import {
   SpoolReplayer,
@@ -16,13 +16,13 @@ import {
   type SpoolReplayResult,
   type SpoolReplayWrite,
 } from './spool-replayer.js';
-import { DIRECTORY_MODE, FILE_MODE, listSegments, REJECTED_FILE } from './spool-segment-directory.js';
+import { DIRECTORY_MODE, listSegments } from './spool-segment-directory.js';
 import { SegmentLedger } from './spool-segment-ledger.js';
-import { SegmentWriter, writeFully } from './spool-segment-writer.js';
-import { ThrottledWarning } from './throttled-warning.js';
+import { SegmentWriter } from './spool-segment-writer.js';
 import type { RefusedActivity } from './write-with-isolation.js';
 
 export type { SpoolEvents } from './spool-events.js';
+export type { RejectedRecord } from './spool-quarantine.js';
 export type { SpoolAppendResult } from './spool-quota.js';
 export type { SpoolReplayOptions, SpoolReplayResult, SpoolReplayWrite } from './spool-replayer.js';
 
@@ -35,14 +35,6 @@ export interface SpoolOptions {
   readonly segmentMaxBytes?: number;
   /** Where warnings (drops, refused and corrupt records) go; default: one line on stderr. */
   readonly warn?: (message: string) => void;
-}
-
-/** One activity kept in `rejected.ndjson`, as `activity-log spool rejected` lists it. */
-export interface RejectedRecord {
-  readonly rejectedAt: string;
-  readonly error: { readonly code: string | null; readonly message: string };
-  /** The activity as JSON (snake_case fields, as the query API returns it). */
-  readonly activity: Readonly<Record<string, unknown>>;
 }
 
 /** One segment file, as `spool status` lists it. */
@@ -74,9 +66,6 @@ export interface SpoolStatus {
   readonly rejectedOldestAt: Date | null;
 }
 
-const WARNING_INTERVAL_MS = 10_000;
-const REMEMBERED_REJECTED_IDS = 10_000;
-
 /**
  * The durable local fallback: an append-only log of activities in segment files under one
  * directory. Appends are grouped (every append that arrives while a write is in flight joins the
@@ -102,58 +91,46 @@ export class Spool {
   readonly maxBytes: number;
   readonly segmentMaxBytes: number;
   readonly events = new EventEmitter<SpoolEvents>();
-  readonly #ownership: SpoolOwnership;
-  readonly #warn: (message: string) => void;
   /** Everything that changes the directory runs here in turn: commits, sealing before a replay, `rejected.ndjson`, releases. */
   readonly #writes = new SerialQueue();
   readonly #ledger = new SegmentLedger();
-  readonly #writer: SegmentWriter;
+  readonly #ownership: SpoolOwnership;
   readonly #quota: SpoolQuota;
-  #prepared: Promise<void> | null = null;
+  readonly #writer: SegmentWriter;
   readonly #replayer: SpoolReplayer;
+  readonly #quarantine: SpoolQuarantine;
+  #prepared: Promise<void> | null = null;
   #closed = false;
-  readonly #refusals: ThrottledWarning;
-  /**
-   * Ids this instance has set aside in `rejected.ndjson`: a replayed segment that stopped after its
-   * refused activity was found (the destination went away for the rest) comes back with it, and
-   * the file should hold it once. Bounded; the oldest ids are forgotten first.
-   */
-  readonly #rejectedIds = new Set<string>();
 
   constructor(options: SpoolOptions) {
     this.dir = options.dir;
     this.maxBytes = options.maxBytes;
     this.segmentMaxBytes = options.segmentMaxBytes ?? defaultSegmentMaxBytes(options.maxBytes);
-    this.#warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
-    this.#quota = new SpoolQuota(this.dir, this.maxBytes, this.events, this.#warn);
-    this.#refusals = new ThrottledWarning(
-      this.#warn,
-      WARNING_INTERVAL_MS,
-      (count, total, reason) =>
-        `activity-log: ${count} activities were refused by the destination as bad data and kept in ${join(this.dir, REJECTED_FILE)} (${total} in all; see activity-log spool rejected): ${reason}`,
-    );
-    this.#ownership = new SpoolOwnership(this.dir, () => this.#closed);
-    this.#writer = new SegmentWriter({
+    const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+    const shared = {
       dir: this.dir,
-      owner: this.#ownership.owner,
-      segmentMaxBytes: this.segmentMaxBytes,
       events: this.events,
-      ledger: this.#ledger,
-      quota: this.#quota,
       writes: this.#writes,
       prepare: () => this.#prepareDirectory(),
+    };
+    this.#ownership = new SpoolOwnership(this.dir, () => this.#closed);
+    this.#quota = new SpoolQuota(this.dir, this.maxBytes, this.events, warn);
+    this.#writer = new SegmentWriter({
+      ...shared,
+      owner: this.#ownership.owner,
+      segmentMaxBytes: this.segmentMaxBytes,
+      ledger: this.#ledger,
+      quota: this.#quota,
     });
     this.#replayer = new SpoolReplayer({
-      dir: this.dir,
-      events: this.events,
-      warn: this.#warn,
+      ...shared,
+      warn,
       ledger: this.#ledger,
       quota: this.#quota,
       ownership: this.#ownership,
       writer: this.#writer,
-      writes: this.#writes,
-      prepare: () => this.#prepareDirectory(),
     });
+    this.#quarantine = new SpoolQuarantine({ ...shared, warn, quota: this.#quota });
   }
 
   /**
@@ -216,7 +193,7 @@ export class Spool {
    */
   reject(refused: readonly RefusedActivity[]): Promise<SpoolAppendResult> {
     if (this.#closed) return Promise.reject(spoolError(`the spool at ${this.dir} was used after close()`));
-    const fresh = refused.filter(({ activity }) => !this.#rejectedIds.has(activity.id));
+    const fresh = this.#quarantine.unseen(refused);
     if (fresh.length === 0) return Promise.resolve({ spooled: 0, dropped: 0 });
     const rejectedAt = new Date().toISOString();
     const lines = fresh.map(({ activity, error }) =>
@@ -225,80 +202,17 @@ export class Spool {
         'utf8',
       ),
     );
-    let result: SpoolAppendResult = { spooled: 0, dropped: 0 };
-    return this.#writes
-      .run(async () => {
-        await this.#prepareDirectory();
-        const { kept, bytes } = linesThatFit(lines, this.#quota.usedBytes, this.maxBytes);
-        if (kept.length > 0) {
-          const handle = await open(join(this.dir, REJECTED_FILE), 'a', FILE_MODE);
-          try {
-            const { size } = await handle.stat();
-            try {
-              await writeFully(handle, kept, bytes, size);
-              await handle.datasync();
-            } catch (writeError) {
-              // Cut a partly written line off, so the file stays one whole record per line.
-              await handle.truncate(size).catch(() => undefined);
-              throw writeError;
-            }
-            this.#quota.setRejectedBytes(size + bytes);
-          } finally {
-            await handle.close();
-          }
-        }
-        for (const { activity } of fresh.slice(0, kept.length)) this.#rememberRejected(activity.id);
-        result = { spooled: kept.length, dropped: fresh.length - kept.length };
-        if (kept.length > 0) {
-          const { error } = fresh[0]!;
-          this.events.emit('rejected', { count: kept.length, error });
-          this.#refusals.add(kept.length, describeRefusal(error).message);
-        }
-        if (result.dropped > 0) this.#quota.drop(result.dropped, 'refused activities');
-      })
-      .then(
-        () => result,
-        (cause: unknown) => {
-          throw spoolError(`could not keep refused activities in ${this.dir}: ${messageOf(cause)}`, cause);
-        },
-      );
+    return this.#quarantine.keep(fresh, lines);
   }
 
   /** The activities kept in `rejected.ndjson`, oldest first (`activity-log spool rejected`). */
-  async rejected(): Promise<RejectedRecord[]> {
-    let text: string;
-    try {
-      text = await readFile(join(this.dir, REJECTED_FILE), 'utf8');
-    } catch (error) {
-      if (isMissing(error)) return [];
-      throw spoolError(`could not read ${join(this.dir, REJECTED_FILE)}: ${messageOf(error)}`, error);
-    }
-    const records: RejectedRecord[] = [];
-    for (const line of text.split('\n')) {
-      const record = parseRejectedLine(line);
-      if (record !== null) records.push(record);
-    }
-    return records;
+  rejected(): Promise<RejectedRecord[]> {
+    return this.#quarantine.read();
   }
 
   /** Deletes `rejected.ndjson`, freeing its room in the spool; resolves with how many it held. */
   purgeRejected(): Promise<number> {
-    let purged = 0;
-    return this.#writes
-      .run(async () => {
-        purged = (await this.#rejectedSummary()).rejected;
-        await unlink(join(this.dir, REJECTED_FILE)).catch((error: unknown) => {
-          if (!isMissing(error)) throw error;
-        });
-        this.#quota.setRejectedBytes(0);
-        this.#rejectedIds.clear();
-      })
-      .then(
-        () => purged,
-        (cause: unknown) => {
-          throw spoolError(`could not purge ${join(this.dir, REJECTED_FILE)}: ${messageOf(cause)}`, cause);
-        },
-      );
+    return this.#quarantine.purge();
   }
 
   /**
@@ -360,7 +274,7 @@ export class Spool {
       segments,
       activities: segments.reduce((sum, segment) => sum + segment.activities, 0),
       oldestAt: withActivities[0]?.createdAt ?? null,
-      ...(await this.#rejectedSummary()),
+      ...(await this.#quarantine.summary()),
     };
   }
 
@@ -375,7 +289,7 @@ export class Spool {
     await this.#replayer.idle();
     this.#ownership.stopHeartbeat();
     this.#quota.flush();
-    this.#refusals.flush();
+    this.#quarantine.flush();
     await this.#writer.close().catch(() => undefined);
     await this.#ownership.close();
   }
@@ -394,59 +308,5 @@ export class Spool {
     await mkdir(this.dir, { recursive: true, mode: DIRECTORY_MODE });
     await this.#ownership.start();
     await this.#quota.rescan();
-  }
-
-  #rememberRejected(id: string): void {
-    this.#rejectedIds.add(id);
-    if (this.#rejectedIds.size > REMEMBERED_REJECTED_IDS) {
-      const oldest = this.#rejectedIds.values().next().value;
-      if (oldest !== undefined) this.#rejectedIds.delete(oldest);
-    }
-  }
-
-  async #rejectedSummary(): Promise<Pick<SpoolStatus, 'rejected' | 'rejectedBytes' | 'rejectedOldestAt'>> {
-    let text: string;
-    try {
-      text = await readFile(join(this.dir, REJECTED_FILE), 'utf8');
-    } catch (error) {
-      if (isMissing(error)) return { rejected: 0, rejectedBytes: 0, rejectedOldestAt: null };
-      throw spoolError(`could not read ${join(this.dir, REJECTED_FILE)}: ${messageOf(error)}`, error);
-    }
-    const lines = text.split('\n').filter((line) => line !== '');
-    const oldest = lines.length === 0 ? null : parseRejectedLine(lines[0]!);
-    return {
-      rejected: lines.length,
-      rejectedBytes: Buffer.byteLength(text, 'utf8'),
-      rejectedOldestAt: oldest === null ? null : new Date(oldest.rejectedAt),
-    };
-  }
-}
-
-function describeRefusal(error: unknown): RejectedRecord['error'] {
-  return error instanceof ActivityLogError
-    ? { code: error.code, message: error.message }
-    : { code: null, message: messageOf(error) };
-}
-
-function parseRejectedLine(line: string): RejectedRecord | null {
-  if (line.trim() === '') return null;
-  try {
-    const parsed = JSON.parse(line) as {
-      rejected_at?: unknown;
-      error?: { code?: unknown; message?: unknown };
-      activity?: unknown;
-    };
-    if (typeof parsed.rejected_at !== 'string' || typeof parsed.activity !== 'object') return null;
-    return {
-      rejectedAt: parsed.rejected_at,
-      error: {
-        code: typeof parsed.error?.code === 'string' ? parsed.error.code : null,
-        message: typeof parsed.error?.message === 'string' ? parsed.error.message : '',
-      },
-      activity: parsed.activity as Record<string, unknown>,
-    };
-  } catch {
-    // A line cut by a crash mid-append.
-    return null;
   }
 }
