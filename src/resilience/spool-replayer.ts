@@ -9,8 +9,8 @@ import type { SpoolOwnership } from './spool-ownership.js';
 import type { SpoolQuota } from './spool-quota.js';
 import { decodeSegment } from './spool-record.js';
 import { listSegments } from './spool-segment-directory.js';
-import type { SegmentLedger } from './spool-segment-ledger.js';
-import type { SegmentWriter } from './spool-segment-writer.js';
+import type { SpoolSegmentLedger } from './spool-segment-ledger.js';
+import type { SpoolSegmentWriter } from './spool-segment-writer.js';
 
 export interface SpoolReplayOptions {
   /** Activities per `write` call. */
@@ -45,10 +45,10 @@ export interface SpoolReplayerOptions {
   readonly dir: string;
   readonly events: EventEmitter<SpoolEvents>;
   readonly warn: (message: string) => void;
-  readonly ledger: SegmentLedger;
+  readonly ledger: SpoolSegmentLedger;
   readonly quota: SpoolQuota;
   readonly ownership: SpoolOwnership;
-  readonly writer: SegmentWriter;
+  readonly writer: SpoolSegmentWriter;
   /** The spool's write side: sealing the segment being written and deleting held ones run in it. */
   readonly writes: SerialQueue;
   /** Makes sure the directory (and this process's owner file) exists before a segment is claimed. */

@@ -15,7 +15,7 @@ export interface SegmentProgress {
 }
 
 /** The segments this process is responsible for, and how far replay got in each. */
-export class SegmentLedger {
+export class SpoolSegmentLedger {
   readonly #segments = new Map<string, SegmentProgress>();
 
   get(name: string): SegmentProgress | undefined {

@@ -7,15 +7,15 @@ import type { SpoolEvents } from './spool-events.js';
 import { type AppendRequest, allotGroup, type SpoolAppendResult, type SpoolQuota } from './spool-quota.js';
 import { SEGMENT_MAGIC } from './spool-record.js';
 import { FILE_MODE, segmentBase, segmentFileName, syncDirectory } from './spool-segment-directory.js';
-import type { SegmentLedger } from './spool-segment-ledger.js';
+import type { SpoolSegmentLedger } from './spool-segment-ledger.js';
 
-export interface SegmentWriterOptions {
+export interface SpoolSegmentWriterOptions {
   readonly dir: string;
   /** `pid-instance` the segments are named after. */
   readonly owner: string;
   readonly segmentMaxBytes: number;
   readonly events: EventEmitter<SpoolEvents>;
-  readonly ledger: SegmentLedger;
+  readonly ledger: SpoolSegmentLedger;
   readonly quota: SpoolQuota;
   /** The spool's write side: commits run in it, in turn with everything else that changes the directory. */
   readonly writes: SerialQueue;
@@ -44,14 +44,14 @@ interface PendingAppend extends AppendRequest {
  * be written in full is cut off again, so replay never finds records their callers were told
  * were not spooled.
  */
-export class SegmentWriter {
-  readonly #options: SegmentWriterOptions;
+export class SpoolSegmentWriter {
+  readonly #options: SpoolSegmentWriterOptions;
   #pendingAppends: PendingAppend[] = [];
   #commitQueued = false;
   #active: ActiveSegment | null = null;
   #sequence = 0;
 
-  constructor(options: SegmentWriterOptions) {
+  constructor(options: SpoolSegmentWriterOptions) {
     this.#options = options;
   }
 

@@ -17,8 +17,8 @@ import {
   type SpoolReplayWrite,
 } from './spool-replayer.js';
 import { DIRECTORY_MODE, listSegments } from './spool-segment-directory.js';
-import { SegmentLedger } from './spool-segment-ledger.js';
-import { SegmentWriter } from './spool-segment-writer.js';
+import { SpoolSegmentLedger } from './spool-segment-ledger.js';
+import { SpoolSegmentWriter } from './spool-segment-writer.js';
 import type { RefusedActivity } from './write-with-isolation.js';
 
 export type { SpoolEvents } from './spool-events.js';
@@ -93,10 +93,10 @@ export class Spool {
   readonly events = new EventEmitter<SpoolEvents>();
   /** Everything that changes the directory runs here in turn: commits, sealing before a replay, `rejected.ndjson`, releases. */
   readonly #writes = new SerialQueue();
-  readonly #ledger = new SegmentLedger();
+  readonly #ledger = new SpoolSegmentLedger();
   readonly #ownership: SpoolOwnership;
   readonly #quota: SpoolQuota;
-  readonly #writer: SegmentWriter;
+  readonly #writer: SpoolSegmentWriter;
   readonly #replayer: SpoolReplayer;
   readonly #quarantine: SpoolQuarantine;
   #prepared: Promise<void> | null = null;
@@ -115,7 +115,7 @@ export class Spool {
     };
     this.#ownership = new SpoolOwnership(this.dir, () => this.#closed);
     this.#quota = new SpoolQuota(this.dir, this.maxBytes, this.events, warn);
-    this.#writer = new SegmentWriter({
+    this.#writer = new SpoolSegmentWriter({
       ...shared,
       owner: this.#ownership.owner,
       segmentMaxBytes: this.segmentMaxBytes,

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { SerialQueue } from '../../src/resilience/serial-queue.js';
-import { SegmentLedger } from '../../src/resilience/spool-segment-ledger.js';
+import { SpoolSegmentLedger } from '../../src/resilience/spool-segment-ledger.js';
 
-describe('SegmentLedger', () => {
+describe('SpoolSegmentLedger', () => {
   it('counts the records not yet replayed across segments', () => {
-    const ledger = new SegmentLedger();
+    const ledger = new SpoolSegmentLedger();
     ledger.track('a.seg', 10).replayed = 4;
     ledger.track('b.seg', 3);
     expect(ledger.pending()).toBe(9);
@@ -13,21 +13,21 @@ describe('SegmentLedger', () => {
   });
 
   it('never counts a segment replayed past what it holds as negative', () => {
-    const ledger = new SegmentLedger();
+    const ledger = new SpoolSegmentLedger();
     ledger.track('a.seg', 2).replayed = 5;
     ledger.track('b.seg', 1);
     expect(ledger.pending()).toBe(1);
   });
 
   it('lists the held segments', () => {
-    const ledger = new SegmentLedger();
+    const ledger = new SpoolSegmentLedger();
     ledger.track('a.seg', 1).held = true;
     ledger.track('b.seg', 1);
     expect(ledger.held()).toEqual(['a.seg']);
   });
 
   it('forgets segments known before the directory was read that it no longer holds, except the one being written', () => {
-    const ledger = new SegmentLedger();
+    const ledger = new SpoolSegmentLedger();
     for (const name of ['gone.seg', 'active.seg', 'present.seg']) ledger.track(name, 1);
     const known = ledger.names();
     ledger.track('made-while-listing.seg', 1);
