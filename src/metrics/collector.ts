@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { readdir, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
 import type { Delivery } from '../delivery/delivery.js';
 import type { ActivityWorker } from '../delivery/worker.js';
@@ -10,6 +8,7 @@ import type { BreakerState, CircuitBreaker } from '../resilience/breaker.js';
 import { JournaledDelivery } from '../resilience/journaled-delivery.js';
 import { resilienceOf } from '../resilience/resilient-sink.js';
 import type { Spool } from '../resilience/spool.js';
+import { segmentUsage } from '../resilience/spool-segment-directory.js';
 import { LagHistogram, type LagReport } from './lag-histogram.js';
 import { MinuteHistory, type MinuteValues } from './minute-history.js';
 import { SecondBuckets } from './second-buckets.js';
@@ -343,26 +342,8 @@ function listenTo<T extends Record<keyof T, unknown[]>, K extends keyof T & stri
 async function spoolReport(spools: readonly Spool[]): Promise<SpoolReport> {
   const dir = spools[0]!.dir;
   const activities = spools.reduce((sum, spool) => sum + spool.pending(), 0);
-  let bytes = 0;
-  let oldestAtMs: number | null = null;
-  let names: string[] = [];
-  try {
-    names = await readdir(dir);
-  } catch {
-    // Not created yet: nothing was ever spooled.
-  }
-  for (const name of names) {
-    if (!name.endsWith('.seg')) continue;
-    try {
-      bytes += (await stat(join(dir, name))).size;
-    } catch {
-      continue;
-    }
-    const createdAtMs = Number(name.slice(0, 13));
-    if (Number.isFinite(createdAtMs) && (oldestAtMs === null || createdAtMs < oldestAtMs))
-      oldestAtMs = createdAtMs;
-  }
-  return { dir, activities, bytes, oldest_at_ms: activities === 0 ? null : oldestAtMs };
+  const usage = await segmentUsage(dir);
+  return { dir, activities, bytes: usage.bytes, oldest_at_ms: activities === 0 ? null : usage.oldestAtMs };
 }
 
 /** `value` rounded to `decimals` decimal places. */

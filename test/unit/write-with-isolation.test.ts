@@ -3,7 +3,7 @@ import type { Activity } from '../../src/core/activity.js';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
-import { writeFully } from '../../src/resilience/spool.js';
+import { writeFully } from '../../src/resilience/spool-segment-writer.js';
 import { writeWithIsolation } from '../../src/resilience/write-with-isolation.js';
 
 const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
