@@ -8,15 +8,16 @@ export type {
   ModelResolver,
 } from './core/activity.js';
 export { DEFAULT_REDACT_KEYS, defaultModelResolver, LIMITS } from './core/activity.js';
+export type { ActivitySink } from './core/activity-sink.js';
 export type { ActivityContext, RequestContextOptions } from './core/context.js';
 export { currentContext, defaultRequestCauser, runWithContext } from './core/context.js';
+export type { Delivery, DeliveryEvents } from './core/delivery.js';
 export type { ErrorCode } from './core/errors.js';
 export { ActivityLogError, ERROR_CODES, isActivityLogError } from './core/errors.js';
 export type { ActivityBuilder, ActivityLog, ActivityLogOptions } from './core/logger.js';
 export { createActivityLog } from './core/logger.js';
 export type { PendingActivities } from './core/pending-activities.js';
 export { createDelivery } from './delivery/create-delivery.js';
-export type { ActivitySink, Delivery, DeliveryEvents } from './delivery/delivery.js';
 export type { FailedJobInfo, QueueCounts, RetryResult } from './delivery/queue-admin.js';
 export { QueueAdmin } from './delivery/queue-admin.js';
 export { QUEUE_PREFIX, storedCounterKey } from './delivery/queue-keys.js';

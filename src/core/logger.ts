@@ -1,7 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { type Config, type ConfigOverrides, loadConfig } from '../config/config.js';
 import { createDelivery, type DeliveryOptions } from '../delivery/create-delivery.js';
-import type { Delivery } from '../delivery/delivery.js';
 import { reportResilience } from '../resilience/report-resilience.js';
 import { resilienceOf } from '../resilience/resilient-sink.js';
 import type { ActivityPage, ActivityQuery, ActivityStore } from '../store/activity-store.js';
@@ -15,6 +14,7 @@ import {
 } from './activity.js';
 import { type BuildOptions, buildActivities, buildActivity } from './build-activity.js';
 import { currentContext, runWithContext } from './context.js';
+import type { Delivery } from './delivery.js';
 import { ActivityLogError } from './errors.js';
 import { newBatchUuid } from './ids.js';
 import { type PendingActivities, PendingActivityList } from './pending-activities.js';

@@ -1,9 +1,10 @@
 import type { Config } from '../config/config.js';
+import type { ActivitySink } from '../core/activity-sink.js';
+import type { Delivery } from '../core/delivery.js';
 import { createResilientSink } from '../resilience/create-resilient-sink.js';
 import { JournaledDelivery } from '../resilience/journaled-delivery.js';
 import type { ActivityStore } from '../store/activity-store.js';
 import { BatchDelivery } from './batch.js';
-import type { ActivitySink, Delivery } from './delivery.js';
 import { attachQueueSink, createQueueSink } from './queue-sink.js';
 import { assertQueueEnabled } from './redis-connection.js';
 import { createStoreSink } from './store-sink.js';

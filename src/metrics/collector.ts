@@ -4,7 +4,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
-import type { Delivery } from '../delivery/delivery.js';
+import type { Delivery } from '../core/delivery.js';
 import type { ActivityWorker } from '../delivery/worker.js';
 import type { BreakerState, CircuitBreaker } from '../resilience/breaker.js';
 import { JournaledDelivery } from '../resilience/journaled-delivery.js';

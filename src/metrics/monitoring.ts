@@ -1,7 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
+import type { Delivery } from '../core/delivery.js';
 import type { ActivityLog } from '../core/logger.js';
-import type { Delivery } from '../delivery/delivery.js';
 import { closeRedis, connectRedis, createRedisClient } from '../delivery/redis-connection.js';
 import type { ActivityWorker } from '../delivery/worker.js';
 import {
