@@ -2,7 +2,8 @@ import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import type { Delivery } from '../core/delivery.js';
 import type { ActivityLog } from '../core/logger.js';
-import { closeRedis, connectRedis, createRedisClient } from '../delivery/redis-connection.js';
+import { metricsKeys } from '../delivery/queue-keys.js';
+import { closeRedis, connectRedis, createRedisClient, whenConnected } from '../delivery/redis-connection.js';
 import type { ActivityWorker } from '../delivery/worker.js';
 import {
   AlertNotifier,
@@ -19,9 +20,7 @@ import {
   type ClusterState,
   DEFAULT_HEARTBEAT_TTL_MS,
   MetricsPublisher,
-  metricsKeys,
   recordQueueSize,
-  whenConnected,
 } from './redis-metrics.js';
 import { composeSnapshot, type PerformanceSnapshot, type SnapshotInput, totalsOf } from './snapshot.js';
 

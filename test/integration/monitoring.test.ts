@@ -8,19 +8,14 @@ import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
-import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
+import { metricsKeys, QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
 import { createServer } from '../../src/http/server.js';
 import { type AlertPayload, RedisAlertState } from '../../src/metrics/alerts.js';
 import { MetricsCollector } from '../../src/metrics/collector.js';
 import { historyFromMinutes } from '../../src/metrics/minute-history.js';
 import { connectMonitoringReader, type Monitoring, startMonitoring } from '../../src/metrics/monitoring.js';
-import {
-  ClusterReader,
-  MetricsPublisher,
-  metricsKeys,
-  removeMetricsKeys,
-} from '../../src/metrics/redis-metrics.js';
+import { ClusterReader, MetricsPublisher, removeMetricsKeys } from '../../src/metrics/redis-metrics.js';
 import type { PerformanceSnapshot } from '../../src/metrics/snapshot.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
