@@ -14,10 +14,8 @@ export { currentContext, defaultRequestCauser, runWithContext } from './core/con
 export type { Delivery, DeliveryEvents } from './core/delivery.js';
 export type { ErrorCode } from './core/errors.js';
 export { ActivityLogError, ERROR_CODES, isActivityLogError } from './core/errors.js';
-export type { ActivityBuilder, ActivityLog, ActivityLogOptions } from './core/logger.js';
-export { createActivityLog } from './core/logger.js';
+export type { ActivityBuilder } from './core/logger.js';
 export type { PendingActivities } from './core/pending-activities.js';
-export { createDelivery } from './delivery/create-delivery.js';
 export type { FailedJobInfo, QueueCounts, RetryResult } from './delivery/queue-admin.js';
 export { QueueAdmin } from './delivery/queue-admin.js';
 export { QUEUE_PREFIX, storedCounterKey } from './delivery/queue-keys.js';
@@ -60,8 +58,7 @@ export {
 export type { CollectorCounters, ProcessReport } from './metrics/collector.js';
 export { MetricsCollector } from './metrics/collector.js';
 export type { HistoryMinute } from './metrics/minute-history.js';
-export type { MonitoringOptions } from './metrics/monitoring.js';
-export { connectMonitoringReader, Monitoring, startMonitoring } from './metrics/monitoring.js';
+export { Monitoring } from './metrics/monitoring.js';
 export { PrometheusExporter } from './metrics/prometheus.js';
 export type {
   BreakerJson,
@@ -84,6 +81,11 @@ export type { ResilientSinkEvents, ResilientSinkOptions, SpoolReason } from './r
 export { ResilientSink, resilienceOf } from './resilience/resilient-sink.js';
 export type { SpoolOptions, SpoolStatus } from './resilience/spool.js';
 export { Spool } from './resilience/spool.js';
+export type { ActivityLog, ActivityLogOptions, ComposedActivityLog } from './runtime/create-activity-log.js';
+export { composeActivityLog, createActivityLog } from './runtime/create-activity-log.js';
+export { createDelivery } from './runtime/create-delivery.js';
+export type { MonitoringOptions } from './runtime/start-monitoring.js';
+export { connectMonitoringReader, startMonitoring } from './runtime/start-monitoring.js';
 export type {
   ActivityFilter,
   ActivityPage,
