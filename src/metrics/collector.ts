@@ -104,7 +104,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  *
  * @example
  * const collector = new MetricsCollector();
- * collector.watchDelivery(activityLog.delivery);
+ * collector.watchDelivery(delivery);
  * const report = await collector.report();
  * collector.close();
  */

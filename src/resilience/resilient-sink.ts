@@ -582,7 +582,7 @@ function messageOf(error: unknown): string {
  * delivery that has none (a custom one).
  *
  * @example
- * const breaker = resilienceOf(activityLog.delivery)?.breaker.toJSON(); // { state, failure_count, is_allowed }
+ * const breaker = resilienceOf(delivery)?.breaker.toJSON(); // { state, failure_count, is_allowed }
  */
 export function resilienceOf(delivery: Delivery): ResilientSink | null {
   const sink = (delivery as { readonly sink?: unknown }).sink;
