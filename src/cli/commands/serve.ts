@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import type { Config } from '../../config/config.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
-import { createServer } from '../../http/server.js';
+import { createActivityLogServer } from '../../http/create-activity-log-server.js';
 import type { Monitoring } from '../../metrics/monitoring.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
 import {
@@ -13,7 +13,6 @@ import {
   type ComposedActivityLog,
   composeActivityLog,
 } from '../../runtime/create-activity-log.js';
-import { healthProbesOf } from '../../runtime/health-probes.js';
 import { startMonitoring } from '../../runtime/start-monitoring.js';
 import { type StopRequest, watchStopSignals } from '../../runtime/stop-signals.js';
 import type { ActivityStore } from '../../store/activity-store.js';
@@ -75,10 +74,8 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       if (worker !== null) stopWhenWorkerStops(stop, worker);
       retention = startRetention(composed.config, store);
       monitoring = startMonitoring({ config, delivery, worker });
-      app = createServer({
-        activityLog,
+      app = createActivityLogServer(composed, {
         config,
-        health: healthProbesOf(store, delivery),
         monitoring,
         storeReadiness: () => migration.state(),
         logger,
