@@ -9,9 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { CircuitBreaker, createActivityLog, loadConfig, MetricsCollector } from '../dist/index.js';
-import { connectMonitoringReader } from '../dist/metrics/monitoring.js';
+import { connectMonitoringReader } from '../dist/entry/monitoring.js';
+import { composeActivityLog, loadConfig } from '../dist/index.js';
+import { MetricsCollector } from '../dist/metrics/collector.js';
 import { MetricsPublisher, removeMetricsKeys } from '../dist/metrics/redis-metrics.js';
+import { CircuitBreaker } from '../dist/resilience/breaker.js';
 import { baseline, input } from './lib/workload.js';
 import { machine, median, percentile, printTable, ratio } from './stats.js';
 
@@ -22,7 +24,7 @@ const PROCESSES = 20;
 const READS = 50;
 
 async function openLog(spoolDir) {
-  return createActivityLog({
+  return composeActivityLog({
     env: { DATABASE_URL: 'sqlite::memory:' },
     config: { method: 'batch', batchSize: 1000, spoolDir },
   });
@@ -38,7 +40,7 @@ async function logCost(spoolDir) {
   const samples = { off: [], on: [], base: [] };
   let sink = 0;
   for (let block = 0; block < (2 * CALLS) / 1000; block++) {
-    const [name, log] = block % 2 === 0 ? ['off', off] : ['on', on];
+    const [name, log] = block % 2 === 0 ? ['off', off.activityLog] : ['on', on.activityLog];
     for (let i = 0; i < 1000; i++) {
       const t0 = process.hrtime.bigint();
       sink += baseline(i).length;
@@ -50,7 +52,7 @@ async function logCost(spoolDir) {
     await new Promise((resolve) => setImmediate(resolve));
   }
   if (sink === 0) throw new Error('unreachable');
-  await Promise.all([off.close(), on.close()]);
+  await Promise.all([off.activityLog.close(), on.activityLog.close()]);
   const counted = collector.counters.stored;
   collector.close();
   if (counted !== CALLS) throw new Error(`collector counted ${counted} stored, expected ${CALLS}`);
@@ -65,10 +67,10 @@ async function logCost(spoolDir) {
 
 /** log() + flush of INGEST activities into SQLite in memory, activities per second. */
 async function ingest(spoolDir, withMetrics) {
-  const activityLog = await openLog(spoolDir);
-  await activityLog.store.migrate();
+  const { activityLog, store, delivery } = await openLog(spoolDir);
+  await store.migrate();
   const collector = new MetricsCollector();
-  if (withMetrics) collector.watchDelivery(activityLog.delivery);
+  if (withMetrics) collector.watchDelivery(delivery);
   const started = performance.now();
   for (let i = 0; i < INGEST; i++) {
     activityLog.log(input(i));

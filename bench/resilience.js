@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import { createStoreSink } from '../dist/delivery/store-sink.js';
-import { createActivityLog, loadConfig } from '../dist/index.js';
+import { composeActivityLog, loadConfig } from '../dist/index.js';
 import { CircuitBreaker } from '../dist/resilience/breaker.js';
 import { ResilientSink, resilienceOf } from '../dist/resilience/resilient-sink.js';
 import { Spool } from '../dist/resilience/spool.js';
@@ -88,7 +88,7 @@ async function freshTable() {
 }
 
 function openLog(proxyPort, spoolDir) {
-  return createActivityLog({
+  return composeActivityLog({
     env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxyPort}/test`, ACTIVITY_LOG_TABLE: TABLE },
     config: {
       method: 'batch',
@@ -105,9 +105,9 @@ async function logCost(state) {
   const connection = await freshTable();
   const proxy = await startProxy(MYSQL_URL);
   const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-bench-'));
-  const activityLog = openLog(proxy.port, spoolDir);
+  const { activityLog, delivery } = openLog(proxy.port, spoolDir);
   await proxy.set(state);
-  const breaker = resilienceOf(activityLog.delivery).breaker;
+  const breaker = resilienceOf(delivery).breaker;
   const deadline = Date.now() + 30_000;
   for (let i = 0; state !== 'pass' ? breaker.state === 'closed' && Date.now() < deadline : i < 5000; i++) {
     activityLog.log(input(i));
@@ -150,7 +150,7 @@ async function spoolDrain() {
   const proxy = await startProxy(MYSQL_URL);
   const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-bench-'));
   await proxy.set('refuse');
-  const down = openLog(proxy.port, spoolDir);
+  const { activityLog: down } = openLog(proxy.port, spoolDir);
   for (let i = 0; i < DRAIN_ROWS; i++) {
     down.log(input(i));
     if (i % 1000 === 999) await new Promise((resolve) => setImmediate(resolve));

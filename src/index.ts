@@ -1,94 +1,19 @@
+/**
+ * `activity-log`: what an application uses to record and read its activity log. Advanced parts
+ * have subpaths of their own: `activity-log/worker`, `/queue`, `/monitoring`, `/store`,
+ * `/resilience`, `/delivery`, and the integrations `/express`, `/fastify`, `/typeorm`, `/sequelize`.
+ */
 export type { Config, ConfigOverrides } from './config/config.js';
 export { loadConfig, readEnv } from './config/config.js';
-export type {
-  Activity,
-  LogInput,
-  ModelLike,
-  ModelRef,
-  ModelResolver,
-} from './core/activity.js';
-export { DEFAULT_REDACT_KEYS, defaultModelResolver, LIMITS } from './core/activity.js';
-export type { ActivityContext, RequestContextOptions } from './core/context.js';
+export type { Activity, LogInput, ModelLike, ModelRef, ModelResolver } from './core/activity.js';
+export type { ActivityContext } from './core/context.js';
 export { currentContext, defaultRequestCauser, runWithContext } from './core/context.js';
 export type { ErrorCode } from './core/errors.js';
 export { ActivityLogError, ERROR_CODES, isActivityLogError } from './core/errors.js';
-export type { ActivityBuilder, ActivityLog, ActivityLogOptions } from './core/logger.js';
-export { createActivityLog } from './core/logger.js';
+export type { ActivityBuilder } from './core/logger.js';
 export type { PendingActivities } from './core/pending-activities.js';
-export { createDelivery } from './delivery/create-delivery.js';
-export type { ActivitySink, Delivery, DeliveryEvents } from './delivery/delivery.js';
-export type { FailedJobInfo, QueueCounts, RetryResult } from './delivery/queue-admin.js';
-export { QueueAdmin } from './delivery/queue-admin.js';
-export { QUEUE_PREFIX, storedCounterKey } from './delivery/queue-keys.js';
-export type { QueueSink, QueueSinkOptions } from './delivery/queue-sink.js';
-export { createQueueSink } from './delivery/queue-sink.js';
-export type { RedisDurability } from './delivery/redis-durability.js';
-export type {
-  JobFailedEvent,
-  JobsReturnedEvent,
-  StoredEvent,
-  WorkerEvents,
-  WorkerOptions,
-  WorkerSettings,
-  WorkerStopReason,
-  WorkerSummary,
-} from './delivery/worker.js';
-export { ActivityWorker, startWorker } from './delivery/worker.js';
-export type {
-  BulkChange,
-  ModelChangeDefaults,
-  ModelEvent,
-  ModelLogOptions,
-} from './integrations/model-changes.js';
-export { logBulkChange, MODEL_EVENTS } from './integrations/model-changes.js';
-export type {
-  AlertAction,
-  AlertPayload,
-  AlertRule,
-  AlertSettings,
-  AlertStateStore,
-  RuleResult,
-} from './metrics/alerts.js';
-export {
-  ALERT_RULES,
-  AlertNotifier,
-  evaluateRules,
-  MemoryAlertState,
-  RedisAlertState,
-} from './metrics/alerts.js';
-export type { CollectorCounters, ProcessReport } from './metrics/collector.js';
-export { MetricsCollector } from './metrics/collector.js';
-export type { HistoryMinute } from './metrics/minute-history.js';
-export type { MonitoringOptions } from './metrics/monitoring.js';
-export { connectMonitoringReader, Monitoring, startMonitoring } from './metrics/monitoring.js';
-export { PrometheusExporter } from './metrics/prometheus.js';
-export type {
-  BreakerJson,
-  NamedBreakerJson,
-  PerformanceData,
-  PerformanceSnapshot,
-  WorkerJson,
-} from './metrics/snapshot.js';
-export type {
-  BreakerEvents,
-  BreakerSnapshot,
-  BreakerState,
-  BreakerTransition,
-  CircuitBreakerOptions,
-} from './resilience/breaker.js';
-export { CircuitBreaker } from './resilience/breaker.js';
-export type { DrainSpoolOptions, DrainSpoolResult } from './resilience/drain-spool.js';
-export { drainSpool } from './resilience/drain-spool.js';
-export type { ResilientSinkEvents, ResilientSinkOptions, SpoolReason } from './resilience/resilient-sink.js';
-export { ResilientSink, resilienceOf } from './resilience/resilient-sink.js';
-export type { SpoolOptions, SpoolStatus } from './resilience/spool.js';
-export { Spool } from './resilience/spool.js';
-export type {
-  ActivityFilter,
-  ActivityPage,
-  ActivityQuery,
-  ActivityStore,
-  PruneOptions,
-} from './store/activity-store.js';
-export { createStore } from './store/create-store.js';
-export { RetentionScheduler, type RetentionSchedulerOptions } from './store/retention.js';
+export type { BulkChange } from './integrations/model-changes.js';
+export { logBulkChange } from './integrations/model-changes.js';
+export type { ActivityLog, ActivityLogOptions, ComposedActivityLog } from './runtime/create-activity-log.js';
+export { composeActivityLog, createActivityLog } from './runtime/create-activity-log.js';
+export type { ActivityFilter, ActivityPage, ActivityQuery } from './store/activity-store.js';

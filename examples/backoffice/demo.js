@@ -29,7 +29,7 @@ if (!existsSync(`${ROOT}dist/integrations/fastify.js`)) {
   if (build.status !== 0) process.exit(build.status ?? 1);
 }
 
-const { createActivityLog, readEnv } = await import('activity-log');
+const { composeActivityLog, readEnv } = await import('activity-log');
 const { ActivityLogSubscriber } = await import('activity-log/typeorm');
 const { openDataSource, PostSchema, UserSchema } = await import('./data-source.js');
 const { buildApp } = await import('./app.js');
@@ -43,7 +43,7 @@ const env = {
 const adminToken = env.ACTIVITY_LOG_ADMIN_TOKEN;
 
 const serve = await startServe();
-const activityLog = createActivityLog({ env });
+const { activityLog, config } = composeActivityLog({ env });
 const dataSource = await openDataSource(
   process.env.DEMO_APP_DATABASE ?? `${ROOT}storage/demo-backoffice.sqlite`,
 );
@@ -66,7 +66,7 @@ const appUrl = await app.listen({ host: flags.host, port: Number(flags['app-port
 process.stdout.write(
   [
     '',
-    `Back-office demo app:  ${appUrl}/   (method ${activityLog.config.method})`,
+    `Back-office demo app:  ${appUrl}/   (method ${config.method})`,
     `activity-log serve:    ${serve.url}`,
     `  performance:  ${serve.url}/backoffice/activity-logs/performance`,
     `  log browser:  ${serve.url}/backoffice/activity-logs`,

@@ -1,42 +1,11 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { type Config, type ConfigOverrides, loadConfig } from '../config/config.js';
-import { createDelivery, type DeliveryOptions } from '../delivery/create-delivery.js';
-import type { Delivery } from '../delivery/delivery.js';
-import { reportResilience } from '../resilience/report-resilience.js';
-import { resilienceOf } from '../resilience/resilient-sink.js';
-import type { ActivityPage, ActivityQuery, ActivityStore } from '../store/activity-store.js';
-import { createStore } from '../store/create-store.js';
-import {
-  type Activity,
-  defaultModelResolver,
-  type LogInput,
-  type ModelLike,
-  type ModelResolver,
-} from './activity.js';
+import type { Activity, LogInput, ModelLike } from './activity.js';
 import { type BuildOptions, buildActivities, buildActivity } from './build-activity.js';
 import { currentContext, runWithContext } from './context.js';
+import type { Delivery } from './delivery.js';
 import { ActivityLogError } from './errors.js';
 import { newBatchUuid } from './ids.js';
 import { type PendingActivities, PendingActivityList } from './pending-activities.js';
-import { secretKeyMatcher } from './redact.js';
-
-export interface ActivityLogOptions {
-  /** Any part of the configuration; wins over the environment. */
-  readonly config?: ConfigOverrides;
-  /** The environment to read (default: `process.env` plus `.env` in the working directory). */
-  readonly env?: Readonly<Record<string, string | undefined>>;
-  /** Use this store instead of one made from the configuration. */
-  readonly store?: ActivityStore;
-  /** Use this delivery instead of the configured method (advanced: custom sinks). */
-  readonly delivery?: (config: Config, store: ActivityStore, options: DeliveryOptions) => Delivery;
-  /** Maps application objects to `{ type, id }` (default: constructor name and `id`). */
-  readonly resolveModel?: ModelResolver;
-  /**
-   * Where one-line warnings go: the circuit breaker opening and closing, activities going to the
-   * spool and the spool replayed, refused or dropped activities, a missing table. Default: stderr.
-   */
-  readonly warn?: (line: string) => void;
-}
 
 /** Fluent, immutable activity builder: every call returns a new builder. */
 export interface ActivityBuilder {
@@ -53,11 +22,11 @@ export interface ActivityBuilder {
   log(description: string): Promise<Activity>;
 }
 
-/** The activity log: build with {@link createActivityLog}. */
-export interface ActivityLog {
-  readonly config: Config;
-  readonly store: ActivityStore;
-  readonly delivery: Delivery;
+/**
+ * Logging activities through a delivery: everything the activity log does except reading the log
+ * back, which the composition adds from the store.
+ */
+export interface ActivityLogger {
   /**
    * Records one activity. Validation happens here (a bad field throws `VALIDATION_FAILED` naming it);
    * the id, timestamp and request context are fixed now, whenever the row is written.
@@ -87,66 +56,44 @@ export interface ActivityLog {
    * use it): activities logged into it are delivered on `commit()` and dropped on `rollback()`.
    */
   afterCommit(): PendingActivities;
-  /** Reads the log, newest first, with keyset paging. */
-  query(query?: ActivityQuery): Promise<ActivityPage>;
   /** Writes everything pending now. */
   flush(): Promise<void>;
   /** Flushes everything pending and releases connections. Further `log()` calls reject. */
   close(): Promise<void>;
 }
 
-/**
- * Creates an activity log from the environment (and `.env`), with `options` winning.
- *
- * @example
- * const activityLog = createActivityLog({ config: { method: 'batch' } });
- * await activityLog.activity('orders').performedOn({ type: 'Order', id: 42 }).causedBy(user)
- *   .event('updated').withProperties({ total: 10.5 }).log('updated order :subject.id');
- * await activityLog.close();
- */
-export function createActivityLog(options: ActivityLogOptions = {}): ActivityLog {
-  const config = loadConfig({
-    ...(options.env === undefined ? {} : { env: options.env }),
-    ...(options.config === undefined ? {} : { overrides: options.config }),
-  });
-  const store = options.store ?? createStore(config.database);
-  const warn = options.warn ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const delivery = (options.delivery ?? createDelivery)(config, store, { warn });
-  const resilience = resilienceOf(delivery);
-  const stopReporting = resilience === null ? () => undefined : reportResilience(resilience, warn);
-  return new Logger(
-    config,
-    store,
-    delivery,
-    {
-      resolveModel: options.resolveModel ?? defaultModelResolver,
-      isSecretKey: secretKeyMatcher(config.redactKeys),
-    },
-    stopReporting,
-  );
+export interface LoggerParts {
+  /** Where built activities go. */
+  readonly delivery: Delivery;
+  /** How inputs become activities: the model resolver and which property keys are secret. */
+  readonly build: BuildOptions;
+  /** Called once the delivery has closed (or failed to). */
+  readonly afterClose?: () => void;
 }
 
-class Logger implements ActivityLog {
-  readonly config: Config;
-  readonly store: ActivityStore;
-  readonly delivery: Delivery;
+/**
+ * The logger over a delivery: validates and builds each activity at `log()` time, then hands it
+ * to `delivery`.
+ *
+ * @example
+ * const logger = createLogger({ delivery, build: { resolveModel: defaultModelResolver, isSecretKey } });
+ * await logger.activity('orders').event('paid').log('paid order');
+ */
+export function createLogger(parts: LoggerParts): ActivityLogger {
+  return new Logger(parts);
+}
+
+class Logger implements ActivityLogger {
+  readonly #delivery: Delivery;
   readonly #build: BuildOptions;
   readonly #transactions = new AsyncLocalStorage<PendingActivities>();
-  readonly #stopReporting: () => void;
+  readonly #afterClose: () => void;
   #closing: Promise<void> | null = null;
 
-  constructor(
-    config: Config,
-    store: ActivityStore,
-    delivery: Delivery,
-    build: BuildOptions,
-    stopReporting: () => void,
-  ) {
-    this.config = config;
-    this.store = store;
-    this.delivery = delivery;
-    this.#build = build;
-    this.#stopReporting = stopReporting;
+  constructor(parts: LoggerParts) {
+    this.#delivery = parts.delivery;
+    this.#build = parts.build;
+    this.#afterClose = parts.afterClose ?? (() => undefined);
   }
 
   log(input: LogInput): Promise<Activity> {
@@ -203,24 +150,20 @@ class Logger implements ActivityLog {
     });
   }
 
-  query(query?: ActivityQuery): Promise<ActivityPage> {
-    return this.store.query(query);
-  }
-
   flush(): Promise<void> {
-    return this.delivery.flush();
+    return this.#delivery.flush();
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.delivery.close().finally(this.#stopReporting);
+    this.#closing ??= this.#delivery.close().finally(this.#afterClose);
     return this.#closing;
   }
 
   async #deliverAll(activities: readonly Activity[]): Promise<void> {
-    if (this.delivery.deliverMany !== undefined) {
+    if (this.#delivery.deliverMany !== undefined) {
       if (this.#closing !== null)
         throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
-      await this.delivery.deliverMany(activities);
+      await this.#delivery.deliverMany(activities);
       return;
     }
     const waits: Promise<void>[] = [];
@@ -234,17 +177,17 @@ class Logger implements ActivityLog {
   #deliver(activity: Activity): Promise<void> | undefined {
     if (this.#closing !== null)
       throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
-    return this.delivery.deliver(activity);
+    return this.#delivery.deliver(activity);
   }
 }
 
 type Draft = { -readonly [K in keyof LogInput]?: LogInput[K] };
 
 class Builder implements ActivityBuilder {
-  readonly #logger: ActivityLog;
+  readonly #logger: ActivityLogger;
   readonly #draft: Readonly<Draft>;
 
-  constructor(logger: ActivityLog, draft: Readonly<Draft>) {
+  constructor(logger: ActivityLogger, draft: Readonly<Draft>) {
     this.#logger = logger;
     this.#draft = draft;
   }

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
+import type { ActivitySink } from '../core/activity-sink.js';
+import type { Delivery, DeliveryEvents } from '../core/delivery.js';
 import { ActivityLogError } from '../core/errors.js';
-import type { ActivitySink, Delivery, DeliveryEvents } from './delivery.js';
 
 export interface BatchDeliveryOptions {
   /** `batch` writes to the store; `queue` uses the same buffer in front of a queue producer. */

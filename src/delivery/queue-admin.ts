@@ -1,18 +1,18 @@
 import type { Job, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
-import { removeMetricsKeys } from '../metrics/redis-metrics.js';
 import { openQueue } from './open-queue.js';
 import { type ActivityJobData, countJobActivities } from './queue-job.js';
-import { restartMarkerKey, storedCounterKey } from './queue-keys.js';
+import { metricsKeys, restartMarkerKey, storedCounterKey } from './queue-keys.js';
 import {
   closeRedis,
   connectRedis,
   createRedisClient,
+  deleteKeysMatching,
   isRedisConnectionError,
   queueUnavailable,
+  redisTimeMs,
 } from './redis-connection.js';
-import { redisTimeMs } from './worker.js';
 
 /** One row of `activity-log failed`. */
 export interface FailedJobInfo {
@@ -176,7 +176,7 @@ export class QueueAdmin {
     await this.#call(async () => {
       await this.#queue.obliterate({ force: true });
       await this.#redis.del(storedCounterKey(this.queueName), restartMarkerKey(this.queueName));
-      await removeMetricsKeys(this.#redis, this.queueName);
+      await deleteKeysMatching(this.#redis, metricsKeys(this.queueName).pattern);
     });
   }
 

@@ -38,3 +38,25 @@ export function storedJobsKey(queueName: string): string {
 
 /** How long a stored job's id stays in {@link storedJobsKey}; producers check far more often. */
 export const STORED_JOBS_KEEP_MS = 10 * 60 * 1000;
+
+/** Redis keys of the monitoring data of one queue (see `metrics/redis-metrics.ts`). */
+export function metricsKeys(queueName: string) {
+  const base = `${QUEUE_PREFIX}:${queueName}:metrics`;
+  return {
+    /** Sorted set: process id → last heartbeat (ms). */
+    processes: `${base}:processes`,
+    /** String with a TTL: one process's report as JSON. */
+    process: (id: string) => `${base}:process:${id}`,
+    /** Hash of totals across processes and restarts. */
+    totals: `${base}:totals`,
+    /** Hash: what one process has added to `totals` so far. */
+    totalsFrom: (id: string) => `${base}:totals:from:${id}`,
+    /** Hash per minute: stored, failures, queue_size and one count per lag bucket (`lag_<ms>`, `lag_inf`). */
+    minute: (epochMinute: number) => `${base}:minute:${epochMinute}`,
+    /** Hash: what one process has added to a minute's hash so far. */
+    minuteFrom: (epochMinute: number, id: string) => `${base}:minute:${epochMinute}:from:${id}`,
+    /** Hash per alert rule: its state, shared by every process that evaluates alerts. */
+    alert: (rule: string) => `${base}:alert:${rule}`,
+    pattern: `${base}:*`,
+  };
+}

@@ -288,3 +288,38 @@ export function disconnectRedis(client: Redis): void {
   if (client.status === 'reconnecting') client.connect().catch(() => undefined);
   client.disconnect();
 }
+
+/** The Redis server's clock in ms, so `restart` markers compare across hosts with skewed clocks. */
+export async function redisTimeMs(redis: Redis): Promise<number> {
+  const [seconds, micros] = await redis.time();
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+}
+
+/**
+ * Resolves once a client that is still making its first connection is ready, or after
+ * `timeoutMs`; at once when it is ready, or reconnecting after an outage (callers then fail fast).
+ */
+export function whenConnected(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status !== 'wait' && redis.status !== 'connecting' && redis.status !== 'connect') {
+    return Promise.resolve();
+  }
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    redis.once('ready', done);
+  });
+}
+
+/** Deletes every key matching `pattern`, a page of keys at a time (SCAN, never KEYS). */
+export async function deleteKeysMatching(redis: Redis, pattern: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
+}

@@ -1,6 +1,6 @@
 import type { Activity } from '../core/activity.js';
+import type { ActivitySink } from '../core/activity-sink.js';
 import type { ActivityStore } from '../store/activity-store.js';
-import type { ActivitySink } from './delivery.js';
 
 /** The plain write step: one idempotent multi-row insert per batch. */
 export function createStoreSink(store: ActivityStore): ActivitySink {

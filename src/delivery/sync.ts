@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
+import type { ActivitySink } from '../core/activity-sink.js';
+import type { Delivery, DeliveryEvents } from '../core/delivery.js';
 import { ActivityLogError } from '../core/errors.js';
-import type { ActivitySink, Delivery, DeliveryEvents } from './delivery.js';
 
 /** `sync`: every `log()` waits for its own write. Simple, and the slowest method; use `batch` or `queue` under load. */
 export class SyncDelivery implements Delivery {

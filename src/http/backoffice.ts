@@ -1,7 +1,7 @@
 import { fastifyCookie } from '@fastify/cookie';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config/config.js';
-import type { ActivityLog } from '../core/logger.js';
+import type { ActivityPage, ActivityQuery } from '../store/activity-store.js';
 import { registerBackofficeExportRoutes } from './routes/backoffice-export.js';
 import { registerBackofficeFailedJobsRoutes } from './routes/backoffice-failed-jobs.js';
 import { registerBackofficeHostRoute } from './routes/backoffice-host.js';
@@ -9,7 +9,8 @@ import { registerBackofficePages } from './routes/backoffice-pages.js';
 import { registerBackofficeSessionRoutes } from './routes/backoffice-session.js';
 
 export interface BackofficeOptions {
-  readonly activityLog: ActivityLog;
+  /** Reads a page of the log, for the exports. */
+  readonly query: (query: ActivityQuery) => Promise<ActivityPage>;
   readonly config: Config;
 }
 
@@ -21,11 +22,11 @@ export interface BackofficeOptions {
  * outside the backoffice) can read the session cookie from `request.cookies`.
  */
 export function registerBackoffice(app: FastifyInstance, options: BackofficeOptions): void {
-  const { activityLog, config } = options;
+  const { query, config } = options;
   app.register(fastifyCookie);
   registerBackofficeSessionRoutes(app, { adminToken: config.adminToken });
   registerBackofficePages(app, { adminToken: config.adminToken });
-  registerBackofficeExportRoutes(app, { activityLog, adminToken: config.adminToken });
+  registerBackofficeExportRoutes(app, { query, adminToken: config.adminToken });
   registerBackofficeFailedJobsRoutes(app, { config });
   registerBackofficeHostRoute(app, { adminToken: config.adminToken });
 }

@@ -9,8 +9,10 @@ import Fastify, {
 } from 'fastify';
 import type { Config } from '../config/config.js';
 import { ActivityLogError } from '../core/errors.js';
-import type { ActivityLog } from '../core/logger.js';
-import { type Monitoring, startMonitoring } from '../metrics/monitoring.js';
+import type { Monitoring } from '../metrics/monitoring.js';
+import type { ActivityLog } from '../runtime/create-activity-log.js';
+import type { HealthProbes } from '../runtime/health-probes.js';
+import type { ActivityQuery } from '../store/activity-store.js';
 import { createWrongTokenThrottles } from './auth.js';
 import { registerBackoffice } from './backoffice.js';
 import { clientErrorReply, errorReply, isHeaderWriteError, type ParserError } from './error-reply.js';
@@ -29,9 +31,14 @@ import { registerPerformanceRoute } from './routes/performance.js';
 export const DEFAULT_BODY_LIMIT_BYTES = 8 * 1024 * 1024;
 
 export interface ServerOptions {
-  readonly activityLog: ActivityLog;
-  /** Tokens come from here (default: `activityLog.config`), so `serve` can supply generated ones. */
-  readonly config?: Config;
+  /** What ingest logs to and the query API reads. */
+  readonly activityLog: Pick<ActivityLog, 'log' | 'logMany' | 'query'>;
+  /** Tokens, proxies and the queue of the failed-jobs API (`serve` supplies generated tokens). */
+  readonly config: Config;
+  /** What `GET /health` reports on (see `healthProbesOf`). */
+  readonly health: HealthProbes;
+  /** Source of the performance snapshot and `/metrics`; its owner closes it. */
+  readonly monitoring: Monitoring;
   /** Fastify's logger option (a pino logger or its options); default off. */
   readonly logger?: FastifyServerOptions['logger'] | FastifyBaseLogger;
   /** Default {@link DEFAULT_BODY_LIMIT_BYTES}. */
@@ -40,11 +47,6 @@ export interface ServerOptions {
   readonly healthPingTimeoutMs?: number;
   /** Whether the store's table is ready (`serve` migrates in the background while it is not). */
   readonly storeReadiness?: () => { readonly ok: boolean; readonly error?: ActivityLogError };
-  /**
-   * Source of the performance snapshot and `/metrics` (`serve` passes one that also counts its
-   * worker and evaluates alerts). Default: one made here for `activityLog`, closed with the server.
-   */
-  readonly monitoring?: Monitoring;
 }
 
 /** Longest time a client may take to send one request, headers and body. */
@@ -53,15 +55,16 @@ export const REQUEST_TIMEOUT_MS = 60_000;
 /**
  * Builds the HTTP server (health, ingest, backoffice query API) without listening, so tests can
  * `inject()` and `serve` decides where to bind. Every error answers
- * `{ success: false, error: { code, message, details? } }`.
+ * `{ success: false, error: { code, message, details? } }`. Each route gets only what it uses.
  *
  * @example
- * const app = createServer({ activityLog });
- * await app.listen({ host: activityLog.config.host, port: activityLog.config.port });
+ * const { activityLog, config, store, delivery } = composeActivityLog();
+ * const monitoring = startMonitoring({ config, delivery, alerts: false });
+ * const app = createServer({ activityLog, config, health: healthProbesOf(store, delivery), monitoring });
+ * await app.listen({ host: config.host, port: config.port });
  */
 export function createServer(options: ServerOptions): FastifyInstance {
-  const { activityLog } = options;
-  const config = options.config ?? activityLog.config;
+  const { activityLog, config, monitoring } = options;
   const bodyLimitBytes = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const logger = options.logger ?? false;
   const app: FastifyInstance = Fastify({
@@ -114,18 +117,17 @@ export function createServer(options: ServerOptions): FastifyInstance {
   );
 
   registerHealthRoute(app, {
-    activityLog,
+    probes: options.health,
     adminToken: config.adminToken,
     ...(options.healthPingTimeoutMs === undefined ? {} : { pingTimeoutMs: options.healthPingTimeoutMs }),
     ...(options.storeReadiness === undefined ? {} : { storeReadiness: options.storeReadiness }),
   });
   registerIngestRoute(app, { activityLog, ingestToken: config.ingestToken, bodyLimitBytes });
-  registerBackofficeActivitiesRoute(app, { activityLog, adminToken: config.adminToken });
-  const monitoring = options.monitoring ?? startMonitoring({ config, activityLog, alerts: false });
-  if (options.monitoring === undefined) app.addHook('onClose', () => monitoring.close());
+  const query = (filter: ActivityQuery) => activityLog.query(filter);
+  registerBackofficeActivitiesRoute(app, { query, adminToken: config.adminToken });
   registerPerformanceRoute(app, { monitoring, adminToken: config.adminToken });
   registerMetricsRoute(app, { monitoring, adminToken: config.adminToken });
-  registerBackoffice(app, { activityLog, config });
+  registerBackoffice(app, { query, config });
   return app;
 }
 

@@ -2,8 +2,8 @@ import type { Activity, LogInput, ModelRef } from '../core/activity.js';
 import { currentContext } from '../core/context.js';
 import { ActivityLogError } from '../core/errors.js';
 import { newBatchUuid } from '../core/ids.js';
-import type { ActivityLog } from '../core/logger.js';
 import type { PendingActivities } from '../core/pending-activities.js';
+import type { ActivityLog } from '../runtime/create-activity-log.js';
 
 /** The model events the ORM integrations record. `restored` only happens to soft-delete models. */
 export type ModelEvent = 'created' | 'updated' | 'deleted' | 'restored';

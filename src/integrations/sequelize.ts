@@ -1,8 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Model, ModelStatic, Transaction } from 'sequelize';
 import type { ModelRef } from '../core/activity.js';
-import type { ActivityLog } from '../core/logger.js';
 import type { PendingActivities } from '../core/pending-activities.js';
+import type { ActivityLog } from '../runtime/create-activity-log.js';
 import {
   type ModelChange,
   type ModelChangeDefaults,

@@ -14,8 +14,8 @@ import type {
   UpdateEvent,
 } from 'typeorm';
 import type { ModelRef } from '../core/activity.js';
-import type { ActivityLog } from '../core/logger.js';
 import type { PendingActivities } from '../core/pending-activities.js';
+import type { ActivityLog } from '../runtime/create-activity-log.js';
 import {
   type ModelChange,
   type ModelChangeDefaults,

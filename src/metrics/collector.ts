@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { Activity } from '../core/activity.js';
-import type { Delivery } from '../delivery/delivery.js';
+import type { Delivery } from '../core/delivery.js';
 import type { ActivityWorker } from '../delivery/worker.js';
 import type { BreakerState, CircuitBreaker } from '../resilience/breaker.js';
 import { JournaledDelivery } from '../resilience/journaled-delivery.js';
@@ -103,7 +103,7 @@ type Mutable<T> = { -readonly [K in keyof T]: T[K] };
  *
  * @example
  * const collector = new MetricsCollector();
- * collector.watchDelivery(activityLog.delivery);
+ * collector.watchDelivery(delivery);
  * const report = await collector.report();
  * collector.close();
  */

@@ -1,63 +1,38 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
-import type { ActivityLog } from '../core/logger.js';
-import type { Delivery } from '../delivery/delivery.js';
-import { closeRedis, connectRedis, createRedisClient } from '../delivery/redis-connection.js';
-import type { ActivityWorker } from '../delivery/worker.js';
-import {
-  AlertNotifier,
-  type AlertPayload,
-  type AlertSettings,
-  MemoryAlertState,
-  RedisAlertState,
-} from './alerts.js';
-import { MetricsCollector, type ProcessReport, roundTo } from './collector.js';
+import { closeRedis, whenConnected } from '../delivery/redis-connection.js';
+import type { AlertNotifier, AlertPayload } from './alerts.js';
+import { type MetricsCollector, type ProcessReport, roundTo } from './collector.js';
 import { mergeLagBuckets } from './lag-histogram.js';
 import { PrometheusExporter } from './prometheus.js';
 import {
-  ClusterReader,
+  type ClusterReader,
   type ClusterState,
-  DEFAULT_HEARTBEAT_TTL_MS,
-  MetricsPublisher,
-  metricsKeys,
+  type MetricsPublisher,
   recordQueueSize,
-  whenConnected,
 } from './redis-metrics.js';
 import { composeSnapshot, type PerformanceSnapshot, type SnapshotInput, totalsOf } from './snapshot.js';
 
-/** Alerts are evaluated this often by default. */
-export const DEFAULT_ALERT_INTERVAL_MS = 15_000;
-
-export interface MonitoringOptions {
+/** What a {@link Monitoring} is made of; `startMonitoring` assembles them. */
+export interface MonitoringParts {
   readonly config: Config;
-  /** Counted: its delivery's events, breaker and spool. */
-  readonly activityLog?: ActivityLog | undefined;
-  /** Counted: its stored and failed jobs, and its store breaker. */
-  readonly worker?: ActivityWorker | null | undefined;
-  /**
-   * Share figures through Redis: publish this process's report and read everyone's. Default: on
-   * with the queue (`ACTIVITY_LOG_METHOD=queue`, or a worker given) and `QUEUE_CONNECTION=redis`.
-   */
-  readonly shared?: boolean;
-  /** Evaluate the alert rules periodically (default true when something is counted). */
-  readonly alerts?: boolean;
-  readonly alertIntervalMs?: number;
-  readonly publishIntervalMs?: number;
-  readonly heartbeatTtlMs?: number;
-  /** Where alert and warning lines go (default stderr). */
-  readonly log?: (line: string) => void;
-}
-
-/** The alert settings of a configuration. */
-export function alertSettingsOf(config: Config): AlertSettings {
-  return {
-    webhookUrl: config.alertWebhook,
-    errorRatePercent: config.alertErrorRate,
-    queueSize: config.alertQueueSize,
-    breakerOpenSeconds: config.alertBreakerOpenSeconds,
-    lagP99Ms: config.alertLagP99Ms,
-    cooldownSeconds: config.alertCooldownSeconds,
-  };
+  /** Counts this process; another monitoring of the same delivery may share it. */
+  readonly collector: MetricsCollector;
+  /** Called once on close, instead of closing a collector others may still use. */
+  readonly releaseCollector: () => void;
+  /** The connection figures are shared through; closed with the monitoring. Null: this process only. */
+  readonly redis: Redis | null;
+  /** Adds up every live process's figures (with `redis`). */
+  readonly reader: ClusterReader | null;
+  /** Publishes this process's figures (with `redis`, when it counts anything); started here. */
+  readonly publisher: ((onError: (error: unknown) => void) => MetricsPublisher) | null;
+  readonly notifier: AlertNotifier;
+  /** Whether this process counts anything itself: its own report is part of the snapshot. */
+  readonly counting: boolean;
+  /** Evaluate the alert rules this often; null: only when {@link Monitoring.checkAlerts} is called. */
+  readonly alertIntervalMs: number | null;
+  /** Where warning lines go. */
+  readonly log: (line: string) => void;
 }
 
 /**
@@ -66,7 +41,7 @@ export function alertSettingsOf(config: Config): AlertSettings {
  * live process's. Serves the performance snapshot, the Prometheus text and the alerts.
  *
  * @example
- * const monitoring = startMonitoring({ config: activityLog.config, activityLog });
+ * const monitoring = startMonitoring({ config, delivery });
  * const { data } = await monitoring.snapshot();
  * await monitoring.close();
  */
@@ -80,47 +55,25 @@ export class Monitoring {
   readonly #notifier: AlertNotifier;
   readonly #counting: boolean;
   readonly #log: (line: string) => void;
+  readonly #releaseCollector: () => void;
   #alertTimer: NodeJS.Timeout | null = null;
   #alertRun: Promise<unknown> | null = null;
   #lastRedisWarningMs = 0;
   #closed = false;
-  readonly #delivery: Delivery | null;
 
-  constructor(options: MonitoringOptions, redis: Redis | null) {
-    const { config } = options;
-    this.config = config;
-    this.#log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
-    this.#delivery = options.activityLog?.delivery ?? null;
-    this.collector = this.#delivery === null ? new MetricsCollector() : acquireCollector(this.#delivery);
-    if (options.worker !== undefined && options.worker !== null) this.collector.watchWorker(options.worker);
-    this.#counting = options.activityLog !== undefined || (options.worker ?? null) !== null;
-    this.#redis = redis;
-    const heartbeatTtlMs = options.heartbeatTtlMs ?? DEFAULT_HEARTBEAT_TTL_MS;
-    this.#reader = redis === null ? null : new ClusterReader(redis, config.queueName, heartbeatTtlMs);
+  constructor(parts: MonitoringParts) {
+    this.config = parts.config;
+    this.collector = parts.collector;
+    this.#releaseCollector = parts.releaseCollector;
+    this.#counting = parts.counting;
+    this.#log = parts.log;
+    this.#redis = parts.redis;
+    this.#reader = parts.reader;
     this.#publisher =
-      redis === null || !this.#counting
-        ? null
-        : new MetricsPublisher({
-            redis,
-            queueName: config.queueName,
-            collector: this.collector,
-            heartbeatTtlMs,
-            ...(options.publishIntervalMs === undefined
-              ? {}
-              : { publishIntervalMs: options.publishIntervalMs }),
-            onError: (error) => this.#warnRedis('could not publish metrics to Redis', error),
-          });
+      parts.publisher?.((error) => this.#warnRedis('could not publish metrics to Redis', error)) ?? null;
     this.#publisher?.start();
-    this.#notifier = new AlertNotifier({
-      settings: alertSettingsOf(config),
-      state:
-        redis === null
-          ? new MemoryAlertState()
-          : new RedisAlertState(redis, (rule) => metricsKeys(config.queueName).alert(rule)),
-      queueName: config.queueName,
-      log: this.#log,
-    });
-    if (options.alerts ?? this.#counting) {
+    this.#notifier = parts.notifier;
+    if (parts.alertIntervalMs !== null) {
       this.#alertTimer = setInterval(() => {
         if (this.#alertRun === null)
           this.#alertRun = this.checkAlerts()
@@ -128,7 +81,7 @@ export class Monitoring {
             .finally(() => {
               this.#alertRun = null;
             });
-      }, options.alertIntervalMs ?? DEFAULT_ALERT_INTERVAL_MS);
+      }, parts.alertIntervalMs);
       this.#alertTimer.unref();
     }
   }
@@ -186,8 +139,7 @@ export class Monitoring {
       await this.#publisher?.close();
       await this.#reader?.close().catch(() => undefined);
     } finally {
-      if (this.#delivery === null) this.collector.close();
-      else releaseCollector(this.#delivery);
+      this.#releaseCollector();
       if (this.#redis !== null) await closeRedis(this.#redis);
     }
   }
@@ -240,62 +192,4 @@ export class Monitoring {
     this.#lastRedisWarningMs = nowMs;
     this.#log(`activity-log: warning: ${message}: ${error instanceof Error ? error.message : String(error)}`);
   }
-}
-
-/**
- * One collector per delivery, shared by every monitoring of it (a server and the application's
- * own `startMonitoring`), so each activity is counted once, under one process id.
- */
-const COLLECTORS = new WeakMap<Delivery, { readonly collector: MetricsCollector; users: number }>();
-
-function acquireCollector(delivery: Delivery): MetricsCollector {
-  let shared = COLLECTORS.get(delivery);
-  if (shared === undefined) {
-    const collector = new MetricsCollector();
-    collector.watchDelivery(delivery);
-    shared = { collector, users: 0 };
-    COLLECTORS.set(delivery, shared);
-  }
-  shared.users++;
-  return shared.collector;
-}
-
-function releaseCollector(delivery: Delivery): void {
-  const shared = COLLECTORS.get(delivery);
-  if (shared === undefined || --shared.users > 0) return;
-  COLLECTORS.delete(delivery);
-  shared.collector.close();
-}
-
-/** Whether a configuration shares metrics through Redis by default. */
-export function sharesThroughRedis(config: Config, worker: boolean): boolean {
-  return config.queueConnection === 'redis' && (config.method === 'queue' || worker);
-}
-
-/**
- * Starts monitoring a process: counts what its delivery and worker report, shares it through
- * Redis with the queue, evaluates alerts. The Redis connection reconnects on its own and never
- * makes a caller wait; while Redis is away the snapshot shows this process alone.
- *
- * @example
- * const monitoring = startMonitoring({ config, activityLog, worker });
- * app.get('/perf', async () => monitoring.snapshot());
- */
-export function startMonitoring(options: MonitoringOptions): Monitoring {
-  const shared = options.shared ?? sharesThroughRedis(options.config, (options.worker ?? null) !== null);
-  const redis = shared
-    ? createRedisClient(options.config.redis, 'metrics', { onError: () => undefined })
-    : null;
-  return new Monitoring(options, redis);
-}
-
-/**
- * Monitoring that only reads (the `status` command): connects to Redis first, failing with
- * `QUEUE_UNAVAILABLE` when it does not answer, and counts nothing itself.
- */
-export async function connectMonitoringReader(config: Config): Promise<Monitoring> {
-  if (!sharesThroughRedis(config, false)) return new Monitoring({ config, alerts: false }, null);
-  const redis = createRedisClient(config.redis, 'command', { lazyConnect: true });
-  await connectRedis(redis, config.redis);
-  return new Monitoring({ config, alerts: false }, redis);
 }

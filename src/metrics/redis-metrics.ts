@@ -2,7 +2,8 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { openQueue } from '../delivery/open-queue.js';
 import type { ActivityJobData } from '../delivery/queue-job.js';
-import { QUEUE_PREFIX, storedCounterKey } from '../delivery/queue-keys.js';
+import { metricsKeys, storedCounterKey } from '../delivery/queue-keys.js';
+import { deleteKeysMatching, whenConnected } from '../delivery/redis-connection.js';
 import type { MetricsCollector, ProcessReport } from './collector.js';
 import { LAG_BUCKETS_MS } from './lag-histogram.js';
 import { HISTORY_MINUTES, type MinuteValues } from './minute-history.js';
@@ -45,31 +46,6 @@ if tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return 0
 `;
-
-/**
- * Redis keys of the monitoring data of one queue. They end in words no BullMQ job id can be, so
- * they never collide with the queue's own keys (see `queue-keys.ts`).
- */
-export function metricsKeys(queueName: string) {
-  const base = `${QUEUE_PREFIX}:${queueName}:metrics`;
-  return {
-    /** Sorted set: process id → last heartbeat (ms). */
-    processes: `${base}:processes`,
-    /** String with a TTL: one process's report as JSON. */
-    process: (id: string) => `${base}:process:${id}`,
-    /** Hash of totals across processes and restarts. */
-    totals: `${base}:totals`,
-    /** Hash: what one process has added to `totals` so far (see {@link ADD_ABSOLUTE}). */
-    totalsFrom: (id: string) => `${base}:totals:from:${id}`,
-    /** Hash per minute: stored, failures, queue_size and one count per lag bucket (`lag_<ms>`, `lag_inf`). */
-    minute: (epochMinute: number) => `${base}:minute:${epochMinute}`,
-    /** Hash: what one process has added to a minute's hash so far. */
-    minuteFrom: (epochMinute: number, id: string) => `${base}:minute:${epochMinute}:from:${id}`,
-    /** Hash per alert rule: its state, shared by every process that evaluates alerts. */
-    alert: (rule: string) => `${base}:alert:${rule}`,
-    pattern: `${base}:*`,
-  };
-}
 
 export interface MetricsPublisherOptions {
   readonly redis: Redis;
@@ -193,25 +169,6 @@ export class MetricsPublisher {
   }
 }
 
-/**
- * Resolves once a client that is still making its first connection is ready, or after
- * `timeoutMs`; at once when it is ready, or reconnecting after an outage (callers then fail fast).
- */
-export function whenConnected(redis: Redis, timeoutMs: number): Promise<void> {
-  if (redis.status !== 'wait' && redis.status !== 'connecting' && redis.status !== 'connect') {
-    return Promise.resolve();
-  }
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      redis.off('ready', done);
-      resolve();
-    };
-    const timer = setTimeout(done, timeoutMs);
-    redis.once('ready', done);
-  });
-}
-
 /** Records the queue size seen now in the queue's per-minute history (any process may). */
 export async function recordQueueSize(
   redis: Redis,
@@ -310,13 +267,7 @@ export class ClusterReader {
 
 /** Deletes every monitoring key of a queue (tests, decommissioning). */
 export async function removeMetricsKeys(redis: Redis, queueName: string): Promise<void> {
-  const { pattern } = metricsKeys(queueName);
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+  await deleteKeysMatching(redis, metricsKeys(queueName).pattern);
 }
 
 function zeroTotals(): Record<TotalName, number> {

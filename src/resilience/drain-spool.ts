@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
-import type { ActivitySink } from '../delivery/delivery.js';
+import type { ActivitySink } from '../core/activity-sink.js';
 import { CircuitBreaker } from './breaker.js';
 import { ResilientSink } from './resilient-sink.js';
 import { Spool } from './spool.js';

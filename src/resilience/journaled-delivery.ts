@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
+import type { Delivery, DeliveryEvents } from '../core/delivery.js';
 import { ActivityLogError } from '../core/errors.js';
-import type { Delivery, DeliveryEvents } from '../delivery/delivery.js';
 import type { ResilientSink } from './resilient-sink.js';
 
 export interface JournaledDeliveryOptions {

@@ -50,7 +50,7 @@ export function reportResilience(sink: ResilientSink, warn: (line: string) => vo
     if (missingTableSaid || !isActivityLogError(error, 'STORE_SCHEMA_MISSING')) return;
     missingTableSaid = true;
     say(
-      `${error.message} first (from code: await activityLog.store.migrate(), e.g. with DATABASE_URL=sqlite::memory:); until it exists nothing reaches the table`,
+      `${error.message} first (from code: await store.migrate() on the store the activity log writes to, e.g. with DATABASE_URL=sqlite::memory:); until it exists nothing reaches the table`,
     );
   };
   const onLost = ({ segment }: { segment: string }) => {

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
+import type { ActivitySink } from '../core/activity-sink.js';
+import type { Delivery } from '../core/delivery.js';
 import { ActivityLogError, isActivityLogError } from '../core/errors.js';
-import type { ActivitySink, Delivery } from '../delivery/delivery.js';
 import { type BreakerState, type CircuitBreaker, isDataError } from './breaker.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
 import { type IsolatedWrite, writeWithIsolation } from './write-with-isolation.js';
@@ -581,7 +582,7 @@ function messageOf(error: unknown): string {
  * delivery that has none (a custom one).
  *
  * @example
- * const breaker = resilienceOf(activityLog.delivery)?.breaker.toJSON(); // { state, failure_count, is_allowed }
+ * const breaker = resilienceOf(delivery)?.breaker.toJSON(); // { state, failure_count, is_allowed }
  */
 export function resilienceOf(delivery: Delivery): ResilientSink | null {
   const sink = (delivery as { readonly sink?: unknown }).sink;

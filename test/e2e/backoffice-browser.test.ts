@@ -7,8 +7,8 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { newActivityId, newBatchUuid } from '../../src/core/ids.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
-import { createServer } from '../../src/http/server.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
+import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
@@ -84,10 +84,11 @@ describe.runIf(run)('backoffice in a real browser', () => {
       ingestToken: 'ingest-token',
       spoolDir: join(dir, 'spool'),
     };
-    activityLog = createActivityLog({
+    const composed = composeActivityLog({
       env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`, ACTIVITY_LOG_TABLE: table.table },
       config,
     });
+    activityLog = composed.activityLog;
     const seeded: Activity[] = Array.from({ length: 45 }, (_, i) => activity(i));
     const batch = newBatchUuid();
     seeded.push(
@@ -100,9 +101,9 @@ describe.runIf(run)('backoffice in a real browser', () => {
       }),
       activity(51, { description: XSS, subjectId: '42', causerId: '9', batchUuid: batch }),
     );
-    await activityLog.store.insertMany(seeded);
+    await composed.store.insertMany(seeded);
 
-    app = createServer({ activityLog });
+    app = createActivityLogServer(composed);
     await app.listen({ host: '127.0.0.1', port: 0 });
     baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     const probe = await fetch(`${baseUrl}${SNAPSHOT_PATH}`, {

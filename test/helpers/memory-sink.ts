@@ -1,5 +1,5 @@
 import type { Activity } from '../../src/core/activity.js';
-import type { ActivitySink } from '../../src/delivery/delivery.js';
+import type { ActivitySink } from '../../src/core/activity-sink.js';
 import type { ActivityPage, ActivityStore, PruneOptions } from '../../src/store/activity-store.js';
 
 /** Unit-test sink: records every write; can be told to fail the next N writes. */

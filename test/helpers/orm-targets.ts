@@ -1,5 +1,5 @@
 import type { Activity } from '../../src/core/activity.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import { type ActivityLog, createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from './memory-sink.js';
 import { MARIADB_TARGET, POSTGRES_TARGET, type SqlTarget } from './services.js';
 

@@ -2,10 +2,10 @@ import { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/config.js';
-import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
-import { createServer } from '../../src/http/server.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
+import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { enqueue, queueConfig, removeQueue, sampleActivities, uniqueQueueName } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 
@@ -79,8 +79,9 @@ describe.runIf(redisUp)('backoffice failed jobs (Redis)', () => {
   it('lists failed jobs and retries one from the dashboard with the CSRF token', async () => {
     const { config, admin } = await failJobs(uniqueQueueName('backoffice-failed'), [3]);
 
-    const activityLog = createActivityLog({ config });
-    const app = createServer({ activityLog, config });
+    const composed = composeActivityLog({ config });
+    const { activityLog } = composed;
+    const app = createActivityLogServer(composed, { config });
     cleanups.push(async () => {
       await admin.close();
       await app.close();

@@ -8,9 +8,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
 import { newActivityId } from '../../src/core/ids.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { SIGN_IN_ATTEMPTS_PER_WINDOW } from '../../src/http/routes/backoffice-session.js';
-import { createServer } from '../../src/http/server.js';
+import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
+import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
 
 const ADMIN_TOKEN = 'admin-token-for-backoffice-tests';
@@ -19,6 +20,7 @@ const adminAuth = { authorization: `Bearer ${ADMIN_TOKEN}` };
 interface Harness {
   readonly app: FastifyInstance;
   readonly activityLog: ActivityLog;
+  readonly store: ActivityStore;
 }
 
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -42,13 +44,14 @@ async function harness(
   };
   const store = createStore(loadConfig({ env: {}, overrides: config }).database);
   await store.migrate();
-  const activityLog = createActivityLog({ env: {}, config, store });
-  const app = createServer({ activityLog });
+  const composed = composeActivityLog({ env: {}, config, store });
+  const { activityLog } = composed;
+  const app = createActivityLogServer(composed);
   cleanups.push(async () => {
     await app.close();
     await activityLog.close();
   });
-  return { app, activityLog };
+  return { app, activityLog, store };
 }
 
 /** Signs in through the form and returns the session cookie and the page's CSRF token. */
@@ -544,8 +547,8 @@ function activity(index: number, overrides: Partial<Activity> = {}): Activity {
 
 describe('backoffice export', () => {
   it('exports the current filter as CSV, newest first, with formula cells neutralised', async () => {
-    const { app, activityLog } = await harness();
-    await activityLog.store.insertMany([
+    const { app, store } = await harness();
+    await store.insertMany([
       activity(1, { description: '=HYPERLINK("http://evil.example")', causerId: '7' }),
       activity(2, { description: 'plain, with "quotes"', causerId: '7' }),
       activity(3, { causerId: '8' }),
@@ -569,9 +572,9 @@ describe('backoffice export', () => {
   });
 
   it('exports NDJSON across many keyset pages without repeating a row', async () => {
-    const { app, activityLog } = await harness();
+    const { app, store } = await harness();
     const rows = Array.from({ length: 1203 }, (_, i) => activity(i));
-    for (let i = 0; i < rows.length; i += 500) await activityLog.store.insertMany(rows.slice(i, i + 500));
+    for (let i = 0; i < rows.length; i += 500) await store.insertMany(rows.slice(i, i + 500));
     const response = await app.inject({
       method: 'GET',
       url: '/api/backoffice/activity-logs/export.ndjson?log_name=orders',
@@ -589,9 +592,9 @@ describe('backoffice export', () => {
   });
 
   it('answers HEAD with the headers after one page, without reading the rest', async () => {
-    const { app, activityLog } = await harness();
+    const { app, activityLog, store } = await harness();
     const rows = Array.from({ length: 1203 }, (_, i) => activity(i));
-    for (let i = 0; i < rows.length; i += 500) await activityLog.store.insertMany(rows.slice(i, i + 500));
+    for (let i = 0; i < rows.length; i += 500) await store.insertMany(rows.slice(i, i + 500));
     const query = activityLog.query.bind(activityLog);
     let pagesRead = 0;
     activityLog.query = (filter) => {
@@ -629,14 +632,14 @@ describe('backoffice export', () => {
   });
 
   it('streams a 200k-row export with memory that does not grow with the rows', async () => {
-    const { app, activityLog } = await harness();
+    const { app, store } = await harness();
     const total = 200_000;
     const padding = 'x'.repeat(400);
     for (let i = 0; i < total; i += 5000) {
       const chunk = Array.from({ length: 5000 }, (_, j) =>
         activity(i + j, { properties: { attributes: { total: i + j, note: padding } } }),
       );
-      await activityLog.store.insertMany(chunk);
+      await store.insertMany(chunk);
     }
     await app.listen({ host: '127.0.0.1', port: 0 });
     const { port } = app.server.address() as AddressInfo;

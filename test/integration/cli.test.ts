@@ -9,7 +9,7 @@ import pg from 'pg';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { SHUTDOWN_GRACE_MS } from '../../src/cli/commands/serve.js';
 import { type Config, loadConfig } from '../../src/config/config.js';
-import { createActivityLog } from '../../src/core/logger.js';
+import { createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { createStore } from '../../src/store/create-store.js';
 import { REDIS_URL, removeQueue, uniqueQueueName } from '../helpers/queue.js';
 import {

@@ -6,9 +6,10 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ConfigOverrides, type DeliveryMethod, loadConfig } from '../../src/config/config.js';
 import { ActivityLogError } from '../../src/core/errors.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
 import { WRONG_TOKENS_PER_WINDOW } from '../../src/http/auth.js';
-import { createServer, DEFAULT_BODY_LIMIT_BYTES } from '../../src/http/server.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
+import { DEFAULT_BODY_LIMIT_BYTES } from '../../src/http/server.js';
+import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
 
@@ -54,13 +55,12 @@ async function harness(options: HarnessOptions = {}): Promise<Harness> {
   const realStore = createStore(loadConfig({ env: {}, overrides: config }).database);
   await realStore.migrate();
   const store = options.wrapStore === undefined ? realStore : options.wrapStore(realStore);
-  const activityLog = createActivityLog({ env: {}, config, store });
-  const app = createServer({
-    activityLog,
-    ...(options.healthPingTimeoutMs === undefined
-      ? {}
-      : { healthPingTimeoutMs: options.healthPingTimeoutMs }),
-  });
+  const composed = composeActivityLog({ env: {}, config, store });
+  const { activityLog } = composed;
+  const app = createActivityLogServer(
+    composed,
+    options.healthPingTimeoutMs === undefined ? {} : { healthPingTimeoutMs: options.healthPingTimeoutMs },
+  );
   cleanups.push(async () => {
     await app.close();
     await activityLog.close();

@@ -7,21 +7,17 @@ import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/config.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
-import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
+import { metricsKeys, QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
-import { createServer } from '../../src/http/server.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { type AlertPayload, RedisAlertState } from '../../src/metrics/alerts.js';
 import { MetricsCollector } from '../../src/metrics/collector.js';
 import { historyFromMinutes } from '../../src/metrics/minute-history.js';
-import { connectMonitoringReader, type Monitoring, startMonitoring } from '../../src/metrics/monitoring.js';
-import {
-  ClusterReader,
-  MetricsPublisher,
-  metricsKeys,
-  removeMetricsKeys,
-} from '../../src/metrics/redis-metrics.js';
+import type { Monitoring } from '../../src/metrics/monitoring.js';
+import { ClusterReader, MetricsPublisher, removeMetricsKeys } from '../../src/metrics/redis-metrics.js';
 import type { PerformanceSnapshot } from '../../src/metrics/snapshot.js';
+import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
+import { connectMonitoringReader, startMonitoring } from '../../src/runtime/start-monitoring.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
@@ -66,12 +62,13 @@ async function alertReceiver(): Promise<{ url: string; alerts: AlertPayload[] }>
 
 describe('performance and metrics routes (no services)', () => {
   async function server(adminToken: string | null) {
-    const activityLog = createActivityLog({
+    const composed = composeActivityLog({
       env: {},
       store: new MemoryStore(),
       config: { method: 'batch', spoolDir: await tempDir('routes'), adminToken, flushIntervalMs: 5 },
     });
-    const app = createServer({ activityLog });
+    const { activityLog } = composed;
+    const app = createActivityLogServer(composed);
     cleanups.push(async () => {
       await app.close();
       await activityLog.close();
@@ -162,7 +159,7 @@ describe('performance and metrics routes (no services)', () => {
     const receiver = await alertReceiver();
     const store = new MemoryStore();
     store.failNext = 1;
-    const activityLog = createActivityLog({
+    const { activityLog, config, delivery } = composeActivityLog({
       env: {},
       store,
       config: {
@@ -174,8 +171,8 @@ describe('performance and metrics routes (no services)', () => {
       },
     });
     const monitoring = startMonitoring({
-      config: activityLog.config,
-      activityLog,
+      config,
+      delivery,
       alertIntervalMs: 50,
       log: () => undefined,
     });
@@ -196,7 +193,7 @@ describe('performance and metrics routes (no services)', () => {
     const receiver = await alertReceiver();
     const store = new MemoryStore();
     store.failNext = Number.MAX_SAFE_INTEGER;
-    const activityLog = createActivityLog({
+    const { activityLog, config, delivery } = composeActivityLog({
       env: {},
       store,
       config: {
@@ -212,8 +209,8 @@ describe('performance and metrics routes (no services)', () => {
     });
     const lines: string[] = [];
     const monitoring = startMonitoring({
-      config: activityLog.config,
-      activityLog,
+      config,
+      delivery,
       alerts: false,
       log: (line) => lines.push(line),
     });
@@ -340,13 +337,13 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     /** A process that stores `lagsMs.length` activities now, each `lagMs` after its `created_at`. */
     async function processStoring(label: string) {
       const spoolDir = await tempDir(label);
-      const activityLog = createActivityLog({
+      const { activityLog, delivery } = composeActivityLog({
         env: {},
         store: new MemoryStore(),
         config: { method: 'sync', spoolDir },
       });
       const collector = new MetricsCollector({ nowMs: () => nowMs });
-      collector.watchDelivery(activityLog.delivery);
+      collector.watchDelivery(delivery);
       const publisher = new MetricsPublisher({ redis, queueName, collector });
       cleanups.push(async () => {
         collector.close();
@@ -388,13 +385,13 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
       await removeMetricsKeys(redis, queueName);
       redis.disconnect();
     });
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: {},
       store: new MemoryStore(),
       config: { method: 'sync', spoolDir: await tempDir('once') },
     });
     const collector = new MetricsCollector();
-    collector.watchDelivery(activityLog.delivery);
+    collector.watchDelivery(delivery);
     cleanups.push(async () => {
       collector.close();
       await activityLog.close();
@@ -431,10 +428,10 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
         ACTIVITY_LOG_SPOOL_DIR: await tempDir('shared'),
       },
     });
-    const activityLog = createActivityLog({ config, store: new MemoryStore() });
+    const { activityLog, delivery } = composeActivityLog({ config, store: new MemoryStore() });
     cleanups.push(() => activityLog.close());
-    const first = startMonitoring({ config, activityLog, shared: true, alerts: false });
-    const second = startMonitoring({ config, activityLog, shared: true, alerts: false });
+    const first = startMonitoring({ config, delivery, shared: true, alerts: false });
+    const second = startMonitoring({ config, delivery, shared: true, alerts: false });
     expect(second.collector).toBe(first.collector);
     for (let i = 0; i < 10; i++) await activityLog.log({ description: `shared ${i}` });
     // Connected to Redis (a snapshot waits for that), so close() publishes a last round.
@@ -522,15 +519,16 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     });
     const worker = new ActivityWorker({ config, store, pollIntervalMs: 100 });
     await worker.start();
-    const activityLog: ActivityLog = createActivityLog({ env: {}, config, store });
+    const composed = composeActivityLog({ env: {}, config, store });
+    const activityLog: ActivityLog = composed.activityLog;
     const monitoring: Monitoring = startMonitoring({
       config,
-      activityLog,
+      delivery: composed.delivery,
       worker,
       alerts: false,
       publishIntervalMs: 100,
     });
-    const app = createServer({ activityLog, config, monitoring });
+    const app = createActivityLogServer(composed, { config, monitoring });
     cleanups.push(async () => {
       await app.close();
       await worker.close();
@@ -655,11 +653,11 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
       },
     });
     cleanups.push(() => cleanRedis(config));
-    const activityLog = createActivityLog({ env: {}, config, store });
+    const { activityLog, delivery } = composeActivityLog({ env: {}, config, store });
     const quiet = () => undefined;
     const app = startMonitoring({
       config,
-      activityLog,
+      delivery,
       shared: true,
       alerts: false,
       publishIntervalMs: 50,

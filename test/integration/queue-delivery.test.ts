@@ -1,8 +1,8 @@
 import type mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
-import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
+import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { enqueueSampleJobs, waitFor } from '../helpers/queue.js';
 import { queueTestTable, runCli, spawnCli, type TestTable } from '../helpers/queue-cli.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
@@ -43,8 +43,8 @@ describe.skipIf(!servicesUp)('queue delivery end to end (real processes, Redis a
   it('stores 100,000 activities logged through the queue, drained by two work processes, each exactly once and intact', async () => {
     const total = 100_000;
     const table = await setUp('e2e', { ACTIVITY_LOG_BATCH_SIZE: '500' });
-    const activityLog = createActivityLog({ env: table.env });
-    expect(activityLog.delivery.method).toBe('queue');
+    const { activityLog, delivery } = composeActivityLog({ env: table.env });
+    expect(delivery.method).toBe('queue');
     const logged = new Map<string, Activity>();
     for (let i = 0; i < total; i++) {
       const activity = await activityLog.log({

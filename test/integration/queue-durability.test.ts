@@ -3,10 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createActivityLog } from '../../src/core/logger.js';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
-import { createServer } from '../../src/http/server.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
+import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { queueConfig, REDIS_URL, removeQueue, uniqueQueueName } from '../helpers/queue.js';
@@ -85,7 +85,7 @@ describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persist
     cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
     const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-durability-'));
     cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
-    const activityLog = createActivityLog({
+    const composed = composeActivityLog({
       env: {
         QUEUE_CONNECTION: 'redis',
         REDIS_URL: await freshAddress(),
@@ -95,8 +95,9 @@ describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persist
         ACTIVITY_LOG_SPOOL_DIR: spoolDir,
       },
     });
+    const { activityLog } = composed;
     cleanups.push(() => activityLog.close());
-    const app = createServer({ activityLog });
+    const app = createActivityLogServer(composed);
     cleanups.push(() => app.close());
 
     const health = await app.inject({ method: 'GET', url: '/health' });

@@ -2,9 +2,9 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createActivityLog } from '../../src/core/logger.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
+import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { startPrivateRedis } from '../helpers/private-redis.js';
 import { uniqueQueueName, waitFor } from '../helpers/queue.js';
@@ -38,7 +38,7 @@ describe.skipIf(!mariadbUp || !redisUp)(
       const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-queue-journal-'));
       cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
       const lines: string[] = [];
-      const activityLog = createActivityLog({
+      const { activityLog, config, delivery, store } = composeActivityLog({
         env: {
           DATABASE_URL: `mysql://root@${MARIADB.host}:${MARIADB.port}/test`,
           ACTIVITY_LOG_TABLE: table,
@@ -55,7 +55,7 @@ describe.skipIf(!mariadbUp || !redisUp)(
         warn: (line) => lines.push(line),
       });
       cleanups.push(() => activityLog.close());
-      const resilience = resilienceOf(activityLog.delivery)!;
+      const resilience = resilienceOf(delivery)!;
 
       const logged: string[] = [];
       for (let i = 0; i < 20; i++) {
@@ -83,7 +83,7 @@ describe.skipIf(!mariadbUp || !redisUp)(
         'the loss to be noticed',
       );
 
-      const worker = new ActivityWorker({ config: activityLog.config, store: activityLog.store });
+      const worker = new ActivityWorker({ config: config, store: store });
       worker.events.on('warning', () => undefined);
       await worker.start();
       cleanups.push(() => worker.close());

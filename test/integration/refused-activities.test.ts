@@ -4,10 +4,10 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
-import { createActivityLog } from '../../src/core/logger.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
-import { createServer } from '../../src/http/server.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { Spool } from '../../src/resilience/spool.js';
+import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { REDIS_URL, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { REFUSED_PREFIX, REFUSING_TARGETS, type RefusingTarget } from '../helpers/refusing-table.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
@@ -34,7 +34,7 @@ describe('activities the database refuses', () => {
     cleanups.push(() => table.drop());
     const spoolDir = await mkdtemp(join(tmpdir(), `activity-log-refused-${label}-`));
     cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
-    const activityLog = createActivityLog({
+    const composed = composeActivityLog({
       env: {
         ...table.env,
         ACTIVITY_LOG_SPOOL_DIR: spoolDir,
@@ -44,8 +44,9 @@ describe('activities the database refuses', () => {
       },
       warn: () => undefined,
     });
+    const { activityLog } = composed;
     cleanups.push(() => activityLog.close());
-    return { table, spoolDir, activityLog };
+    return { table, spoolDir, activityLog, composed };
   }
 
   /** 20 honest inputs and one the database refuses, at `position`. */
@@ -75,8 +76,8 @@ describe('activities the database refuses', () => {
 
   describe.each(reachable.map((target) => [target.name, target] as const))('%s', (_name, target) => {
     it('sync: a 1,000-item ingest whose last item the database refuses stores nothing, and the same request without it stores each once', async () => {
-      const { table, activityLog } = await setUp(target, 'sync_ingest', { ACTIVITY_LOG_METHOD: 'sync' });
-      const app = createServer({ activityLog });
+      const { table, composed } = await setUp(target, 'sync_ingest', { ACTIVITY_LOG_METHOD: 'sync' });
+      const app = createActivityLogServer(composed);
       cleanups.push(() => app.close());
       const items = Array.from({ length: 1000 }, (_, i) => ({
         id: newActivityId(),
@@ -145,20 +146,20 @@ describe('activities the database refuses', () => {
         'queue: the worker stores the honest activities of a job holding a refused one, keeps that one once in rejected.ndjson, and completes the job',
         async () => {
           const queueName = uniqueQueueName('refused');
-          const { table, spoolDir, activityLog } = await setUp(target, 'queue', {
+          const { table, spoolDir, activityLog, composed } = await setUp(target, 'queue', {
             ACTIVITY_LOG_METHOD: 'queue',
             QUEUE_CONNECTION: 'redis',
             REDIS_URL,
             ACTIVITY_LOG_QUEUE_NAME: queueName,
             ACTIVITY_LOG_TRIES: '1',
           });
-          cleanups.push(() => removeQueue(activityLog.config, queueName));
+          cleanups.push(() => removeQueue(composed.config, queueName));
           const { honest, refused, inputs } = mixed('queue', 11);
           await activityLog.logMany(inputs);
           await activityLog.flush();
           const worker = new ActivityWorker({
-            config: activityLog.config,
-            store: activityLog.store,
+            config: composed.config,
+            store: composed.store,
             stopWhenEmpty: true,
           });
           worker.events.on('warning', () => undefined);

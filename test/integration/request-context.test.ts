@@ -5,9 +5,13 @@ import Fastify, { type FastifyRequest } from 'fastify';
 import type mysql from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Activity, ModelLike } from '../../src/core/activity.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
 import { activityLogMiddleware } from '../../src/integrations/express.js';
 import { activityLogPlugin } from '../../src/integrations/fastify.js';
+import {
+  type ActivityLog,
+  composeActivityLog,
+  createActivityLog,
+} from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 import { removeQueue, uniqueQueueName } from '../helpers/queue.js';
 import { mariadbTable, runCli } from '../helpers/queue-cli.js';
@@ -430,8 +434,8 @@ describe.skipIf(!queueServicesUp)(
         const table = await mariadbTable('reqctx', queueName, { ACTIVITY_LOG_FLUSH_INTERVAL_MS: '5' });
         try {
           await table.migrate();
-          const activityLog = createActivityLog({ env: table.env });
-          expect(activityLog.delivery.method).toBe('queue');
+          const { activityLog, delivery } = composeActivityLog({ env: table.env });
+          expect(delivery.method).toBe('queue');
           const app = await framework.start(appRoutes(activityLog), { trustProxy: true });
           try {
             const response = await fetch(`${app.url}/posts`, {

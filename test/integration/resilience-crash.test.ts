@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
-import { createActivityLog } from '../../src/core/logger.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { encodeSpoolRecord } from '../../src/resilience/spool-record.js';
+import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { DIST_INDEX, startProducer } from '../helpers/producer-process.js';
@@ -98,9 +98,9 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
 
     // Restart: a new process with the same spool directory and MariaDB back.
     await proxy.pass();
-    const restarted = createActivityLog({ env });
+    const { activityLog: restarted, delivery: restartedDelivery } = composeActivityLog({ env });
     cleanups.push(() => restarted.close());
-    const resilience = resilienceOf(restarted.delivery)!;
+    const resilience = resilienceOf(restartedDelivery)!;
     let corrupt = 0;
     let claimed = 0;
     resilience.spool.events.on('corruptRecordSkipped', ({ count }) => {
@@ -129,7 +129,7 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
   it('a full spool drops only the newest activities, counts every drop, and keeps what it holds intact', async () => {
     const { table, proxy, spoolDir, storedIds, db } = await fixture('spoolfull');
     await proxy.refuse();
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`, ACTIVITY_LOG_TABLE: table },
       config: {
         method: 'batch',
@@ -143,7 +143,7 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
       },
     });
     cleanups.push(() => activityLog.close());
-    const resilience = resilienceOf(activityLog.delivery)!;
+    const resilience = resilienceOf(delivery)!;
     let droppedEvents = 0;
     resilience.spool.events.on('dropped', ({ count }) => {
       droppedEvents += count;

@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
+import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { waitFor } from '../helpers/queue.js';
@@ -80,7 +80,7 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
     const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-outage-'));
     cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
 
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`, ACTIVITY_LOG_TABLE: table },
       config: {
         method,
@@ -93,7 +93,7 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
       },
     });
     cleanups.push(() => activityLog.close());
-    const resilience = resilienceOf(activityLog.delivery)!;
+    const resilience = resilienceOf(delivery)!;
     const transitions: string[] = [];
     resilience.breaker.events.on('stateChange', ({ from, to }) => transitions.push(`${from}→${to}`));
     let spooled = 0;

@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createActivityLog } from '../../src/core/logger.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { closeRedis, createRedisClient } from '../../src/delivery/redis-connection.js';
 import { ActivityWorker, type JobFailedEvent } from '../../src/delivery/worker.js';
-import { createServer } from '../../src/http/server.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { ClusterReader } from '../../src/metrics/redis-metrics.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
+import { composeActivityLog, createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
@@ -52,7 +52,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const direct = queueConfig(queueName, { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table });
     cleanups.push(() => removeQueue(direct, queueName));
 
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: {
         QUEUE_CONNECTION: 'redis',
         REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
@@ -70,7 +70,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
       },
     });
     cleanups.push(() => activityLog.close());
-    const resilience = resilienceOf(activityLog.delivery)!;
+    const resilience = resilienceOf(delivery)!;
     expect(resilience.breaker.name).toBe('queue');
     const transitions: string[] = [];
     resilience.breaker.events.on('stateChange', ({ from, to }) => transitions.push(`${from}→${to}`));
@@ -370,7 +370,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     cleanups.push(() => proxy.close());
     const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
     cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
-    const activityLog = createActivityLog({
+    const composed = composeActivityLog({
       env: {
         QUEUE_CONNECTION: 'redis',
         REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
@@ -380,8 +380,9 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
         ACTIVITY_LOG_SPOOL_DIR: spoolDir,
       },
     });
+    const { activityLog } = composed;
     cleanups.push(() => activityLog.close());
-    const app = createServer({ activityLog });
+    const app = createActivityLogServer(composed);
     cleanups.push(() => app.close());
 
     const healthy = await app.inject({ method: 'GET', url: '/health' });

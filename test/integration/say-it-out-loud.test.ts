@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isActivityLogError } from '../../src/core/errors.js';
-import { createActivityLog } from '../../src/core/logger.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
+import { composeActivityLog, createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { waitFor } from '../helpers/queue.js';
@@ -27,7 +27,7 @@ describe('failures said out loud', () => {
   it('sync on a table that was never migrated: log() rejects with STORE_SCHEMA_MISSING, one line says to migrate, nothing is spooled', async () => {
     const dir = await workDir('sync-unmigrated');
     const lines: string[] = [];
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: {
         DATABASE_URL: `sqlite:${join(dir, 'never-migrated.sqlite')}`,
         ACTIVITY_LOG_METHOD: 'sync',
@@ -45,13 +45,13 @@ describe('failures said out loud', () => {
     }
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^activity-log: .*activity_log.*migrate/);
-    expect(resilienceOf(activityLog.delivery)!.pending()).toBe(0);
+    expect(resilienceOf(delivery)!.pending()).toBe(0);
   });
 
   it('batch on a table that was never migrated: one line says to migrate, the activities wait in the spool and are stored once it is migrated', async () => {
     const dir = await workDir('batch-unmigrated');
     const lines: string[] = [];
-    const activityLog = createActivityLog({
+    const { activityLog, delivery, store } = composeActivityLog({
       env: {
         DATABASE_URL: `sqlite:${join(dir, 'later.sqlite')}`,
         ACTIVITY_LOG_METHOD: 'batch',
@@ -64,15 +64,11 @@ describe('failures said out loud', () => {
     cleanups.push(() => activityLog.close());
     for (let i = 0; i < 50; i++) await activityLog.log({ description: `before migrate ${i}` });
     await activityLog.flush();
-    await waitFor(
-      () => resilienceOf(activityLog.delivery)!.pending() === 50,
-      5000,
-      'the activities to be spooled',
-    );
+    await waitFor(() => resilienceOf(delivery)!.pending() === 50, 5000, 'the activities to be spooled');
     const migrateFirst = (line: string) => /no activity table.*migrate` first/.test(line);
     expect(lines.filter(migrateFirst), lines.join('\n')).toHaveLength(1);
 
-    await activityLog.store.migrate();
+    await store.migrate();
     await waitFor(
       async () => (await activityLog.query({ limit: 100 })).data.length === 50,
       10_000,
@@ -147,7 +143,7 @@ describe.skipIf(!mariadbUp)('recovery after a database restart', () => {
     cleanups.push(() => proxy.close());
     const dir = await mkdtemp(join(tmpdir(), 'activity-log-recovery-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: {
         DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
         ACTIVITY_LOG_TABLE: table,
@@ -161,7 +157,7 @@ describe.skipIf(!mariadbUp)('recovery after a database restart', () => {
       warn: () => undefined,
     });
     cleanups.push(() => activityLog.close());
-    const resilience = resilienceOf(activityLog.delivery)!;
+    const resilience = resilienceOf(delivery)!;
     await proxy.refuse();
     for (let i = 0; i < 100; i++) {
       await activityLog.log({ description: `during the restart ${i}` });

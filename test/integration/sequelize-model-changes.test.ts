@@ -3,7 +3,6 @@ import { DataTypes, type Model, type ModelStatic, Sequelize, type Transaction } 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { runWithContext } from '../../src/core/context.js';
-import type { ActivityLog } from '../../src/core/logger.js';
 import type { PendingActivities } from '../../src/core/pending-activities.js';
 import { logBulkChange } from '../../src/integrations/model-changes.js';
 import {
@@ -11,6 +10,7 @@ import {
   type SequelizeActivityLogging,
   type SequelizeModelEntry,
 } from '../../src/integrations/sequelize.js';
+import type { ActivityLog } from '../../src/runtime/create-activity-log.js';
 import { ADMIN_CAUSER, memoryActivityLog, ormTargets, type PostColumns } from '../helpers/orm-targets.js';
 import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 

@@ -1,9 +1,9 @@
 import { DataSource, EntitySchema } from 'typeorm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runWithContext } from '../../src/core/context.js';
-import type { ActivityLog } from '../../src/core/logger.js';
 import { logBulkChange, type ModelLogOptions } from '../../src/integrations/model-changes.js';
 import { ActivityLogSubscriber } from '../../src/integrations/typeorm.js';
+import type { ActivityLog } from '../../src/runtime/create-activity-log.js';
 import { ADMIN_CAUSER, memoryActivityLog, ormTargets, type PostColumns } from '../helpers/orm-targets.js';
 import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { runWithContext } from '../../src/core/context.js';
 import { isActivityLogError } from '../../src/core/errors.js';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import { type ActivityLog, createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 
 function syncLog(): { activityLog: ActivityLog; store: MemoryStore } {

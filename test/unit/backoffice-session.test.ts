@@ -1,9 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createActivityLog } from '../../src/core/logger.js';
 import { csvCell, csvLine } from '../../src/http/activity-export.js';
+import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { safeNextPath } from '../../src/http/routes/backoffice-pages.js';
-import { createServer } from '../../src/http/server.js';
 import {
   csrfTokenMatches,
   endSession,
@@ -12,6 +11,7 @@ import {
   SESSION_TTL_MS,
 } from '../../src/http/session.js';
 import { escapeHtml, renderTemplate } from '../../src/http/web-assets.js';
+import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 
 const ADMIN_TOKEN = 'admin-token';
@@ -22,12 +22,13 @@ afterEach(async () => {
 });
 
 function backoffice(trustProxy: boolean = false): FastifyInstance {
-  const activityLog = createActivityLog({
-    env: {},
-    store: new MemoryStore(),
-    config: { method: 'sync', adminToken: ADMIN_TOKEN, trustProxy },
-  });
-  const app = createServer({ activityLog });
+  const app = createActivityLogServer(
+    composeActivityLog({
+      env: {},
+      store: new MemoryStore(),
+      config: { method: 'sync', adminToken: ADMIN_TOKEN, trustProxy },
+    }),
+  );
   apps.push(app);
   return app;
 }

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ActivityLog, createActivityLog } from '../../src/core/logger.js';
+import type { Delivery } from '../../src/core/delivery.js';
 import {
   type AlertAction,
   AlertNotifier,
@@ -18,6 +18,7 @@ import type { HistoryMinute } from '../../src/metrics/minute-history.js';
 import { lagHistogramText, PrometheusExporter } from '../../src/metrics/prometheus.js';
 import { SecondBuckets } from '../../src/metrics/second-buckets.js';
 import { composeSnapshot, type PerformanceData, TOTAL_NAMES, totalsOf } from '../../src/metrics/snapshot.js';
+import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 import { parsePrometheus } from '../helpers/prometheus-text.js';
 import { SNAPSHOT_NUMBER_FIELDS } from '../helpers/snapshot-fields.js';
@@ -179,7 +180,7 @@ describe('MetricsCollector on a real delivery', () => {
 
   async function setUp(store: MemoryStore, flushIntervalMs = 5) {
     const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-spool-'));
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: {},
       store,
       config: {
@@ -191,13 +192,13 @@ describe('MetricsCollector on a real delivery', () => {
         breakerCooldownMs: 60_000,
       },
     });
-    return { activityLog, collector: watch(activityLog, spoolDir) };
+    return { activityLog, collector: watch(activityLog, delivery, spoolDir) };
   }
 
   /** A collector watching `activityLog`; both are closed, and `spoolDir` removed, after the test. */
-  function watch(activityLog: ActivityLog, spoolDir: string): MetricsCollector {
+  function watch(activityLog: ActivityLog, delivery: Delivery, spoolDir: string): MetricsCollector {
     const collector = new MetricsCollector();
-    collector.watchDelivery(activityLog.delivery);
+    collector.watchDelivery(delivery);
     cleanups.push(async () => {
       collector.close();
       await activityLog.close();
@@ -222,12 +223,12 @@ describe('MetricsCollector on a real delivery', () => {
 
   it('counts a sync delivery once per write, through its resilient sink', async () => {
     const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-sync-'));
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: {},
       store: new MemoryStore(),
       config: { method: 'sync', spoolDir },
     });
-    const collector = watch(activityLog, spoolDir);
+    const collector = watch(activityLog, delivery, spoolDir);
     for (let i = 0; i < 3; i++) await activityLog.log({ description: `s${i}` });
     expect(collector.counters).toMatchObject({ accepted: 3, stored: 3, writeAttempts: 3, writeFailures: 0 });
     expect((await collector.report()).buffered).toBe(0);
@@ -235,14 +236,14 @@ describe('MetricsCollector on a real delivery', () => {
 
   it("keeps the lag of the activities stored each minute, with p50/p99 at the buckets' resolution", async () => {
     const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-history-lag-'));
-    const activityLog = createActivityLog({
+    const { activityLog, delivery } = composeActivityLog({
       env: {},
       store: new MemoryStore(),
       config: { method: 'sync', spoolDir },
     });
     let clockMs = T0 + 10_000;
     const collector = new MetricsCollector({ nowMs: () => clockMs });
-    collector.watchDelivery(activityLog.delivery);
+    collector.watchDelivery(delivery);
     cleanups.push(async () => {
       collector.close();
       await activityLog.close();

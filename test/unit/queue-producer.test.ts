@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
+import type { DeliveryEvents } from '../../src/core/delivery.js';
 import { BatchDelivery } from '../../src/delivery/batch.js';
-import { createDelivery } from '../../src/delivery/create-delivery.js';
-import type { DeliveryEvents } from '../../src/delivery/delivery.js';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
+import { createDelivery } from '../../src/runtime/create-delivery.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 import { sampleActivities } from '../helpers/queue.js';
 

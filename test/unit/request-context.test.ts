@@ -7,7 +7,7 @@ import {
   requestContext,
   runWithContext,
 } from '../../src/core/context.js';
-import { createActivityLog } from '../../src/core/logger.js';
+import { createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 
 const facts = {

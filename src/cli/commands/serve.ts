@@ -5,11 +5,18 @@ import { pino } from 'pino';
 import type { Config } from '../../config/config.js';
 import { SETTINGS } from '../../config/config-settings.js';
 import { ActivityLogError } from '../../core/errors.js';
-import { type ActivityLog, createActivityLog } from '../../core/logger.js';
 import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
-import { createServer } from '../../http/server.js';
-import { type Monitoring, startMonitoring } from '../../metrics/monitoring.js';
+import { createActivityLogServer } from '../../http/create-activity-log-server.js';
+import type { Monitoring } from '../../metrics/monitoring.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
+import {
+  type ActivityLog,
+  type ComposedActivityLog,
+  composeActivityLog,
+} from '../../runtime/create-activity-log.js';
+import { startMonitoring } from '../../runtime/start-monitoring.js';
+import { type StopRequest, watchStopSignals } from '../../runtime/stop-signals.js';
+import type { ActivityStore } from '../../store/activity-store.js';
 import { RetentionScheduler } from '../../store/retention.js';
 import { BackgroundMigration } from '../background-migration.js';
 import { describeDatabase } from '../describe-database.js';
@@ -43,32 +50,32 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
   // One logger for the server's records and the activity log's warnings, which also go to stderr
   // as one line each.
   const logger = pino({ level: verbose ? 'info' : 'warn' });
-  const activityLog = createActivityLog({
+  const composed = composeActivityLog({
     config: { ...(host === undefined ? {} : { host }), ...(port === undefined ? {} : { port }) },
     warn: (line) => {
       process.stderr.write(`${line}\n`);
       logger.warn({ source: 'activity-log' }, line.replace(/^activity-log: /, ''));
     },
   });
-  const { config, generated } = withRunTokens(activityLog.config);
-  const stop = watchForStop();
+  const { activityLog, store, delivery } = composed;
+  const { config, generated } = withRunTokens(composed.config);
+  const stop = watchStopSignals();
 
   let worker: ActivityWorker | null = null;
   let app: FastifyInstance | null = null;
   let retention: RetentionScheduler | null = null;
   let monitoring: Monitoring | null = null;
-  const migration = migrateInBackground(activityLog);
+  const migration = migrateInBackground(composed);
   try {
     try {
       // A spool that cannot be written would be found during an outage, too late.
-      await resilienceOf(activityLog.delivery)?.spool.prepare();
+      await resilienceOf(delivery)?.spool.prepare();
       await migration.start();
-      worker = await startWorkerIfAsked(flags.worker === true, activityLog);
-      if (worker !== null) stop.watchWorker(worker);
-      retention = startRetention(activityLog);
-      monitoring = startMonitoring({ config, activityLog, worker });
-      app = createServer({
-        activityLog,
+      worker = await startWorkerIfAsked(flags.worker === true, composed.config, store);
+      if (worker !== null) stopWhenWorkerStops(stop, worker);
+      retention = startRetention(composed.config, store);
+      monitoring = startMonitoring({ config, delivery, worker });
+      app = createActivityLogServer(composed, {
         config,
         monitoring,
         storeReadiness: () => migration.state(),
@@ -101,15 +108,14 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
  * and keeps trying: ingest goes to the spool (or the queue) meanwhile, `GET /health` reports the
  * store as not ready, and the spool is replayed once the table exists.
  */
-function migrateInBackground(activityLog: ActivityLog): BackgroundMigration {
-  const { config } = activityLog;
+function migrateInBackground({ config, store, delivery }: ComposedActivityLog): BackgroundMigration {
   const database = describeDatabase(config.database);
   let failures = 0;
   return new BackgroundMigration({
-    migrate: () => activityLog.store.migrate(),
+    migrate: () => store.migrate(),
     onMigrated: (result) => {
       process.stdout.write(`${migrationLine(config.database.table, database, result)}\n`);
-      if (failures > 0) resilienceOf(activityLog.delivery)?.replaySoon(0);
+      if (failures > 0) resilienceOf(delivery)?.replaySoon(0);
     },
     onFailed: (error, retryInMs) => {
       failures++;
@@ -196,16 +202,19 @@ function withRunTokens(config: Config): { config: Config; generated: readonly To
  * `batch` this process already writes them itself, so the flag is accepted with a notice rather
  * than refused: a deployment that always passes it keeps working when the method changes.
  */
-async function startWorkerIfAsked(asked: boolean, activityLog: ActivityLog): Promise<ActivityWorker | null> {
+async function startWorkerIfAsked(
+  asked: boolean,
+  config: Config,
+  store: ActivityStore,
+): Promise<ActivityWorker | null> {
   if (!asked) return null;
-  const { config } = activityLog;
   if (config.method !== 'queue') {
     process.stderr.write(
       `activity-log: --worker has no effect: ACTIVITY_LOG_METHOD=${config.method} writes activities from this process; set ACTIVITY_LOG_METHOD=queue and QUEUE_CONNECTION=redis to run a queue worker here\n`,
     );
     return null;
   }
-  const worker = new ActivityWorker({ config, store: activityLog.store });
+  const worker = new ActivityWorker({ config, store });
   worker.events.on('warning', (warning) =>
     process.stderr.write(`activity-log: warning: ${warning.message}\n`),
   );
@@ -220,60 +229,23 @@ async function startWorkerIfAsked(asked: boolean, activityLog: ActivityLog): Pro
   return worker;
 }
 
-interface StopRequest {
-  /** Resolves with what asked the server to stop. */
-  readonly reason: Promise<string>;
-  /** The in-process worker stopping (e.g. after `activity-log restart`) stops the whole process. */
-  watchWorker(worker: ActivityWorker): void;
-  dispose(): void;
+/** The in-process worker stopping (e.g. after `activity-log restart`) stops the whole process. */
+function stopWhenWorkerStops(stop: StopRequest, worker: ActivityWorker): void {
+  worker.done.then(
+    (summary: WorkerSummary) => stop.stop(`queue worker stopped (${summary.reason})`),
+    (error: unknown) =>
+      stop.stop(`queue worker failed: ${error instanceof Error ? error.message : String(error)}`),
+  );
 }
 
-/**
- * Listens for SIGINT/SIGTERM from the start, so a signal during start-up still ends in a clean
- * shutdown rather than Node's default kill. A second signal while shutting down exits at once.
- */
-function watchForStop(): StopRequest {
-  let resolveReason: (reason: string) => void = () => undefined;
-  const reason = new Promise<string>((resolve) => {
-    resolveReason = resolve;
-  });
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) {
-      resolveReason(signal);
-      return;
-    }
-    process.stderr.write(`activity-log: ${signal} again: exiting now\n`);
-    process.exit(130);
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return {
-    reason,
-    watchWorker(worker) {
-      worker.done.then(
-        (summary: WorkerSummary) => resolveReason(`queue worker stopped (${summary.reason})`),
-        (error: unknown) =>
-          resolveReason(`queue worker failed: ${error instanceof Error ? error.message : String(error)}`),
-      );
-    },
-    dispose() {
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-    },
-  };
-}
-
-/** Stops taking requests and jobs first, then flushes what was accepted and releases connections. */
 /**
  * Scheduled pruning: a minute after start-up and then daily, activities older than
  * `ACTIVITY_LOG_RETENTION_DAYS` are deleted in chunks, as `activity-log prune` does.
  */
-function startRetention(activityLog: ActivityLog): RetentionScheduler {
-  const { retentionDays } = activityLog.config;
+function startRetention(config: Config, store: ActivityStore): RetentionScheduler {
+  const { retentionDays } = config;
   const retention = new RetentionScheduler({
-    store: activityLog.store,
+    store,
     retentionDays,
     onPruned: ({ deleted, before, seconds }) =>
       process.stdout.write(
@@ -314,6 +286,7 @@ async function closeServer(app: FastifyInstance): Promise<void> {
   }
 }
 
+/** Stops taking requests and jobs first, then flushes what was accepted and releases connections. */
 async function shutDown(
   app: FastifyInstance | null,
   worker: ActivityWorker | null,

@@ -2,8 +2,8 @@ import { stripVTControlCharacters } from 'node:util';
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config/config.js';
 import { ActivityLogError, isActivityLogError } from '../../core/errors.js';
-import { connectMonitoringReader, sharesThroughRedis } from '../../metrics/monitoring.js';
 import type { PerformanceData, PerformanceSnapshot } from '../../metrics/snapshot.js';
+import { connectMonitoringReader, sharesThroughRedis } from '../../runtime/start-monitoring.js';
 
 interface StatusFlags {
   readonly json?: boolean;

@@ -9,7 +9,9 @@ import {
   type WorkerStopReason,
   type WorkerSummary,
 } from '../../delivery/worker.js';
-import { type Monitoring, startMonitoring } from '../../metrics/monitoring.js';
+import type { Monitoring } from '../../metrics/monitoring.js';
+import { startMonitoring } from '../../runtime/start-monitoring.js';
+import { watchStopSignals } from '../../runtime/stop-signals.js';
 import { createStore } from '../../store/create-store.js';
 import { optionalFlag } from '../optional-flag.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
@@ -132,20 +134,13 @@ export async function runWorker(
     }
   });
 
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) {
+  // Jobs still in hand at a second signal are handed to another worker after ACTIVITY_LOG_RETRY_AFTER.
+  const stop = watchStopSignals({
+    onFirstSignal: (signal) => {
       process.stderr.write(`activity-log: ${signal}: finishing the jobs in hand, then exiting\n`);
       worker.stop('signal');
-    } else {
-      // Jobs still in hand are handed to another worker after ACTIVITY_LOG_RETRY_AFTER.
-      process.stderr.write(`activity-log: ${signal} again: exiting now\n`);
-      process.exit(130);
-    }
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+    },
+  });
   const ticker =
     output.onProgress === undefined ? null : setInterval(() => output.onProgress?.({ ...progress }), 200);
   let monitoring: Monitoring | null = null;
@@ -165,8 +160,7 @@ export async function runWorker(
     return summary;
   } finally {
     if (ticker !== null) clearInterval(ticker);
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+    stop.dispose();
     await monitoring?.close();
     await store.close();
   }

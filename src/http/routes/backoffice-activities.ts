@@ -4,14 +4,14 @@ import { LIMITS } from '../../core/activity.js';
 import { activityToJson } from '../../core/activity-json.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { parseIsoTimestamp } from '../../core/iso-timestamp.js';
-import type { ActivityLog } from '../../core/logger.js';
-import { type ActivityQuery, MAX_QUERY_LIMIT } from '../../store/activity-store.js';
+import { type ActivityPage, type ActivityQuery, MAX_QUERY_LIMIT } from '../../store/activity-store.js';
 import { requireToken } from '../auth.js';
 import { withSnakeField } from '../snake-field.js';
 import { zodFailure } from '../zod-failure.js';
 
 export interface BackofficeActivitiesRouteOptions {
-  readonly activityLog: ActivityLog;
+  /** Reads a page of the log (the activity log's `query`). */
+  readonly query: (query: ActivityQuery) => Promise<ActivityPage>;
   readonly adminToken: string | null;
 }
 
@@ -93,13 +93,13 @@ export function registerBackofficeActivitiesRoute(
   app: FastifyInstance,
   options: BackofficeActivitiesRouteOptions,
 ): void {
-  const { activityLog } = options;
+  const { query: readLog } = options;
   app.get<{ Querystring: unknown }>(
     '/api/backoffice/activity-logs',
     { onRequest: requireToken({ token: options.adminToken, variable: 'ACTIVITY_LOG_ADMIN_TOKEN' }) },
     async (request) => {
       const query = parseActivityQuery(request.query);
-      const page = await activityLog.query(query).catch((error: unknown) => {
+      const page = await readLog(query).catch((error: unknown) => {
         throw withSnakeField(error);
       });
       return {

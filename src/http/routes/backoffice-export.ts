@@ -2,7 +2,6 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { type ActivityJson, activityToJson } from '../../core/activity-json.js';
 import { ActivityLogError } from '../../core/errors.js';
-import type { ActivityLog } from '../../core/logger.js';
 import { type ActivityPage, type ActivityQuery, MAX_QUERY_LIMIT } from '../../store/activity-store.js';
 import { csvHeader, csvLine, ndjsonLine } from '../activity-export.js';
 import { requireToken } from '../auth.js';
@@ -10,7 +9,8 @@ import { withSnakeField } from '../snake-field.js';
 import { parseActivityQuery } from './backoffice-activities.js';
 
 export interface BackofficeExportRouteOptions {
-  readonly activityLog: ActivityLog;
+  /** Reads a page of the log (the activity log's `query`). */
+  readonly query: (query: ActivityQuery) => Promise<ActivityPage>;
   readonly adminToken: string | null;
 }
 
@@ -34,7 +34,7 @@ export function registerBackofficeExportRoutes(
   app: FastifyInstance,
   options: BackofficeExportRouteOptions,
 ): void {
-  const { activityLog } = options;
+  const { query: readLog } = options;
   const onRequest = requireToken({ token: options.adminToken, variable: 'ACTIVITY_LOG_ADMIN_TOKEN' });
   for (const [extension, format] of Object.entries(FORMATS)) {
     app.get<{ Querystring: unknown }>(
@@ -43,7 +43,7 @@ export function registerBackofficeExportRoutes(
       async (request, reply) => {
         const filter = exportFilter(request.query);
         const readPage = (cursor: string | undefined) =>
-          activityLog.query({ ...filter, limit: MAX_QUERY_LIMIT, cursor }).catch((error: unknown) => {
+          readLog({ ...filter, limit: MAX_QUERY_LIMIT, cursor }).catch((error: unknown) => {
             throw withSnakeField(error);
           });
         // The first page is read before any byte is sent, so a bad filter or a down store is a JSON error.

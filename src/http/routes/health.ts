@@ -1,12 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { type ActivityLogError, ERROR_CODES, type ErrorCode, isActivityLogError } from '../../core/errors.js';
-import type { ActivityLog } from '../../core/logger.js';
-import { queueSinkOf } from '../../delivery/queue-sink.js';
-import { resilienceOf } from '../../resilience/resilient-sink.js';
+import type { HealthProbes } from '../../runtime/health-probes.js';
 import { adminAccess, isAdmin } from '../auth.js';
 
 export interface HealthRouteOptions {
-  readonly activityLog: ActivityLog;
+  /** The store, delivery, queue and breaker, as the server's composer probes them. */
+  readonly probes: HealthProbes;
   /** Longest wait for the store's ping before it counts as down (default 2000 ms). */
   readonly pingTimeoutMs?: number;
   /** With the admin token (bearer or session), failing parts carry the driver's message. */
@@ -53,27 +52,29 @@ export const DEFAULT_PING_TIMEOUT_MS = 2000;
  * breaker is not open). A 503 names the failing parts.
  */
 export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOptions): void {
-  const { activityLog } = options;
+  const { probes } = options;
   const timeoutMs = options.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS;
   app.get('/health', async (request, reply) => {
-    const resilience = resilienceOf(activityLog.delivery);
     const readiness = options.storeReadiness?.();
     const [store, queue] = await Promise.all([
       readiness?.error !== undefined
         ? { ok: false, error: { code: readiness.error.code, message: readiness.error.message } }
-        : withTimeout(activityLog.store.ping(), timeoutMs, 'STORE_TIMEOUT', 'STORE_FAILED'),
-      activityLog.delivery.method === 'queue' && resilience !== null
-        ? withTimeout(resilience.ping(), timeoutMs, 'QUEUE_UNAVAILABLE', 'QUEUE_UNAVAILABLE')
-        : undefined,
+        : withTimeout(probes.pingStore(), timeoutMs, 'STORE_TIMEOUT', 'STORE_FAILED'),
+      probes.pingQueue === null
+        ? undefined
+        : withTimeout(probes.pingQueue(), timeoutMs, 'QUEUE_UNAVAILABLE', 'QUEUE_UNAVAILABLE'),
     ]);
     // An open breaker means writes are not reaching the database, even if a ping gets through.
+    const shownBreaker = probes.breaker?.();
     const breaker =
-      resilience === null
+      shownBreaker === undefined
         ? undefined
         : {
-            ok: resilience.breaker.state !== 'open',
-            name: resilience.breaker.name,
-            ...resilience.breaker.toJSON(),
+            ok: shownBreaker.state !== 'open',
+            name: shownBreaker.name,
+            state: shownBreaker.state,
+            failure_count: shownBreaker.failure_count,
+            is_allowed: shownBreaker.is_allowed,
           };
     const failing = [
       ...(store.ok ? [] : ['store']),
@@ -100,25 +101,22 @@ export function registerHealthRoute(app: FastifyInstance, options: HealthRouteOp
     const body: HealthBody = {
       status: failing.length === 0 ? 'ok' : 'unavailable',
       ...(failing.length === 0 ? {} : { failing }),
-      store: { ...shown(store, 'store')!, dialect: activityLog.store.capabilities.dialect },
-      delivery: { ok: true, method: activityLog.delivery.method, pending: activityLog.delivery.pending() },
-      ...(queue === undefined
-        ? {}
-        : { queue: { ...shown(queue, 'queue')!, ...queueDurability(activityLog) } }),
+      store: { ...shown(store, 'store')!, dialect: probes.storeDialect },
+      delivery: { ok: true, ...probes.deliveryStatus() },
+      ...(queue === undefined ? {} : { queue: { ...shown(queue, 'queue')!, ...queueDurability(probes) } }),
       ...(breaker === undefined ? {} : { breaker }),
-      ...(resilience === null ? {} : { spool: { pending: resilience.spool.pending() } }),
+      ...(probes.spoolPending === null ? {} : { spool: { pending: probes.spoolPending() } }),
     };
     return reply.code(failing.length === 0 ? 200 : 503).send(body);
   });
 }
 
-function queueDurability(activityLog: ActivityLog): {
+function queueDurability(probes: HealthProbes): {
   readonly durable?: boolean | null;
   readonly durability?: string;
 } {
-  const sink = queueSinkOf(activityLog.delivery);
-  if (sink === null) return {};
-  const durability = sink.durability();
+  if (probes.queueDurability === null) return {};
+  const durability = probes.queueDurability();
   return durability === null
     ? { durable: null, durability: 'unknown: not read from Redis yet' }
     : { durable: durability.durable, durability: durability.description };

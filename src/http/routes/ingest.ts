@@ -2,13 +2,14 @@ import type { FastifyInstance } from 'fastify';
 import { type ZodType, z } from 'zod';
 import type { Activity, LogInput } from '../../core/activity.js';
 import { ActivityLogError } from '../../core/errors.js';
-import type { ActivityLog } from '../../core/logger.js';
+import type { ActivityLog } from '../../runtime/create-activity-log.js';
 import { requireToken } from '../auth.js';
 import { withSnakeField } from '../snake-field.js';
 import { zodFailure } from '../zod-failure.js';
 
 export interface IngestRouteOptions {
-  readonly activityLog: ActivityLog;
+  /** Where accepted activities are logged. */
+  readonly activityLog: Pick<ActivityLog, 'log' | 'logMany'>;
   readonly ingestToken: string | null;
   /** Largest accepted body in bytes. */
   readonly bodyLimitBytes: number;

@@ -1,9 +1,13 @@
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
-import type { ActivitySink } from '../delivery/delivery.js';
-import { CircuitBreaker } from './breaker.js';
-import { ResilientSink, type ResilientSinkOptions, type WriteAcknowledgement } from './resilient-sink.js';
-import { Spool } from './spool.js';
+import type { ActivitySink } from '../core/activity-sink.js';
+import { CircuitBreaker } from '../resilience/breaker.js';
+import {
+  ResilientSink,
+  type ResilientSinkOptions,
+  type WriteAcknowledgement,
+} from '../resilience/resilient-sink.js';
+import { Spool } from '../resilience/spool.js';
 
 export interface ResilientSinkSettings {
   /** The breaker's name in events and messages (default: the target's name). */

@@ -1,13 +1,14 @@
 import type { Config } from '../config/config.js';
-import { createResilientSink } from '../resilience/create-resilient-sink.js';
+import type { ActivitySink } from '../core/activity-sink.js';
+import type { Delivery } from '../core/delivery.js';
+import { BatchDelivery } from '../delivery/batch.js';
+import { attachQueueSink, createQueueSink } from '../delivery/queue-sink.js';
+import { assertQueueEnabled } from '../delivery/redis-connection.js';
+import { createStoreSink } from '../delivery/store-sink.js';
+import { SyncDelivery } from '../delivery/sync.js';
 import { JournaledDelivery } from '../resilience/journaled-delivery.js';
 import type { ActivityStore } from '../store/activity-store.js';
-import { BatchDelivery } from './batch.js';
-import type { ActivitySink, Delivery } from './delivery.js';
-import { attachQueueSink, createQueueSink } from './queue-sink.js';
-import { assertQueueEnabled } from './redis-connection.js';
-import { createStoreSink } from './store-sink.js';
-import { SyncDelivery } from './sync.js';
+import { createResilientSink } from './create-resilient-sink.js';
 
 /** What a delivery is made with besides the configuration and the store. */
 export interface DeliveryOptions {
