@@ -13,7 +13,13 @@ import {
   storedCounterKey,
   storedJobsKey,
 } from './queue-keys.js';
-import { closeRedis, connectRedis, createRedisClient, describeRedis } from './redis-connection.js';
+import {
+  closeRedis,
+  connectRedis,
+  createRedisClient,
+  describeRedis,
+  redisTimeMs,
+} from './redis-connection.js';
 import { durabilityWarningOnce, readRedisDurability } from './redis-durability.js';
 import { unlessStoppingOffline } from './unless-stopping-offline.js';
 import type { WorkerTimings } from './worker-options.js';
@@ -360,12 +366,6 @@ export class WorkerJobSource {
     if (this.#redis === null) throw new Error('WorkerJobSource.connect() was not called');
     return this.#redis;
   }
-}
-
-/** The Redis server's clock in ms, so `restart` markers compare across hosts with skewed clocks. */
-export async function redisTimeMs(redis: Redis): Promise<number> {
-  const [seconds, micros] = await redis.time();
-  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
 }
 
 /** A coded error as it is; anything else as `STORE_FAILED` with it as the cause. */

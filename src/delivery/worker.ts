@@ -37,7 +37,6 @@ export type {
   WorkerSummary,
   WorkerWarning,
 } from './worker-events.js';
-export { redisTimeMs } from './worker-job-source.js';
 export {
   DEFAULT_WORKER_CONCURRENCY,
   defaultTimeoutSeconds,
