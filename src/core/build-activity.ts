@@ -19,6 +19,7 @@ import {
   resolveModel,
   storableText,
 } from './activity.js';
+import { PLAIN_INPUT_FIELDS, type PlainInputField } from './activity-fields.js';
 import { type ActivityContext, contextCauser } from './context.js';
 import { ActivityLogError } from './errors.js';
 import { newActivityId } from './ids.js';
@@ -72,7 +73,7 @@ export function buildActivity(
   }
 
   const url = input.url !== undefined ? input.url : (context?.url ?? null);
-  const activity: Activity = {
+  const activity = {
     id,
     logName,
     description: description.includes(':')
@@ -93,9 +94,17 @@ export function buildActivity(
     method: checkMethod(input.method !== undefined ? input.method : context?.method),
     userAgent: checkUserAgent(input.userAgent !== undefined ? input.userAgent : context?.userAgent),
     createdAt: input.createdAt === undefined ? new Date() : checkCreatedAt(input.createdAt),
-  };
+  } satisfies Omit<Activity, PlainInputField['property']>;
+  const values = activity as Record<string, unknown>;
+  for (const field of PLAIN_INPUT_FIELDS) {
+    values[field.property] = optionalName(
+      field.property,
+      (input as unknown as Readonly<Record<string, unknown>>)[field.property],
+      field.maxChars,
+    );
+  }
   if (activity.description.length * 3 > LIMITS.descriptionBytes) checkDescription(activity.description);
-  return Object.freeze(activity);
+  return Object.freeze(activity) as unknown as Activity;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { type RawBuilder, sql } from 'kysely';
 import {
-  ACTIVITY_COLUMNS,
   ACTIVITY_INDEXES,
+  columnsAddedIn,
   type IndexDefinition,
   physicalIndexName,
 } from '../activity-table.js';
@@ -11,7 +11,7 @@ import type { MigrationContext } from './migrate-schema.js';
 /** Version 1: the activity table with the DESIGN.md columns and indexes. */
 export async function createActivityTable({ db, table, dialect }: MigrationContext): Promise<void> {
   const { schema } = dialect;
-  const definitions: RawBuilder<unknown>[] = ACTIVITY_COLUMNS.map(
+  const definitions: RawBuilder<unknown>[] = columnsAddedIn(1).map(
     (column) =>
       sql`${sql.id(column.name)} ${sql.raw(schema.columnTypes[column.kind])} ${sql.raw(
         column.nullable ? 'NULL' : 'NOT NULL',
