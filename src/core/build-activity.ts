@@ -20,16 +20,11 @@ import {
   storableText,
 } from './activity.js';
 import { PLAIN_INPUT_FIELDS, type PlainInputField } from './activity-fields.js';
+import { checkPropertiesSize, rememberPropertiesJson } from './canonical-encoding.js';
 import { type ActivityContext, contextCauser } from './context.js';
 import { ActivityLogError } from './errors.js';
 import { newActivityId } from './ids.js';
-import {
-  pathNamesSecret,
-  redactUrl,
-  type SecretKeyMatcher,
-  serializeProperties,
-  snapshotProperties,
-} from './redact.js';
+import { pathNamesSecret, redactUrl, type SecretKeyMatcher, snapshotProperties } from './redact.js';
 
 export interface BuildOptions {
   readonly resolveModel: ModelResolver;
@@ -62,7 +57,7 @@ export function buildActivity(
     input.properties === undefined || input.properties === null
       ? EMPTY_PROPERTIES
       : snapshotProperties(input.properties, options.isSecretKey);
-  if (properties !== EMPTY_PROPERTIES) serializeProperties(properties);
+  const propertiesText = properties === EMPTY_PROPERTIES ? null : checkPropertiesSize(properties);
 
   let id: string;
   if (input.id === undefined) {
@@ -104,7 +99,9 @@ export function buildActivity(
     );
   }
   if (activity.description.length * 3 > LIMITS.descriptionBytes) checkDescription(activity.description);
-  return Object.freeze(activity) as unknown as Activity;
+  const built = Object.freeze(activity) as unknown as Activity;
+  if (propertiesText !== null) rememberPropertiesJson(built, propertiesText);
+  return built;
 }
 
 /**

@@ -14,7 +14,7 @@ import {
 } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
-import { activityToJson } from '../core/activity-json.js';
+import { canonicalActivityJson } from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
 import { countSegmentRecords, decodeSegment, encodeSpoolRecord, SEGMENT_MAGIC } from './spool-record.js';
 import { ThrottledWarning } from './throttled-warning.js';
@@ -324,7 +324,7 @@ export class Spool {
     const rejectedAt = new Date().toISOString();
     const lines = fresh.map(({ activity, error }) =>
       Buffer.from(
-        `${JSON.stringify({ rejected_at: rejectedAt, error: describeRefusal(error), activity: activityToJson(activity) })}\n`,
+        `{"rejected_at":${JSON.stringify(rejectedAt)},"error":${JSON.stringify(describeRefusal(error))},"activity":${canonicalActivityJson(activity)}}\n`,
         'utf8',
       ),
     );

@@ -7,6 +7,7 @@ import {
   FILTER_FIELDS,
   type FilterValues,
 } from '../core/activity-fields.js';
+import { propertiesJson } from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
 import {
   type ActivityPage,
@@ -217,7 +218,7 @@ export class KyselyStore implements ActivityStore {
     while (end < activities.length && end - start < maxRowsPerInsert) {
       const activity = activities[end]!;
       const values = activity as unknown as Readonly<Record<string, unknown>>;
-      const properties = JSON.stringify(activity.properties);
+      const properties = propertiesJson(activity);
       chars += ROW_OVERHEAD_CHARS + properties.length;
       for (const property of LONG_PROPERTIES) {
         chars += (values[property] as string | null)?.length ?? 0;
