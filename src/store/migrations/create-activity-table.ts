@@ -35,11 +35,11 @@ export async function createActivityTable({ db, table, dialect }: MigrationConte
   }
 }
 
-function indexIdentifier(table: string, index: IndexDefinition, schema: DialectSchema) {
+export function indexIdentifier(table: string, index: IndexDefinition, schema: DialectSchema) {
   return sql.id(physicalIndexName(table, index.name, schema.indexNamesArePerTable));
 }
 
-function indexColumns(index: IndexDefinition, schema: DialectSchema) {
+export function indexColumns(index: IndexDefinition, schema: DialectSchema) {
   return sql.join(
     index.columns.map((column) => {
       const prefixLength = schema.indexPrefixLengths[column];
