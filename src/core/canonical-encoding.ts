@@ -6,8 +6,10 @@ import { ACTIVITY_FIELDS } from './activity-fields.js';
  * The canonical encoding of an activity: the one byte string that stands for it wherever it goes
  * (the store's `properties` column, a spool record, a hash), the same from every dialect.
  *
- * - The activity as one JSON object keyed by column name (`log_name`, `created_at`), every field
- *   present, `null` where a field has no value.
+ * - The activity as one JSON object keyed by column name (`log_name`, `created_at`): every field
+ *   of the first schema version present, `null` where it has no value; a field added by a later
+ *   migration only when it has one, so adding a column leaves every stored activity's encoding
+ *   as it was.
  * - Object keys sorted by UTF-16 code unit, at every depth (as RFC 8785, JCS, sorts them); no
  *   whitespace; strings escaped as `JSON.stringify` escapes them; numbers as JSON writes them
  *   (`10.5`, `1e+21`, `-0` as `0`).
@@ -141,10 +143,11 @@ function jsonBytesBound(value: unknown, budget: number): number {
 /** Fields in canonical key order, each with how its value is written. */
 const CANONICAL_FIELDS = [...ACTIVITY_FIELDS]
   .sort((a, b) => (a.column < b.column ? -1 : a.column > b.column ? 1 : 0))
-  .map((field, index) => ({
+  .map((field) => ({
     property: field.property,
     kind: field.kind,
-    prefix: `${index === 0 ? '{' : ','}${JSON.stringify(field.column)}:`,
+    key: `${JSON.stringify(field.column)}:`,
+    omittedWhenNull: (field.since as number) > 1,
   }));
 
 function encodeActivity(activity: Activity, properties: string): string {
@@ -152,10 +155,12 @@ function encodeActivity(activity: Activity, properties: string): string {
   let text = '';
   for (const field of CANONICAL_FIELDS) {
     const value = values[field.property];
-    text += field.prefix;
+    const isNull = value === null || value === undefined;
+    if (isNull && field.omittedWhenNull) continue;
+    text += `${text === '' ? '{' : ','}${field.key}`;
     if (field.kind === 'json') text += properties;
     else if (field.kind === 'timestamp') text += `"${(value as Date).toISOString()}"`;
-    else text += value === null || value === undefined ? 'null' : JSON.stringify(value);
+    else text += isNull ? 'null' : JSON.stringify(value);
   }
   return `${text}}`;
 }
