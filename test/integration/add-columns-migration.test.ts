@@ -109,12 +109,16 @@ for (const target of TARGETS) {
         await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_migrations`)}`.execute(db);
         await db.destroy();
       });
+      const current = ACTIVITY_MIGRATIONS.at(-1)!.version;
       const migrations = [
         ...ACTIVITY_MIGRATIONS,
-        { version: 2, name: 'add_extra', up: addColumns(EXTRA_COLUMNS, EXTRA_INDEXES) },
+        { version: current + 1, name: 'add_extra', up: addColumns(EXTRA_COLUMNS, EXTRA_INDEXES) },
       ];
-      expect(await migrateSchema(db, dialect, table, migrations)).toEqual({ from: 1, to: 2 });
-      expect(await migrateSchema(db, dialect, table, migrations)).toEqual({ from: 2, to: 2 });
+      expect(await migrateSchema(db, dialect, table, migrations)).toEqual({ from: current, to: current + 1 });
+      expect(await migrateSchema(db, dialect, table, migrations)).toEqual({
+        from: current + 1,
+        to: current + 1,
+      });
 
       const { rows } = await sql<{
         extra: string | null;
