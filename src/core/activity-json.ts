@@ -1,42 +1,37 @@
 import type { Activity } from './activity.js';
+import { ACTIVITY_FIELDS, type ActivityJsonValues } from './activity-fields.js';
 
 /** An activity as plain JSON (queue jobs, spool records, HTTP): snake_case, `created_at` as ISO-8601. */
-export interface ActivityJson {
-  readonly id: string;
-  readonly log_name: string;
-  readonly description: string;
-  readonly subject_type: string | null;
-  readonly subject_id: string | null;
-  readonly event: string | null;
-  readonly causer_type: string | null;
-  readonly causer_id: string | null;
-  readonly properties: Readonly<Record<string, unknown>>;
-  readonly batch_uuid: string | null;
-  readonly ip_address: string | null;
-  readonly url: string | null;
-  readonly method: string | null;
-  readonly user_agent: string | null;
-  readonly created_at: string;
-}
+export type ActivityJson = ActivityJsonValues;
+
+type Converter = (value: unknown) => unknown;
+
+const toJsonValue = (kind: string): Converter | null =>
+  kind === 'timestamp' ? (value) => (value as Date).toISOString() : null;
+
+const fromJsonValue = (kind: string): Converter | null =>
+  kind === 'timestamp' ? (value) => new Date(value as string) : null;
+
+/** [property, column, to JSON, from JSON, nullable] per field, in column order, as JSON keys are. */
+const CODEC = ACTIVITY_FIELDS.map(
+  (field) =>
+    [
+      field.property,
+      field.column,
+      toJsonValue(field.kind),
+      fromJsonValue(field.kind),
+      field.nullable && field.kind !== 'json',
+    ] as const,
+);
 
 export function activityToJson(activity: Activity): ActivityJson {
-  return {
-    id: activity.id,
-    log_name: activity.logName,
-    description: activity.description,
-    subject_type: activity.subjectType,
-    subject_id: activity.subjectId,
-    event: activity.event,
-    causer_type: activity.causerType,
-    causer_id: activity.causerId,
-    properties: activity.properties,
-    batch_uuid: activity.batchUuid,
-    ip_address: activity.ipAddress,
-    url: activity.url,
-    method: activity.method,
-    user_agent: activity.userAgent,
-    created_at: activity.createdAt.toISOString(),
-  };
+  const source = activity as unknown as Readonly<Record<string, unknown>>;
+  const json: Record<string, unknown> = {};
+  for (const [property, column, convert] of CODEC) {
+    const value = source[property];
+    json[column] = convert === null ? value : convert(value);
+  }
+  return json as ActivityJson;
 }
 
 /**
@@ -44,21 +39,13 @@ export function activityToJson(activity: Activity): ActivityJson {
  * when it was logged, so only the shape is restored here, not re-checked.
  */
 export function activityFromJson(json: ActivityJson): Activity {
-  return Object.freeze({
-    id: json.id,
-    logName: json.log_name,
-    description: json.description,
-    subjectType: json.subject_type,
-    subjectId: json.subject_id,
-    event: json.event,
-    causerType: json.causer_type,
-    causerId: json.causer_id,
-    properties: json.properties,
-    batchUuid: json.batch_uuid,
-    ipAddress: json.ip_address,
-    url: json.url,
-    method: json.method,
-    userAgent: json.user_agent,
-    createdAt: new Date(json.created_at),
-  });
+  const source = json as unknown as Readonly<Record<string, unknown>>;
+  const activity: Record<string, unknown> = {};
+  for (const [property, column, , convert, nullable] of CODEC) {
+    const value = source[column];
+    // A record written before a column existed has no key for it.
+    if (value === undefined && nullable) activity[property] = null;
+    else activity[property] = convert === null ? value : convert(value);
+  }
+  return Object.freeze(activity) as unknown as Activity;
 }

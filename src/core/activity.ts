@@ -1,27 +1,14 @@
 import { isIP } from 'node:net';
+import { type ActivityValues, maxBytesOf, maxCharsOf, type PlainInputValues } from './activity-fields.js';
 import { ActivityLogError } from './errors.js';
 import { parseIsoTimestamp } from './iso-timestamp.js';
 
-/** One recorded activity: who did what to which record, from where, when. Immutable once built. */
-export interface Activity {
-  /** UUIDv7, made when `log()` was called. */
-  readonly id: string;
-  readonly logName: string;
-  readonly description: string;
-  readonly subjectType: string | null;
-  readonly subjectId: string | null;
-  readonly event: string | null;
-  readonly causerType: string | null;
-  readonly causerId: string | null;
-  readonly properties: Readonly<Record<string, unknown>>;
-  readonly batchUuid: string | null;
-  readonly ipAddress: string | null;
-  readonly url: string | null;
-  readonly method: string | null;
-  readonly userAgent: string | null;
-  /** When `log()` was called (or the override), millisecond precision, UTC. */
-  readonly createdAt: Date;
-}
+/**
+ * One recorded activity: who did what to which record, from where, when. Immutable once built.
+ * Its fields are those of {@link ACTIVITY_FIELDS}: `id` is the UUIDv7 made when `log()` was
+ * called; `createdAt` is when `log()` was called (or the override), millisecond precision, UTC.
+ */
+export type Activity = ActivityValues;
 
 /** A record reference: the `subject_*` / `causer_*` columns. */
 export interface ModelRef {
@@ -36,7 +23,7 @@ export type ModelLike = ModelRef | object;
 export type ModelResolver = (model: object) => ModelRef | null;
 
 /** What `log()` accepts. Only `description` is required. */
-export interface LogInput {
+export interface LogInput extends PlainInputValues {
   readonly description: string;
   readonly logName?: string | undefined;
   readonly event?: string | null | undefined;
@@ -53,15 +40,16 @@ export interface LogInput {
   readonly id?: string | undefined;
 }
 
+/** The limits of {@link ACTIVITY_FIELDS}, by the names messages and callers know them by. */
 export const LIMITS = Object.freeze({
-  descriptionBytes: 4096,
-  propertiesBytes: 65_536,
-  nameChars: 191,
-  urlChars: 2048,
-  methodChars: 16,
-  userAgentChars: 1024,
+  descriptionBytes: maxBytesOf('description'),
+  propertiesBytes: maxBytesOf('properties'),
+  nameChars: maxCharsOf('logName'),
+  urlChars: maxCharsOf('url'),
+  methodChars: maxCharsOf('method'),
+  userAgentChars: maxCharsOf('userAgent'),
   /** The `ip_address` column: the longest IPv6 text (with an embedded IPv4 address) is 45. */
-  ipAddressChars: 45,
+  ipAddressChars: maxCharsOf('ipAddress'),
   /** Containers nested, counting `properties` itself: MariaDB's JSON check refuses 32. */
   propertiesDepth: 31,
 });

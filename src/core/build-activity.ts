@@ -19,16 +19,12 @@ import {
   resolveModel,
   storableText,
 } from './activity.js';
+import { PLAIN_INPUT_FIELDS, type PlainInputField } from './activity-fields.js';
+import { checkPropertiesSize, rememberPropertiesJson } from './canonical-encoding.js';
 import { type ActivityContext, contextCauser } from './context.js';
 import { ActivityLogError } from './errors.js';
 import { newActivityId } from './ids.js';
-import {
-  pathNamesSecret,
-  redactUrl,
-  type SecretKeyMatcher,
-  serializeProperties,
-  snapshotProperties,
-} from './redact.js';
+import { pathNamesSecret, redactUrl, type SecretKeyMatcher, snapshotProperties } from './redact.js';
 
 export interface BuildOptions {
   readonly resolveModel: ModelResolver;
@@ -61,7 +57,7 @@ export function buildActivity(
     input.properties === undefined || input.properties === null
       ? EMPTY_PROPERTIES
       : snapshotProperties(input.properties, options.isSecretKey);
-  if (properties !== EMPTY_PROPERTIES) serializeProperties(properties);
+  const propertiesText = properties === EMPTY_PROPERTIES ? null : checkPropertiesSize(properties);
 
   let id: string;
   if (input.id === undefined) {
@@ -72,7 +68,7 @@ export function buildActivity(
   }
 
   const url = input.url !== undefined ? input.url : (context?.url ?? null);
-  const activity: Activity = {
+  const activity = {
     id,
     logName,
     description: description.includes(':')
@@ -93,9 +89,19 @@ export function buildActivity(
     method: checkMethod(input.method !== undefined ? input.method : context?.method),
     userAgent: checkUserAgent(input.userAgent !== undefined ? input.userAgent : context?.userAgent),
     createdAt: input.createdAt === undefined ? new Date() : checkCreatedAt(input.createdAt),
-  };
+  } satisfies Omit<Activity, PlainInputField['property']>;
+  const values = activity as Record<string, unknown>;
+  for (const field of PLAIN_INPUT_FIELDS) {
+    values[field.property] = optionalName(
+      field.property,
+      (input as unknown as Readonly<Record<string, unknown>>)[field.property],
+      field.maxChars,
+    );
+  }
   if (activity.description.length * 3 > LIMITS.descriptionBytes) checkDescription(activity.description);
-  return Object.freeze(activity);
+  const built = Object.freeze(activity) as unknown as Activity;
+  if (propertiesText !== null) rememberPropertiesJson(built, propertiesText);
+  return built;
 }
 
 /**

@@ -249,21 +249,6 @@ function copyObject(
   return out;
 }
 
-/** Serializes a properties snapshot and enforces the stored size limit. */
-export function serializeProperties(snapshot: Readonly<Record<string, unknown>>): string {
-  const json = JSON.stringify(snapshot);
-  if (json.length * 3 > LIMITS.propertiesBytes) {
-    const bytes = Buffer.byteLength(json, 'utf8');
-    if (bytes > LIMITS.propertiesBytes) {
-      throw invalid(
-        'properties',
-        `must serialize to at most ${LIMITS.propertiesBytes} bytes of JSON (got ${bytes})`,
-      );
-    }
-  }
-  return json;
-}
-
 /**
  * The URL with the values of secret-looking parameters replaced by {@link REDACTED}, names kept so
  * the row still shows which parameters came: those of the query, and of the fragment when it holds

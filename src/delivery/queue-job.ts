@@ -19,6 +19,10 @@ export const JOB_BACKOFF_DELAY_MS = 1000;
  */
 export const KEEP_COMPLETED = Object.freeze({ count: 100, age: 3600 });
 
+/**
+ * The job data for `activities`. Properties stay objects here: BullMQ writes the job as JSON once,
+ * and a text made earlier could only be carried as a string it would escape all over again.
+ */
 export function encodeActivityJob(activities: readonly Activity[]): ActivityJobData {
   return { v: 1, activities: activities.map(activityToJson) };
 }

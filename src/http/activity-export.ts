@@ -1,23 +1,8 @@
+import { CSV_FIELDS } from '../core/activity-fields.js';
 import type { ActivityJson } from '../core/activity-json.js';
 
 /** Columns of a CSV export, in order; `properties` is the JSON text of the properties. */
-export const CSV_COLUMNS = [
-  'id',
-  'created_at',
-  'log_name',
-  'event',
-  'description',
-  'subject_type',
-  'subject_id',
-  'causer_type',
-  'causer_id',
-  'batch_uuid',
-  'ip_address',
-  'method',
-  'url',
-  'user_agent',
-  'properties',
-] as const satisfies readonly (keyof ActivityJson)[];
+export const CSV_COLUMNS: readonly (keyof ActivityJson)[] = CSV_FIELDS.map((field) => field.column);
 
 /**
  * One CSV cell, always quoted. Text a spreadsheet would run as a formula (starting with `=`, `+`,

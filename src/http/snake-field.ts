@@ -1,26 +1,22 @@
+import { ACTIVITY_FIELDS, type ActivityFieldDefinition } from '../core/activity-fields.js';
 import { ActivityLogError } from '../core/errors.js';
 
 /**
  * The library names fields as TypeScript does (`ipAddress`, `subject.type`); HTTP clients send
  * and read the column names (`ip_address`, `subject_type`). Errors must name what the client sent.
+ * A `{ type, id }` reference given to the library as `subject` is `subject_type` over HTTP.
  */
-const SNAKE_FIELDS: Readonly<Record<string, string>> = {
-  logName: 'log_name',
-  subject: 'subject_type',
-  'subject.type': 'subject_type',
-  'subject.id': 'subject_id',
-  causer: 'causer_type',
-  'causer.type': 'causer_type',
-  'causer.id': 'causer_id',
-  batchUuid: 'batch_uuid',
-  ipAddress: 'ip_address',
-  userAgent: 'user_agent',
-  createdAt: 'created_at',
-  subjectType: 'subject_type',
-  subjectId: 'subject_id',
-  causerType: 'causer_type',
-  causerId: 'causer_id',
-};
+const SNAKE_FIELDS: ReadonlyMap<string, string> = new Map(
+  ACTIVITY_FIELDS.flatMap((field): [string, string][] => {
+    const names: [string, string][] = [[field.property, field.column]];
+    const ref: ActivityFieldDefinition['modelRef'] = 'modelRef' in field ? field.modelRef : undefined;
+    if (ref !== undefined) {
+      names.push([`${ref.model}.${ref.part}`, field.column]);
+      if (ref.part === 'type') names.push([ref.model, field.column]);
+    }
+    return names;
+  }),
+);
 
 /** Names that mean "the whole item" in the library; over HTTP that is the body or `[i]`. */
 const WHOLE_ITEM = new Set(['activity', 'activities']);
@@ -34,7 +30,7 @@ export function snakeField(field: string): string {
   const index = match[1]!;
   const path = match[2]!;
   if (WHOLE_ITEM.has(path) || path === '') return index === '' ? 'body' : index;
-  const name = SNAKE_FIELDS[path] ?? snakeFirstSegment(path);
+  const name = SNAKE_FIELDS.get(path) ?? snakeFirstSegment(path);
   return index === '' ? name : `${index}.${name}`;
 }
 

@@ -1,6 +1,7 @@
 import * as zlib from 'node:zlib';
 import type { Activity } from '../core/activity.js';
-import { type ActivityJson, activityFromJson, activityToJson } from '../core/activity-json.js';
+import { type ActivityJson, activityFromJson } from '../core/activity-json.js';
+import { canonicalActivityJson } from '../core/canonical-encoding.js';
 
 /**
  * Spool segment layout:
@@ -9,6 +10,9 @@ import { type ActivityJson, activityFromJson, activityToJson } from '../core/act
  * segment := "ALSPOOL1" record*
  * record  := length:u32le  crc:u32le  payload[length]     payload = UTF-8 JSON of ActivityJson
  * ```
+ *
+ * The payload is written as the activity's canonical encoding (sorted keys); any JSON of an
+ * ActivityJson reads back, whatever its key order, so records of earlier versions still do.
  *
  * `crc` is CRC-32 over the four length bytes and the payload, so a torn write at a crash (a
  * short payload, a length with nothing behind it, a tail of zeros the file system allocated but
@@ -49,7 +53,7 @@ function tableCrc32(data: Uint8Array, initial = 0): number {
 
 /** One activity as a framed, checksummed record, ready to append to a segment. */
 export function encodeSpoolRecord(activity: Activity): Buffer {
-  const json = JSON.stringify(activityToJson(activity));
+  const json = canonicalActivityJson(activity);
   const payloadBytes = Buffer.byteLength(json, 'utf8');
   const record = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payloadBytes);
   record.writeUInt32LE(payloadBytes, 0);

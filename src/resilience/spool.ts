@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
-import { activityToJson } from '../core/activity-json.js';
+import { canonicalActivityJson } from '../core/canonical-encoding.js';
 import { SerialQueue } from './serial-queue.js';
 import { isMissing, messageOf, spoolError } from './spool-error.js';
 import type { SpoolEvents } from './spool-events.js';
@@ -198,7 +198,7 @@ export class Spool {
     const rejectedAt = new Date().toISOString();
     const lines = fresh.map(({ activity, error }) =>
       Buffer.from(
-        `${JSON.stringify({ rejected_at: rejectedAt, error: describeRefusal(error), activity: activityToJson(activity) })}\n`,
+        `{"rejected_at":${JSON.stringify(rejectedAt)},"error":${JSON.stringify(describeRefusal(error))},"activity":${canonicalActivityJson(activity)}}\n`,
         'utf8',
       ),
     );

@@ -1,17 +1,11 @@
 import type { Activity } from '../core/activity.js';
+import type { FilterValues } from '../core/activity-fields.js';
 
-/** Filters of the query API; every one maps onto an indexed column. */
-export interface ActivityFilter {
-  readonly logName?: string | undefined;
-  readonly event?: string | undefined;
-  readonly subjectType?: string | undefined;
-  readonly subjectId?: string | undefined;
-  readonly causerType?: string | undefined;
-  readonly causerId?: string | undefined;
-  readonly ipAddress?: string | undefined;
-  readonly url?: string | undefined;
-  readonly method?: string | undefined;
-  readonly batchUuid?: string | undefined;
+/**
+ * Filters of the query API: an exact match on each filter field of {@link ACTIVITY_FIELDS}
+ * (`logName`, `subjectType`, …, every one an indexed column), and a range on `created_at`.
+ */
+export interface ActivityFilter extends FilterValues {
   /** Inclusive lower bound on `created_at`. */
   readonly from?: Date | undefined;
   /** Exclusive upper bound on `created_at`. */

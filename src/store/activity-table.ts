@@ -1,4 +1,10 @@
 import { createHash } from 'node:crypto';
+import {
+  ACTIVITY_FIELDS,
+  type ActivityField,
+  type ActivityFieldDefinition,
+  type ColumnType,
+} from '../core/activity-fields.js';
 
 /** The table name DESIGN.md documents; its indexes carry exactly the documented names on every dialect. */
 export const DEFAULT_TABLE = 'activity_log';
@@ -6,24 +12,14 @@ export const DEFAULT_TABLE = 'activity_log';
 /** Longest identifier every supported dialect keeps intact (PostgreSQL truncates past 63 bytes). */
 const MAX_IDENTIFIER_LENGTH = 63;
 
+type RowValue<F extends ActivityField> = F['kind'] extends 'json' | 'timestamp'
+  ? unknown
+  : F['nullable'] extends true
+    ? string | null
+    : string;
+
 /** A row as the drivers read and write it: snake_case columns, values in their database form. */
-export interface ActivityRow {
-  id: string;
-  log_name: string;
-  description: string;
-  subject_type: string | null;
-  subject_id: string | null;
-  event: string | null;
-  causer_type: string | null;
-  causer_id: string | null;
-  properties: unknown;
-  batch_uuid: string | null;
-  ip_address: string | null;
-  url: string | null;
-  method: string | null;
-  user_agent: string | null;
-  created_at: unknown;
-}
+export type ActivityRow = { [F in ActivityField as F['column']]: RowValue<F> };
 
 /** Any table name maps to the same row shape, so one Kysely instance serves a configurable table. */
 export type ActivityDatabase = Record<string, ActivityRow>;
@@ -31,16 +27,7 @@ export type ActivityDatabase = Record<string, ActivityRow>;
 export type ActivityColumn = keyof ActivityRow;
 
 /** The kind of value a column holds; each dialect maps a kind to its own SQL type. */
-export type ColumnKind =
-  | 'uuid'
-  | 'name'
-  | 'text'
-  | 'json'
-  | 'ipAddress'
-  | 'url'
-  | 'method'
-  | 'userAgent'
-  | 'timestamp';
+export type ColumnKind = ColumnType;
 
 export interface ColumnDefinition {
   readonly name: ActivityColumn;
@@ -50,24 +37,20 @@ export interface ColumnDefinition {
   readonly defaultValue?: string;
 }
 
-/** Column order is also the parameter order of every INSERT. */
-export const ACTIVITY_COLUMNS: readonly ColumnDefinition[] = Object.freeze([
-  { name: 'id', kind: 'uuid', nullable: false },
-  { name: 'log_name', kind: 'name', nullable: false, defaultValue: 'default' },
-  { name: 'description', kind: 'text', nullable: false },
-  { name: 'subject_type', kind: 'name', nullable: true },
-  { name: 'subject_id', kind: 'name', nullable: true },
-  { name: 'event', kind: 'name', nullable: true },
-  { name: 'causer_type', kind: 'name', nullable: true },
-  { name: 'causer_id', kind: 'name', nullable: true },
-  { name: 'properties', kind: 'json', nullable: true },
-  { name: 'batch_uuid', kind: 'uuid', nullable: true },
-  { name: 'ip_address', kind: 'ipAddress', nullable: true },
-  { name: 'url', kind: 'url', nullable: true },
-  { name: 'method', kind: 'method', nullable: true },
-  { name: 'user_agent', kind: 'userAgent', nullable: true },
-  { name: 'created_at', kind: 'timestamp', nullable: false },
-] satisfies ColumnDefinition[]);
+function columnOf(field: ActivityFieldDefinition & { readonly column: ActivityColumn }): ColumnDefinition {
+  const column = { name: field.column, kind: field.columnType, nullable: field.nullable };
+  return Object.freeze(
+    field.defaultValue === undefined ? column : { ...column, defaultValue: field.defaultValue },
+  );
+}
+
+/** The current table's columns. Column order is also the parameter order of every INSERT. */
+export const ACTIVITY_COLUMNS: readonly ColumnDefinition[] = Object.freeze(ACTIVITY_FIELDS.map(columnOf));
+
+/** The columns the migration to `version` adds, in column order. */
+export function columnsAddedIn(version: number): readonly ColumnDefinition[] {
+  return ACTIVITY_FIELDS.filter((field) => field.since === version).map(columnOf);
+}
 
 export interface IndexDefinition {
   /** The DESIGN.md name. */

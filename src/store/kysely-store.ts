@@ -1,8 +1,15 @@
 import { CompiledQuery, Kysely, sql } from 'kysely';
-import { type Activity, CREATED_AT_MAX_MS, CREATED_AT_MIN_MS, invalid } from '../core/activity.js';
+import { type Activity, CREATED_AT_MAX_MS, CREATED_AT_MIN_MS, invalid, LIMITS } from '../core/activity.js';
+import {
+  ACTIVITY_FIELDS,
+  type ActivityFieldDefinition,
+  type ActivityProperty,
+  FILTER_FIELDS,
+  type FilterValues,
+} from '../core/activity-fields.js';
+import { propertiesJson } from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
 import {
-  type ActivityFilter,
   type ActivityPage,
   type ActivityQuery,
   type ActivityStore,
@@ -31,21 +38,18 @@ const INSERT_SQL_CACHE_SIZE = 8;
 
 const COLUMN_NAMES: readonly ActivityColumn[] = ACTIVITY_COLUMNS.map((column) => column.name);
 
-type ExactMatchFilter = Exclude<keyof ActivityFilter, 'from' | 'to'>;
-
 /** Each exact-match filter and the column it compares. */
-const FILTER_COLUMNS: ReadonlyArray<readonly [ExactMatchFilter, ActivityColumn]> = [
-  ['logName', 'log_name'],
-  ['event', 'event'],
-  ['subjectType', 'subject_type'],
-  ['subjectId', 'subject_id'],
-  ['causerType', 'causer_type'],
-  ['causerId', 'causer_id'],
-  ['ipAddress', 'ip_address'],
-  ['url', 'url'],
-  ['method', 'method'],
-  ['batchUuid', 'batch_uuid'],
-];
+const FILTER_COLUMNS: ReadonlyArray<readonly [keyof FilterValues, ActivityColumn]> = FILTER_FIELDS.map(
+  (field) => [field.property, field.column] as const,
+);
+
+/** How a field's value becomes an INSERT parameter, in column order. */
+const PARAMETER_KINDS = ACTIVITY_FIELDS.map((field) => [field.property, field.kind] as const);
+
+/** Fields long enough to count towards a statement's size one by one. */
+const LONG_PROPERTIES: readonly ActivityProperty[] = ACTIVITY_FIELDS.filter(
+  (field) => field.kind === 'text' || ((field as ActivityFieldDefinition).maxChars ?? 0) > LIMITS.nameChars,
+).map((field) => field.property);
 
 /**
  * The {@link ActivityStore} for every SQL dialect: the SQL that is the same everywhere lives here,
@@ -213,31 +217,22 @@ export class KyselyStore implements ActivityStore {
     let end = start;
     while (end < activities.length && end - start < maxRowsPerInsert) {
       const activity = activities[end]!;
-      const properties = JSON.stringify(activity.properties);
-      chars +=
-        ROW_OVERHEAD_CHARS +
-        activity.description.length +
-        properties.length +
-        (activity.url?.length ?? 0) +
-        (activity.userAgent?.length ?? 0);
+      const values = activity as unknown as Readonly<Record<string, unknown>>;
+      const properties = propertiesJson(activity);
+      chars += ROW_OVERHEAD_CHARS + properties.length;
+      for (const property of LONG_PROPERTIES) {
+        chars += (values[property] as string | null)?.length ?? 0;
+      }
       if (chars > maxInsertChars && end > start) break;
-      parameters.push(
-        activity.id,
-        activity.logName,
-        activity.description,
-        activity.subjectType,
-        activity.subjectId,
-        activity.event,
-        activity.causerType,
-        activity.causerId,
-        properties,
-        activity.batchUuid,
-        activity.ipAddress,
-        activity.url,
-        activity.method,
-        activity.userAgent,
-        encodeTimestamp(activity.createdAt),
-      );
+      for (const [property, kind] of PARAMETER_KINDS) {
+        parameters.push(
+          kind === 'json'
+            ? properties
+            : kind === 'timestamp'
+              ? encodeTimestamp(values[property] as Date)
+              : values[property],
+        );
+      }
       end++;
     }
     return { end, rows: end - start, parameters };
@@ -300,23 +295,18 @@ export class KyselyStore implements ActivityStore {
   }
 
   #toActivity(row: Pick<ActivityRow, ActivityColumn>): Activity {
-    return Object.freeze({
-      id: row.id,
-      logName: row.log_name,
-      description: row.description,
-      subjectType: row.subject_type,
-      subjectId: row.subject_id,
-      event: row.event,
-      causerType: row.causer_type,
-      causerId: row.causer_id,
-      properties: decodeProperties(row.properties),
-      batchUuid: row.batch_uuid,
-      ipAddress: row.ip_address,
-      url: row.url,
-      method: row.method,
-      userAgent: row.user_agent,
-      createdAt: this.#dialect.decodeTimestamp(row.created_at),
-    });
+    const values = row as Readonly<Record<string, unknown>>;
+    const activity: Record<string, unknown> = {};
+    for (const field of ACTIVITY_FIELDS) {
+      const value = values[field.column];
+      activity[field.property] =
+        field.kind === 'json'
+          ? decodeProperties(value)
+          : field.kind === 'timestamp'
+            ? this.#dialect.decodeTimestamp(value)
+            : value;
+    }
+    return Object.freeze(activity) as unknown as Activity;
   }
 }
 

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LIMITS } from '../../core/activity.js';
+import { FILTER_FIELDS } from '../../core/activity-fields.js';
 import { activityToJson } from '../../core/activity-json.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { parseIsoTimestamp } from '../../core/iso-timestamp.js';
@@ -48,18 +49,22 @@ const timestamp = z.preprocess(
 
 export { parseIsoTimestamp };
 
+/** The query string as parsed: the range and paging parameters, and each filter by its column. */
+interface ParsedQuery {
+  readonly from?: Date | undefined;
+  readonly to?: Date | undefined;
+  readonly limit?: number | undefined;
+  readonly cursor?: string | undefined;
+}
+
+/** Filters on UUID columns, checked for the UUID shape after the lengths. */
+const UUID_FILTERS: readonly string[] = FILTER_FIELDS.filter((field) => field.kind === 'uuid').map(
+  (field) => field.column,
+);
+
 const querySchema = z
   .strictObject({
-    log_name: name(),
-    event: name(),
-    subject_type: name(),
-    subject_id: name(),
-    causer_type: name(),
-    causer_id: name(),
-    ip_address: name(45),
-    url: name(LIMITS.urlChars),
-    method: name(LIMITS.methodChars),
-    batch_uuid: name(36),
+    ...Object.fromEntries(FILTER_FIELDS.map((field) => [field.column, name(field.maxChars)])),
     from: timestamp,
     to: timestamp,
     limit: z.preprocess(
@@ -81,9 +86,15 @@ const querySchema = z
   .refine((query) => query.from === undefined || query.to === undefined || query.from < query.to, {
     path: ['to'],
     message: 'must be later than from',
-  });
+  }) as unknown as z.ZodType<ParsedQuery>;
 
-const QUERY_PARAMETERS: readonly string[] = Object.keys(querySchema.shape);
+const QUERY_PARAMETERS: readonly string[] = [
+  ...FILTER_FIELDS.map((field) => field.column),
+  'from',
+  'to',
+  'limit',
+  'cursor',
+];
 
 /**
  * `GET /api/backoffice/activity-logs` (admin token): the log, newest first, filtered on indexed
@@ -122,27 +133,35 @@ export function parseActivityQuery(query: unknown): ActivityQuery {
     });
   }
   const q = result.data;
-  if (q.batch_uuid !== undefined && !/^[0-9a-f-]{36}$/i.test(q.batch_uuid)) {
+  const columns = q as Readonly<Record<string, string | undefined>>;
+  const uuidFilter = UUID_FILTERS.find((column) => {
+    const value = columns[column];
+    return value !== undefined && !/^[0-9a-f-]{36}$/i.test(value);
+  });
+  if (uuidFilter !== undefined) {
     throw new ActivityLogError(
       'VALIDATION_FAILED',
-      `batch_uuid must be a UUID (got ${JSON.stringify(q.batch_uuid)})`,
+      `${uuidFilter} must be a UUID (got ${JSON.stringify(columns[uuidFilter])})`,
       {
-        field: 'batch_uuid',
+        field: uuidFilter,
       },
     );
   }
+  const filters: Record<string, string | undefined> = {};
+  for (const field of FILTER_FIELDS) {
+    const value = columns[field.column];
+    // Methods are stored upper-case; `method=post` should find them. UUIDs are stored lower-case.
+    filters[field.property] =
+      value === undefined
+        ? undefined
+        : 'upperCase' in field
+          ? value.toUpperCase()
+          : field.kind === 'uuid'
+            ? value.toLowerCase()
+            : value;
+  }
   return {
-    logName: q.log_name,
-    event: q.event,
-    subjectType: q.subject_type,
-    subjectId: q.subject_id,
-    causerType: q.causer_type,
-    causerId: q.causer_id,
-    ipAddress: q.ip_address,
-    url: q.url,
-    // Methods are stored upper-case; `method=post` should find them.
-    method: q.method?.toUpperCase(),
-    batchUuid: q.batch_uuid?.toLowerCase(),
+    ...filters,
     from: q.from,
     to: q.to,
     limit: q.limit,

@@ -1,6 +1,8 @@
+import { createHash } from 'node:crypto';
 import { type FastifyStaticOptions, fastifyStatic } from '@fastify/static';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ActivityLogError } from '../../core/errors.js';
+import { ACTIVITY_FIELDS_SCRIPT_PATH, activityFieldsScript } from '../activity-fields-script.js';
 import { adminAccess, sessionOf, throttledError } from '../auth.js';
 import { ASSET_DIR, loadPageTemplate, renderTemplate, UPLOT_FILES, uplotDir } from '../web-assets.js';
 
@@ -108,6 +110,16 @@ export function registerBackofficePages(app: FastifyInstance, options: Backoffic
   app.get('/backoffice/activity-logs/performance', { onRequest }, (request, reply) =>
     sendPage(request, reply, pages.performance),
   );
+  const fieldsScript = activityFieldsScript();
+  const fieldsEtag = `"${createHash('sha256').update(fieldsScript).digest('base64url').slice(0, 27)}"`;
+  app.get(ACTIVITY_FIELDS_SCRIPT_PATH, (request, reply) => {
+    reply
+      .header('x-content-type-options', 'nosniff')
+      .header('cache-control', 'no-cache')
+      .header('etag', fieldsEtag);
+    if (request.headers['if-none-match'] === fieldsEtag) return reply.code(304).send();
+    return reply.type('text/javascript; charset=utf-8').send(fieldsScript);
+  });
   app.register(fastifyStatic, { ...ASSET_OPTIONS, root: ASSET_DIR });
   // uPlot's folder in node_modules holds other builds too; only the browser files are served.
   app.register(fastifyStatic, {

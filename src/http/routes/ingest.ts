@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { type ZodType, z } from 'zod';
 import type { Activity, LogInput } from '../../core/activity.js';
+import { INGEST_FIELDS, type IngestType } from '../../core/activity-fields.js';
 import { ActivityLogError } from '../../core/errors.js';
 import type { ActivityLog } from '../../runtime/create-activity-log.js';
 import { requireToken } from '../auth.js';
@@ -19,39 +20,34 @@ export interface IngestRouteOptions {
 export const MAX_INGEST_ACTIVITIES = 1000;
 
 const nullableName = z.string({ error: 'must be a string or null' }).nullable().optional();
-const modelId = z
-  .union([z.string(), z.number()], { error: 'must be a string, a number or null' })
-  .nullable()
-  .optional();
+
+/** How each ingest type of the field table is read from JSON. */
+const INGEST_SCHEMAS: Readonly<Record<IngestType, ZodType>> = {
+  name: nullableName,
+  text: z.string({ error: 'is required and must be a string' }),
+  modelId: z
+    .union([z.string(), z.number()], { error: 'must be a string, a number or null' })
+    .nullable()
+    .optional(),
+  object: z.record(z.string(), z.unknown(), { error: 'must be a JSON object or null' }).nullable().optional(),
+  time: z
+    .union([z.string(), z.number()], { error: 'must be an ISO-8601 string, epoch milliseconds or null' })
+    .nullable()
+    .optional(),
+  uuid: z.string({ error: 'must be a UUID string or null' }).nullable().optional(),
+};
+
+/** One activity's fields as an HTTP client sends them: the column names, values of any JSON type. */
+type IngestActivity = { readonly description: string } & Readonly<Record<string, unknown>>;
 
 /**
  * One activity as HTTP clients send it: the column names. Types are checked here; lengths,
  * formats and limits are checked once, by the library, exactly as for `log()`.
  */
 const ingestActivitySchema = z
-  .strictObject({
-    description: z.string({ error: 'is required and must be a string' }),
-    log_name: z.string({ error: 'must be a string or null' }).nullable().optional(),
-    event: nullableName,
-    subject_type: nullableName,
-    subject_id: modelId,
-    causer_type: nullableName,
-    causer_id: modelId,
-    properties: z
-      .record(z.string(), z.unknown(), { error: 'must be a JSON object or null' })
-      .nullable()
-      .optional(),
-    batch_uuid: nullableName,
-    ip_address: nullableName,
-    url: nullableName,
-    method: nullableName,
-    user_agent: nullableName,
-    created_at: z
-      .union([z.string(), z.number()], { error: 'must be an ISO-8601 string, epoch milliseconds or null' })
-      .nullable()
-      .optional(),
-    id: z.string({ error: 'must be a UUID string or null' }).nullable().optional(),
-  })
+  .strictObject(
+    Object.fromEntries(INGEST_FIELDS.map((field) => [field.column, INGEST_SCHEMAS[field.ingest.type]])),
+  )
   .superRefine((activity, context) => {
     for (const model of ['subject', 'causer'] as const) {
       const type = activity[`${model}_type`];
@@ -71,11 +67,9 @@ const ingestActivitySchema = z
           message: `is required when ${model}_id is set`,
         });
     }
-  });
+  }) as unknown as ZodType<IngestActivity>;
 
-type IngestActivity = z.infer<typeof ingestActivitySchema>;
-
-const INGEST_FIELDS: readonly string[] = Object.keys(ingestActivitySchema.shape);
+const INGEST_NAMES: readonly string[] = INGEST_FIELDS.map((field) => field.column);
 
 const ingestBatchSchema: ZodType<IngestActivity[]> = z
   .array(ingestActivitySchema, { error: 'must be an activity object or an array of them' })
@@ -131,7 +125,7 @@ export function registerIngestRoute(app: FastifyInstance, options: IngestRouteOp
 export function parseIngestBody(body: unknown): IngestActivity[] {
   if (Array.isArray(body)) {
     const result = ingestBatchSchema.safeParse(body);
-    if (!result.success) throw zodFailure(result.error, { allowedKeys: INGEST_FIELDS });
+    if (!result.success) throw zodFailure(result.error, { allowedKeys: INGEST_NAMES });
     return result.data;
   }
   if (typeof body !== 'object' || body === null) {
@@ -140,32 +134,29 @@ export function parseIngestBody(body: unknown): IngestActivity[] {
     });
   }
   const result = ingestActivitySchema.safeParse(body);
-  if (!result.success) throw zodFailure(result.error, { allowedKeys: INGEST_FIELDS });
+  if (!result.success) throw zodFailure(result.error, { allowedKeys: INGEST_NAMES });
   return [result.data];
 }
 
+/** Fields a `LogInput` takes under their own name; `subject_*` and `causer_*` become references. */
+const INPUT_FIELDS = INGEST_FIELDS.filter((field) => !('modelRef' in field));
+
 function toLogInput(item: IngestActivity): LogInput {
-  return {
-    description: item.description,
-    // Null in the optional fields means "not given" (many JSON encoders write every key).
-    logName: item.log_name ?? undefined,
-    event: item.event,
+  const input: Record<string, unknown> = {
     subject: modelRef(item.subject_type, item.subject_id),
     causer: modelRef(item.causer_type, item.causer_id),
-    properties: item.properties,
-    batchUuid: item.batch_uuid,
-    ipAddress: item.ip_address,
-    url: item.url,
-    method: item.method,
-    userAgent: item.user_agent,
-    createdAt: item.created_at ?? undefined,
-    id: item.id ?? undefined,
   };
+  for (const field of INPUT_FIELDS) {
+    const value = item[field.column];
+    // Null in the optional fields means "not given" (many JSON encoders write every key); where
+    // a field can be null, null is the value.
+    input[field.property] = value === null && !field.nullable ? undefined : value;
+  }
+  return input as unknown as LogInput;
 }
 
-function modelRef(
-  type: string | null | undefined,
-  id: string | number | null | undefined,
-): { type: string; id: string | number } | null {
-  return type === undefined || type === null || id === undefined || id === null ? null : { type, id };
+function modelRef(type: unknown, id: unknown): { type: string; id: string | number } | null {
+  return type === undefined || type === null || id === undefined || id === null
+    ? null
+    : { type: type as string, id: id as string | number };
 }

@@ -1,7 +1,7 @@
 import { type RawBuilder, sql } from 'kysely';
 import {
-  ACTIVITY_COLUMNS,
   ACTIVITY_INDEXES,
+  columnsAddedIn,
   type IndexDefinition,
   physicalIndexName,
 } from '../activity-table.js';
@@ -11,7 +11,7 @@ import type { MigrationContext } from './migrate-schema.js';
 /** Version 1: the activity table with the DESIGN.md columns and indexes. */
 export async function createActivityTable({ db, table, dialect }: MigrationContext): Promise<void> {
   const { schema } = dialect;
-  const definitions: RawBuilder<unknown>[] = ACTIVITY_COLUMNS.map(
+  const definitions: RawBuilder<unknown>[] = columnsAddedIn(1).map(
     (column) =>
       sql`${sql.id(column.name)} ${sql.raw(schema.columnTypes[column.kind])} ${sql.raw(
         column.nullable ? 'NULL' : 'NOT NULL',
@@ -35,11 +35,11 @@ export async function createActivityTable({ db, table, dialect }: MigrationConte
   }
 }
 
-function indexIdentifier(table: string, index: IndexDefinition, schema: DialectSchema) {
+export function indexIdentifier(table: string, index: IndexDefinition, schema: DialectSchema) {
   return sql.id(physicalIndexName(table, index.name, schema.indexNamesArePerTable));
 }
 
-function indexColumns(index: IndexDefinition, schema: DialectSchema) {
+export function indexColumns(index: IndexDefinition, schema: DialectSchema) {
   return sql.join(
     index.columns.map((column) => {
       const prefixLength = schema.indexPrefixLengths[column];

@@ -1,22 +1,15 @@
+import { DETAIL_FIELDS, FILTER_FIELDS } from './activity-fields.js';
 import { ApiError, api, el, formatUtc, signInAgain } from './backoffice.js';
 
-const FILTERS = [
-  'log_name',
-  'event',
-  'subject_type',
-  'subject_id',
-  'causer_type',
-  'causer_id',
-  'ip_address',
-  'url',
-  'method',
-  'batch_uuid',
-  'from',
-  'to',
-];
+const FILTERS = [...FILTER_FIELDS.map((field) => field.name), 'from', 'to'];
 const DEFAULT_LIMIT = '50';
 
 const form = document.getElementById('filters');
+form.prepend(
+  ...FILTER_FIELDS.map((field) =>
+    el('label', {}, `${field.label} `, el('input', { name: field.name, list: field.list })),
+  ),
+);
 const rows = document.querySelector('#activities tbody');
 const status = document.getElementById('status');
 const errorBanner = document.getElementById('error');
@@ -238,21 +231,6 @@ function renderDiff(properties) {
     );
   }
 }
-
-const DETAIL_FIELDS = [
-  ['id', 'Id'],
-  ['created_at', 'Time (UTC)'],
-  ['log_name', 'Log'],
-  ['event', 'Event'],
-  ['description', 'Description'],
-  ['subject', 'Subject'],
-  ['causer', 'Causer'],
-  ['batch_uuid', 'Batch'],
-  ['ip_address', 'IP address'],
-  ['method', 'Method'],
-  ['url', 'URL'],
-  ['user_agent', 'User agent'],
-];
 
 function detailValue(activity, field) {
   if (field === 'subject')
