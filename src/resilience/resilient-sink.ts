@@ -6,6 +6,7 @@ import { ActivityLogError, isActivityLogError } from '../core/errors.js';
 import { type CircuitBreaker, isDataError } from './breaker.js';
 import type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
+import { messageOf } from './spool-error.js';
 import { type IsolatedWrite, writeWithIsolation } from './write-with-isolation.js';
 
 export type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.js';
@@ -526,10 +527,6 @@ function spoolReasonText(reason: SpoolReason, cause: unknown): string {
     default:
       return 'its circuit breaker is open';
   }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**
