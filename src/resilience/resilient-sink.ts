@@ -97,6 +97,8 @@ export class ResilientSink implements ActivitySink {
   readonly breaker: CircuitBreaker;
   readonly spool: Spool;
   readonly events = new EventEmitter<ResilientSinkEvents>();
+  /** Every event of this sink is emitted through here. */
+  readonly #emit = this.events.emit.bind(this.events);
   readonly #target: ActivitySink;
   readonly #replayBatchSize: number;
   readonly #callerWaits: boolean;
@@ -159,7 +161,7 @@ export class ResilientSink implements ActivitySink {
           (result) => this.#settle(result, started, false, { spooled: true }),
           () => undefined,
         )
-        .catch((error: unknown) => this.events.emit('replayFailed', { sink: this.name, error }))
+        .catch((error: unknown) => this.#emit('replayFailed', { sink: this.name, error }))
         .finally(() => {
           this.#slowWrites--;
           if (this.#slowWrites === 0 && this.spool.pending() > 0) this.replaySoon(0);
@@ -302,7 +304,7 @@ export class ResilientSink implements ActivitySink {
     if (!spooled) for (const part of result.stored) this.#emitStored(part, started, replayed);
     if (result.refused.length > 0) {
       await this.spool.reject(result.refused);
-      this.events.emit('refused', {
+      this.#emit('refused', {
         sink: this.name,
         count: result.refused.length,
         error: result.refused[0]!.error,
@@ -344,12 +346,12 @@ export class ResilientSink implements ActivitySink {
           } else if (this.#spooling !== null && this.#slowWrites === 0) {
             const { replayed } = this.#spooling;
             this.#spooling = null;
-            this.events.emit('spoolingStopped', { sink: this.name, replayed });
+            this.#emit('spoolingStopped', { sink: this.name, replayed });
           }
           return result;
         },
         (error: unknown) => {
-          this.events.emit('replayFailed', { sink: this.name, error });
+          this.#emit('replayFailed', { sink: this.name, error });
           this.replaySoon(Math.max(this.#replayRetryMs, this.breaker.cooldownMs));
           return null;
         },
@@ -415,7 +417,7 @@ export class ResilientSink implements ActivitySink {
     try {
       fates = await this.#acknowledgement!.check(keys);
     } catch (error) {
-      this.events.emit('replayFailed', { sink: this.name, error });
+      this.#emit('replayFailed', { sink: this.name, error });
       fates = new Map();
     }
     let rewound = false;
@@ -428,12 +430,12 @@ export class ResilientSink implements ActivitySink {
         this.#unconfirmed.delete(segment);
         this.spool.rewind(segment);
         rewound = true;
-        this.events.emit('lost', { sink: this.name, segment });
+        this.#emit('lost', { sink: this.name, segment });
       } else if (segmentKeys.size === 0) {
         this.#unconfirmed.delete(segment);
         await this.spool
           .release(segment)
-          .catch((error: unknown) => this.events.emit('replayFailed', { sink: this.name, error }));
+          .catch((error: unknown) => this.#emit('replayFailed', { sink: this.name, error }));
       }
     }
     if (rewound) this.replaySoon(0);
@@ -458,10 +460,10 @@ export class ResilientSink implements ActivitySink {
         { cause: spoolError, details: { writeError: cause } },
       );
     }
-    this.events.emit('spooled', { sink: this.name, count: activities.length - dropped, dropped, reason });
+    this.#emit('spooled', { sink: this.name, count: activities.length - dropped, dropped, reason });
     if (this.#spooling === null && activities.length > dropped) {
       this.#spooling = { replayed: 0 };
-      this.events.emit('spoolingStarted', {
+      this.#emit('spoolingStarted', {
         sink: this.name,
         reason,
         ...(cause === undefined ? {} : { error: cause }),
@@ -479,7 +481,7 @@ export class ResilientSink implements ActivitySink {
 
   #emitStored(activities: readonly Activity[], started: number, replayed: boolean): void {
     if (this.events.listenerCount('stored') === 0) return;
-    this.events.emit('stored', {
+    this.#emit('stored', {
       sink: this.name,
       count: activities.length,
       durationMs: performance.now() - started,
@@ -489,7 +491,7 @@ export class ResilientSink implements ActivitySink {
   }
 
   #emitWriteFailed(count: number, error: unknown): void {
-    this.events.emit('writeFailed', { sink: this.name, count, error, breaker: this.breaker.state });
+    this.#emit('writeFailed', { sink: this.name, count, error, breaker: this.breaker.state });
   }
 }
 
