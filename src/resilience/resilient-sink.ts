@@ -5,6 +5,7 @@ import type { Delivery } from '../core/delivery.js';
 import { ActivityLogError, isActivityLogError } from '../core/errors.js';
 import { type CircuitBreaker, isDataError } from './breaker.js';
 import type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.js';
+import { SlowWriteWatch, slowWriteError } from './slow-write-watch.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
 import { messageOf } from './spool-error.js';
 import { type IsolatedWrite, writeWithIsolation } from './write-with-isolation.js';
@@ -104,13 +105,11 @@ export class ResilientSink implements ActivitySink {
   readonly #callerWaits: boolean;
   readonly #replayRetryMs: number;
   readonly #closeDrainMs: number;
-  readonly #slowWriteMs: number | null;
   readonly #stopReplay = new AbortController();
   #replayTimer: NodeJS.Timeout | null = null;
   #replayDueAtMs = 0;
   #replayRun: Promise<SpoolReplayResult | null> | null = null;
-  /** Writes (live or replayed) outstanding for longer than `slowWriteMs`. */
-  #slowWrites = 0;
+  readonly #slowWrites: SlowWriteWatch;
   /** Activities went to the spool since it was last replayed empty; counts those replayed since. */
   #spooling: { replayed: number } | null = null;
   readonly #acknowledgement: WriteAcknowledgement | null;
@@ -129,7 +128,7 @@ export class ResilientSink implements ActivitySink {
     this.#callerWaits = options.callerWaits ?? false;
     this.#replayRetryMs = options.replayRetryMs ?? Math.min(1000, options.breaker.cooldownMs);
     this.#closeDrainMs = options.closeDrainMs ?? 30_000;
-    this.#slowWriteMs = options.slowWriteMs ?? null;
+    this.#slowWrites = new SlowWriteWatch(options.slowWriteMs ?? null);
     this.#acknowledgement = options.acknowledgement ?? null;
     this.#acknowledgementPollMs = options.acknowledgementPollMs ?? 1000;
     this.breaker.events.on('stateChange', ({ to }) => {
@@ -150,12 +149,12 @@ export class ResilientSink implements ActivitySink {
     // no caller (a sync log() above all) waits on a probe that may take the whole timeout.
     const replayProbes = this.breaker.state !== 'closed' && this.spool.pending() > 0;
     if (replayProbes || !this.breaker.isAllowed) return this.#toSpool(activities, 'breaker_open', undefined);
-    if (this.#slowWrites > 0) return this.#toSpool(activities, 'slow_write', undefined);
+    if (this.#slowWrites.anySlow) return this.#toSpool(activities, 'slow_write', undefined);
     const started = performance.now();
     const attempt = this.#attempt(activities, !this.#callerWaits);
-    const slow = this.#slowWriteMs === null ? null : whenSlow(attempt, this.#slowWriteMs);
-    if (slow !== null && (await slow.isSlow)) {
-      this.#slowWrites++;
+    const slow = this.#slowWrites.isSlow(attempt);
+    if (slow !== null && (await slow)) {
+      const release = this.#slowWrites.holdSlow();
       void attempt
         .then(
           (result) => this.#settle(result, started, false, { spooled: true }),
@@ -163,12 +162,14 @@ export class ResilientSink implements ActivitySink {
         )
         .catch((error: unknown) => this.#emit('replayFailed', { sink: this.name, error }))
         .finally(() => {
-          this.#slowWrites--;
-          if (this.#slowWrites === 0 && this.spool.pending() > 0) this.replaySoon(0);
+          if (release() && this.spool.pending() > 0) this.replaySoon(0);
         });
-      return this.#toSpool(activities, 'slow_write', slowWriteError(this.name, this.#slowWriteMs!));
+      return this.#toSpool(
+        activities,
+        'slow_write',
+        slowWriteError(this.name, this.#slowWrites.slowWriteMs!),
+      );
     }
-    slow?.cancel();
     const result = await attempt;
     const unwritten = await this.#settle(result, started, false, { spooled: false });
     if (unwritten.length > 0) {
@@ -343,7 +344,7 @@ export class ResilientSink implements ActivitySink {
               this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
           } else if (this.spool.pending() > 0) {
             this.replaySoon(0);
-          } else if (this.#spooling !== null && this.#slowWrites === 0) {
+          } else if (this.#spooling !== null && !this.#slowWrites.anySlow) {
             const { replayed } = this.#spooling;
             this.#spooling = null;
             this.#emit('spoolingStopped', { sink: this.name, replayed });
@@ -371,19 +372,12 @@ export class ResilientSink implements ActivitySink {
   readonly #replayWrite = async (activities: readonly Activity[], segment: string): Promise<void> => {
     const started = performance.now();
     const attempt = this.#attempt(activities, true);
-    const slow = this.#slowWriteMs === null ? null : whenSlow(attempt, this.#slowWriteMs);
-    let countedSlow = false;
-    void slow?.isSlow.then((isSlow) => {
-      if (!isSlow) return;
-      countedSlow = true;
-      this.#slowWrites++;
-    });
+    const stopCounting = this.#slowWrites.countWhileSlow(attempt);
     let result: IsolatedWrite;
     try {
       result = await attempt;
     } finally {
-      slow?.cancel();
-      if (countedSlow) this.#slowWrites--;
+      stopCounting();
     }
     await this.#settle(result, started, true, { spooled: false });
     if (result.unwritten.length > 0) throw result.error;
@@ -493,30 +487,6 @@ export class ResilientSink implements ActivitySink {
   #emitWriteFailed(count: number, error: unknown): void {
     this.#emit('writeFailed', { sink: this.name, count, error, breaker: this.breaker.state });
   }
-}
-
-/** Resolves `isSlow` with true once `slowMs` has passed and `work` has not settled, else with false. */
-function whenSlow(work: Promise<unknown>, slowMs: number): { isSlow: Promise<boolean>; cancel(): void } {
-  let timer: NodeJS.Timeout | undefined;
-  let settle: (slow: boolean) => void = () => undefined;
-  const isSlow = new Promise<boolean>((resolve) => {
-    settle = resolve;
-    timer = setTimeout(() => resolve(true), slowMs);
-  });
-  const cancel = () => {
-    clearTimeout(timer);
-    settle(false);
-  };
-  work.then(cancel, cancel);
-  return { isSlow, cancel };
-}
-
-function slowWriteError(name: string, slowWriteMs: number): ActivityLogError {
-  return new ActivityLogError(
-    'WRITE_SLOW',
-    `the ${name} has not answered a write for ${slowWriteMs} ms (ACTIVITY_LOG_SLOW_WRITE_MS)`,
-    { details: { slowWriteMs } },
-  );
 }
 
 function spoolReasonText(reason: SpoolReason, cause: unknown): string {
