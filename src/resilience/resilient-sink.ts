@@ -8,9 +8,12 @@ import type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.j
 import { SlowWriteWatch, slowWriteError } from './slow-write-watch.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
 import { messageOf } from './spool-error.js';
+import { UnconfirmedSegments } from './unconfirmed-segments.js';
+import type { WriteAcknowledgement } from './write-acknowledgement.js';
 import { type IsolatedWrite, writeWithIsolation } from './write-with-isolation.js';
 
 export type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.js';
+export type { WriteAcknowledgement, WriteFate } from './write-acknowledgement.js';
 
 export interface ResilientSinkOptions {
   /** Where activities go when all is well: the store sink, or the queue producer. */
@@ -51,20 +54,6 @@ export interface ResilientSinkOptions {
   readonly acknowledgement?: WriteAcknowledgement | undefined;
   /** How often unconfirmed segments are checked (default 1000 ms). */
   readonly acknowledgementPollMs?: number;
-}
-
-/**
- * What the destination says of a write it took: stored at last; failed there for good (a queue
- * job in the failed set, kept by the destination); still on its way; or gone.
- */
-export type WriteFate = 'stored' | 'failed' | 'pending' | 'lost';
-
-/** How a destination that stores later confirms what it was given (see `ResilientSinkOptions.acknowledgement`). */
-export interface WriteAcknowledgement {
-  /** The keys (queue job ids) a write of `activities` is known by. */
-  keysOf(activities: readonly Activity[]): readonly string[];
-  /** The fate of each key; rejects when the destination cannot be asked now. */
-  check(keys: readonly string[]): Promise<ReadonlyMap<string, WriteFate>>;
 }
 
 /**
@@ -112,11 +101,8 @@ export class ResilientSink implements ActivitySink {
   readonly #slowWrites: SlowWriteWatch;
   /** Activities went to the spool since it was last replayed empty; counts those replayed since. */
   #spooling: { replayed: number } | null = null;
-  readonly #acknowledgement: WriteAcknowledgement | null;
-  readonly #acknowledgementPollMs: number;
   /** Segments written to a destination that stores later, with the keys it has yet to confirm. */
-  readonly #unconfirmed = new Map<string, Set<string>>();
-  #acknowledgementTimer: NodeJS.Timeout | null = null;
+  readonly #unconfirmed: UnconfirmedSegments | null;
   #closed = false;
 
   constructor(options: ResilientSinkOptions) {
@@ -129,8 +115,17 @@ export class ResilientSink implements ActivitySink {
     this.#replayRetryMs = options.replayRetryMs ?? Math.min(1000, options.breaker.cooldownMs);
     this.#closeDrainMs = options.closeDrainMs ?? 30_000;
     this.#slowWrites = new SlowWriteWatch(options.slowWriteMs ?? null);
-    this.#acknowledgement = options.acknowledgement ?? null;
-    this.#acknowledgementPollMs = options.acknowledgementPollMs ?? 1000;
+    this.#unconfirmed =
+      options.acknowledgement === undefined
+        ? null
+        : new UnconfirmedSegments({
+            acknowledgement: options.acknowledgement,
+            spool: options.spool,
+            pollMs: options.acknowledgementPollMs ?? 1000,
+            onLost: (segment) => this.#emit('lost', { sink: this.name, segment }),
+            onFailed: (error) => this.#emit('replayFailed', { sink: this.name, error }),
+            onRewound: () => this.replaySoon(0),
+          });
     this.breaker.events.on('stateChange', ({ to }) => {
       if (to === 'closed') this.replaySoon(0);
       // While open, the replay that runs once the probe delay has passed is the probe.
@@ -242,8 +237,7 @@ export class ResilientSink implements ActivitySink {
     this.#closed = true;
     if (this.#replayTimer !== null) clearTimeout(this.#replayTimer);
     this.#replayTimer = null;
-    if (this.#acknowledgementTimer !== null) clearTimeout(this.#acknowledgementTimer);
-    this.#acknowledgementTimer = null;
+    this.#unconfirmed?.close();
     this.#stopReplay.abort();
     if (this.#replayRun !== null) await this.#replayRun;
     try {
@@ -331,7 +325,7 @@ export class ResilientSink implements ActivitySink {
       .replay(this.#replayWrite, {
         batchSize: this.#replayBatchSize,
         signal: this.#stopReplay.signal,
-        hold: this.#acknowledgement !== null,
+        hold: this.#unconfirmed !== null,
       })
       .then(
         (result) => {
@@ -382,65 +376,8 @@ export class ResilientSink implements ActivitySink {
     await this.#settle(result, started, true, { spooled: false });
     if (result.unwritten.length > 0) throw result.error;
     if (this.#spooling !== null) this.#spooling.replayed += activities.length - result.refused.length;
-    if (this.#acknowledgement !== null) this.#awaitConfirmation(segment, result.stored);
+    this.#unconfirmed?.add(segment, result.stored);
   };
-
-  #awaitConfirmation(segment: string, stored: readonly (readonly Activity[])[]): void {
-    let keys = this.#unconfirmed.get(segment);
-    if (keys === undefined) {
-      keys = new Set();
-      this.#unconfirmed.set(segment, keys);
-    }
-    for (const part of stored) for (const key of this.#acknowledgement!.keysOf(part)) keys.add(key);
-    this.#acknowledgementTimer ??= setTimeout(
-      () => void this.#checkConfirmations(),
-      this.#acknowledgementPollMs,
-    );
-    this.#acknowledgementTimer.unref();
-  }
-
-  /**
-   * Releases the held segments whose every key the destination confirms stored, and rewinds those
-   * it lost a key of, so the next replay pass writes them again (idempotently).
-   */
-  async #checkConfirmations(): Promise<void> {
-    this.#acknowledgementTimer = null;
-    if (this.#closed) return;
-    const keys = [...this.#unconfirmed.values()].flatMap((set) => [...set]);
-    let fates: ReadonlyMap<string, WriteFate>;
-    try {
-      fates = await this.#acknowledgement!.check(keys);
-    } catch (error) {
-      this.#emit('replayFailed', { sink: this.name, error });
-      fates = new Map();
-    }
-    let rewound = false;
-    for (const [segment, segmentKeys] of this.#unconfirmed) {
-      for (const key of segmentKeys) {
-        const fate = fates.get(key);
-        if (fate === 'stored' || fate === 'failed') segmentKeys.delete(key);
-      }
-      if ([...segmentKeys].some((key) => fates.get(key) === 'lost')) {
-        this.#unconfirmed.delete(segment);
-        this.spool.rewind(segment);
-        rewound = true;
-        this.#emit('lost', { sink: this.name, segment });
-      } else if (segmentKeys.size === 0) {
-        this.#unconfirmed.delete(segment);
-        await this.spool
-          .release(segment)
-          .catch((error: unknown) => this.#emit('replayFailed', { sink: this.name, error }));
-      }
-    }
-    if (rewound) this.replaySoon(0);
-    if (this.#unconfirmed.size > 0 && !this.#closed) {
-      this.#acknowledgementTimer = setTimeout(
-        () => void this.#checkConfirmations(),
-        this.#acknowledgementPollMs,
-      );
-      this.#acknowledgementTimer.unref();
-    }
-  }
 
   async #toSpool(activities: readonly Activity[], reason: SpoolReason, cause: unknown): Promise<void> {
     let dropped: number;
