@@ -8,6 +8,7 @@ import type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.j
 import { SlowWriteWatch, slowWriteError } from './slow-write-watch.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
 import { messageOf } from './spool-error.js';
+import { SpoolingEpisode } from './spooling-episode.js';
 import { UnconfirmedSegments } from './unconfirmed-segments.js';
 import type { WriteAcknowledgement } from './write-acknowledgement.js';
 import { type IsolatedWrite, writeWithIsolation } from './write-with-isolation.js';
@@ -100,7 +101,7 @@ export class ResilientSink implements ActivitySink {
   #replayRun: Promise<SpoolReplayResult | null> | null = null;
   readonly #slowWrites: SlowWriteWatch;
   /** Activities went to the spool since it was last replayed empty; counts those replayed since. */
-  #spooling: { replayed: number } | null = null;
+  readonly #spooling = new SpoolingEpisode();
   /** Segments written to a destination that stores later, with the keys it has yet to confirm. */
   readonly #unconfirmed: UnconfirmedSegments | null;
   #closed = false;
@@ -338,10 +339,9 @@ export class ResilientSink implements ActivitySink {
               this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
           } else if (this.spool.pending() > 0) {
             this.replaySoon(0);
-          } else if (this.#spooling !== null && !this.#slowWrites.anySlow) {
-            const { replayed } = this.#spooling;
-            this.#spooling = null;
-            this.#emit('spoolingStopped', { sink: this.name, replayed });
+          } else if (!this.#slowWrites.anySlow) {
+            const replayed = this.#spooling.end();
+            if (replayed !== null) this.#emit('spoolingStopped', { sink: this.name, replayed });
           }
           return result;
         },
@@ -375,7 +375,7 @@ export class ResilientSink implements ActivitySink {
     }
     await this.#settle(result, started, true, { spooled: false });
     if (result.unwritten.length > 0) throw result.error;
-    if (this.#spooling !== null) this.#spooling.replayed += activities.length - result.refused.length;
+    this.#spooling.countReplayed(activities.length - result.refused.length);
     this.#unconfirmed?.add(segment, result.stored);
   };
 
@@ -392,8 +392,7 @@ export class ResilientSink implements ActivitySink {
       );
     }
     this.#emit('spooled', { sink: this.name, count: activities.length - dropped, dropped, reason });
-    if (this.#spooling === null && activities.length > dropped) {
-      this.#spooling = { replayed: 0 };
+    if (activities.length > dropped && this.#spooling.begin()) {
       this.#emit('spoolingStarted', {
         sink: this.name,
         reason,
