@@ -8,6 +8,7 @@ import type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.j
 import { SlowWriteWatch, slowWriteError } from './slow-write-watch.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
 import { messageOf } from './spool-error.js';
+import { SpoolReplaySchedule } from './spool-replay-schedule.js';
 import { SpoolingEpisode } from './spooling-episode.js';
 import { UnconfirmedSegments } from './unconfirmed-segments.js';
 import type { WriteAcknowledgement } from './write-acknowledgement.js';
@@ -93,11 +94,9 @@ export class ResilientSink implements ActivitySink {
   readonly #target: ActivitySink;
   readonly #replayBatchSize: number;
   readonly #callerWaits: boolean;
-  readonly #replayRetryMs: number;
   readonly #closeDrainMs: number;
   readonly #stopReplay = new AbortController();
-  #replayTimer: NodeJS.Timeout | null = null;
-  #replayDueAtMs = 0;
+  readonly #replaySchedule: SpoolReplaySchedule;
   #replayRun: Promise<SpoolReplayResult | null> | null = null;
   readonly #slowWrites: SlowWriteWatch;
   /** Activities went to the spool since it was last replayed empty; counts those replayed since. */
@@ -113,7 +112,11 @@ export class ResilientSink implements ActivitySink {
     this.spool = options.spool;
     this.#replayBatchSize = options.replayBatchSize;
     this.#callerWaits = options.callerWaits ?? false;
-    this.#replayRetryMs = options.replayRetryMs ?? Math.min(1000, options.breaker.cooldownMs);
+    this.#replaySchedule = new SpoolReplaySchedule({
+      breaker: options.breaker,
+      replay: () => void this.#startReplay(),
+      retryMs: options.replayRetryMs,
+    });
     this.#closeDrainMs = options.closeDrainMs ?? 30_000;
     this.#slowWrites = new SlowWriteWatch(options.slowWriteMs ?? null);
     this.#unconfirmed =
@@ -127,11 +130,7 @@ export class ResilientSink implements ActivitySink {
             onFailed: (error) => this.#emit('replayFailed', { sink: this.name, error }),
             onRewound: () => this.replaySoon(0),
           });
-    this.breaker.events.on('stateChange', ({ to }) => {
-      if (to === 'closed') this.replaySoon(0);
-      // While open, the replay that runs once the probe delay has passed is the probe.
-      else if (to === 'open') this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
-    });
+    this.breaker.events.on('stateChange', ({ to }) => this.#replaySchedule.afterBreakerChange(to));
     if (options.replayOnStart ?? true) this.replaySoon(0);
   }
 
@@ -180,19 +179,7 @@ export class ResilientSink implements ActivitySink {
    * breaker refuses calls: its next transition schedules the pass.
    */
   replaySoon(delayMs = 0): void {
-    if (this.#closed) return;
-    const dueAtMs = Date.now() + delayMs;
-    if (this.#replayTimer !== null) {
-      if (this.#replayDueAtMs <= dueAtMs) return;
-      clearTimeout(this.#replayTimer);
-    }
-    this.#replayDueAtMs = dueAtMs;
-    this.#replayTimer = setTimeout(() => {
-      this.#replayTimer = null;
-      void this.#startReplay();
-    }, delayMs);
-    // A pending replay must not keep an otherwise finished process alive; the spool keeps the data.
-    this.#replayTimer.unref();
+    this.#replaySchedule.soon(delayMs);
   }
 
   /**
@@ -236,8 +223,7 @@ export class ResilientSink implements ActivitySink {
     if (this.#closed) return;
     await this.#drainBeforeClose();
     this.#closed = true;
-    if (this.#replayTimer !== null) clearTimeout(this.#replayTimer);
-    this.#replayTimer = null;
+    this.#replaySchedule.close();
     this.#unconfirmed?.close();
     this.#stopReplay.abort();
     if (this.#replayRun !== null) await this.#replayRun;
@@ -316,10 +302,8 @@ export class ResilientSink implements ActivitySink {
     if (this.#replayRun !== null) return this.#replayRun;
     if (this.#closed) return Promise.resolve(null);
     if (!this.breaker.isAllowed) {
-      // Timers may fire a millisecond before the wall clock says the probe delay is over; a running
-      // probe (half-open) schedules the next pass itself when it ends.
-      if (this.breaker.state === 'open')
-        this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
+      // A running probe (half-open) schedules the next pass itself when it ends.
+      if (this.breaker.state === 'open') this.#replaySchedule.atProbe();
       return Promise.resolve(null);
     }
     const run = this.spool
@@ -331,12 +315,7 @@ export class ResilientSink implements ActivitySink {
       .then(
         (result) => {
           if (!result.complete) {
-            // A failure below the threshold is retried after a pause; an open breaker is probed by
-            // the next pass once its probe delay is over (the pass its opening scheduled may have
-            // found this one still running); a half-open breaker's probe schedules the next pass.
-            if (this.breaker.state === 'closed') this.replaySoon(this.#replayRetryMs);
-            else if (this.breaker.state === 'open')
-              this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
+            this.#replaySchedule.afterIncompletePass();
           } else if (this.spool.pending() > 0) {
             this.replaySoon(0);
           } else if (!this.#slowWrites.anySlow) {
@@ -347,7 +326,7 @@ export class ResilientSink implements ActivitySink {
         },
         (error: unknown) => {
           this.#emit('replayFailed', { sink: this.name, error });
-          this.replaySoon(Math.max(this.#replayRetryMs, this.breaker.cooldownMs));
+          this.#replaySchedule.afterFailedPass();
           return null;
         },
       )
@@ -399,7 +378,7 @@ export class ResilientSink implements ActivitySink {
         ...(cause === undefined ? {} : { error: cause }),
       });
     }
-    if (reason === 'write_failed' && this.breaker.state === 'closed') this.replaySoon(this.#replayRetryMs);
+    if (reason === 'write_failed') this.#replaySchedule.afterFailedWrite();
     if (dropped > 0 && this.#callerWaits) {
       throw new ActivityLogError(
         'SPOOL_FULL',
