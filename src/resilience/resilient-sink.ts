@@ -2,12 +2,12 @@ import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
 import type { ActivitySink } from '../core/activity-sink.js';
 import type { Delivery } from '../core/delivery.js';
-import { ActivityLogError, isActivityLogError } from '../core/errors.js';
+import { isActivityLogError } from '../core/errors.js';
 import { type CircuitBreaker, isDataError } from './breaker.js';
+import { spoolFailedError, spoolFullError } from './resilient-sink-errors.js';
 import type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.js';
 import { SlowWriteWatch, slowWriteError } from './slow-write-watch.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
-import { messageOf } from './spool-error.js';
 import { SpoolReplaySchedule } from './spool-replay-schedule.js';
 import { SpoolingEpisode } from './spooling-episode.js';
 import { UnconfirmedSegments } from './unconfirmed-segments.js';
@@ -364,11 +364,7 @@ export class ResilientSink implements ActivitySink {
       // A caller waiting on this write gets all of it kept, or an error: never a part.
       ({ dropped } = await this.spool.append(activities, { whole: this.#callerWaits }));
     } catch (spoolError) {
-      throw new ActivityLogError(
-        'SPOOL_FAILED',
-        `${activities.length} activities could not be written to the ${this.name} (${spoolReasonText(reason, cause)}) nor kept in the spool: ${messageOf(spoolError)}`,
-        { cause: spoolError, details: { writeError: cause } },
-      );
+      throw spoolFailedError(this.name, activities.length, reason, cause, spoolError);
     }
     this.#emit('spooled', { sink: this.name, count: activities.length - dropped, dropped, reason });
     if (activities.length > dropped && this.#spooling.begin()) {
@@ -379,13 +375,7 @@ export class ResilientSink implements ActivitySink {
       });
     }
     if (reason === 'write_failed') this.#replaySchedule.afterFailedWrite();
-    if (dropped > 0 && this.#callerWaits) {
-      throw new ActivityLogError(
-        'SPOOL_FULL',
-        `${dropped} activities could not be written to the ${this.name} and the spool at ${this.spool.dir} is full (ACTIVITY_LOG_SPOOL_MAX_MB)`,
-        { cause, details: { dropped } },
-      );
-    }
+    if (dropped > 0 && this.#callerWaits) throw spoolFullError(this.name, dropped, this.spool.dir, cause);
   }
 
   #emitStored(activities: readonly Activity[], started: number, replayed: boolean): void {
@@ -401,18 +391,6 @@ export class ResilientSink implements ActivitySink {
 
   #emitWriteFailed(count: number, error: unknown): void {
     this.#emit('writeFailed', { sink: this.name, count, error, breaker: this.breaker.state });
-  }
-}
-
-function spoolReasonText(reason: SpoolReason, cause: unknown): string {
-  if (cause !== undefined) return messageOf(cause);
-  switch (reason) {
-    case 'backlog':
-      return 'it is slower than the activities coming in';
-    case 'slow_write':
-      return 'a write to it is still unanswered';
-    default:
-      return 'its circuit breaker is open';
   }
 }
 
