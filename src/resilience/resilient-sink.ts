@@ -61,7 +61,7 @@ export class ResilientSink implements ActivitySink {
   readonly #slowWrites: SlowWriteWatch;
   /** Activities went to the spool since it was last replayed empty; counts those replayed since. */
   readonly #spooling = new SpoolingEpisode();
-  /** Segments written to a destination that stores later, with the keys it has yet to confirm. */
+  /** Segments written to a destination that stores later, until it confirms them; else null. */
   readonly #unconfirmed: UnconfirmedSegments | null;
   #closed = false;
 
@@ -79,19 +79,21 @@ export class ResilientSink implements ActivitySink {
     });
     this.#closeDrainMs = options.closeDrainMs ?? 30_000;
     this.#slowWrites = new SlowWriteWatch(options.slowWriteMs ?? null);
-    this.#unconfirmed =
-      options.acknowledgement === undefined
-        ? null
-        : new UnconfirmedSegments({
-            acknowledgement: options.acknowledgement,
-            spool: options.spool,
-            pollMs: options.acknowledgementPollMs ?? 1000,
-            onLost: (segment) => this.#emit('lost', { sink: this.name, segment }),
-            onFailed: (error) => this.#emit('replayFailed', { sink: this.name, error }),
-            onRewound: () => this.replaySoon(0),
-          });
+    this.#unconfirmed = this.#unconfirmedSegments(options);
     this.breaker.events.on('stateChange', ({ to }) => this.#replaySchedule.afterBreakerChange(to));
     if (options.replayOnStart ?? true) this.replaySoon(0);
+  }
+
+  #unconfirmedSegments(options: ResilientSinkOptions): UnconfirmedSegments | null {
+    if (options.acknowledgement === undefined) return null;
+    return new UnconfirmedSegments({
+      acknowledgement: options.acknowledgement,
+      spool: options.spool,
+      pollMs: options.acknowledgementPollMs ?? 1000,
+      onLost: (segment) => this.#emit('lost', { sink: this.name, segment }),
+      onFailed: (error) => this.#emit('replayFailed', { sink: this.name, error }),
+      onRewound: () => this.replaySoon(0),
+    });
   }
 
   /** Activities spooled by this process and not yet replayed. */
