@@ -2,113 +2,21 @@ import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
 import type { ActivitySink } from '../core/activity-sink.js';
 import type { Delivery } from '../core/delivery.js';
-import { ActivityLogError, isActivityLogError } from '../core/errors.js';
-import { type BreakerState, type CircuitBreaker, isDataError } from './breaker.js';
+import { isActivityLogError } from '../core/errors.js';
+import { type CircuitBreaker, isDataError } from './breaker.js';
+import { spoolFailedError, spoolFullError } from './resilient-sink-errors.js';
+import type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.js';
+import type { ResilientSinkOptions } from './resilient-sink-options.js';
+import { SlowWriteWatch, slowWriteError } from './slow-write-watch.js';
 import type { Spool, SpoolReplayResult } from './spool.js';
+import { SpoolReplaySchedule } from './spool-replay-schedule.js';
+import { SpoolingEpisode } from './spooling-episode.js';
+import { UnconfirmedSegments } from './unconfirmed-segments.js';
 import { type IsolatedWrite, writeWithIsolation } from './write-with-isolation.js';
 
-export interface ResilientSinkOptions {
-  /** Where activities go when all is well: the store sink, or the queue producer. */
-  readonly target: ActivitySink;
-  /** This destination's own breaker. */
-  readonly breaker: CircuitBreaker;
-  readonly spool: Spool;
-  /** Activities per replayed write (`ACTIVITY_LOG_BATCH_SIZE`). */
-  readonly replayBatchSize: number;
-  /**
-   * True for `sync`, where the caller of `log()` waits for this write: a spool too full to keep
-   * the activity rejects with `SPOOL_FULL`, and data the destination refuses rejects with its
-   * error, so the caller learns of either. False (default; `batch`, `queue`): the spool counts and
-   * reports drops, and refused data is set aside in `rejected.ndjson`.
-   */
-  readonly callerWaits?: boolean;
-  /** Pause before replay is tried again after a failed write that did not open the breaker (default: the smaller of 1 s and the cooldown). */
-  readonly replayRetryMs?: number;
-  /** Replay what earlier runs left in the spool as soon as the sink is made (default true). */
-  readonly replayOnStart?: boolean;
-  /**
-   * How long `close()` keeps replaying what this process spooled while the destination is healthy
-   * (default 30 s); what is left stays in the spool for the next process to start.
-   */
-  readonly closeDrainMs?: number;
-  /**
-   * `ACTIVITY_LOG_SLOW_WRITE_MS`: a write unanswered after this is slow. Its batch is spooled
-   * then and `write()` resolves (the write goes on; if it stores the batch, the spooled copy is
-   * replayed as a no-op), and while a write is slow every new batch goes straight to the spool, so
-   * a hung destination holds nothing in memory. Default: off.
-   */
-  readonly slowWriteMs?: number | undefined;
-  /**
-   * For a destination that stores later (the queue): replayed segments are kept in the spool until
-   * the destination confirms their activities stored, and written again if it lost them (a Redis
-   * restart without persistence). Default: a segment is deleted once written.
-   */
-  readonly acknowledgement?: WriteAcknowledgement | undefined;
-  /** How often unconfirmed segments are checked (default 1000 ms). */
-  readonly acknowledgementPollMs?: number;
-}
-
-/**
- * What the destination says of a write it took: stored at last; failed there for good (a queue
- * job in the failed set, kept by the destination); still on its way; or gone.
- */
-export type WriteFate = 'stored' | 'failed' | 'pending' | 'lost';
-
-/** How a destination that stores later confirms what it was given (see `ResilientSinkOptions.acknowledgement`). */
-export interface WriteAcknowledgement {
-  /** The keys (queue job ids) a write of `activities` is known by. */
-  keysOf(activities: readonly Activity[]): readonly string[];
-  /** The fate of each key; rejects when the destination cannot be asked now. */
-  check(keys: readonly string[]): Promise<ReadonlyMap<string, WriteFate>>;
-}
-
-/** Why activities went to the spool. */
-export type SpoolReason = 'breaker_open' | 'write_failed' | 'backlog' | 'slow_write';
-
-/** Typed events; the breaker's and the spool's own events are on `breaker.events` and `spool.events`. */
-export interface ResilientSinkEvents {
-  /** Activities confirmed written to the destination, live or replayed from the spool. */
-  stored: [
-    event: {
-      readonly sink: string;
-      readonly count: number;
-      readonly durationMs: number;
-      readonly replayed: boolean;
-      readonly activities: readonly Activity[];
-    },
-  ];
-  /** A write to the destination failed (its activities were then spooled). */
-  writeFailed: [
-    event: {
-      readonly sink: string;
-      readonly count: number;
-      readonly error: unknown;
-      readonly breaker: BreakerState;
-    },
-  ];
-  /** Activities made durable in the spool instead of the destination. */
-  spooled: [
-    event: {
-      readonly sink: string;
-      readonly count: number;
-      readonly dropped: number;
-      readonly reason: SpoolReason;
-    },
-  ];
-  /** A replay pass stopped on something other than the destination (the spool could not be read). */
-  replayFailed: [event: { readonly sink: string; readonly error: unknown }];
-  /** The destination refused activities as bad data; they were set aside in `rejected.ndjson`. */
-  refused: [event: { readonly sink: string; readonly count: number; readonly error: unknown }];
-  /** Activities started going to the spool instead of the destination (the first since it was empty). */
-  spoolingStarted: [event: { readonly sink: string; readonly reason: SpoolReason; readonly error?: unknown }];
-  /**
-   * The destination (the queue) lost what a replayed segment gave it before storing it, e.g.
-   * Redis restarted without persistence; the segment is written again from the spool.
-   */
-  lost: [event: { readonly sink: string; readonly segment: string }];
-  /** The spool has been replayed empty: every activity this process spooled is at the destination. */
-  spoolingStopped: [event: { readonly sink: string; readonly replayed: number }];
-}
+export type { ResilientSinkEvents, SpoolReason } from './resilient-sink-events.js';
+export type { ResilientSinkOptions } from './resilient-sink-options.js';
+export type { WriteAcknowledgement, WriteFate } from './write-acknowledgement.js';
 
 /**
  * Wraps a destination with its circuit breaker and the spool, and is itself an
@@ -141,25 +49,20 @@ export class ResilientSink implements ActivitySink {
   readonly breaker: CircuitBreaker;
   readonly spool: Spool;
   readonly events = new EventEmitter<ResilientSinkEvents>();
+  /** Every event of this sink is emitted through here. */
+  readonly #emit = this.events.emit.bind(this.events);
   readonly #target: ActivitySink;
   readonly #replayBatchSize: number;
   readonly #callerWaits: boolean;
-  readonly #replayRetryMs: number;
   readonly #closeDrainMs: number;
-  readonly #slowWriteMs: number | null;
   readonly #stopReplay = new AbortController();
-  #replayTimer: NodeJS.Timeout | null = null;
-  #replayDueAtMs = 0;
+  readonly #replaySchedule: SpoolReplaySchedule;
   #replayRun: Promise<SpoolReplayResult | null> | null = null;
-  /** Writes (live or replayed) outstanding for longer than `slowWriteMs`. */
-  #slowWrites = 0;
+  readonly #slowWrites: SlowWriteWatch;
   /** Activities went to the spool since it was last replayed empty; counts those replayed since. */
-  #spooling: { replayed: number } | null = null;
-  readonly #acknowledgement: WriteAcknowledgement | null;
-  readonly #acknowledgementPollMs: number;
-  /** Segments written to a destination that stores later, with the keys it has yet to confirm. */
-  readonly #unconfirmed = new Map<string, Set<string>>();
-  #acknowledgementTimer: NodeJS.Timeout | null = null;
+  readonly #spooling = new SpoolingEpisode();
+  /** Segments written to a destination that stores later, until it confirms them; else null. */
+  readonly #unconfirmed: UnconfirmedSegments | null;
   #closed = false;
 
   constructor(options: ResilientSinkOptions) {
@@ -169,17 +72,28 @@ export class ResilientSink implements ActivitySink {
     this.spool = options.spool;
     this.#replayBatchSize = options.replayBatchSize;
     this.#callerWaits = options.callerWaits ?? false;
-    this.#replayRetryMs = options.replayRetryMs ?? Math.min(1000, options.breaker.cooldownMs);
-    this.#closeDrainMs = options.closeDrainMs ?? 30_000;
-    this.#slowWriteMs = options.slowWriteMs ?? null;
-    this.#acknowledgement = options.acknowledgement ?? null;
-    this.#acknowledgementPollMs = options.acknowledgementPollMs ?? 1000;
-    this.breaker.events.on('stateChange', ({ to }) => {
-      if (to === 'closed') this.replaySoon(0);
-      // While open, the replay that runs once the probe delay has passed is the probe.
-      else if (to === 'open') this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
+    this.#replaySchedule = new SpoolReplaySchedule({
+      breaker: options.breaker,
+      replay: () => void this.#startReplay(),
+      retryMs: options.replayRetryMs,
     });
+    this.#closeDrainMs = options.closeDrainMs ?? 30_000;
+    this.#slowWrites = new SlowWriteWatch(options.slowWriteMs ?? null);
+    this.#unconfirmed = this.#unconfirmedSegments(options);
+    this.breaker.events.on('stateChange', ({ to }) => this.#replaySchedule.afterBreakerChange(to));
     if (options.replayOnStart ?? true) this.replaySoon(0);
+  }
+
+  #unconfirmedSegments(options: ResilientSinkOptions): UnconfirmedSegments | null {
+    if (options.acknowledgement === undefined) return null;
+    return new UnconfirmedSegments({
+      acknowledgement: options.acknowledgement,
+      spool: options.spool,
+      pollMs: options.acknowledgementPollMs ?? 1000,
+      onLost: (segment) => this.#emit('lost', { sink: this.name, segment }),
+      onFailed: (error) => this.#emit('replayFailed', { sink: this.name, error }),
+      onRewound: () => this.replaySoon(0),
+    });
   }
 
   /** Activities spooled by this process and not yet replayed. */
@@ -192,25 +106,27 @@ export class ResilientSink implements ActivitySink {
     // no caller (a sync log() above all) waits on a probe that may take the whole timeout.
     const replayProbes = this.breaker.state !== 'closed' && this.spool.pending() > 0;
     if (replayProbes || !this.breaker.isAllowed) return this.#toSpool(activities, 'breaker_open', undefined);
-    if (this.#slowWrites > 0) return this.#toSpool(activities, 'slow_write', undefined);
+    if (this.#slowWrites.anySlow) return this.#toSpool(activities, 'slow_write', undefined);
     const started = performance.now();
     const attempt = this.#attempt(activities, !this.#callerWaits);
-    const slow = this.#slowWriteMs === null ? null : whenSlow(attempt, this.#slowWriteMs);
-    if (slow !== null && (await slow.isSlow)) {
-      this.#slowWrites++;
+    const slow = this.#slowWrites.isSlow(attempt);
+    if (slow !== null && (await slow)) {
+      const release = this.#slowWrites.holdSlow();
       void attempt
         .then(
           (result) => this.#settle(result, started, false, { spooled: true }),
           () => undefined,
         )
-        .catch((error: unknown) => this.events.emit('replayFailed', { sink: this.name, error }))
+        .catch((error: unknown) => this.#emit('replayFailed', { sink: this.name, error }))
         .finally(() => {
-          this.#slowWrites--;
-          if (this.#slowWrites === 0 && this.spool.pending() > 0) this.replaySoon(0);
+          if (release() && this.spool.pending() > 0) this.replaySoon(0);
         });
-      return this.#toSpool(activities, 'slow_write', slowWriteError(this.name, this.#slowWriteMs!));
+      return this.#toSpool(
+        activities,
+        'slow_write',
+        slowWriteError(this.name, this.#slowWrites.slowWriteMs!),
+      );
     }
-    slow?.cancel();
     const result = await attempt;
     const unwritten = await this.#settle(result, started, false, { spooled: false });
     if (unwritten.length > 0) {
@@ -225,19 +141,7 @@ export class ResilientSink implements ActivitySink {
    * breaker refuses calls: its next transition schedules the pass.
    */
   replaySoon(delayMs = 0): void {
-    if (this.#closed) return;
-    const dueAtMs = Date.now() + delayMs;
-    if (this.#replayTimer !== null) {
-      if (this.#replayDueAtMs <= dueAtMs) return;
-      clearTimeout(this.#replayTimer);
-    }
-    this.#replayDueAtMs = dueAtMs;
-    this.#replayTimer = setTimeout(() => {
-      this.#replayTimer = null;
-      void this.#startReplay();
-    }, delayMs);
-    // A pending replay must not keep an otherwise finished process alive; the spool keeps the data.
-    this.#replayTimer.unref();
+    this.#replaySchedule.soon(delayMs);
   }
 
   /**
@@ -281,10 +185,8 @@ export class ResilientSink implements ActivitySink {
     if (this.#closed) return;
     await this.#drainBeforeClose();
     this.#closed = true;
-    if (this.#replayTimer !== null) clearTimeout(this.#replayTimer);
-    this.#replayTimer = null;
-    if (this.#acknowledgementTimer !== null) clearTimeout(this.#acknowledgementTimer);
-    this.#acknowledgementTimer = null;
+    this.#replaySchedule.close();
+    this.#unconfirmed?.close();
     this.#stopReplay.abort();
     if (this.#replayRun !== null) await this.#replayRun;
     try {
@@ -346,7 +248,7 @@ export class ResilientSink implements ActivitySink {
     if (!spooled) for (const part of result.stored) this.#emitStored(part, started, replayed);
     if (result.refused.length > 0) {
       await this.spool.reject(result.refused);
-      this.events.emit('refused', {
+      this.#emit('refused', {
         sink: this.name,
         count: result.refused.length,
         error: result.refused[0]!.error,
@@ -362,39 +264,31 @@ export class ResilientSink implements ActivitySink {
     if (this.#replayRun !== null) return this.#replayRun;
     if (this.#closed) return Promise.resolve(null);
     if (!this.breaker.isAllowed) {
-      // Timers may fire a millisecond before the wall clock says the probe delay is over; a running
-      // probe (half-open) schedules the next pass itself when it ends.
-      if (this.breaker.state === 'open')
-        this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
+      // A running probe (half-open) schedules the next pass itself when it ends.
+      if (this.breaker.state === 'open') this.#replaySchedule.atProbe();
       return Promise.resolve(null);
     }
     const run = this.spool
       .replay(this.#replayWrite, {
         batchSize: this.#replayBatchSize,
         signal: this.#stopReplay.signal,
-        hold: this.#acknowledgement !== null,
+        hold: this.#unconfirmed !== null,
       })
       .then(
         (result) => {
           if (!result.complete) {
-            // A failure below the threshold is retried after a pause; an open breaker is probed by
-            // the next pass once its probe delay is over (the pass its opening scheduled may have
-            // found this one still running); a half-open breaker's probe schedules the next pass.
-            if (this.breaker.state === 'closed') this.replaySoon(this.#replayRetryMs);
-            else if (this.breaker.state === 'open')
-              this.replaySoon(Math.max(1, this.breaker.probeAtMs - Date.now() + 1));
+            this.#replaySchedule.afterIncompletePass();
           } else if (this.spool.pending() > 0) {
             this.replaySoon(0);
-          } else if (this.#spooling !== null && this.#slowWrites === 0) {
-            const { replayed } = this.#spooling;
-            this.#spooling = null;
-            this.events.emit('spoolingStopped', { sink: this.name, replayed });
+          } else if (!this.#slowWrites.anySlow) {
+            const replayed = this.#spooling.end();
+            if (replayed !== null) this.#emit('spoolingStopped', { sink: this.name, replayed });
           }
           return result;
         },
         (error: unknown) => {
-          this.events.emit('replayFailed', { sink: this.name, error });
-          this.replaySoon(Math.max(this.#replayRetryMs, this.breaker.cooldownMs));
+          this.#emit('replayFailed', { sink: this.name, error });
+          this.#replaySchedule.afterFailedPass();
           return null;
         },
       )
@@ -413,82 +307,18 @@ export class ResilientSink implements ActivitySink {
   readonly #replayWrite = async (activities: readonly Activity[], segment: string): Promise<void> => {
     const started = performance.now();
     const attempt = this.#attempt(activities, true);
-    const slow = this.#slowWriteMs === null ? null : whenSlow(attempt, this.#slowWriteMs);
-    let countedSlow = false;
-    void slow?.isSlow.then((isSlow) => {
-      if (!isSlow) return;
-      countedSlow = true;
-      this.#slowWrites++;
-    });
+    const stopCounting = this.#slowWrites.countWhileSlow(attempt);
     let result: IsolatedWrite;
     try {
       result = await attempt;
     } finally {
-      slow?.cancel();
-      if (countedSlow) this.#slowWrites--;
+      stopCounting();
     }
     await this.#settle(result, started, true, { spooled: false });
     if (result.unwritten.length > 0) throw result.error;
-    if (this.#spooling !== null) this.#spooling.replayed += activities.length - result.refused.length;
-    if (this.#acknowledgement !== null) this.#awaitConfirmation(segment, result.stored);
+    this.#spooling.countReplayed(activities.length - result.refused.length);
+    this.#unconfirmed?.add(segment, result.stored);
   };
-
-  #awaitConfirmation(segment: string, stored: readonly (readonly Activity[])[]): void {
-    let keys = this.#unconfirmed.get(segment);
-    if (keys === undefined) {
-      keys = new Set();
-      this.#unconfirmed.set(segment, keys);
-    }
-    for (const part of stored) for (const key of this.#acknowledgement!.keysOf(part)) keys.add(key);
-    this.#acknowledgementTimer ??= setTimeout(
-      () => void this.#checkConfirmations(),
-      this.#acknowledgementPollMs,
-    );
-    this.#acknowledgementTimer.unref();
-  }
-
-  /**
-   * Releases the held segments whose every key the destination confirms stored, and rewinds those
-   * it lost a key of, so the next replay pass writes them again (idempotently).
-   */
-  async #checkConfirmations(): Promise<void> {
-    this.#acknowledgementTimer = null;
-    if (this.#closed) return;
-    const keys = [...this.#unconfirmed.values()].flatMap((set) => [...set]);
-    let fates: ReadonlyMap<string, WriteFate>;
-    try {
-      fates = await this.#acknowledgement!.check(keys);
-    } catch (error) {
-      this.events.emit('replayFailed', { sink: this.name, error });
-      fates = new Map();
-    }
-    let rewound = false;
-    for (const [segment, segmentKeys] of this.#unconfirmed) {
-      for (const key of segmentKeys) {
-        const fate = fates.get(key);
-        if (fate === 'stored' || fate === 'failed') segmentKeys.delete(key);
-      }
-      if ([...segmentKeys].some((key) => fates.get(key) === 'lost')) {
-        this.#unconfirmed.delete(segment);
-        this.spool.rewind(segment);
-        rewound = true;
-        this.events.emit('lost', { sink: this.name, segment });
-      } else if (segmentKeys.size === 0) {
-        this.#unconfirmed.delete(segment);
-        await this.spool
-          .release(segment)
-          .catch((error: unknown) => this.events.emit('replayFailed', { sink: this.name, error }));
-      }
-    }
-    if (rewound) this.replaySoon(0);
-    if (this.#unconfirmed.size > 0 && !this.#closed) {
-      this.#acknowledgementTimer = setTimeout(
-        () => void this.#checkConfirmations(),
-        this.#acknowledgementPollMs,
-      );
-      this.#acknowledgementTimer.unref();
-    }
-  }
 
   async #toSpool(activities: readonly Activity[], reason: SpoolReason, cause: unknown): Promise<void> {
     let dropped: number;
@@ -496,34 +326,23 @@ export class ResilientSink implements ActivitySink {
       // A caller waiting on this write gets all of it kept, or an error: never a part.
       ({ dropped } = await this.spool.append(activities, { whole: this.#callerWaits }));
     } catch (spoolError) {
-      throw new ActivityLogError(
-        'SPOOL_FAILED',
-        `${activities.length} activities could not be written to the ${this.name} (${spoolReasonText(reason, cause)}) nor kept in the spool: ${messageOf(spoolError)}`,
-        { cause: spoolError, details: { writeError: cause } },
-      );
+      throw spoolFailedError(this.name, activities.length, reason, cause, spoolError);
     }
-    this.events.emit('spooled', { sink: this.name, count: activities.length - dropped, dropped, reason });
-    if (this.#spooling === null && activities.length > dropped) {
-      this.#spooling = { replayed: 0 };
-      this.events.emit('spoolingStarted', {
+    this.#emit('spooled', { sink: this.name, count: activities.length - dropped, dropped, reason });
+    if (activities.length > dropped && this.#spooling.begin()) {
+      this.#emit('spoolingStarted', {
         sink: this.name,
         reason,
         ...(cause === undefined ? {} : { error: cause }),
       });
     }
-    if (reason === 'write_failed' && this.breaker.state === 'closed') this.replaySoon(this.#replayRetryMs);
-    if (dropped > 0 && this.#callerWaits) {
-      throw new ActivityLogError(
-        'SPOOL_FULL',
-        `${dropped} activities could not be written to the ${this.name} and the spool at ${this.spool.dir} is full (ACTIVITY_LOG_SPOOL_MAX_MB)`,
-        { cause, details: { dropped } },
-      );
-    }
+    if (reason === 'write_failed') this.#replaySchedule.afterFailedWrite();
+    if (dropped > 0 && this.#callerWaits) throw spoolFullError(this.name, dropped, this.spool.dir, cause);
   }
 
   #emitStored(activities: readonly Activity[], started: number, replayed: boolean): void {
     if (this.events.listenerCount('stored') === 0) return;
-    this.events.emit('stored', {
+    this.#emit('stored', {
       sink: this.name,
       count: activities.length,
       durationMs: performance.now() - started,
@@ -533,48 +352,8 @@ export class ResilientSink implements ActivitySink {
   }
 
   #emitWriteFailed(count: number, error: unknown): void {
-    this.events.emit('writeFailed', { sink: this.name, count, error, breaker: this.breaker.state });
+    this.#emit('writeFailed', { sink: this.name, count, error, breaker: this.breaker.state });
   }
-}
-
-/** Resolves `isSlow` with true once `slowMs` has passed and `work` has not settled, else with false. */
-function whenSlow(work: Promise<unknown>, slowMs: number): { isSlow: Promise<boolean>; cancel(): void } {
-  let timer: NodeJS.Timeout | undefined;
-  let settle: (slow: boolean) => void = () => undefined;
-  const isSlow = new Promise<boolean>((resolve) => {
-    settle = resolve;
-    timer = setTimeout(() => resolve(true), slowMs);
-  });
-  const cancel = () => {
-    clearTimeout(timer);
-    settle(false);
-  };
-  work.then(cancel, cancel);
-  return { isSlow, cancel };
-}
-
-function slowWriteError(name: string, slowWriteMs: number): ActivityLogError {
-  return new ActivityLogError(
-    'WRITE_SLOW',
-    `the ${name} has not answered a write for ${slowWriteMs} ms (ACTIVITY_LOG_SLOW_WRITE_MS)`,
-    { details: { slowWriteMs } },
-  );
-}
-
-function spoolReasonText(reason: SpoolReason, cause: unknown): string {
-  if (cause !== undefined) return messageOf(cause);
-  switch (reason) {
-    case 'backlog':
-      return 'it is slower than the activities coming in';
-    case 'slow_write':
-      return 'a write to it is still unanswered';
-    default:
-      return 'its circuit breaker is open';
-  }
-}
-
-function messageOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }
 
 /**
