@@ -35,8 +35,9 @@ async function logCost(spoolDir) {
   const off = await openLog(join(spoolDir, 'off'));
   const on = await openLog(join(spoolDir, 'on'));
   await Promise.all([off.store.migrate(), on.store.migrate()]);
-  const collector = new MetricsCollector();
-  collector.watchDelivery(on.delivery);
+  // Without: the log's collector stops listening; with: it counts, as it does by default.
+  off.collector.close();
+  const collector = on.collector;
   const samples = { off: [], on: [], base: [] };
   let sink = 0;
   for (let block = 0; block < (2 * CALLS) / 1000; block++) {
@@ -54,7 +55,6 @@ async function logCost(spoolDir) {
   if (sink === 0) throw new Error('unreachable');
   await Promise.all([off.activityLog.close(), on.activityLog.close()]);
   const counted = collector.counters.stored;
-  collector.close();
   if (counted !== CALLS) throw new Error(`collector counted ${counted} stored, expected ${CALLS}`);
   return {
     offMedianNs: median(samples.off),
@@ -67,10 +67,9 @@ async function logCost(spoolDir) {
 
 /** log() + flush of INGEST activities into SQLite in memory, activities per second. */
 async function ingest(spoolDir, withMetrics) {
-  const { activityLog, store, delivery } = await openLog(spoolDir);
+  const { activityLog, store, collector } = await openLog(spoolDir);
   await store.migrate();
-  const collector = new MetricsCollector();
-  if (withMetrics) collector.watchDelivery(delivery);
+  if (!withMetrics) collector.close();
   const started = performance.now();
   for (let i = 0; i < INGEST; i++) {
     activityLog.log(input(i));
@@ -79,7 +78,6 @@ async function ingest(spoolDir, withMetrics) {
   await activityLog.flush();
   const seconds = (performance.now() - started) / 1000;
   await activityLog.close();
-  collector.close();
   return INGEST / seconds;
 }
 
@@ -87,19 +85,24 @@ async function ingest(spoolDir, withMetrics) {
 function busyCollector(index, nowMs) {
   let clock = nowMs - 59 * 60_000;
   const collector = new MetricsCollector({ nowMs: () => clock });
-  const events = new EventEmitter();
+  const bus = new EventEmitter();
   const breaker = new CircuitBreaker({
     name: 'store',
     failureThreshold: 5,
     cooldownMs: 10_000,
     timeoutMs: 1000,
   });
-  collector.watchWorker({ events, breaker });
+  collector.listen(bus);
+  collector.include({ worker: { breaker } });
   const activities = Array.from({ length: 500 }, (_, i) => ({ createdAt: new Date(clock - (i % 97) * 7) }));
   for (let minute = 0; minute < 60; minute++) {
     clock = nowMs - (59 - minute) * 60_000;
-    events.emit('stored', { count: 500 + index, activities });
-    if (minute % 7 === 0) events.emit('jobFailed', { count: 10, willRetry: true });
+    const stored = { sink: 'worker', destination: 'store', by: 'worker', replayed: false, durationMs: 5 };
+    bus.emit('stored', { ...stored, count: 500 + index, activities });
+    if (minute % 7 === 0) {
+      const failed = { sink: 'worker', destination: 'store', by: 'worker', error: new Error('bench') };
+      bus.emit('writeFailed', { ...failed, count: 10, willRetry: true, failedJobs: 0 });
+    }
   }
   clock = nowMs;
   return collector;

@@ -6,6 +6,13 @@
 export type { Config, ConfigOverrides } from './config/config.js';
 export { loadConfig, readEnv } from './config/config.js';
 export type { Activity, LogInput, ModelLike, ModelRef, ModelResolver } from './core/activity.js';
+export type {
+  ActivityEventBus,
+  ActivityEvents,
+  SpoolReason,
+  StoredEvent,
+  WriteFailedEvent,
+} from './core/activity-events.js';
 export type { ActivityContext } from './core/context.js';
 export { currentContext, defaultRequestCauser, runWithContext } from './core/context.js';
 export type { ErrorCode } from './core/errors.js';

@@ -1,22 +1,11 @@
-import type { EventEmitter } from 'node:events';
 import type { Activity } from './activity.js';
-
-/** Typed events every delivery emits. Metrics and alerts subscribe; the hot path never knows. */
-export interface DeliveryEvents {
-  /** An activity was handed to the delivery method. */
-  accepted: [activity: Activity];
-  /** A batch reached its sink. */
-  written: [event: { sink: string; count: number; durationMs: number; activities: readonly Activity[] }];
-  /** A write attempt failed; `willRetry` says whether the activities are still held for another attempt. */
-  writeFailed: [event: { sink: string; count: number; error: unknown; attempt: number; willRetry: boolean }];
-}
-
-export type DeliveryEmitter = EventEmitter<DeliveryEvents>;
+import type { ActivityEventBus } from './activity-events.js';
 
 /** How an activity gets from `log()` to its sink: `sync`, `batch` or `queue`. */
 export interface Delivery {
   readonly method: 'sync' | 'batch' | 'queue';
-  readonly events: DeliveryEmitter;
+  /** Where it reports `accepted` (the composition's bus, or its own). */
+  readonly bus: ActivityEventBus;
   /**
    * Hands one activity over. Returns `undefined` when the activity is already in the method's
    * care (a buffer), or a promise when the caller must wait (sync writes).
@@ -30,6 +19,11 @@ export interface Delivery {
   deliverMany?(activities: readonly Activity[]): Promise<void> | undefined;
   /** Activities accepted and not yet written. */
   pending(): number;
+  /**
+   * Of those, the ones held in memory only (a journaled delivery's are on disk); default
+   * `pending()`. Monitoring shows them as buffered.
+   */
+  buffered?(): number;
   /** Writes everything pending now. */
   flush(): Promise<void>;
   /** Flushes, then releases the sink. */

@@ -1,7 +1,7 @@
-import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
+import { type ActivityEventBus, createActivityEventBus } from '../core/activity-events.js';
 import type { ActivitySink } from '../core/activity-sink.js';
-import type { Delivery, DeliveryEvents } from '../core/delivery.js';
+import type { Delivery } from '../core/delivery.js';
 import { ActivityLogError } from '../core/errors.js';
 
 export interface BatchDeliveryOptions {
@@ -25,6 +25,8 @@ export interface BatchDeliveryOptions {
    * destination is slower than the rate of `log()` calls without failing outright.
    */
   readonly maxBufferedActivities?: number;
+  /** Where `accepted` is reported (default: a bus of its own). */
+  readonly bus?: ActivityEventBus;
 }
 
 interface PendingBatch {
@@ -49,7 +51,7 @@ interface FlushWaiter {
  */
 export class BatchDelivery implements Delivery {
   readonly method: 'batch' | 'queue';
-  readonly events = new EventEmitter<DeliveryEvents>();
+  readonly bus: ActivityEventBus;
   readonly #sink: ActivitySink;
   readonly #batchSize: number;
   readonly #flushIntervalMs: number;
@@ -80,6 +82,7 @@ export class BatchDelivery implements Delivery {
   constructor(sink: ActivitySink, options: BatchDeliveryOptions) {
     this.#sink = sink;
     this.method = options.method ?? 'batch';
+    this.bus = options.bus ?? createActivityEventBus();
     this.#batchSize = options.batchSize;
     this.#flushIntervalMs = options.flushIntervalMs;
     this.#maxConcurrentWrites = options.maxConcurrentWrites ?? 2;
@@ -98,7 +101,7 @@ export class BatchDelivery implements Delivery {
     if (this.#closed) throw new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()');
     this.#buffer.push(activity);
     this.#acceptedSeq++;
-    if (this.events.listenerCount('accepted') > 0) this.events.emit('accepted', activity);
+    if (this.bus.listenerCount('accepted') > 0) this.bus.emit('accepted', activity);
     if (this.#buffer.length >= this.#batchSize) this.#pump();
     else if (this.#timer === null && !this.#due)
       this.#timer = setTimeout(this.#onInterval, this.#flushIntervalMs);
@@ -260,27 +263,22 @@ export class BatchDelivery implements Delivery {
     this.#inFlight.add(batch);
     this.#writingCount += batch.activities.length;
     batch.attempt++;
-    const started = performance.now();
     let failure: unknown = null;
     try {
       await this.#sink.write(batch.activities);
       this.#consecutiveFailures = 0;
-      this.events.emit('written', {
-        sink: this.#sink.name,
-        count: batch.activities.length,
-        durationMs: performance.now() - started,
-        activities: batch.activities,
-      });
     } catch (error) {
       failure = error;
       this.#consecutiveFailures++;
       this.#retries.push(batch);
-      this.events.emit('writeFailed', {
+      this.bus.emit('writeFailed', {
         sink: this.#sink.name,
+        destination: this.method === 'queue' ? 'queue' : 'store',
+        by: 'app',
         count: batch.activities.length,
         error,
-        attempt: batch.attempt,
         willRetry: true,
+        failedJobs: 0,
       });
       if (this.#backoffTimer === null && !this.#closed) {
         this.#backoffTimer = setTimeout(() => {

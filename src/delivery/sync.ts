@@ -1,21 +1,23 @@
-import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
+import { type ActivityEventBus, createActivityEventBus } from '../core/activity-events.js';
 import type { ActivitySink } from '../core/activity-sink.js';
-import type { Delivery, DeliveryEvents } from '../core/delivery.js';
+import type { Delivery } from '../core/delivery.js';
 import { ActivityLogError } from '../core/errors.js';
 
 /** `sync`: every `log()` waits for its own write. Simple, and the slowest method; use `batch` or `queue` under load. */
 export class SyncDelivery implements Delivery {
   readonly method = 'sync';
-  readonly events = new EventEmitter<DeliveryEvents>();
+  readonly bus: ActivityEventBus;
   readonly #sink: ActivitySink;
   #inFlight = 0;
   #closed = false;
   /** Writes running now; `flush()` waits for these, not for writes started after it was called. */
   readonly #writes = new Set<Promise<void>>();
 
-  constructor(sink: ActivitySink) {
+  /** `options.bus`: where `accepted` is reported (default: a bus of its own). */
+  constructor(sink: ActivitySink, options: { readonly bus?: ActivityEventBus } = {}) {
     this.#sink = sink;
+    this.bus = options.bus ?? createActivityEventBus();
   }
 
   /** The sink written to (the resilient sink made by `createDelivery`, for monitoring its breaker and spool). */
@@ -32,7 +34,9 @@ export class SyncDelivery implements Delivery {
     if (this.#closed)
       return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));
     if (activities.length === 0) return Promise.resolve();
-    for (const activity of activities) this.events.emit('accepted', activity);
+    if (this.bus.listenerCount('accepted') > 0) {
+      for (const activity of activities) this.bus.emit('accepted', activity);
+    }
     const write = this.#write(activities);
     const settled = write.then(
       () => undefined,
@@ -45,24 +49,8 @@ export class SyncDelivery implements Delivery {
 
   async #write(activities: readonly Activity[]): Promise<void> {
     this.#inFlight += activities.length;
-    const started = performance.now();
     try {
       await this.#sink.write(activities);
-      this.events.emit('written', {
-        sink: this.#sink.name,
-        count: activities.length,
-        durationMs: performance.now() - started,
-        activities,
-      });
-    } catch (error) {
-      this.events.emit('writeFailed', {
-        sink: this.#sink.name,
-        count: activities.length,
-        error,
-        attempt: 1,
-        willRetry: false,
-      });
-      throw error;
     } finally {
       this.#inFlight -= activities.length;
     }

@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import type { ActivityEventBus } from '../core/activity-events.js';
 import { ActivityLogError, isErrorOfKind } from '../core/errors.js';
 import type { CircuitBreaker } from '../resilience/breaker.js';
 import type { Spool } from '../resilience/spool.js';
@@ -35,6 +36,8 @@ export interface WorkerGroupWriterOptions {
   /** Where activities the store refuses as data are kept (`rejected.ndjson` in the spool directory). */
   readonly rejected: Spool;
   readonly events: EventEmitter<WorkerEvents>;
+  /** Where `stored` and `writeFailed` are reported for metrics. */
+  readonly bus: ActivityEventBus;
   /** Updated as jobs settle. */
   readonly counts: WorkerCounts;
   /** Most activities per statement. */
@@ -167,13 +170,25 @@ export class WorkerGroupWriter {
     // Only the jobs completed here: a job another worker took over is counted by that worker.
     const mine = completed.filter((held): held is HeldJob => held !== null);
     if (mine.length === 0) return;
+    const count = mine.reduce((sum, held) => sum + held.activities.length, 0);
+    const durationMs = performance.now() - started;
+    const activities = mine.length === 1 ? mine[0]!.activities : mine.flatMap((held) => held.activities);
     this.#options.events.emit('stored', {
       jobIds: mine.map((held) => held.job.id!),
-      count: mine.reduce((sum, held) => sum + held.activities.length, 0),
+      count,
       inserted: result.inserted,
       inserts: result.inserts,
-      durationMs: performance.now() - started,
-      activities: mine.length === 1 ? mine[0]!.activities : mine.flatMap((held) => held.activities),
+      durationMs,
+      activities,
+    });
+    this.#options.bus.emit('stored', {
+      sink: 'worker',
+      destination: 'store',
+      by: 'worker',
+      count,
+      durationMs,
+      replayed: false,
+      activities,
     });
   }
 
@@ -199,6 +214,15 @@ export class WorkerGroupWriter {
       error,
       willRetry,
     });
+    this.#options.bus.emit('writeFailed', {
+      sink: 'worker',
+      destination: 'store',
+      by: 'worker',
+      count: held.activities.length,
+      error,
+      willRetry,
+      failedJobs: willRetry ? 0 : 1,
+    });
   }
 
   /**
@@ -217,6 +241,15 @@ export class WorkerGroupWriter {
     }
     const count = group.reduce((sum, held) => sum + held.activities.length, 0);
     this.#options.events.emit('jobsReturned', { jobIds: returned, count, error });
+    this.#options.bus.emit('writeFailed', {
+      sink: 'worker',
+      destination: 'store',
+      by: 'worker',
+      count,
+      error,
+      willRetry: true,
+      failedJobs: 0,
+    });
     this.#options.onJobsReturned();
   }
 }

@@ -1,4 +1,5 @@
 import type { Config } from '../config/config.js';
+import type { ActivityEventBus } from '../core/activity-events.js';
 import type { CircuitBreaker } from '../resilience/breaker.js';
 import type { ActivityStore } from '../store/activity-store.js';
 import type { StopLimits } from './worker-stop-policy.js';
@@ -34,6 +35,8 @@ export interface WorkerOptions {
    * `ACTIVITY_LOG_BREAKER_FAILURES`, `ACTIVITY_LOG_BREAKER_COOLDOWN_MS` and `DB_QUERY_TIMEOUT_MS`.
    */
   readonly breaker?: CircuitBreaker | undefined;
+  /** Where the worker reports `stored`, `writeFailed`, its breaker's state and refused activities (default: a bus of its own). */
+  readonly bus?: ActivityEventBus | undefined;
 }
 
 /** BullMQ timings derived from `ACTIVITY_LOG_RETRY_AFTER`. */

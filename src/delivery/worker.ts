@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
+import { type ActivityEventBus, createActivityEventBus } from '../core/activity-events.js';
 import { CircuitBreaker } from '../resilience/breaker.js';
 import { Spool } from '../resilience/spool.js';
 import type { ActivityStore } from '../store/activity-store.js';
@@ -62,6 +63,8 @@ export {
  */
 export class ActivityWorker {
   readonly events = new EventEmitter<WorkerEvents>();
+  /** Where it reports the facts metrics count: `stored`, `writeFailed`, `breakerState`, `rejected`. */
+  readonly bus: ActivityEventBus;
   readonly queueName: string;
   readonly timings: WorkerTimings;
   readonly #config: Config;
@@ -92,6 +95,7 @@ export class ActivityWorker {
     this.#options = resolveWorkerOptions(options);
     this.queueName = this.#options.queueName;
     this.timings = workerTimings(config.retryAfterSeconds);
+    this.bus = options.bus ?? createActivityEventBus();
     this.#ownsBreaker = options.breaker === undefined;
     this.#breaker =
       options.breaker ??
@@ -100,6 +104,7 @@ export class ActivityWorker {
         failureThreshold: config.breakerFailures,
         cooldownMs: config.breakerCooldownMs,
         timeoutMs: config.database.queryTimeoutMs,
+        bus: this.bus,
       });
     this.#source = new WorkerJobSource({
       redis: config.redis,
@@ -132,6 +137,7 @@ export class ActivityWorker {
       dir: resolve(this.#config.spoolDir),
       maxBytes: this.#config.spoolMaxMb * 1024 * 1024,
       warn: (message) => this.#warn(message.replace(/^activity-log: /, '')),
+      bus: this.bus,
     });
     try {
       await rejected.prepare();
@@ -146,6 +152,7 @@ export class ActivityWorker {
       source: this.#source,
       rejected,
       events: this.events,
+      bus: this.bus,
       counts: this.#counts,
       batchSize: this.#options.batchSize,
       timeoutMs: this.#options.timeoutMs,
@@ -317,6 +324,15 @@ export class ActivityWorker {
         const { jobId, attempt, error } = taken.invalid;
         this.#counts.failedJobs++;
         this.events.emit('jobFailed', { jobId, attempt, count: 0, error, willRetry: false });
+        this.bus.emit('writeFailed', {
+          sink: 'worker',
+          destination: 'store',
+          by: 'worker',
+          count: 0,
+          error,
+          willRetry: false,
+          failedJobs: 1,
+        });
         continue;
       }
       group.push(taken.held);

@@ -1,7 +1,8 @@
 /** `activity-log/monitoring`: the performance snapshot, Prometheus text and alerts of a process. */
 export type { AlertAction, AlertPayload, AlertRule, AlertSettings, RuleResult } from '../metrics/alerts.js';
 export { ALERT_RULES, evaluateRules } from '../metrics/alerts.js';
-export type { CollectorCounters, ProcessReport } from '../metrics/collector.js';
+export type { CollectorCounters, CollectorParts, ProcessReport } from '../metrics/collector.js';
+export { MetricsCollector } from '../metrics/collector.js';
 export type { HistoryMinute } from '../metrics/minute-history.js';
 export type { Monitoring } from '../metrics/monitoring.js';
 export type {

@@ -20,7 +20,8 @@ export function createActivityLogServer(
   options: ActivityLogServerOptions = {},
 ): FastifyInstance {
   const { activityLog, config, store, delivery } = composed;
-  const monitoring = options.monitoring ?? startMonitoring({ config, delivery, alerts: false });
+  const monitoring =
+    options.monitoring ?? startMonitoring({ config, collector: composed.collector, alerts: false });
   const app = createServer({
     config,
     health: healthProbesOf(store, delivery),

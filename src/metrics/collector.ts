@@ -2,11 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { Activity } from '../core/activity.js';
+import type { ActivityEventBus, ActivityEvents } from '../core/activity-events.js';
 import type { Delivery } from '../core/delivery.js';
 import type { ActivityWorker } from '../delivery/worker.js';
 import type { BreakerState, CircuitBreaker } from '../resilience/breaker.js';
-import { JournaledDelivery } from '../resilience/journaled-delivery.js';
-import { resilienceOf } from '../resilience/resilient-sink.js';
 import type { Spool } from '../resilience/spool.js';
 import { segmentUsage } from '../resilience/spool-segment-directory.js';
 import { LagHistogram, type LagReport } from './lag-histogram.js';
@@ -88,6 +87,14 @@ export interface ProcessReport {
   readonly memory_mb: number;
 }
 
+/** What a collector reads the state of for its report (see {@link MetricsCollector.include}). */
+export interface CollectorParts {
+  readonly delivery?: Delivery | undefined;
+  readonly worker?: Pick<ActivityWorker, 'breaker'> | undefined;
+  readonly breakers?: readonly CircuitBreaker[] | undefined;
+  readonly spool?: Spool | undefined;
+}
+
 export interface MetricsCollectorOptions {
   /** Clock (tests). Default `Date.now`. */
   readonly nowMs?: () => number;
@@ -96,14 +103,16 @@ export interface MetricsCollectorOptions {
 type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 /**
- * Counts what the delivery, the resilience layer and queue workers report through their typed
- * events — accepted, stored, failed and retried writes, spooled, replayed and dropped
- * activities, the lag from `log()` to the committed row — and keeps sliding windows for the
- * rates. Nothing on the write path calls it: it only listens, and `close()` stops listening.
+ * Counts the facts on an activity log's event bus — accepted, stored, failed and retried writes,
+ * spooled, replayed and dropped activities, the lag from `log()` to the committed row — and keeps
+ * sliding windows for the rates; reads the state of the parts it is given (buffers, breakers,
+ * spool) when it reports. Nothing on the write path calls it: it only listens, and `close()`
+ * stops listening. `composeActivityLog` makes one per activity log.
  *
  * @example
  * const collector = new MetricsCollector();
- * collector.watchDelivery(delivery);
+ * collector.listen(bus);
+ * collector.include({ delivery, breakers: [breaker], spool });
  * const report = await collector.report();
  * collector.close();
  */
@@ -130,7 +139,8 @@ export class MetricsCollector {
   readonly #failures = new SecondBuckets(ERROR_WINDOW_SECONDS);
   readonly #lag = new LagHistogram();
   readonly #history = new MinuteHistory();
-  readonly #breakers = new Map<string, { breaker: CircuitBreaker; notClosedSinceMs: number | null }[]>();
+  readonly #breakers: CircuitBreaker[] = [];
+  readonly #buses = new Set<ActivityEventBus>();
   readonly #deliveries: Delivery[] = [];
   readonly #spools: Spool[] = [];
   readonly #roles = new Set<'app' | 'worker'>();
@@ -147,77 +157,50 @@ export class MetricsCollector {
   }
 
   /**
-   * Listens to a delivery: its `accepted` events, and its breaker, spool and writes when it
-   * writes through the resilience layer (every built-in method does); a custom delivery's
-   * `written` / `writeFailed` events otherwise.
+   * Counts the facts reported on `bus` (`accepted`, `stored`, `spooled`, `dropped`,
+   * `writeFailed`). A bus is listened to once, however often it is given.
    */
-  watchDelivery(delivery: Delivery): void {
-    this.#roles.add('app');
-    this.#deliveries.push(delivery);
-    this.#on(delivery.events, 'accepted', () => {
+  listen(bus: ActivityEventBus): void {
+    if (this.#buses.has(bus)) return;
+    this.#buses.add(bus);
+    this.#on(bus, 'accepted', () => {
       this.#counters.accepted++;
     });
-    const resilience = resilienceOf(delivery);
-    const toQueue = delivery.method === 'queue';
-    if (resilience === null) {
-      this.#on(delivery.events, 'written', (event: { count: number; activities: readonly Activity[] }) =>
-        toQueue ? this.#enqueued(event.count) : this.#storedNow(event.count, event.activities),
-      );
-      this.#on(delivery.events, 'writeFailed', (event: { willRetry: boolean }) => {
-        this.#failedAttempt();
-        if (event.willRetry) this.#counters.retries++;
-      });
-      return;
-    }
-    this.#on(resilience.events, 'stored', (event: { count: number; activities: readonly Activity[] }) =>
-      toQueue ? this.#enqueued(event.count) : this.#storedNow(event.count, event.activities),
-    );
-    this.#on(resilience.events, 'writeFailed', () => this.#failedAttempt());
-    this.#on(resilience.events, 'spooled', (event: { count: number; reason: string }) => {
+    this.#on(bus, 'stored', (event) => {
+      if (event.by === 'worker') this.#counters.dequeued += event.count;
+      if (event.replayed) this.#counters.replayed += event.count;
+      if (event.destination === 'queue') this.#enqueued(event.count);
+      else this.#storedNow(event.count, event.activities);
+    });
+    this.#on(bus, 'writeFailed', (event) => {
+      this.#failedAttempt();
+      if (event.willRetry) this.#counters.retries++;
+      this.#counters.failedJobs += event.failedJobs;
+      if (event.by === 'worker' && !event.willRetry) this.#counters.dequeued += event.count;
+    });
+    this.#on(bus, 'spooled', (event) => {
       this.#counters.spooled += event.count;
-      // The spooled activities will be written again by the replay.
-      if (event.reason === 'write_failed') this.#counters.retries++;
     });
-    this.#watchSpool(resilience.spool);
-    this.watchBreaker(resilience.breaker);
+    this.#on(bus, 'dropped', (event) => {
+      this.#counters.dropped += event.count;
+    });
   }
 
-  /** Listens to a queue worker: stored groups, failed and returned jobs, and its store breaker. */
-  watchWorker(worker: ActivityWorker): void {
-    this.#roles.add('worker');
-    this.#on(worker.events, 'stored', (event: { count: number; activities: readonly Activity[] }) => {
-      this.#counters.dequeued += event.count;
-      this.#storedNow(event.count, event.activities);
-    });
-    this.#on(worker.events, 'jobFailed', (event: { count: number; willRetry: boolean }) => {
-      this.#failedAttempt();
-      if (event.willRetry) {
-        this.#counters.retries++;
-      } else {
-        this.#counters.failedJobs++;
-        this.#counters.dequeued += event.count;
-      }
-    });
-    this.#on(worker.events, 'jobsReturned', () => {
-      this.#failedAttempt();
-      this.#counters.retries++;
-    });
-    this.watchBreaker(worker.breaker);
-  }
-
-  /** Follows a breaker's state (and since when it has been open) for the snapshot and alerts. */
-  watchBreaker(breaker: CircuitBreaker): void {
-    const entry = {
-      breaker,
-      notClosedSinceMs: breaker.state === 'closed' ? null : this.#nowMs(),
-    };
-    const list = this.#breakers.get(breaker.name) ?? [];
-    list.push(entry);
-    this.#breakers.set(breaker.name, list);
-    this.#on(breaker.events, 'stateChange', (transition: { to: BreakerState }) => {
-      if (transition.to === 'closed') entry.notClosedSinceMs = null;
-      else entry.notClosedSinceMs ??= this.#nowMs();
-    });
+  /**
+   * Reports the state of these parts: a delivery's buffered activities (and this process as an
+   * `app`), a worker (as a `worker`, with its breaker), breakers, and a spool's backlog.
+   */
+  include(parts: CollectorParts): void {
+    if (parts.delivery !== undefined) {
+      this.#roles.add('app');
+      this.#deliveries.push(parts.delivery);
+    }
+    if (parts.worker !== undefined) {
+      this.#roles.add('worker');
+      this.#addBreaker(parts.worker.breaker);
+    }
+    for (const breaker of parts.breakers ?? []) this.#addBreaker(breaker);
+    if (parts.spool !== undefined && !this.#spools.includes(parts.spool)) this.#spools.push(parts.spool);
   }
 
   /** Records the queue size seen now in this process's per-minute history. */
@@ -254,30 +237,18 @@ export class MetricsCollector {
     for (const unsubscribe of this.#unsubscribe.splice(0)) unsubscribe();
   }
 
-  #breakerReports(): BreakerReport[] {
-    const reports: BreakerReport[] = [];
-    for (const [name, entries] of this.#breakers) {
-      for (const { breaker, notClosedSinceMs } of entries) {
-        reports.push({
-          name,
-          state: breaker.state,
-          failure_count: breaker.failureCount,
-          is_allowed: breaker.isAllowed,
-          not_closed_since_ms: breaker.state === 'closed' ? null : notClosedSinceMs,
-        });
-      }
-    }
-    return reports;
+  #addBreaker(breaker: CircuitBreaker): void {
+    if (!this.#breakers.includes(breaker)) this.#breakers.push(breaker);
   }
 
-  #watchSpool(spool: Spool): void {
-    if (!this.#spools.includes(spool)) this.#spools.push(spool);
-    this.#on(spool.events, 'replayed', (event: { count: number }) => {
-      this.#counters.replayed += event.count;
-    });
-    this.#on(spool.events, 'dropped', (event: { count: number }) => {
-      this.#counters.dropped += event.count;
-    });
+  #breakerReports(): BreakerReport[] {
+    return this.#breakers.map((breaker) => ({
+      name: breaker.name,
+      state: breaker.state,
+      failure_count: breaker.failureCount,
+      is_allowed: breaker.isAllowed,
+      not_closed_since_ms: breaker.notClosedSinceMs,
+    }));
   }
 
   #enqueued(count: number): void {
@@ -309,33 +280,29 @@ export class MetricsCollector {
     this.#history.addFailures(1, nowMs);
   }
 
-  #on<T extends Record<keyof T, unknown[]>, K extends keyof T & string>(
-    emitter: EventEmitter<T>,
+  #on<K extends keyof ActivityEvents>(
+    bus: ActivityEventBus,
     event: K,
-    listener: (...args: T[K]) => void,
+    listener: (...args: ActivityEvents[K]) => void,
   ): void {
-    this.#unsubscribe.push(listenTo(emitter, event, listener));
+    this.#unsubscribe.push(listenTo(bus, event, listener));
   }
 }
 
-/**
- * Activities a delivery holds in memory. A journaled delivery counts its spool in `pending()`;
- * the spool is reported on its own, so it is taken out here.
- */
+/** Activities a delivery holds in memory (the spool is reported on its own). */
 function bufferedIn(delivery: Delivery): number {
-  if (!(delivery instanceof JournaledDelivery)) return delivery.pending();
-  return Math.max(0, delivery.pending() - delivery.sink.pending());
+  return delivery.buffered?.() ?? delivery.pending();
 }
 
 /** Subscribes `listener` and returns the function that unsubscribes it. */
-function listenTo<T extends Record<keyof T, unknown[]>, K extends keyof T & string>(
-  emitter: EventEmitter<T>,
+function listenTo<K extends keyof ActivityEvents>(
+  bus: ActivityEventBus,
   event: K,
-  listener: (...args: T[K]) => void,
+  listener: (...args: ActivityEvents[K]) => void,
 ): () => void {
-  const typed = emitter as unknown as EventEmitter;
-  typed.on(event, listener as (...args: unknown[]) => void);
-  return () => typed.off(event, listener as (...args: unknown[]) => void);
+  const untyped = bus as unknown as EventEmitter;
+  untyped.on(event, listener as (...args: unknown[]) => void);
+  return () => untyped.off(event, listener as (...args: unknown[]) => void);
 }
 
 /** Bytes and oldest segment of the spool directories, and the activities this process holds there. */

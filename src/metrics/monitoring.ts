@@ -16,7 +16,7 @@ import { composeSnapshot, type PerformanceSnapshot, type SnapshotInput, totalsOf
 /** What a {@link Monitoring} is made of; `startMonitoring` assembles them. */
 export interface MonitoringParts {
   readonly config: Config;
-  /** Counts this process; another monitoring of the same delivery may share it. */
+  /** Counts this process; another monitoring of the same activity log may share it. */
   readonly collector: MetricsCollector;
   /** Called once on close, instead of closing a collector others may still use. */
   readonly releaseCollector: () => void;

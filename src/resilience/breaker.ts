@@ -13,10 +13,10 @@ import {
   TimeoutStrategy,
   timeout,
 } from 'cockatiel';
+import { type ActivityEventBus, type BreakerState, createActivityEventBus } from '../core/activity-events.js';
 import { ActivityLogError, isErrorOfKind } from '../core/errors.js';
 
-/** The breaker's state, as the performance snapshot reports it. */
-export type BreakerState = 'closed' | 'open' | 'half_open';
+export type { BreakerState } from '../core/activity-events.js';
 
 /** What monitoring reads: camelCase here, snake_case in {@link CircuitBreaker.toJSON}. */
 export interface BreakerSnapshot {
@@ -73,6 +73,8 @@ export interface CircuitBreakerOptions {
   readonly slowCallMs?: number;
   /** Errors that say nothing about the destination's health (default: {@link isDataError}). */
   readonly isFailure?: (error: unknown) => boolean;
+  /** Where `breakerState` is reported (default: a bus of its own). */
+  readonly bus?: ActivityEventBus;
 }
 
 /**
@@ -120,6 +122,7 @@ const STATE_NAMES: Readonly<Record<CircuitState, BreakerState>> = {
 export class CircuitBreaker {
   readonly name: string;
   readonly events = new EventEmitter<BreakerEvents>();
+  readonly bus: ActivityEventBus;
   readonly cooldownMs: number;
   readonly firstProbeMs: number;
   readonly timeoutMs: number;
@@ -131,12 +134,14 @@ export class CircuitBreaker {
   readonly #disposables: { dispose(): void }[] = [];
   #state: BreakerState = 'closed';
   #openedAtMs = 0;
+  #notClosedSinceMs: number | null = null;
   /** How long after `#openedAtMs` the probe is let through. */
   #probeDelayMs: number;
   #lastBreakError: unknown;
 
   constructor(options: CircuitBreakerOptions) {
     this.name = options.name;
+    this.bus = options.bus ?? createActivityEventBus();
     this.cooldownMs = options.cooldownMs;
     this.firstProbeMs = Math.min(options.firstProbeMs ?? 500, options.cooldownMs);
     this.timeoutMs = options.timeoutMs;
@@ -180,6 +185,11 @@ export class CircuitBreaker {
     if (this.#state === 'closed') return true;
     if (this.#state === 'half_open') return false;
     return Date.now() >= this.probeAtMs;
+  }
+
+  /** Since when it has not been closed (epoch ms); null while closed. */
+  get notClosedSinceMs(): number | null {
+    return this.#state === 'closed' ? null : this.#notClosedSinceMs;
   }
 
   /** When an open breaker lets its probe through (epoch ms); 0 unless open. */
@@ -295,6 +305,8 @@ export class CircuitBreaker {
     const from = this.#state;
     if (from === to) return;
     this.#state = to;
+    if (to === 'closed') this.#notClosedSinceMs = null;
+    else this.#notClosedSinceMs ??= Date.now();
     const transition: BreakerTransition =
       to === 'open'
         ? {
@@ -307,6 +319,7 @@ export class CircuitBreaker {
           }
         : { breaker: this.name, from, to, failureCount: this.failureCount };
     this.events.emit('stateChange', transition);
+    this.bus.emit('breakerState', { breaker: this.name, from, to });
   }
 
   #refusal(): ActivityLogError {

@@ -62,7 +62,7 @@ export async function drainSpool(
     const waiting = status.segments.filter((segment) => !segment.ownerAlive);
     const total = waiting.reduce((sum, segment) => sum + segment.activities, 0);
     const runningSegments = status.segments.length - waiting.length;
-    sink.events.on('stored', ({ count }) => {
+    sink.bus.on('stored', ({ count }) => {
       replayed += count;
       options.onProgress?.(replayed, total);
     });

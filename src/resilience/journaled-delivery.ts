@@ -1,6 +1,6 @@
-import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
-import type { Delivery, DeliveryEvents } from '../core/delivery.js';
+import type { ActivityEventBus } from '../core/activity-events.js';
+import type { Delivery } from '../core/delivery.js';
 import { ActivityLogError } from '../core/errors.js';
 import type { ResilientSink } from './resilient-sink.js';
 
@@ -27,7 +27,8 @@ export interface JournaledDeliveryOptions {
  */
 export class JournaledDelivery implements Delivery {
   readonly method: 'batch' | 'queue';
-  readonly events = new EventEmitter<DeliveryEvents>();
+  /** The sink's bus: `accepted` here, `stored` and the rest from the sink and its spool. */
+  readonly bus: ActivityEventBus;
   readonly sink: ResilientSink;
   readonly #flushIntervalMs: number;
   #appending = 0;
@@ -37,12 +38,7 @@ export class JournaledDelivery implements Delivery {
     this.sink = sink;
     this.method = options.method ?? 'batch';
     this.#flushIntervalMs = options.flushIntervalMs;
-    sink.events.on('stored', ({ sink: name, count, durationMs, activities }) => {
-      this.events.emit('written', { sink: name, count, durationMs, activities });
-    });
-    sink.events.on('writeFailed', ({ sink: name, count, error }) => {
-      this.events.emit('writeFailed', { sink: name, count, error, attempt: 1, willRetry: true });
-    });
+    this.bus = sink.bus;
   }
 
   deliver(activity: Activity): Promise<void> {
@@ -54,8 +50,8 @@ export class JournaledDelivery implements Delivery {
     if (this.#closed)
       return Promise.reject(new ActivityLogError('DELIVERY_CLOSED', 'log() was called after close()'));
     if (activities.length === 0) return Promise.resolve();
-    if (this.events.listenerCount('accepted') > 0) {
-      for (const activity of activities) this.events.emit('accepted', activity);
+    if (this.bus.listenerCount('accepted') > 0) {
+      for (const activity of activities) this.bus.emit('accepted', activity);
     }
     this.#appending += activities.length;
     return this.sink.spool.append(activities, { whole: true }).then(
@@ -79,6 +75,11 @@ export class JournaledDelivery implements Delivery {
   /** Activities being journaled plus those journaled and not yet stored. */
   pending(): number {
     return this.#appending + this.sink.pending();
+  }
+
+  /** Only those being journaled: the rest are on disk, and monitoring shows the spool on its own. */
+  buffered(): number {
+    return this.#appending;
   }
 
   /**

@@ -46,8 +46,8 @@ export function reportResilience(sink: ResilientSink, warn: (line: string) => vo
       `the spool at ${spool.dir} is replayed: ${replayed} activit${replayed === 1 ? 'y' : 'ies'} reached the ${sink.name}; writing to it directly again`,
     );
   };
-  const onWriteFailed = ({ error }: { error: unknown }) => {
-    if (missingTableSaid || !isActivityLogError(error, 'STORE_SCHEMA_MISSING')) return;
+  const onWriteFailed = ({ sink: name, error }: { sink: string; error: unknown }) => {
+    if (name !== sink.name || missingTableSaid || !isActivityLogError(error, 'STORE_SCHEMA_MISSING')) return;
     missingTableSaid = true;
     say(
       `${error.message} first (from code: await store.migrate() on the store the activity log writes to, e.g. with DATABASE_URL=sqlite::memory:); until it exists nothing reaches the table`,
@@ -65,7 +65,7 @@ export function reportResilience(sink: ResilientSink, warn: (line: string) => vo
   breaker.events.on('stateChange', onStateChange);
   sink.events.on('spoolingStarted', onSpoolingStarted);
   sink.events.on('spoolingStopped', onSpoolingStopped);
-  sink.events.on('writeFailed', onWriteFailed);
+  sink.bus.on('writeFailed', onWriteFailed);
   sink.events.on('replayFailed', onReplayFailed);
   sink.events.on('lost', onLost);
   return () => {
@@ -73,7 +73,7 @@ export function reportResilience(sink: ResilientSink, warn: (line: string) => vo
     breaker.events.off('stateChange', onStateChange);
     sink.events.off('spoolingStarted', onSpoolingStarted);
     sink.events.off('spoolingStopped', onSpoolingStopped);
-    sink.events.off('writeFailed', onWriteFailed);
+    sink.bus.off('writeFailed', onWriteFailed);
     sink.events.off('replayFailed', onReplayFailed);
     replayFailures.flush();
   };

@@ -1,46 +1,15 @@
-import type { Activity } from '../core/activity.js';
-import type { BreakerState } from './breaker.js';
+export type { SpoolReason } from '../core/activity-events.js';
 
-/** Why activities went to the spool. */
-export type SpoolReason = 'breaker_open' | 'write_failed' | 'backlog' | 'slow_write';
+import type { SpoolReason } from '../core/activity-events.js';
 
 /**
- * The typed events of a `ResilientSink`, for metrics and alerts; the breaker's and the spool's own
- * events are on `breaker.events` and `spool.events`.
+ * What only a `ResilientSink` speaks of; the facts metrics count (`stored`, `writeFailed`,
+ * `spooled`) are on its `bus`, and the breaker's and the spool's own events on `breaker.events`
+ * and `spool.events`.
  */
 export interface ResilientSinkEvents {
-  /** Activities confirmed written to the destination, live or replayed from the spool. */
-  stored: [
-    event: {
-      readonly sink: string;
-      readonly count: number;
-      readonly durationMs: number;
-      readonly replayed: boolean;
-      readonly activities: readonly Activity[];
-    },
-  ];
-  /** A write to the destination failed (its activities were then spooled). */
-  writeFailed: [
-    event: {
-      readonly sink: string;
-      readonly count: number;
-      readonly error: unknown;
-      readonly breaker: BreakerState;
-    },
-  ];
-  /** Activities made durable in the spool instead of the destination. */
-  spooled: [
-    event: {
-      readonly sink: string;
-      readonly count: number;
-      readonly dropped: number;
-      readonly reason: SpoolReason;
-    },
-  ];
   /** A replay pass stopped on something other than the destination (the spool could not be read). */
   replayFailed: [event: { readonly sink: string; readonly error: unknown }];
-  /** The destination refused activities as bad data; they were set aside in `rejected.ndjson`. */
-  refused: [event: { readonly sink: string; readonly count: number; readonly error: unknown }];
   /** Activities started going to the spool instead of the destination (the first since it was empty). */
   spoolingStarted: [event: { readonly sink: string; readonly reason: SpoolReason; readonly error?: unknown }];
   /**

@@ -1,3 +1,4 @@
+import type { ActivityEventBus, Destination } from '../core/activity-events.js';
 import type { ActivitySink } from '../core/activity-sink.js';
 import type { CircuitBreaker } from './breaker.js';
 import type { Spool } from './spool.js';
@@ -43,4 +44,8 @@ export interface ResilientSinkOptions {
   readonly acknowledgement?: WriteAcknowledgement | undefined;
   /** How often unconfirmed segments are checked (default 1000 ms). */
   readonly acknowledgementPollMs?: number;
+  /** Where the target writes: the store (default) or the queue; `stored` events say which. */
+  readonly destination?: Destination;
+  /** Where `stored`, `writeFailed` and `spooled` are reported (default: the spool's bus). */
+  readonly bus?: ActivityEventBus;
 }

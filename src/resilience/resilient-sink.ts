@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Activity } from '../core/activity.js';
+import type { ActivityEventBus, Destination } from '../core/activity-events.js';
 import type { ActivitySink } from '../core/activity-sink.js';
 import type { Delivery } from '../core/delivery.js';
 import { isActivityLogError } from '../core/errors.js';
@@ -49,6 +50,9 @@ export class ResilientSink implements ActivitySink {
   readonly breaker: CircuitBreaker;
   readonly spool: Spool;
   readonly events = new EventEmitter<ResilientSinkEvents>();
+  /** Where this sink reports `stored`, `writeFailed` and `spooled`. */
+  readonly bus: ActivityEventBus;
+  readonly destination: Destination;
   /** Every event of this sink is emitted through here. */
   readonly #emit = this.events.emit.bind(this.events);
   readonly #target: ActivitySink;
@@ -70,6 +74,8 @@ export class ResilientSink implements ActivitySink {
     this.name = options.target.name;
     this.breaker = options.breaker;
     this.spool = options.spool;
+    this.bus = options.bus ?? options.spool.bus;
+    this.destination = options.destination ?? 'store';
     this.#replayBatchSize = options.replayBatchSize;
     this.#callerWaits = options.callerWaits ?? false;
     this.#replaySchedule = new SpoolReplaySchedule({
@@ -227,7 +233,7 @@ export class ResilientSink implements ActivitySink {
       return { stored: [activities], refused: [], unwritten: [], inserted: 0, statements: 1 };
     } catch (error) {
       if (isDataError(error) || isActivityLogError(error, 'STORE_SCHEMA_MISSING')) {
-        this.#emitWriteFailed(activities.length, error);
+        this.#emitWriteFailed(activities.length, error, false);
         throw error;
       }
       return { stored: [], refused: [], unwritten: activities, error, inserted: 0, statements: 1 };
@@ -248,14 +254,10 @@ export class ResilientSink implements ActivitySink {
     if (!spooled) for (const part of result.stored) this.#emitStored(part, started, replayed);
     if (result.refused.length > 0) {
       await this.spool.reject(result.refused);
-      this.#emit('refused', {
-        sink: this.name,
-        count: result.refused.length,
-        error: result.refused[0]!.error,
-      });
     }
     if (result.unwritten.length > 0 && !isActivityLogError(result.error, 'BREAKER_OPEN')) {
-      this.#emitWriteFailed(result.unwritten.length, result.error);
+      // Kept for another attempt: spooled by the caller, or the segment replayed again.
+      this.#emitWriteFailed(result.unwritten.length, result.error, true);
     }
     return spooled ? [] : result.unwritten;
   }
@@ -328,7 +330,9 @@ export class ResilientSink implements ActivitySink {
     } catch (spoolError) {
       throw spoolFailedError(this.name, activities.length, reason, cause, spoolError);
     }
-    this.#emit('spooled', { sink: this.name, count: activities.length - dropped, dropped, reason });
+    if (activities.length > dropped) {
+      this.bus.emit('spooled', { sink: this.name, count: activities.length - dropped, reason });
+    }
     if (activities.length > dropped && this.#spooling.begin()) {
       this.#emit('spoolingStarted', {
         sink: this.name,
@@ -341,9 +345,11 @@ export class ResilientSink implements ActivitySink {
   }
 
   #emitStored(activities: readonly Activity[], started: number, replayed: boolean): void {
-    if (this.events.listenerCount('stored') === 0) return;
-    this.#emit('stored', {
+    if (this.bus.listenerCount('stored') === 0) return;
+    this.bus.emit('stored', {
       sink: this.name,
+      destination: this.destination,
+      by: 'app',
       count: activities.length,
       durationMs: performance.now() - started,
       replayed,
@@ -351,8 +357,16 @@ export class ResilientSink implements ActivitySink {
     });
   }
 
-  #emitWriteFailed(count: number, error: unknown): void {
-    this.#emit('writeFailed', { sink: this.name, count, error, breaker: this.breaker.state });
+  #emitWriteFailed(count: number, error: unknown, willRetry: boolean): void {
+    this.bus.emit('writeFailed', {
+      sink: this.name,
+      destination: this.destination,
+      by: 'app',
+      count,
+      error,
+      willRetry,
+      failedJobs: 0,
+    });
   }
 }
 

@@ -1,10 +1,9 @@
-import type { EventEmitter } from 'node:events';
 import { open, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ActivityEventBus } from '../core/activity-events.js';
 import { ActivityLogError } from '../core/errors.js';
 import type { SerialQueue } from './serial-queue.js';
 import { isMissing, messageOf, spoolError } from './spool-error.js';
-import type { SpoolEvents } from './spool-events.js';
 import { linesThatFit, type SpoolAppendResult, type SpoolQuota } from './spool-quota.js';
 import { FILE_MODE, REJECTED_FILE } from './spool-segment-directory.js';
 import { writeFully } from './spool-segment-writer.js';
@@ -31,7 +30,7 @@ export interface RejectedSummary {
 
 export interface SpoolQuarantineOptions {
   readonly dir: string;
-  readonly events: EventEmitter<SpoolEvents>;
+  readonly bus: ActivityEventBus;
   readonly warn: (message: string) => void;
   readonly quota: SpoolQuota;
   /** The spool's write side: the file is written and purged in turn with the segments. */
@@ -79,7 +78,7 @@ export class SpoolQuarantine {
    * @throws ActivityLogError `SPOOL_FAILED` when the file cannot be written.
    */
   keep(refused: readonly RefusedActivity[], lines: readonly Buffer[]): Promise<SpoolAppendResult> {
-    const { quota, events } = this.#options;
+    const { quota, bus } = this.#options;
     let result: SpoolAppendResult = { spooled: 0, dropped: 0 };
     return this.#options.writes
       .run(async () => {
@@ -90,7 +89,7 @@ export class SpoolQuarantine {
         result = { spooled: kept.length, dropped: refused.length - kept.length };
         if (kept.length > 0) {
           const { error } = refused[0]!;
-          events.emit('rejected', { count: kept.length, error });
+          bus.emit('rejected', { count: kept.length, error });
           this.#refusals.add(kept.length, describeRefusal(error).message);
         }
         if (result.dropped > 0) quota.drop(result.dropped, 'refused activities');

@@ -1,7 +1,6 @@
-import type { EventEmitter } from 'node:events';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { SpoolEvents } from './spool-events.js';
+import type { ActivityEventBus } from '../core/activity-events.js';
 import { listSegments, REJECTED_FILE } from './spool-segment-directory.js';
 import { ThrottledWarning } from './throttled-warning.js';
 
@@ -103,7 +102,7 @@ export function linesThatFit(
 export class SpoolQuota {
   readonly maxBytes: number;
   readonly #dir: string;
-  readonly #events: EventEmitter<SpoolEvents>;
+  readonly #bus: ActivityEventBus;
   readonly #drops: ThrottledWarning;
   /** Bytes of the segments; -1 until the directory was first read. */
   #segmentBytes = -1;
@@ -114,15 +113,10 @@ export class SpoolQuota {
    */
   #fullAtBytes: number | null = null;
 
-  constructor(
-    dir: string,
-    maxBytes: number,
-    events: EventEmitter<SpoolEvents>,
-    warn: (message: string) => void,
-  ) {
+  constructor(dir: string, maxBytes: number, bus: ActivityEventBus, warn: (message: string) => void) {
     this.#dir = dir;
     this.maxBytes = maxBytes;
-    this.#events = events;
+    this.#bus = bus;
     this.#drops = new ThrottledWarning(
       warn,
       WARNING_INTERVAL_MS,
@@ -180,7 +174,7 @@ export class SpoolQuota {
 
   /** Counts, reports and warns about `count` activities that did not fit. */
   drop(count: number, what = 'activities'): void {
-    this.#events.emit('dropped', { count, totalBytes: this.usedBytes, maxBytes: this.maxBytes });
+    this.#bus.emit('dropped', { count, totalBytes: this.usedBytes, maxBytes: this.maxBytes });
     this.#drops.add(count, what);
   }
 

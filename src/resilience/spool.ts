@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Activity } from '../core/activity.js';
+import { type ActivityEventBus, createActivityEventBus } from '../core/activity-events.js';
 import { canonicalActivityJson } from '../core/canonical-encoding.js';
 import { SerialQueue } from './serial-queue.js';
 import { isMissing, messageOf, spoolError } from './spool-error.js';
@@ -35,6 +36,8 @@ export interface SpoolOptions {
   readonly segmentMaxBytes?: number;
   /** Where warnings (drops, refused and corrupt records) go; default: one line on stderr. */
   readonly warn?: (message: string) => void;
+  /** Where `dropped` and `rejected` are reported (default: a bus of its own). */
+  readonly bus?: ActivityEventBus;
 }
 
 /** One segment file, as `spool status` lists it. */
@@ -91,6 +94,7 @@ export class Spool {
   readonly maxBytes: number;
   readonly segmentMaxBytes: number;
   readonly events = new EventEmitter<SpoolEvents>();
+  readonly bus: ActivityEventBus;
   /** Everything that changes the directory runs here in turn: commits, sealing before a replay, `rejected.ndjson`, releases. */
   readonly #writes = new SerialQueue();
   readonly #ledger = new SpoolSegmentLedger();
@@ -105,6 +109,7 @@ export class Spool {
   constructor(options: SpoolOptions) {
     this.dir = options.dir;
     this.maxBytes = options.maxBytes;
+    this.bus = options.bus ?? createActivityEventBus();
     this.segmentMaxBytes = options.segmentMaxBytes ?? defaultSegmentMaxBytes(options.maxBytes);
     const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
     const shared = {
@@ -114,7 +119,7 @@ export class Spool {
       prepare: () => this.#prepareDirectory(),
     };
     this.#ownership = new SpoolOwnership(this.dir, () => this.#closed);
-    this.#quota = new SpoolQuota(this.dir, this.maxBytes, this.events, warn);
+    this.#quota = new SpoolQuota(this.dir, this.maxBytes, this.bus, warn);
     this.#writer = new SpoolSegmentWriter({
       ...shared,
       owner: this.#ownership.owner,
@@ -130,7 +135,7 @@ export class Spool {
       ownership: this.#ownership,
       writer: this.#writer,
     });
-    this.#quarantine = new SpoolQuarantine({ ...shared, warn, quota: this.#quota });
+    this.#quarantine = new SpoolQuarantine({ ...shared, bus: this.bus, warn, quota: this.#quota });
   }
 
   /**

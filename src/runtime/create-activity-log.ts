@@ -1,8 +1,10 @@
 import { type Config, type ConfigOverrides, loadConfig } from '../config/config.js';
 import { defaultModelResolver, type LogInput, type ModelResolver } from '../core/activity.js';
+import { type ActivityEventBus, createActivityEventBus } from '../core/activity-events.js';
 import type { Delivery } from '../core/delivery.js';
 import { type ActivityLogger, createLogger } from '../core/logger.js';
 import { secretKeyMatcher } from '../core/redact.js';
+import { MetricsCollector } from '../metrics/collector.js';
 import { reportResilience } from '../resilience/report-resilience.js';
 import { resilienceOf } from '../resilience/resilient-sink.js';
 import type { ActivityPage, ActivityQuery, ActivityStore } from '../store/activity-store.js';
@@ -25,6 +27,8 @@ export interface ActivityLogOptions {
    * spool and the spool replayed, refused or dropped activities, a missing table. Default: stderr.
    */
   readonly warn?: (line: string) => void;
+  /** Count into this collector (default: a new one); for a clock of its own, mostly in tests. */
+  readonly collector?: MetricsCollector;
 }
 
 /** The activity log: build with {@link createActivityLog}. */
@@ -42,6 +46,10 @@ export interface ComposedActivityLog {
   readonly config: Config;
   readonly store: ActivityStore;
   readonly delivery: Delivery;
+  /** The bus every part reports on (`ActivityEvents` lists what each one reports). */
+  readonly events: ActivityEventBus;
+  /** Counts what `events` reports, from the start; monitoring publishes and serves its figures. */
+  readonly collector: MetricsCollector;
 }
 
 /**
@@ -73,18 +81,30 @@ export function composeActivityLog(options: ActivityLogOptions = {}): ComposedAc
   });
   const store = options.store ?? createStore(config.database);
   const warn = options.warn ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const delivery = (options.delivery ?? createDelivery)(config, store, { warn });
+  const delivery = (options.delivery ?? createDelivery)(config, store, {
+    warn,
+    bus: createActivityEventBus(),
+  });
   const resilience = resilienceOf(delivery);
   const stopReporting = resilience === null ? () => undefined : reportResilience(resilience, warn);
+  const collector = options.collector ?? new MetricsCollector();
+  collector.listen(delivery.bus);
+  collector.include({
+    delivery,
+    ...(resilience === null ? {} : { breakers: [resilience.breaker], spool: resilience.spool }),
+  });
   const logger = createLogger({
     delivery,
     build: {
       resolveModel: options.resolveModel ?? defaultModelResolver,
       isSecretKey: secretKeyMatcher(config.redactKeys),
     },
-    afterClose: stopReporting,
+    afterClose: () => {
+      stopReporting();
+      if (options.collector === undefined) collector.close();
+    },
   });
-  return { activityLog: withQuery(logger, store), config, store, delivery };
+  return { activityLog: withQuery(logger, store), config, store, delivery, events: delivery.bus, collector };
 }
 
 function withQuery(logger: ActivityLogger, store: ActivityStore): ActivityLog {

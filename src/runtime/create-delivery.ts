@@ -1,4 +1,5 @@
 import type { Config } from '../config/config.js';
+import { type ActivityEventBus, createActivityEventBus } from '../core/activity-events.js';
 import type { ActivitySink } from '../core/activity-sink.js';
 import type { Delivery } from '../core/delivery.js';
 import { BatchDelivery } from '../delivery/batch.js';
@@ -14,6 +15,8 @@ import { createResilientSink } from './create-resilient-sink.js';
 export interface DeliveryOptions {
   /** Where one-line warnings go (default: stderr). */
   readonly warn?: (line: string) => void;
+  /** The bus the delivery, its sink, breaker and spool report on (default: a new one). */
+  readonly bus?: ActivityEventBus;
 }
 
 /** An enqueue slower than this fails, counts against the queue breaker, and its activities are spooled. */
@@ -31,21 +34,24 @@ export function createDelivery(
   store: ActivityStore,
   options: DeliveryOptions = {},
 ): Delivery {
-  const warn = options.warn === undefined ? {} : { warn: options.warn };
+  const bus = options.bus ?? createActivityEventBus();
+  const shared = { bus, ...(options.warn === undefined ? {} : { warn: options.warn }) };
   switch (config.method) {
     case 'sync':
       // Each sync write is already durable when log() resolves (stored or fsync'd in the spool).
       return new SyncDelivery(
-        createResilientSink(config, createStoreSink(store), { callerWaits: true, ...warn }),
+        createResilientSink(config, createStoreSink(store), { callerWaits: true, ...shared }),
+        { bus },
       );
     case 'batch': {
-      const sink = createResilientSink(config, createStoreSink(store), warn);
+      const sink = createResilientSink(config, createStoreSink(store), shared);
       if (config.durability === 'disk') {
         return new JournaledDelivery(sink, { flushIntervalMs: config.flushIntervalMs });
       }
       return new BatchDelivery(sink, {
         batchSize: config.batchSize,
         flushIntervalMs: config.flushIntervalMs,
+        bus,
       });
     }
     case 'queue': {
@@ -61,11 +67,12 @@ export function createDelivery(
       // the queue once Redis is back.
       const sink = createResilientSink(config, closingStoreToo(queueSink, store), {
         name: 'queue',
+        destination: 'queue',
         timeoutMs: QUEUE_ENQUEUE_TIMEOUT_MS,
         // With a disk journal, each batch stays in it until a worker has stored it: a Redis that
         // loses its jobs (a crash without persistence) loses nothing whose log() resolved.
         ...(config.durability === 'disk' ? { acknowledgement: queueSink.acknowledgement } : {}),
-        ...warn,
+        ...shared,
       });
       const delivery =
         config.durability === 'disk'
@@ -74,6 +81,7 @@ export function createDelivery(
               method: 'queue',
               batchSize: config.batchSize,
               flushIntervalMs: config.flushIntervalMs,
+              bus,
             });
       attachQueueSink(delivery, queueSink);
       return delivery;

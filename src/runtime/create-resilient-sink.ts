@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import type { Config } from '../config/config.js';
+import { type ActivityEventBus, createActivityEventBus, type Destination } from '../core/activity-events.js';
 import type { ActivitySink } from '../core/activity-sink.js';
 import { CircuitBreaker } from '../resilience/breaker.js';
 import {
@@ -20,6 +21,10 @@ export interface ResilientSinkSettings {
   readonly warn?: (message: string) => void;
   /** See {@link ResilientSinkOptions.acknowledgement}. */
   readonly acknowledgement?: WriteAcknowledgement;
+  /** Where the sink is: the store (default) or the queue. */
+  readonly destination?: Destination;
+  /** The bus the sink, its breaker and its spool report on (default: a new one). */
+  readonly bus?: ActivityEventBus;
 }
 
 /**
@@ -36,17 +41,20 @@ export function createResilientSink(
   target: ActivitySink,
   settings: ResilientSinkSettings = {},
 ): ResilientSink {
+  const bus = settings.bus ?? createActivityEventBus();
   const breaker = new CircuitBreaker({
     name: settings.name ?? target.name,
     failureThreshold: config.breakerFailures,
     cooldownMs: config.breakerCooldownMs,
     timeoutMs: settings.timeoutMs ?? config.database.queryTimeoutMs,
     slowCallMs: config.slowWriteMs,
+    bus,
   });
   const spool = new Spool({
     dir: resolve(config.spoolDir),
     maxBytes: config.spoolMaxMb * 1024 * 1024,
     ...(settings.warn === undefined ? {} : { warn: settings.warn }),
+    bus,
   });
   return new ResilientSink({
     target,
@@ -56,5 +64,7 @@ export function createResilientSink(
     callerWaits: settings.callerWaits ?? false,
     slowWriteMs: config.slowWriteMs,
     acknowledgement: settings.acknowledgement,
+    destination: settings.destination ?? 'store',
+    bus,
   });
 }

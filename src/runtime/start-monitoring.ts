@@ -1,6 +1,5 @@
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
-import type { Delivery } from '../core/delivery.js';
 import { metricsKeys } from '../delivery/queue-keys.js';
 import { connectRedis, createRedisClient } from '../delivery/redis-connection.js';
 import type { ActivityWorker } from '../delivery/worker.js';
@@ -14,9 +13,9 @@ export const DEFAULT_ALERT_INTERVAL_MS = 15_000;
 
 export interface MonitoringOptions {
   readonly config: Config;
-  /** Counted: its events, breaker and spool (the `delivery` of {@link composeActivityLog}). */
-  readonly delivery?: Delivery | undefined;
-  /** Counted: its stored and failed jobs, and its store breaker. */
+  /** What is counted: the `collector` of {@link composeActivityLog}. Monitorings of one collector count each activity once. */
+  readonly collector?: MetricsCollector | undefined;
+  /** Counted too: its stored and failed jobs (on its bus) and its store breaker. */
   readonly worker?: ActivityWorker | null | undefined;
   /**
    * Share figures through Redis: publish this process's report and read everyone's. Default: on
@@ -55,8 +54,8 @@ export function sharesThroughRedis(config: Config, worker: boolean): boolean {
  * makes a caller wait; while Redis is away the snapshot shows this process alone.
  *
  * @example
- * const { activityLog, config, delivery } = composeActivityLog();
- * const monitoring = startMonitoring({ config, delivery, worker });
+ * const { activityLog, config, collector } = composeActivityLog();
+ * const monitoring = startMonitoring({ config, collector });
  * app.get('/perf', async () => monitoring.snapshot());
  */
 export function startMonitoring(options: MonitoringOptions): Monitoring {
@@ -79,17 +78,21 @@ export async function connectMonitoringReader(config: Config): Promise<Monitorin
 }
 
 function assembleMonitoring(options: MonitoringOptions, redis: Redis | null): Monitoring {
-  const { config, delivery } = options;
+  const { config } = options;
   const worker = options.worker ?? null;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const collector = delivery === undefined ? new MetricsCollector() : acquireCollector(delivery);
-  if (worker !== null) collector.watchWorker(worker);
-  const counting = delivery !== undefined || worker !== null;
+  const collector = options.collector ?? new MetricsCollector();
+  if (worker !== null) {
+    collector.listen(worker.bus);
+    collector.include({ worker });
+  }
+  const counting = options.collector !== undefined || worker !== null;
   const heartbeatTtlMs = options.heartbeatTtlMs ?? DEFAULT_HEARTBEAT_TTL_MS;
   return new Monitoring({
     config,
     collector,
-    releaseCollector: () => (delivery === undefined ? collector.close() : releaseCollector(delivery)),
+    // A given collector belongs to its activity log, which closes it.
+    releaseCollector: () => (options.collector === undefined ? collector.close() : undefined),
     redis,
     reader: redis === null ? null : new ClusterReader(redis, config.queueName, heartbeatTtlMs),
     publisher:
@@ -120,29 +123,4 @@ function assembleMonitoring(options: MonitoringOptions, redis: Redis | null): Mo
       (options.alerts ?? counting) ? (options.alertIntervalMs ?? DEFAULT_ALERT_INTERVAL_MS) : null,
     log,
   });
-}
-
-/**
- * One collector per delivery, shared by every monitoring of it (a server and the application's
- * own `startMonitoring`), so each activity is counted once, under one process id.
- */
-const COLLECTORS = new WeakMap<Delivery, { readonly collector: MetricsCollector; users: number }>();
-
-function acquireCollector(delivery: Delivery): MetricsCollector {
-  let shared = COLLECTORS.get(delivery);
-  if (shared === undefined) {
-    const collector = new MetricsCollector();
-    collector.watchDelivery(delivery);
-    shared = { collector, users: 0 };
-    COLLECTORS.set(delivery, shared);
-  }
-  shared.users++;
-  return shared.collector;
-}
-
-function releaseCollector(delivery: Delivery): void {
-  const shared = COLLECTORS.get(delivery);
-  if (shared === undefined || --shared.users > 0) return;
-  COLLECTORS.delete(delivery);
-  shared.collector.close();
 }

@@ -159,7 +159,7 @@ describe('performance and metrics routes (no services)', () => {
     const receiver = await alertReceiver();
     const store = new MemoryStore();
     store.failNext = 1;
-    const { activityLog, config, delivery } = composeActivityLog({
+    const { activityLog, config, collector } = composeActivityLog({
       env: {},
       store,
       config: {
@@ -172,7 +172,7 @@ describe('performance and metrics routes (no services)', () => {
     });
     const monitoring = startMonitoring({
       config,
-      delivery,
+      collector,
       alertIntervalMs: 50,
       log: () => undefined,
     });
@@ -193,7 +193,7 @@ describe('performance and metrics routes (no services)', () => {
     const receiver = await alertReceiver();
     const store = new MemoryStore();
     store.failNext = Number.MAX_SAFE_INTEGER;
-    const { activityLog, config, delivery } = composeActivityLog({
+    const { activityLog, config, collector } = composeActivityLog({
       env: {},
       store,
       config: {
@@ -210,7 +210,7 @@ describe('performance and metrics routes (no services)', () => {
     const lines: string[] = [];
     const monitoring = startMonitoring({
       config,
-      delivery,
+      collector,
       alerts: false,
       log: (line) => lines.push(line),
     });
@@ -337,13 +337,13 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     /** A process that stores `lagsMs.length` activities now, each `lagMs` after its `created_at`. */
     async function processStoring(label: string) {
       const spoolDir = await tempDir(label);
-      const { activityLog, delivery } = composeActivityLog({
+      const collector = new MetricsCollector({ nowMs: () => nowMs });
+      const { activityLog } = composeActivityLog({
         env: {},
         store: new MemoryStore(),
         config: { method: 'sync', spoolDir },
+        collector,
       });
-      const collector = new MetricsCollector({ nowMs: () => nowMs });
-      collector.watchDelivery(delivery);
       const publisher = new MetricsPublisher({ redis, queueName, collector });
       cleanups.push(async () => {
         collector.close();
@@ -385,13 +385,13 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
       await removeMetricsKeys(redis, queueName);
       redis.disconnect();
     });
-    const { activityLog, delivery } = composeActivityLog({
+    const collector = new MetricsCollector();
+    const { activityLog } = composeActivityLog({
       env: {},
       store: new MemoryStore(),
       config: { method: 'sync', spoolDir: await tempDir('once') },
+      collector,
     });
-    const collector = new MetricsCollector();
-    collector.watchDelivery(delivery);
     cleanups.push(async () => {
       collector.close();
       await activityLog.close();
@@ -412,7 +412,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect((await reader.read(Date.now())).totals).toMatchObject({ accepted: 15, stored: 15 });
   });
 
-  it('counts a delivery once when a server and the application both monitor it', async () => {
+  it('counts an activity log once when a server and the application both monitor it', async () => {
     const queueName = uniqueQueueName('mon-shared');
     const redis = new Redis(REDIS_URL);
     cleanups.push(async () => {
@@ -428,10 +428,10 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
         ACTIVITY_LOG_SPOOL_DIR: await tempDir('shared'),
       },
     });
-    const { activityLog, delivery } = composeActivityLog({ config, store: new MemoryStore() });
+    const { activityLog, collector } = composeActivityLog({ config, store: new MemoryStore() });
     cleanups.push(() => activityLog.close());
-    const first = startMonitoring({ config, delivery, shared: true, alerts: false });
-    const second = startMonitoring({ config, delivery, shared: true, alerts: false });
+    const first = startMonitoring({ config, collector, shared: true, alerts: false });
+    const second = startMonitoring({ config, collector, shared: true, alerts: false });
     expect(second.collector).toBe(first.collector);
     for (let i = 0; i < 10; i++) await activityLog.log({ description: `shared ${i}` });
     // Connected to Redis (a snapshot waits for that), so close() publishes a last round.
@@ -523,7 +523,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     const activityLog: ActivityLog = composed.activityLog;
     const monitoring: Monitoring = startMonitoring({
       config,
-      delivery: composed.delivery,
+      collector: composed.collector,
       worker,
       alerts: false,
       publishIntervalMs: 100,
@@ -653,11 +653,11 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
       },
     });
     cleanups.push(() => cleanRedis(config));
-    const { activityLog, delivery } = composeActivityLog({ env: {}, config, store });
+    const { activityLog, collector } = composeActivityLog({ env: {}, config, store });
     const quiet = () => undefined;
     const app = startMonitoring({
       config,
-      delivery,
+      collector,
       shared: true,
       alerts: false,
       publishIntervalMs: 50,

@@ -59,7 +59,7 @@ describe.skipIf(!redisUp)('queue producer (real Redis)', () => {
       retryMaxDelayMs: 200,
     });
     let failures = 0;
-    delivery.events.on('writeFailed', () => failures++);
+    delivery.bus.on('writeFailed', () => failures++);
     for (const activity of sampleActivities(120)) delivery.deliver(activity);
     await waitFor(() => failures > 0, 3000, 'the enqueue to fail');
     expect(delivery.pending()).toBe(120);

@@ -145,7 +145,7 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
     cleanups.push(() => activityLog.close());
     const resilience = resilienceOf(delivery)!;
     let droppedEvents = 0;
-    resilience.spool.events.on('dropped', ({ count }) => {
+    resilience.spool.bus.on('dropped', ({ count }) => {
       droppedEvents += count;
     });
     const padding = 'x'.repeat(400);

@@ -97,7 +97,7 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
     const transitions: string[] = [];
     resilience.breaker.events.on('stateChange', ({ from, to }) => transitions.push(`${from}→${to}`));
     let spooled = 0;
-    resilience.events.on('spooled', ({ count }) => {
+    resilience.bus.on('spooled', ({ count }) => {
       spooled += count;
     });
 

@@ -75,7 +75,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const transitions: string[] = [];
     resilience.breaker.events.on('stateChange', ({ from, to }) => transitions.push(`${from}→${to}`));
     let spooled = 0;
-    resilience.events.on('spooled', ({ count: n }) => {
+    resilience.bus.on('spooled', ({ count: n }) => {
       spooled += n;
     });
 

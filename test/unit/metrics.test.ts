@@ -2,7 +2,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Delivery } from '../../src/core/delivery.js';
 import {
   type AlertAction,
   AlertNotifier,
@@ -180,7 +179,7 @@ describe('MetricsCollector on a real delivery', () => {
 
   async function setUp(store: MemoryStore, flushIntervalMs = 5) {
     const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-spool-'));
-    const { activityLog, delivery } = composeActivityLog({
+    const { activityLog, collector } = composeActivityLog({
       env: {},
       store,
       config: {
@@ -192,19 +191,16 @@ describe('MetricsCollector on a real delivery', () => {
         breakerCooldownMs: 60_000,
       },
     });
-    return { activityLog, collector: watch(activityLog, delivery, spoolDir) };
+    closeAfterTest(activityLog, spoolDir);
+    return { activityLog, collector };
   }
 
-  /** A collector watching `activityLog`; both are closed, and `spoolDir` removed, after the test. */
-  function watch(activityLog: ActivityLog, delivery: Delivery, spoolDir: string): MetricsCollector {
-    const collector = new MetricsCollector();
-    collector.watchDelivery(delivery);
+  /** Closes `activityLog` (and with it the collector it counts into) and removes `spoolDir` after the test. */
+  function closeAfterTest(activityLog: ActivityLog, spoolDir: string): void {
     cleanups.push(async () => {
-      collector.close();
       await activityLog.close();
       await rm(spoolDir, { recursive: true, force: true });
     });
-    return collector;
   }
 
   it('counts accepted and stored activities, write attempts and the lag of each one', async () => {
@@ -223,12 +219,12 @@ describe('MetricsCollector on a real delivery', () => {
 
   it('counts a sync delivery once per write, through its resilient sink', async () => {
     const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-sync-'));
-    const { activityLog, delivery } = composeActivityLog({
+    const { activityLog, collector } = composeActivityLog({
       env: {},
       store: new MemoryStore(),
       config: { method: 'sync', spoolDir },
     });
-    const collector = watch(activityLog, delivery, spoolDir);
+    closeAfterTest(activityLog, spoolDir);
     for (let i = 0; i < 3; i++) await activityLog.log({ description: `s${i}` });
     expect(collector.counters).toMatchObject({ accepted: 3, stored: 3, writeAttempts: 3, writeFailures: 0 });
     expect((await collector.report()).buffered).toBe(0);
@@ -236,14 +232,14 @@ describe('MetricsCollector on a real delivery', () => {
 
   it("keeps the lag of the activities stored each minute, with p50/p99 at the buckets' resolution", async () => {
     const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-history-lag-'));
-    const { activityLog, delivery } = composeActivityLog({
+    let clockMs = T0 + 10_000;
+    const collector = new MetricsCollector({ nowMs: () => clockMs });
+    const { activityLog } = composeActivityLog({
       env: {},
       store: new MemoryStore(),
       config: { method: 'sync', spoolDir },
+      collector,
     });
-    let clockMs = T0 + 10_000;
-    const collector = new MetricsCollector({ nowMs: () => clockMs });
-    collector.watchDelivery(delivery);
     cleanups.push(async () => {
       collector.close();
       await activityLog.close();

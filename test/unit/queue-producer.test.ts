@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
-import type { DeliveryEvents } from '../../src/core/delivery.js';
+import type { WriteFailedEvent } from '../../src/core/activity-events.js';
 import { BatchDelivery } from '../../src/delivery/batch.js';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { createDelivery } from '../../src/runtime/create-delivery.js';
@@ -21,8 +21,8 @@ describe('queue producer with Redis unreachable', () => {
       flushIntervalMs: 10,
       closeTimeoutMs: 300,
     });
-    const failures: DeliveryEvents['writeFailed'][0][] = [];
-    delivery.events.on('writeFailed', (event) => failures.push(event));
+    const failures: WriteFailedEvent[] = [];
+    delivery.bus.on('writeFailed', (event) => failures.push(event));
 
     const activities = sampleActivities(1000);
     const started = performance.now();

@@ -1,9 +1,8 @@
-import { EventEmitter } from 'node:events';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { SpoolEvents } from '../../src/resilience/spool-events.js';
+import { createActivityEventBus } from '../../src/core/activity-events.js';
 import {
   type AppendRequest,
   allotGroup,
@@ -105,7 +104,7 @@ describe('linesThatFit', () => {
 
 describe('SpoolQuota', () => {
   function quota(maxBytes = 100, dir = '/nonexistent/spool') {
-    const events = new EventEmitter<SpoolEvents>();
+    const events = createActivityEventBus();
     const warnings: string[] = [];
     return { quota: new SpoolQuota(dir, maxBytes, events, (line) => warnings.push(line)), events, warnings };
   }

@@ -79,7 +79,7 @@ describe('ResilientSink', () => {
     const target = new MemorySink();
     const sink = resilient(target);
     const spooled: string[] = [];
-    sink.events.on('spooled', (event) => spooled.push(event.reason));
+    sink.bus.on('spooled', (event) => spooled.push(event.reason));
     target.failNext = 1;
     const sent = activities(20);
     await sink.write(sent);
@@ -359,7 +359,7 @@ describe('ResilientSink', () => {
     };
     const sink = resilient(target, { replayBatchSize: 10 });
     const spooled: string[] = [];
-    sink.events.on('spooled', (event) => spooled.push(event.reason));
+    sink.bus.on('spooled', (event) => spooled.push(event.reason));
     const delivery = new BatchDelivery(sink, {
       batchSize: 10,
       flushIntervalMs: 5,

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import type { Config } from '../../config/config.js';
 import { SETTINGS } from '../../config/config-settings.js';
+import type { ActivityEventBus } from '../../core/activity-events.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
 import { createActivityLogServer } from '../../http/create-activity-log-server.js';
@@ -71,10 +72,10 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       // A spool that cannot be written would be found during an outage, too late.
       await resilienceOf(delivery)?.spool.prepare();
       await migration.start();
-      worker = await startWorkerIfAsked(flags.worker === true, composed.config, store);
+      worker = await startWorkerIfAsked(flags.worker === true, composed.config, store, composed.events);
       if (worker !== null) stopWhenWorkerStops(stop, worker);
       retention = startRetention(composed.config, store);
-      monitoring = startMonitoring({ config, delivery, worker });
+      monitoring = startMonitoring({ config, collector: composed.collector, worker });
       app = createActivityLogServer(composed, {
         config,
         monitoring,
@@ -206,6 +207,7 @@ async function startWorkerIfAsked(
   asked: boolean,
   config: Config,
   store: ActivityStore,
+  bus: ActivityEventBus,
 ): Promise<ActivityWorker | null> {
   if (!asked) return null;
   if (config.method !== 'queue') {
@@ -214,7 +216,8 @@ async function startWorkerIfAsked(
     );
     return null;
   }
-  const worker = new ActivityWorker({ config, store });
+  // On the application's bus: one collector counts both, under one process id.
+  const worker = new ActivityWorker({ config, store, bus });
   worker.events.on('warning', (warning) =>
     process.stderr.write(`activity-log: warning: ${warning.message}\n`),
   );
