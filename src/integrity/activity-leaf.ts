@@ -86,6 +86,12 @@ export function checkErasableFields(columns: readonly string[]): readonly Erasab
   return Object.freeze(columns.map(erasableField));
 }
 
+/** SHA-256(salt ‖ UTF-8(column) ‖ 0x00 ‖ UTF-8(valueJson)) in hex: one field's commitment. */
+export function fieldCommitment(salt: Uint8Array, column: string, valueJson: string): string {
+  checkSalt(salt);
+  return createHash('sha256').update(salt).update(`${column}\u0000${valueJson}`, 'utf8').digest('hex');
+}
+
 /** The commitment of each field in `erasableFields` to its value in `activity`, under `salt`. */
 export function fieldCommitments(
   activity: Activity,
@@ -150,16 +156,12 @@ function commitmentOf(activity: Activity, options: LeafOptions, column: Erasable
 function commit(activity: Activity, salt: Uint8Array, column: ErasableField): string {
   const field = ERASABLE.get(column) as ActivityField;
   const value = (activity as unknown as Readonly<Record<string, unknown>>)[field.property];
-  const json = field.kind === 'json' ? propertiesJson(activity) : canonicalJson(value ?? null);
-  return createHash('sha256')
-    .update(salt)
-    .update(column, 'utf8')
-    .update(NUL)
-    .update(json, 'utf8')
-    .digest('hex');
+  return fieldCommitment(
+    salt,
+    column,
+    field.kind === 'json' ? propertiesJson(activity) : canonicalJson(value ?? null),
+  );
 }
-
-const NUL = Buffer.from([0x00]);
 
 function erasableField(column: string): ErasableField {
   if (!isErasableField(column)) {
