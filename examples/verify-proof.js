@@ -33,6 +33,8 @@ const u64 = (n) => {
 function check(proof, trustedKey) {
   const row = { ...proof.activity };
   for (const [column, commitment] of Object.entries(proof.commitments)) {
+    if (proof.salt === null && row[column] !== null)
+      return `${column} has a value but no salt: an erased field is null`;
     if (
       proof.salt !== null &&
       sha256(hex(proof.salt), `${column}\0${canonical(row[column] ?? null)}`).toString('hex') !== commitment

@@ -3,8 +3,10 @@ import { canonicalActivityJson, canonicalJson } from '../core/canonical-encoding
 import {
   activityLeafHash,
   checkErasableFields,
+  type ErasableField,
   type FieldCommitments,
   fieldCommitment,
+  isErasableField,
 } from './activity-leaf.js';
 import { type Checkpoint, checkpointProblem } from './checkpoint.js';
 import { hashLeaf, inclusionPath, verifyInclusion } from './merkle-tree.js';
@@ -45,7 +47,8 @@ import { type Seal, sealChainBreak } from './seal-hash.js';
  *
  * 1. Commitments: with a salt, each field named in `commitments` is recommitted from its value
  *    (SHA-256(salt ‖ column ‖ 0x00 ‖ canonical JSON of the value)) and must equal the one given;
- *    without a salt the given ones stand in for the erased values.
+ *    without a salt (an erased row) those fields must be null, and the given commitments stand in
+ *    for the values they had.
  * 2. Leaf: SHA-256(0x00 ‖ canonical JSON of `activity` with each committed field's value replaced
  *    by `{"commitment":"<hex>"}`) must equal `leaf_hash`.
  * 3. Merkle path: RFC 9162 §2.1.3.2 from the leaf, at `leaf_index` in a tree of the first seal's
@@ -127,9 +130,12 @@ export function buildInclusionProof(input: InclusionProofInput): InclusionProof 
   if (input.seals.length === 0) throw new RangeError("an inclusion proof needs at least the row's seal");
   const row = input.rows[index]!;
   const leaves = input.rows.map(sealedRowLeafHash);
+  const activity = JSON.parse(canonicalActivityJson(row.activity)) as Record<string, unknown>;
+  // An erased row reads back with empty properties; the proof shows every erased field as null.
+  if (row.salt === null) for (const column of Object.keys(row.commitments)) activity[column] = null;
   return Object.freeze({
     format: INCLUSION_PROOF_FORMAT,
-    activity: JSON.parse(canonicalActivityJson(row.activity)) as Record<string, unknown>,
+    activity,
     salt: row.salt === null ? null : Buffer.from(row.salt).toString('hex'),
     commitments: { ...row.commitments },
     leaf_hash: leaves[index]!.toString('hex'),
@@ -181,16 +187,19 @@ export function sealFromJson(json: SealJson): Seal {
 
 function proofProblem(proof: InclusionProof, trustedKeyPem: string | undefined): string | null {
   if (proof?.format !== INCLUSION_PROOF_FORMAT) return `the proof's format is not ${INCLUSION_PROOF_FORMAT}`;
-  const committed = checkErasableFields(Object.keys(proof.commitments));
-  if (proof.salt !== null && !/^[0-9a-f]{32}$/.test(proof.salt))
+  const columns = Object.keys(proof.commitments);
+  const notErasable = columns.find((column) => !isErasableField(column));
+  if (notErasable !== undefined) return `commitments name ${notErasable}, which is not an erasable field`;
+  if (proof.salt !== null && !/^[0-9a-f]{32}$/.test(proof.salt)) {
     return 'salt is not 32 lowercase hex digits or null';
+  }
   const salt = proof.salt === null ? null : Buffer.from(proof.salt, 'hex');
   const values: Record<string, unknown> = { ...proof.activity };
-  for (const column of committed) {
-    if (salt !== null) {
-      const recommitted = fieldCommitment(salt, column, canonicalJson(proof.activity[column] ?? null));
-      if (recommitted !== proof.commitments[column])
-        return `the commitment of ${column} does not match its value`;
+  for (const column of columns as ErasableField[]) {
+    const value = proof.activity[column] ?? null;
+    if (salt === null && value !== null) return `${column} has a value but no salt: an erased field is null`;
+    if (salt !== null && fieldCommitment(salt, column, canonicalJson(value)) !== proof.commitments[column]) {
+      return `the commitment of ${column} does not match its value`;
     }
     values[column] = { commitment: proof.commitments[column] };
   }

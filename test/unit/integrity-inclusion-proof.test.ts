@@ -150,9 +150,16 @@ describe('inclusion proof', () => {
     expect(erasedProof.salt).toBeNull();
     expect(erasedProof.activity.causer_id).toBeNull();
     expect(erasedProof.activity.ip_address).toBeNull();
+    expect(erasedProof.activity.properties).toBeNull();
     expect(erasedProof.leaf_hash).toBe(proof.leaf_hash);
     expect(verifyInclusionProof(erasedProof)).toEqual({ verified: true });
     expect(runVerifier(erasedProof)).toEqual({ status: 0, output: 'verified' });
+
+    // Without the salt nothing vouches for a value shown in an erased field.
+    const shown = altered(erasedProof, ['activity', 'causer_id'], '8');
+    const problem = 'causer_id has a value but no salt: an erased field is null';
+    expect(verifyInclusionProof(shown)).toEqual({ verified: false, problem });
+    expect(runVerifier(shown)).toEqual({ status: 1, output: problem });
 
     const forged = altered(
       erasedProof,
@@ -182,6 +189,7 @@ describe('inclusion proof', () => {
       ['signature', ['checkpoint', 'signature'], otherSignature, /signature does not match/],
       ['other key', ['public_key'], generateSigningKeyPair().publicKeyPem, /another key|not this one/],
       ['garbage', ['merkle_path'], 'x', /malformed/],
+      ['uncommitted field', ['commitments', 'description'], '0'.repeat(64), /description/],
     ];
     for (const [name, path, value, problem] of tamperings) {
       const tampered = altered(proof, path, value);
