@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_ERASABLE_FIELDS } from '../../src/config/default-erasable-fields.js';
 import type { Activity } from '../../src/core/activity.js';
@@ -142,6 +143,38 @@ describe('activity leaf', () => {
     for (const activity of [reread, shuffled]) {
       expect(activityLeafHash(activity, { salt: SALT, erasableFields: ERASABLE }).toString('hex')).toBe(LEAF);
     }
+  });
+
+  it('encodes any activity as its canonical JSON object with the committed values replaced', () => {
+    const text = fc.option(fc.string({ unit: 'binary', maxLength: 20 }), { nil: null });
+    fc.assert(
+      fc.property(
+        fc.record({
+          description: fc.string({ unit: 'grapheme', minLength: 1, maxLength: 20 }),
+          causerId: text,
+          ipAddress: text,
+          userAgent: text,
+          subjectId: text,
+          properties: fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 })),
+        }),
+        fc.subarray([...ERASABLE, 'subject_id', 'url'] as const),
+        (fields, erasable) => {
+          const activity = Object.freeze({ ...VECTOR, ...fields }) as Activity;
+          const commitments = fieldCommitments(activity, SALT, erasable);
+          const expected = JSON.parse(canonicalActivityJson(activity));
+          for (const [column, commitment] of Object.entries(commitments)) expected[column] = { commitment };
+          const encoding = leafEncoding(activity, { salt: SALT, erasableFields: erasable });
+          expect(encoding.toString('utf8')).toBe(canonicalJson(expected));
+          const erasedLeaf = activityLeafHash(activity, {
+            salt: null,
+            erasableFields: erasable,
+            commitments,
+          });
+          expect(erasedLeaf.equals(hashLeaf(encoding))).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it('leaves the activity it hashes as it was', () => {
