@@ -27,6 +27,10 @@ import { hashLeaf } from './merkle-tree.js';
  * the leaf encoding is the canonical encoding itself. The canonical encoding is the same for a row
  * read back from MariaDB, PostgreSQL or SQLite, and so is the leaf.
  *
+ * A row's stored commitments name the fields it was sealed with: its leaf is recomputed with
+ * those (`sealedRowLeafHash` in `inclusion-proof.ts`), so changing `ACTIVITY_LOG_ERASABLE_FIELDS`
+ * later changes the leaves of new rows only.
+ *
  * Test vector: the canonical encoding's test activity (`canonical-encoding.ts`), salt
  * `000102030405060708090a0b0c0d0e0f`, the default erasable fields:
  *
