@@ -11,6 +11,7 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['core'],
+  ['integrity'],
   ['store'],
   ['resilience'],
   ['delivery'],
@@ -111,7 +112,7 @@ describe('architecture', () => {
     );
   });
 
-  it('imports only point down the layers: entry points → runtime → metrics → delivery → resilience → store → core', () => {
+  it('imports only point down the layers: entry points → runtime → metrics → delivery → resilience → store → integrity → core', () => {
     const broken = imports.flatMap((entry) => {
       const rule = violation(entry);
       return rule === null ? [] : [`src/${entry.file} imports '${entry.specifier}': ${rule}`];

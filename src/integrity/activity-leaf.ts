@@ -1,0 +1,185 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { Activity } from '../core/activity.js';
+import { ACTIVITY_FIELDS, type ActivityField } from '../core/activity-fields.js';
+import { canonicalActivityJson, canonicalJson, propertiesJson } from '../core/canonical-encoding.js';
+import { ActivityLogError } from '../core/errors.js';
+import { hashLeaf } from './merkle-tree.js';
+
+/**
+ * The leaf a stored activity contributes to its seal's Merkle tree, and the commitments that let
+ * its personal data be erased without breaking the seal.
+ *
+ * **Commitment.** Each erasable field of a row is committed as
+ *
+ *     SHA-256(salt ‖ UTF-8(column) ‖ 0x00 ‖ UTF-8(canonical JSON of the value))
+ *
+ * written as 64 lowercase hex digits. `salt` is 16 random bytes kept with the row; `column` is the
+ * snake_case column name (`causer_id`); the value is written as the canonical encoding writes it
+ * (`"7"` for a string, `null` for no value, the properties' canonical JSON text). The NUL byte ends
+ * the column name, which never contains one, so no two (column, value) pairs hash the same bytes.
+ * Every erasable field is committed, a null one too, so an erased row and a row that never had the
+ * value look alike. Erasure sets the fields and the salt to null and keeps the commitments; without
+ * the salt a commitment cannot be brute-forced back to a short value such as an IP address.
+ *
+ * **Leaf.** leaf = SHA-256(0x00 ‖ leaf encoding), the leaf encoding being the row's canonical
+ * encoding (`canonicalActivityJson`) with the value of each committed field replaced by the object
+ * `{"commitment":"<64 hex>"}` (key order and every other byte unchanged). With no erasable fields
+ * the leaf encoding is the canonical encoding itself. The canonical encoding is the same for a row
+ * read back from MariaDB, PostgreSQL or SQLite, and so is the leaf.
+ *
+ * A row's stored commitments name the fields it was sealed with: its leaf is recomputed with
+ * those (`sealedRowLeafHash` in `inclusion-proof.ts`), so changing `ACTIVITY_LOG_ERASABLE_FIELDS`
+ * later changes the leaves of new rows only.
+ *
+ * Test vector: the canonical encoding's test activity (`canonical-encoding.ts`), salt
+ * `000102030405060708090a0b0c0d0e0f`, the default erasable fields:
+ *
+ * - commitments: `causer_id` `eb86c47da78a7e5f5966a140f5bb5e4b5c0b523525858f8540fa698094ca60ef`,
+ *   `ip_address` `e88f42d48654c97482f336a7b0b04956b0788bd167a8473354d1c65552c34a8c`,
+ *   `user_agent` `c632ae5fc52e3c62621718e4c63f557f29d4614b54ca31087ba7f1628aea1885`,
+ *   `properties` `8fe45373987dbc544109b7c80a6e6ca71d4fc6521e23058cf02945dc48ed8c55`;
+ * - leaf `213c0800770ca70055cdf6ca207cd443df6d1e91712caf43681a7d937548e898`, for the row and for
+ *   the same row erased;
+ * - with no erasable fields, leaf `0b55c2a0f6879b621d19e4fd729a74ece83dd3d340ffa2ab8260ac1e9cc7ec37`.
+ */
+
+/** Bytes of random salt per row. */
+export const SALT_BYTES = 16;
+
+/** A field that may be erased: any nullable column (erasure writes null into it). */
+export type ErasableField = Extract<ActivityField, { readonly nullable: true }>['column'];
+
+/** A row's commitments: 64 lowercase hex digits per erasable column. */
+export type FieldCommitments = Readonly<Partial<Record<ErasableField, string>>>;
+
+/** How a row's leaf is made. */
+export interface LeafOptions {
+  /**
+   * The row's salt. With a salt the commitments are made from the values, so a changed value
+   * changes the leaf; null for an erased row, whose stored `commitments` stand in for its values.
+   */
+  readonly salt: Uint8Array | null;
+  /** The fields committed rather than stored by value in the leaf. */
+  readonly erasableFields: readonly ErasableField[];
+  /** The commitments stored with the row; required when `salt` is null. */
+  readonly commitments?: FieldCommitments | null | undefined;
+}
+
+const ERASABLE = new Map(
+  ACTIVITY_FIELDS.filter((field) => field.nullable).map((field) => [field.column as string, field]),
+);
+
+const COMMITMENT_PATTERN = /^[0-9a-f]{64}$/;
+
+/** A fresh random salt for one row. */
+export function generateSalt(): Buffer {
+  return randomBytes(SALT_BYTES);
+}
+
+/** Whether `column` names a field that may be erased. */
+export function isErasableField(column: string): column is ErasableField {
+  return ERASABLE.has(column);
+}
+
+/**
+ * The erasable fields a list of column names (`ACTIVITY_LOG_ERASABLE_FIELDS`) names.
+ *
+ * @throws ActivityLogError `CONFIG_INVALID` naming a column that is unknown or not nullable.
+ */
+export function checkErasableFields(columns: readonly string[]): readonly ErasableField[] {
+  return Object.freeze(columns.map(erasableField));
+}
+
+/** SHA-256(salt ‖ UTF-8(column) ‖ 0x00 ‖ UTF-8(valueJson)) in hex: one field's commitment. */
+export function fieldCommitment(salt: Uint8Array, column: string, valueJson: string): string {
+  checkSalt(salt);
+  return createHash('sha256').update(salt).update(`${column}\u0000${valueJson}`, 'utf8').digest('hex');
+}
+
+/** The commitment of each field in `erasableFields` to its value in `activity`, under `salt`. */
+export function fieldCommitments(
+  activity: Activity,
+  salt: Uint8Array,
+  erasableFields: readonly ErasableField[],
+): FieldCommitments {
+  checkSalt(salt);
+  const commitments: Partial<Record<ErasableField, string>> = {};
+  for (const column of erasableFields) commitments[column] = commit(activity, salt, column);
+  return Object.freeze(commitments);
+}
+
+/**
+ * The fields whose stored commitment is not the commitment of the row's value under its salt:
+ * a value or a commitment changed after the row was sealed.
+ */
+export function mismatchedCommitments(
+  activity: Activity,
+  salt: Uint8Array,
+  commitments: FieldCommitments,
+): ErasableField[] {
+  checkSalt(salt);
+  return Object.keys(commitments)
+    .map((column) => erasableField(column))
+    .filter((column) => commitments[column] !== commit(activity, salt, column));
+}
+
+/** The bytes a row's leaf hashes (after the 0x00 prefix); see the module comment. */
+export function leafEncoding(activity: Activity, options: LeafOptions): Buffer {
+  if (options.erasableFields.length === 0) return Buffer.from(canonicalActivityJson(activity), 'utf8');
+  const committed: Record<string, unknown> = { ...activity };
+  for (const column of options.erasableFields) {
+    const field = ERASABLE.get(erasableField(column)) as ActivityField;
+    committed[field.property] = { commitment: commitmentOf(activity, options, column) };
+  }
+  // Each committed value is an object the canonical encoding writes as {"commitment":"…"}, in
+  // place, leaving every other field as it was.
+  return Buffer.from(canonicalActivityJson(committed as unknown as Activity), 'utf8');
+}
+
+/** SHA-256(0x00 ‖ leaf encoding): the row's leaf in its seal's Merkle tree. */
+export function activityLeafHash(activity: Activity, options: LeafOptions): Buffer {
+  return hashLeaf(leafEncoding(activity, options));
+}
+
+function commitmentOf(activity: Activity, options: LeafOptions, column: ErasableField): string {
+  if (options.salt !== null) {
+    checkSalt(options.salt);
+    return commit(activity, options.salt, column);
+  }
+  const stored = options.commitments?.[column];
+  if (stored === undefined || !COMMITMENT_PATTERN.test(stored)) {
+    throw new ActivityLogError(
+      'VALIDATION_FAILED',
+      `${column} has no salt to commit its value with and no stored commitment (64 lowercase hex digits)`,
+      { field: column, details: { commitment: stored } },
+    );
+  }
+  return stored;
+}
+
+function commit(activity: Activity, salt: Uint8Array, column: ErasableField): string {
+  const field = ERASABLE.get(column) as ActivityField;
+  const value = (activity as unknown as Readonly<Record<string, unknown>>)[field.property];
+  return fieldCommitment(
+    salt,
+    column,
+    field.kind === 'json' ? propertiesJson(activity) : canonicalJson(value ?? null),
+  );
+}
+
+function erasableField(column: string): ErasableField {
+  if (!isErasableField(column)) {
+    throw new ActivityLogError(
+      'CONFIG_INVALID',
+      `ACTIVITY_LOG_ERASABLE_FIELDS names ${JSON.stringify(column)}, which is not a nullable column; erasable are ${[...ERASABLE.keys()].join(', ')}`,
+      { field: 'ACTIVITY_LOG_ERASABLE_FIELDS', details: { column } },
+    );
+  }
+  return column;
+}
+
+function checkSalt(salt: Uint8Array): void {
+  if (salt.length !== SALT_BYTES) {
+    throw new RangeError(`a row's salt is ${SALT_BYTES} bytes long (got ${salt.length})`);
+  }
+}
