@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
 import { ACTIVITY_FIELDS, CSV_FIELDS } from '../../src/core/activity-fields.js';
@@ -21,6 +21,7 @@ import {
   serviceAvailable,
   uniqueSuffix,
 } from '../helpers/services.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 /**
  * Every field of the field table, at an ordinary value, at the longest value it may hold and
@@ -106,18 +107,16 @@ for (const target of TARGETS) {
   const available = target.service === undefined || (await serviceAvailable(target.service));
 
   describe.skipIf(!available)(`every activity field round-trips: ${target.name}`, () => {
-    const cleanups: (() => Promise<void>)[] = [];
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    });
-
-    async function storeWith(activities: readonly Activity[]): Promise<ActivityStore> {
+    async function storeWith(
+      defer: TestScope['defer'],
+      activities: readonly Activity[],
+    ): Promise<ActivityStore> {
       const table = `fields_${uniqueSuffix()}`;
       const config = loadConfig({
         env: { DATABASE_URL: target.databaseUrl(table), ACTIVITY_LOG_TABLE: table },
       });
       const store = createStore(config.database);
-      cleanups.push(async () => {
+      defer(async () => {
         await store.close();
         await target.drop(table);
       });
@@ -126,9 +125,9 @@ for (const target of TARGETS) {
       return store;
     }
 
-    it('through the store, field by field, with the same canonical encoding', async () => {
+    it('through the store, field by field, with the same canonical encoding', async ({ defer }) => {
       const sent = sampleActivities();
-      const store = await storeWith(sent);
+      const store = await storeWith(defer, sent);
       const { data } = await store.query({ limit: 10 });
       expect(data).toHaveLength(sent.length);
       for (const [index, read] of data.entries()) {
@@ -137,9 +136,9 @@ for (const target of TARGETS) {
       }
     });
 
-    it('through the list API as JSON and the CSV export', async () => {
+    it('through the list API as JSON and the CSV export', async ({ defer }) => {
       const sent = sampleActivities();
-      const store = await storeWith(sent);
+      const store = await storeWith(defer, sent);
       const composed = composeActivityLog({
         env: {},
         config: {
@@ -151,7 +150,7 @@ for (const target of TARGETS) {
       });
       const { activityLog } = composed;
       const app = createActivityLogServer(composed);
-      cleanups.push(async () => {
+      defer(async () => {
         await app.close();
         await activityLog.close();
       });

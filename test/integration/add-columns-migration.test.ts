@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kysely, sql } from 'kysely';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import type { ActivityDatabase, ColumnDefinition, IndexDefinition } from '../../src/store/activity-table.js';
 import { createStore } from '../../src/store/create-store.js';
@@ -21,6 +21,7 @@ import {
   serviceAvailable,
   uniqueSuffix,
 } from '../helpers/services.js';
+import { test as it } from '../helpers/test-context.js';
 
 interface Target {
   readonly name: string;
@@ -87,12 +88,7 @@ for (const target of TARGETS) {
   const available = target.service === undefined || (await serviceAvailable(target.service));
 
   describe.skipIf(!available)(`a migration step that adds columns: ${target.name}`, () => {
-    const cleanups: (() => Promise<void>)[] = [];
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    });
-
-    it('adds the columns and their index once, filling the rows already stored', async () => {
+    it('adds the columns and their index once, filling the rows already stored', async ({ defer }) => {
       const table = `add_columns_${uniqueSuffix()}`;
       const config = loadConfig({
         env: { DATABASE_URL: target.databaseUrl(table), ACTIVITY_LOG_TABLE: table },
@@ -104,7 +100,7 @@ for (const target of TARGETS) {
 
       const dialect: StoreDialect = target.createDialect(config.database);
       const db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect() });
-      cleanups.push(async () => {
+      defer(async () => {
         await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(db);
         await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_migrations`)}`.execute(db);
         await db.destroy();
