@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect } from 'vitest';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import { buildActivity } from '../../src/core/build-activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
@@ -12,6 +12,7 @@ import { Spool } from '../../src/resilience/spool.js';
 import { encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-record.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { MARIADB, MYSQL_URL, serviceAvailable } from '../helpers/services.js';
+import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -39,21 +40,19 @@ function cli(args: readonly string[], env: Record<string, string>, cwd: string) 
 }
 
 describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
   beforeAll(() => {
     if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
       throw new Error('dist/ is missing: run `npm run build` (npm test does) before the CLI tests');
     }
   });
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
 
-  it('reports what a dead process left, replays it into the store with a summary, and then reports it empty', async () => {
+  it('reports what a dead process left, replays it into the store with a summary, and then reports it empty', async ({
+    deferQuietly,
+  }) => {
     const { table, count, drop } = await migratedTable('resilience_cli');
-    cleanups.push(drop);
+    deferQuietly(drop);
     const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    deferQuietly(() => rm(cwd, { recursive: true, force: true }));
     const spoolDir = join(cwd, 'spool');
     await mkdir(spoolDir);
     const activities = Array.from({ length: 120 }, (_, i) =>
@@ -98,9 +97,11 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     expect(again.stdout).toBe('the spool holds nothing to replay\n');
   });
 
-  it('exits 1 with one line when the store cannot take the replay, keeping the spool', async () => {
+  it('exits 1 with one line when the store cannot take the replay, keeping the spool', async ({
+    deferQuietly,
+  }) => {
     const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    deferQuietly(() => rm(cwd, { recursive: true, force: true }));
     const spoolDir = join(cwd, 'spool');
     await mkdir(spoolDir);
     const activity = buildActivity({ description: 'kept' }, undefined, {
@@ -120,9 +121,9 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     expect((await readdir(spoolDir)).filter((name) => name.endsWith('.seg'))).toHaveLength(1);
   });
 
-  it('rejects an unknown action as a usage error', async () => {
+  it('rejects an unknown action as a usage error', async ({ deferQuietly }) => {
     const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    deferQuietly(() => rm(cwd, { recursive: true, force: true }));
     const result = await cli(['spool', 'purge'], { ACTIVITY_LOG_SPOOL_DIR: join(cwd, 'spool') }, cwd);
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
@@ -130,9 +131,11 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     );
   });
 
-  it('spool rejected lists the refused activities, exports them as NDJSON ready to send again, and purges them', async () => {
+  it('spool rejected lists the refused activities, exports them as NDJSON ready to send again, and purges them', async ({
+    deferQuietly,
+  }) => {
     const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    deferQuietly(() => rm(cwd, { recursive: true, force: true }));
     const spoolDir = join(cwd, 'spool');
     const refused = Array.from({ length: 3 }, (_, i) =>
       buildActivity({ description: `refused ${i}`, logName: 'cli' }, undefined, {
