@@ -6,7 +6,8 @@ import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
-import { enqueue, queueConfig, removeQueue, sampleActivities, uniqueQueueName } from '../helpers/queue.js';
+import { builtActivities } from '../helpers/activity-factory.js';
+import { enqueue, queueConfig, removeQueue, uniqueQueueName } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
@@ -38,7 +39,7 @@ async function failJobs(
   defer(() => removeQueue(config, queueName));
   await enqueue(
     config,
-    sizes.map((size) => sampleActivities(size)),
+    sizes.map((size) => builtActivities(size)),
   );
   const failing = new Worker(
     queueName,

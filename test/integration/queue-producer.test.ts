@@ -5,7 +5,8 @@ import { loadConfig } from '../../src/config/config.js';
 import { BatchDelivery } from '../../src/delivery/batch.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
-import { queueConfig, removeQueue, sampleActivities, uniqueQueueName, waitFor } from '../helpers/queue.js';
+import { builtActivities } from '../helpers/activity-factory.js';
+import { queueConfig, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 import { test as it } from '../helpers/test-context.js';
 
@@ -29,7 +30,7 @@ describe.skipIf(!redisUp)('queue producer (real Redis)', () => {
     defer(() => removeQueue(config, queueName));
     const sink = createQueueSink({ redis: config.redis, queueName, tries: 3, batchSize: 100 });
     const delivery = new BatchDelivery(sink, { method: 'queue', batchSize: 100, flushIntervalMs: 10 });
-    for (const activity of sampleActivities(1050)) delivery.deliver(activity);
+    for (const activity of builtActivities(1050)) delivery.deliver(activity);
     await delivery.close();
 
     const admin = await QueueAdmin.connect(config.redis, queueName);
@@ -56,7 +57,7 @@ describe.skipIf(!redisUp)('queue producer (real Redis)', () => {
     });
     let failures = 0;
     delivery.events.on('writeFailed', () => failures++);
-    for (const activity of sampleActivities(120)) delivery.deliver(activity);
+    for (const activity of builtActivities(120)) delivery.deliver(activity);
     await waitFor(() => failures > 0, 3000, 'the enqueue to fail');
     expect(delivery.pending()).toBe(120);
 

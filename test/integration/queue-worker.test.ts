@@ -14,17 +14,10 @@ import {
   type StoredEvent,
 } from '../../src/delivery/worker.js';
 import { Spool } from '../../src/resilience/spool.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
-import {
-  enqueue,
-  queueConfig,
-  REDIS_URL,
-  removeQueue,
-  sampleActivities,
-  uniqueQueueName,
-  waitFor,
-} from '../helpers/queue.js';
+import { enqueue, queueConfig, REDIS_URL, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
@@ -52,7 +45,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
 
   it('stores ready jobs merged into multi-row inserts, every activity once', async ({ defer }) => {
     const config = setUp(defer, 'merge', { ACTIVITY_LOG_BATCH_SIZE: '100' });
-    const activities = sampleActivities(1000);
+    const activities = builtActivities(1000);
     const batches = Array.from({ length: 40 }, (_, i) => activities.slice(i * 25, i * 25 + 25));
     await enqueue(config, batches);
 
@@ -83,7 +76,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     defer,
   }) => {
     const config = setUp(defer, 'failing', { ACTIVITY_LOG_TRIES: '2' });
-    const activities = sampleActivities(30);
+    const activities = builtActivities(30);
     await enqueue(config, [activities]);
 
     const store = new FlakyStore();
@@ -135,8 +128,8 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     const spoolDir = await mkdtemp(join(tmpdir(), 'worker-refused-'));
     defer(() => rm(spoolDir, { recursive: true, force: true }));
     const config = setUp(defer, 'isolate', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_SPOOL_DIR: spoolDir });
-    const good = sampleActivities(20);
-    const bad = sampleActivities(5, 1000);
+    const good = builtActivities(20);
+    const bad = builtActivities(5, 1000);
     // One refused activity among honest ones in each of three jobs, and a job of refused ones only.
     await enqueue(config, [
       [...good.slice(0, 7), bad[0]!],
@@ -187,8 +180,8 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
       ACTIVITY_LOG_BATCH_SIZE: '5',
       ACTIVITY_LOG_SPOOL_DIR: spoolDir,
     });
-    const first = sampleActivities(3);
-    const second = sampleActivities(3, 100);
+    const first = builtActivities(3);
+    const second = builtActivities(3, 100);
     await enqueue(config, [first, second]);
     const store = new FlakyStore();
     const bad = second[2]!.id;
@@ -216,7 +209,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     defer,
   }) => {
     const config = setUp(defer, 'lost-lock', { ACTIVITY_LOG_RETRY_AFTER: '2', DB_QUERY_TIMEOUT_MS: '60000' });
-    const activities = sampleActivities(3);
+    const activities = builtActivities(3);
     await enqueue(config, [activities]);
     const releases: (() => void)[] = [];
     const store = new FlakyStore();
@@ -285,7 +278,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
 
   it('fails an attempt that runs past --timeout', async ({ defer }) => {
     const config = setUp(defer, 'timeout', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_RETRY_AFTER: '10' });
-    await enqueue(config, [sampleActivities(3)]);
+    await enqueue(config, [builtActivities(3)]);
     const store = new FlakyStore();
     store.insertMany = () => new Promise<number>(() => {});
     const failures: JobFailedEvent[] = [];
@@ -301,7 +294,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     const config = setUp(defer, 'max-jobs');
     await enqueue(
       config,
-      Array.from({ length: 10 }, (_, i) => sampleActivities(5, i * 5)),
+      Array.from({ length: 10 }, (_, i) => builtActivities(5, i * 5)),
     );
     const store = new FlakyStore();
     const worker = new ActivityWorker({ config, store, maxJobs: 3, concurrency: 4 });

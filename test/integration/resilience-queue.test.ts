@@ -11,16 +11,10 @@ import { ClusterReader } from '../../src/metrics/redis-metrics.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { composeActivityLog, createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { createStore } from '../../src/store/create-store.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
-import {
-  enqueue,
-  queueConfig,
-  removeQueue,
-  sampleActivities,
-  uniqueQueueName,
-  waitFor,
-} from '../helpers/queue.js';
+import { enqueue, queueConfig, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
@@ -221,7 +215,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
       DB_QUERY_TIMEOUT_MS: '1000',
     });
     deferQuietly(() => removeQueue(config, queueName));
-    const activities = sampleActivities(1000);
+    const activities = builtActivities(1000);
     await enqueue(
       config,
       Array.from({ length: 20 }, (_, i) => activities.slice(i * 50, i * 50 + 50)),
@@ -291,7 +285,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const { config, queueName } = await queueOverRefusedMariadb(deferQuietly, 'drain', {
       ACTIVITY_LOG_BREAKER_FAILURES: '2',
     });
-    const activities = sampleActivities(200);
+    const activities = builtActivities(200);
     await enqueue(config, [activities.slice(0, 100), activities.slice(100)]);
 
     const store = createStore(config.database);
@@ -313,7 +307,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     deferQuietly,
   }) => {
     const { config, queueName } = await queueOverRefusedMariadb(deferQuietly, 'once');
-    await enqueue(config, [sampleActivities(10)]);
+    await enqueue(config, [builtActivities(10)]);
     const store = createStore(config.database);
     deferQuietly(() => store.close());
     const worker = new ActivityWorker({ config, store, once: true });

@@ -2,15 +2,9 @@ import { Job, Worker } from 'bullmq';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
-import {
-  enqueue,
-  queueConfig,
-  removeQueue,
-  sampleActivities,
-  uniqueQueueName,
-  waitFor,
-} from '../helpers/queue.js';
+import { enqueue, queueConfig, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 
 const redisUp = await serviceAvailable(REDIS);
@@ -21,7 +15,7 @@ describe.skipIf(!redisUp)('queue worker lock renewal (real Redis)', () => {
     // Locks of 1 s renewed every 500 ms: a job held for 2 s keeps its lock only if renewed.
     const config = queueConfig(queueName, { ACTIVITY_LOG_RETRY_AFTER: '2', DB_QUERY_TIMEOUT_MS: '60000' });
     onTestFinished(() => removeQueue(config, queueName));
-    await enqueue(config, [sampleActivities(2), sampleActivities(2, 2), sampleActivities(2, 4)]);
+    await enqueue(config, [builtActivities(2), builtActivities(2, 2), builtActivities(2, 4)]);
     const batched = vi.spyOn(Worker.prototype, 'extendJobLocks');
     const single = vi.spyOn(Job.prototype, 'extendLock');
     onTestFinished(() => {
