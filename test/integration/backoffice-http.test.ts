@@ -7,12 +7,12 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { describe, expect } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
-import { newActivityId } from '../../src/core/ids.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { SIGN_IN_ATTEMPTS_PER_WINDOW } from '../../src/http/routes/backoffice-session.js';
 import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
+import { storedActivity } from '../helpers/activity-factory.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const ADMIN_TOKEN = 'admin-token-for-backoffice-tests';
@@ -528,8 +528,7 @@ describe('backoffice assets', () => {
 });
 
 function activity(index: number, overrides: Partial<Activity> = {}): Activity {
-  return Object.freeze({
-    id: newActivityId(),
+  return storedActivity({
     logName: 'orders',
     description: `activity ${index}`,
     subjectType: 'Order',
@@ -538,7 +537,6 @@ function activity(index: number, overrides: Partial<Activity> = {}): Activity {
     causerType: 'User',
     causerId: String(index % 3),
     properties: { attributes: { total: index }, old: { total: index - 1 } },
-    batchUuid: null,
     ipAddress: '203.0.113.9',
     url: 'https://shop.example/orders',
     method: 'PATCH',

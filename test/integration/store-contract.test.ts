@@ -13,6 +13,7 @@ import { type ErrorCode, isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
+import { storedActivity } from '../helpers/activity-factory.js';
 import {
   MARIADB_TARGET,
   MYSQL_URL,
@@ -226,24 +227,7 @@ const TARGETS: readonly Target[] = [
 const BASE_TIME = Date.parse('2024-03-05T07:08:09.123Z');
 
 function activity(overrides: Partial<Activity> = {}): Activity {
-  return Object.freeze({
-    id: newActivityId(),
-    logName: 'default',
-    description: 'did something',
-    subjectType: null,
-    subjectId: null,
-    event: null,
-    causerType: null,
-    causerId: null,
-    properties: {},
-    batchUuid: null,
-    ipAddress: null,
-    url: null,
-    method: null,
-    userAgent: null,
-    createdAt: new Date(BASE_TIME),
-    ...overrides,
-  });
+  return storedActivity({ createdAt: new Date(BASE_TIME), ...overrides });
 }
 
 /** `count` activities one second apart, oldest first, starting `startMs`. */
