@@ -4,11 +4,10 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
 import { isActivityLogError } from '../../src/core/errors.js';
 import { Spool } from '../../src/resilience/spool.js';
 import { createActivityLog } from '../../src/runtime/create-activity-log.js';
+import { builtActivity } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { MemorySink } from '../helpers/memory-sink.js';
@@ -133,13 +132,8 @@ const probe = mountTmpfs(1);
 if (probe !== null) unmount(probe);
 else console.warn('skipping full-disk tests: this process may not mount a tmpfs (run the tests as root)');
 
-const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
 const padded = (i: number) =>
-  buildActivity(
-    { description: `full disk ${i}`, properties: { padding: 'p'.repeat(1500), i } },
-    undefined,
-    buildOptions,
-  );
+  builtActivity({ description: `full disk ${i}`, properties: { padding: 'p'.repeat(1500), i } });
 
 describe.skipIf(probe === null)('a full disk (the spool on a 2 MiB tmpfs)', () => {
   function fullDisk(defer: TestScope['defer']): string {

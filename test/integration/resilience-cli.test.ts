@@ -5,11 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect } from 'vitest';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { Spool } from '../../src/resilience/spool.js';
 import { encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-record.js';
+import { builtActivity } from '../helpers/activity-factory.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { MARIADB, MYSQL_URL, serviceAvailable } from '../helpers/services.js';
 import { test as it } from '../helpers/test-context.js';
@@ -56,10 +55,7 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     const spoolDir = join(cwd, 'spool');
     await mkdir(spoolDir);
     const activities = Array.from({ length: 120 }, (_, i) =>
-      buildActivity({ description: `left behind ${i}` }, undefined, {
-        resolveModel: defaultModelResolver,
-        isSecretKey: () => false,
-      }),
+      builtActivity({ description: `left behind ${i}` }),
     );
     for (const [n, part] of [activities.slice(0, 70), activities.slice(70)].entries()) {
       await writeFile(
@@ -104,10 +100,7 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     deferQuietly(() => rm(cwd, { recursive: true, force: true }));
     const spoolDir = join(cwd, 'spool');
     await mkdir(spoolDir);
-    const activity = buildActivity({ description: 'kept' }, undefined, {
-      resolveModel: defaultModelResolver,
-      isSecretKey: () => false,
-    });
+    const activity = builtActivity({ description: 'kept' });
     const segment = `${String(Date.now()).padStart(13, '0')}-000001-${GONE}@${GONE}.seg`;
     await writeFile(join(spoolDir, segment), Buffer.concat([SEGMENT_MAGIC, encodeSpoolRecord(activity)]));
     const env = {
@@ -138,10 +131,7 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     deferQuietly(() => rm(cwd, { recursive: true, force: true }));
     const spoolDir = join(cwd, 'spool');
     const refused = Array.from({ length: 3 }, (_, i) =>
-      buildActivity({ description: `refused ${i}`, logName: 'cli' }, undefined, {
-        resolveModel: defaultModelResolver,
-        isSecretKey: () => false,
-      }),
+      builtActivity({ description: `refused ${i}`, logName: 'cli' }),
     );
     const spool = new Spool({ dir: spoolDir, maxBytes: 1024 * 1024, warn: () => undefined });
     await spool.reject(

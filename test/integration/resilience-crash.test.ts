@@ -2,11 +2,10 @@ import { appendFile, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { encodeSpoolRecord } from '../../src/resilience/spool-record.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
+import { builtActivity } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { DIST_INDEX, startProducer } from '../helpers/producer-process.js';
@@ -87,10 +86,7 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
     // A write torn by the crash: the first half of one more record, whose log() never resolved.
     const segments = (await readdir(spoolDir)).filter((name) => name.endsWith('.seg')).sort();
     expect(segments.length).toBeGreaterThan(0);
-    const unresolved = buildActivity({ description: 'never resolved', logName: 'crash' }, undefined, {
-      resolveModel: defaultModelResolver,
-      isSecretKey: () => false,
-    });
+    const unresolved = builtActivity({ description: 'never resolved', logName: 'crash' });
     const torn = encodeSpoolRecord(unresolved);
     await appendFile(join(spoolDir, segments.at(-1)!), torn.subarray(0, Math.floor(torn.length / 2)));
 

@@ -7,13 +7,12 @@ import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type DatabaseConfig, loadConfig } from '../../src/config/config.js';
-import { type Activity, defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
+import type { Activity } from '../../src/core/activity.js';
 import { type ErrorCode, isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
-import { storedActivity } from '../helpers/activity-factory.js';
+import { builtActivity, storedActivity } from '../helpers/activity-factory.js';
 import {
   MARIADB_TARGET,
   MYSQL_URL,
@@ -403,11 +402,12 @@ for (const target of TARGETS) {
     it('stores what log() accepts from text cut inside an emoji, with U+FFFD in its place', async () => {
       const store = await migratedStore();
       const cut = 'order 😀'.slice(0, 7);
-      const built = buildActivity(
-        { description: cut, event: cut, properties: { excerpt: cut, [cut]: [cut] }, userAgent: cut },
-        undefined,
-        { resolveModel: defaultModelResolver, isSecretKey: () => false },
-      );
+      const built = builtActivity({
+        description: cut,
+        event: cut,
+        properties: { excerpt: cut, [cut]: [cut] },
+        userAgent: cut,
+      });
       expect(await store.insertMany([built])).toBe(1);
       const [row] = await allRows(store);
       expect(row).toEqual(built);
