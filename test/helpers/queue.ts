@@ -26,6 +26,21 @@ export function queueConfig(queueName: string, env: Record<string, string> = {})
   });
 }
 
+/**
+ * {@link queueConfig} for a queue of its own (`config.queueName`), whose removal from Redis is
+ * handed to `defer` (the test's fixture).
+ */
+export function testQueue(
+  defer: (cleanup: () => unknown) => void,
+  label: string,
+  env: Record<string, string> = {},
+): Config {
+  const queueName = uniqueQueueName(label);
+  const config = queueConfig(queueName, env);
+  defer(() => removeQueue(config, queueName));
+  return config;
+}
+
 /** Deletes everything the queue left in Redis. */
 export async function removeQueue(config: Config, queueName: string): Promise<void> {
   const admin = await QueueAdmin.connect(config.redis, queueName);

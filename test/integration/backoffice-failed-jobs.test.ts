@@ -7,7 +7,7 @@ import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { builtActivities } from '../helpers/activity-factory.js';
-import { enqueue, queueConfig, removeQueue, uniqueQueueName } from '../helpers/queue.js';
+import { enqueue, testQueue } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
@@ -32,17 +32,16 @@ async function signIn(app: FastifyInstance): Promise<{ cookie: string; csrfToken
 /** Jobs of these sizes end among the failed ones after their one try (every attempt throws). */
 async function failJobs(
   defer: TestScope['defer'],
-  queueName: string,
+  label: string,
   sizes: readonly number[],
 ): Promise<{ config: Config; admin: QueueAdmin }> {
-  const config = queueConfig(queueName, { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_ADMIN_TOKEN: ADMIN_TOKEN });
-  defer(() => removeQueue(config, queueName));
+  const config = testQueue(defer, label, { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_ADMIN_TOKEN: ADMIN_TOKEN });
   await enqueue(
     config,
     sizes.map((size) => builtActivities(size)),
   );
   const failing = new Worker(
-    queueName,
+    config.queueName,
     async () => {
       throw new Error('made to fail by the test');
     },
@@ -53,7 +52,7 @@ async function failJobs(
   );
   // Closing it interrupts its blocking fetch; that is expected, not a failure of the test.
   failing.on('error', () => undefined);
-  const admin = await QueueAdmin.connect(config.redis, queueName);
+  const admin = await QueueAdmin.connect(config.redis, config.queueName);
   try {
     await expect.poll(async () => (await admin.counts()).failed, { timeout: 10_000 }).toBe(sizes.length);
   } finally {
@@ -64,7 +63,7 @@ async function failJobs(
 
 describe.runIf(redisUp)('backoffice failed jobs (Redis)', () => {
   it('reads only the newest page of failed jobs, with the total', async ({ defer }) => {
-    const { admin } = await failJobs(defer, uniqueQueueName('backoffice-failed-page'), [1, 2, 3]);
+    const { admin } = await failJobs(defer, 'backoffice-failed-page', [1, 2, 3]);
     defer(() => admin.close());
     const page = await admin.failedPage(2);
     expect(page.total).toBe(3);
@@ -75,7 +74,7 @@ describe.runIf(redisUp)('backoffice failed jobs (Redis)', () => {
   });
 
   it('lists failed jobs and retries one from the dashboard with the CSRF token', async ({ defer }) => {
-    const { config, admin } = await failJobs(defer, uniqueQueueName('backoffice-failed'), [3]);
+    const { config, admin } = await failJobs(defer, 'backoffice-failed', [3]);
 
     const composed = composeActivityLog({ config });
     const { activityLog } = composed;

@@ -6,7 +6,7 @@ import { BatchDelivery } from '../../src/delivery/batch.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { builtActivities } from '../helpers/activity-factory.js';
-import { queueConfig, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
+import { testQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
 import { test as it } from '../helpers/test-context.js';
 
@@ -25,9 +25,8 @@ function freePort(): Promise<number> {
 
 describe.skipIf(!redisUp)('queue producer (real Redis)', () => {
   it('enqueues one job per batch with the activities intact', async ({ defer }) => {
-    const queueName = uniqueQueueName('producer');
-    const config = queueConfig(queueName, { ACTIVITY_LOG_BATCH_SIZE: '100' });
-    defer(() => removeQueue(config, queueName));
+    const config = testQueue(defer, 'producer', { ACTIVITY_LOG_BATCH_SIZE: '100' });
+    const { queueName } = config;
     const sink = createQueueSink({ redis: config.redis, queueName, tries: 3, batchSize: 100 });
     const delivery = new BatchDelivery(sink, { method: 'queue', batchSize: 100, flushIntervalMs: 10 });
     for (const activity of builtActivities(1050)) delivery.deliver(activity);

@@ -17,9 +17,17 @@ import { Spool } from '../../src/resilience/spool.js';
 import { builtActivities } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
-import { enqueue, queueConfig, REDIS_URL, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
+import {
+  enqueue,
+  queueConfig,
+  REDIS_URL,
+  removeQueue,
+  testQueue,
+  uniqueQueueName,
+  waitFor,
+} from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
-import { test as it, type TestScope } from '../helpers/test-context.js';
+import { test as it } from '../helpers/test-context.js';
 
 const redisUp = await serviceAvailable(REDIS);
 
@@ -36,15 +44,8 @@ class FlakyStore extends MemoryStore {
 }
 
 describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
-  function setUp(defer: TestScope['defer'], label: string, env: Record<string, string> = {}) {
-    const queueName = uniqueQueueName(label);
-    const config = queueConfig(queueName, env);
-    defer(() => removeQueue(config, queueName));
-    return config;
-  }
-
   it('stores ready jobs merged into multi-row inserts, every activity once', async ({ defer }) => {
-    const config = setUp(defer, 'merge', { ACTIVITY_LOG_BATCH_SIZE: '100' });
+    const config = testQueue(defer, 'merge', { ACTIVITY_LOG_BATCH_SIZE: '100' });
     const activities = builtActivities(1000);
     const batches = Array.from({ length: 40 }, (_, i) => activities.slice(i * 25, i * 25 + 25));
     await enqueue(config, batches);
@@ -75,7 +76,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   it('fails a job after its tries, lists it with the error, and stores it once after retry', async ({
     defer,
   }) => {
-    const config = setUp(defer, 'failing', { ACTIVITY_LOG_TRIES: '2' });
+    const config = testQueue(defer, 'failing', { ACTIVITY_LOG_TRIES: '2' });
     const activities = builtActivities(30);
     await enqueue(config, [activities]);
 
@@ -127,7 +128,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   }) => {
     const spoolDir = await mkdtemp(join(tmpdir(), 'worker-refused-'));
     defer(() => rm(spoolDir, { recursive: true, force: true }));
-    const config = setUp(defer, 'isolate', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_SPOOL_DIR: spoolDir });
+    const config = testQueue(defer, 'isolate', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_SPOOL_DIR: spoolDir });
     const good = builtActivities(20);
     const bad = builtActivities(5, 1000);
     // One refused activity among honest ones in each of three jobs, and a job of refused ones only.
@@ -175,7 +176,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   }) => {
     const spoolDir = await mkdtemp(join(tmpdir(), 'worker-whole-jobs-'));
     defer(() => rm(spoolDir, { recursive: true, force: true }));
-    const config = setUp(defer, 'whole-jobs', {
+    const config = testQueue(defer, 'whole-jobs', {
       ACTIVITY_LOG_TRIES: '1',
       ACTIVITY_LOG_BATCH_SIZE: '5',
       ACTIVITY_LOG_SPOOL_DIR: spoolDir,
@@ -208,7 +209,10 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   it('keeps renewing the lock of a job fetched again after its lock was lost, and counts it once', async ({
     defer,
   }) => {
-    const config = setUp(defer, 'lost-lock', { ACTIVITY_LOG_RETRY_AFTER: '2', DB_QUERY_TIMEOUT_MS: '60000' });
+    const config = testQueue(defer, 'lost-lock', {
+      ACTIVITY_LOG_RETRY_AFTER: '2',
+      DB_QUERY_TIMEOUT_MS: '60000',
+    });
     const activities = builtActivities(3);
     await enqueue(config, [activities]);
     const releases: (() => void)[] = [];
@@ -277,7 +281,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   });
 
   it('fails an attempt that runs past --timeout', async ({ defer }) => {
-    const config = setUp(defer, 'timeout', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_RETRY_AFTER: '10' });
+    const config = testQueue(defer, 'timeout', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_RETRY_AFTER: '10' });
     await enqueue(config, [builtActivities(3)]);
     const store = new FlakyStore();
     store.insertMany = () => new Promise<number>(() => {});
@@ -291,7 +295,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   });
 
   it('counts --max-jobs exactly and leaves the rest queued', async ({ defer }) => {
-    const config = setUp(defer, 'max-jobs');
+    const config = testQueue(defer, 'max-jobs');
     await enqueue(
       config,
       Array.from({ length: 10 }, (_, i) => builtActivities(5, i * 5)),
@@ -309,7 +313,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   });
 
   it('moves a job that is not an activity job to the failed set without retrying it', async ({ defer }) => {
-    const config = setUp(defer, 'invalid');
+    const config = testQueue(defer, 'invalid');
     const { Queue } = await import('bullmq');
     const { QUEUE_PREFIX } = await import('../../src/delivery/queue-keys.js');
     const queue = new Queue(config.queueName, {
@@ -329,7 +333,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   });
 
   it('stops when restart is requested after it started, not before', async ({ defer }) => {
-    const config = setUp(defer, 'restart');
+    const config = testQueue(defer, 'restart');
     const admin = await QueueAdmin.connect(config.redis, config.queueName);
     defer(() => admin.close());
     await admin.requestRestart('queue');

@@ -14,7 +14,7 @@ import { createStore } from '../../src/store/create-store.js';
 import { builtActivities } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
-import { enqueue, queueConfig, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
+import { enqueue, queueConfig, removeQueue, testQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
@@ -201,11 +201,10 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
   it('worker: while MariaDB is refused, jobs wait in Redis with their tries intact; a probe after the cooldown resumes the work and every activity is stored once', async ({
     deferQuietly,
   }) => {
-    const queueName = uniqueQueueName('worker-outage');
     const { table, count } = await activityTable(deferQuietly, 'worker');
     const proxy = await FaultProxy.start(MARIADB);
     deferQuietly(() => proxy.close());
-    const config = queueConfig(queueName, {
+    const config = testQueue(deferQuietly, 'worker-outage', {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
       ACTIVITY_LOG_TABLE: table,
       ACTIVITY_LOG_TRIES: '2',
@@ -214,7 +213,6 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
       DB_CONNECT_TIMEOUT_MS: '500',
       DB_QUERY_TIMEOUT_MS: '1000',
     });
-    deferQuietly(() => removeQueue(config, queueName));
     const activities = builtActivities(1000);
     await enqueue(
       config,
@@ -239,7 +237,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     await waitFor(() => transitions.includes('closed→open'), 10_000, 'the store breaker to open');
     // Several cooldowns pass with failing probes; not one try is used.
     await sleep(COOLDOWN_MS * 4);
-    const admin = await QueueAdmin.connect(config.redis, queueName);
+    const admin = await QueueAdmin.connect(config.redis, config.queueName);
     deferQuietly(() => admin.close());
     const during = await admin.counts();
     expect(failures).toEqual([]);
@@ -264,19 +262,17 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     label: string,
     env: Record<string, string> = {},
   ) {
-    const queueName = uniqueQueueName(`${label}-outage`);
     const { table } = await activityTable(deferQuietly, label);
     const proxy = await FaultProxy.start(MARIADB);
     deferQuietly(() => proxy.close());
     await proxy.refuse();
-    const config = queueConfig(queueName, {
+    const config = testQueue(deferQuietly, `${label}-outage`, {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
       ACTIVITY_LOG_TABLE: table,
       DB_CONNECT_TIMEOUT_MS: '500',
       ...env,
     });
-    deferQuietly(() => removeQueue(config, queueName));
-    return { config, queueName };
+    return { config, queueName: config.queueName };
   }
 
   it('worker --stop-when-empty: with MariaDB refused it stops as store-unavailable and leaves every job waiting, tries intact', async ({
