@@ -1,10 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mysql from 'mysql2/promise';
-import pg from 'pg';
 import { afterAll, describe, expect } from 'vitest';
-import { loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
 import { ACTIVITY_FIELDS, CSV_FIELDS } from '../../src/core/activity-fields.js';
 import { type ActivityJson, activityFromJson, activityToJson } from '../../src/core/activity-json.js';
@@ -12,15 +9,9 @@ import { canonicalEncoding } from '../../src/core/canonical-encoding.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
-import { createStore } from '../../src/store/create-store.js';
 import { fieldsOf, sampleActivities } from '../helpers/field-samples.js';
-import {
-  MARIADB_TARGET,
-  POSTGRES_TARGET,
-  type ServiceInfo,
-  serviceAvailable,
-  uniqueSuffix,
-} from '../helpers/services.js';
+import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { migratedStore, storeTargets } from '../helpers/store-targets.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 /**
@@ -31,51 +22,8 @@ import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const ADMIN_TOKEN = 'admin-token-for-field-tests';
 
-interface Target {
-  readonly name: string;
-  readonly service: ServiceInfo | undefined;
-  databaseUrl(table: string): string;
-  drop(table: string): Promise<void>;
-}
-
 const sqliteDir = mkdtempSync(join(tmpdir(), 'activity-fields-'));
 afterAll(() => rmSync(sqliteDir, { recursive: true, force: true }));
-
-const TARGETS: readonly Target[] = [
-  {
-    name: 'SQLite',
-    service: undefined,
-    databaseUrl: (table) => `sqlite:${join(sqliteDir, `${table}.sqlite`)}`,
-    drop: async () => {},
-  },
-  {
-    name: MARIADB_TARGET.name,
-    service: MARIADB_TARGET.service,
-    databaseUrl: () => MARIADB_TARGET.url,
-    drop: async (table) => {
-      const admin = await mysql.createConnection(MARIADB_TARGET.url);
-      try {
-        await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\``);
-      } finally {
-        await admin.end();
-      }
-    },
-  },
-  {
-    name: POSTGRES_TARGET.name,
-    service: POSTGRES_TARGET.service,
-    databaseUrl: () => POSTGRES_TARGET.url,
-    drop: async (table) => {
-      const admin = new pg.Client({ connectionString: POSTGRES_TARGET.url });
-      await admin.connect();
-      try {
-        await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations"`);
-      } finally {
-        await admin.end();
-      }
-    },
-  },
-];
 
 /** A CSV export: its header line, and the cells of each row (every one quoted). */
 function parseCsv(text: string): { header: string[]; rows: string[][] } {
@@ -103,7 +51,7 @@ function csvText(json: ActivityJson, column: keyof ActivityJson): string {
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
-for (const target of TARGETS) {
+for (const target of storeTargets(sqliteDir)) {
   const available = target.service === undefined || (await serviceAvailable(target.service));
 
   describe.skipIf(!available)(`every activity field round-trips: ${target.name}`, () => {
@@ -111,16 +59,7 @@ for (const target of TARGETS) {
       defer: TestScope['defer'],
       activities: readonly Activity[],
     ): Promise<ActivityStore> {
-      const table = `fields_${uniqueSuffix()}`;
-      const config = loadConfig({
-        env: { DATABASE_URL: target.databaseUrl(table), ACTIVITY_LOG_TABLE: table },
-      });
-      const store = createStore(config.database);
-      defer(async () => {
-        await store.close();
-        await target.drop(table);
-      });
-      await store.migrate();
+      const { store } = await migratedStore(defer, target, 'fields');
       expect(await store.insertMany(activities)).toBe(activities.length);
       return store;
     }

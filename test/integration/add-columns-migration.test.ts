@@ -14,19 +14,16 @@ import { createPostgresDialect } from '../../src/store/postgres/postgres-dialect
 import { createSqliteDialect } from '../../src/store/sqlite/sqlite-dialect.js';
 import type { StoreDialect } from '../../src/store/store-dialect.js';
 import { sampleActivity } from '../helpers/field-samples.js';
+import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 import {
-  MARIADB_TARGET,
-  POSTGRES_TARGET,
-  type ServiceInfo,
-  serviceAvailable,
-  uniqueSuffix,
-} from '../helpers/services.js';
+  MARIADB_STORE_TARGET,
+  POSTGRES_STORE_TARGET,
+  type StoreTarget,
+  sqliteStoreTarget,
+} from '../helpers/store-targets.js';
 import { test as it } from '../helpers/test-context.js';
 
-interface Target {
-  readonly name: string;
-  readonly service: ServiceInfo | undefined;
-  databaseUrl(table: string): string;
+interface Target extends StoreTarget {
   createDialect: typeof createSqliteDialect;
   indexNames(db: Kysely<ActivityDatabase>, table: string): Promise<string[]>;
 }
@@ -36,9 +33,7 @@ afterAll(() => rmSync(sqliteDir, { recursive: true, force: true }));
 
 const TARGETS: readonly Target[] = [
   {
-    name: 'SQLite',
-    service: undefined,
-    databaseUrl: (table) => `sqlite:${join(sqliteDir, `${table}.sqlite`)}`,
+    ...sqliteStoreTarget(sqliteDir),
     createDialect: createSqliteDialect,
     indexNames: async (db, table) =>
       (
@@ -48,9 +43,7 @@ const TARGETS: readonly Target[] = [
       ).rows.map((row) => row.name),
   },
   {
-    name: MARIADB_TARGET.name,
-    service: MARIADB_TARGET.service,
-    databaseUrl: () => MARIADB_TARGET.url,
+    ...MARIADB_STORE_TARGET,
     createDialect: createMysqlDialect,
     indexNames: async (db, table) =>
       (
@@ -62,9 +55,7 @@ const TARGETS: readonly Target[] = [
       ).rows.map((row) => row.name),
   },
   {
-    name: POSTGRES_TARGET.name,
-    service: POSTGRES_TARGET.service,
-    databaseUrl: () => POSTGRES_TARGET.url,
+    ...POSTGRES_STORE_TARGET,
     createDialect: createPostgresDialect,
     indexNames: async (db, table) =>
       (
