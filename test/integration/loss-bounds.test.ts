@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
@@ -14,6 +14,7 @@ import { MemorySink } from '../helpers/memory-sink.js';
 import { DIST_INDEX, startProducer } from '../helpers/producer-process.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
@@ -42,8 +43,7 @@ describe.skipIf(!mariadbUp)('loss bounds (MariaDB behind a fault proxy)', () => 
     deferQuietly(drop);
     const proxy = await FaultProxy.start(MARIADB);
     deferQuietly(() => proxy.close());
-    const workDir = await mkdtemp(join(tmpdir(), 'activity-log-loss-bound-'));
-    deferQuietly(() => rm(workDir, { recursive: true, force: true }));
+    const workDir = await temporaryDirectory(deferQuietly, 'activity-log-loss-bound-');
     const spoolDir = join(workDir, 'spool');
     const flushIntervalMs = 50;
     const slowWriteMs = 500;

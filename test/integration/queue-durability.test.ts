@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { describe, expect } from 'vitest';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
@@ -11,6 +8,7 @@ import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { queueConfig, REDIS_URL, removeQueue, uniqueQueueName } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const redisUp = await serviceAvailable(REDIS);
@@ -81,8 +79,7 @@ describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persist
   it('GET /health reports the queue as not durable, with the reason, and stays 200', async ({ defer }) => {
     const queueName = uniqueQueueName('durability-health');
     defer(() => removeQueue(queueConfig(queueName), queueName));
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-durability-'));
-    defer(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(defer, 'activity-log-durability-');
     const composed = composeActivityLog({
       env: {
         QUEUE_CONNECTION: 'redis',

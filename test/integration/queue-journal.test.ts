@@ -1,6 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { describe, expect } from 'vitest';
 import { ActivityWorker } from '../../src/delivery/worker.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
@@ -9,6 +7,7 @@ import { migratedTable } from '../helpers/mariadb-table.js';
 import { startPrivateRedis } from '../helpers/private-redis.js';
 import { uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
@@ -33,8 +32,7 @@ describe.skipIf(!mariadbUp || !redisUp)(
       deferQuietly(() => redis.close());
       const { table, count, storedIds, drop } = await migratedTable('queue_journal');
       deferQuietly(drop);
-      const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-queue-journal-'));
-      deferQuietly(() => rm(spoolDir, { recursive: true, force: true }));
+      const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-queue-journal-');
       const lines: string[] = [];
       const { activityLog, config, delivery, store } = composeActivityLog({
         env: {

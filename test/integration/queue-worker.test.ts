@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { describe, expect } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
@@ -27,6 +24,7 @@ import {
   waitFor,
 } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it } from '../helpers/test-context.js';
 
 const redisUp = await serviceAvailable(REDIS);
@@ -126,8 +124,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   it('stores every honest activity of jobs merged with refused ones, keeps the refused ones aside and completes every job', async ({
     defer,
   }) => {
-    const spoolDir = await mkdtemp(join(tmpdir(), 'worker-refused-'));
-    defer(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(defer, 'worker-refused-');
     const config = testQueue(defer, 'isolate', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_SPOOL_DIR: spoolDir });
     const good = builtActivities(20);
     const bad = builtActivities(5, 1000);
@@ -174,8 +171,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
   it('never splits a job across statements, and isolates a refused activity within its statement', async ({
     defer,
   }) => {
-    const spoolDir = await mkdtemp(join(tmpdir(), 'worker-whole-jobs-'));
-    defer(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(defer, 'worker-whole-jobs-');
     const config = testQueue(defer, 'whole-jobs', {
       ACTIVITY_LOG_TRIES: '1',
       ACTIVITY_LOG_BATCH_SIZE: '5',

@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
@@ -11,6 +8,7 @@ import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { REDIS_URL, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { REFUSED_PREFIX, REFUSING_TARGETS, type RefusingTarget } from '../helpers/refusing-table.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const available = new Map<string, boolean>();
@@ -33,8 +31,7 @@ describe('activities the database refuses', () => {
   ) {
     const table = await target.create(label);
     deferQuietly(() => table.drop());
-    const spoolDir = await mkdtemp(join(tmpdir(), `activity-log-refused-${label}-`));
-    deferQuietly(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(deferQuietly, `activity-log-refused-${label}-`);
     const composed = composeActivityLog({
       env: {
         ...table.env,

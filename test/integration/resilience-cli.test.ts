@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect } from 'vitest';
@@ -11,6 +10,7 @@ import { encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-rec
 import { builtActivity } from '../helpers/activity-factory.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { MARIADB, MYSQL_URL, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
@@ -50,8 +50,7 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
   }) => {
     const { table, count, drop } = await migratedTable('resilience_cli');
     deferQuietly(drop);
-    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    deferQuietly(() => rm(cwd, { recursive: true, force: true }));
+    const cwd = await temporaryDirectory(deferQuietly, 'activity-log-spool-cli-');
     const spoolDir = join(cwd, 'spool');
     await mkdir(spoolDir);
     const activities = Array.from({ length: 120 }, (_, i) =>
@@ -96,8 +95,7 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
   it('exits 1 with one line when the store cannot take the replay, keeping the spool', async ({
     deferQuietly,
   }) => {
-    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    deferQuietly(() => rm(cwd, { recursive: true, force: true }));
+    const cwd = await temporaryDirectory(deferQuietly, 'activity-log-spool-cli-');
     const spoolDir = join(cwd, 'spool');
     await mkdir(spoolDir);
     const activity = builtActivity({ description: 'kept' });
@@ -115,8 +113,7 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
   });
 
   it('rejects an unknown action as a usage error', async ({ deferQuietly }) => {
-    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    deferQuietly(() => rm(cwd, { recursive: true, force: true }));
+    const cwd = await temporaryDirectory(deferQuietly, 'activity-log-spool-cli-');
     const result = await cli(['spool', 'purge'], { ACTIVITY_LOG_SPOOL_DIR: join(cwd, 'spool') }, cwd);
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
@@ -127,8 +124,7 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
   it('spool rejected lists the refused activities, exports them as NDJSON ready to send again, and purges them', async ({
     deferQuietly,
   }) => {
-    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    deferQuietly(() => rm(cwd, { recursive: true, force: true }));
+    const cwd = await temporaryDirectory(deferQuietly, 'activity-log-spool-cli-');
     const spoolDir = join(cwd, 'spool');
     const refused = Array.from({ length: 3 }, (_, i) =>
       builtActivity({ description: `refused ${i}`, logName: 'cli' }),

@@ -1,5 +1,4 @@
-import { appendFile, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
@@ -11,6 +10,7 @@ import { migratedTable } from '../helpers/mariadb-table.js';
 import { DIST_INDEX, startProducer } from '../helpers/producer-process.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
@@ -38,8 +38,7 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
     deferQuietly(drop);
     const proxy = await FaultProxy.start(MARIADB);
     deferQuietly(() => proxy.close());
-    const workDir = await mkdtemp(join(tmpdir(), `activity-log-${label}-`));
-    deferQuietly(() => rm(workDir, { recursive: true, force: true }));
+    const workDir = await temporaryDirectory(deferQuietly, `activity-log-${label}-`);
     return { table, db, proxy, workDir, spoolDir: join(workDir, 'spool'), storedIds };
   }
 

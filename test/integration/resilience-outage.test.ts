@@ -1,6 +1,4 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect } from 'vitest';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
@@ -9,6 +7,7 @@ import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
@@ -77,8 +76,7 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
     deferQuietly(drop);
     const proxy = await FaultProxy.start(MARIADB);
     deferQuietly(() => proxy.close());
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-outage-'));
-    deferQuietly(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-outage-');
 
     const { activityLog, delivery } = composeActivityLog({
       env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`, ACTIVITY_LOG_TABLE: table },

@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect } from 'vitest';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
@@ -16,6 +13,7 @@ import { FaultProxy } from '../helpers/fault-proxy.js';
 import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
 import { enqueue, queueConfig, removeQueue, testQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
@@ -42,8 +40,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const { table, count } = await activityTable(deferQuietly, 'producer');
     const proxy = await FaultProxy.start(REDIS);
     deferQuietly(() => proxy.close());
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
-    deferQuietly(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-rq-');
     const direct = queueConfig(queueName, { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table });
     deferQuietly(() => removeQueue(direct, queueName));
 
@@ -127,8 +124,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const { table, count } = await activityTable(deferQuietly, 'silent');
     const proxy = await FaultProxy.start(REDIS);
     deferQuietly(() => proxy.close());
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
-    deferQuietly(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-rq-');
     const env = {
       REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
       DATABASE_URL: MYSQL_URL,
@@ -375,8 +371,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     const queueName = uniqueQueueName('health');
     const proxy = await FaultProxy.start(REDIS);
     deferQuietly(() => proxy.close());
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
-    deferQuietly(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-rq-');
     const composed = composeActivityLog({
       env: {
         QUEUE_CONNECTION: 'redis',

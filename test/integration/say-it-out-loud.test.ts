@@ -1,5 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect } from 'vitest';
 import { isActivityLogError } from '../../src/core/errors.js';
@@ -9,14 +7,14 @@ import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 
 describe('failures said out loud', () => {
   async function workDir(deferQuietly: TestScope['deferQuietly'], label: string): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), `activity-log-loud-${label}-`));
-    deferQuietly(() => rm(dir, { recursive: true, force: true }));
+    const dir = await temporaryDirectory(deferQuietly, `activity-log-loud-${label}-`);
     return dir;
   }
 
@@ -138,8 +136,7 @@ describe.skipIf(!mariadbUp)('recovery after a database restart', () => {
     deferQuietly(drop);
     const proxy = await FaultProxy.start(MARIADB);
     deferQuietly(() => proxy.close());
-    const dir = await mkdtemp(join(tmpdir(), 'activity-log-recovery-'));
-    deferQuietly(() => rm(dir, { recursive: true, force: true }));
+    const dir = await temporaryDirectory(deferQuietly, 'activity-log-recovery-');
     const { activityLog, delivery } = composeActivityLog({
       env: {
         DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,

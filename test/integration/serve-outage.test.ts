@@ -8,6 +8,7 @@ import { FaultProxy } from '../helpers/fault-proxy.js';
 import { waitFor } from '../helpers/queue.js';
 import { type CliProcess, runCli, spawnCli } from '../helpers/queue-cli.js';
 import { MARIADB, MYSQL_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
@@ -42,8 +43,7 @@ describe.skipIf(!mariadbUp)('serve while the database is unreachable (MariaDB be
     const proxy = await FaultProxy.start(MARIADB);
     deferQuietly(() => proxy.close());
     await proxy.refuse();
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-serve-outage-'));
-    deferQuietly(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-serve-outage-');
 
     const served = spawnCli(['serve', '--port=0'], {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
