@@ -3,7 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
+import { defaultModelResolver } from '../../src/core/activity.js';
 import type { ActivitySink } from '../../src/core/activity-sink.js';
+import { buildActivity } from '../../src/core/build-activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { BatchDelivery } from '../../src/delivery/batch.js';
 import { SyncDelivery } from '../../src/delivery/sync.js';
@@ -15,12 +17,13 @@ import {
   resilienceOf,
 } from '../../src/resilience/resilient-sink.js';
 import { Spool } from '../../src/resilience/spool.js';
-import { builtActivity } from '../helpers/activity-factory.js';
 import { MemorySink } from '../helpers/memory-sink.js';
+
+const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
 
 function activities(count: number, offset = 0): Activity[] {
   return Array.from({ length: count }, (_, i) =>
-    builtActivity({ description: `activity ${offset + i}`, logName: 'orders' }),
+    buildActivity({ description: `activity ${offset + i}`, logName: 'orders' }, undefined, buildOptions),
   );
 }
 
