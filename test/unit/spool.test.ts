@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { Spool, type SpoolOptions } from '../../src/resilience/spool.js';
@@ -12,12 +12,11 @@ const ids = (list: readonly Activity[]) => list.map((activity) => activity.id);
 
 describe('Spool', () => {
   let dir: string;
-  const spools: Spool[] = [];
   const warnings: string[] = [];
 
   function open(options: Partial<SpoolOptions> = {}): Spool {
     const spool = new Spool({ dir, maxBytes: 10 * 1024 * 1024, warn: (m) => warnings.push(m), ...options });
-    spools.push(spool);
+    onTestFinished(() => spool.close());
     return spool;
   }
 
@@ -37,13 +36,11 @@ describe('Spool', () => {
     return (await readdir(dir)).filter((name) => name.endsWith('.seg')).sort();
   }
 
-  beforeEach(async () => {
-    dir = join(await mkdtemp(join(tmpdir(), 'activity-log-spool-')), 'spool');
+  beforeEach(async ({ onTestFinished }) => {
+    const parent = await mkdtemp(join(tmpdir(), 'activity-log-spool-'));
+    onTestFinished(() => rm(parent, { recursive: true, force: true }));
+    dir = join(parent, 'spool');
     warnings.length = 0;
-  });
-  afterEach(async () => {
-    for (const spool of spools.splice(0)) await spool.close();
-    await rm(join(dir, '..'), { recursive: true, force: true });
   });
 
   it('replays what was appended, in order and intact, then deletes the segments', async () => {
