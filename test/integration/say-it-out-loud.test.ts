@@ -8,20 +8,15 @@ import { migratedTable } from '../helpers/mariadb-table.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
 import { temporaryDirectory } from '../helpers/temporary-directory.js';
-import { test as it, type TestScope } from '../helpers/test-context.js';
+import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 
 describe('failures said out loud', () => {
-  async function workDir(deferQuietly: TestScope['deferQuietly'], label: string): Promise<string> {
-    const dir = await temporaryDirectory(deferQuietly, `activity-log-loud-${label}-`);
-    return dir;
-  }
-
   it('sync on a table that was never migrated: log() rejects with STORE_SCHEMA_MISSING, one line says to migrate, nothing is spooled', async ({
     deferQuietly,
   }) => {
-    const dir = await workDir(deferQuietly, 'sync-unmigrated');
+    const dir = await temporaryDirectory(deferQuietly, 'activity-log-loud-sync-unmigrated-');
     const lines: string[] = [];
     const { activityLog, delivery } = composeActivityLog({
       env: {
@@ -47,7 +42,7 @@ describe('failures said out loud', () => {
   it('batch on a table that was never migrated: one line says to migrate, the activities wait in the spool and are stored once it is migrated', async ({
     deferQuietly,
   }) => {
-    const dir = await workDir(deferQuietly, 'batch-unmigrated');
+    const dir = await temporaryDirectory(deferQuietly, 'activity-log-loud-batch-unmigrated-');
     const lines: string[] = [];
     const { activityLog, delivery, store } = composeActivityLog({
       env: {
@@ -87,7 +82,7 @@ describe('failures said out loud', () => {
       await db.query(`GRANT ALL ON test.* TO '${user}'@'%'`);
       const proxy = await FaultProxy.start(MARIADB);
       deferQuietly(() => proxy.close());
-      const dir = await workDir(deferQuietly, 'breaker');
+      const dir = await temporaryDirectory(deferQuietly, 'activity-log-loud-breaker-');
       const lines: string[] = [];
       const activityLog = createActivityLog({
         env: {
