@@ -9,6 +9,7 @@ import type { Activity } from '../../src/core/activity.js';
 import { newActivityId, newBatchUuid } from '../../src/core/ids.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
+import { storedActivity } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
@@ -35,7 +36,7 @@ function chromiumAvailable(): boolean {
 }
 
 function activity(index: number, overrides: Partial<Activity> = {}): Activity {
-  return Object.freeze({
+  return storedActivity({
     id: newActivityId(Date.UTC(2026, 0, 1) + index * 1000),
     logName: 'orders',
     description: `updated order ${index}`,
@@ -44,8 +45,6 @@ function activity(index: number, overrides: Partial<Activity> = {}): Activity {
     event: 'updated',
     causerType: 'User',
     causerId: index % 3 === 0 ? '8' : '7',
-    properties: {},
-    batchUuid: null,
     ipAddress: '203.0.113.9',
     url: 'https://shop.example/orders',
     method: 'PATCH',

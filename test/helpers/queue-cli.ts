@@ -9,6 +9,7 @@ import { type Config, loadConfig } from '../../src/config/config.js';
 import { createStore } from '../../src/store/create-store.js';
 import { REDIS_URL, removeQueue, uniqueQueueName } from './queue.js';
 import { MYSQL_URL, uniqueSuffix } from './services.js';
+import type { TestScope } from './test-context.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = `${ROOT}bin/activity-log.js`;
@@ -124,16 +125,18 @@ export async function mariadbTable(
 
 /**
  * A queue of its own and a MariaDB table pointed at it (not migrated yet) for one test; the
- * table's drop and the queue's removal are added to `cleanups`.
+ * table's drop and the queue's removal are handed to `defer` (the test's fixture, or a stack of
+ * cleanups a test still keeps itself).
  */
 export async function queueTestTable(
-  cleanups: (() => Promise<void>)[],
+  defer: TestScope['defer'] | (() => Promise<void>)[],
   label: string,
   env: Record<string, string> = {},
 ): Promise<TestTable> {
+  const register = Array.isArray(defer) ? (cleanup: () => Promise<void>) => defer.push(cleanup) : defer;
   const queueName = uniqueQueueName(label);
   const table = await mariadbTable(label, queueName, env);
-  cleanups.push(() => table.drop());
-  cleanups.push(() => removeQueue(table.config, queueName));
+  register(() => table.drop());
+  register(() => removeQueue(table.config, queueName));
   return table;
 }

@@ -1,9 +1,8 @@
 import { type Config, loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
+import { builtActivities } from './activity-factory.js';
 import { REDIS, uniqueSuffix } from './services.js';
 
 export const REDIS_URL = `redis://${REDIS.host}:${REDIS.port}`;
@@ -25,6 +24,21 @@ export function queueConfig(queueName: string, env: Record<string, string> = {})
       ...env,
     },
   });
+}
+
+/**
+ * {@link queueConfig} for a queue of its own (`config.queueName`), whose removal from Redis is
+ * handed to `defer` (the test's fixture).
+ */
+export function testQueue(
+  defer: (cleanup: () => unknown) => void,
+  label: string,
+  env: Record<string, string> = {},
+): Config {
+  const queueName = uniqueQueueName(label);
+  const config = queueConfig(queueName, env);
+  defer(() => removeQueue(config, queueName));
+  return config;
 }
 
 /** Deletes everything the queue left in Redis. */
@@ -49,34 +63,9 @@ export async function enqueue(config: Config, batches: readonly (readonly Activi
   await sink.close();
 }
 
-const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
-
-/** Activities shaped like real ones, with every field filled and a distinct url per index. */
-export function sampleActivities(count: number, offset = 0): Activity[] {
-  return Array.from({ length: count }, (_, i) =>
-    buildActivity(
-      {
-        description: `updated order ${offset + i}`,
-        logName: 'orders',
-        event: 'updated',
-        subject: { type: 'Order', id: offset + i },
-        causer: { type: 'User', id: 7 },
-        properties: { attributes: { total: 10.5, n: offset + i }, old: { total: 9.99 }, note: 'ünïcødé ✓' },
-        batchUuid: '0190a0b0-0000-7000-8000-000000000001',
-        ipAddress: '203.0.113.9',
-        url: `https://shop.example/orders/${offset + i}`,
-        method: 'patch',
-        userAgent: 'test-agent/1.0',
-      },
-      undefined,
-      buildOptions,
-    ),
-  );
-}
-
-/** Enqueues `jobs` jobs of `perJob` {@link sampleActivities} each; resolves to the activities, in order. */
+/** Enqueues `jobs` jobs of `perJob` {@link builtActivities} each; resolves to the activities, in order. */
 export async function enqueueSampleJobs(config: Config, jobs: number, perJob: number): Promise<Activity[]> {
-  const activities = sampleActivities(jobs * perJob);
+  const activities = builtActivities(jobs * perJob);
   await enqueue(
     config,
     Array.from({ length: jobs }, (_, i) => activities.slice(i * perJob, (i + 1) * perJob)),

@@ -1,10 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import mysql from 'mysql2/promise';
-import pg from 'pg';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/config.js';
+import { afterAll, describe, expect } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { ACTIVITY_FIELDS, CSV_FIELDS } from '../../src/core/activity-fields.js';
 import { type ActivityJson, activityFromJson, activityToJson } from '../../src/core/activity-json.js';
@@ -12,15 +9,10 @@ import { canonicalEncoding } from '../../src/core/canonical-encoding.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
-import { createStore } from '../../src/store/create-store.js';
 import { fieldsOf, sampleActivities } from '../helpers/field-samples.js';
-import {
-  MARIADB_TARGET,
-  POSTGRES_TARGET,
-  type ServiceInfo,
-  serviceAvailable,
-  uniqueSuffix,
-} from '../helpers/services.js';
+import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { migratedStore, storeTargets } from '../helpers/store-targets.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 /**
  * Every field of the field table, at an ordinary value, at the longest value it may hold and
@@ -30,51 +22,8 @@ import {
 
 const ADMIN_TOKEN = 'admin-token-for-field-tests';
 
-interface Target {
-  readonly name: string;
-  readonly service: ServiceInfo | undefined;
-  databaseUrl(table: string): string;
-  drop(table: string): Promise<void>;
-}
-
 const sqliteDir = mkdtempSync(join(tmpdir(), 'activity-fields-'));
 afterAll(() => rmSync(sqliteDir, { recursive: true, force: true }));
-
-const TARGETS: readonly Target[] = [
-  {
-    name: 'SQLite',
-    service: undefined,
-    databaseUrl: (table) => `sqlite:${join(sqliteDir, `${table}.sqlite`)}`,
-    drop: async () => {},
-  },
-  {
-    name: MARIADB_TARGET.name,
-    service: MARIADB_TARGET.service,
-    databaseUrl: () => MARIADB_TARGET.url,
-    drop: async (table) => {
-      const admin = await mysql.createConnection(MARIADB_TARGET.url);
-      try {
-        await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\``);
-      } finally {
-        await admin.end();
-      }
-    },
-  },
-  {
-    name: POSTGRES_TARGET.name,
-    service: POSTGRES_TARGET.service,
-    databaseUrl: () => POSTGRES_TARGET.url,
-    drop: async (table) => {
-      const admin = new pg.Client({ connectionString: POSTGRES_TARGET.url });
-      await admin.connect();
-      try {
-        await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations"`);
-      } finally {
-        await admin.end();
-      }
-    },
-  },
-];
 
 /** A CSV export: its header line, and the cells of each row (every one quoted). */
 function parseCsv(text: string): { header: string[]; rows: string[][] } {
@@ -102,33 +51,22 @@ function csvText(json: ActivityJson, column: keyof ActivityJson): string {
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
-for (const target of TARGETS) {
+for (const target of storeTargets(sqliteDir)) {
   const available = target.service === undefined || (await serviceAvailable(target.service));
 
   describe.skipIf(!available)(`every activity field round-trips: ${target.name}`, () => {
-    const cleanups: (() => Promise<void>)[] = [];
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    });
-
-    async function storeWith(activities: readonly Activity[]): Promise<ActivityStore> {
-      const table = `fields_${uniqueSuffix()}`;
-      const config = loadConfig({
-        env: { DATABASE_URL: target.databaseUrl(table), ACTIVITY_LOG_TABLE: table },
-      });
-      const store = createStore(config.database);
-      cleanups.push(async () => {
-        await store.close();
-        await target.drop(table);
-      });
-      await store.migrate();
+    async function storeWith(
+      defer: TestScope['defer'],
+      activities: readonly Activity[],
+    ): Promise<ActivityStore> {
+      const { store } = await migratedStore(defer, target, 'fields');
       expect(await store.insertMany(activities)).toBe(activities.length);
       return store;
     }
 
-    it('through the store, field by field, with the same canonical encoding', async () => {
+    it('through the store, field by field, with the same canonical encoding', async ({ defer }) => {
       const sent = sampleActivities();
-      const store = await storeWith(sent);
+      const store = await storeWith(defer, sent);
       const { data } = await store.query({ limit: 10 });
       expect(data).toHaveLength(sent.length);
       for (const [index, read] of data.entries()) {
@@ -137,9 +75,9 @@ for (const target of TARGETS) {
       }
     });
 
-    it('through the list API as JSON and the CSV export', async () => {
+    it('through the list API as JSON and the CSV export', async ({ defer }) => {
       const sent = sampleActivities();
-      const store = await storeWith(sent);
+      const store = await storeWith(defer, sent);
       const composed = composeActivityLog({
         env: {},
         config: {
@@ -151,7 +89,7 @@ for (const target of TARGETS) {
       });
       const { activityLog } = composed;
       const app = createActivityLogServer(composed);
-      cleanups.push(async () => {
+      defer(async () => {
         await app.close();
         await activityLog.close();
       });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kysely, sql } from 'kysely';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import type { ActivityDatabase, ColumnDefinition, IndexDefinition } from '../../src/store/activity-table.js';
 import { createStore } from '../../src/store/create-store.js';
@@ -14,18 +14,16 @@ import { createPostgresDialect } from '../../src/store/postgres/postgres-dialect
 import { createSqliteDialect } from '../../src/store/sqlite/sqlite-dialect.js';
 import type { StoreDialect } from '../../src/store/store-dialect.js';
 import { sampleActivity } from '../helpers/field-samples.js';
+import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 import {
-  MARIADB_TARGET,
-  POSTGRES_TARGET,
-  type ServiceInfo,
-  serviceAvailable,
-  uniqueSuffix,
-} from '../helpers/services.js';
+  MARIADB_STORE_TARGET,
+  POSTGRES_STORE_TARGET,
+  type StoreTarget,
+  sqliteStoreTarget,
+} from '../helpers/store-targets.js';
+import { test as it } from '../helpers/test-context.js';
 
-interface Target {
-  readonly name: string;
-  readonly service: ServiceInfo | undefined;
-  databaseUrl(table: string): string;
+interface Target extends StoreTarget {
   createDialect: typeof createSqliteDialect;
   indexNames(db: Kysely<ActivityDatabase>, table: string): Promise<string[]>;
 }
@@ -35,9 +33,7 @@ afterAll(() => rmSync(sqliteDir, { recursive: true, force: true }));
 
 const TARGETS: readonly Target[] = [
   {
-    name: 'SQLite',
-    service: undefined,
-    databaseUrl: (table) => `sqlite:${join(sqliteDir, `${table}.sqlite`)}`,
+    ...sqliteStoreTarget(sqliteDir),
     createDialect: createSqliteDialect,
     indexNames: async (db, table) =>
       (
@@ -47,9 +43,7 @@ const TARGETS: readonly Target[] = [
       ).rows.map((row) => row.name),
   },
   {
-    name: MARIADB_TARGET.name,
-    service: MARIADB_TARGET.service,
-    databaseUrl: () => MARIADB_TARGET.url,
+    ...MARIADB_STORE_TARGET,
     createDialect: createMysqlDialect,
     indexNames: async (db, table) =>
       (
@@ -61,9 +55,7 @@ const TARGETS: readonly Target[] = [
       ).rows.map((row) => row.name),
   },
   {
-    name: POSTGRES_TARGET.name,
-    service: POSTGRES_TARGET.service,
-    databaseUrl: () => POSTGRES_TARGET.url,
+    ...POSTGRES_STORE_TARGET,
     createDialect: createPostgresDialect,
     indexNames: async (db, table) =>
       (
@@ -87,12 +79,7 @@ for (const target of TARGETS) {
   const available = target.service === undefined || (await serviceAvailable(target.service));
 
   describe.skipIf(!available)(`a migration step that adds columns: ${target.name}`, () => {
-    const cleanups: (() => Promise<void>)[] = [];
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    });
-
-    it('adds the columns and their index once, filling the rows already stored', async () => {
+    it('adds the columns and their index once, filling the rows already stored', async ({ defer }) => {
       const table = `add_columns_${uniqueSuffix()}`;
       const config = loadConfig({
         env: { DATABASE_URL: target.databaseUrl(table), ACTIVITY_LOG_TABLE: table },
@@ -104,7 +91,7 @@ for (const target of TARGETS) {
 
       const dialect: StoreDialect = target.createDialect(config.database);
       const db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect() });
-      cleanups.push(async () => {
+      defer(async () => {
         await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(db);
         await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_migrations`)}`.execute(db);
         await db.destroy();

@@ -1,21 +1,18 @@
 import { Worker } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { Config } from '../../src/config/config.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
-import { enqueue, queueConfig, removeQueue, sampleActivities, uniqueQueueName } from '../helpers/queue.js';
+import { builtActivities } from '../helpers/activity-factory.js';
+import { enqueue, testQueue } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const ADMIN_TOKEN = 'admin-token-for-failed-jobs-tests';
 const redisUp = await serviceAvailable(REDIS);
-
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
 
 async function signIn(app: FastifyInstance): Promise<{ cookie: string; csrfToken: string }> {
   const login = await app.inject({
@@ -34,17 +31,17 @@ async function signIn(app: FastifyInstance): Promise<{ cookie: string; csrfToken
 
 /** Jobs of these sizes end among the failed ones after their one try (every attempt throws). */
 async function failJobs(
-  queueName: string,
+  defer: TestScope['defer'],
+  label: string,
   sizes: readonly number[],
 ): Promise<{ config: Config; admin: QueueAdmin }> {
-  const config = queueConfig(queueName, { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_ADMIN_TOKEN: ADMIN_TOKEN });
-  cleanups.push(() => removeQueue(config, queueName));
+  const config = testQueue(defer, label, { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_ADMIN_TOKEN: ADMIN_TOKEN });
   await enqueue(
     config,
-    sizes.map((size) => sampleActivities(size)),
+    sizes.map((size) => builtActivities(size)),
   );
   const failing = new Worker(
-    queueName,
+    config.queueName,
     async () => {
       throw new Error('made to fail by the test');
     },
@@ -55,7 +52,7 @@ async function failJobs(
   );
   // Closing it interrupts its blocking fetch; that is expected, not a failure of the test.
   failing.on('error', () => undefined);
-  const admin = await QueueAdmin.connect(config.redis, queueName);
+  const admin = await QueueAdmin.connect(config.redis, config.queueName);
   try {
     await expect.poll(async () => (await admin.counts()).failed, { timeout: 10_000 }).toBe(sizes.length);
   } finally {
@@ -65,9 +62,9 @@ async function failJobs(
 }
 
 describe.runIf(redisUp)('backoffice failed jobs (Redis)', () => {
-  it('reads only the newest page of failed jobs, with the total', async () => {
-    const { admin } = await failJobs(uniqueQueueName('backoffice-failed-page'), [1, 2, 3]);
-    cleanups.push(() => admin.close());
+  it('reads only the newest page of failed jobs, with the total', async ({ defer }) => {
+    const { admin } = await failJobs(defer, 'backoffice-failed-page', [1, 2, 3]);
+    defer(() => admin.close());
     const page = await admin.failedPage(2);
     expect(page.total).toBe(3);
     expect(page.jobs).toHaveLength(2);
@@ -76,13 +73,13 @@ describe.runIf(redisUp)('backoffice failed jobs (Redis)', () => {
     expect((await admin.failedPage(0)).jobs).toEqual([]);
   });
 
-  it('lists failed jobs and retries one from the dashboard with the CSRF token', async () => {
-    const { config, admin } = await failJobs(uniqueQueueName('backoffice-failed'), [3]);
+  it('lists failed jobs and retries one from the dashboard with the CSRF token', async ({ defer }) => {
+    const { config, admin } = await failJobs(defer, 'backoffice-failed', [3]);
 
     const composed = composeActivityLog({ config });
     const { activityLog } = composed;
     const app = createActivityLogServer(composed, { config });
-    cleanups.push(async () => {
+    defer(async () => {
       await admin.close();
       await app.close();
       await activityLog.close();

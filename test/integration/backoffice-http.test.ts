@@ -4,15 +4,16 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
-import { newActivityId } from '../../src/core/ids.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { SIGN_IN_ATTEMPTS_PER_WINDOW } from '../../src/http/routes/backoffice-session.js';
 import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
+import { storedActivity } from '../helpers/activity-factory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const ADMIN_TOKEN = 'admin-token-for-backoffice-tests';
 const adminAuth = { authorization: `Bearer ${ADMIN_TOKEN}` };
@@ -23,17 +24,13 @@ interface Harness {
   readonly store: ActivityStore;
 }
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 async function harness(
+  defer: TestScope['defer'],
   adminToken: string | null = ADMIN_TOKEN,
   extra: { trustProxy?: string[] } = {},
 ): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'activity-log-backoffice-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  defer(() => rmSync(dir, { recursive: true, force: true }));
   const config = {
     database: { connection: 'sqlite' as const, filename: join(dir, 'activity-log.sqlite') },
     method: 'sync' as const,
@@ -47,7 +44,7 @@ async function harness(
   const composed = composeActivityLog({ env: {}, config, store });
   const { activityLog } = composed;
   const app = createActivityLogServer(composed);
-  cleanups.push(async () => {
+  defer(async () => {
     await app.close();
     await activityLog.close();
   });
@@ -77,8 +74,8 @@ function errorCode(response: LightMyRequestResponse): string {
 }
 
 describe('backoffice sign-in', () => {
-  it('refuses every backoffice page and API without a session', async () => {
-    const { app } = await harness();
+  it('refuses every backoffice page and API without a session', async ({ defer }) => {
+    const { app } = await harness(defer);
     for (const url of ['/backoffice/activity-logs', '/backoffice/activity-logs/performance']) {
       const response = await app.inject({ method: 'GET', url });
       expect(response.statusCode, url).toBe(303);
@@ -103,8 +100,10 @@ describe('backoffice sign-in', () => {
     expect(retry.statusCode).toBe(401);
   });
 
-  it('exchanges the admin token for an HttpOnly SameSite=Strict cookie that opens pages and APIs', async () => {
-    const { app } = await harness();
+  it('exchanges the admin token for an HttpOnly SameSite=Strict cookie that opens pages and APIs', async ({
+    defer,
+  }) => {
+    const { app } = await harness(defer);
     const login = await app.inject({
       method: 'GET',
       url: '/backoffice/login?next=/backoffice/activity-logs/performance',
@@ -147,7 +146,7 @@ describe('backoffice sign-in', () => {
     expect(list.json()).toMatchObject({ success: true, data: [] });
   });
 
-  it('reads X-Forwarded-Proto and X-Forwarded-Host only from a trusted proxy', async () => {
+  it('reads X-Forwarded-Proto and X-Forwarded-Host only from a trusted proxy', async ({ defer }) => {
     const behindProxy = {
       host: 'app.internal:3000',
       'x-forwarded-host': 'backoffice.example',
@@ -157,12 +156,12 @@ describe('backoffice sign-in', () => {
     const signIn = (app: FastifyInstance, headers: Record<string, string>) =>
       app.inject({ method: 'POST', url: '/backoffice/login', headers, payload: { token: ADMIN_TOKEN } });
 
-    const trusted = await harness(ADMIN_TOKEN, { trustProxy: ['127.0.0.1'] });
+    const trusted = await harness(defer, ADMIN_TOKEN, { trustProxy: ['127.0.0.1'] });
     const viaProxy = await signIn(trusted.app, behindProxy);
     expect(viaProxy.statusCode).toBe(303);
     expect(String(viaProxy.headers['set-cookie']).split('; ')).toContain('Secure');
 
-    const direct = await harness();
+    const direct = await harness(defer);
     const spoofedHost = await signIn(direct.app, behindProxy);
     expect(spoofedHost.statusCode).toBe(403);
     expect(errorCode(spoofedHost)).toBe('CSRF_REJECTED');
@@ -175,8 +174,8 @@ describe('backoffice sign-in', () => {
     expect(String(spoofedProto.headers['set-cookie']).split('; ')).not.toContain('Secure');
   });
 
-  it('answers a wrong token with the sign-in page and no cookie', async () => {
-    const { app } = await harness();
+  it('answers a wrong token with the sign-in page and no cookie', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({
       method: 'POST',
       url: '/backoffice/login',
@@ -189,8 +188,10 @@ describe('backoffice sign-in', () => {
     expect(response.body).toContain('value="/backoffice/activity-logs"');
   });
 
-  it('makes an address that keeps sending wrong tokens wait, but still signs in the right token', async () => {
-    const { app } = await harness();
+  it('makes an address that keeps sending wrong tokens wait, but still signs in the right token', async ({
+    defer,
+  }) => {
+    const { app } = await harness(defer);
     const attempt = (token: string) =>
       app.inject({ method: 'POST', url: '/backoffice/login', payload: { token } });
     for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++)
@@ -205,8 +206,10 @@ describe('backoffice sign-in', () => {
     expect(String(right.headers['set-cookie'])).toMatch(/^activity_log_session=/);
   });
 
-  it('counts wrong bearer tokens with wrong sign-ins, per client address behind a trusted proxy', async () => {
-    const { app } = await harness(ADMIN_TOKEN, { trustProxy: ['127.0.0.1'] });
+  it('counts wrong bearer tokens with wrong sign-ins, per client address behind a trusted proxy', async ({
+    defer,
+  }) => {
+    const { app } = await harness(defer, ADMIN_TOKEN, { trustProxy: ['127.0.0.1'] });
     const bearer = (token: string, client: string) =>
       app.inject({
         method: 'GET',
@@ -238,8 +241,8 @@ describe('backoffice sign-in', () => {
     expect(anonymous.statusCode).toBe(401);
   });
 
-  it('does not believe X-Forwarded-For unless the proxy is trusted', async () => {
-    const { app } = await harness();
+  it('does not believe X-Forwarded-For unless the proxy is trusted', async ({ defer }) => {
+    const { app } = await harness(defer);
     for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++) {
       const response = await app.inject({
         method: 'GET',
@@ -256,14 +259,14 @@ describe('backoffice sign-in', () => {
     expect(throttled.statusCode).toBe(429);
   });
 
-  it.each([
+  it.for<[string, string, number]>([
     ['GET /backoffice/activity-logs', '/backoffice/activity-logs', 303],
     ['GET /backoffice/activity-logs/performance', '/backoffice/activity-logs/performance', 303],
     ['GET /backoffice/login', '/backoffice/login', 200],
   ])(
     'counts wrong bearer tokens on %s and throttles further guesses there, never the right token',
-    async (_route, url, wrongStatus) => {
-      const { app } = await harness();
+    async ([_route, url, wrongStatus], { defer }) => {
+      const { app } = await harness(defer);
       const page = (token: string) =>
         app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${token}` } });
       for (let i = 0; i < SIGN_IN_ATTEMPTS_PER_WINDOW; i++) {
@@ -282,8 +285,8 @@ describe('backoffice sign-in', () => {
     },
   );
 
-  it('never redirects to another site after sign-in', async () => {
-    const { app } = await harness();
+  it('never redirects to another site after sign-in', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({
       method: 'POST',
       url: '/backoffice/login',
@@ -293,8 +296,8 @@ describe('backoffice sign-in', () => {
     expect(response.headers.location).toBe('/backoffice/activity-logs');
   });
 
-  it('drops a next path with a character outside printable ASCII instead of failing', async () => {
-    const { app } = await harness();
+  it('drops a next path with a character outside printable ASCII instead of failing', async ({ defer }) => {
+    const { app } = await harness(defer);
     const signedIn = await app.inject({
       method: 'GET',
       url: '/backoffice/login?next=/backoffice/%E2%82%AC',
@@ -314,8 +317,8 @@ describe('backoffice sign-in', () => {
     expect(page.body).toContain('value="/backoffice/activity-logs"');
   });
 
-  it('refuses a cookie that was tampered with', async () => {
-    const { app } = await harness();
+  it('refuses a cookie that was tampered with', async ({ defer }) => {
+    const { app } = await harness(defer);
     const { cookie } = await signIn(app);
     const tampered = `${cookie.slice(0, -2)}${cookie.endsWith('A') ? 'B' : 'A'}`.slice(0, cookie.length);
     const response = await app.inject({
@@ -326,8 +329,8 @@ describe('backoffice sign-in', () => {
     expect(response.statusCode).toBe(401);
   });
 
-  it('still accepts the bearer token on pages and APIs', async () => {
-    const { app } = await harness();
+  it('still accepts the bearer token on pages and APIs', async ({ defer }) => {
+    const { app } = await harness(defer);
     const page = await app.inject({ method: 'GET', url: '/backoffice/activity-logs', headers: adminAuth });
     expect(page.statusCode).toBe(200);
     const wrong = await app.inject({
@@ -338,8 +341,8 @@ describe('backoffice sign-in', () => {
     expect(wrong.statusCode).toBe(401);
   });
 
-  it('marks every admin answer, errors included, Cache-Control: no-store', async () => {
-    const { app } = await harness();
+  it('marks every admin answer, errors included, Cache-Control: no-store', async ({ defer }) => {
+    const { app } = await harness(defer);
     const { cookie } = await signIn(app);
     const answers = [
       ...[
@@ -371,8 +374,8 @@ describe('backoffice sign-in', () => {
     }
   });
 
-  it('says which variable to set when the admin token is not configured', async () => {
-    const { app } = await harness(null);
+  it('says which variable to set when the admin token is not configured', async ({ defer }) => {
+    const { app } = await harness(defer, null);
     const page = await app.inject({ method: 'GET', url: '/backoffice/activity-logs' });
     expect(page.statusCode).toBe(503);
     expect(errorCode(page)).toBe('AUTH_TOKEN_NOT_CONFIGURED');
@@ -383,8 +386,8 @@ describe('backoffice sign-in', () => {
 });
 
 describe('backoffice CSRF and sign-out', () => {
-  it('refuses a forged cross-site POST that carries the session cookie', async () => {
-    const { app } = await harness();
+  it('refuses a forged cross-site POST that carries the session cookie', async ({ defer }) => {
+    const { app } = await harness(defer);
     const { cookie, csrfToken } = await signIn(app);
     const url = '/api/backoffice/activity-logs/failed-jobs/retry';
     const crossSite = await app.inject({
@@ -415,8 +418,8 @@ describe('backoffice CSRF and sign-out', () => {
     expect(sameSite.json()).toEqual({ success: true, data: { retried: [], missing: [] } });
   });
 
-  it('refuses a cross-site sign-in form', async () => {
-    const { app } = await harness();
+  it('refuses a cross-site sign-in form', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({
       method: 'POST',
       url: '/backoffice/login',
@@ -427,8 +430,8 @@ describe('backoffice CSRF and sign-out', () => {
     expect(response.headers['set-cookie']).toBeUndefined();
   });
 
-  it('refuses a cross-site sign-out form without clearing the cookie', async () => {
-    const { app } = await harness();
+  it('refuses a cross-site sign-out form without clearing the cookie', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({
       method: 'POST',
       url: '/backoffice/logout',
@@ -440,8 +443,8 @@ describe('backoffice CSRF and sign-out', () => {
     expect(response.headers['set-cookie']).toBeUndefined();
   });
 
-  it('names the sign-in form limit when its body is too large', async () => {
-    const { app } = await harness();
+  it('names the sign-in form limit when its body is too large', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({
       method: 'POST',
       url: '/backoffice/login',
@@ -455,8 +458,8 @@ describe('backoffice CSRF and sign-out', () => {
     expect(response.json<{ error: { message: string } }>().error.message).toContain('16384 bytes');
   });
 
-  it('signs out only with the CSRF token, and the old cookie stops working', async () => {
-    const { app } = await harness();
+  it('signs out only with the CSRF token, and the old cookie stops working', async ({ defer }) => {
+    const { app } = await harness(defer);
     const { cookie, csrfToken } = await signIn(app);
     const forged = await app.inject({
       method: 'POST',
@@ -486,8 +489,8 @@ describe('backoffice CSRF and sign-out', () => {
 });
 
 describe('backoffice assets', () => {
-  it('serves the page scripts and uPlot, and nothing outside the asset list', async () => {
-    const { app } = await harness();
+  it('serves the page scripts and uPlot, and nothing outside the asset list', async ({ defer }) => {
+    const { app } = await harness(defer);
     for (const file of [
       'activity-logs.js',
       'performance.js',
@@ -511,8 +514,8 @@ describe('backoffice assets', () => {
     }
   });
 
-  it('lets the browser revalidate an asset with its ETag', async () => {
-    const { app } = await harness();
+  it('lets the browser revalidate an asset with its ETag', async ({ defer }) => {
+    const { app } = await harness(defer);
     const url = '/backoffice/assets/backoffice.js';
     const first = await app.inject({ method: 'GET', url });
     expect(first.headers['cache-control']).toBe('no-cache');
@@ -525,8 +528,7 @@ describe('backoffice assets', () => {
 });
 
 function activity(index: number, overrides: Partial<Activity> = {}): Activity {
-  return Object.freeze({
-    id: newActivityId(),
+  return storedActivity({
     logName: 'orders',
     description: `activity ${index}`,
     subjectType: 'Order',
@@ -535,7 +537,6 @@ function activity(index: number, overrides: Partial<Activity> = {}): Activity {
     causerType: 'User',
     causerId: String(index % 3),
     properties: { attributes: { total: index }, old: { total: index - 1 } },
-    batchUuid: null,
     ipAddress: '203.0.113.9',
     url: 'https://shop.example/orders',
     method: 'PATCH',
@@ -546,8 +547,8 @@ function activity(index: number, overrides: Partial<Activity> = {}): Activity {
 }
 
 describe('backoffice export', () => {
-  it('exports the current filter as CSV, newest first, with formula cells neutralised', async () => {
-    const { app, store } = await harness();
+  it('exports the current filter as CSV, newest first, with formula cells neutralised', async ({ defer }) => {
+    const { app, store } = await harness(defer);
     await store.insertMany([
       activity(1, { description: '=HYPERLINK("http://evil.example")', causerId: '7' }),
       activity(2, { description: 'plain, with "quotes"', causerId: '7' }),
@@ -571,8 +572,8 @@ describe('backoffice export', () => {
     expect(lines[3]).toBe('');
   });
 
-  it('exports NDJSON across many keyset pages without repeating a row', async () => {
-    const { app, store } = await harness();
+  it('exports NDJSON across many keyset pages without repeating a row', async ({ defer }) => {
+    const { app, store } = await harness(defer);
     const rows = Array.from({ length: 1203 }, (_, i) => activity(i));
     for (let i = 0; i < rows.length; i += 500) await store.insertMany(rows.slice(i, i + 500));
     const response = await app.inject({
@@ -591,8 +592,8 @@ describe('backoffice export', () => {
     expect(parsed[0]!.created_at > parsed[1202]!.created_at).toBe(true);
   });
 
-  it('answers HEAD with the headers after one page, without reading the rest', async () => {
-    const { app, activityLog, store } = await harness();
+  it('answers HEAD with the headers after one page, without reading the rest', async ({ defer }) => {
+    const { app, activityLog, store } = await harness(defer);
     const rows = Array.from({ length: 1203 }, (_, i) => activity(i));
     for (let i = 0; i < rows.length; i += 500) await store.insertMany(rows.slice(i, i + 500));
     const query = activityLog.query.bind(activityLog);
@@ -613,8 +614,8 @@ describe('backoffice export', () => {
     expect(pagesRead).toBe(1);
   });
 
-  it('refuses paging parameters and bad filters before sending anything', async () => {
-    const { app } = await harness();
+  it('refuses paging parameters and bad filters before sending anything', async ({ defer }) => {
+    const { app } = await harness(defer);
     for (const [query, field] of [
       ['limit=10', 'limit'],
       ['cursor=abc', 'cursor'],
@@ -631,8 +632,8 @@ describe('backoffice export', () => {
     }
   });
 
-  it('streams a 200k-row export with memory that does not grow with the rows', async () => {
-    const { app, store } = await harness();
+  it('streams a 200k-row export with memory that does not grow with the rows', async ({ defer }) => {
+    const { app, store } = await harness(defer);
     const total = 200_000;
     const padding = 'x'.repeat(400);
     for (let i = 0; i < total; i += 5000) {

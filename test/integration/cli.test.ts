@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect } from 'vitest';
 import { SHUTDOWN_GRACE_MS } from '../../src/cli/commands/serve.js';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import { createActivityLog } from '../../src/runtime/create-activity-log.js';
@@ -22,6 +22,7 @@ import {
   serviceAvailable,
   uniqueSuffix,
 } from '../helpers/services.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'activity-log.js');
@@ -34,11 +35,6 @@ interface CliRun {
   readonly exited: Promise<number | null>;
 }
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 beforeAll(() => {
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
     throw new Error('dist/ is missing: run `npm run build` (npm test does) before the CLI tests');
@@ -46,14 +42,19 @@ beforeAll(() => {
 });
 
 /** A fresh working directory, so nothing is read from or written to the repository (.env, ./storage). */
-function workDir(): string {
+function workDir(defer: TestScope['defer']): string {
   const dir = mkdtempSync(join(tmpdir(), 'activity-log-cli-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  defer(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
 
 /** Starts `node bin/activity-log.js <args>` with only PATH and `env` in its environment. */
-function spawnCli(args: readonly string[], env: Record<string, string>, cwd: string): CliRun {
+function spawnCli(
+  defer: TestScope['defer'],
+  args: readonly string[],
+  env: Record<string, string>,
+  cwd: string,
+): CliRun {
   const child = spawn(process.execPath, [BIN, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '', ...env },
@@ -68,18 +69,19 @@ function spawnCli(args: readonly string[], env: Record<string, string>, cwd: str
     stderr += chunk;
   });
   const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
-  cleanups.push(() => {
+  defer(() => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   });
   return { child, stdout: () => stdout, stderr: () => stderr, exited };
 }
 
 async function runCli(
+  defer: TestScope['defer'],
   args: readonly string[],
   env: Record<string, string> = {},
-  cwd: string = workDir(),
+  cwd: string = workDir(defer),
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const run = spawnCli(args, env, cwd);
+  const run = spawnCli(defer, args, env, cwd);
   const timer = setTimeout(() => run.child.kill('SIGKILL'), 30_000);
   const code = await run.exited;
   clearTimeout(timer);
@@ -105,14 +107,16 @@ function lines(text: string): string[] {
 }
 
 describe('command line errors', () => {
-  it('rejects an unknown command with one line listing the commands (exit 2)', async () => {
-    const { code, stderr } = await runCli(['frobnicate']);
+  it('rejects an unknown command with one line listing the commands (exit 2)', async ({ defer }) => {
+    const { code, stderr } = await runCli(defer, ['frobnicate']);
     expect(code).toBe(2);
     expect(lines(stderr)).toHaveLength(1);
     expect(stderr).toMatch(/^activity-log: unknown command 'frobnicate'.*commands: migrate, serve/);
   });
 
-  it('rejects bad flag values with one line naming the flag and what is allowed (exit 2)', async () => {
+  it('rejects bad flag values with one line naming the flag and what is allowed (exit 2)', async ({
+    defer,
+  }) => {
     const cases: [string[], RegExp][] = [
       [['prune', '--days=abc'], /--days must be a whole number from 1 to 36500 \(got "abc"\)/],
       [['prune', '--days=0'], /--days must be a whole number from 1/],
@@ -123,7 +127,7 @@ describe('command line errors', () => {
       [['serve', '--port=http'], /--port must be a whole number from 0 to 65535 \(got "http"\)/],
       [['migrate', 'extra'], /too many arguments for 'migrate'/],
     ];
-    const runs = await Promise.all(cases.map(([args]) => runCli(args)));
+    const runs = await Promise.all(cases.map(([args]) => runCli(defer, args)));
     for (const [i, [args, message]] of cases.entries()) {
       const { code, stdout, stderr } = runs[i]!;
       expect(code, args.join(' ')).toBe(2);
@@ -133,20 +137,24 @@ describe('command line errors', () => {
     }
   });
 
-  it('stops on bad configuration with one line naming the variable (exit 1); --verbose adds the stack', async () => {
-    const plain = await runCli(['migrate'], { DB_POOL_MAX: 'abc' });
+  it('stops on bad configuration with one line naming the variable (exit 1); --verbose adds the stack', async ({
+    defer,
+  }) => {
+    const plain = await runCli(defer, ['migrate'], { DB_POOL_MAX: 'abc' });
     expect(plain.code).toBe(1);
     expect(lines(plain.stderr)).toEqual([
       'activity-log: DB_POOL_MAX="abc" is not allowed: expected a whole number from 1 to 1000',
     ]);
 
-    const verbose = await runCli(['migrate', '--verbose'], { DB_POOL_MAX: 'abc' });
+    const verbose = await runCli(defer, ['migrate', '--verbose'], { DB_POOL_MAX: 'abc' });
     expect(verbose.code).toBe(1);
     expect(lines(verbose.stderr)[0]).toBe(lines(plain.stderr)[0]);
     expect(verbose.stderr).toMatch(/\n\s+at /);
   });
 
-  it('refuses every queue command without QUEUE_CONNECTION=redis, with one line naming the variable (exit 1)', async () => {
+  it('refuses every queue command without QUEUE_CONNECTION=redis, with one line naming the variable (exit 1)', async ({
+    defer,
+  }) => {
     // Were a command to go ahead anyway, it would find no Redis rather than act on a real one.
     const env = { REDIS_URL: 'redis://127.0.0.1:1' };
     const cases: [string[], string][] = [
@@ -159,7 +167,7 @@ describe('command line errors', () => {
       [['process', '--method=batch'], 'activity-log process'],
       [['work'], 'a queue worker'],
     ];
-    const runs = await Promise.all(cases.map(([args]) => runCli(args, env)));
+    const runs = await Promise.all(cases.map(([args]) => runCli(defer, args, env)));
     for (const [i, [args, what]] of cases.entries()) {
       const { code, stdout, stderr } = runs[i]!;
       expect(code, args.join(' ')).toBe(1);
@@ -172,11 +180,11 @@ describe('command line errors', () => {
     expect(runs[5]!.stderr).toContain('; to replay only the spool, run activity-log spool replay)');
   });
 
-  it('prints help and the version with exit 0', async () => {
-    const help = await runCli(['--help']);
+  it('prints help and the version with exit 0', async ({ defer }) => {
+    const help = await runCli(defer, ['--help']);
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('prune [options]');
-    const version = await runCli(['--version']);
+    const version = await runCli(defer, ['--version']);
     expect(version.code).toBe(0);
     expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+/);
   });
@@ -224,9 +232,9 @@ for (const database of DATABASES) {
 
   describe.skipIf(!available)(`migrate and prune on ${database.service.name}`, () => {
     /** A table of its own for one test, dropped afterwards (with its migrations table). */
-    function tableEnv(): { env: Record<string, string>; config: Config } {
+    function tableEnv(defer: TestScope['defer']): { env: Record<string, string>; config: Config } {
       const table = `cli_${uniqueSuffix()}`;
-      cleanups.push(() => database.dropTables([table, `${table}_migrations`]));
+      defer(() => database.dropTables([table, `${table}_migrations`]));
       const env = { DATABASE_URL: database.url, ACTIVITY_LOG_TABLE: table };
       return { env, config: loadConfig({ env }) };
     }
@@ -240,26 +248,28 @@ for (const database of DATABASES) {
       }
     }
 
-    it('migrate creates the table, and a second run reports it up to date', async () => {
-      const { env, config } = tableEnv();
-      const first = await runCli(['migrate'], env);
+    it('migrate creates the table, and a second run reports it up to date', async ({ defer }) => {
+      const { env, config } = tableEnv(defer);
+      const first = await runCli(defer, ['migrate'], env);
       expect(first.code, first.stderr).toBe(0);
       expect(first.stdout).toMatch(new RegExp(`^migrated ${config.database.table} `));
       expect(first.stdout).toMatch(database.describe);
       expect(first.stdout).toMatch(/schema version 0 → \d+\n$/);
 
-      const second = await runCli(['migrate'], env);
+      const second = await runCli(defer, ['migrate'], env);
       expect(second.code, second.stderr).toBe(0);
       expect(second.stdout).toMatch(/is already up to date \(schema version \d+\)\n$/);
       expect(await countRows(config)).toBe(0);
     });
 
-    it('prune --dry-run counts and deletes nothing; prune deletes in chunks, per log or all', async () => {
-      const { env, config } = tableEnv();
-      expect((await runCli(['migrate'], env)).code).toBe(0);
+    it('prune --dry-run counts and deletes nothing; prune deletes in chunks, per log or all', async ({
+      defer,
+    }) => {
+      const { env, config } = tableEnv(defer);
+      expect((await runCli(defer, ['migrate'], env)).code).toBe(0);
       const activityLog = createActivityLog({
         env,
-        config: { method: 'sync', spoolDir: join(workDir(), 'spool') },
+        config: { method: 'sync', spoolDir: join(workDir(defer), 'spool') },
       });
       const now = Date.now();
       await activityLog.logMany([
@@ -282,14 +292,14 @@ for (const database of DATABASES) {
       await activityLog.close();
       expect(await countRows(config)).toBe(30);
 
-      const dryRun = await runCli(['prune', '--days=30', '--dry-run'], env);
+      const dryRun = await runCli(defer, ['prune', '--days=30', '--dry-run'], env);
       expect(dryRun.code, dryRun.stderr).toBe(0);
       expect(dryRun.stdout).toMatch(
         /^would delete 25 activities older than \d{4}-\d{2}-\d{2} [\d:]+ UTC \(30 days\)\n$/,
       );
       expect(await countRows(config)).toBe(30);
 
-      const orders = await runCli(['prune', '--days=30', '--log-name=orders', '--chunk=8'], env);
+      const orders = await runCli(defer, ['prune', '--days=30', '--log-name=orders', '--chunk=8'], env);
       expect(orders.code, orders.stderr).toBe(0);
       expect(lines(orders.stderr)).toEqual([
         'deleted 8 so far (chunk 1)',
@@ -300,18 +310,18 @@ for (const database of DATABASES) {
       expect(await countRows(config, 'orders')).toBe(5);
       expect(await countRows(config, 'users')).toBe(5);
 
-      const rest = await runCli(['prune', '--days=30'], env);
+      const rest = await runCli(defer, ['prune', '--days=30'], env);
       expect(rest.code, rest.stderr).toBe(0);
       expect(rest.stdout).toMatch(/^deleted 5 activities older than/);
       expect(await countRows(config)).toBe(5);
 
-      const nothing = await runCli(['prune'], { ...env, ACTIVITY_LOG_RETENTION_DAYS: '365' });
+      const nothing = await runCli(defer, ['prune'], { ...env, ACTIVITY_LOG_RETENTION_DAYS: '365' });
       expect(nothing.stdout).toMatch(/^deleted 0 activities older than .* \(365 days\)\n$/);
     });
 
-    it('reports an unreachable database with one line (exit 1)', async () => {
+    it('reports an unreachable database with one line (exit 1)', async ({ defer }) => {
       const unreachable = database.url.replace(/:\d+\//, ':1/');
-      const { code, stderr } = await runCli(['migrate'], {
+      const { code, stderr } = await runCli(defer, ['migrate'], {
         DATABASE_URL: unreachable,
         DB_CONNECT_TIMEOUT_MS: '1000',
       });
@@ -331,9 +341,13 @@ describe('serve (SQLite in a temporary directory)', () => {
     readonly cwd: string;
   }
 
-  async function serve(args: string[], env: Record<string, string> = {}): Promise<Served> {
-    const cwd = workDir();
-    const run = spawnCli(['serve', '--port=0', ...args], env, cwd);
+  async function serve(
+    defer: TestScope['defer'],
+    args: string[],
+    env: Record<string, string> = {},
+  ): Promise<Served> {
+    const cwd = workDir(defer);
+    const run = spawnCli(defer, ['serve', '--port=0', ...args], env, cwd);
     const url = await waitFor('the listening line', () => {
       if (run.child.exitCode !== null) throw new Error(`serve exited early: ${run.stderr()}`);
       return /listening on (http:\/\/\S+)/.exec(run.stdout())?.[1];
@@ -347,8 +361,10 @@ describe('serve (SQLite in a temporary directory)', () => {
     return match[1]!;
   }
 
-  it('warns at start, one line each, about configured tokens short enough to be guessed', async () => {
-    const { run } = await serve([], {
+  it('warns at start, one line each, about configured tokens short enough to be guessed', async ({
+    defer,
+  }) => {
+    const { run } = await serve(defer, [], {
       ACTIVITY_LOG_INGEST_TOKEN: 'short',
       ACTIVITY_LOG_ADMIN_TOKEN: 'a-long-random-admin-token-value-0123456789',
     });
@@ -360,8 +376,8 @@ describe('serve (SQLite in a temporary directory)', () => {
     ]);
   });
 
-  it('generates tokens for the run, answers /health, ingests, and exits 0 on SIGTERM', async () => {
-    const { run, url, cwd } = await serve(['--worker'], {
+  it('generates tokens for the run, answers /health, ingests, and exits 0 on SIGTERM', async ({ defer }) => {
+    const { run, url, cwd } = await serve(defer, ['--worker'], {
       ACTIVITY_LOG_METHOD: 'batch',
       ACTIVITY_LOG_SPOOL_DIR: './spool',
     });
@@ -419,8 +435,8 @@ describe('serve (SQLite in a temporary directory)', () => {
     }
   }
 
-  it('flushes accepted activities on SIGTERM before exiting', async () => {
-    const { run, url, cwd } = await serve([], FLUSHED_ONLY_AT_SHUTDOWN);
+  it('flushes accepted activities on SIGTERM before exiting', async ({ defer }) => {
+    const { run, url, cwd } = await serve(defer, [], FLUSHED_ONLY_AT_SHUTDOWN);
     expect(run.stdout()).not.toContain('ingest-secret');
     expect(run.stdout()).not.toContain('generated for this run');
 
@@ -443,8 +459,10 @@ describe('serve (SQLite in a temporary directory)', () => {
     expect(await servedDescriptions(cwd)).toEqual(['flushed at shutdown']);
   });
 
-  it('on SIGTERM gives a client that never finishes its request a few seconds, then flushes and exits 0', async () => {
-    const { run, url, cwd } = await serve([], FLUSHED_ONLY_AT_SHUTDOWN);
+  it('on SIGTERM gives a client that never finishes its request a few seconds, then flushes and exits 0', async ({
+    defer,
+  }) => {
+    const { run, url, cwd } = await serve(defer, [], FLUSHED_ONLY_AT_SHUTDOWN);
     const accepted = await fetch(`${url}/api/activities`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: 'Bearer ingest-secret' },
@@ -472,15 +490,15 @@ describe('serve (SQLite in a temporary directory)', () => {
     expect(await servedDescriptions(cwd)).toEqual(['accepted before the stalled client']);
   }, 30_000);
 
-  it('exits 0 on SIGINT too', async () => {
-    const { run } = await serve([]);
+  it('exits 0 on SIGINT too', async ({ defer }) => {
+    const { run } = await serve(defer, []);
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);
   });
 
   it.skipIf(!redisUp)(
     'runs a queue worker in-process with --worker and ACTIVITY_LOG_METHOD=queue',
-    async () => {
+    async ({ defer }) => {
       const queueName = uniqueQueueName('serve');
       const env = {
         ACTIVITY_LOG_METHOD: 'queue',
@@ -490,8 +508,8 @@ describe('serve (SQLite in a temporary directory)', () => {
         ACTIVITY_LOG_INGEST_TOKEN: 'ingest-secret',
         ACTIVITY_LOG_ADMIN_TOKEN: 'admin-secret',
       };
-      cleanups.push(() => removeQueue(loadConfig({ env }), queueName));
-      const { run, url } = await serve(['--worker'], env);
+      defer(() => removeQueue(loadConfig({ env }), queueName));
+      const { run, url } = await serve(defer, ['--worker'], env);
       expect(run.stdout()).toContain(`queue worker started on ${queueName}`);
 
       const accepted = await fetch(`${url}/api/activities`, {

@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { describe, expect } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
@@ -12,6 +9,7 @@ import { createStore } from '../../src/store/create-store.js';
 import { activityInput, activityInputs } from '../helpers/activity-factory.js';
 import { REDIS_URL, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { MARIADB, MYSQL_URL, REDIS, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
 import { type TestScope, test } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
@@ -70,8 +68,7 @@ describe.each(METHODS.map((method) => [method.name, method] as const))(
     async function setUp(defer: TestScope['defer']) {
       const suffix = uniqueSuffix();
       const table = `delivery_contract_${suffix}`;
-      const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-contract-'));
-      defer(() => rm(spoolDir, { recursive: true, force: true }));
+      const spoolDir = await temporaryDirectory(defer, 'activity-log-contract-');
       const env = {
         DATABASE_URL: MYSQL_URL,
         ACTIVITY_LOG_TABLE: table,

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { type ConfigOverrides, type DeliveryMethod, loadConfig } from '../../src/config/config.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { WRONG_TOKENS_PER_WINDOW } from '../../src/http/auth.js';
@@ -12,6 +12,7 @@ import { DEFAULT_BODY_LIMIT_BYTES } from '../../src/http/server.js';
 import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const INGEST_TOKEN = 'ingest-token-for-tests';
 const ADMIN_TOKEN = 'admin-token-for-tests';
@@ -34,15 +35,10 @@ interface HarnessOptions {
   readonly config?: ConfigOverrides;
 }
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
 /** A server on its own SQLite file, with the environment ignored so nothing outside the test leaks in. */
-async function harness(options: HarnessOptions = {}): Promise<Harness> {
+async function harness(defer: TestScope['defer'], options: HarnessOptions = {}): Promise<Harness> {
   const dir = mkdtempSync(join(tmpdir(), 'activity-log-http-'));
-  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  defer(() => rmSync(dir, { recursive: true, force: true }));
   const database = { connection: 'sqlite' as const, filename: join(dir, 'activity-log.sqlite') };
   const config = {
     database,
@@ -61,7 +57,7 @@ async function harness(options: HarnessOptions = {}): Promise<Harness> {
     composed,
     options.healthPingTimeoutMs === undefined ? {} : { healthPingTimeoutMs: options.healthPingTimeoutMs },
   );
-  cleanups.push(async () => {
+  defer(async () => {
     await app.close();
     await activityLog.close();
   });
@@ -135,8 +131,8 @@ interface PageJson {
 }
 
 describe('GET /health', () => {
-  it('answers 200 with the store and delivery state, without auth', async () => {
-    const { app } = await harness({ method: 'batch' });
+  it('answers 200 with the store and delivery state, without auth', async ({ defer }) => {
+    const { app } = await harness(defer, { method: 'batch' });
     const response = await app.inject({ method: 'GET', url: '/health' });
     expect(response.statusCode).toBe(200);
     expect(response.json()).toMatchObject({
@@ -146,8 +142,8 @@ describe('GET /health', () => {
     });
   });
 
-  it('answers 503 naming the store when its ping fails', async () => {
-    const { app } = await harness({
+  it('answers 503 naming the store when its ping fails', async ({ defer }) => {
+    const { app } = await harness(defer, {
       wrapStore: (store) =>
         withOverrides(store, {
           ping: () => Promise.reject(new ActivityLogError('STORE_CONNECTION_REFUSED', 'connection refused')),
@@ -162,8 +158,8 @@ describe('GET /health', () => {
     });
   });
 
-  it('shows the driver message of a failing part only with the admin token', async () => {
-    const { app } = await harness({
+  it('shows the driver message of a failing part only with the admin token', async ({ defer }) => {
+    const { app } = await harness(defer, {
       wrapStore: (store) =>
         withOverrides(store, {
           ping: () =>
@@ -188,8 +184,10 @@ describe('GET /health', () => {
     });
   });
 
-  it('counts wrong admin tokens while a part fails, and keeps answering with the details hidden', async () => {
-    const { app } = await harness({
+  it('counts wrong admin tokens while a part fails, and keeps answering with the details hidden', async ({
+    defer,
+  }) => {
+    const { app } = await harness(defer, {
       wrapStore: (store) =>
         withOverrides(store, {
           ping: () => Promise.reject(new ActivityLogError('STORE_CONNECTION_REFUSED', 'db.internal refused')),
@@ -207,8 +205,8 @@ describe('GET /health', () => {
     expect((await health(ADMIN_TOKEN)).body).toContain('db.internal refused');
   });
 
-  it('answers 503 when the store does not answer within the ping timeout', async () => {
-    const { app } = await harness({
+  it('answers 503 when the store does not answer within the ping timeout', async ({ defer }) => {
+    const { app } = await harness(defer, {
       healthPingTimeoutMs: 50,
       wrapStore: (store) => withOverrides(store, { ping: () => new Promise<void>(() => {}) }),
     });
@@ -222,8 +220,10 @@ describe('GET /health', () => {
 });
 
 describe('authentication', () => {
-  it('refuses ingest without a token, with a wrong token, and with another scheme (401)', async () => {
-    const { app } = await harness();
+  it('refuses ingest without a token, with a wrong token, and with another scheme (401)', async ({
+    defer,
+  }) => {
+    const { app } = await harness(defer);
     for (const headers of [
       {} as Record<string, string>,
       { authorization: 'Bearer wrong-token' },
@@ -237,8 +237,8 @@ describe('authentication', () => {
     }
   });
 
-  it('refuses the backoffice API without the admin token (401)', async () => {
-    const { app } = await harness();
+  it('refuses the backoffice API without the admin token (401)', async ({ defer }) => {
+    const { app } = await harness(defer);
     for (const headers of [{} as Record<string, string>, ingestAuth]) {
       const response = await list(app, {}, headers);
       expect(response.statusCode).toBe(401);
@@ -246,8 +246,8 @@ describe('authentication', () => {
     }
   });
 
-  it('keeps the counts of wrong admin and wrong ingest tokens apart', async () => {
-    const { app } = await harness();
+  it('keeps the counts of wrong admin and wrong ingest tokens apart', async ({ defer }) => {
+    const { app } = await harness(defer);
     for (let i = 0; i < WRONG_TOKENS_PER_WINDOW; i++) {
       expect((await list(app, {}, { authorization: `Bearer guess-${i}` })).statusCode).toBe(401);
     }
@@ -256,8 +256,8 @@ describe('authentication', () => {
     expect((await ingest(app, { description: 'x' }, { authorization: 'Bearer wrong' })).statusCode).toBe(401);
   });
 
-  it('accepts the right ingest token from an address that is throttled for wrong ones', async () => {
-    const { app } = await harness();
+  it('accepts the right ingest token from an address that is throttled for wrong ones', async ({ defer }) => {
+    const { app } = await harness(defer);
     const wrong = { authorization: 'Bearer wrong-ingest-token' };
     for (let i = 0; i < WRONG_TOKENS_PER_WINDOW; i++) {
       expect((await ingest(app, { description: 'x' }, wrong)).statusCode).toBe(401);
@@ -269,14 +269,14 @@ describe('authentication', () => {
     expect((await list(app)).statusCode).toBe(200);
   });
 
-  it('accepts the scheme in any case', async () => {
-    const { app } = await harness();
+  it('accepts the scheme in any case', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await list(app, {}, { authorization: `bearer ${ADMIN_TOKEN}` });
     expect(response.statusCode).toBe(200);
   });
 
-  it('refuses with 503 naming the variable to set when a token is not configured', async () => {
-    const { app } = await harness({ ingestToken: null, adminToken: null });
+  it('refuses with 503 naming the variable to set when a token is not configured', async ({ defer }) => {
+    const { app } = await harness(defer, { ingestToken: null, adminToken: null });
     const ingested = await ingest(app, { description: 'x' }, { authorization: 'Bearer anything' });
     expect(ingested.statusCode).toBe(503);
     expect(errorOf(ingested)).toMatchObject({ code: 'AUTH_TOKEN_NOT_CONFIGURED' });
@@ -287,8 +287,8 @@ describe('authentication', () => {
     expect(errorOf(listed).message).toContain('ACTIVITY_LOG_ADMIN_TOKEN');
   });
 
-  it('checks the token before reading the body', async () => {
-    const { app } = await harness();
+  it('checks the token before reading the body', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({
       method: 'POST',
       url: '/api/activities',
@@ -300,8 +300,8 @@ describe('authentication', () => {
 });
 
 describe('POST /api/activities validation', () => {
-  it('names the snake_case field of a single activity', async () => {
-    const { app } = await harness();
+  it('names the snake_case field of a single activity', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await ingest(app, { description: 'x', ip_address: 'not-an-ip' });
     expect(response.statusCode).toBe(400);
     const error = errorOf(response);
@@ -310,8 +310,8 @@ describe('POST /api/activities validation', () => {
     expect(error.message).toMatch(/^ip_address must be an IPv4 or IPv6 address/);
   });
 
-  it('names the field with its array index', async () => {
-    const { app } = await harness();
+  it('names the field with its array index', async ({ defer }) => {
+    const { app } = await harness(defer);
     const items = [
       { description: 'fine' },
       { description: 'fine' },
@@ -324,8 +324,10 @@ describe('POST /api/activities validation', () => {
     expect(errorOf(response).message).toMatch(/^\[3\]\.ip_address must be/);
   });
 
-  it('names library-checked fields in snake_case (log_name, batch_uuid, created_at, subject_type)', async () => {
-    const { app } = await harness();
+  it('names library-checked fields in snake_case (log_name, batch_uuid, created_at, subject_type)', async ({
+    defer,
+  }) => {
+    const { app } = await harness(defer);
     const cases: [Record<string, unknown>, string][] = [
       [{ description: 'x', log_name: 'n'.repeat(192) }, '[0].log_name'],
       [{ description: 'x', batch_uuid: 'nope' }, '[0].batch_uuid'],
@@ -342,8 +344,8 @@ describe('POST /api/activities validation', () => {
     }
   });
 
-  it('rejects unknown fields, naming them', async () => {
-    const { app } = await harness();
+  it('rejects unknown fields, naming them', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await ingest(app, [{ description: 'x' }, { description: 'x', subjectType: 'Order' }]);
     expect(response.statusCode).toBe(400);
     const error = errorOf(response);
@@ -352,8 +354,8 @@ describe('POST /api/activities validation', () => {
     expect(error.message).toContain('subject_type');
   });
 
-  it('rejects subject_type without subject_id and causer_id without causer_type', async () => {
-    const { app } = await harness();
+  it('rejects subject_type without subject_id and causer_id without causer_type', async ({ defer }) => {
+    const { app } = await harness(defer);
     const subject = await ingest(app, { description: 'x', subject_type: 'Order' });
     expect(subject.statusCode).toBe(400);
     expect(errorOf(subject).details?.field).toBe('subject_id');
@@ -361,8 +363,8 @@ describe('POST /api/activities validation', () => {
     expect(errorOf(causer).details?.field).toBe('[0].causer_type');
   });
 
-  it('rejects wrong types, a missing description, and bodies that are not activities', async () => {
-    const { app } = await harness();
+  it('rejects wrong types, a missing description, and bodies that are not activities', async ({ defer }) => {
+    const { app } = await harness(defer);
     expect(errorOf(await ingest(app, { description: 5 })).details?.field).toBe('description');
     expect(errorOf(await ingest(app, { event: 'x' })).details?.field).toBe('description');
     expect(errorOf(await ingest(app, { description: 'x', properties: [1, 2] })).details?.field).toBe(
@@ -378,8 +380,8 @@ describe('POST /api/activities validation', () => {
     expect(errorOf(tooMany).message).toContain('1000');
   });
 
-  it('rejects malformed JSON with 400', async () => {
-    const { app } = await harness();
+  it('rejects malformed JSON with 400', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({
       method: 'POST',
       url: '/api/activities',
@@ -390,8 +392,8 @@ describe('POST /api/activities validation', () => {
     expect(errorOf(response)).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'body' } });
   });
 
-  it('answers 415 to a body that is not JSON, or has no content type', async () => {
-    const { app } = await harness();
+  it('answers 415 to a body that is not JSON, or has no content type', async ({ defer }) => {
+    const { app } = await harness(defer);
     for (const headers of [
       { 'content-type': 'text/plain' },
       { 'content-type': 'application/x-www-form-urlencoded' },
@@ -409,8 +411,8 @@ describe('POST /api/activities validation', () => {
     expect(bare.statusCode).toBe(415);
   });
 
-  it('answers 413 BODY_TOO_LARGE past the 8 MiB body limit', async () => {
-    const { app, activityLog } = await harness();
+  it('answers 413 BODY_TOO_LARGE past the 8 MiB body limit', async ({ defer }) => {
+    const { app, activityLog } = await harness(defer);
     // 1000 activities with ~9 KiB of properties each: every one valid, the whole too large.
     const big = Array.from({ length: 1000 }, (_, i) => ({
       description: `big ${i}`,
@@ -424,8 +426,8 @@ describe('POST /api/activities validation', () => {
 });
 
 describe('ingest and query', () => {
-  it('stores every field sent and returns it through the backoffice API', async () => {
-    const { app } = await harness();
+  it('stores every field sent and returns it through the backoffice API', async ({ defer }) => {
+    const { app } = await harness(defer);
     const sent = {
       id: '0190f5a2-7b1c-7def-8abc-0123456789ab',
       description: 'updated order 42',
@@ -462,8 +464,8 @@ describe('ingest and query', () => {
     ]);
   });
 
-  it('stores an ingested url with the values of secret query parameters redacted', async () => {
-    const { app } = await harness();
+  it('stores an ingested url with the values of secret query parameters redacted', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await ingest(app, {
       description: 'password reset',
       url: 'https://shop.example/reset?token=abc123&user=7#access_token=t',
@@ -473,8 +475,8 @@ describe('ingest and query', () => {
     expect(stored?.url).toBe('https://shop.example/reset?token=[REDACTED]&user=7#access_token=[REDACTED]');
   });
 
-  it('reads null as "not given" in every optional field', async () => {
-    const { app } = await harness();
+  it('reads null as "not given" in every optional field', async ({ defer }) => {
+    const { app } = await harness(defer);
     const optional = [
       'log_name',
       'event',
@@ -496,16 +498,16 @@ describe('ingest and query', () => {
     });
   });
 
-  it('stores a retried request with the same ids once', async () => {
-    const { app } = await harness();
+  it('stores a retried request with the same ids once', async ({ defer }) => {
+    const { app } = await harness(defer);
     const item = { id: '0190f5a2-7b1c-7def-8abc-00000000000a', description: 'once' };
     expect((await ingest(app, [item])).statusCode).toBe(202);
     expect((await ingest(app, [item])).statusCode).toBe(202);
     await expect(list(app).then((r) => r.json<PageJson>().data.length)).resolves.toBe(1);
   });
 
-  it('stores nothing from an array with one bad item', async () => {
-    const { app, activityLog } = await harness();
+  it('stores nothing from an array with one bad item', async ({ defer }) => {
+    const { app, activityLog } = await harness(defer);
     const items = Array.from({ length: 50 }, (_, i) => ({ description: `item ${i}`, log_name: 'bulk' }));
     items[37] = { description: 'bad', log_name: 'x'.repeat(500) };
     const response = await ingest(app, items);
@@ -515,8 +517,10 @@ describe('ingest and query', () => {
     expect((await activityLog.query()).data).toHaveLength(0);
   });
 
-  it('accepts with batch delivery (202) and the activities are queryable after the flush', async () => {
-    const { app, activityLog } = await harness({ method: 'batch' });
+  it('accepts with batch delivery (202) and the activities are queryable after the flush', async ({
+    defer,
+  }) => {
+    const { app, activityLog } = await harness(defer, { method: 'batch' });
     const response = await ingest(
       app,
       Array.from({ length: 20 }, (_, i) => ({ description: `batched ${i}` })),
@@ -535,10 +539,12 @@ describe('ingest and query', () => {
     await expect(data).resolves.toEqual([...ids].sort());
   });
 
-  it('accepts ingest while the store is down (spooled), reports the open breaker, and answers 503 on queries', async () => {
+  it('accepts ingest while the store is down (spooled), reports the open breaker, and answers 503 on queries', async ({
+    defer,
+  }) => {
     const down = () =>
       Promise.reject(new ActivityLogError('STORE_CONNECTION_REFUSED', 'connect ECONNREFUSED'));
-    const { app } = await harness({
+    const { app } = await harness(defer, {
       config: { breakerFailures: 1 },
       wrapStore: (store) => withOverrides(store, { insertMany: down, query: down }),
     });
@@ -559,14 +565,14 @@ describe('ingest and query', () => {
     expect(errorOf(listed).code).toBe('STORE_CONNECTION_REFUSED');
   });
 
-  it('answers 503 when neither the store nor the spool can take the activities', async () => {
+  it('answers 503 when neither the store nor the spool can take the activities', async ({ defer }) => {
     const dir = mkdtempSync(join(tmpdir(), 'activity-log-http-spool-'));
-    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    defer(() => rmSync(dir, { recursive: true, force: true }));
     const notADirectory = join(dir, 'file');
     writeFileSync(notADirectory, '');
     const down = () =>
       Promise.reject(new ActivityLogError('STORE_CONNECTION_REFUSED', 'connect ECONNREFUSED'));
-    const { app } = await harness({
+    const { app } = await harness(defer, {
       config: { spoolDir: join(notADirectory, 'spool') },
       wrapStore: (store) => withOverrides(store, { insertMany: down }),
     });
@@ -577,8 +583,8 @@ describe('ingest and query', () => {
 });
 
 describe('GET /api/backoffice/activity-logs filters and paging', () => {
-  async function seeded(): Promise<Harness> {
-    const h = await harness();
+  async function seeded(defer: TestScope['defer']): Promise<Harness> {
+    const h = await harness(defer);
     const base = Date.parse('2025-01-01T00:00:00Z');
     const items = Array.from({ length: 12 }, (_, i) => ({
       description: `activity ${i}`,
@@ -604,8 +610,8 @@ describe('GET /api/backoffice/activity-logs filters and paging', () => {
     return response.json<PageJson>().data.map((activity) => activity.description);
   }
 
-  it('filters on every column', async () => {
-    const { app } = await seeded();
+  it('filters on every column', async ({ defer }) => {
+    const { app } = await seeded(defer);
     expect(await descriptions(app, { log_name: 'users' })).toHaveLength(6);
     expect(await descriptions(app, { event: 'created' })).toEqual([
       'activity 9',
@@ -633,8 +639,8 @@ describe('GET /api/backoffice/activity-logs filters and paging', () => {
     expect(await descriptions(app, { to: '2025-01-01' })).toEqual([]);
   });
 
-  it('pages with the cursor until next_cursor is null', async () => {
-    const { app } = await seeded();
+  it('pages with the cursor until next_cursor is null', async ({ defer }) => {
+    const { app } = await seeded(defer);
     const seen: string[] = [];
     let cursor: string | null = null;
     let pages = 0;
@@ -674,8 +680,8 @@ describe('GET /api/backoffice/activity-logs filters and paging', () => {
     expect(new Set(all).size).toBe(12);
   });
 
-  it('rejects unknown, repeated and bad query parameters, naming them', async () => {
-    const { app } = await harness();
+  it('rejects unknown, repeated and bad query parameters, naming them', async ({ defer }) => {
+    const { app } = await harness(defer);
     const unknown = await list(app, { log: 'orders', sort: 'asc' });
     expect(unknown.statusCode).toBe(400);
     expect(errorOf(unknown).message).toMatch(/unknown query parameters "log", "sort"; allowed: log_name/);
@@ -701,15 +707,15 @@ describe('GET /api/backoffice/activity-logs filters and paging', () => {
     }
   });
 
-  it('treats blank parameters as absent', async () => {
-    const { app } = await seeded();
+  it('treats blank parameters as absent', async ({ defer }) => {
+    const { app } = await seeded(defer);
     expect(await descriptions(app, { log_name: '', limit: '' })).toHaveLength(12);
   });
 });
 
 describe('unknown routes', () => {
-  it('answer 404 as JSON', async () => {
-    const { app } = await harness();
+  it('answer 404 as JSON', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({ method: 'GET', url: '/nope?x=1' });
     expect(response.statusCode).toBe(404);
     expect(errorOf(response)).toEqual({ code: 'NOT_FOUND', message: 'no route GET /nope' });
@@ -748,8 +754,8 @@ function parseRaw(answer: string): { status: number; headers: string; body: Erro
 }
 
 describe("Fastify's own errors", () => {
-  it('answers a path that is not valid percent-encoding with 400 naming url', async () => {
-    const { app } = await harness();
+  it('answers a path that is not valid percent-encoding with 400 naming url', async ({ defer }) => {
+    const { app } = await harness(defer);
     const response = await app.inject({ method: 'GET', url: '/api/backoffice/%zz', headers: adminAuth });
     expect(response.statusCode).toBe(400);
     expect(response.headers['cache-control']).toBe('no-store');
@@ -757,8 +763,8 @@ describe("Fastify's own errors", () => {
     expect(errorOf(response).message).toContain('percent-encoding');
   });
 
-  it('answers a reply header that cannot be written with a 500 in the error shape', async () => {
-    const { app } = await harness();
+  it('answers a reply header that cannot be written with a 500 in the error shape', async ({ defer }) => {
+    const { app } = await harness(defer);
     app.get('/odd-header', (_request, reply) => reply.header('location', '/caf\u20ac').code(303).send());
     const response = await app.inject({ method: 'GET', url: '/odd-header' });
     expect(response.statusCode).toBe(500);
@@ -769,8 +775,10 @@ describe("Fastify's own errors", () => {
     });
   });
 
-  it('answers requests the HTTP parser refuses in the error shape, naming what is wrong', async () => {
-    const { app } = await harness();
+  it('answers requests the HTTP parser refuses in the error shape, naming what is wrong', async ({
+    defer,
+  }) => {
+    const { app } = await harness(defer);
     const address = await app.listen({ host: '127.0.0.1', port: 0 });
     const malformedHeader = parseRaw(
       await rawExchange(address, ['GET /health HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n']),
@@ -791,8 +799,8 @@ describe("Fastify's own errors", () => {
     expect(huge.body.error).toMatchObject({ code: 'HEADERS_TOO_LARGE', details: { field: 'headers' } });
   });
 
-  it('answers a request that arrives while the server closes with 503 SERVER_CLOSING', async () => {
-    const { app } = await harness();
+  it('answers a request that arrives while the server closes with 503 SERVER_CLOSING', async ({ defer }) => {
+    const { app } = await harness(defer);
     const address = await app.listen({ host: '127.0.0.1', port: 0 });
     let closed: Promise<void> | undefined;
     const answer = await rawExchange(address, ['GET /health HTTP/1.1\r\nHost: x\r\n', '\r\n'], () => {

@@ -1,20 +1,21 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
+import { describe, expect } from 'vitest';
 import { isActivityLogError } from '../../src/core/errors.js';
 import { Spool } from '../../src/resilience/spool.js';
 import { createActivityLog } from '../../src/runtime/create-activity-log.js';
+import { builtActivity } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { MemorySink } from '../helpers/memory-sink.js';
 import { DIST_INDEX, startProducer } from '../helpers/producer-process.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 
@@ -35,18 +36,14 @@ setInterval(() => {
 `;
 
 describe.skipIf(!mariadbUp)('loss bounds (MariaDB behind a fault proxy)', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
-  it('durability=memory: SIGKILL during a database black hole loses no more than the flush interval plus the slow-write threshold', async () => {
+  it('durability=memory: SIGKILL during a database black hole loses no more than the flush interval plus the slow-write threshold', async ({
+    deferQuietly,
+  }) => {
     const { table, storedIds, drop } = await migratedTable('loss_bound');
-    cleanups.push(drop);
+    deferQuietly(drop);
     const proxy = await FaultProxy.start(MARIADB);
-    cleanups.push(() => proxy.close());
-    const workDir = await mkdtemp(join(tmpdir(), 'activity-log-loss-bound-'));
-    cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+    deferQuietly(() => proxy.close());
+    const workDir = await temporaryDirectory(deferQuietly, 'activity-log-loss-bound-');
     const spoolDir = join(workDir, 'spool');
     const flushIntervalMs = 50;
     const slowWriteMs = 500;
@@ -67,7 +64,7 @@ describe.skipIf(!mariadbUp)('loss bounds (MariaDB behind a fault proxy)', () => 
       DB_CONNECT_TIMEOUT_MS: '10000',
     };
     const producer = await startProducer(workDir, STEADY_PRODUCER, env, { PER_TICK: String(perTick) });
-    cleanups.push(() => producer.kill());
+    deferQuietly(() => producer.kill());
     const acknowledged = () => producer.acknowledged();
 
     await waitFor(
@@ -87,7 +84,7 @@ describe.skipIf(!mariadbUp)('loss bounds (MariaDB behind a fault proxy)', () => 
     // The database is back; what the dead process spooled is replayed by the next one.
     await proxy.pass();
     const restarted = createActivityLog({ env, warn: () => undefined });
-    cleanups.push(() => restarted.close());
+    deferQuietly(() => restarted.close());
     await waitFor(
       async () => (await readdirSegments(spoolDir)).length === 0,
       30_000,
@@ -135,23 +132,13 @@ const probe = mountTmpfs(1);
 if (probe !== null) unmount(probe);
 else console.warn('skipping full-disk tests: this process may not mount a tmpfs (run the tests as root)');
 
-const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
 const padded = (i: number) =>
-  buildActivity(
-    { description: `full disk ${i}`, properties: { padding: 'p'.repeat(1500), i } },
-    undefined,
-    buildOptions,
-  );
+  builtActivity({ description: `full disk ${i}`, properties: { padding: 'p'.repeat(1500), i } });
 
 describe.skipIf(probe === null)('a full disk (the spool on a 2 MiB tmpfs)', () => {
-  const cleanups: (() => unknown)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
-  function fullDisk(): string {
+  function fullDisk(defer: TestScope['defer']): string {
     const mount = mountTmpfs(2)!;
-    cleanups.push(() => unmount(mount));
+    defer(() => unmount(mount));
     return join(mount, 'spool');
   }
 
@@ -164,8 +151,10 @@ describe.skipIf(probe === null)('a full disk (the spool on a 2 MiB tmpfs)', () =
     return { ids: sink.stored.map((activity) => activity.id), corruptRecords: result.corruptRecords };
   }
 
-  it('an append the disk cannot take fails with SPOOL_FAILED; every append that resolved is replayed whole', async () => {
-    const dir = fullDisk();
+  it('an append the disk cannot take fails with SPOOL_FAILED; every append that resolved is replayed whole', async ({
+    defer,
+  }) => {
+    const dir = fullDisk(defer);
     const spool = new Spool({ dir, maxBytes: 64 * 1024 * 1024, warn: () => undefined });
     const acknowledged: string[] = [];
     let failures = 0;
@@ -188,8 +177,10 @@ describe.skipIf(probe === null)('a full disk (the spool on a 2 MiB tmpfs)', () =
     expect(replayed.ids).toEqual(acknowledged);
   });
 
-  it('durability=disk: log() rejects with SPOOL_FAILED once the disk is full, and every log() that resolved is replayed', async () => {
-    const dir = fullDisk();
+  it('durability=disk: log() rejects with SPOOL_FAILED once the disk is full, and every log() that resolved is replayed', async ({
+    defer,
+  }) => {
+    const dir = fullDisk(defer);
     const activityLog = createActivityLog({
       env: {
         // Nothing listens there: every activity stays in the spool.

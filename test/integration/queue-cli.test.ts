@@ -1,11 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { restartMarkerKey } from '../../src/delivery/queue-keys.js';
 import { enqueueSampleJobs, REDIS_URL, waitFor } from '../helpers/queue.js';
 import { queueTestTable, runCli, spawnCli, type TestTable } from '../helpers/queue-cli.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
 
@@ -16,17 +17,10 @@ const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MA
 const ISOLATED_REDIS_URL = `${REDIS_URL}/9`;
 
 describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)', () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
-  const setUp = (label: string, env: Record<string, string> = {}) => queueTestTable(cleanups, label, env);
-
   /** A `work` process that is killed at clean-up if the test left it running. */
-  function spawnWorker(env: Record<string, string>) {
+  function spawnWorker(defer: TestScope['defer'], env: Record<string, string>) {
     const worker = spawnCli(['work'], env);
-    cleanups.push(async () => {
+    defer(async () => {
       if (worker.child.exitCode === null && worker.child.signalCode === null) worker.child.kill('SIGKILL');
     });
     return worker;
@@ -41,8 +35,10 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     }
   }
 
-  it('fails a job whose write keeps failing after --tries; failed lists it, retry stores it once', async () => {
-    const table = await setUp('failing');
+  it('fails a job whose write keeps failing after --tries; failed lists it, retry stores it once', async ({
+    defer,
+  }) => {
+    const table = await queueTestTable(defer, 'failing');
     await enqueueSampleJobs(table.config, 1, 40);
 
     // The table does not exist yet, so every insert is refused.
@@ -73,8 +69,8 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     expect((await runCli(['failed'], table.env)).stdout).toBe('no failed jobs\n');
   });
 
-  it('flush deletes the failed jobs', async () => {
-    const table = await setUp('flush');
+  it('flush deletes the failed jobs', async ({ defer }) => {
+    const table = await queueTestTable(defer, 'flush');
     await enqueueSampleJobs(table.config, 2, 5);
     expect((await runCli(['work', '--tries=1', '--stop-when-empty'], table.env)).code).toBe(0);
     expect((await counts(table)).failed).toBe(2);
@@ -84,8 +80,10 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     expect((await counts(table)).failed).toBe(0);
   });
 
-  it('restart makes running workers exit 0; a worker started afterwards keeps running until SIGTERM', async () => {
-    const table = await setUp('restart');
+  it('restart makes running workers exit 0; a worker started afterwards keeps running until SIGTERM', async ({
+    defer,
+  }) => {
+    const table = await queueTestTable(defer, 'restart');
     await table.migrate();
     const workers = [spawnCli(['work'], table.env), spawnCli(['work'], table.env)];
     for (const worker of workers)
@@ -108,12 +106,14 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     expect(later.stdout()).toContain('worker stopped (signal): 1 job, 10 activities stored');
   });
 
-  it('restart applies to ACTIVITY_LOG_QUEUE_NAME only: the workers of another queue on the same Redis keep working', async () => {
-    const mine = await setUp('restart-mine', { REDIS_URL: ISOLATED_REDIS_URL });
-    const other = await setUp('restart-other', { REDIS_URL: ISOLATED_REDIS_URL });
+  it('restart applies to ACTIVITY_LOG_QUEUE_NAME only: the workers of another queue on the same Redis keep working', async ({
+    defer,
+  }) => {
+    const mine = await queueTestTable(defer, 'restart-mine', { REDIS_URL: ISOLATED_REDIS_URL });
+    const other = await queueTestTable(defer, 'restart-other', { REDIS_URL: ISOLATED_REDIS_URL });
     await other.migrate();
-    const mineWorker = spawnWorker(mine.env);
-    const otherWorker = spawnWorker(other.env);
+    const mineWorker = spawnWorker(defer, mine.env);
+    const otherWorker = spawnWorker(defer, other.env);
     for (const worker of [mineWorker, otherWorker])
       await waitFor(() => worker.stdout().includes('worker started'), 15_000, 'start');
 
@@ -140,15 +140,15 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     expect(otherWorker.stdout()).toContain('worker stopped (signal): 1 job, 10 activities stored');
   });
 
-  it('restart --all-queues makes the workers of every queue on that Redis exit 0', async () => {
-    const first = await setUp('restart-all-1', { REDIS_URL: ISOLATED_REDIS_URL });
-    const second = await setUp('restart-all-2', { REDIS_URL: ISOLATED_REDIS_URL });
+  it('restart --all-queues makes the workers of every queue on that Redis exit 0', async ({ defer }) => {
+    const first = await queueTestTable(defer, 'restart-all-1', { REDIS_URL: ISOLATED_REDIS_URL });
+    const second = await queueTestTable(defer, 'restart-all-2', { REDIS_URL: ISOLATED_REDIS_URL });
     const redis = new Redis(ISOLATED_REDIS_URL);
-    cleanups.push(async () => {
+    defer(async () => {
       await redis.del(restartMarkerKey());
       await redis.quit();
     });
-    const workers = [spawnWorker(first.env), spawnWorker(second.env)];
+    const workers = [spawnWorker(defer, first.env), spawnWorker(defer, second.env)];
     for (const worker of workers)
       await waitFor(() => worker.stdout().includes('worker started'), 15_000, 'start');
 
@@ -163,8 +163,8 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     }
   });
 
-  it('--once, --max-jobs and --stop-when-empty take exactly that many jobs', async () => {
-    const table = await setUp('limits');
+  it('--once, --max-jobs and --stop-when-empty take exactly that many jobs', async ({ defer }) => {
+    const table = await queueTestTable(defer, 'limits');
     await table.migrate();
     await enqueueSampleJobs(table.config, 6, 10);
 
@@ -186,8 +186,10 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     expect(await table.count()).toEqual({ rows: 60, distinct: 60 });
   });
 
-  it('--max-time stops an idle worker after that many seconds, and warns when --timeout is not below retry-after', async () => {
-    const table = await setUp('max-time', { ACTIVITY_LOG_RETRY_AFTER: '3' });
+  it('--max-time stops an idle worker after that many seconds, and warns when --timeout is not below retry-after', async ({
+    defer,
+  }) => {
+    const table = await queueTestTable(defer, 'max-time', { ACTIVITY_LOG_RETRY_AFTER: '3' });
     const started = Date.now();
     const run = await runCli(['work', '--max-time=2', '--timeout=3'], table.env);
     const seconds = (Date.now() - started) / 1000;
@@ -198,7 +200,7 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     expect(run.stderr).toContain('--timeout=3 is not below ACTIVITY_LOG_RETRY_AFTER=3');
   });
 
-  it.each([
+  it.for<[readonly string[], string]>([
     [['work', '--tries=abc'], '--tries must be a whole number from 1 to 100 (got "abc")'],
     [['work', '--concurrency=0'], '--concurrency must be a whole number from 1 to 64 (got "0")'],
     [['work', '--max-time=-5'], '--max-time must be a whole number'],
@@ -206,16 +208,16 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     [['process', '--method=fast'], '--method must be queue or batch (got "fast")'],
     [['process', '--method=batch', '--batch-size=0'], '--batch-size must be a whole number from 1 to 10000'],
     [['restart', '--queue=other', '--all-queues'], 'restart takes --queue or --all-queues, not both'],
-  ])('rejects %j with one clear line and a non-zero exit', async (args, message) => {
-    const table = await setUp('bad-flags');
+  ])('rejects %j with one clear line and a non-zero exit', async ([args, message], { defer }) => {
+    const table = await queueTestTable(defer, 'bad-flags');
     const run = await runCli(args, table.env, 15_000);
     expect(run.code).not.toBe(0);
     expect(run.stderr).toContain(message);
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
   });
 
-  it('refuses to start with one line when Redis is unreachable', async () => {
-    const table = await setUp('no-redis');
+  it('refuses to start with one line when Redis is unreachable', async ({ defer }) => {
+    const table = await queueTestTable(defer, 'no-redis');
     const run = await runCli(['work'], { ...table.env, REDIS_URL: 'redis://127.0.0.1:1' }, 15_000);
     expect(run.code).toBe(1);
     expect(run.stderr).toBe(
@@ -223,8 +225,10 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     );
   });
 
-  it('process --method=batch --batch-size=50 drains a backlog of 10,000 in INSERTs of 50', async () => {
-    const table = await setUp('process-batch');
+  it('process --method=batch --batch-size=50 drains a backlog of 10,000 in INSERTs of 50', async ({
+    defer,
+  }) => {
+    const table = await queueTestTable(defer, 'process-batch');
     await table.migrate();
     await enqueueSampleJobs(table.config, 20, 500);
     const run = await runCli(['process', '--method=batch', '--batch-size=50'], table.env);
@@ -236,8 +240,8 @@ describe.skipIf(!servicesUp)('queue commands (real processes, Redis and MariaDB)
     expect((await counts(table)).waiting).toBe(0);
   });
 
-  it('process exits non-zero when a job failed', async () => {
-    const table = await setUp('process-fail', { ACTIVITY_LOG_TRIES: '1' });
+  it('process exits non-zero when a job failed', async ({ defer }) => {
+    const table = await queueTestTable(defer, 'process-fail', { ACTIVITY_LOG_TRIES: '1' });
     await enqueueSampleJobs(table.config, 1, 5);
     const run = await runCli(['process', '--method=queue'], table.env);
     expect(run.code).toBe(1);

@@ -1,11 +1,12 @@
 import type mysql from 'mysql2/promise';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { enqueueSampleJobs, waitFor } from '../helpers/queue.js';
 import { queueTestTable, runCli, spawnCli, type TestTable } from '../helpers/queue-cli.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
 
@@ -29,20 +30,21 @@ interface StoredRow extends mysql.RowDataPacket {
 }
 
 describe.skipIf(!servicesUp)('queue delivery end to end (real processes, Redis and MariaDB)', () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
-  async function setUp(label: string, env: Record<string, string> = {}): Promise<TestTable> {
-    const table = await queueTestTable(cleanups, label, env);
+  async function setUp(
+    defer: TestScope['defer'],
+    label: string,
+    env: Record<string, string> = {},
+  ): Promise<TestTable> {
+    const table = await queueTestTable(defer, label, env);
     await table.migrate();
     return table;
   }
 
-  it('stores 100,000 activities logged through the queue, drained by two work processes, each exactly once and intact', async () => {
+  it('stores 100,000 activities logged through the queue, drained by two work processes, each exactly once and intact', async ({
+    defer,
+  }) => {
     const total = 100_000;
-    const table = await setUp('e2e', { ACTIVITY_LOG_BATCH_SIZE: '500' });
+    const table = await setUp(defer, 'e2e', { ACTIVITY_LOG_BATCH_SIZE: '500' });
     const { activityLog, delivery } = composeActivityLog({ env: table.env });
     expect(delivery.method).toBe('queue');
     const logged = new Map<string, Activity>();
@@ -110,15 +112,17 @@ describe.skipIf(!servicesUp)('queue delivery end to end (real processes, Redis a
     expect(checked).toBe(total);
   }, 240_000);
 
-  it('hands the job of a worker killed with SIGKILL mid-insert to another worker; rows stay exact', async () => {
-    const table = await setUp('sigkill', { ACTIVITY_LOG_RETRY_AFTER: '2' });
+  it('hands the job of a worker killed with SIGKILL mid-insert to another worker; rows stay exact', async ({
+    defer,
+  }) => {
+    const table = await setUp(defer, 'sigkill', { ACTIVITY_LOG_RETRY_AFTER: '2' });
     await enqueueSampleJobs(table.config, 3, 100);
 
     // With the table locked, the first worker's INSERT waits: it is killed in the middle of a job.
     await table.sql.query(`LOCK TABLES \`${table.table}\` WRITE`);
     const doomed = spawnCli(['work', '--concurrency=1', '--batch-size=100'], table.env);
     const admin = await QueueAdmin.connect(table.config.redis, table.config.queueName);
-    cleanups.push(() => admin.close());
+    defer(() => admin.close());
     await waitFor(async () => (await admin.counts()).active === 1, 15_000, 'the first worker to take a job');
     await new Promise((resolve) => setTimeout(resolve, 300));
     doomed.child.kill('SIGKILL');
@@ -137,8 +141,8 @@ describe.skipIf(!servicesUp)('queue delivery end to end (real processes, Redis a
     expect([counts.active, counts.waiting, counts.delayed, counts.failed]).toEqual([0, 0, 0, 0]);
   });
 
-  it('keeps working through `process --method=queue` when several jobs are ready', async () => {
-    const table = await setUp('process-queue');
+  it('keeps working through `process --method=queue` when several jobs are ready', async ({ defer }) => {
+    const table = await setUp(defer, 'process-queue');
     await enqueueSampleJobs(table.config, 20, 50);
     const run = await runCli(['process', '--method=queue'], table.env);
     expect(run.code).toBe(0);

@@ -1,8 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
@@ -11,34 +8,33 @@ import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { queueConfig, REDIS_URL, removeQueue, uniqueQueueName } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const redisUp = await serviceAvailable(REDIS);
 
 describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persistence)', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
   /**
    * A proxy of its own in front of the test Redis: an address no other test in this process has
    * been warned about, since the warning is given once per process and server.
    */
-  async function freshAddress(): Promise<string> {
+  async function freshAddress(defer: TestScope['defer']): Promise<string> {
     const proxy = await FaultProxy.start(REDIS);
-    cleanups.push(() => proxy.close());
+    defer(() => proxy.close());
     return `redis://127.0.0.1:${proxy.port}`;
   }
 
-  it('producers and workers warn once per process that Redis loses the queue in a crash, naming it and what to set', async () => {
+  it('producers and workers warn once per process that Redis loses the queue in a crash, naming it and what to set', async ({
+    defer,
+  }) => {
     const direct = new Redis(REDIS_URL);
     const [, appendonly] = (await direct.config('GET', 'appendonly')) as string[];
     await direct.quit();
     expect(appendonly, 'the test Redis runs with appendonly no (DEVELOPERS.md)').toBe('no');
 
     const queueName = uniqueQueueName('durability');
-    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
-    const producerAddress = await freshAddress();
+    defer(() => removeQueue(queueConfig(queueName), queueName));
+    const producerAddress = await freshAddress(defer);
     const producerConfig = queueConfig(queueName, { REDIS_URL: producerAddress });
     const warnings: string[] = [];
     const sinks = [1, 2].map(() =>
@@ -50,7 +46,7 @@ describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persist
         warn: (message) => warnings.push(message),
       }),
     );
-    for (const sink of sinks) cleanups.push(() => sink.close());
+    for (const sink of sinks) defer(() => sink.close());
     for (const sink of sinks) await sink.ping();
     expect(warnings).toEqual([
       `Redis at ${producerAddress} is not durable: appendonly no, so a Redis crash or restart loses every queued activity; set appendonly yes and appendfsync everysec`,
@@ -59,14 +55,14 @@ describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persist
       expect(sink.durability()).toMatchObject({ durable: false, appendonly: 'no', appendfsync: 'everysec' });
     }
 
-    const workerAddress = await freshAddress();
+    const workerAddress = await freshAddress(defer);
     const workerConfig = queueConfig(queueName, { REDIS_URL: workerAddress });
     const workerWarnings: string[][] = [];
     for (let i = 0; i < 2; i++) {
       const store = createStore(workerConfig.database);
-      cleanups.push(() => store.close());
+      defer(() => store.close());
       const worker = new ActivityWorker({ config: workerConfig, store });
-      cleanups.push(() => worker.close());
+      defer(() => worker.close());
       const seen: string[] = [];
       worker.events.on('warning', (warning) => seen.push(warning.message));
       await worker.start();
@@ -80,15 +76,14 @@ describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persist
     ]);
   });
 
-  it('GET /health reports the queue as not durable, with the reason, and stays 200', async () => {
+  it('GET /health reports the queue as not durable, with the reason, and stays 200', async ({ defer }) => {
     const queueName = uniqueQueueName('durability-health');
-    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-durability-'));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    defer(() => removeQueue(queueConfig(queueName), queueName));
+    const spoolDir = await temporaryDirectory(defer, 'activity-log-durability-');
     const composed = composeActivityLog({
       env: {
         QUEUE_CONNECTION: 'redis',
-        REDIS_URL: await freshAddress(),
+        REDIS_URL: await freshAddress(defer),
         ACTIVITY_LOG_METHOD: 'queue',
         ACTIVITY_LOG_QUEUE_NAME: queueName,
         DATABASE_URL: 'sqlite::memory:',
@@ -96,9 +91,9 @@ describe.skipIf(!redisUp)('Redis durability (the test Redis runs without persist
       },
     });
     const { activityLog } = composed;
-    cleanups.push(() => activityLog.close());
+    defer(() => activityLog.close());
     const app = createActivityLogServer(composed);
-    cleanups.push(() => app.close());
+    defer(() => app.close());
 
     const health = await app.inject({ method: 'GET', url: '/health' });
     expect(health.statusCode).toBe(200);

@@ -1,7 +1,5 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { readdir } from 'node:fs/promises';
+import { describe, expect } from 'vitest';
 import { ActivityWorker } from '../../src/delivery/worker.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
@@ -9,6 +7,8 @@ import { migratedTable } from '../helpers/mariadb-table.js';
 import { startPrivateRedis } from '../helpers/private-redis.js';
 import { uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 // The shared Redis stands for the redis-server binary being installed.
@@ -25,18 +25,14 @@ async function segments(dir: string): Promise<string[]> {
 describe.skipIf(!mariadbUp || !redisUp)(
   'queue with ACTIVITY_LOG_DURABILITY=disk (a private Redis without persistence)',
   () => {
-    const cleanups: (() => Promise<unknown>)[] = [];
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-    });
-
-    it('a Redis killed with SIGKILL before any worker ran loses nothing whose log() resolved: the journal enqueues it again', async () => {
+    it('a Redis killed with SIGKILL before any worker ran loses nothing whose log() resolved: the journal enqueues it again', async ({
+      deferQuietly,
+    }) => {
       const redis = await startPrivateRedis();
-      cleanups.push(() => redis.close());
+      deferQuietly(() => redis.close());
       const { table, count, storedIds, drop } = await migratedTable('queue_journal');
-      cleanups.push(drop);
-      const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-queue-journal-'));
-      cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+      deferQuietly(drop);
+      const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-queue-journal-');
       const lines: string[] = [];
       const { activityLog, config, delivery, store } = composeActivityLog({
         env: {
@@ -54,7 +50,7 @@ describe.skipIf(!mariadbUp || !redisUp)(
         },
         warn: (line) => lines.push(line),
       });
-      cleanups.push(() => activityLog.close());
+      deferQuietly(() => activityLog.close());
       const resilience = resilienceOf(delivery)!;
 
       const logged: string[] = [];
@@ -86,7 +82,7 @@ describe.skipIf(!mariadbUp || !redisUp)(
       const worker = new ActivityWorker({ config: config, store: store });
       worker.events.on('warning', () => undefined);
       await worker.start();
-      cleanups.push(() => worker.close());
+      deferQuietly(() => worker.close());
       await waitFor(async () => (await count()).n >= logged.length, 20_000, 'the worker to store everything');
       // Once stored, the journal lets go of it.
       await waitFor(

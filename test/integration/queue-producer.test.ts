@@ -1,12 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { loadConfig } from '../../src/config/config.js';
 import { BatchDelivery } from '../../src/delivery/batch.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
-import { queueConfig, removeQueue, sampleActivities, uniqueQueueName, waitFor } from '../helpers/queue.js';
+import { builtActivities } from '../helpers/activity-factory.js';
+import { testQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { test as it } from '../helpers/test-context.js';
 
 const redisUp = await serviceAvailable(REDIS);
 
@@ -22,26 +24,20 @@ function freePort(): Promise<number> {
 }
 
 describe.skipIf(!redisUp)('queue producer (real Redis)', () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
-  it('enqueues one job per batch with the activities intact', async () => {
-    const queueName = uniqueQueueName('producer');
-    const config = queueConfig(queueName, { ACTIVITY_LOG_BATCH_SIZE: '100' });
-    cleanups.push(() => removeQueue(config, queueName));
+  it('enqueues one job per batch with the activities intact', async ({ defer }) => {
+    const config = testQueue(defer, 'producer', { ACTIVITY_LOG_BATCH_SIZE: '100' });
+    const { queueName } = config;
     const sink = createQueueSink({ redis: config.redis, queueName, tries: 3, batchSize: 100 });
     const delivery = new BatchDelivery(sink, { method: 'queue', batchSize: 100, flushIntervalMs: 10 });
-    for (const activity of sampleActivities(1050)) delivery.deliver(activity);
+    for (const activity of builtActivities(1050)) delivery.deliver(activity);
     await delivery.close();
 
     const admin = await QueueAdmin.connect(config.redis, queueName);
-    cleanups.push(() => admin.close());
+    defer(() => admin.close());
     expect((await admin.counts()).waiting).toBe(11);
   });
 
-  it('keeps activities while Redis is down and enqueues them once it is back', async () => {
+  it('keeps activities while Redis is down and enqueues them once it is back', async ({ defer }) => {
     const port = await freePort();
     const config = loadConfig({
       env: {
@@ -60,7 +56,7 @@ describe.skipIf(!redisUp)('queue producer (real Redis)', () => {
     });
     let failures = 0;
     delivery.bus.on('writeFailed', () => failures++);
-    for (const activity of sampleActivities(120)) delivery.deliver(activity);
+    for (const activity of builtActivities(120)) delivery.deliver(activity);
     await waitFor(() => failures > 0, 3000, 'the enqueue to fail');
     expect(delivery.pending()).toBe(120);
 
@@ -69,14 +65,14 @@ describe.skipIf(!redisUp)('queue producer (real Redis)', () => {
       ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
       { stdio: 'ignore' },
     );
-    cleanups.push(async () => {
+    defer(async () => {
       server.kill('SIGKILL');
     });
     await waitFor(() => delivery.pending() === 0, 15_000, 'the kept activities to be enqueued');
     await delivery.close();
 
     const admin = await QueueAdmin.connect(config.redis, queueName);
-    cleanups.push(() => admin.close());
+    defer(() => admin.close());
     expect((await admin.counts()).waiting).toBe(3);
   });
 });

@@ -1,8 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
@@ -14,6 +11,7 @@ import {
   type StoredEvent,
 } from '../../src/delivery/worker.js';
 import { Spool } from '../../src/resilience/spool.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 import {
@@ -21,11 +19,13 @@ import {
   queueConfig,
   REDIS_URL,
   removeQueue,
-  sampleActivities,
+  testQueue,
   uniqueQueueName,
   waitFor,
 } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it } from '../helpers/test-context.js';
 
 const redisUp = await serviceAvailable(REDIS);
 
@@ -42,21 +42,9 @@ class FlakyStore extends MemoryStore {
 }
 
 describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
-  function setUp(label: string, env: Record<string, string> = {}) {
-    const queueName = uniqueQueueName(label);
-    const config = queueConfig(queueName, env);
-    cleanups.push(() => removeQueue(config, queueName));
-    return config;
-  }
-
-  it('stores ready jobs merged into multi-row inserts, every activity once', async () => {
-    const config = setUp('merge', { ACTIVITY_LOG_BATCH_SIZE: '100' });
-    const activities = sampleActivities(1000);
+  it('stores ready jobs merged into multi-row inserts, every activity once', async ({ defer }) => {
+    const config = testQueue(defer, 'merge', { ACTIVITY_LOG_BATCH_SIZE: '100' });
+    const activities = builtActivities(1000);
     const batches = Array.from({ length: 40 }, (_, i) => activities.slice(i * 25, i * 25 + 25));
     await enqueue(config, batches);
 
@@ -79,13 +67,15 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     for (const activity of activities) expect(store.rows.get(activity.id)).toEqual(activity);
 
     const admin = await QueueAdmin.connect(config.redis, config.queueName);
-    cleanups.push(() => admin.close());
+    defer(() => admin.close());
     expect((await admin.counts()).storedActivities).toBe(1000);
   });
 
-  it('fails a job after its tries, lists it with the error, and stores it once after retry', async () => {
-    const config = setUp('failing', { ACTIVITY_LOG_TRIES: '2' });
-    const activities = sampleActivities(30);
+  it('fails a job after its tries, lists it with the error, and stores it once after retry', async ({
+    defer,
+  }) => {
+    const config = testQueue(defer, 'failing', { ACTIVITY_LOG_TRIES: '2' });
+    const activities = builtActivities(30);
     await enqueue(config, [activities]);
 
     const store = new FlakyStore();
@@ -105,7 +95,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(store.rows.size).toBe(0);
 
     const admin = await QueueAdmin.connect(config.redis, config.queueName);
-    cleanups.push(() => admin.close());
+    defer(() => admin.close());
     const failed = await admin.listFailed();
     expect(failed).toHaveLength(1);
     expect(failed[0]!.attempts).toBe(2);
@@ -114,7 +104,7 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
 
     // As if it had also stalled: a retried job starts with no stalls counted against it.
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-    cleanups.push(async () => redis.disconnect());
+    defer(async () => redis.disconnect());
     const jobKey = `${QUEUE_PREFIX}:${config.queueName}:${failed[0]!.id}`;
     await redis.hset(jobKey, 'stc', '2');
     expect(await admin.retry([failed[0]!.id, 'no-such-job'])).toEqual({
@@ -131,12 +121,13 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect((await admin.counts()).failed).toBe(0);
   });
 
-  it('stores every honest activity of jobs merged with refused ones, keeps the refused ones aside and completes every job', async () => {
-    const spoolDir = await mkdtemp(join(tmpdir(), 'worker-refused-'));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
-    const config = setUp('isolate', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_SPOOL_DIR: spoolDir });
-    const good = sampleActivities(20);
-    const bad = sampleActivities(5, 1000);
+  it('stores every honest activity of jobs merged with refused ones, keeps the refused ones aside and completes every job', async ({
+    defer,
+  }) => {
+    const spoolDir = await temporaryDirectory(defer, 'worker-refused-');
+    const config = testQueue(defer, 'isolate', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_SPOOL_DIR: spoolDir });
+    const good = builtActivities(20);
+    const bad = builtActivities(5, 1000);
     // One refused activity among honest ones in each of three jobs, and a job of refused ones only.
     await enqueue(config, [
       [...good.slice(0, 7), bad[0]!],
@@ -168,25 +159,26 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     // Found by halving: far fewer statements than one per activity.
     expect(statements.length).toBeLessThan(25);
     const spool = new Spool({ dir: spoolDir, maxBytes: 1024 * 1024 });
-    cleanups.push(() => spool.close());
+    defer(() => spool.close());
     const kept = await spool.rejected();
     expect(kept.map((record) => record.activity.id).sort()).toEqual(bad.map((a) => a.id).sort());
     expect(kept.every((record) => record.error.code === 'STORE_DATA_TOO_LONG')).toBe(true);
     const admin = await QueueAdmin.connect(config.redis, config.queueName);
-    cleanups.push(() => admin.close());
+    defer(() => admin.close());
     expect((await admin.counts()).failed).toBe(0);
   });
 
-  it('never splits a job across statements, and isolates a refused activity within its statement', async () => {
-    const spoolDir = await mkdtemp(join(tmpdir(), 'worker-whole-jobs-'));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
-    const config = setUp('whole-jobs', {
+  it('never splits a job across statements, and isolates a refused activity within its statement', async ({
+    defer,
+  }) => {
+    const spoolDir = await temporaryDirectory(defer, 'worker-whole-jobs-');
+    const config = testQueue(defer, 'whole-jobs', {
       ACTIVITY_LOG_TRIES: '1',
       ACTIVITY_LOG_BATCH_SIZE: '5',
       ACTIVITY_LOG_SPOOL_DIR: spoolDir,
     });
-    const first = sampleActivities(3);
-    const second = sampleActivities(3, 100);
+    const first = builtActivities(3);
+    const second = builtActivities(3, 100);
     await enqueue(config, [first, second]);
     const store = new FlakyStore();
     const bad = second[2]!.id;
@@ -210,9 +202,14 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect([...store.rows.keys()].sort()).toEqual([...first, ...second.slice(0, 2)].map((a) => a.id).sort());
   });
 
-  it('keeps renewing the lock of a job fetched again after its lock was lost, and counts it once', async () => {
-    const config = setUp('lost-lock', { ACTIVITY_LOG_RETRY_AFTER: '2', DB_QUERY_TIMEOUT_MS: '60000' });
-    const activities = sampleActivities(3);
+  it('keeps renewing the lock of a job fetched again after its lock was lost, and counts it once', async ({
+    defer,
+  }) => {
+    const config = testQueue(defer, 'lost-lock', {
+      ACTIVITY_LOG_RETRY_AFTER: '2',
+      DB_QUERY_TIMEOUT_MS: '60000',
+    });
+    const activities = builtActivities(3);
     await enqueue(config, [activities]);
     const releases: (() => void)[] = [];
     const store = new FlakyStore();
@@ -231,11 +228,11 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     worker.events.on('stored', (event) => stored.push(event));
     worker.events.on('warning', () => undefined);
     await worker.start();
-    cleanups.push(async () => {
+    defer(async () => {
       await worker.close();
     });
     const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
-    cleanups.push(async () => redis.disconnect());
+    defer(async () => redis.disconnect());
     await waitFor(() => releases.length === 1, 5000, 'the first attempt');
     const [jobId] = await redis.lrange(`${QUEUE_PREFIX}:${config.queueName}:active`, 0, -1);
     // The lock is lost (an event-loop stall, a Redis blip): the stalled check puts the job back
@@ -257,12 +254,14 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(store.rows.size).toBe(3);
   }, 20_000);
 
-  it('stops on request while Redis is unreachable instead of waiting for it to come back', async () => {
+  it('stops on request while Redis is unreachable instead of waiting for it to come back', async ({
+    defer,
+  }) => {
     const proxy = await FaultProxy.start(REDIS);
-    cleanups.push(() => proxy.close());
+    defer(() => proxy.close());
     const queueName = uniqueQueueName('offline-stop');
     const config = queueConfig(queueName, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
-    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    defer(() => removeQueue(queueConfig(queueName), queueName));
     const worker = new ActivityWorker({ config, store: new FlakyStore(), pollIntervalMs: 200 });
     worker.events.on('warning', () => undefined);
     await worker.start();
@@ -277,9 +276,9 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(outcome).toBe('signal');
   });
 
-  it('fails an attempt that runs past --timeout', async () => {
-    const config = setUp('timeout', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_RETRY_AFTER: '10' });
-    await enqueue(config, [sampleActivities(3)]);
+  it('fails an attempt that runs past --timeout', async ({ defer }) => {
+    const config = testQueue(defer, 'timeout', { ACTIVITY_LOG_TRIES: '1', ACTIVITY_LOG_RETRY_AFTER: '10' });
+    await enqueue(config, [builtActivities(3)]);
     const store = new FlakyStore();
     store.insertMany = () => new Promise<number>(() => {});
     const failures: JobFailedEvent[] = [];
@@ -291,11 +290,11 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(failures[0]!.error.code).toBe('QUEUE_JOB_TIMEOUT');
   });
 
-  it('counts --max-jobs exactly and leaves the rest queued', async () => {
-    const config = setUp('max-jobs');
+  it('counts --max-jobs exactly and leaves the rest queued', async ({ defer }) => {
+    const config = testQueue(defer, 'max-jobs');
     await enqueue(
       config,
-      Array.from({ length: 10 }, (_, i) => sampleActivities(5, i * 5)),
+      Array.from({ length: 10 }, (_, i) => builtActivities(5, i * 5)),
     );
     const store = new FlakyStore();
     const worker = new ActivityWorker({ config, store, maxJobs: 3, concurrency: 4 });
@@ -305,12 +304,12 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(summary.jobs).toBe(3);
     expect(store.rows.size).toBe(15);
     const admin = await QueueAdmin.connect(config.redis, config.queueName);
-    cleanups.push(() => admin.close());
+    defer(() => admin.close());
     expect((await admin.counts()).waiting).toBe(7);
   });
 
-  it('moves a job that is not an activity job to the failed set without retrying it', async () => {
-    const config = setUp('invalid');
+  it('moves a job that is not an activity job to the failed set without retrying it', async ({ defer }) => {
+    const config = testQueue(defer, 'invalid');
     const { Queue } = await import('bullmq');
     const { QUEUE_PREFIX } = await import('../../src/delivery/queue-keys.js');
     const queue = new Queue(config.queueName, {
@@ -329,10 +328,10 @@ describe.skipIf(!redisUp)('queue worker (in-process, real Redis)', () => {
     expect(failures[0]!.attempt).toBe(1);
   });
 
-  it('stops when restart is requested after it started, not before', async () => {
-    const config = setUp('restart');
+  it('stops when restart is requested after it started, not before', async ({ defer }) => {
+    const config = testQueue(defer, 'restart');
     const admin = await QueueAdmin.connect(config.redis, config.queueName);
-    cleanups.push(() => admin.close());
+    defer(() => admin.close());
     await admin.requestRestart('queue');
     await new Promise((resolve) => setTimeout(resolve, 5));
     const worker = new ActivityWorker({ config, store: new FlakyStore(), pollIntervalMs: 200 });

@@ -1,7 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
@@ -11,6 +8,8 @@ import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { REDIS_URL, removeQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { REFUSED_PREFIX, REFUSING_TARGETS, type RefusingTarget } from '../helpers/refusing-table.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const available = new Map<string, boolean>();
 for (const target of REFUSING_TARGETS) {
@@ -24,16 +23,15 @@ const reachable = REFUSING_TARGETS.filter((target) => available.get(target.name)
 const networked = reachable.filter((target) => target.service !== undefined);
 
 describe('activities the database refuses', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
-  async function setUp(target: RefusingTarget, label: string, env: Record<string, string>) {
+  async function setUp(
+    deferQuietly: TestScope['deferQuietly'],
+    target: RefusingTarget,
+    label: string,
+    env: Record<string, string>,
+  ) {
     const table = await target.create(label);
-    cleanups.push(() => table.drop());
-    const spoolDir = await mkdtemp(join(tmpdir(), `activity-log-refused-${label}-`));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    deferQuietly(() => table.drop());
+    const spoolDir = await temporaryDirectory(deferQuietly, `activity-log-refused-${label}-`);
     const composed = composeActivityLog({
       env: {
         ...table.env,
@@ -45,7 +43,7 @@ describe('activities the database refuses', () => {
       warn: () => undefined,
     });
     const { activityLog } = composed;
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     return { table, spoolDir, activityLog, composed };
   }
 
@@ -75,10 +73,14 @@ describe('activities the database refuses', () => {
   }
 
   describe.each(reachable.map((target) => [target.name, target] as const))('%s', (_name, target) => {
-    it('sync: a 1,000-item ingest whose last item the database refuses stores nothing, and the same request without it stores each once', async () => {
-      const { table, composed } = await setUp(target, 'sync_ingest', { ACTIVITY_LOG_METHOD: 'sync' });
+    it('sync: a 1,000-item ingest whose last item the database refuses stores nothing, and the same request without it stores each once', async ({
+      deferQuietly,
+    }) => {
+      const { table, composed } = await setUp(deferQuietly, target, 'sync_ingest', {
+        ACTIVITY_LOG_METHOD: 'sync',
+      });
       const app = createActivityLogServer(composed);
-      cleanups.push(() => app.close());
+      deferQuietly(() => app.close());
       const items = Array.from({ length: 1000 }, (_, i) => ({
         id: newActivityId(),
         // About 5 MB of text in all: more than one INSERT statement on MariaDB.
@@ -107,8 +109,12 @@ describe('activities the database refuses', () => {
       expect(honest.every((item) => stored.has(item.id))).toBe(true);
     });
 
-    it('sync: logMany() with one refused activity among 20 rejects with the error and stores none; log() of the honest ones is unaffected', async () => {
-      const { table, activityLog } = await setUp(target, 'sync_many', { ACTIVITY_LOG_METHOD: 'sync' });
+    it('sync: logMany() with one refused activity among 20 rejects with the error and stores none; log() of the honest ones is unaffected', async ({
+      deferQuietly,
+    }) => {
+      const { table, activityLog } = await setUp(deferQuietly, target, 'sync_many', {
+        ACTIVITY_LOG_METHOD: 'sync',
+      });
       const { honest, inputs } = mixed('sync', 13);
       const error = await activityLog.logMany(inputs).then(
         () => null,
@@ -120,8 +126,10 @@ describe('activities the database refuses', () => {
       expect((await table.ids()).size).toBe(20);
     });
 
-    it('batch: the honest activities around a refused one are stored within seconds; the refused one is kept once in rejected.ndjson', async () => {
-      const { table, spoolDir, activityLog } = await setUp(target, 'batch', {
+    it('batch: the honest activities around a refused one are stored within seconds; the refused one is kept once in rejected.ndjson', async ({
+      deferQuietly,
+    }) => {
+      const { table, spoolDir, activityLog } = await setUp(deferQuietly, target, 'batch', {
         ACTIVITY_LOG_METHOD: 'batch',
         ACTIVITY_LOG_BATCH_SIZE: '500',
       });
@@ -144,16 +152,16 @@ describe('activities the database refuses', () => {
     (_name, target) => {
       it.skipIf(!redisUp)(
         'queue: the worker stores the honest activities of a job holding a refused one, keeps that one once in rejected.ndjson, and completes the job',
-        async () => {
+        async ({ deferQuietly }) => {
           const queueName = uniqueQueueName('refused');
-          const { table, spoolDir, activityLog, composed } = await setUp(target, 'queue', {
+          const { table, spoolDir, activityLog, composed } = await setUp(deferQuietly, target, 'queue', {
             ACTIVITY_LOG_METHOD: 'queue',
             QUEUE_CONNECTION: 'redis',
             REDIS_URL,
             ACTIVITY_LOG_QUEUE_NAME: queueName,
             ACTIVITY_LOG_TRIES: '1',
           });
-          cleanups.push(() => removeQueue(composed.config, queueName));
+          deferQuietly(() => removeQueue(composed.config, queueName));
           const { honest, refused, inputs } = mixed('queue', 11);
           await activityLog.logMany(inputs);
           await activityLog.flush();

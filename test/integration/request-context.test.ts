@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import Fastify, { type FastifyRequest } from 'fastify';
 import type mysql from 'mysql2/promise';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import type { Activity, ModelLike } from '../../src/core/activity.js';
 import { activityLogMiddleware } from '../../src/integrations/express.js';
 import { activityLogPlugin } from '../../src/integrations/fastify.js';
@@ -13,9 +13,9 @@ import {
   createActivityLog,
 } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
-import { removeQueue, uniqueQueueName } from '../helpers/queue.js';
-import { mariadbTable, runCli } from '../helpers/queue-cli.js';
+import { queueTestTable, runCli } from '../helpers/queue-cli.js';
 import { MARIADB, REDIS, serviceAvailable } from '../helpers/services.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 class User {
   constructor(readonly id: number) {}
@@ -240,21 +240,19 @@ const stored = (store: MemoryStore) =>
   [...store.rows.values()].sort((a, b) => a.description.localeCompare(b.description));
 
 describe.each([expressFramework, fastifyFramework])('$name request context', (framework) => {
-  const closers: (() => Promise<void>)[] = [];
-  afterEach(async () => {
-    for (const close of closers.splice(0).reverse()) await close();
-  });
-
-  async function start(options: Options = {}) {
+  async function start(defer: TestScope['defer'], options: Options = {}) {
     const { activityLog, store } = syncLog();
     const routes = appRoutes(activityLog);
     const app = await framework.start(routes, options);
-    closers.push(() => activityLog.close(), app.close);
+    defer(() => activityLog.close());
+    defer(app.close);
     return { app, routes, store, activityLog };
   }
 
-  it('records causer, IP, URL, method and user agent for a request by an authenticated user', async () => {
-    const { app, store } = await start();
+  it('records causer, IP, URL, method and user agent for a request by an authenticated user', async ({
+    defer,
+  }) => {
+    const { app, store } = await start(defer);
     const response = await fetch(`${app.url}/posts?draft=1`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-user-id': '42', 'user-agent': 'test-browser/1.0' },
@@ -279,9 +277,9 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     });
   });
 
-  it('keeps the context when the request body arrives after the headers were handled', async () => {
+  it('keeps the context when the request body arrives after the headers were handled', async ({ defer }) => {
     const headersHandled = gate();
-    const { app, store } = await start({ onHeaders: headersHandled.open });
+    const { app, store } = await start(defer, { onHeaders: headersHandled.open });
     const status = await new Promise<number | undefined>((resolve, reject) => {
       const request = httpRequest(`${app.url}/posts`, {
         method: 'POST',
@@ -306,8 +304,8 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     });
   });
 
-  it('stores the request URL with the values of secret query parameters redacted', async () => {
-    const { app, store } = await start();
+  it('stores the request URL with the values of secret query parameters redacted', async ({ defer }) => {
+    const { app, store } = await start(defer);
     const response = await fetch(`${app.url}/twice?token=abc123&api_key=k&page=2`);
     expect(response.status).toBe(200);
     expect(stored(store).map((row) => row.url)).toEqual([
@@ -316,8 +314,8 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     ]);
   });
 
-  it('records no causer for an anonymous request', async () => {
-    const { app, store } = await start();
+  it('records no causer for an anonymous request', async ({ defer }) => {
+    const { app, store } = await start(defer);
     await fetch(`${app.url}/posts`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -326,25 +324,25 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     expect(stored(store)[0]).toMatchObject({ causerType: null, causerId: null, ipAddress: '127.0.0.1' });
   });
 
-  it('takes the client address from X-Forwarded-For only behind a trusted proxy', async () => {
-    const trusting = await start({ trustProxy: true });
+  it('takes the client address from X-Forwarded-For only behind a trusted proxy', async ({ defer }) => {
+    const trusting = await start(defer, { trustProxy: true });
     await fetch(`${trusting.app.url}/twice`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
     expect(stored(trusting.store).map((row) => row.ipAddress)).toEqual(['203.0.113.7', '203.0.113.7']);
 
-    const direct = await start();
+    const direct = await start(defer);
     await fetch(`${direct.app.url}/twice`, { headers: { 'x-forwarded-for': '203.0.113.7' } });
     expect(stored(direct.store).map((row) => row.ipAddress)).toEqual(['127.0.0.1', '127.0.0.1']);
   });
 
-  it('leaves out a forwarded address that is not an IP instead of failing the log', async () => {
-    const { app, store } = await start({ trustProxy: true });
+  it('leaves out a forwarded address that is not an IP instead of failing the log', async ({ defer }) => {
+    const { app, store } = await start(defer, { trustProxy: true });
     const response = await fetch(`${app.url}/twice`, { headers: { 'x-forwarded-for': 'unknown' } });
     expect(response.status).toBe(200);
     expect(stored(store).map((row) => row.ipAddress)).toEqual([null, null]);
   });
 
-  it('never mixes the contexts of two concurrent requests', async () => {
-    const { app, store } = await start();
+  it('never mixes the contexts of two concurrent requests', async ({ defer }) => {
+    const { app, store } = await start(defer);
     const [first, second] = await Promise.all([
       fetch(`${app.url}/wait/first`, { headers: { 'x-user-id': '1', 'user-agent': 'agent-one' } }),
       fetch(`${app.url}/wait/second`, { headers: { 'x-user-id': '2', 'user-agent': 'agent-two' } }),
@@ -357,8 +355,8 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     ]);
   });
 
-  it("keeps the request's context in work deferred past the response", async () => {
-    const { app, routes } = await start();
+  it("keeps the request's context in work deferred past the response", async ({ defer }) => {
+    const { app, routes } = await start(defer);
     const response = await fetch(`${app.url}/deferred`, {
       headers: { 'x-user-id': '9', 'user-agent': 'later/1.0' },
     });
@@ -375,8 +373,8 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     });
   });
 
-  it('lets values passed to log() win over the request context', async () => {
-    const { app, store } = await start();
+  it('lets values passed to log() win over the request context', async ({ defer }) => {
+    const { app, store } = await start(defer);
     await fetch(`${app.url}/explicit`, { headers: { 'x-user-id': '5' } });
     expect(stored(store)[0]).toMatchObject({
       causerType: 'System',
@@ -388,8 +386,8 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     });
   });
 
-  it('leaves requests chosen by skip() without a context', async () => {
-    const { app, store } = await start({ skipPath: '/twice' });
+  it('leaves requests chosen by skip() without a context', async ({ defer }) => {
+    const { app, store } = await start(defer, { skipPath: '/twice' });
     await fetch(`${app.url}/twice`, { headers: { 'x-user-id': '4' } });
     await fetch(`${app.url}/explicit`, { headers: { 'x-user-id': '4' } });
     const rows = stored(store);
@@ -400,8 +398,8 @@ describe.each([expressFramework, fastifyFramework])('$name request context', (fr
     ]);
   });
 
-  it('gives each request one batch uuid when asked, and uses a custom causer resolver', async () => {
-    const { app, store } = await start({
+  it('gives each request one batch uuid when asked, and uses a custom causer resolver', async ({ defer }) => {
+    const { app, store } = await start(defer, {
       batchPerRequest: true,
       causer: (user) => (user === undefined ? null : { type: 'Admin', id: `a${user.id}` }),
     });
@@ -427,52 +425,46 @@ const queueServicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailab
 describe.skipIf(!queueServicesUp)(
   'request context through the queue (Redis, MariaDB, a work process)',
   () => {
-    it.each([expressFramework, fastifyFramework])(
+    it.for([expressFramework, fastifyFramework])(
       '$name: stores the causer and request fields logged in a request on the row a worker writes later',
-      async (framework) => {
-        const queueName = uniqueQueueName('request-context');
-        const table = await mariadbTable('reqctx', queueName, { ACTIVITY_LOG_FLUSH_INTERVAL_MS: '5' });
+      async (framework, { defer }) => {
+        const table = await queueTestTable(defer, 'reqctx', { ACTIVITY_LOG_FLUSH_INTERVAL_MS: '5' });
+        await table.migrate();
+        const { activityLog, delivery } = composeActivityLog({ env: table.env });
+        expect(delivery.method).toBe('queue');
+        const app = await framework.start(appRoutes(activityLog), { trustProxy: true });
         try {
-          await table.migrate();
-          const { activityLog, delivery } = composeActivityLog({ env: table.env });
-          expect(delivery.method).toBe('queue');
-          const app = await framework.start(appRoutes(activityLog), { trustProxy: true });
-          try {
-            const response = await fetch(`${app.url}/posts`, {
-              method: 'POST',
-              headers: {
-                'content-type': 'application/json',
-                'x-user-id': '77',
-                'x-forwarded-for': '2001:db8::5',
-                'user-agent': 'queued/2.0',
-              },
-              body: JSON.stringify({ title: 'Queued' }),
-            });
-            expect(response.status).toBe(201);
-          } finally {
-            await app.close();
-            await activityLog.close();
-          }
-          const worker = await runCli(['work', '--stop-when-empty'], table.env);
-          expect(worker.code, worker.stderr).toBe(0);
-          const [rows] = await table.sql.query<mysql.RowDataPacket[]>(
-            `SELECT causer_type, causer_id, ip_address, url, method, user_agent, subject_type FROM \`${table.table}\``,
-          );
-          expect(rows).toEqual([
-            {
-              causer_type: 'User',
-              causer_id: '77',
-              ip_address: '2001:db8::5',
-              url: '/posts',
-              method: 'POST',
-              user_agent: 'queued/2.0',
-              subject_type: 'Post',
+          const response = await fetch(`${app.url}/posts`, {
+            method: 'POST',
+            headers: {
+              'content-type': 'application/json',
+              'x-user-id': '77',
+              'x-forwarded-for': '2001:db8::5',
+              'user-agent': 'queued/2.0',
             },
-          ]);
+            body: JSON.stringify({ title: 'Queued' }),
+          });
+          expect(response.status).toBe(201);
         } finally {
-          await removeQueue(table.config, queueName);
-          await table.drop();
+          await app.close();
+          await activityLog.close();
         }
+        const worker = await runCli(['work', '--stop-when-empty'], table.env);
+        expect(worker.code, worker.stderr).toBe(0);
+        const [rows] = await table.sql.query<mysql.RowDataPacket[]>(
+          `SELECT causer_type, causer_id, ip_address, url, method, user_agent, subject_type FROM \`${table.table}\``,
+        );
+        expect(rows).toEqual([
+          {
+            causer_type: 'User',
+            causer_id: '77',
+            ip_address: '2001:db8::5',
+            url: '/posts',
+            method: 'POST',
+            user_agent: 'queued/2.0',
+            subject_type: 'Post',
+          },
+        ]);
       },
     );
   },

@@ -1,17 +1,17 @@
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
+import { beforeAll, describe, expect } from 'vitest';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { Spool } from '../../src/resilience/spool.js';
 import { encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-record.js';
+import { builtActivity } from '../helpers/activity-factory.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { MARIADB, MYSQL_URL, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -39,28 +39,22 @@ function cli(args: readonly string[], env: Record<string, string>, cwd: string) 
 }
 
 describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
   beforeAll(() => {
     if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) {
       throw new Error('dist/ is missing: run `npm run build` (npm test does) before the CLI tests');
     }
   });
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
 
-  it('reports what a dead process left, replays it into the store with a summary, and then reports it empty', async () => {
+  it('reports what a dead process left, replays it into the store with a summary, and then reports it empty', async ({
+    deferQuietly,
+  }) => {
     const { table, count, drop } = await migratedTable('resilience_cli');
-    cleanups.push(drop);
-    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+    deferQuietly(drop);
+    const cwd = await temporaryDirectory(deferQuietly, 'activity-log-spool-cli-');
     const spoolDir = join(cwd, 'spool');
     await mkdir(spoolDir);
     const activities = Array.from({ length: 120 }, (_, i) =>
-      buildActivity({ description: `left behind ${i}` }, undefined, {
-        resolveModel: defaultModelResolver,
-        isSecretKey: () => false,
-      }),
+      builtActivity({ description: `left behind ${i}` }),
     );
     for (const [n, part] of [activities.slice(0, 70), activities.slice(70)].entries()) {
       await writeFile(
@@ -98,15 +92,13 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     expect(again.stdout).toBe('the spool holds nothing to replay\n');
   });
 
-  it('exits 1 with one line when the store cannot take the replay, keeping the spool', async () => {
-    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+  it('exits 1 with one line when the store cannot take the replay, keeping the spool', async ({
+    deferQuietly,
+  }) => {
+    const cwd = await temporaryDirectory(deferQuietly, 'activity-log-spool-cli-');
     const spoolDir = join(cwd, 'spool');
     await mkdir(spoolDir);
-    const activity = buildActivity({ description: 'kept' }, undefined, {
-      resolveModel: defaultModelResolver,
-      isSecretKey: () => false,
-    });
+    const activity = builtActivity({ description: 'kept' });
     const segment = `${String(Date.now()).padStart(13, '0')}-000001-${GONE}@${GONE}.seg`;
     await writeFile(join(spoolDir, segment), Buffer.concat([SEGMENT_MAGIC, encodeSpoolRecord(activity)]));
     const env = {
@@ -120,9 +112,8 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     expect((await readdir(spoolDir)).filter((name) => name.endsWith('.seg'))).toHaveLength(1);
   });
 
-  it('rejects an unknown action as a usage error', async () => {
-    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+  it('rejects an unknown action as a usage error', async ({ deferQuietly }) => {
+    const cwd = await temporaryDirectory(deferQuietly, 'activity-log-spool-cli-');
     const result = await cli(['spool', 'purge'], { ACTIVITY_LOG_SPOOL_DIR: join(cwd, 'spool') }, cwd);
     expect(result.code).toBe(2);
     expect(result.stderr).toBe(
@@ -130,15 +121,13 @@ describe.skipIf(!mariadbUp)('activity-log spool status|replay (MariaDB)', () => 
     );
   });
 
-  it('spool rejected lists the refused activities, exports them as NDJSON ready to send again, and purges them', async () => {
-    const cwd = await mkdtemp(join(tmpdir(), 'activity-log-spool-cli-'));
-    cleanups.push(() => rm(cwd, { recursive: true, force: true }));
+  it('spool rejected lists the refused activities, exports them as NDJSON ready to send again, and purges them', async ({
+    deferQuietly,
+  }) => {
+    const cwd = await temporaryDirectory(deferQuietly, 'activity-log-spool-cli-');
     const spoolDir = join(cwd, 'spool');
     const refused = Array.from({ length: 3 }, (_, i) =>
-      buildActivity({ description: `refused ${i}`, logName: 'cli' }, undefined, {
-        resolveModel: defaultModelResolver,
-        isSecretKey: () => false,
-      }),
+      builtActivity({ description: `refused ${i}`, logName: 'cli' }),
     );
     const spool = new Spool({ dir: spoolDir, maxBytes: 1024 * 1024, warn: () => undefined });
     await spool.reject(

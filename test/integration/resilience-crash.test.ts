@@ -1,17 +1,17 @@
-import { appendFile, mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { appendFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
+import { describe, expect } from 'vitest';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { encodeSpoolRecord } from '../../src/resilience/spool-record.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
+import { builtActivity } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { DIST_INDEX, startProducer } from '../helpers/producer-process.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 
@@ -33,23 +33,19 @@ for (let i = 0; i < 8; i++) caller().catch((error) => { console.error(error); pr
 `;
 
 describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, fault proxy)', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
-  async function fixture(label: string) {
+  async function fixture(deferQuietly: TestScope['deferQuietly'], label: string) {
     const { table, db, storedIds, drop } = await migratedTable(`resilience_${label}`);
-    cleanups.push(drop);
+    deferQuietly(drop);
     const proxy = await FaultProxy.start(MARIADB);
-    cleanups.push(() => proxy.close());
-    const workDir = await mkdtemp(join(tmpdir(), `activity-log-${label}-`));
-    cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+    deferQuietly(() => proxy.close());
+    const workDir = await temporaryDirectory(deferQuietly, `activity-log-${label}-`);
     return { table, db, proxy, workDir, spoolDir: join(workDir, 'spool'), storedIds };
   }
 
-  it('durability=disk: every activity whose log() resolved before SIGKILL is stored after a restart; a torn last record is skipped and counted', async () => {
-    const { table, proxy, workDir, spoolDir, storedIds } = await fixture('sigkill');
+  it('durability=disk: every activity whose log() resolved before SIGKILL is stored after a restart; a torn last record is skipped and counted', async ({
+    deferQuietly,
+  }) => {
+    const { table, proxy, workDir, spoolDir, storedIds } = await fixture(deferQuietly, 'sigkill');
     const env = {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
       ACTIVITY_LOG_TABLE: table,
@@ -64,7 +60,7 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
       DB_QUERY_TIMEOUT_MS: '1000',
     };
     const producer = await startProducer(workDir, PRODUCER, env);
-    cleanups.push(() => producer.kill());
+    deferQuietly(() => producer.kill());
     const resolvedCount = () => producer.acknowledged().length;
 
     // Stored while healthy, then journaled only, then killed mid-stream.
@@ -89,17 +85,14 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
     // A write torn by the crash: the first half of one more record, whose log() never resolved.
     const segments = (await readdir(spoolDir)).filter((name) => name.endsWith('.seg')).sort();
     expect(segments.length).toBeGreaterThan(0);
-    const unresolved = buildActivity({ description: 'never resolved', logName: 'crash' }, undefined, {
-      resolveModel: defaultModelResolver,
-      isSecretKey: () => false,
-    });
+    const unresolved = builtActivity({ description: 'never resolved', logName: 'crash' });
     const torn = encodeSpoolRecord(unresolved);
     await appendFile(join(spoolDir, segments.at(-1)!), torn.subarray(0, Math.floor(torn.length / 2)));
 
     // Restart: a new process with the same spool directory and MariaDB back.
     await proxy.pass();
     const { activityLog: restarted, delivery: restartedDelivery } = composeActivityLog({ env });
-    cleanups.push(() => restarted.close());
+    deferQuietly(() => restarted.close());
     const resilience = resilienceOf(restartedDelivery)!;
     let corrupt = 0;
     let claimed = 0;
@@ -126,8 +119,10 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
     expect((await readdir(spoolDir)).filter((name) => name.endsWith('.seg'))).toEqual([]);
   });
 
-  it('a full spool drops only the newest activities, counts every drop, and keeps what it holds intact', async () => {
-    const { table, proxy, spoolDir, storedIds, db } = await fixture('spoolfull');
+  it('a full spool drops only the newest activities, counts every drop, and keeps what it holds intact', async ({
+    deferQuietly,
+  }) => {
+    const { table, proxy, spoolDir, storedIds, db } = await fixture(deferQuietly, 'spoolfull');
     await proxy.refuse();
     const { activityLog, delivery } = composeActivityLog({
       env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`, ACTIVITY_LOG_TABLE: table },
@@ -142,7 +137,7 @@ describe.skipIf(!mariadbUp)('resilience: crashes and a full spool (MariaDB, faul
         database: { connectTimeoutMs: 500, queryTimeoutMs: 1000 },
       },
     });
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     const resilience = resilienceOf(delivery)!;
     let droppedEvents = 0;
     resilience.spool.bus.on('dropped', ({ count }) => {

@@ -1,14 +1,14 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readdir } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 
@@ -67,18 +67,16 @@ function percentile(values: readonly number[], p: number): number {
 }
 
 describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (fault proxy)', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
-  async function scenario(method: 'batch' | 'sync', fault: 'refuse' | 'blackhole') {
+  async function scenario(
+    deferQuietly: TestScope['deferQuietly'],
+    method: 'batch' | 'sync',
+    fault: 'refuse' | 'blackhole',
+  ) {
     const { table, count, storedIds, drop } = await migratedTable(`resilience_${method}_${fault}`);
-    cleanups.push(drop);
+    deferQuietly(drop);
     const proxy = await FaultProxy.start(MARIADB);
-    cleanups.push(() => proxy.close());
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-outage-'));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    deferQuietly(() => proxy.close());
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-outage-');
 
     const { activityLog, delivery } = composeActivityLog({
       env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`, ACTIVITY_LOG_TABLE: table },
@@ -92,7 +90,7 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
         database: { connectTimeoutMs: 500, queryTimeoutMs: QUERY_TIMEOUT_MS },
       },
     });
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     const resilience = resilienceOf(delivery)!;
     const transitions: string[] = [];
     resilience.breaker.events.on('stateChange', ({ from, to }) => transitions.push(`${from}→${to}`));
@@ -128,29 +126,37 @@ describe.skipIf(!mariadbUp)('resilience: MariaDB unavailable under steady load (
     return { ids, latenciesMs };
   }
 
-  it('batch, MariaDB refused: log() stays in microseconds, the breaker opens, probes, closes; every activity is stored once', async () => {
-    const { latenciesMs } = await scenario('batch', 'refuse');
+  it('batch, MariaDB refused: log() stays in microseconds, the breaker opens, probes, closes; every activity is stored once', async ({
+    deferQuietly,
+  }) => {
+    const { latenciesMs } = await scenario(deferQuietly, 'batch', 'refuse');
     expect(percentile(latenciesMs, 50)).toBeLessThan(1);
     expect(percentile(latenciesMs, 99)).toBeLessThan(20);
     expect(Math.max(...latenciesMs)).toBeLessThan(QUERY_TIMEOUT_MS / 4);
   });
 
-  it('sync, MariaDB refused: log() resolves in milliseconds from the spool, and everything is stored once after recovery', async () => {
-    const { latenciesMs } = await scenario('sync', 'refuse');
+  it('sync, MariaDB refused: log() resolves in milliseconds from the spool, and everything is stored once after recovery', async ({
+    deferQuietly,
+  }) => {
+    const { latenciesMs } = await scenario(deferQuietly, 'sync', 'refuse');
     expect(percentile(latenciesMs, 50)).toBeLessThan(20);
     expect(percentile(latenciesMs, 99)).toBeLessThan(QUERY_TIMEOUT_MS / 5);
     expect(Math.max(...latenciesMs)).toBeLessThan(QUERY_TIMEOUT_MS);
   });
 
-  it('batch, MariaDB blackholed: the timeout counts as failure, log() never waits, nothing hangs', async () => {
-    const { latenciesMs } = await scenario('batch', 'blackhole');
+  it('batch, MariaDB blackholed: the timeout counts as failure, log() never waits, nothing hangs', async ({
+    deferQuietly,
+  }) => {
+    const { latenciesMs } = await scenario(deferQuietly, 'batch', 'blackhole');
     expect(percentile(latenciesMs, 50)).toBeLessThan(1);
     expect(percentile(latenciesMs, 99)).toBeLessThan(20);
     expect(Math.max(...latenciesMs)).toBeLessThan(QUERY_TIMEOUT_MS / 4);
   });
 
-  it('sync, MariaDB blackholed: only the calls in flight when it hung wait for the timeout; the rest go to the spool', async () => {
-    const { latenciesMs } = await scenario('sync', 'blackhole');
+  it('sync, MariaDB blackholed: only the calls in flight when it hung wait for the timeout; the rest go to the spool', async ({
+    deferQuietly,
+  }) => {
+    const { latenciesMs } = await scenario(deferQuietly, 'sync', 'blackhole');
     expect(percentile(latenciesMs, 50)).toBeLessThan(20);
     expect(percentile(latenciesMs, 99)).toBeLessThan(QUERY_TIMEOUT_MS / 5);
     // The callers in flight when the database hung wait for the query timeout, and no longer.

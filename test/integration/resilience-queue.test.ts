@@ -1,8 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { closeRedis, createRedisClient } from '../../src/delivery/redis-connection.js';
 import { ActivityWorker, type JobFailedEvent } from '../../src/delivery/worker.js';
@@ -11,17 +8,13 @@ import { ClusterReader } from '../../src/metrics/redis-metrics.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { composeActivityLog, createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { createStore } from '../../src/store/create-store.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
-import {
-  enqueue,
-  queueConfig,
-  removeQueue,
-  sampleActivities,
-  uniqueQueueName,
-  waitFor,
-} from '../helpers/queue.js';
+import { enqueue, queueConfig, removeQueue, testQueue, uniqueQueueName, waitFor } from '../helpers/queue.js';
 import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const servicesUp = (await serviceAvailable(REDIS)) && (await serviceAvailable(MARIADB));
 
@@ -30,27 +23,26 @@ const COOLDOWN_MS = 400;
 const SILENT_REDIS_MS = 12_000;
 
 describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and MariaDB, fault proxy)', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
   /** A migrated MariaDB table of its own, dropped after the test. */
-  async function activityTable(label: string): Promise<MigratedTable> {
+  async function activityTable(
+    deferQuietly: TestScope['deferQuietly'],
+    label: string,
+  ): Promise<MigratedTable> {
     const table = await migratedTable(`rq_${label}`);
-    cleanups.push(table.drop);
+    deferQuietly(table.drop);
     return table;
   }
 
-  it('producer: while Redis is refused, log() resolves at once, the queue breaker opens and activities are spooled; once Redis is back they are enqueued and stored exactly once', async () => {
+  it('producer: while Redis is refused, log() resolves at once, the queue breaker opens and activities are spooled; once Redis is back they are enqueued and stored exactly once', async ({
+    deferQuietly,
+  }) => {
     const queueName = uniqueQueueName('producer-outage');
-    const { table, count } = await activityTable('producer');
+    const { table, count } = await activityTable(deferQuietly, 'producer');
     const proxy = await FaultProxy.start(REDIS);
-    cleanups.push(() => proxy.close());
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    deferQuietly(() => proxy.close());
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-rq-');
     const direct = queueConfig(queueName, { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table });
-    cleanups.push(() => removeQueue(direct, queueName));
+    deferQuietly(() => removeQueue(direct, queueName));
 
     const { activityLog, delivery } = composeActivityLog({
       env: {
@@ -69,7 +61,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
         spoolDir,
       },
     });
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     const resilience = resilienceOf(delivery)!;
     expect(resilience.breaker.name).toBe('queue');
     const transitions: string[] = [];
@@ -105,7 +97,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
 
     await proxy.pass();
     const admin = await QueueAdmin.connect(direct.redis, queueName);
-    cleanups.push(() => admin.close());
+    deferQuietly(() => admin.close());
     await waitFor(
       () => resilience.pending() === 0 && transitions.at(-1) === 'half_open→closed',
       20_000,
@@ -114,7 +106,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     await activityLog.close();
 
     const store = createStore(direct.database);
-    cleanups.push(() => store.close());
+    deferQuietly(() => store.close());
     const worker = new ActivityWorker({ config: direct, store, stopWhenEmpty: true });
     await worker.start();
     const summary = await worker.done;
@@ -125,20 +117,21 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(transitions).toContain('open→half_open');
   });
 
-  it('producer and worker: after Redis went silent (a dead server behind a load balancer) for longer than the command timeout, both reconnect within seconds of it answering again and every activity is stored once', async () => {
+  it('producer and worker: after Redis went silent (a dead server behind a load balancer) for longer than the command timeout, both reconnect within seconds of it answering again and every activity is stored once', async ({
+    deferQuietly,
+  }) => {
     const queueName = uniqueQueueName('silent-redis');
-    const { table, count } = await activityTable('silent');
+    const { table, count } = await activityTable(deferQuietly, 'silent');
     const proxy = await FaultProxy.start(REDIS);
-    cleanups.push(() => proxy.close());
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    deferQuietly(() => proxy.close());
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-rq-');
     const env = {
       REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
       DATABASE_URL: MYSQL_URL,
       ACTIVITY_LOG_TABLE: table,
     };
     const viaProxy = queueConfig(queueName, env);
-    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    deferQuietly(() => removeQueue(queueConfig(queueName), queueName));
 
     const activityLog = createActivityLog({
       env: {
@@ -155,11 +148,11 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
         spoolDir,
       },
     });
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     const store = createStore(viaProxy.database);
-    cleanups.push(() => store.close());
+    deferQuietly(() => store.close());
     const worker = new ActivityWorker({ config: viaProxy, store, pollIntervalMs: 200 });
-    cleanups.push(() => worker.close());
+    deferQuietly(() => worker.close());
     await worker.start();
 
     const ids: string[] = [];
@@ -196,17 +189,18 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(recoverySeconds).toBeLessThan(15);
     expect(await count()).toEqual({ n: ids.length, d: ids.length });
     const admin = await QueueAdmin.connect(queueConfig(queueName).redis, queueName);
-    cleanups.push(() => admin.close());
+    deferQuietly(() => admin.close());
     await waitFor(() => worker.heldJobs() === 0, 10_000, 'the worker to complete the jobs it stored');
     expect(await admin.counts()).toMatchObject({ waiting: 0, delayed: 0, active: 0, failed: 0 });
   }, 90_000);
 
-  it('worker: while MariaDB is refused, jobs wait in Redis with their tries intact; a probe after the cooldown resumes the work and every activity is stored once', async () => {
-    const queueName = uniqueQueueName('worker-outage');
-    const { table, count } = await activityTable('worker');
+  it('worker: while MariaDB is refused, jobs wait in Redis with their tries intact; a probe after the cooldown resumes the work and every activity is stored once', async ({
+    deferQuietly,
+  }) => {
+    const { table, count } = await activityTable(deferQuietly, 'worker');
     const proxy = await FaultProxy.start(MARIADB);
-    cleanups.push(() => proxy.close());
-    const config = queueConfig(queueName, {
+    deferQuietly(() => proxy.close());
+    const config = testQueue(deferQuietly, 'worker-outage', {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
       ACTIVITY_LOG_TABLE: table,
       ACTIVITY_LOG_TRIES: '2',
@@ -215,8 +209,7 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
       DB_CONNECT_TIMEOUT_MS: '500',
       DB_QUERY_TIMEOUT_MS: '1000',
     });
-    cleanups.push(() => removeQueue(config, queueName));
-    const activities = sampleActivities(1000);
+    const activities = builtActivities(1000);
     await enqueue(
       config,
       Array.from({ length: 20 }, (_, i) => activities.slice(i * 50, i * 50 + 50)),
@@ -224,9 +217,9 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
 
     await proxy.refuse();
     const store = createStore(config.database);
-    cleanups.push(() => store.close());
+    deferQuietly(() => store.close());
     const worker = new ActivityWorker({ config, store, pollIntervalMs: 200 });
-    cleanups.push(() => worker.close());
+    deferQuietly(() => worker.close());
     const failures: JobFailedEvent[] = [];
     let returned = 0;
     worker.events.on('jobFailed', (event) => failures.push(event));
@@ -240,8 +233,8 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     await waitFor(() => transitions.includes('closed→open'), 10_000, 'the store breaker to open');
     // Several cooldowns pass with failing probes; not one try is used.
     await sleep(COOLDOWN_MS * 4);
-    const admin = await QueueAdmin.connect(config.redis, queueName);
-    cleanups.push(() => admin.close());
+    const admin = await QueueAdmin.connect(config.redis, config.queueName);
+    deferQuietly(() => admin.close());
     const during = await admin.counts();
     expect(failures).toEqual([]);
     expect(returned).toBeGreaterThan(0);
@@ -260,31 +253,35 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
   });
 
   /** A queue whose workers write to a table of their own behind a MariaDB proxy that refuses connections. */
-  async function queueOverRefusedMariadb(label: string, env: Record<string, string> = {}) {
-    const queueName = uniqueQueueName(`${label}-outage`);
-    const { table } = await activityTable(label);
+  async function queueOverRefusedMariadb(
+    deferQuietly: TestScope['deferQuietly'],
+    label: string,
+    env: Record<string, string> = {},
+  ) {
+    const { table } = await activityTable(deferQuietly, label);
     const proxy = await FaultProxy.start(MARIADB);
-    cleanups.push(() => proxy.close());
+    deferQuietly(() => proxy.close());
     await proxy.refuse();
-    const config = queueConfig(queueName, {
+    const config = testQueue(deferQuietly, `${label}-outage`, {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
       ACTIVITY_LOG_TABLE: table,
       DB_CONNECT_TIMEOUT_MS: '500',
       ...env,
     });
-    cleanups.push(() => removeQueue(config, queueName));
-    return { config, queueName };
+    return { config, queueName: config.queueName };
   }
 
-  it('worker --stop-when-empty: with MariaDB refused it stops as store-unavailable and leaves every job waiting, tries intact', async () => {
-    const { config, queueName } = await queueOverRefusedMariadb('drain', {
+  it('worker --stop-when-empty: with MariaDB refused it stops as store-unavailable and leaves every job waiting, tries intact', async ({
+    deferQuietly,
+  }) => {
+    const { config, queueName } = await queueOverRefusedMariadb(deferQuietly, 'drain', {
       ACTIVITY_LOG_BREAKER_FAILURES: '2',
     });
-    const activities = sampleActivities(200);
+    const activities = builtActivities(200);
     await enqueue(config, [activities.slice(0, 100), activities.slice(100)]);
 
     const store = createStore(config.database);
-    cleanups.push(() => store.close());
+    deferQuietly(() => store.close());
     const worker = new ActivityWorker({ config, store, stopWhenEmpty: true });
     await worker.start();
     const summary = await worker.done;
@@ -293,33 +290,37 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(summary.jobs).toBe(0);
 
     const admin = await QueueAdmin.connect(config.redis, queueName);
-    cleanups.push(() => admin.close());
+    deferQuietly(() => admin.close());
     const counts = await admin.counts();
     expect(counts.waiting).toBe(2);
     expect(counts.failed).toBe(0);
   });
-  it('worker --once: with MariaDB refused, the default breaker still closed, it stops as store-unavailable and hands its job back', async () => {
-    const { config, queueName } = await queueOverRefusedMariadb('once');
-    await enqueue(config, [sampleActivities(10)]);
+  it('worker --once: with MariaDB refused, the default breaker still closed, it stops as store-unavailable and hands its job back', async ({
+    deferQuietly,
+  }) => {
+    const { config, queueName } = await queueOverRefusedMariadb(deferQuietly, 'once');
+    await enqueue(config, [builtActivities(10)]);
     const store = createStore(config.database);
-    cleanups.push(() => store.close());
+    deferQuietly(() => store.close());
     const worker = new ActivityWorker({ config, store, once: true });
     await worker.start();
     const summary = await worker.done;
     expect(worker.breaker.state).toBe('closed');
     expect(summary).toMatchObject({ reason: 'store-unavailable', jobs: 0, returnedJobs: 1, failedJobs: 0 });
     const admin = await QueueAdmin.connect(config.redis, queueName);
-    cleanups.push(() => admin.close());
+    deferQuietly(() => admin.close());
     expect(await admin.counts()).toMatchObject({ waiting: 1, failed: 0 });
   });
 
-  it('the metrics reader closed while Redis has stopped answering leaves no unhandled rejection', async () => {
+  it('the metrics reader closed while Redis has stopped answering leaves no unhandled rejection', async ({
+    deferQuietly,
+  }) => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
-    cleanups.push(async () => process.off('unhandledRejection', onUnhandled));
+    deferQuietly(async () => process.off('unhandledRejection', onUnhandled));
     const proxy = await FaultProxy.start(REDIS);
-    cleanups.push(() => proxy.close());
+    deferQuietly(() => proxy.close());
     const config = queueConfig(uniqueQueueName('reader-close'), {
       REDIS_URL: `redis://127.0.0.1:${proxy.port}`,
     });
@@ -342,20 +343,20 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(unhandled).toEqual([]);
   });
 
-  it('a worker stopped as soon as it started leaves no unhandled rejection', async () => {
+  it('a worker stopped as soon as it started leaves no unhandled rejection', async ({ deferQuietly }) => {
     const unhandled: unknown[] = [];
     const onUnhandled = (reason: unknown) => unhandled.push(reason);
     process.on('unhandledRejection', onUnhandled);
-    cleanups.push(async () => process.off('unhandledRejection', onUnhandled));
+    deferQuietly(async () => process.off('unhandledRejection', onUnhandled));
     const proxy = await FaultProxy.start(REDIS);
-    cleanups.push(() => proxy.close());
+    deferQuietly(() => proxy.close());
     // A slow network: each connection takes a while to open.
     proxy.latencyMs = 50;
     const queueName = uniqueQueueName('quick-stop');
     const config = queueConfig(queueName, { REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
-    cleanups.push(() => removeQueue(queueConfig(queueName), queueName));
+    deferQuietly(() => removeQueue(queueConfig(queueName), queueName));
     const store = createStore(config.database);
-    cleanups.push(() => store.close());
+    deferQuietly(() => store.close());
     const worker = new ActivityWorker({ config, store });
     worker.events.on('warning', () => undefined);
     await worker.start();
@@ -364,12 +365,13 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
     expect(unhandled).toEqual([]);
   });
 
-  it('GET /health reports Redis with the queue method: 200 while it answers, 503 naming the queue when it is refused', async () => {
+  it('GET /health reports Redis with the queue method: 200 while it answers, 503 naming the queue when it is refused', async ({
+    deferQuietly,
+  }) => {
     const queueName = uniqueQueueName('health');
     const proxy = await FaultProxy.start(REDIS);
-    cleanups.push(() => proxy.close());
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-rq-'));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    deferQuietly(() => proxy.close());
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-rq-');
     const composed = composeActivityLog({
       env: {
         QUEUE_CONNECTION: 'redis',
@@ -381,9 +383,9 @@ describe.skipIf(!servicesUp)('resilience of the queue path (real Redis and Maria
       },
     });
     const { activityLog } = composed;
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     const app = createActivityLogServer(composed);
-    cleanups.push(() => app.close());
+    deferQuietly(() => app.close());
 
     const healthy = await app.inject({ method: 'GET', url: '/health' });
     expect(healthy.statusCode).toBe(200);

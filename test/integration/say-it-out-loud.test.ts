@@ -1,7 +1,5 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { isActivityLogError } from '../../src/core/errors.js';
 import { resilienceOf } from '../../src/resilience/resilient-sink.js';
 import { composeActivityLog, createActivityLog } from '../../src/runtime/create-activity-log.js';
@@ -9,23 +7,16 @@ import { FaultProxy } from '../helpers/fault-proxy.js';
 import { migratedTable } from '../helpers/mariadb-table.js';
 import { waitFor } from '../helpers/queue.js';
 import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 
 describe('failures said out loud', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
-  async function workDir(label: string): Promise<string> {
-    const dir = await mkdtemp(join(tmpdir(), `activity-log-loud-${label}-`));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    return dir;
-  }
-
-  it('sync on a table that was never migrated: log() rejects with STORE_SCHEMA_MISSING, one line says to migrate, nothing is spooled', async () => {
-    const dir = await workDir('sync-unmigrated');
+  it('sync on a table that was never migrated: log() rejects with STORE_SCHEMA_MISSING, one line says to migrate, nothing is spooled', async ({
+    deferQuietly,
+  }) => {
+    const dir = await temporaryDirectory(deferQuietly, 'activity-log-loud-sync-unmigrated-');
     const lines: string[] = [];
     const { activityLog, delivery } = composeActivityLog({
       env: {
@@ -35,7 +26,7 @@ describe('failures said out loud', () => {
       },
       warn: (line) => lines.push(line),
     });
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     for (let i = 0; i < 3; i++) {
       const error = await activityLog.log({ description: `unmigrated ${i}` }).then(
         () => null,
@@ -48,8 +39,10 @@ describe('failures said out loud', () => {
     expect(resilienceOf(delivery)!.pending()).toBe(0);
   });
 
-  it('batch on a table that was never migrated: one line says to migrate, the activities wait in the spool and are stored once it is migrated', async () => {
-    const dir = await workDir('batch-unmigrated');
+  it('batch on a table that was never migrated: one line says to migrate, the activities wait in the spool and are stored once it is migrated', async ({
+    deferQuietly,
+  }) => {
+    const dir = await temporaryDirectory(deferQuietly, 'activity-log-loud-batch-unmigrated-');
     const lines: string[] = [];
     const { activityLog, delivery, store } = composeActivityLog({
       env: {
@@ -61,7 +54,7 @@ describe('failures said out loud', () => {
       },
       warn: (line) => lines.push(line),
     });
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     for (let i = 0; i < 50; i++) await activityLog.log({ description: `before migrate ${i}` });
     await activityLog.flush();
     await waitFor(() => resilienceOf(delivery)!.pending() === 50, 5000, 'the activities to be spooled');
@@ -79,17 +72,17 @@ describe('failures said out loud', () => {
 
   it.skipIf(!mariadbUp)(
     'says when the breaker opens and closes and when spooling starts and stops, naming the destination and never the password',
-    async () => {
+    async ({ deferQuietly }) => {
       const { table, db, drop } = await migratedTable('loud');
-      cleanups.push(drop);
+      deferQuietly(drop);
       // A user of its own with a password, which no line may show.
       const user = `loud_${table.slice(-12)}`;
       await db.query(`CREATE USER '${user}'@'%' IDENTIFIED BY 's3cret-password'`);
-      cleanups.push(() => db.query(`DROP USER IF EXISTS '${user}'@'%'`));
+      deferQuietly(() => db.query(`DROP USER IF EXISTS '${user}'@'%'`));
       await db.query(`GRANT ALL ON test.* TO '${user}'@'%'`);
       const proxy = await FaultProxy.start(MARIADB);
-      cleanups.push(() => proxy.close());
-      const dir = await workDir('breaker');
+      deferQuietly(() => proxy.close());
+      const dir = await temporaryDirectory(deferQuietly, 'activity-log-loud-breaker-');
       const lines: string[] = [];
       const activityLog = createActivityLog({
         env: {
@@ -103,7 +96,7 @@ describe('failures said out loud', () => {
         },
         warn: (line) => lines.push(line),
       });
-      cleanups.push(() => activityLog.close());
+      deferQuietly(() => activityLog.close());
       await activityLog.log({ description: 'while healthy' });
       await activityLog.flush();
       expect(lines, lines.join('\n')).toEqual([]);
@@ -131,18 +124,14 @@ describe('failures said out loud', () => {
 });
 
 describe.skipIf(!mariadbUp)('recovery after a database restart', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
-  it('replays the spool within seconds of the database coming back, well before a 10 s cooldown has passed', async () => {
+  it('replays the spool within seconds of the database coming back, well before a 10 s cooldown has passed', async ({
+    deferQuietly,
+  }) => {
     const { table, count, drop } = await migratedTable('recovery');
-    cleanups.push(drop);
+    deferQuietly(drop);
     const proxy = await FaultProxy.start(MARIADB);
-    cleanups.push(() => proxy.close());
-    const dir = await mkdtemp(join(tmpdir(), 'activity-log-recovery-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    deferQuietly(() => proxy.close());
+    const dir = await temporaryDirectory(deferQuietly, 'activity-log-recovery-');
     const { activityLog, delivery } = composeActivityLog({
       env: {
         DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
@@ -156,7 +145,7 @@ describe.skipIf(!mariadbUp)('recovery after a database restart', () => {
       },
       warn: () => undefined,
     });
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     const resilience = resilienceOf(delivery)!;
     await proxy.refuse();
     for (let i = 0; i < 100; i++) {

@@ -2,23 +2,20 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { newActivityId } from '../../src/core/ids.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { waitFor } from '../helpers/queue.js';
 import { type CliProcess, runCli, spawnCli } from '../helpers/queue-cli.js';
 import { MARIADB, MYSQL_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it } from '../helpers/test-context.js';
 
 const mariadbUp = await serviceAvailable(MARIADB);
 const INGEST_TOKEN = 'ingest-token-serve-outage';
 const ADMIN_TOKEN = 'admin-token-serve-outage';
 
 describe.skipIf(!mariadbUp)('serve while the database is unreachable (MariaDB behind a fault proxy)', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
   async function listening(served: CliProcess): Promise<string> {
     let url = '';
     await waitFor(
@@ -33,19 +30,20 @@ describe.skipIf(!mariadbUp)('serve while the database is unreachable (MariaDB be
     return url;
   }
 
-  it('starts, answers /health naming the store, accepts ingest into the spool, and stores it all once the database is back', async () => {
+  it('starts, answers /health naming the store, accepts ingest into the spool, and stores it all once the database is back', async ({
+    deferQuietly,
+  }) => {
     const table = `serve_outage_${uniqueSuffix()}`;
     const db = await mysql.createConnection(MYSQL_URL);
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await db.query(`DROP TABLE IF EXISTS \`${table}\``);
       await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
       await db.end();
     });
     const proxy = await FaultProxy.start(MARIADB);
-    cleanups.push(() => proxy.close());
+    deferQuietly(() => proxy.close());
     await proxy.refuse();
-    const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-serve-outage-'));
-    cleanups.push(() => rm(spoolDir, { recursive: true, force: true }));
+    const spoolDir = await temporaryDirectory(deferQuietly, 'activity-log-serve-outage-');
 
     const served = spawnCli(['serve', '--port=0'], {
       DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
@@ -57,7 +55,7 @@ describe.skipIf(!mariadbUp)('serve while the database is unreachable (MariaDB be
       ACTIVITY_LOG_BREAKER_COOLDOWN_MS: '1000',
       DB_CONNECT_TIMEOUT_MS: '500',
     });
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       served.child.kill('SIGKILL');
       await served.exited;
     });

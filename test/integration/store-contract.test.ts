@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { type DatabaseConfig, loadConfig } from '../../src/config/config.js';
-import { type Activity, defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
+import type { Activity } from '../../src/core/activity.js';
 import { type ErrorCode, isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
+import { builtActivity, storedActivity } from '../helpers/activity-factory.js';
 import {
   MARIADB_TARGET,
   MYSQL_URL,
@@ -22,6 +22,7 @@ import {
   serviceAvailable,
   uniqueSuffix,
 } from '../helpers/services.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const DESIGN_INDEX_NAMES = [
   'idx_batch_uuid',
@@ -226,24 +227,7 @@ const TARGETS: readonly Target[] = [
 const BASE_TIME = Date.parse('2024-03-05T07:08:09.123Z');
 
 function activity(overrides: Partial<Activity> = {}): Activity {
-  return Object.freeze({
-    id: newActivityId(),
-    logName: 'default',
-    description: 'did something',
-    subjectType: null,
-    subjectId: null,
-    event: null,
-    causerType: null,
-    causerId: null,
-    properties: {},
-    batchUuid: null,
-    ipAddress: null,
-    url: null,
-    method: null,
-    userAgent: null,
-    createdAt: new Date(BASE_TIME),
-    ...overrides,
-  });
+  return storedActivity({ createdAt: new Date(BASE_TIME), ...overrides });
 }
 
 /** `count` activities one second apart, oldest first, starting `startMs`. */
@@ -320,7 +304,6 @@ for (const target of TARGETS) {
 
   describe.skipIf(!available)(`activity store contract: ${target.name}`, () => {
     let admin: Admin;
-    const opened: { store: ActivityStore; table: string }[] = [];
 
     beforeAll(async () => {
       admin = await target.connectAdmin();
@@ -328,29 +311,32 @@ for (const target of TARGETS) {
     afterAll(async () => {
       await admin?.close();
     });
-    afterEach(async () => {
-      for (const { store, table } of opened.splice(0)) {
-        await store.close();
-        await admin.dropTables([table, `${table}_migrations`]);
-      }
-    });
 
-    function openStore(options: { table?: string; overrides?: ConfigOverrides } = {}): ActivityStore {
+    function openStore(
+      defer: TestScope['defer'],
+      options: { table?: string; overrides?: ConfigOverrides } = {},
+    ): ActivityStore {
       const table = options.table ?? `store_${uniqueSuffix()}`;
       const config = loadConfig({ env: target.env(table), overrides: { database: options.overrides ?? {} } });
       const store = createStore(config.database);
-      opened.push({ store, table });
+      defer(async () => {
+        await store.close();
+        await admin.dropTables([table, `${table}_migrations`]);
+      });
       return store;
     }
 
-    async function migratedStore(options: { table?: string; overrides?: ConfigOverrides } = {}) {
-      const store = openStore(options);
+    async function migratedStore(
+      defer: TestScope['defer'],
+      options: { table?: string; overrides?: ConfigOverrides } = {},
+    ) {
+      const store = openStore(defer, options);
       await store.migrate();
       return store;
     }
 
-    it('migrates idempotently and reports the schema versions', async () => {
-      const store = openStore();
+    it('migrates idempotently and reports the schema versions', async ({ defer }) => {
+      const store = openStore(defer);
       expect(await store.migrate()).toEqual({ from: 0, to: 1 });
       expect(await store.migrate()).toEqual({ from: 1, to: 1 });
     });
@@ -358,10 +344,10 @@ for (const target of TARGETS) {
     // better-sqlite3 blocks the thread while it waits for a lock, so two connections in one
     // process cannot wait for each other; concurrent SQLite migrations need separate processes.
     if (target.networked) {
-      it('applies each migration once when two stores migrate at once', async () => {
+      it('applies each migration once when two stores migrate at once', async ({ defer }) => {
         const table = `store_${uniqueSuffix()}`;
-        const first = openStore({ table });
-        const second = openStore({ table });
+        const first = openStore(defer, { table });
+        const second = openStore(defer, { table });
         const results = await Promise.all([first.migrate(), second.migrate()]);
         expect(results.map((result) => result.from).sort()).toEqual([0, 1]);
         expect(results.every((result) => result.to === 1)).toBe(true);
@@ -372,17 +358,19 @@ for (const target of TARGETS) {
       expect((await admin.defaultTableIndexNames()).sort()).toEqual(DESIGN_INDEX_NAMES);
     });
 
-    it('creates every index on a custom table, prefixed where index names are schema-global', async () => {
+    it('creates every index on a custom table, prefixed where index names are schema-global', async ({
+      defer,
+    }) => {
       const table = `store_${uniqueSuffix()}`;
-      await migratedStore({ table });
+      await migratedStore(defer, { table });
       const expected = DESIGN_INDEX_NAMES.map((name) =>
         target.indexNamesPerTable ? name : `${table}_${name}`,
       );
       expect((await admin.indexNames(table)).sort()).toEqual(expected.sort());
     });
 
-    it('round-trips every field: unicode, nested JSON, nulls and milliseconds', async () => {
-      const store = await migratedStore();
+    it('round-trips every field: unicode, nested JSON, nulls and milliseconds', async ({ defer }) => {
+      const store = await migratedStore(defer);
       const full = activity({
         logName: 'orders 注文',
         description: 'Zoë updated order 42 🚀 — 漢字かな한글 𝄞',
@@ -416,14 +404,17 @@ for (const target of TARGETS) {
       ]);
     });
 
-    it('stores what log() accepts from text cut inside an emoji, with U+FFFD in its place', async () => {
-      const store = await migratedStore();
+    it('stores what log() accepts from text cut inside an emoji, with U+FFFD in its place', async ({
+      defer,
+    }) => {
+      const store = await migratedStore(defer);
       const cut = 'order 😀'.slice(0, 7);
-      const built = buildActivity(
-        { description: cut, event: cut, properties: { excerpt: cut, [cut]: [cut] }, userAgent: cut },
-        undefined,
-        { resolveModel: defaultModelResolver, isSecretKey: () => false },
-      );
+      const built = builtActivity({
+        description: cut,
+        event: cut,
+        properties: { excerpt: cut, [cut]: [cut] },
+        userAgent: cut,
+      });
       expect(await store.insertMany([built])).toBe(1);
       const [row] = await allRows(store);
       expect(row).toEqual(built);
@@ -431,8 +422,8 @@ for (const target of TARGETS) {
       expect(row!.properties).toEqual({ excerpt: 'order \ufffd', 'order \ufffd': ['order \ufffd'] });
     });
 
-    it('stores an id once however often it is inserted', async () => {
-      const store = await migratedStore();
+    it('stores an id once however often it is inserted', async ({ defer }) => {
+      const store = await migratedStore(defer);
       const batch = series(10, BASE_TIME);
       expect(await store.insertMany(batch)).toBe(10);
       expect(await store.insertMany(batch)).toBe(0);
@@ -443,8 +434,8 @@ for (const target of TARGETS) {
       expect(await rowCount(store)).toBe(16);
     });
 
-    it('splits a batch larger than maxRowsPerInsert and stores all of it', async () => {
-      const store = await migratedStore();
+    it('splits a batch larger than maxRowsPerInsert and stores all of it', async ({ defer }) => {
+      const store = await migratedStore(defer);
       const size = store.capabilities.maxRowsPerInsert + 7;
       const batch = series(size, BASE_TIME, { properties: { n: 1 } });
       expect(await store.insertMany(batch)).toBe(size);
@@ -452,8 +443,8 @@ for (const target of TARGETS) {
       expect(await store.insertMany(batch)).toBe(0);
     });
 
-    it('splits a batch whose single statement would exceed the packet limit', async () => {
-      const store = await migratedStore();
+    it('splits a batch whose single statement would exceed the packet limit', async ({ defer }) => {
+      const store = await migratedStore(defer);
       // 400 rows of 60 kB properties: about 24 MB, above MariaDB's default 16 MiB max_allowed_packet.
       const bulky = { blob: 'x'.repeat(60_000) };
       const batch = series(400, BASE_TIME, { properties: bulky });
@@ -462,8 +453,8 @@ for (const target of TARGETS) {
       expect((await store.query({ limit: 1 })).data[0]?.properties).toEqual(bulky);
     });
 
-    it('filters by every column exactly, and by from (inclusive) and to (exclusive)', async () => {
-      const store = await migratedStore();
+    it('filters by every column exactly, and by from (inclusive) and to (exclusive)', async ({ defer }) => {
+      const store = await migratedStore(defer);
       const match = activity({
         logName: 'billing',
         event: 'paid',
@@ -510,8 +501,8 @@ for (const target of TARGETS) {
       expect(await ids({ logName: 'nobody' })).toEqual([]);
     });
 
-    it('pages newest first without skipping or repeating rows while newer rows arrive', async () => {
-      const store = await migratedStore();
+    it('pages newest first without skipping or repeating rows while newer rows arrive', async ({ defer }) => {
+      const store = await migratedStore(defer);
       // Several rows share a millisecond, so the id must break ties between pages.
       const seeded = [
         ...series(20, BASE_TIME),
@@ -534,15 +525,15 @@ for (const target of TARGETS) {
       expect(page).toBe(Math.ceil(seeded.length / 7));
     });
 
-    it('returns no cursor after the last page', async () => {
-      const store = await migratedStore();
+    it('returns no cursor after the last page', async ({ defer }) => {
+      const store = await migratedStore(defer);
       await store.insertMany(series(3, BASE_TIME));
       expect((await store.query({ limit: 3 })).nextCursor).toBeNull();
       expect((await store.query()).data).toHaveLength(3);
     });
 
-    it('rejects a limit over 500 and a cursor it did not make, naming the field', async () => {
-      const store = await migratedStore();
+    it('rejects a limit over 500 and a cursor it did not make, naming the field', async ({ defer }) => {
+      const store = await migratedStore(defer);
       await expectCode(store.query({ limit: 501 }), 'VALIDATION_FAILED', 'limit');
       await expectCode(store.query({ limit: 0 }), 'VALIDATION_FAILED', 'limit');
       await expectCode(store.query({ cursor: 'not-a-cursor' }), 'VALIDATION_FAILED', 'cursor');
@@ -560,8 +551,8 @@ for (const target of TARGETS) {
       );
     });
 
-    it("reads a from or to beyond the range created_at can hold as that range's edge", async () => {
-      const store = await migratedStore();
+    it("reads a from or to beyond the range created_at can hold as that range's edge", async ({ defer }) => {
+      const store = await migratedStore(defer);
       const seeded = series(3, BASE_TIME);
       await store.insertMany(seeded);
       const ids = async (filter: Parameters<ActivityStore['query']>[0]) =>
@@ -573,8 +564,8 @@ for (const target of TARGETS) {
       expect(await ids({ to: new Date('1900-01-01T00:00:00Z') })).toEqual([]);
     });
 
-    it('prunes by age in chunks, reporting progress per chunk; dryRun only counts', async () => {
-      const store = await migratedStore();
+    it('prunes by age in chunks, reporting progress per chunk; dryRun only counts', async ({ defer }) => {
+      const store = await migratedStore(defer);
       const old = series(25, BASE_TIME);
       const recent = series(5, BASE_TIME + 3_600_000);
       await store.insertMany([...old, ...recent]);
@@ -602,8 +593,8 @@ for (const target of TARGETS) {
       expect(await store.prune({ before })).toBe(0);
     });
 
-    it('prunes only the given log name', async () => {
-      const store = await migratedStore();
+    it('prunes only the given log name', async ({ defer }) => {
+      const store = await migratedStore(defer);
       const audits = series(12, BASE_TIME, { logName: 'audit' });
       const others = series(4, BASE_TIME, { logName: 'other' });
       await store.insertMany([...audits, ...others]);
@@ -619,8 +610,8 @@ for (const target of TARGETS) {
       expect((await allRows(store)).map((row) => row.logName)).toEqual(['other', 'other', 'other', 'other']);
     });
 
-    it('fails with STORE_CLOSED after close()', async () => {
-      const store = await migratedStore();
+    it('fails with STORE_CLOSED after close()', async ({ defer }) => {
+      const store = await migratedStore(defer);
       await store.close();
       await store.close();
       await expectCode(store.insertMany([activity()]), 'STORE_CLOSED');
@@ -630,15 +621,15 @@ for (const target of TARGETS) {
       await expectCode(store.prune({ before: new Date() }), 'STORE_CLOSED');
     });
 
-    it('reports a table that was never migrated as STORE_SCHEMA_MISSING', async () => {
-      const store = openStore();
+    it('reports a table that was never migrated as STORE_SCHEMA_MISSING', async ({ defer }) => {
+      const store = openStore(defer);
       await expectCode(store.insertMany([activity()]), 'STORE_SCHEMA_MISSING');
       await expectCode(store.query(), 'STORE_SCHEMA_MISSING');
     });
 
     if (target.enforcesColumnLengths) {
-      it('reports an over-long value as STORE_DATA_TOO_LONG', async () => {
-        const store = await migratedStore();
+      it('reports an over-long value as STORE_DATA_TOO_LONG', async ({ defer }) => {
+        const store = await migratedStore(defer);
         await expectCode(
           store.insertMany([activity({ subjectType: 'x'.repeat(192) })]),
           'STORE_DATA_TOO_LONG',
@@ -647,9 +638,9 @@ for (const target of TARGETS) {
       });
     }
 
-    it(`turns a statement blocked by another connection into ${target.blockedCode}`, async () => {
+    it(`turns a statement blocked by another connection into ${target.blockedCode}`, async ({ defer }) => {
       const table = `store_${uniqueSuffix()}`;
-      const store = await migratedStore({ table, overrides: { queryTimeoutMs: 300 } });
+      const store = await migratedStore(defer, { table, overrides: { queryTimeoutMs: 300 } });
       const release = await admin.holdWriteLock(table);
       try {
         const started = Date.now();
@@ -662,17 +653,17 @@ for (const target of TARGETS) {
     });
 
     if (target.networked) {
-      it('reports a refused connection as STORE_CONNECTION_REFUSED, quickly', async () => {
-        const store = openStore({ overrides: { port: 1 } });
+      it('reports a refused connection as STORE_CONNECTION_REFUSED, quickly', async ({ defer }) => {
+        const store = openStore(defer, { overrides: { port: 1 } });
         const started = Date.now();
         await expectCode(store.ping(), 'STORE_CONNECTION_REFUSED');
         expect(Date.now() - started).toBeLessThan(2000);
       });
 
-      it('reports a database that never answers as STORE_TIMEOUT', async () => {
+      it('reports a database that never answers as STORE_TIMEOUT', async ({ defer }) => {
         const server = await silentServer();
         try {
-          const store = openStore({ overrides: { port: server.port, connectTimeoutMs: 300 } });
+          const store = openStore(defer, { overrides: { port: server.port, connectTimeoutMs: 300 } });
           const started = Date.now();
           await expectCode(store.ping(), 'STORE_TIMEOUT');
           expect(Date.now() - started).toBeLessThan(3000);
@@ -681,8 +672,8 @@ for (const target of TARGETS) {
         }
       });
 
-      it('hands DB_SSL_MODE to the driver (these test servers run without TLS)', async () => {
-        const required = openStore({ overrides: { sslMode: 'require' } });
+      it('hands DB_SSL_MODE to the driver (these test servers run without TLS)', async ({ defer }) => {
+        const required = openStore(defer, { overrides: { sslMode: 'require' } });
         const refused = await required.ping().then(
           () => null,
           (error: unknown) => error,
@@ -691,12 +682,12 @@ for (const target of TARGETS) {
           code: 'STORE_CONNECTION_REFUSED',
           message: expect.stringMatching(/SSL|secure connection/),
         });
-        await expect(openStore({ overrides: { sslMode: 'disable' } }).ping()).resolves.toBeUndefined();
+        await expect(openStore(defer, { overrides: { sslMode: 'disable' } }).ping()).resolves.toBeUndefined();
       });
 
-      it('reports a pool with no free connection as STORE_POOL_EXHAUSTED', async () => {
+      it('reports a pool with no free connection as STORE_POOL_EXHAUSTED', async ({ defer }) => {
         const table = `store_${uniqueSuffix()}`;
-        const store = await migratedStore({
+        const store = await migratedStore(defer, {
           table,
           overrides: { poolMax: 1, connectTimeoutMs: 300, queryTimeoutMs: 3000 },
         });

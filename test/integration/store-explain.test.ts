@@ -9,6 +9,7 @@ import { KyselyStore } from '../../src/store/kysely-store.js';
 import { createMysqlDialect } from '../../src/store/mysql/mysql-dialect.js';
 import { createPostgresDialect } from '../../src/store/postgres/postgres-dialect.js';
 import type { StoreDialect } from '../../src/store/store-dialect.js';
+import { storedActivity } from '../helpers/activity-factory.js';
 import {
   MARIADB_TARGET,
   MYSQL_URL,
@@ -28,7 +29,7 @@ const START_MS = Date.parse('2024-01-01T00:00:00Z');
 function seedChunk(offset: number, count: number): Activity[] {
   return Array.from({ length: count }, (_, k) => {
     const i = offset + k;
-    return Object.freeze({
+    return storedActivity({
       id: newActivityId(START_MS + i),
       logName: `log_${i % 20}`,
       description: `activity ${i}`,
@@ -38,11 +39,9 @@ function seedChunk(offset: number, count: number): Activity[] {
       causerType: `Actor${i % 3}`,
       causerId: String(i % 700),
       properties: { n: i },
-      batchUuid: null,
       ipAddress: `10.0.${i % 250}.${i % 200}`,
       url: `https://example.com/items/${i % 5000}`,
       method: 'POST',
-      userAgent: null,
       createdAt: new Date(START_MS + Math.floor((i / SEEDED_ROWS) * 60 * DAY_MS)),
     });
   });

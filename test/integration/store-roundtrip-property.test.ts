@@ -2,10 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import mysql from 'mysql2/promise';
-import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig } from '../../src/config/config.js';
+import { afterAll, describe, expect } from 'vitest';
 import {
   type Activity,
   CREATED_AT_MAX_MS,
@@ -18,16 +15,9 @@ import { isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
 import { secretKeyMatcher } from '../../src/core/redact.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
-import { createStore } from '../../src/store/create-store.js';
-import {
-  MARIADB_TARGET,
-  MYSQL_URL,
-  POSTGRES_TARGET,
-  POSTGRES_URL,
-  type ServiceInfo,
-  serviceAvailable,
-  uniqueSuffix,
-} from '../helpers/services.js';
+import { serviceAvailable } from '../helpers/services.js';
+import { migratedStore, storeTargets } from '../helpers/store-targets.js';
+import { test as it } from '../helpers/test-context.js';
 
 /**
  * Whatever log() accepts, every dialect stores and reads back equal; whatever it refuses, it
@@ -38,53 +28,8 @@ import {
 const RUNS_PER_DIALECT = 250;
 const MAX_ACTIVITIES_PER_RUN = 12;
 
-interface Target {
-  readonly name: string;
-  readonly service: ServiceInfo | undefined;
-  url(table: string): string;
-  drop(table: string): Promise<void>;
-}
-
 const sqliteDir = mkdtempSync(join(tmpdir(), 'activity-roundtrip-'));
 afterAll(() => rmSync(sqliteDir, { recursive: true, force: true }));
-
-const TARGETS: readonly Target[] = [
-  {
-    name: 'SQLite',
-    service: undefined,
-    url: (table) => `sqlite:${join(sqliteDir, `${table}.sqlite`)}`,
-    drop: async (table) => {
-      for (const suffix of ['', '-wal', '-shm']) {
-        rmSync(join(sqliteDir, `${table}.sqlite${suffix}`), { force: true });
-      }
-    },
-  },
-  {
-    ...MARIADB_TARGET,
-    url: () => MYSQL_URL,
-    drop: async (table) => {
-      const admin = await mysql.createConnection(MYSQL_URL);
-      try {
-        await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\``);
-      } finally {
-        await admin.end();
-      }
-    },
-  },
-  {
-    ...POSTGRES_TARGET,
-    url: () => POSTGRES_URL,
-    drop: async (table) => {
-      const admin = new pg.Client({ connectionString: POSTGRES_URL });
-      await admin.connect();
-      try {
-        await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations"`);
-      } finally {
-        await admin.end();
-      }
-    },
-  },
-];
 
 /** Every field name log() may report, property paths (`properties.a[2]`) included. */
 const FIELD =
@@ -317,51 +262,44 @@ function byId(activities: readonly Activity[]): Activity[] {
   return [...activities].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-for (const target of TARGETS) {
+for (const target of storeTargets(sqliteDir)) {
   const available = target.service === undefined || (await serviceAvailable(target.service));
 
   describe.skipIf(!available)(`what log() accepts is stored and read back equal: ${target.name}`, () => {
-    it('stores and reads back every accepted random activity, and refuses the rest with a field', async () => {
-      const table = `roundtrip_${uniqueSuffix()}`;
-      const store = createStore(
-        loadConfig({ env: { DATABASE_URL: target.url(table), ACTIVITY_LOG_TABLE: table } }).database,
-      );
+    it('stores and reads back every accepted random activity, and refuses the rest with a field', async ({
+      defer,
+    }) => {
+      const { store } = await migratedStore(defer, target, 'roundtrip');
       let accepted = 0;
       let refused = 0;
-      try {
-        await store.migrate();
-        await fc.assert(
-          fc.asyncProperty(
-            fc.array(fc.tuple(logInput, fc.boolean()), { minLength: 1, maxLength: MAX_ACTIVITIES_PER_RUN }),
-            async (generated) => {
-              const built: Activity[] = [];
-              for (const input of withFreshIds(generated)) {
-                try {
-                  built.push(buildActivity(input, undefined, BUILD_OPTIONS));
-                } catch (error) {
-                  if (!isActivityLogError(error)) throw error;
-                  expect(error.code).toBe('VALIDATION_FAILED');
-                  expect(error.field).toMatch(FIELD);
-                  expect(error.message.startsWith(`${error.field} `)).toBe(true);
-                  refused++;
-                }
-              }
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.tuple(logInput, fc.boolean()), { minLength: 1, maxLength: MAX_ACTIVITIES_PER_RUN }),
+          async (generated) => {
+            const built: Activity[] = [];
+            for (const input of withFreshIds(generated)) {
               try {
-                expect(await store.insertMany(built)).toBe(built.length);
-                const ids = new Set(built.map((activity) => activity.id));
-                expect(await storedRows(store, ids)).toEqual(byId(built));
-              } finally {
-                await store.prune({ before: new Date(CREATED_AT_MAX_MS), chunkSize: 1000 });
+                built.push(buildActivity(input, undefined, BUILD_OPTIONS));
+              } catch (error) {
+                if (!isActivityLogError(error)) throw error;
+                expect(error.code).toBe('VALIDATION_FAILED');
+                expect(error.field).toMatch(FIELD);
+                expect(error.message.startsWith(`${error.field} `)).toBe(true);
+                refused++;
               }
-              accepted += built.length;
-            },
-          ),
-          { numRuns: RUNS_PER_DIALECT },
-        );
-      } finally {
-        await store.close();
-        await target.drop(table);
-      }
+            }
+            try {
+              expect(await store.insertMany(built)).toBe(built.length);
+              const ids = new Set(built.map((activity) => activity.id));
+              expect(await storedRows(store, ids)).toEqual(byId(built));
+            } finally {
+              await store.prune({ before: new Date(CREATED_AT_MAX_MS), chunkSize: 1000 });
+            }
+            accepted += built.length;
+          },
+        ),
+        { numRuns: RUNS_PER_DIALECT },
+      );
       // The generators must exercise both paths, or the property says little.
       expect(accepted).toBeGreaterThan(RUNS_PER_DIALECT);
       expect(refused).toBeGreaterThan(0);

@@ -1,11 +1,12 @@
 import { DataSource, EntitySchema } from 'typeorm';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { runWithContext } from '../../src/core/context.js';
 import { logBulkChange, type ModelLogOptions } from '../../src/integrations/model-changes.js';
 import { ActivityLogSubscriber } from '../../src/integrations/typeorm.js';
 import type { ActivityLog } from '../../src/runtime/create-activity-log.js';
 import { ADMIN_CAUSER, memoryActivityLog, ormTargets, type PostColumns } from '../helpers/orm-targets.js';
 import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const TARGETS = ormTargets({ mariadb: 'mariadb', postgres: 'postgres' });
 
@@ -18,13 +19,12 @@ for (const target of TARGETS) {
   const up = await serviceAvailable(target.service);
 
   describe.skipIf(!up)(`TypeORM model changes on ${target.name}`, () => {
-    const cleanups: (() => Promise<void>)[] = [];
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-    });
-
     /** A data source with a fresh soft-delete `Post` table, watched with `options`. */
-    async function setUp(options: ModelLogOptions = { logAll: true }, exceptAttributes = ['updatedAt']) {
+    async function setUp(
+      defer: TestScope['defer'],
+      options: ModelLogOptions = { logAll: true },
+      exceptAttributes = ['updatedAt'],
+    ) {
       const tableName = `posts_${uniqueSuffix()}`;
       const PostSchema = new EntitySchema<Post>({
         name: 'Post',
@@ -50,7 +50,7 @@ for (const target of TARGETS) {
         logging: false,
       });
       await dataSource.initialize();
-      cleanups.push(async () => {
+      defer(async () => {
         await dataSource.query(`DROP TABLE IF EXISTS ${dataSource.driver.escape(tableName)}`);
         await dataSource.destroy();
       });
@@ -63,8 +63,10 @@ for (const target of TARGETS) {
       return { dataSource, posts: dataSource.getRepository(PostSchema), activityLog, activities, subscriber };
     }
 
-    it('records created, updated, deleted (soft and hard) and restored with the entity as subject and the causer from the context', async () => {
-      const { posts, activities } = await setUp();
+    it('records created, updated, deleted (soft and hard) and restored with the entity as subject and the causer from the context', async ({
+      defer,
+    }) => {
+      const { posts, activities } = await setUp(defer);
       await runWithContext({ causer: ADMIN_CAUSER, ipAddress: '192.0.2.1' }, async () => {
         const post = await posts.save(posts.create({ title: 'First', body: 'text' }));
         post.title = 'First, edited';
@@ -106,8 +108,10 @@ for (const target of TARGETS) {
       });
     });
 
-    it('with logOnlyDirty records only the changed attributes, with their previous values', async () => {
-      const { posts, activities } = await setUp({ logAll: true, logOnlyDirty: true }, [
+    it('with logOnlyDirty records only the changed attributes, with their previous values', async ({
+      defer,
+    }) => {
+      const { posts, activities } = await setUp(defer, { logAll: true, logOnlyDirty: true }, [
         'updatedAt',
         'deletedAt',
       ]);
@@ -124,7 +128,7 @@ for (const target of TARGETS) {
       ]);
     });
 
-    it('counts a change made through a relation as a change of its join column', async () => {
+    it('counts a change made through a relation as a change of its join column', async ({ defer }) => {
       const suffix = uniqueSuffix();
       interface Author {
         id: number;
@@ -160,7 +164,7 @@ for (const target of TARGETS) {
         logging: false,
       });
       await dataSource.initialize();
-      cleanups.push(async () => {
+      defer(async () => {
         await dataSource.query(`DROP TABLE IF EXISTS ${dataSource.driver.escape(`articles_${suffix}`)}`);
         await dataSource.query(`DROP TABLE IF EXISTS ${dataSource.driver.escape(`authors_${suffix}`)}`);
         await dataSource.destroy();
@@ -185,8 +189,10 @@ for (const target of TARGETS) {
       ]);
     });
 
-    it('with dontSubmitEmptyLogs skips updates that change none of the logged attributes', async () => {
-      const { posts, activities } = await setUp({
+    it('with dontSubmitEmptyLogs skips updates that change none of the logged attributes', async ({
+      defer,
+    }) => {
+      const { posts, activities } = await setUp(defer, {
         logOnly: ['title'],
         logOnlyDirty: true,
         dontSubmitEmptyLogs: true,
@@ -202,8 +208,8 @@ for (const target of TARGETS) {
       ]);
     });
 
-    it('hides logExcept and exceptAttributes fields', async () => {
-      const { posts, activities } = await setUp({ logAll: true, logExcept: ['secretNote'] }, [
+    it('hides logExcept and exceptAttributes fields', async ({ defer }) => {
+      const { posts, activities } = await setUp(defer, { logAll: true, logExcept: ['secretNote'] }, [
         'updatedAt',
         'deletedAt',
       ]);
@@ -219,8 +225,10 @@ for (const target of TARGETS) {
       });
     });
 
-    it('records only the events in recordEvents, under useLogName, with descriptionForEvent', async () => {
-      const { posts, activities } = await setUp({
+    it('records only the events in recordEvents, under useLogName, with descriptionForEvent', async ({
+      defer,
+    }) => {
+      const { posts, activities } = await setUp(defer, {
         recordEvents: ['deleted'],
         logOnly: ['title'],
         useLogName: 'posts',
@@ -233,8 +241,10 @@ for (const target of TARGETS) {
       ]);
     });
 
-    it('logs nothing for a rolled-back transaction and everything, exactly once, for a committed one', async () => {
-      const { dataSource, activities } = await setUp({ logOnly: ['title'] });
+    it('logs nothing for a rolled-back transaction and everything, exactly once, for a committed one', async ({
+      defer,
+    }) => {
+      const { dataSource, activities } = await setUp(defer, { logOnly: ['title'] });
       await expect(
         dataSource.transaction(async (manager) => {
           const repository = manager.getRepository<Post>('Post');
@@ -261,8 +271,8 @@ for (const target of TARGETS) {
       expect(new Set(rows.map((row) => row.id)).size).toBe(3);
     });
 
-    it("never fails the application's write when a change cannot be recorded", async () => {
-      const { dataSource, posts, activityLog, subscriber } = await setUp({ logOnly: ['title'] });
+    it("never fails the application's write when a change cannot be recorded", async ({ defer }) => {
+      const { dataSource, posts, activityLog, subscriber } = await setUp(defer, { logOnly: ['title'] });
       const errors: unknown[] = [];
       dataSource.subscribers.splice(dataSource.subscribers.indexOf(subscriber), 1);
       const [PostSchema] = dataSource.entityMetadatas.map((metadata) => metadata.target);
@@ -282,10 +292,12 @@ for (const target of TARGETS) {
       expect(errors.every((error) => (error as { code?: string }).code === 'DELIVERY_CLOSED')).toBe(true);
     });
 
-    it('drops the activities of a rolled-back savepoint and keeps the rest of the transaction', async () => {
-      const { dataSource, activities } = await setUp({ logOnly: ['title'] });
+    it('drops the activities of a rolled-back savepoint and keeps the rest of the transaction', async ({
+      defer,
+    }) => {
+      const { dataSource, activities } = await setUp(defer, { logOnly: ['title'] });
       const queryRunner = dataSource.createQueryRunner();
-      cleanups.push(() => queryRunner.release());
+      defer(() => queryRunner.release());
       const repository = queryRunner.manager.getRepository<Post>('Post');
       await queryRunner.startTransaction();
       await repository.save(repository.create({ title: 'Outer' }));
@@ -310,7 +322,7 @@ for (const target of TARGETS) {
       expect(activities()).toHaveLength(2);
     });
 
-    it('finds watched entities by class or by name and ignores the others', async () => {
+    it('finds watched entities by class or by name and ignores the others', async ({ defer }) => {
       class Comment {
         id!: number;
         text!: string;
@@ -340,7 +352,7 @@ for (const target of TARGETS) {
         logging: false,
       });
       await dataSource.initialize();
-      cleanups.push(async () => {
+      defer(async () => {
         for (const table of [`comments_${suffix}`, `tags_${suffix}`, `notes_${suffix}`]) {
           await dataSource.query(`DROP TABLE IF EXISTS ${dataSource.driver.escape(table)}`);
         }
@@ -361,8 +373,10 @@ for (const target of TARGETS) {
       ]);
     });
 
-    it('does not see criteria updates, which logBulkChange records one activity per row', async () => {
-      const { dataSource, activityLog, activities, subscriber } = await setUp({ logOnly: ['title'] });
+    it('does not see criteria updates, which logBulkChange records one activity per row', async ({
+      defer,
+    }) => {
+      const { dataSource, activityLog, activities, subscriber } = await setUp(defer, { logOnly: ['title'] });
       const ids = await dataSource.transaction(async (manager) => {
         const repository = manager.getRepository<Post>('Post');
         const saved = await repository.save([

@@ -1,30 +1,28 @@
 import { Job, Worker } from 'bullmq';
-import { describe, expect, it, onTestFinished, vi } from 'vitest';
+import { describe, expect, vi } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
-import {
-  enqueue,
-  queueConfig,
-  removeQueue,
-  sampleActivities,
-  uniqueQueueName,
-  waitFor,
-} from '../helpers/queue.js';
+import { enqueue, testQueue, waitFor } from '../helpers/queue.js';
 import { REDIS, serviceAvailable } from '../helpers/services.js';
+import { test as it } from '../helpers/test-context.js';
 
 const redisUp = await serviceAvailable(REDIS);
 
 describe.skipIf(!redisUp)('queue worker lock renewal (real Redis)', () => {
-  it('renews the locks of every job it holds in one round trip, and loses none of them', async () => {
-    const queueName = uniqueQueueName('lock-renewal');
+  it('renews the locks of every job it holds in one round trip, and loses none of them', async ({
+    defer,
+  }) => {
     // Locks of 1 s renewed every 500 ms: a job held for 2 s keeps its lock only if renewed.
-    const config = queueConfig(queueName, { ACTIVITY_LOG_RETRY_AFTER: '2', DB_QUERY_TIMEOUT_MS: '60000' });
-    onTestFinished(() => removeQueue(config, queueName));
-    await enqueue(config, [sampleActivities(2), sampleActivities(2, 2), sampleActivities(2, 4)]);
+    const config = testQueue(defer, 'lock-renewal', {
+      ACTIVITY_LOG_RETRY_AFTER: '2',
+      DB_QUERY_TIMEOUT_MS: '60000',
+    });
+    await enqueue(config, [builtActivities(2), builtActivities(2, 2), builtActivities(2, 4)]);
     const batched = vi.spyOn(Worker.prototype, 'extendJobLocks');
     const single = vi.spyOn(Job.prototype, 'extendLock');
-    onTestFinished(() => {
+    defer(() => {
       batched.mockRestore();
       single.mockRestore();
     });
@@ -44,7 +42,7 @@ describe.skipIf(!redisUp)('queue worker lock renewal (real Redis)', () => {
     });
     worker.events.on('warning', () => undefined);
     await worker.start();
-    onTestFinished(async () => {
+    defer(async () => {
       await worker.close();
     });
     await waitFor(() => releases.length === 3, 5000, 'three jobs held at once');

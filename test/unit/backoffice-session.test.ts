@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { csvCell, csvLine } from '../../src/http/activity-export.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { safeNextPath } from '../../src/http/routes/backoffice-pages.js';
@@ -13,15 +13,11 @@ import {
 import { escapeHtml, renderTemplate } from '../../src/http/web-assets.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const ADMIN_TOKEN = 'admin-token';
 
-const apps: FastifyInstance[] = [];
-afterEach(async () => {
-  for (const app of apps.splice(0)) await app.close();
-});
-
-function backoffice(trustProxy: boolean = false): FastifyInstance {
+function backoffice(defer: TestScope['defer'], trustProxy: boolean = false): FastifyInstance {
   const app = createActivityLogServer(
     composeActivityLog({
       env: {},
@@ -29,7 +25,7 @@ function backoffice(trustProxy: boolean = false): FastifyInstance {
       config: { method: 'sync', adminToken: ADMIN_TOKEN, trustProxy },
     }),
   );
-  apps.push(app);
+  defer(() => app.close());
   return app;
 }
 
@@ -65,8 +61,10 @@ describe('backoffice sessions', () => {
     expect(readSession(value, 'admin-token')).toBeNull();
   });
 
-  it('sets an HttpOnly, SameSite=Strict cookie for the whole site, Secure only over HTTPS', async () => {
-    const app = backoffice();
+  it('sets an HttpOnly, SameSite=Strict cookie for the whole site, Secure only over HTTPS', async ({
+    defer,
+  }) => {
+    const app = backoffice(defer);
     const signIn = (headers: Record<string, string> = {}, on: FastifyInstance = app) =>
       on.inject({ method: 'POST', url: '/backoffice/login', headers, payload: { token: ADMIN_TOKEN } });
 
@@ -82,12 +80,12 @@ describe('backoffice sessions', () => {
     // X-Forwarded-Proto counts only from a trusted proxy, and then the value the nearest one set.
     const claimed = await signIn({ 'x-forwarded-proto': 'https' });
     expect(parseSetCookie(claimed.headers['set-cookie']).attributes).not.toContain('Secure');
-    const behindTls = await signIn({ 'x-forwarded-proto': 'https' }, backoffice(true));
+    const behindTls = await signIn({ 'x-forwarded-proto': 'https' }, backoffice(defer, true));
     expect(parseSetCookie(behindTls.headers['set-cookie']).attributes).toContain('Secure');
   });
 
-  it('finds the session cookie among other cookies, and clears it on sign-out', async () => {
-    const app = backoffice();
+  it('finds the session cookie among other cookies, and clears it on sign-out', async ({ defer }) => {
+    const app = backoffice(defer);
     const { session, cookieValue: value } = issueSession(ADMIN_TOKEN);
     const cookie = `theme=dark; activity_log_session=${value}; lang=en`;
     const page = await app.inject({ method: 'GET', url: '/backoffice/activity-logs', headers: { cookie } });

@@ -1,28 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
-import { newActivityId } from '../../src/core/ids.js';
 import { BatchDelivery } from '../../src/delivery/batch.js';
 import { SyncDelivery } from '../../src/delivery/sync.js';
+import { storedActivity } from '../helpers/activity-factory.js';
 import { MemorySink } from '../helpers/memory-sink.js';
 
 function activity(n: number): Activity {
-  return Object.freeze({
-    id: newActivityId(),
-    logName: 'default',
-    description: `activity ${n}`,
-    subjectType: null,
-    subjectId: null,
-    event: null,
-    causerType: null,
-    causerId: null,
-    properties: {},
-    batchUuid: null,
-    ipAddress: null,
-    url: null,
-    method: null,
-    userAgent: null,
-    createdAt: new Date(),
-  });
+  return storedActivity({ description: `activity ${n}` });
 }
 
 describe('BatchDelivery', () => {

@@ -8,17 +8,17 @@ import {
 } from '../../src/delivery/queue-job.js';
 import { QUEUE_PREFIX, restartMarkerKey, storedCounterKey } from '../../src/delivery/queue-keys.js';
 import { defaultTimeoutSeconds, packStatements, workerTimings } from '../../src/delivery/worker.js';
-import { sampleActivities } from '../helpers/queue.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 
 describe('queue jobs', () => {
   it('round-trips activities through the job payload with every field intact', () => {
-    const activities = sampleActivities(5);
+    const activities = builtActivities(5);
     const data = JSON.parse(JSON.stringify(encodeActivityJob(activities)));
     expect(decodeActivityJob(data)).toEqual(activities);
   });
 
   it('derives the job id from the activity ids, so a retried enqueue is the same job', () => {
-    const activities = sampleActivities(10);
+    const activities = builtActivities(10);
     expect(activityJobId(activities)).toBe(activityJobId([...activities]));
     expect(activityJobId(activities)).not.toBe(activityJobId(activities.slice(1)));
     // Never starts with `-`, which `activity-log retry <id>` would read as a flag.
@@ -29,7 +29,7 @@ describe('queue jobs', () => {
     expect(() => decodeActivityJob({ something: 'else' })).toThrow(/not an activity-log job/);
     expect(() => decodeActivityJob({ v: 1 })).toThrow(/no activities array/);
     expect(() => decodeActivityJob({ v: 1, activities: [{ id: 'x' }] })).toThrow(/activities\[0\]/);
-    const [valid] = decodeActivityJob({ v: 1, activities: [activityToJson(sampleActivities(1)[0]!)] });
+    const [valid] = decodeActivityJob({ v: 1, activities: [activityToJson(builtActivities(1)[0]!)] });
     const json = activityToJson(valid!);
     for (const bad of [
       { ...json, id: 'x'.repeat(300) },
@@ -80,7 +80,7 @@ describe('packStatements', () => {
   const jobs = (...sizes: number[]) => {
     let offset = 0;
     return sizes.map((size) => {
-      const activities = sampleActivities(size, offset);
+      const activities = builtActivities(size, offset);
       offset += size;
       return { activities };
     });

@@ -4,8 +4,8 @@ import type { WriteFailedEvent } from '../../src/core/activity-events.js';
 import { BatchDelivery } from '../../src/delivery/batch.js';
 import { createQueueSink } from '../../src/delivery/queue-sink.js';
 import { createDelivery } from '../../src/runtime/create-delivery.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
-import { sampleActivities } from '../helpers/queue.js';
 
 // Port 1 on loopback refuses connections: Redis "gone" without any service involved.
 const unreachable = loadConfig({
@@ -24,7 +24,7 @@ describe('queue producer with Redis unreachable', () => {
     const failures: WriteFailedEvent[] = [];
     delivery.bus.on('writeFailed', (event) => failures.push(event));
 
-    const activities = sampleActivities(1000);
+    const activities = builtActivities(1000);
     const started = performance.now();
     for (const activity of activities) expect(delivery.deliver(activity)).toBeUndefined();
     expect(performance.now() - started).toBeLessThan(200);
@@ -47,7 +47,7 @@ describe('queue producer with Redis unreachable', () => {
 
   it('rejects a write at once while disconnected instead of waiting for Redis', async () => {
     const sink = createQueueSink({ redis: unreachable, queueName: 'unreachable', tries: 3, batchSize: 100 });
-    const activities = sampleActivities(3);
+    const activities = builtActivities(3);
     await expect(sink.write(activities)).rejects.toMatchObject({ code: 'QUEUE_UNAVAILABLE' });
     const started = performance.now();
     await expect(sink.write(activities)).rejects.toMatchObject({ code: 'QUEUE_UNAVAILABLE' });

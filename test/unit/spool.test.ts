@@ -1,45 +1,22 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, onTestFinished } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { Spool, type SpoolOptions } from '../../src/resilience/spool.js';
 import { crc32, decodeSegment, encodeSpoolRecord, SEGMENT_MAGIC } from '../../src/resilience/spool-record.js';
-
-const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
-
-function activities(count: number, offset = 0): Activity[] {
-  return Array.from({ length: count }, (_, i) =>
-    buildActivity(
-      {
-        description: `updated order ${offset + i}`,
-        logName: 'orders',
-        event: 'updated',
-        subject: { type: 'Order', id: offset + i },
-        causer: { type: 'User', id: 7 },
-        properties: { attributes: { total: 10.5 }, note: 'ünïcødé ✓' },
-        ipAddress: '203.0.113.9',
-        url: `https://shop.example/orders/${offset + i}`,
-      },
-      undefined,
-      buildOptions,
-    ),
-  );
-}
+import { builtActivities, builtActivity } from '../helpers/activity-factory.js';
 
 const ids = (list: readonly Activity[]) => list.map((activity) => activity.id);
 
 describe('Spool', () => {
   let dir: string;
-  const spools: Spool[] = [];
   const warnings: string[] = [];
 
   function open(options: Partial<SpoolOptions> = {}): Spool {
     const spool = new Spool({ dir, maxBytes: 10 * 1024 * 1024, warn: (m) => warnings.push(m), ...options });
-    spools.push(spool);
+    onTestFinished(() => spool.close());
     return spool;
   }
 
@@ -59,18 +36,16 @@ describe('Spool', () => {
     return (await readdir(dir)).filter((name) => name.endsWith('.seg')).sort();
   }
 
-  beforeEach(async () => {
-    dir = join(await mkdtemp(join(tmpdir(), 'activity-log-spool-')), 'spool');
+  beforeEach(async ({ onTestFinished }) => {
+    const parent = await mkdtemp(join(tmpdir(), 'activity-log-spool-'));
+    onTestFinished(() => rm(parent, { recursive: true, force: true }));
+    dir = join(parent, 'spool');
     warnings.length = 0;
-  });
-  afterEach(async () => {
-    for (const spool of spools.splice(0)) await spool.close();
-    await rm(join(dir, '..'), { recursive: true, force: true });
   });
 
   it('replays what was appended, in order and intact, then deletes the segments', async () => {
     const spool = open();
-    const sent = activities(250);
+    const sent = builtActivities(250);
     await spool.append(sent.slice(0, 100));
     await spool.append(sent.slice(100));
     expect(spool.pending()).toBe(250);
@@ -92,7 +67,7 @@ describe('Spool', () => {
 
   it('groups concurrent appends into one commit and resolves each once it is on disk', async () => {
     const spool = open();
-    const sent = activities(50);
+    const sent = builtActivities(50);
     const results = await Promise.all(sent.map((activity) => spool.append([activity])));
     expect(results.every((r) => r.spooled === 1 && r.dropped === 0)).toBe(true);
     const files = await segmentFiles();
@@ -109,7 +84,7 @@ describe('Spool', () => {
 
   it('rotates segments past the segment size and replays across them in order', async () => {
     const spool = open({ segmentMaxBytes: 8 * 1024 });
-    const sent = activities(120);
+    const sent = builtActivities(120);
     for (let i = 0; i < 120; i += 10) await spool.append(sent.slice(i, i + 10));
     expect((await segmentFiles()).length).toBeGreaterThan(3);
     expect(ids(await replayAll(spool, 7))).toEqual(ids(sent));
@@ -118,7 +93,7 @@ describe('Spool', () => {
 
   it('skips and counts a torn last record, replaying the rest', async () => {
     const writer = open();
-    const sent = activities(20);
+    const sent = builtActivities(20);
     await writer.append(sent);
     await writer.close();
     const [file] = await segmentFiles();
@@ -137,7 +112,7 @@ describe('Spool', () => {
   });
 
   it('skips a damaged record in the middle and finds the records after it', async () => {
-    const sent = activities(5);
+    const sent = builtActivities(5);
     const records = sent.map(encodeSpoolRecord);
     records[2]![20] ^= 0xff;
     const decoded = decodeSegment(Buffer.concat([SEGMENT_MAGIC, ...records]));
@@ -146,7 +121,7 @@ describe('Spool', () => {
   });
 
   it('does not take a tail of zeros for records', async () => {
-    const records = activities(2).map(encodeSpoolRecord);
+    const records = builtActivities(2).map(encodeSpoolRecord);
     const decoded = decodeSegment(Buffer.concat([SEGMENT_MAGIC, ...records, Buffer.alloc(4096)]));
     expect(decoded.activities).toHaveLength(2);
     expect(decoded.corruptRecords).toBe(1);
@@ -160,7 +135,7 @@ describe('Spool', () => {
     const spool = open({ maxBytes: 16 * 1024 });
     const dropped: number[] = [];
     spool.bus.on('dropped', (event) => dropped.push(event.count));
-    const sent = activities(200);
+    const sent = builtActivities(200);
     let spooled = 0;
     let lost = 0;
     for (let i = 0; i < 200; i += 10) {
@@ -180,28 +155,24 @@ describe('Spool', () => {
 
   it('once full keeps nothing newer than a dropped activity until replay makes room; whole appends are all or none', async () => {
     const spool = open({ maxBytes: 8 * 1024 });
-    const small = activities(100);
+    const small = builtActivities(100);
     let kept = 0;
     while ((await spool.append([small[kept]!])).dropped === 0) kept++;
     // The first that did not fit is gone; a smaller one after it is not kept in its place.
-    const big = buildActivity(
-      { description: 'big', properties: { blob: 'x'.repeat(4000) } },
-      undefined,
-      buildOptions,
-    );
+    const big = builtActivity({ description: 'big', properties: { blob: 'x'.repeat(4000) } });
     expect(await spool.append([big, small[kept + 1]!])).toEqual({ spooled: 0, dropped: 2 });
     expect(await spool.append([small[kept + 2]!])).toEqual({ spooled: 0, dropped: 1 });
     expect(ids(await replayAll(spool))).toEqual(ids(small.slice(0, kept)));
     // Room again: a group that fits is kept whole; one that does not is dropped whole.
     expect(await spool.append(small.slice(50, 53), { whole: true })).toEqual({ spooled: 3, dropped: 0 });
-    const tooMany = activities(40, 1000);
+    const tooMany = builtActivities(40, 1000);
     expect(await spool.append(tooMany, { whole: true })).toEqual({ spooled: 0, dropped: 40 });
     expect(ids(await replayAll(spool))).toEqual(ids(small.slice(50, 53)));
   });
 
   it('stops at a failed write, keeps the segment and resumes after the confirmed batches', async () => {
     const spool = open();
-    const sent = activities(30);
+    const sent = builtActivities(30);
     await spool.append(sent);
     const written: Activity[] = [];
     let calls = 0;
@@ -223,8 +194,8 @@ describe('Spool', () => {
   it("claims and replays the segments of a process that is gone, but not a live one's", async () => {
     const gone = open();
     const live = open();
-    const fromGone = activities(10);
-    const fromLive = activities(10, 100);
+    const fromGone = builtActivities(10);
+    const fromLive = builtActivities(10, 100);
     await gone.append(fromGone);
     await live.append(fromLive);
     await gone.close();
@@ -240,17 +211,17 @@ describe('Spool', () => {
 
   it('writes a group again if its segment was taken over while this process was stalled', async () => {
     const spool = open();
-    await spool.append(activities(5));
+    await spool.append(builtActivities(5));
     const [taken] = await segmentFiles();
     // What a claimant does with a segment it believes orphaned: rename, replay, delete.
     await rm(join(dir, taken!));
-    const later = activities(5, 100);
+    const later = builtActivities(5, 100);
     await spool.append(later);
     expect(ids(await replayAll(spool))).toEqual(ids(later));
   });
 
   it('treats a segment of a dead pid as orphaned', async () => {
-    const sent = activities(3);
+    const sent = builtActivities(3);
     await mkdir(dir, { recursive: true });
     // pid 2^22 + 1 is above Linux's pid_max ceiling, so no process can have it.
     const owner = `${2 ** 22 + 1}-deadbeef`;
@@ -264,7 +235,7 @@ describe('Spool', () => {
   it('reports segments, bytes, activities waiting and the oldest', async () => {
     const spool = open({ segmentMaxBytes: 4 * 1024 });
     const before = Date.now();
-    for (let i = 0; i < 4; i++) await spool.append(activities(5, i * 5));
+    for (let i = 0; i < 4; i++) await spool.append(builtActivities(5, i * 5));
     const status = await spool.status();
     expect(status.segments.length).toBeGreaterThan(1);
     expect(status.activities).toBe(20);
@@ -276,7 +247,7 @@ describe('Spool', () => {
 
   it('keeps activities refused as bad data in rejected.ndjson', async () => {
     const spool = open();
-    const [bad] = activities(1);
+    const [bad] = builtActivities(1);
     await spool.reject([
       { activity: bad!, error: new ActivityLogError('STORE_DATA_TOO_LONG', 'too long for url') },
     ]);
@@ -292,7 +263,7 @@ describe('Spool', () => {
   it('counts rejected.ndjson against the size limit: what does not fit is dropped and counted, and purging frees the room', async () => {
     const spool = open({ maxBytes: 64 * 1024 });
     const refusal = new ActivityLogError('STORE_DATA_INVALID', 'refused by a CHECK');
-    const many = activities(200);
+    const many = builtActivities(200);
     const kept = await spool.reject(many.map((activity) => ({ activity, error: refusal })));
     expect(kept.spooled).toBeGreaterThan(0);
     expect(kept.dropped).toBeGreaterThan(0);
@@ -303,16 +274,16 @@ describe('Spool', () => {
     expect(status.rejectedBytes).toBeLessThanOrEqual(64 * 1024);
     expect(status.rejectedOldestAt).toBeInstanceOf(Date);
     // The room it takes is the spool's: a segment no longer fits either.
-    expect((await spool.append(activities(40, 1000))).dropped).toBeGreaterThan(0);
+    expect((await spool.append(builtActivities(40, 1000))).dropped).toBeGreaterThan(0);
     expect(await spool.purgeRejected()).toBe(kept.spooled);
     expect((await spool.status()).rejected).toBe(0);
-    expect((await spool.append(activities(10, 2000))).dropped).toBe(0);
+    expect((await spool.append(builtActivities(10, 2000))).dropped).toBe(0);
   });
 
   it('lists refused activities oldest first, keeps each once, and says so in one line per interval', async () => {
     const spool = open();
     const refusal = new ActivityLogError('STORE_DATA_TOO_LONG', 'too long for url');
-    const [first, second] = activities(2);
+    const [first, second] = builtActivities(2);
     warnings.length = 0;
     await spool.reject([{ activity: first!, error: refusal }]);
     await spool.reject([
@@ -331,8 +302,8 @@ describe('Spool', () => {
 
   it('writes its files readable by their owner only', async () => {
     const spool = open();
-    await spool.append(activities(1));
-    await spool.reject([{ activity: activities(1, 5)[0]!, error: new Error('refused') }]);
+    await spool.append(builtActivities(1));
+    await spool.reject([{ activity: builtActivities(1, 5)[0]!, error: new Error('refused') }]);
     for (const name of await readdir(dir)) {
       expect(((await stat(join(dir, name))).mode & 0o777).toString(8), name).toBe('600');
     }
@@ -340,7 +311,7 @@ describe('Spool', () => {
 
   it('holds a segment a holding replay wrote until it is released, and replays it again once rewound', async () => {
     const spool = open();
-    const written = activities(30);
+    const written = builtActivities(30);
     await spool.append(written);
     const seen: string[] = [];
     const write = async (batch: readonly Activity[]) => {
@@ -367,8 +338,8 @@ describe('Spool', () => {
   it('fails with SPOOL_FAILED when the directory cannot be created, and after close()', async () => {
     await writeFile(dir, 'a file where the directory should be');
     const spool = open();
-    await expect(spool.append(activities(1))).rejects.toMatchObject({ code: 'SPOOL_FAILED' });
+    await expect(spool.append(builtActivities(1))).rejects.toMatchObject({ code: 'SPOOL_FAILED' });
     await spool.close();
-    await expect(spool.append(activities(1))).rejects.toMatchObject({ code: 'SPOOL_FAILED' });
+    await expect(spool.append(builtActivities(1))).rejects.toMatchObject({ code: 'SPOOL_FAILED' });
   });
 });

@@ -7,13 +7,13 @@ import {
   splitByOutcome,
   writeStatements,
 } from '../../src/delivery/statement-packing.js';
-import { sampleActivities } from '../helpers/queue.js';
+import { builtActivities } from '../helpers/activity-factory.js';
 
 /** Jobs of the given sizes with distinct activities, in order. */
 function jobs(...sizes: number[]): { readonly name: string; readonly activities: Activity[] }[] {
   let offset = 0;
   return sizes.map((size, index) => {
-    const activities = sampleActivities(size, offset);
+    const activities = builtActivities(size, offset);
     offset += size;
     return { name: `job-${index}`, activities };
   });

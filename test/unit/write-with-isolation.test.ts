@@ -1,16 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
-import { defaultModelResolver } from '../../src/core/activity.js';
-import { buildActivity } from '../../src/core/build-activity.js';
 import { ActivityLogError } from '../../src/core/errors.js';
 import { writeFully } from '../../src/resilience/spool-segment-writer.js';
 import { writeWithIsolation } from '../../src/resilience/write-with-isolation.js';
+import { builtActivity } from '../helpers/activity-factory.js';
 
-const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
 const batch = (count: number): Activity[] =>
-  Array.from({ length: count }, (_, i) =>
-    buildActivity({ description: `isolate ${i}` }, undefined, buildOptions),
-  );
+  Array.from({ length: count }, (_, i) => builtActivity({ description: `isolate ${i}` }));
 
 /** A destination that refuses, as data, any write holding one of `refused`, and records every call. */
 function destination(refused: ReadonlySet<string>, failAfterCalls = Number.POSITIVE_INFINITY) {
