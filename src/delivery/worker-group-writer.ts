@@ -214,11 +214,28 @@ export class WorkerGroupWriter {
       error,
       willRetry,
     });
+    this.#reportFailure(held.activities.length, error, willRetry);
+  }
+
+  /** A job that holds no activities the worker can read: failed for good, no try used on the store. */
+  failInvalid(invalid: {
+    readonly jobId: string;
+    readonly attempt: number;
+    readonly error: ActivityLogError;
+  }): void {
+    const { jobId, attempt, error } = invalid;
+    this.#options.counts.failedJobs++;
+    this.#options.events.emit('jobFailed', { jobId, attempt, count: 0, error, willRetry: false });
+    this.#reportFailure(0, error, false);
+  }
+
+  /** `writeFailed` on the bus: a job given up on (`willRetry` false) counts as one failed job. */
+  #reportFailure(count: number, error: ActivityLogError, willRetry: boolean): void {
     this.#options.bus.emit('writeFailed', {
       sink: 'worker',
       destination: 'store',
       by: 'worker',
-      count: held.activities.length,
+      count,
       error,
       willRetry,
       failedJobs: willRetry ? 0 : 1,
@@ -241,15 +258,7 @@ export class WorkerGroupWriter {
     }
     const count = group.reduce((sum, held) => sum + held.activities.length, 0);
     this.#options.events.emit('jobsReturned', { jobIds: returned, count, error });
-    this.#options.bus.emit('writeFailed', {
-      sink: 'worker',
-      destination: 'store',
-      by: 'worker',
-      count,
-      error,
-      willRetry: true,
-      failedJobs: 0,
-    });
+    this.#reportFailure(count, error, true);
     this.#options.onJobsReturned();
   }
 }

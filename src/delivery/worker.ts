@@ -321,18 +321,7 @@ export class ActivityWorker {
       if (taken === undefined) break;
       this.#fetched++;
       if ('invalid' in taken) {
-        const { jobId, attempt, error } = taken.invalid;
-        this.#counts.failedJobs++;
-        this.events.emit('jobFailed', { jobId, attempt, count: 0, error, willRetry: false });
-        this.bus.emit('writeFailed', {
-          sink: 'worker',
-          destination: 'store',
-          by: 'worker',
-          count: 0,
-          error,
-          willRetry: false,
-          failedJobs: 1,
-        });
+        this.#writer!.failInvalid(taken.invalid);
         continue;
       }
       group.push(taken.held);
