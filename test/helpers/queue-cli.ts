@@ -125,18 +125,16 @@ export async function mariadbTable(
 
 /**
  * A queue of its own and a MariaDB table pointed at it (not migrated yet) for one test; the
- * table's drop and the queue's removal are handed to `defer` (the test's fixture, or a stack of
- * cleanups a test still keeps itself).
+ * table's drop and the queue's removal are handed to `defer`.
  */
 export async function queueTestTable(
-  defer: TestScope['defer'] | (() => Promise<void>)[],
+  defer: TestScope['defer'],
   label: string,
   env: Record<string, string> = {},
 ): Promise<TestTable> {
-  const register = Array.isArray(defer) ? (cleanup: () => Promise<void>) => defer.push(cleanup) : defer;
   const queueName = uniqueQueueName(label);
   const table = await mariadbTable(label, queueName, env);
-  register(() => table.drop());
-  register(() => removeQueue(table.config, queueName));
+  defer(() => table.drop());
+  defer(() => removeQueue(table.config, queueName));
   return table;
 }

@@ -1,11 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import { metricsKeys, QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { ActivityWorker } from '../../src/delivery/worker.js';
@@ -26,23 +23,14 @@ import { enqueueSampleJobs, REDIS_URL, removeQueue, uniqueQueueName, waitFor } f
 import { type CliProcess, queueTestTable, runCli, spawnCli } from '../helpers/queue-cli.js';
 import { MARIADB, MYSQL_URL, REDIS, serviceAvailable } from '../helpers/services.js';
 import { SNAPSHOT_FIELDS } from '../helpers/snapshot-fields.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const ADMIN = 'admin-token-for-monitoring-tests';
 const adminAuth = { authorization: `Bearer ${ADMIN}` };
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-});
-
-async function tempDir(label: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), `monitoring-${label}-`));
-  cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
-/** A webhook receiver on loopback that keeps every alert it is sent. */
-async function alertReceiver(): Promise<{ url: string; alerts: AlertPayload[] }> {
+/** A webhook receiver on loopback that keeps every alert it is sent; `defer` closes it. */
+async function alertReceiver(defer: TestScope['defer']): Promise<{ url: string; alerts: AlertPayload[] }> {
   const alerts: AlertPayload[] = [];
   const server: Server = createHttpServer((request: IncomingMessage, response) => {
     let body = '';
@@ -55,29 +43,32 @@ async function alertReceiver(): Promise<{ url: string; alerts: AlertPayload[] }>
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
   const address = server.address() as { port: number };
   return { url: `http://127.0.0.1:${address.port}/hook`, alerts };
 }
 
 describe('performance and metrics routes (no services)', () => {
-  async function server(adminToken: string | null) {
+  async function server(defer: TestScope['defer'], adminToken: string | null) {
+    const spoolDir = await temporaryDirectory(defer, 'monitoring-routes-');
     const composed = composeActivityLog({
       env: {},
       store: new MemoryStore(),
-      config: { method: 'batch', spoolDir: await tempDir('routes'), adminToken, flushIntervalMs: 5 },
+      config: { method: 'batch', spoolDir, adminToken, flushIntervalMs: 5 },
     });
     const { activityLog } = composed;
     const app = createActivityLogServer(composed);
-    cleanups.push(async () => {
+    defer(async () => {
       await app.close();
       await activityLog.close();
     });
     return { app, activityLog };
   }
 
-  it('refuse the snapshot and /metrics without the admin token, or with a wrong one', async () => {
-    const { app } = await server(ADMIN);
+  it('refuse the snapshot and /metrics without the admin token, or with a wrong one', async ({
+    deferQuietly,
+  }) => {
+    const { app } = await server(deferQuietly, ADMIN);
     for (const url of ['/api/backoffice/activity-logs/performance', '/metrics']) {
       const missing = await app.inject({ method: 'GET', url });
       expect(missing.statusCode, url).toBe(401);
@@ -85,14 +76,14 @@ describe('performance and metrics routes (no services)', () => {
       const wrong = await app.inject({ method: 'GET', url, headers: { authorization: 'Bearer nope' } });
       expect(wrong.statusCode, url).toBe(401);
     }
-    const { app: closed } = await server(null);
+    const { app: closed } = await server(deferQuietly, null);
     const disabled = await closed.inject({ method: 'GET', url: '/metrics' });
     expect(disabled.statusCode).toBe(503);
     expect(disabled.json().error.code).toBe('AUTH_TOKEN_NOT_CONFIGURED');
   });
 
-  it('answers the snapshot of DESIGN with the activities this process stored', async () => {
-    const { app, activityLog } = await server(ADMIN);
+  it('answers the snapshot of DESIGN with the activities this process stored', async ({ deferQuietly }) => {
+    const { app, activityLog } = await server(deferQuietly, ADMIN);
     for (let i = 0; i < 12; i++) await activityLog.log({ description: `order ${i}` });
     await activityLog.flush();
     const response = await app.inject({
@@ -126,8 +117,10 @@ describe('performance and metrics routes (no services)', () => {
     expect(samples.get('activity_log_lag_seconds_count')).toBe(12);
   });
 
-  it('status reads the snapshot from a running serve without the queue, and says what is missing', async () => {
-    const { app, activityLog } = await server(ADMIN);
+  it('status reads the snapshot from a running serve without the queue, and says what is missing', async ({
+    deferQuietly,
+  }) => {
+    const { app, activityLog } = await server(deferQuietly, ADMIN);
     await activityLog.log({ description: 'one' });
     await activityLog.flush();
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -155,8 +148,8 @@ describe('performance and metrics routes (no services)', () => {
     expect(result.stderr.trim().split('\n')).toHaveLength(1);
   });
 
-  it('evaluates the alert rules on its own timer and posts to the webhook', async () => {
-    const receiver = await alertReceiver();
+  it('evaluates the alert rules on its own timer and posts to the webhook', async ({ deferQuietly }) => {
+    const receiver = await alertReceiver(deferQuietly);
     const store = new MemoryStore();
     store.failNext = 1;
     const { activityLog, config, collector } = composeActivityLog({
@@ -164,7 +157,7 @@ describe('performance and metrics routes (no services)', () => {
       store,
       config: {
         method: 'batch',
-        spoolDir: await tempDir('timer'),
+        spoolDir: await temporaryDirectory(deferQuietly, 'monitoring-timer-'),
         flushIntervalMs: 5,
         alertWebhook: receiver.url,
         alertErrorRate: 10,
@@ -176,7 +169,7 @@ describe('performance and metrics routes (no services)', () => {
       alertIntervalMs: 50,
       log: () => undefined,
     });
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await activityLog.close();
       await monitoring.close();
     });
@@ -189,8 +182,8 @@ describe('performance and metrics routes (no services)', () => {
     });
   });
 
-  it('fires an alert at once when the spool drops activities', async () => {
-    const receiver = await alertReceiver();
+  it('fires an alert at once when the spool drops activities', async ({ deferQuietly }) => {
+    const receiver = await alertReceiver(deferQuietly);
     const store = new MemoryStore();
     store.failNext = Number.MAX_SAFE_INTEGER;
     const { activityLog, config, collector } = composeActivityLog({
@@ -198,7 +191,7 @@ describe('performance and metrics routes (no services)', () => {
       store,
       config: {
         method: 'batch',
-        spoolDir: await tempDir('drop'),
+        spoolDir: await temporaryDirectory(deferQuietly, 'monitoring-drop-'),
         spoolMaxMb: 1,
         batchSize: 5,
         flushIntervalMs: 5,
@@ -214,7 +207,7 @@ describe('performance and metrics routes (no services)', () => {
       alerts: false,
       log: (line) => lines.push(line),
     });
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await activityLog.close();
       await monitoring.close();
     });
@@ -247,22 +240,20 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     }
   }
 
-  it('lists both worker processes, counts exactly the N activities they stored, and forgets a killed one after its heartbeat TTL', async () => {
-    const cleanupsForCli: (() => Promise<void>)[] = [];
-    cleanups.push(async () => {
-      for (const cleanup of cleanupsForCli.reverse()) await cleanup().catch(() => undefined);
+  it('lists both worker processes, counts exactly the N activities they stored, and forgets a killed one after its heartbeat TTL', async ({
+    deferQuietly,
+  }) => {
+    const table = await queueTestTable(deferQuietly, 'mon-two', {
+      ACTIVITY_LOG_SPOOL_DIR: await temporaryDirectory(deferQuietly, 'monitoring-two-'),
     });
-    const table = await queueTestTable(cleanupsForCli, 'mon-two', {
-      ACTIVITY_LOG_SPOOL_DIR: await tempDir('two'),
-    });
-    cleanupsForCli.push(() => cleanRedis(table.config));
+    deferQuietly(() => cleanRedis(table.config));
     await table.migrate();
     const reader = await connectMonitoringReader(table.config);
-    cleanups.push(() => reader.close());
+    deferQuietly(() => reader.close());
     expect((await reader.snapshot()).data.workers).toEqual([]);
 
     const workers: CliProcess[] = [spawnCli(['work'], table.env), spawnCli(['work'], table.env)];
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       for (const worker of workers) worker.child.kill('SIGKILL');
     });
     await waitFor(
@@ -326,17 +317,19 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect((await reader.snapshot()).data.total_processed).toBe(before + N);
   }, 120_000);
 
-  it("merges the per-minute lag buckets of two processes in Redis into each history minute's p50/p99", async () => {
+  it("merges the per-minute lag buckets of two processes in Redis into each history minute's p50/p99", async ({
+    deferQuietly,
+  }) => {
     const queueName = uniqueQueueName('mon-lag');
     const redis = new Redis(REDIS_URL);
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await removeMetricsKeys(redis, queueName);
       redis.disconnect();
     });
     const nowMs = Date.now();
     /** A process that stores `lagsMs.length` activities now, each `lagMs` after its `created_at`. */
     async function processStoring(label: string) {
-      const spoolDir = await tempDir(label);
+      const spoolDir = await temporaryDirectory(deferQuietly, `monitoring-${label}-`);
       const collector = new MetricsCollector({ nowMs: () => nowMs });
       const { activityLog } = composeActivityLog({
         env: {},
@@ -345,7 +338,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
         collector,
       });
       const publisher = new MetricsPublisher({ redis, queueName, collector });
-      cleanups.push(async () => {
+      deferQuietly(async () => {
         collector.close();
         await activityLog.close();
       });
@@ -368,7 +361,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     await second.publisher.publish();
 
     const reader = new ClusterReader(redis, queueName);
-    cleanups.push(() => reader.close());
+    deferQuietly(() => reader.close());
     const history = historyFromMinutes((await reader.read(nowMs)).history, nowMs);
     // 98 in the 2–5 ms bucket and 2 in the 2.5–5 s bucket: p50 = 2 + 3 × 50/98, p99 = 2500 + 2500 × 1/2.
     expect(history.at(-1)).toMatchObject({ throughput: 100, lag_p50_ms: 4, lag_p99_ms: 3750 });
@@ -378,10 +371,12 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect(await redis.ttl(minuteKey)).toBeGreaterThan(60 * 60);
   });
 
-  it('adds a round to the totals once, however often it is sent and however rounds overlap', async () => {
+  it('adds a round to the totals once, however often it is sent and however rounds overlap', async ({
+    deferQuietly,
+  }) => {
     const queueName = uniqueQueueName('mon-once');
     const redis = new Redis(REDIS_URL);
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await removeMetricsKeys(redis, queueName);
       redis.disconnect();
     });
@@ -389,10 +384,10 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     const { activityLog } = composeActivityLog({
       env: {},
       store: new MemoryStore(),
-      config: { method: 'sync', spoolDir: await tempDir('once') },
+      config: { method: 'sync', spoolDir: await temporaryDirectory(deferQuietly, 'monitoring-once-') },
       collector,
     });
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       collector.close();
       await activityLog.close();
     });
@@ -403,7 +398,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     await Promise.all([publisher.publish(), publisher.publish(), publisher.publish()]);
     await new MetricsPublisher({ redis, queueName, collector }).publish();
     const reader = new ClusterReader(redis, queueName);
-    cleanups.push(() => reader.close());
+    deferQuietly(() => reader.close());
     const state = await reader.read(Date.now());
     expect(state.totals).toMatchObject({ accepted: 10, stored: 10 });
     expect(state.history.reduce((sum, minute) => sum + minute.stored, 0)).toBe(10);
@@ -412,10 +407,12 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect((await reader.read(Date.now())).totals).toMatchObject({ accepted: 15, stored: 15 });
   });
 
-  it('counts an activity log once when a server and the application both monitor it', async () => {
+  it('counts an activity log once when a server and the application both monitor it', async ({
+    deferQuietly,
+  }) => {
     const queueName = uniqueQueueName('mon-shared');
     const redis = new Redis(REDIS_URL);
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await removeMetricsKeys(redis, queueName);
       redis.disconnect();
     });
@@ -425,11 +422,11 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
         REDIS_URL,
         ACTIVITY_LOG_QUEUE_NAME: queueName,
         ACTIVITY_LOG_METHOD: 'sync',
-        ACTIVITY_LOG_SPOOL_DIR: await tempDir('shared'),
+        ACTIVITY_LOG_SPOOL_DIR: await temporaryDirectory(deferQuietly, 'monitoring-shared-'),
       },
     });
     const { activityLog, collector } = composeActivityLog({ config, store: new MemoryStore() });
-    cleanups.push(() => activityLog.close());
+    deferQuietly(() => activityLog.close());
     const first = startMonitoring({ config, collector, shared: true, alerts: false });
     const second = startMonitoring({ config, collector, shared: true, alerts: false });
     expect(second.collector).toBe(first.collector);
@@ -441,21 +438,19 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     await activityLog.log({ description: 'after the first stopped watching' });
     await second.close();
     const reader = new ClusterReader(redis, queueName);
-    cleanups.push(() => reader.close());
+    deferQuietly(() => reader.close());
     expect((await reader.read(Date.now())).totals).toMatchObject({ accepted: 11, stored: 11 });
   });
 
-  it('serve --worker reports its own worker and the jobs it stored, in the snapshot and /metrics', async () => {
-    const cleanupsForCli: (() => Promise<void>)[] = [];
-    cleanups.push(async () => {
-      for (const cleanup of cleanupsForCli.reverse()) await cleanup().catch(() => undefined);
-    });
-    const table = await queueTestTable(cleanupsForCli, 'mon-serve', {
-      ACTIVITY_LOG_SPOOL_DIR: await tempDir('serve'),
+  it('serve --worker reports its own worker and the jobs it stored, in the snapshot and /metrics', async ({
+    deferQuietly,
+  }) => {
+    const table = await queueTestTable(deferQuietly, 'mon-serve', {
+      ACTIVITY_LOG_SPOOL_DIR: await temporaryDirectory(deferQuietly, 'monitoring-serve-'),
       ACTIVITY_LOG_ADMIN_TOKEN: ADMIN,
     });
     const served = spawnCli(['serve', '--port=0', '--worker'], table.env);
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       served.child.kill('SIGKILL');
     });
     let url = '';
@@ -486,9 +481,11 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect((await served.exited).code).toBe(0);
   }, 90_000);
 
-  it('moves error_rate, failed_jobs and the breaker state with injected store failures, in the snapshot and in /metrics alike', async () => {
+  it('moves error_rate, failed_jobs and the breaker state with injected store failures, in the snapshot and in /metrics alike', async ({
+    deferQuietly,
+  }) => {
     const proxy = await FaultProxy.start({ host: MARIADB.host, port: MARIADB.port });
-    cleanups.push(() => proxy.close());
+    deferQuietly(() => proxy.close());
     const queueName = uniqueQueueName('mon-fail');
     const table = `mon_fail_${Date.now().toString(36)}`;
     const config = loadConfig({
@@ -503,15 +500,15 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
         ACTIVITY_LOG_BREAKER_FAILURES: '2',
         ACTIVITY_LOG_BREAKER_COOLDOWN_MS: '3600000',
         DB_CONNECT_TIMEOUT_MS: '500',
-        ACTIVITY_LOG_SPOOL_DIR: await tempDir('fail'),
+        ACTIVITY_LOG_SPOOL_DIR: await temporaryDirectory(deferQuietly, 'monitoring-fail-'),
         ACTIVITY_LOG_ADMIN_TOKEN: ADMIN,
       },
     });
-    cleanups.push(() => removeQueue(config, queueName));
-    cleanups.push(() => cleanRedis(config));
+    deferQuietly(() => removeQueue(config, queueName));
+    deferQuietly(() => cleanRedis(config));
     const store = createStore(config.database);
     await store.migrate();
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       const db = await mysql.createConnection(MYSQL_URL);
       await db.query(`DROP TABLE IF EXISTS \`${table}\``);
       await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
@@ -529,7 +526,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
       publishIntervalMs: 100,
     });
     const app = createActivityLogServer(composed, { config, monitoring });
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await app.close();
       await worker.close();
       await activityLog.close();
@@ -555,7 +552,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
       connection: { host: REDIS.host, port: REDIS.port },
       prefix: QUEUE_PREFIX,
     });
-    cleanups.push(() => queue.close());
+    deferQuietly(() => queue.close());
     await queue.add('activities', { v: 99 }, { attempts: 1 });
     // failed_jobs is read from Redis, error_rate from the worker's published counts: both settle.
     await waitFor(
@@ -608,10 +605,12 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect(samples.get('activity_log_write_failures_total')).toBe(now.totals.write_failures);
   }, 120_000);
 
-  it('keeps alert state in Redis: one caller wins "fire", reminders wait for the cooldown, "resolve" once', async () => {
+  it('keeps alert state in Redis: one caller wins "fire", reminders wait for the cooldown, "resolve" once', async ({
+    deferQuietly,
+  }) => {
     const redis = new Redis(REDIS_URL);
     const queueName = uniqueQueueName('mon-state');
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await removeMetricsKeys(redis, queueName);
       redis.disconnect();
     });
@@ -634,8 +633,10 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     expect(await a.transition('lag_p99', false, 1700, 500)).toBe('none');
   });
 
-  it('sends one alert per incident with two processes evaluating, respects the cooldown, and sends "resolved"', async () => {
-    const receiver = await alertReceiver();
+  it('sends one alert per incident with two processes evaluating, respects the cooldown, and sends "resolved"', async ({
+    deferQuietly,
+  }) => {
+    const receiver = await alertReceiver(deferQuietly);
     const queueName = uniqueQueueName('mon-alert');
     const store = new MemoryStore();
     const config = loadConfig({
@@ -644,7 +645,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
         REDIS_URL,
         ACTIVITY_LOG_METHOD: 'batch',
         ACTIVITY_LOG_QUEUE_NAME: queueName,
-        ACTIVITY_LOG_SPOOL_DIR: await tempDir('alert'),
+        ACTIVITY_LOG_SPOOL_DIR: await temporaryDirectory(deferQuietly, 'monitoring-alert-'),
         ACTIVITY_LOG_BATCH_SIZE: '1',
         ACTIVITY_LOG_BREAKER_FAILURES: '100',
         ACTIVITY_LOG_ALERT_WEBHOOK: receiver.url,
@@ -652,7 +653,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
         ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS: '3600',
       },
     });
-    cleanups.push(() => cleanRedis(config));
+    deferQuietly(() => cleanRedis(config));
     const { activityLog, collector } = composeActivityLog({ env: {}, config, store });
     const quiet = () => undefined;
     const app = startMonitoring({
@@ -664,7 +665,7 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
       log: quiet,
     });
     const other = startMonitoring({ config, shared: true, alerts: false, log: quiet });
-    cleanups.push(async () => {
+    deferQuietly(async () => {
       await activityLog.close();
       await app.close();
       await other.close();

@@ -1,7 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect } from 'vitest';
 import {
   type AlertAction,
   AlertNotifier,
@@ -17,10 +14,12 @@ import type { HistoryMinute } from '../../src/metrics/minute-history.js';
 import { lagHistogramText, PrometheusExporter } from '../../src/metrics/prometheus.js';
 import { SecondBuckets } from '../../src/metrics/second-buckets.js';
 import { composeSnapshot, type PerformanceData, TOTAL_NAMES, totalsOf } from '../../src/metrics/snapshot.js';
-import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
+import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
 import { parsePrometheus } from '../helpers/prometheus-text.js';
 import { SNAPSHOT_NUMBER_FIELDS } from '../helpers/snapshot-fields.js';
+import { temporaryDirectory } from '../helpers/temporary-directory.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const T0 = Date.UTC(2026, 10, 29, 1, 0, 0);
 
@@ -172,13 +171,8 @@ describe('composeSnapshot', () => {
 });
 
 describe('MetricsCollector on a real delivery', () => {
-  const cleanups: (() => Promise<unknown>)[] = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-
-  async function setUp(store: MemoryStore, flushIntervalMs = 5) {
-    const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-spool-'));
+  async function setUp(defer: TestScope['defer'], store: MemoryStore, flushIntervalMs = 5) {
+    const spoolDir = await temporaryDirectory(defer, 'metrics-spool-');
     const { activityLog, collector } = composeActivityLog({
       env: {},
       store,
@@ -191,20 +185,13 @@ describe('MetricsCollector on a real delivery', () => {
         breakerCooldownMs: 60_000,
       },
     });
-    closeAfterTest(activityLog, spoolDir);
+    // Closing the activity log closes the collector it counts into too.
+    defer(() => activityLog.close());
     return { activityLog, collector };
   }
 
-  /** Closes `activityLog` (and with it the collector it counts into) and removes `spoolDir` after the test. */
-  function closeAfterTest(activityLog: ActivityLog, spoolDir: string): void {
-    cleanups.push(async () => {
-      await activityLog.close();
-      await rm(spoolDir, { recursive: true, force: true });
-    });
-  }
-
-  it('counts accepted and stored activities, write attempts and the lag of each one', async () => {
-    const { activityLog, collector } = await setUp(new MemoryStore());
+  it('counts accepted and stored activities, write attempts and the lag of each one', async ({ defer }) => {
+    const { activityLog, collector } = await setUp(defer, new MemoryStore());
     for (let i = 0; i < 25; i++) await activityLog.log({ description: `a${i}` });
     await activityLog.flush();
     const current = await collector.report();
@@ -217,21 +204,23 @@ describe('MetricsCollector on a real delivery', () => {
     ]);
   });
 
-  it('counts a sync delivery once per write, through its resilient sink', async () => {
-    const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-sync-'));
+  it('counts a sync delivery once per write, through its resilient sink', async ({ defer }) => {
+    const spoolDir = await temporaryDirectory(defer, 'metrics-sync-');
     const { activityLog, collector } = composeActivityLog({
       env: {},
       store: new MemoryStore(),
       config: { method: 'sync', spoolDir },
     });
-    closeAfterTest(activityLog, spoolDir);
+    defer(() => activityLog.close());
     for (let i = 0; i < 3; i++) await activityLog.log({ description: `s${i}` });
     expect(collector.counters).toMatchObject({ accepted: 3, stored: 3, writeAttempts: 3, writeFailures: 0 });
     expect((await collector.report()).buffered).toBe(0);
   });
 
-  it("keeps the lag of the activities stored each minute, with p50/p99 at the buckets' resolution", async () => {
-    const spoolDir = await mkdtemp(join(tmpdir(), 'metrics-history-lag-'));
+  it("keeps the lag of the activities stored each minute, with p50/p99 at the buckets' resolution", async ({
+    defer,
+  }) => {
+    const spoolDir = await temporaryDirectory(defer, 'metrics-history-lag-');
     let clockMs = T0 + 10_000;
     const collector = new MetricsCollector({ nowMs: () => clockMs });
     const { activityLog } = composeActivityLog({
@@ -240,10 +229,9 @@ describe('MetricsCollector on a real delivery', () => {
       config: { method: 'sync', spoolDir },
       collector,
     });
-    cleanups.push(async () => {
+    defer(async () => {
       collector.close();
       await activityLog.close();
-      await rm(spoolDir, { recursive: true, force: true });
     });
     const logWithLag = (lagMs: number) => activityLog.log({ description: 'lag', createdAt: clockMs - lagMs });
     // Minute T0: 98 in the 2–5 ms bucket, 2 in the 2.5–5 s bucket.
@@ -276,10 +264,10 @@ describe('MetricsCollector on a real delivery', () => {
     ).toBe(true);
   });
 
-  it('counts failed writes, spooled activities and the open breaker', async () => {
+  it('counts failed writes, spooled activities and the open breaker', async ({ defer }) => {
     const store = new MemoryStore();
     store.failNext = 1000;
-    const { activityLog, collector } = await setUp(store, 60_000);
+    const { activityLog, collector } = await setUp(defer, store, 60_000);
     for (let i = 0; i < 30; i++) await activityLog.log({ description: `b${i}` });
     await activityLog.flush();
     // Fewer than a batch, with a long flush interval: these stay in the buffer.

@@ -1,7 +1,7 @@
 import { mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
 import { defaultModelResolver } from '../../src/core/activity.js';
 import type { ActivitySink } from '../../src/core/activity-sink.js';
@@ -18,6 +18,7 @@ import {
 } from '../../src/resilience/resilient-sink.js';
 import { Spool } from '../../src/resilience/spool.js';
 import { MemorySink } from '../helpers/memory-sink.js';
+import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const buildOptions = { resolveModel: defaultModelResolver, isSecretKey: () => false };
 
@@ -39,9 +40,13 @@ const sortedIds = (list: readonly Activity[]) => list.map((activity) => activity
 
 describe('ResilientSink', () => {
   let dir: string;
-  const closers: (() => Promise<void>)[] = [];
 
-  function resilient(target: ActivitySink, options: Partial<ResilientSinkOptions> = {}): ResilientSink {
+  /** A sink spooling to `dir`, closed through `defer` (tests pass `deferQuietly`: some close it or break its spool). */
+  function resilient(
+    defer: TestScope['defer'],
+    target: ActivitySink,
+    options: Partial<ResilientSinkOptions> = {},
+  ): ResilientSink {
     const sink = new ResilientSink({
       target,
       breaker: new CircuitBreaker({
@@ -55,29 +60,32 @@ describe('ResilientSink', () => {
       replayRetryMs: 20,
       ...options,
     });
-    closers.push(() => sink.close());
+    defer(() => sink.close());
     return sink;
   }
 
-  beforeEach(async () => {
-    dir = join(await mkdtemp(join(tmpdir(), 'activity-log-resilient-')), 'spool');
-  });
-  afterEach(async () => {
-    for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
-    await rm(join(dir, '..'), { recursive: true, force: true });
+  beforeEach(async ({ onTestFinished }) => {
+    const parent = await mkdtemp(join(tmpdir(), 'activity-log-resilient-'));
+    // Runs after the fixtures' teardown, so after every sink of the test was closed.
+    onTestFinished(() => rm(parent, { recursive: true, force: true }));
+    dir = join(parent, 'spool');
   });
 
-  it('writes straight to the destination while it is healthy, leaving no spool behind', async () => {
+  it('writes straight to the destination while it is healthy, leaving no spool behind', async ({
+    deferQuietly,
+  }) => {
     const target = new MemorySink();
-    const sink = resilient(target);
+    const sink = resilient(deferQuietly, target);
     await sink.write(activities(10));
     expect(target.stored).toHaveLength(10);
     await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
   });
 
-  it('spools a failed write, resolves, and replays it once the destination answers again', async () => {
+  it('spools a failed write, resolves, and replays it once the destination answers again', async ({
+    deferQuietly,
+  }) => {
     const target = new MemorySink();
-    const sink = resilient(target);
+    const sink = resilient(deferQuietly, target);
     const spooled: string[] = [];
     sink.bus.on('spooled', (event) => spooled.push(event.reason));
     target.failNext = 1;
@@ -89,9 +97,11 @@ describe('ResilientSink', () => {
     expect(sortedIds(target.stored)).toEqual(sortedIds(sent));
   });
 
-  it('opens the breaker, spools without touching the destination, and probes with the spool after the cooldown', async () => {
+  it('opens the breaker, spools without touching the destination, and probes with the spool after the cooldown', async ({
+    deferQuietly,
+  }) => {
     const target = new MemorySink();
-    const sink = resilient(target);
+    const sink = resilient(deferQuietly, target);
     const transitions: string[] = [];
     sink.breaker.events.on('stateChange', ({ from, to }) => transitions.push(`${from}→${to}`));
     target.failNext = Number.POSITIVE_INFINITY;
@@ -109,7 +119,9 @@ describe('ResilientSink', () => {
     expect(transitions).toEqual(['closed→open', 'open→half_open', 'half_open→closed']);
   });
 
-  it('counts a hung destination as failing and never makes the caller wait past the timeout', async () => {
+  it('counts a hung destination as failing and never makes the caller wait past the timeout', async ({
+    deferQuietly,
+  }) => {
     let hang = true;
     const stored: Activity[] = [];
     const target: ActivitySink = {
@@ -123,7 +135,7 @@ describe('ResilientSink', () => {
       close: async () => undefined,
     };
     // A cooldown longer than the loop, so no probe (which may hang for the timeout) runs inside it.
-    const sink = resilient(target, {
+    const sink = resilient(deferQuietly, target, {
       breaker: new CircuitBreaker({ name: 'store', failureThreshold: 3, cooldownMs: 1000, timeoutMs: 200 }),
     });
     const sent = activities(40);
@@ -140,7 +152,9 @@ describe('ResilientSink', () => {
     expect(sortedIds(stored)).toEqual(sortedIds(sent));
   });
 
-  it('sets aside activities the destination refuses as bad data and writes the rest of their batch', async () => {
+  it('sets aside activities the destination refuses as bad data and writes the rest of their batch', async ({
+    deferQuietly,
+  }) => {
     const sent = activities(9);
     const poison = sent[5]!.id;
     const stored: Activity[] = [];
@@ -154,7 +168,7 @@ describe('ResilientSink', () => {
       },
       close: async () => undefined,
     };
-    const sink = resilient(target);
+    const sink = resilient(deferQuietly, target);
     await sink.write(sent);
     expect(sortedIds(stored)).toEqual(sortedIds(sent.filter((a) => a.id !== poison)));
     const rejected = (await readFile(join(dir, 'rejected.ndjson'), 'utf8')).trim().split('\n');
@@ -164,7 +178,9 @@ describe('ResilientSink', () => {
     expect(sink.breaker.state).toBe('closed');
   });
 
-  it('keeps a refused activity once when its replayed batch stopped on another failure and came back', async () => {
+  it('keeps a refused activity once when its replayed batch stopped on another failure and came back', async ({
+    deferQuietly,
+  }) => {
     const sent = activities(8);
     const poison = sent[1]!.id;
     const stored = new Set<string>();
@@ -183,7 +199,7 @@ describe('ResilientSink', () => {
       },
       close: async () => undefined,
     };
-    const sink = resilient(target, { replayOnStart: false });
+    const sink = resilient(deferQuietly, target, { replayOnStart: false });
     await sink.spill(sent);
     await sink.replayNow();
     await waitFor(() => sink.pending() === 0);
@@ -194,29 +210,33 @@ describe('ResilientSink', () => {
     ]);
   });
 
-  it('with callerWaits (sync), rejects with the error when the destination refuses the data itself', async () => {
+  it('with callerWaits (sync), rejects with the error when the destination refuses the data itself', async ({
+    deferQuietly,
+  }) => {
     const target: ActivitySink = {
       name: 'store',
       write: () => Promise.reject(new ActivityLogError('STORE_DATA_INVALID', 'NUL in text')),
       close: async () => undefined,
     };
-    const delivery = new SyncDelivery(resilient(target, { callerWaits: true }));
+    const delivery = new SyncDelivery(resilient(deferQuietly, target, { callerWaits: true }));
     await expect(delivery.deliver(activities(1)[0]!)).rejects.toMatchObject({ code: 'STORE_DATA_INVALID' });
     await expect(readdir(dir)).rejects.toThrow(/ENOENT/);
   });
 
-  it('rejects with SPOOL_FAILED only when the spool cannot be written either', async () => {
+  it('rejects with SPOOL_FAILED only when the spool cannot be written either', async ({ deferQuietly }) => {
     await writeFile(join(dir, '..', 'spool'), 'not a directory');
     const target = new MemorySink();
     target.failNext = 1;
-    const sink = resilient(target);
+    const sink = resilient(deferQuietly, target);
     await expect(sink.write(activities(1))).rejects.toMatchObject({ code: 'SPOOL_FAILED' });
   });
 
-  it('with callerWaits (sync), tells the caller that its activity could not be kept', async () => {
+  it('with callerWaits (sync), tells the caller that its activity could not be kept', async ({
+    deferQuietly,
+  }) => {
     const target = new MemorySink();
     target.failNext = Number.POSITIVE_INFINITY;
-    const sink = resilient(target, {
+    const sink = resilient(deferQuietly, target, {
       callerWaits: true,
       spool: new Spool({ dir, maxBytes: 2048, warn: () => undefined }),
     });
@@ -235,31 +255,33 @@ describe('ResilientSink', () => {
     expect(sink.spool.droppedTotal).toBe(outcomes.filter((o) => o === 'SPOOL_FULL').length);
   });
 
-  it('replays what an earlier run left in the spool as soon as it starts', async () => {
+  it('replays what an earlier run left in the spool as soon as it starts', async ({ deferQuietly }) => {
     const down = new MemorySink();
     down.failNext = Number.POSITIVE_INFINITY;
-    const first = resilient(down);
+    const first = resilient(deferQuietly, down);
     const sent = activities(30);
     await first.write(sent);
     await first.close();
 
     const target = new MemorySink();
-    resilient(target);
+    resilient(deferQuietly, target);
     await waitFor(() => target.stored.length === 30);
     expect(sortedIds(target.stored)).toEqual(sortedIds(sent));
   });
 
-  it('batch: close() with the destination down ends with everything in the spool', async () => {
+  it('batch: close() with the destination down ends with everything in the spool', async ({
+    deferQuietly,
+  }) => {
     const down = new MemorySink();
     down.failNext = Number.POSITIVE_INFINITY;
-    const delivery = new BatchDelivery(resilient(down), { batchSize: 25, flushIntervalMs: 5 });
+    const delivery = new BatchDelivery(resilient(deferQuietly, down), { batchSize: 25, flushIntervalMs: 5 });
     const sent = activities(110);
     for (const activity of sent) delivery.deliver(activity);
     await delivery.close();
     expect(down.stored).toHaveLength(0);
 
     const spool = new Spool({ dir, maxBytes: 1024 * 1024 });
-    closers.push(() => spool.close());
+    deferQuietly(() => spool.close());
     const replayed: Activity[] = [];
     await spool.replay(
       async (batch) => {
@@ -270,10 +292,12 @@ describe('ResilientSink', () => {
     expect(sortedIds(replayed)).toEqual(sortedIds(sent));
   });
 
-  it('sync: log() resolves while the destination is down, and the activities arrive after recovery', async () => {
+  it('sync: log() resolves while the destination is down, and the activities arrive after recovery', async ({
+    deferQuietly,
+  }) => {
     const target = new MemorySink();
     target.failNext = Number.POSITIVE_INFINITY;
-    const delivery = new SyncDelivery(resilient(target));
+    const delivery = new SyncDelivery(resilient(deferQuietly, target));
     const sent = activities(12);
     for (const activity of sent) await delivery.deliver(activity);
     target.failNext = 0;
@@ -282,7 +306,9 @@ describe('ResilientSink', () => {
     expect(resilienceOf(delivery)?.breaker.state).toBe('closed');
   });
 
-  it('probes again after the cooldown when the breaker opened while a replay pass was still running', async () => {
+  it('probes again after the cooldown when the breaker opened while a replay pass was still running', async ({
+    deferQuietly,
+  }) => {
     // The replay's first write hangs past the timeout; meanwhile a live write fails and opens the
     // breaker, whose cooldown (shorter than the timeout) ends while that pass still runs.
     let mode: 'hang-once' | 'down' | 'up' = 'hang-once';
@@ -299,7 +325,7 @@ describe('ResilientSink', () => {
       },
       close: async () => undefined,
     };
-    const sink = resilient(target, {
+    const sink = resilient(deferQuietly, target, {
       breaker: new CircuitBreaker({ name: 'store', failureThreshold: 1, cooldownMs: 50, timeoutMs: 300 }),
       replayOnStart: false,
     });
@@ -317,9 +343,9 @@ describe('ResilientSink', () => {
     expect(sortedIds(stored)).toEqual(sortedIds([...earlier, ...live]));
   });
 
-  it('close() replays what this process spooled while the destination answers', async () => {
+  it('close() replays what this process spooled while the destination answers', async ({ deferQuietly }) => {
     const target = new MemorySink();
-    const sink = resilient(target, { replayOnStart: false });
+    const sink = resilient(deferQuietly, target, { replayOnStart: false });
     const spilled = activities(120);
     await sink.spill(spilled);
     expect(sink.pending()).toBe(120);
@@ -328,9 +354,11 @@ describe('ResilientSink', () => {
     expect(await readdir(dir).then((names) => names.filter((n) => n.endsWith('.seg')))).toEqual([]);
   });
 
-  it('stops counting a segment another process claimed, so replay does not spin on it', async () => {
+  it('stops counting a segment another process claimed, so replay does not spin on it', async ({
+    deferQuietly,
+  }) => {
     const target = new MemorySink();
-    const sink = resilient(target, { replayOnStart: false });
+    const sink = resilient(deferQuietly, target, { replayOnStart: false });
     await sink.spool.append(activities(2));
     // What a claim by another live process does: rename the segment to its owner.
     for (const name of await readdir(dir)) {
@@ -346,7 +374,9 @@ describe('ResilientSink', () => {
     expect(target.stored).toHaveLength(0);
   });
 
-  it('batch: a destination slower than the stream of activities spills the backlog to the spool instead of memory', async () => {
+  it('batch: a destination slower than the stream of activities spills the backlog to the spool instead of memory', async ({
+    deferQuietly,
+  }) => {
     let slow = true;
     const stored: Activity[] = [];
     const target: ActivitySink = {
@@ -357,7 +387,7 @@ describe('ResilientSink', () => {
       },
       close: async () => undefined,
     };
-    const sink = resilient(target, { replayBatchSize: 10 });
+    const sink = resilient(deferQuietly, target, { replayBatchSize: 10 });
     const spooled: string[] = [];
     sink.bus.on('spooled', (event) => spooled.push(event.reason));
     const delivery = new BatchDelivery(sink, {
@@ -389,9 +419,9 @@ describe('ResilientSink', () => {
 
 describe('JournaledDelivery (durability=disk)', () => {
   let dir: string;
-  const closers: (() => Promise<void>)[] = [];
 
-  function journaled(target: ActivitySink): JournaledDelivery {
+  /** A journaled delivery spooling to `dir`, closed through `defer` (tests pass `deferQuietly`: some close it first). */
+  function journaled(defer: TestScope['defer'], target: ActivitySink): JournaledDelivery {
     const sink = new ResilientSink({
       target,
       breaker: new CircuitBreaker({
@@ -405,21 +435,22 @@ describe('JournaledDelivery (durability=disk)', () => {
       replayRetryMs: 20,
     });
     const delivery = new JournaledDelivery(sink, { flushIntervalMs: 20 });
-    closers.push(() => delivery.close());
+    defer(() => delivery.close());
     return delivery;
   }
 
-  beforeEach(async () => {
-    dir = join(await mkdtemp(join(tmpdir(), 'activity-log-journal-')), 'spool');
-  });
-  afterEach(async () => {
-    for (const close of closers.splice(0).reverse()) await close().catch(() => undefined);
-    await rm(join(dir, '..'), { recursive: true, force: true });
+  beforeEach(async ({ onTestFinished }) => {
+    const parent = await mkdtemp(join(tmpdir(), 'activity-log-journal-'));
+    // Runs after the fixtures' teardown, so after every delivery of the test was closed.
+    onTestFinished(() => rm(parent, { recursive: true, force: true }));
+    dir = join(parent, 'spool');
   });
 
-  it('resolves deliver() once the activity is on disk, then drains it into the destination', async () => {
+  it('resolves deliver() once the activity is on disk, then drains it into the destination', async ({
+    deferQuietly,
+  }) => {
     const target = new MemorySink();
-    const delivery = journaled(target);
+    const delivery = journaled(deferQuietly, target);
     const sent = activities(300);
     await Promise.all(sent.map((activity) => delivery.deliver(activity)));
     const onDisk = (await readdir(dir)).filter((name) => name.endsWith('.seg'));
@@ -430,10 +461,12 @@ describe('JournaledDelivery (durability=disk)', () => {
     await waitFor(() => delivery.pending() === 0);
   });
 
-  it('journals the activities of one deliverMany all together, or refuses them all when the spool is full', async () => {
+  it('journals the activities of one deliverMany all together, or refuses them all when the spool is full', async ({
+    deferQuietly,
+  }) => {
     const down = new MemorySink();
     down.failNext = Number.POSITIVE_INFINITY;
-    const delivery = journaled(down);
+    const delivery = journaled(deferQuietly, down);
     await delivery.deliverMany(activities(10));
     // 1 MiB of spool: a group too large for what is left is refused whole, nothing of it kept.
     const tooMany = activities(5000, 10);
@@ -441,24 +474,26 @@ describe('JournaledDelivery (durability=disk)', () => {
     expect(delivery.pending()).toBe(10);
   });
 
-  it('keeps journaled activities across a restart while the destination is down', async () => {
+  it('keeps journaled activities across a restart while the destination is down', async ({
+    deferQuietly,
+  }) => {
     const down = new MemorySink();
     down.failNext = Number.POSITIVE_INFINITY;
-    const first = journaled(down);
+    const first = journaled(deferQuietly, down);
     const sent = activities(50);
     await Promise.all(sent.map((activity) => first.deliver(activity)));
     await first.close();
     expect(down.stored).toHaveLength(0);
 
     const target = new MemorySink();
-    journaled(target);
+    journaled(deferQuietly, target);
     await waitFor(() => target.stored.length === 50);
     expect(sortedIds(target.stored)).toEqual(sortedIds(sent));
   });
 
-  it('flush() drains everything journaled so far', async () => {
+  it('flush() drains everything journaled so far', async ({ deferQuietly }) => {
     const target = new MemorySink();
-    const delivery = journaled(target);
+    const delivery = journaled(deferQuietly, target);
     for (const activity of activities(10)) await delivery.deliver(activity);
     await delivery.flush();
     expect(target.stored).toHaveLength(10);
