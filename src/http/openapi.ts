@@ -385,6 +385,14 @@ export function openApiDocument(): JsonObject {
     RetryFailedJobs: jsonSchemaOf(retryFailedJobsBody),
     RetriedJobs: jsonSchemaOf(retriedJobsSchema),
     Host: jsonSchemaOf(hostSchema),
+    SignIn: {
+      type: 'object',
+      properties: {
+        token: { type: 'string', description: 'the admin token (ACTIVITY_LOG_ADMIN_TOKEN)' },
+        next: { type: 'string', description: 'a backoffice path to go to after signing in' },
+      },
+      required: ['token'],
+    },
     Error: jsonSchemaOf(errorSchema()),
     ...errors,
   };
@@ -635,13 +643,8 @@ export function openApiDocument(): JsonObject {
         requestBody: {
           required: true,
           content: {
-            'application/x-www-form-urlencoded': {
-              schema: {
-                type: 'object',
-                properties: { token: { type: 'string' }, next: { type: 'string' } },
-                required: ['token'],
-              },
-            },
+            'application/x-www-form-urlencoded': { schema: ref('SignIn') },
+            'application/json': { schema: ref('SignIn') },
           },
         },
         responses: responses(
@@ -656,7 +659,7 @@ export function openApiDocument(): JsonObject {
             401: html('not the admin token'),
             429: html('too many wrong tokens from this address'),
           },
-          [403, 413, 500, 503],
+          [400, 403, 413, 415, 500, 503],
         ),
       },
     },
@@ -679,7 +682,10 @@ export function openApiDocument(): JsonObject {
             },
           },
         },
-        responses: responses({ 303: redirect('to /backoffice/login?signed_out=1') }, [403, 413, 500]),
+        responses: responses(
+          { 303: redirect('to /backoffice/login?signed_out=1') },
+          [400, 403, 413, 415, 500],
+        ),
       },
     },
   };
@@ -689,7 +695,7 @@ export function openApiDocument(): JsonObject {
     info: {
       title: 'activity-log',
       version: packageVersion(),
-      description: `The HTTP API of \`activity-log serve\`: ingest, query, export and monitoring. Every error answers \`{ "success": false, "error": { "code", "message", "details"? } }\`; every answer carries \`Cache-Control: no-store\`. Not listed: the backoffice's static scripts and styles under ${UNDESCRIBED_PATH_PREFIXES.join(', ')} (e.g. ${ACTIVITY_FIELDS_SCRIPT_PATH}), and HEAD, which every GET route answers too.`,
+      description: `The HTTP API of \`activity-log serve\`: ingest, query, export and monitoring. Every error answers \`{ "success": false, "error": { "code", "message", "details"? } }\`; every answer carries \`Cache-Control: no-store\`. Not listed: the backoffice's static scripts and styles under ${UNDESCRIBED_PATH_PREFIXES.join(', ')} (e.g. ${ACTIVITY_FIELDS_SCRIPT_PATH}), and HEAD, which every GET route answers too. Any request may also be answered 404 \`NOT_FOUND\` (no such route), 408 \`REQUEST_TIMEOUT\`, 431 \`HEADERS_TOO_LARGE\` or 503 \`SERVER_CLOSING\` in the same shape.`,
       license: { name: 'MIT', identifier: 'MIT' },
     },
     tags: [
