@@ -20,6 +20,7 @@ import { registerBackofficeActivitiesRoute } from './routes/backoffice-activitie
 import { registerHealthRoute } from './routes/health.js';
 import { registerIngestRoute } from './routes/ingest.js';
 import { registerMetricsRoute } from './routes/metrics.js';
+import { registerOpenApiRoute } from './routes/openapi.js';
 import { registerPerformanceRoute } from './routes/performance.js';
 
 /**
@@ -53,7 +54,7 @@ export interface ServerOptions {
 export const REQUEST_TIMEOUT_MS = 60_000;
 
 /**
- * Builds the HTTP server (health, ingest, backoffice query API) without listening, so tests can
+ * Builds the HTTP server (health, ingest, backoffice query API, `GET /openapi.json`) without listening, so tests can
  * `inject()` and `serve` decides where to bind. Every error answers
  * `{ success: false, error: { code, message, details? } }`. Each route gets only what it uses.
  *
@@ -128,6 +129,7 @@ export function createServer(options: ServerOptions): FastifyInstance {
   registerPerformanceRoute(app, { monitoring, adminToken: config.adminToken });
   registerMetricsRoute(app, { monitoring, adminToken: config.adminToken });
   registerBackoffice(app, { query, config });
+  registerOpenApiRoute(app);
   return app;
 }
 

@@ -62,7 +62,8 @@ const UUID_FILTERS: readonly string[] = FILTER_FIELDS.filter((field) => field.ki
   (field) => field.column,
 );
 
-const querySchema = z
+/** The query string of the list API (and, without paging, of the exports); `GET /openapi.json` describes it. */
+export const activityQuerySchema = z
   .strictObject({
     ...Object.fromEntries(FILTER_FIELDS.map((field) => [field.column, name(field.maxChars)])),
     from: timestamp,
@@ -124,7 +125,7 @@ export function registerBackofficeActivitiesRoute(
 
 /** The query string as an {@link ActivityQuery}; a bad or unknown parameter is a 400 naming it. */
 export function parseActivityQuery(query: unknown): ActivityQuery {
-  const result = querySchema.safeParse(query ?? {});
+  const result = activityQuerySchema.safeParse(query ?? {});
   if (!result.success) {
     throw zodFailure(result.error, {
       root: 'query',

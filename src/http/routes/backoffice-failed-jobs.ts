@@ -12,7 +12,8 @@ export interface BackofficeFailedJobsOptions {
 /** The dashboard lists this many failed jobs, newest first; `activity-log failed` lists them all. */
 export const MAX_LISTED_FAILED_JOBS = 100;
 
-const retryBody = z.strictObject({
+/** The body of `POST …/failed-jobs/retry`. */
+export const retryFailedJobsBody = z.strictObject({
   ids: z.union([
     z.literal('all'),
     z
@@ -65,7 +66,7 @@ export function registerBackofficeFailedJobsRoutes(
     '/api/backoffice/activity-logs/failed-jobs/retry',
     { onRequest },
     async (request) => {
-      const parsed = retryBody.safeParse(request.body ?? {});
+      const parsed = retryFailedJobsBody.safeParse(request.body ?? {});
       if (!parsed.success) throw zodFailure(parsed.error, { allowedKeys: ['ids'] });
       if (!usesQueue)
         return {

@@ -44,7 +44,7 @@ type IngestActivity = { readonly description: string } & Readonly<Record<string,
  * One activity as HTTP clients send it: the column names. Types are checked here; lengths,
  * formats and limits are checked once, by the library, exactly as for `log()`.
  */
-const ingestActivitySchema = z
+export const ingestActivitySchema = z
   .strictObject(
     Object.fromEntries(INGEST_FIELDS.map((field) => [field.column, INGEST_SCHEMAS[field.ingest.type]])),
   )
@@ -71,7 +71,7 @@ const ingestActivitySchema = z
 
 const INGEST_NAMES: readonly string[] = INGEST_FIELDS.map((field) => field.column);
 
-const ingestBatchSchema: ZodType<IngestActivity[]> = z
+export const ingestBatchSchema: ZodType<IngestActivity[]> = z
   .array(ingestActivitySchema, { error: 'must be an activity object or an array of them' })
   .min(1, { error: 'must hold at least one activity' })
   .max(MAX_INGEST_ACTIVITIES, { error: `must hold at most ${MAX_INGEST_ACTIVITIES} activities` });
