@@ -8,7 +8,7 @@
 // max latency from the scheduled send time, failed requests, the application's CPU time and
 // event-loop delay, and the activities stored against those logged.
 // Usage: npm run bench -- incident   (or node bench/incident.js after a build)
-import { fork, spawn } from 'node:child_process';
+import { fork, spawn, spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -37,7 +37,7 @@ const REDIS = new URL(env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379');
 const SECONDS = Number(env.BENCH_INCIDENT_SECONDS ?? (QUICK ? 3 : 5));
 /** Rounds of every variant at every rate; figures are the medians of the rounds. */
 const ROUNDS = Number(env.BENCH_INCIDENT_ROUNDS ?? (QUICK ? 1 : 3));
-const WARMUP_SECONDS = Number(env.BENCH_INCIDENT_WARMUP_SECONDS ?? (QUICK ? 1 : 1.5));
+const WARMUP_SECONDS = Number(env.BENCH_INCIDENT_WARMUP_SECONDS ?? (QUICK ? 1 : 2));
 const RATES = (env.BENCH_INCIDENT_RATES ?? (QUICK ? '100,300' : '50,100,200,300')).split(',').map(Number);
 const ALL_VARIANTS = ['none', 'naive', 'sync', 'batch', 'queue', 'outage'];
 const VARIANTS = (env.BENCH_INCIDENT_VARIANTS ?? ALL_VARIANTS.join(',')).split(',');
@@ -241,7 +241,8 @@ let seq = 0;
 /** One variant at one rate, in a fresh application process. */
 async function step(connection, ports, proxy, variant, rate) {
   await connection.query(`TRUNCATE TABLE \`${ACTIVITY_TABLE}\``);
-  const queueName = `bench-incident-${process.pid}-${seq++}`;
+  const stepNumber = seq++;
+  const queueName = `bench-incident-${process.pid}-${stepNumber}`;
   const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-incident-'));
   const worker = variant === 'queue' ? await startWorker(ports, queueName) : null;
   const app = fork(APP, [], {
@@ -250,6 +251,7 @@ async function step(connection, ports, proxy, variant, rate) {
       BENCH_INCIDENT_APP: JSON.stringify({
         variant,
         rate,
+        step: stepNumber,
         database: DATABASE,
         ordersTable: ORDERS_TABLE,
         activityTable: ACTIVITY_TABLE,
@@ -259,6 +261,9 @@ async function step(connection, ports, proxy, variant, rate) {
         queueName,
         spoolDir,
         acquireTimeoutMs: ACQUIRE_TIMEOUT_MS,
+        ...(env.ACTIVITY_LOG_FLUSH_INTERVAL_MS === undefined
+          ? {}
+          : { flushIntervalMs: Number(env.ACTIVITY_LOG_FLUSH_INTERVAL_MS) }),
         ...(PROFILE_DIR === undefined ? {} : { profileDir: resolve(PROFILE_DIR) }),
       }),
     },
@@ -275,7 +280,7 @@ async function step(connection, ports, proxy, variant, rate) {
   // Warm-up (not measured): the JIT, the pools and the first connections.
   await openLoop({
     port,
-    rate: Math.min(rate, 200),
+    rate: Math.min(rate, 150),
     seconds: WARMUP_SECONDS,
     makeRequest,
     timeoutMs: TIMEOUT_MS,
@@ -284,6 +289,7 @@ async function step(connection, ports, proxy, variant, rate) {
 
   await ask(app, { type: 'measure' }, 'measuring');
   const workerCpuBefore = worker === null ? null : await processCpuUs(worker.pid);
+  const proxyCpuBefore = await processCpuUs(proxy.pid);
   const cut = { at: null, restoredAt: null };
   const at =
     variant === 'outage'
@@ -309,18 +315,27 @@ async function step(connection, ports, proxy, variant, rate) {
   const load = await openLoop({ port, rate, seconds: SECONDS, makeRequest, timeoutMs: TIMEOUT_MS, at });
   const report = await ask(app, { type: 'report' }, 'report');
   const workerCpuAfter = worker === null ? null : await processCpuUs(worker.pid);
+  const proxyCpuAfter = await processCpuUs(proxy.pid);
 
   if (env.BENCH_INCIDENT_TRACE !== undefined) {
     await writeFile(
-      join(env.BENCH_INCIDENT_TRACE, `${variant}-${rate}.json`),
+      join(env.BENCH_INCIDENT_TRACE, `${variant}-${rate}-${stepNumber}.json`),
       JSON.stringify(Array.from(load.latencies)),
     );
   }
-  // Everything logged must reach the table before the app closes: what a cut (or an overloaded)
-  // database made the app spool is replayed by the running app, and the spool is removed below.
+  // The app finishes the requests the generator gave up on; then everything it logged must reach
+  // the table before it closes: what a cut (or an overloaded) database made it spool is replayed
+  // by the running app, and the spool is removed below.
+  let logged = 0;
+  const idleBy = performance.now() + 60_000;
+  for (;;) {
+    const count = await ask(app, { type: 'count' }, 'count');
+    logged = count.logged;
+    if (count.inFlight === 0 || performance.now() > idleBy) break;
+    await sleep(100);
+  }
   let recoverySeconds = null;
   if (['sync', 'batch', 'outage'].includes(variant)) {
-    const { logged } = await ask(app, { type: 'count' }, 'count');
     const waited = await waitForStored(connection, logged, 120_000);
     if (variant === 'outage')
       recoverySeconds = waited === null ? null : (performance.now() - cut.restoredAt) / 1000;
@@ -368,6 +383,9 @@ async function step(connection, ports, proxy, variant, rate) {
     ...(workerCpuBefore === null || workerCpuAfter === null
       ? {}
       : { workerCpuUsPerActivity: round((workerCpuAfter - workerCpuBefore) / Math.max(1, report.logged)) }),
+    ...(proxyCpuBefore === null || proxyCpuAfter === null
+      ? {}
+      : { proxyCpuMsPerSecond: round((proxyCpuAfter - proxyCpuBefore) / 1000 / SECONDS) }),
     activitiesLoggedInWindow: report.logged,
     logged: closed.logged,
     logErrors: closed.logErrors,
@@ -396,13 +414,14 @@ export function summarize(steps) {
   // (a) is healthy while it answers every request and its p99 stays within 3× its p99 at the lowest rate.
   const lowest = base(rates[0]);
   const healthyRates = rates.filter((rate) => {
+    if (lowest === undefined) return false;
     const a = base(rate);
     return a !== undefined && a.failed === 0 && a.p99Ms <= 3 * lowest.p99Ms;
   });
   const reference = healthyRates.at(-1) ?? null;
   const ratiosAt = (rate) =>
     Object.fromEntries(
-      ALL_VARIANTS.filter((v) => at(v, rate) !== undefined).map((v) => [
+      ALL_VARIANTS.filter((v) => at(v, rate) !== undefined && base(rate) !== undefined).map((v) => [
         v,
         {
           p50: ratio(at(v, rate).p50Ms, base(rate).p50Ms),
@@ -412,7 +431,7 @@ export function summarize(steps) {
       ]),
     );
   const naiveOver2x = rates.find(
-    (rate) => at('naive', rate) && at('naive', rate).p99Ms > 2 * base(rate).p99Ms,
+    (rate) => at('naive', rate) && base(rate) && at('naive', rate).p99Ms > 2 * base(rate).p99Ms,
   );
   const naiveFails = rates.find((rate) => at('naive', rate) && at('naive', rate).failed > 0);
   const perActivity = Object.fromEntries(
@@ -425,7 +444,39 @@ export function summarize(steps) {
       ),
     ]),
   );
+  // CPU per request as the slope of CPU time per second against the rate (least squares over the
+  // rates where the variant answered everything): fixed costs per second (timers, the JIT still
+  // at work, the loop-delay monitor) fall out, which dominate a per-request figure at low rates.
+  const slope = (variant) => {
+    const points = rates
+      .map((rate) => at(variant, rate))
+      .filter((s) => s !== undefined && s.failed === 0)
+      .map((s) => [s.rate, s.appCpuMsPerSecond]);
+    if (points.length < 2) return null;
+    const mx = points.reduce((a, [x]) => a + x, 0) / points.length;
+    const my = points.reduce((a, [, y]) => a + y, 0) / points.length;
+    const sxy = points.reduce((a, [x, y]) => a + (x - mx) * (y - my), 0);
+    const sxx = points.reduce((a, [x]) => a + (x - mx) ** 2, 0);
+    return (sxy / sxx) * 1000; // µs of CPU per request
+  };
+  const baseSlope = slope('none');
+  const cpuSlopes = Object.fromEntries(
+    ALL_VARIANTS.filter((v) => steps.some((s) => s.variant === v)).map((v) => {
+      const perRequest = slope(v);
+      return [
+        v,
+        {
+          appCpuUsPerRequest: perRequest === null ? null : round(perRequest, 1),
+          addedAppCpuUsPerActivity:
+            perRequest === null || baseSlope === null || v === 'none'
+              ? null
+              : round((perRequest - baseSlope) / 3, 1),
+        },
+      ];
+    }),
+  );
   return {
+    cpuFromSlopes: cpuSlopes,
     referenceRate: reference,
     ratiosAtReference: reference === null ? null : ratiosAt(reference),
     ratiosByRate: Object.fromEntries(rates.map((rate) => [rate, ratiosAt(rate)])),
@@ -480,6 +531,7 @@ function combine(runs) {
   };
   if (first.workerCpuUsPerActivity !== undefined)
     combined.workerCpuUsPerActivity = mid('workerCpuUsPerActivity');
+  if (first.proxyCpuMsPerSecond !== undefined) combined.proxyCpuMsPerSecond = mid('proxyCpuMsPerSecond');
   if (first.variant === 'outage') {
     combined.outageP99Ms = mid('outageP99Ms');
     combined.outageMaxMs = Math.max(...runs.map((r) => r.outageMaxMs));
@@ -565,6 +617,10 @@ export async function run() {
   );
   if (OUT !== null) {
     await writeFile(OUT, `${JSON.stringify(results, null, 2)}\n`);
+    // Formatted as the linter wants it, so a checked-in result passes `biome check docs`.
+    spawnSync(join(here, '..', 'node_modules', '.bin', 'biome'), ['format', '--write', OUT], {
+      stdio: 'ignore',
+    });
     const svg = OUT.replace(/\.json$/, '-p99.svg');
     await writeIncidentChart(results, svg);
     console.log(`bench: incident results in ${OUT}, chart in ${svg}`);

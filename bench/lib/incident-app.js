@@ -66,6 +66,16 @@ const WATCHERS = [
 ];
 
 const app = Fastify({ logger: false });
+// Requests being handled: the parent waits for none before it counts what was logged.
+let inFlight = 0;
+app.addHook('onRequest', (_req, _reply, next) => {
+  inFlight++;
+  next();
+});
+app.addHook('onResponse', (_req, _reply, next) => {
+  inFlight--;
+  next();
+});
 const request = new AsyncLocalStorage();
 const causerOf = (req) => ({ type: 'User', id: Number(req.headers['x-user-id'] ?? 1) });
 
@@ -122,6 +132,9 @@ if (variant === 'naive') {
       ACTIVITY_LOG_TABLE: activityTable,
       ACTIVITY_LOG_METHOD: method,
       ACTIVITY_LOG_SPOOL_DIR: settings.spoolDir,
+      ...(settings.flushIntervalMs === undefined
+        ? {}
+        : { ACTIVITY_LOG_FLUSH_INTERVAL_MS: String(settings.flushIntervalMs) }),
       ...(method === 'queue'
         ? {
             QUEUE_CONNECTION: 'redis',
@@ -194,7 +207,7 @@ process.on('message', async (message) => {
     let profile = null;
     if (session !== null) {
       const { profile: taken } = await session.post('Profiler.stop');
-      profile = join(settings.profileDir, `incident-${variant}-${settings.rate}.cpuprofile`);
+      profile = join(settings.profileDir, `incident-${settings.step}-${variant}-${settings.rate}.cpuprofile`);
       await writeFile(profile, JSON.stringify(taken));
       session.disconnect();
       session = null;
@@ -211,7 +224,7 @@ process.on('message', async (message) => {
       profile,
     });
   } else if (message.type === 'count') {
-    process.send({ type: 'count', logged });
+    process.send({ type: 'count', logged, inFlight });
   } else if (message.type === 'close') {
     let closeError = null;
     await app.close();
