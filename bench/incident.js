@@ -154,7 +154,7 @@ function stopChild(child, signal = 'SIGTERM') {
   });
 }
 
-async function startWorker(ports, queueName) {
+async function startWorker(ports, queueName, spoolDir) {
   const profile = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${resolve(PROFILE_DIR)}`];
   const worker = spawn(process.execPath, [...profile, BIN, 'work'], {
     env: {
@@ -165,6 +165,7 @@ async function startWorker(ports, queueName) {
       REDIS_URL: `redis://127.0.0.1:${ports.redis}`,
       ACTIVITY_LOG_METHOD: 'queue',
       ACTIVITY_LOG_QUEUE_NAME: queueName,
+      ACTIVITY_LOG_SPOOL_DIR: join(spoolDir, 'worker'),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -190,12 +191,15 @@ async function dropQueue(queueName) {
   const queue = new Queue(queueName, { connection: { url: redisUrl }, prefix: QUEUE_PREFIX });
   await queue.obliterate({ force: true });
   await queue.close();
+  // The rest of the queue's keys: the stored counter and job ids, the worker's published metrics.
   const redis = new Redis(redisUrl);
-  await redis.del(
-    storedCounterKey(queueName),
-    storedJobsKey(queueName),
-    `${QUEUE_PREFIX}:${queueName}:restart`,
-  );
+  await redis.del(storedCounterKey(queueName), storedJobsKey(queueName));
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${QUEUE_PREFIX}:${queueName}:*`, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
   await redis.quit();
 }
 
@@ -244,7 +248,7 @@ async function step(connection, ports, proxy, variant, rate) {
   const stepNumber = seq++;
   const queueName = `bench-incident-${process.pid}-${stepNumber}`;
   const spoolDir = await mkdtemp(join(tmpdir(), 'activity-log-incident-'));
-  const worker = variant === 'queue' ? await startWorker(ports, queueName) : null;
+  const worker = variant === 'queue' ? await startWorker(ports, queueName, spoolDir) : null;
   const app = fork(APP, [], {
     env: {
       PATH: env.PATH,
