@@ -72,7 +72,7 @@ export class ChainHeadReader {
       if (mapped.code !== 'STORE_SCHEMA_MISSING') throw mapped;
       throw new ActivityLogError(
         'STORE_SCHEMA_MISSING',
-        `no seals yet: ${sealsTableOf(this.#table)} is missing; set ACTIVITY_LOG_SEAL=on so that writes are sealed (${mapped.message})`,
+        `no seals yet: ${sealsTableOf(this.#table)} is missing; set ACTIVITY_LOG_SEAL=on so that writes are sealed`,
         { cause: mapped },
       );
     }

@@ -112,7 +112,7 @@ for (const target of TARGETS) {
       expect(isActivityLogError(error, 'STORE_SCHEMA_MISSING')).toBe(true);
       expect((error as Error).message).toMatch(
         new RegExp(
-          `^no seals yet: ${table}_seals is missing; set ACTIVITY_LOG_SEAL=on so that writes are sealed \\(`,
+          `^no seals yet: ${table}_seals is missing; set ACTIVITY_LOG_SEAL=on so that writes are sealed$`,
         ),
       );
     });
