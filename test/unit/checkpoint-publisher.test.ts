@@ -27,7 +27,7 @@ function tempDir(): string {
 }
 
 interface Receiver {
-  readonly url: string;
+  url: string;
   readonly bodies: { readonly contentType: string | undefined; readonly body: string }[];
   status: number;
   /** Milliseconds before answering. */
