@@ -192,7 +192,16 @@ export class CheckpointScheduler {
     const dir = publish.dir !== null && behind('dir') ? publish.dir : null;
     const webhookUrl = publish.webhookUrl !== null && behind('webhook') ? publish.webhookUrl : null;
     if (dir === null && webhookUrl === null) return null;
-    const published = await publishCheckpoint(head, { ...publish, dir, webhookUrl });
+    let published: PublishedCheckpoint;
+    try {
+      published = await publishCheckpoint(head, { ...publish, dir, webhookUrl });
+    } catch (error) {
+      // Signing refused the head (a seals table holding what no seal can be).
+      this.#options.onWarning(
+        `checkpoint not published: ${error instanceof Error ? error.message : String(error)}${retry}`,
+      );
+      return null;
+    }
     if (published.file !== null) this.#published.set('dir', key);
     if (published.postedTo !== null) this.#published.set('webhook', key);
     for (const failure of published.failures) this.#options.onWarning(`${failure}${retry}`);

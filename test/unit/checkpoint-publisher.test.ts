@@ -204,6 +204,18 @@ describe('CheckpointScheduler', () => {
     expect(await instance.runOnce()).toBeNull();
   });
 
+  it('turns a head that cannot be signed into one warning', async () => {
+    const { instance, warnings } = scheduler({
+      dir: tempDir(),
+      webhookUrl: null,
+      heads: [{ ...HEAD, seq: 0 }],
+    });
+    expect(await instance.runOnce()).toBeNull();
+    expect(warnings).toEqual([
+      'checkpoint not published: cannot sign this checkpoint: seq is not a seal number (1 or more); trying again in 3600 s',
+    ]);
+  });
+
   it('turns a failed read of the head into one warning', async () => {
     const { instance, warnings } = scheduler({
       dir: tempDir(),
