@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isActivityLogError } from '../core/errors.js';
+import { registerCheckpointCommand } from './commands/checkpoint.js';
 import { registerFailedCommand } from './commands/failed.js';
 import { registerFlushCommand } from './commands/flush.js';
+import { registerKeygenCommand } from './commands/keygen.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerProcessCommand } from './commands/process.js';
 import { registerPruneCommand } from './commands/prune.js';
@@ -26,6 +28,8 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerPruneCommand,
   registerSpoolCommand,
   registerStatusCommand,
+  registerKeygenCommand,
+  registerCheckpointCommand,
 ];
 
 /** Exit code for a command line that is wrong (unknown command, bad flag), as opposed to a failure. */

@@ -15,6 +15,9 @@ import {
 } from './setting.js';
 import { trustProxyFromEnv, trustProxySchema } from './trust-proxy.js';
 
+/** The longest delay a Node timer takes, in whole seconds. */
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
 /** The connection's defaults; an unknown connection is reported by its own setting, so any will do. */
 function connectionOf(database: SettingGroup): DatabaseConnection {
   const connection = DB_CONNECTIONS.find((name) => name === database.connection) ?? 'sqlite';
@@ -222,6 +225,36 @@ export const SETTINGS = {
     env: 'ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS',
     schema: wholeNumber(0, 86_400),
     default: 300,
+  }),
+  /** Path of the Ed25519 private key (PEM) that signs checkpoints; `activity-log keygen` writes one. */
+  signingKeyPath: setting({
+    env: 'ACTIVITY_LOG_SIGNING_KEY',
+    schema: z.string().min(1, { error: 'expected the path of an Ed25519 private key (PEM)' }).nullable(),
+    default: null,
+    fromEnv: noneOrText,
+  }),
+  /** Directory that receives one JSON file per checkpoint, never overwritten. */
+  checkpointDir: setting({
+    env: 'ACTIVITY_LOG_CHECKPOINT_DIR',
+    schema: z.string().min(1, { error: 'expected a directory path' }).nullable(),
+    default: null,
+    fromEnv: noneOrText,
+  }),
+  /** URL each checkpoint is POSTed to as JSON. */
+  checkpointWebhook: setting({
+    env: 'ACTIVITY_LOG_CHECKPOINT_WEBHOOK',
+    schema: z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' }).nullable(),
+    default: null,
+    fromEnv: noneOrText,
+  }),
+  /**
+   * How often `serve` publishes a checkpoint when the chain head moved. At most what a Node timer
+   * can wait (2^31 - 1 ms, about 24.8 days).
+   */
+  checkpointIntervalSeconds: setting({
+    env: 'ACTIVITY_LOG_CHECKPOINT_INTERVAL_S',
+    schema: wholeNumber(1, MAX_TIMER_SECONDS),
+    default: 3600,
   }),
   host: setting({ env: 'HOST', schema: nonEmptyText, default: '127.0.0.1' }),
   port: setting({ env: 'PORT', schema: wholeNumber(0, 65_535), default: 3000 }),

@@ -211,6 +211,12 @@ export const ERROR_CATALOGUE = {
     message:
       'Activities were logged into a transaction (after-commit list) that had already committed or rolled back.',
   },
+  CHECKPOINT_INVALID: {
+    kind: 'data',
+    httpStatus: 400,
+    message:
+      'A checkpoint file cannot be read, is not JSON, or is not a checkpoint in the format this library writes.',
+  },
 } as const satisfies Readonly<Record<string, ErrorMeaning>>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

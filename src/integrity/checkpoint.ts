@@ -58,12 +58,19 @@ export interface Checkpoint {
   readonly signature: string;
 }
 
-/** What a checkpoint states. */
-export interface CheckpointHead {
+/**
+ * The head of a table's seal chain: its newest seal's `seq` and hash, and how many rows seals
+ * 1…`seq` seal together (the sum of their `row_count`).
+ */
+export interface ChainHead {
   readonly table: string;
   readonly seq: number;
   readonly sealHash: Uint8Array;
   readonly totalRows: number;
+}
+
+/** What a checkpoint states: a chain head, and when it was signed. */
+export interface CheckpointHead extends ChainHead {
   readonly issuedAt: Date;
 }
 
@@ -77,6 +84,7 @@ export interface SigningKeyPair {
 const HEX_HASH = /^[0-9a-f]{64}$/;
 const ISO_MS_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const ED25519_SIGNATURE_BYTES = 64;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** A new Ed25519 key pair for signing checkpoints. */
 export function generateSigningKeyPair(): SigningKeyPair {
@@ -128,10 +136,9 @@ export function signCheckpoint(head: CheckpointHead, privateKeyPem: string): Che
  * that key's signature.
  */
 export function checkpointProblem(checkpoint: unknown, publicKeyPem: string): string | null {
-  if (!isRecord(checkpoint) || !isRecord(checkpoint.body)) return 'a checkpoint is an object with a body';
-  const body = checkpoint.body as unknown as CheckpointBody;
-  const problem = bodyProblem(body);
+  const problem = checkpointFormatProblem(checkpoint);
   if (problem !== null) return problem;
+  const { body, signature } = checkpoint as Checkpoint;
   let publicKey: KeyObject;
   try {
     publicKey = createPublicKey(publicKeyPem);
@@ -141,14 +148,29 @@ export function checkpointProblem(checkpoint: unknown, publicKeyPem: string): st
   if (publicKey.asymmetricKeyType !== 'ed25519') return 'the public key is not an Ed25519 key';
   if (body.key_id !== publicKeyId(publicKey))
     return `the checkpoint is signed by key ${body.key_id}, not this one`;
-  const signature =
-    typeof checkpoint.signature === 'string' ? Buffer.from(checkpoint.signature, 'base64') : null;
-  if (signature === null || signature.length !== ED25519_SIGNATURE_BYTES) {
-    return 'the signature is not 64 bytes of base64';
-  }
-  return verify(null, checkpointSignedBytes(body), publicKey, signature)
+  return verify(null, checkpointSignedBytes(body), publicKey, Buffer.from(signature, 'base64'))
     ? null
     : 'the signature does not match the body';
+}
+
+/**
+ * What keeps a value (read from a file, so of any shape) from being a checkpoint, signature
+ * unchecked, or null when it has a well-formed body and 64 bytes of base64 as its signature.
+ */
+export function checkpointFormatProblem(checkpoint: unknown): string | null {
+  if (!isRecord(checkpoint) || !isRecord(checkpoint.body)) return 'a checkpoint is an object with a body';
+  const problem = bodyProblem(checkpoint.body as unknown as CheckpointBody);
+  if (problem !== null) return problem;
+  const { signature } = checkpoint;
+  if (
+    typeof signature !== 'string' ||
+    !BASE64.test(signature) ||
+    Buffer.from(signature, 'base64').length !== ED25519_SIGNATURE_BYTES
+  ) {
+    return 'the signature is not 64 bytes of base64';
+  }
+  const keys = Object.keys(checkpoint).sort().join(',');
+  return keys === 'body,signature' ? null : `the checkpoint has other fields (${keys})`;
 }
 
 /** Whether a checkpoint is well formed and signed by the key `publicKeyPem` (see {@link checkpointProblem}). */

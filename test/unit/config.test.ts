@@ -138,6 +138,38 @@ describe('loadConfig', () => {
     );
   });
 
+  it('reads the checkpoint settings: key path, directory, webhook and a whole-second interval', () => {
+    expect(loadConfig({ env: {} })).toMatchObject({
+      signingKeyPath: null,
+      checkpointDir: null,
+      checkpointWebhook: null,
+      checkpointIntervalSeconds: 3600,
+    });
+    const config = loadConfig({
+      env: {
+        ACTIVITY_LOG_SIGNING_KEY: '/etc/activity-log/signing-key.pem',
+        ACTIVITY_LOG_CHECKPOINT_DIR: '/var/lib/activity-log/checkpoints',
+        ACTIVITY_LOG_CHECKPOINT_WEBHOOK: 'https://checkpoints.example/in',
+        ACTIVITY_LOG_CHECKPOINT_INTERVAL_S: '600',
+      },
+    });
+    expect(config).toMatchObject({
+      signingKeyPath: '/etc/activity-log/signing-key.pem',
+      checkpointDir: '/var/lib/activity-log/checkpoints',
+      checkpointWebhook: 'https://checkpoints.example/in',
+      checkpointIntervalSeconds: 600,
+    });
+    expect(loadConfig({ env: { ACTIVITY_LOG_SIGNING_KEY: 'null' } }).signingKeyPath).toBeNull();
+    expect(configError({ ACTIVITY_LOG_CHECKPOINT_WEBHOOK: 'ftp://checkpoints.example/in' })).toBe(
+      'ACTIVITY_LOG_CHECKPOINT_WEBHOOK=(hidden) is not allowed: expected an http(s) URL',
+    );
+    for (const bad of ['0', '1.5', 'hourly', '9999999999']) {
+      expect(configError({ ACTIVITY_LOG_CHECKPOINT_INTERVAL_S: bad }), bad).toBe(
+        `ACTIVITY_LOG_CHECKPOINT_INTERVAL_S="${bad}" is not allowed: expected a whole number from 1 to 2147483`,
+      );
+    }
+  });
+
   it('lets options override the environment', () => {
     const config = loadConfig({
       env: { ACTIVITY_LOG_METHOD: 'batch' },

@@ -50,6 +50,7 @@ const MEANING: Readonly<Record<ErrorCode, { status: number; data: boolean; outag
   MONITORING_UNAVAILABLE: { status: 503, data: false, outage: false },
   SPOOL_FULL: { status: 503, data: false, outage: false },
   TRANSACTION_SETTLED: { status: 500, data: false, outage: false },
+  CHECKPOINT_INVALID: { status: 400, data: true, outage: false },
 };
 
 const codes = Object.keys(ERROR_CODES) as ErrorCode[];

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   type Checkpoint,
   checkpointFileName,
+  checkpointFormatProblem,
   checkpointProblem,
   checkpointSignedBytes,
   generateSigningKeyPair,
@@ -121,6 +122,21 @@ describe('checkpoint', () => {
     expect(problemOf(tamper(checkpoint, { note: 'x' }))).toMatch(/other fields/);
     expect(problemOf({ ...checkpoint, signature: 'abc' })).toBe('the signature is not 64 bytes of base64');
     expect(checkpointProblem(checkpoint, 'not a key')).toBe('the public key is not a PEM public key');
+  });
+
+  it('checks the form of a checkpoint without a key', () => {
+    const checkpoint = signCheckpoint(HEAD, RFC8032_PRIVATE_KEY);
+    expect(checkpointFormatProblem(JSON.parse(JSON.stringify(checkpoint)))).toBeNull();
+    expect(checkpointFormatProblem({ ...checkpoint, signature: 'not base64!' })).toBe(
+      'the signature is not 64 bytes of base64',
+    );
+    expect(checkpointFormatProblem({ ...checkpoint, signature: Buffer.alloc(63).toString('base64') })).toBe(
+      'the signature is not 64 bytes of base64',
+    );
+    expect(checkpointFormatProblem({ ...checkpoint, note: 'x' })).toBe(
+      'the checkpoint has other fields (body,note,signature)',
+    );
+    expect(checkpointFormatProblem([])).toBe('a checkpoint is an object with a body');
   });
 
   it('refuses to sign with a key that is not Ed25519', () => {

@@ -10,6 +10,7 @@ import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
 import { createActivityLogServer } from '../../http/create-activity-log-server.js';
 import type { Monitoring } from '../../metrics/monitoring.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
+import { type CheckpointPublishing, startCheckpointPublishing } from '../../runtime/checkpoint-publisher.js';
 import {
   type ActivityLog,
   type ComposedActivityLog,
@@ -66,6 +67,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
   let app: FastifyInstance | null = null;
   let retention: RetentionScheduler | null = null;
   let monitoring: Monitoring | null = null;
+  let checkpoints: CheckpointPublishing | null = null;
   const migration = migrateInBackground(composed);
   try {
     try {
@@ -75,6 +77,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       worker = await startWorkerIfAsked(flags.worker === true, composed.config, store, composed.events);
       if (worker !== null) stopWhenWorkerStops(stop, worker);
       retention = startRetention(composed.config, store);
+      checkpoints = await startCheckpoints(composed.config);
       monitoring = startMonitoring({ config, collector: composed.collector, worker });
       app = createActivityLogServer(composed, {
         config,
@@ -90,6 +93,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       // The start-up error is the one to report; a failing clean-up after it would only hide it.
       await migration.stop();
       await retention?.stop();
+      await checkpoints?.close().catch(() => undefined);
       await shutDown(app, worker, activityLog, monitoring).catch(() => undefined);
       throw error;
     }
@@ -97,6 +101,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
     process.stderr.write(`activity-log: ${reason}: shutting down\n`);
     await migration.stop();
     await retention?.stop();
+    await checkpoints?.close();
     await shutDown(app, worker, activityLog, monitoring);
     process.stdout.write('stopped\n');
   } finally {
@@ -168,6 +173,31 @@ function hostFlag(value: string | undefined): string | undefined {
     );
   }
   return value;
+}
+
+/**
+ * Signed checkpoints every `ACTIVITY_LOG_CHECKPOINT_INTERVAL_S` while the chain head moves, with a
+ * signing key and a destination configured; one line per checkpoint published, one warning per
+ * failure. A key set without a destination (or the reverse) is said once at start-up.
+ */
+async function startCheckpoints(config: Config): Promise<CheckpointPublishing | null> {
+  const destination = config.checkpointDir !== null || config.checkpointWebhook !== null;
+  if ((config.signingKeyPath === null) !== !destination) {
+    process.stderr.write(
+      config.signingKeyPath === null
+        ? 'activity-log: warning: ACTIVITY_LOG_CHECKPOINT_DIR or ACTIVITY_LOG_CHECKPOINT_WEBHOOK is set but ACTIVITY_LOG_SIGNING_KEY is not: no checkpoints are published\n'
+        : 'activity-log: warning: ACTIVITY_LOG_SIGNING_KEY is set but neither ACTIVITY_LOG_CHECKPOINT_DIR nor ACTIVITY_LOG_CHECKPOINT_WEBHOOK: no checkpoints are published\n',
+    );
+  }
+  return startCheckpointPublishing(config, {
+    onPublished: ({ checkpoint, file, postedTo }) => {
+      const places = [file, postedTo].filter((place) => place !== null).join(' and ');
+      process.stdout.write(
+        `checkpoint of ${checkpoint.body.table} at seal ${checkpoint.body.seq} (${checkpoint.body.total_rows} rows) published to ${places}\n`,
+      );
+    },
+    onWarning: (line) => process.stderr.write(`activity-log: warning: ${line}\n`),
+  });
 }
 
 /**
