@@ -54,7 +54,7 @@ const TARGETS: readonly Target[] = [
     drop: async (table) => {
       const admin = await mysql.createConnection(MARIADB_TARGET.url);
       try {
-        await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\``);
+        await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``);
       } finally {
         await admin.end();
       }
@@ -68,7 +68,7 @@ const TARGETS: readonly Target[] = [
       const admin = new pg.Client({ connectionString: POSTGRES_TARGET.url });
       await admin.connect();
       try {
-        await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations"`);
+        await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations", "${table}_seals"`);
       } finally {
         await admin.end();
       }

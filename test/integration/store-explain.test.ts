@@ -93,7 +93,9 @@ const TARGETS: readonly ExplainTarget[] = [
           };
         },
         drop: async (table) => {
-          await connection.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\``);
+          await connection.query(
+            `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``,
+          );
         },
         close: () => connection.end(),
       };
@@ -123,7 +125,7 @@ const TARGETS: readonly ExplainTarget[] = [
           return { indexes: [...plan.matchAll(/"Index Name": "([^"]+)"/g)].map((match) => match[1]!), plan };
         },
         drop: async (table) => {
-          await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations"`);
+          await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations", "${table}_seals"`);
         },
         close: () => client.end(),
       };

@@ -65,7 +65,7 @@ const TARGETS: readonly Target[] = [
     drop: async (table) => {
       const admin = await mysql.createConnection(MYSQL_URL);
       try {
-        await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\``);
+        await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``);
       } finally {
         await admin.end();
       }
@@ -78,7 +78,7 @@ const TARGETS: readonly Target[] = [
       const admin = new pg.Client({ connectionString: POSTGRES_URL });
       await admin.connect();
       try {
-        await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations"`);
+        await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations", "${table}_seals"`);
       } finally {
         await admin.end();
       }

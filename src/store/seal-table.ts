@@ -1,0 +1,178 @@
+import { type Kysely, sql } from 'kysely';
+import type { Activity } from '../core/activity.js';
+import { activityLeafHash, type ErasableField } from '../integrity/activity-leaf.js';
+import { HASH_BYTES, merkleRoot } from '../integrity/merkle-tree.js';
+import { nextSeal, type Seal } from '../integrity/seal-hash.js';
+import { type ActivityDatabase, sealsTableName } from './activity-table.js';
+import type { StoreDialect } from './store-dialect.js';
+
+/**
+ * `<table>_seals`, the chain of seals of an activity table (`integrity/seal-hash.ts` says what a
+ * seal is), and how a transaction appends to it.
+ *
+ * Row seq 0 is the anchor, not a seal: its fields are zero and the chain starts after it (seal 1
+ * chains to the genesis hash). A sealing transaction first locks it (`SELECT … FOR UPDATE`), so
+ * concurrent writers queue there, once per transaction and never per row; the holder then reads
+ * the head with a locking read, which sees the newest committed seal under any isolation level.
+ * Locking the newest seal itself would not do: a writer waiting for it reads that seal again once
+ * it is released, not the one appended meanwhile, and would append a duplicate `seq`. On SQLite a
+ * transaction that has written holds the database's only write lock, so no lock clause is needed.
+ *
+ * Hashes are stored as 64 lowercase hex digits, `sealed_at` at millisecond precision.
+ */
+
+/** The columns of `<table>_seals`, in order; `seq` is the primary key. */
+export const SEALS_TABLE_COLUMNS = Object.freeze([
+  { name: 'seq', kind: 'sequence' },
+  { name: 'root', kind: 'hash' },
+  { name: 'row_count', kind: 'sequence' },
+  { name: 'prev_hash', kind: 'hash' },
+  { name: 'hash', kind: 'hash' },
+  { name: 'sealed_at', kind: 'timestamp' },
+] as const);
+
+/** A row of `<table>_seals` as the drivers return it. */
+export interface SealRow {
+  readonly seq: number | string;
+  readonly root: string;
+  readonly row_count: number | string;
+  readonly prev_hash: string;
+  readonly hash: string;
+  readonly sealed_at: unknown;
+}
+
+const ZERO_HASH = Buffer.alloc(HASH_BYTES);
+
+/** The anchor row, seq 0, that sealing transactions lock. */
+export const GENESIS_ROW: Seal = Object.freeze({
+  seq: 0,
+  root: ZERO_HASH,
+  row_count: 0,
+  prev_hash: ZERO_HASH,
+  hash: ZERO_HASH,
+  sealed_at: new Date(0),
+});
+
+/** Ids per `UPDATE … WHERE id IN`, under SQLite's bound-parameter limit. */
+const IDS_PER_UPDATE = 10_000;
+
+export const sealsTable = sealsTableName;
+
+/** A seal's column values in {@link SEALS_TABLE_COLUMNS} order, as parameters. */
+export function sealRowValues(seal: Seal, dialect: StoreDialect): unknown[] {
+  return [
+    seal.seq,
+    seal.root.toString('hex'),
+    seal.row_count,
+    seal.prev_hash.toString('hex'),
+    seal.hash.toString('hex'),
+    dialect.encodeTimestamp(seal.sealed_at),
+  ];
+}
+
+/**
+ * A stored seal. A hash that is not 64 hex digits (tampered with) reads as the bytes it spells, so
+ * its seal fails the hash check rather than the read.
+ */
+export function decodeSealRow(row: SealRow, dialect: StoreDialect): Seal {
+  return Object.freeze({
+    seq: Number(row.seq),
+    root: hexBytes(row.root),
+    row_count: Number(row.row_count),
+    prev_hash: hexBytes(row.prev_hash),
+    hash: hexBytes(row.hash),
+    sealed_at: dialect.decodeTimestamp(row.sealed_at),
+  });
+}
+
+function hexBytes(text: string): Buffer {
+  const trimmed = String(text).trim();
+  return /^[0-9a-f]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : Buffer.from(trimmed, 'utf8');
+}
+
+/** A row a sealing statement stored, with the salt it was stored with. */
+export interface SaltedActivity {
+  readonly activity: Activity;
+  readonly salt: Buffer;
+}
+
+/** What one seal will close: its rows' ids in `id` order and the Merkle root of their leaves. */
+export interface PendingSeal {
+  readonly ids: readonly string[];
+  readonly root: Buffer;
+}
+
+/** The rows in `id` order and the root of their leaves: the work done before the head is locked. */
+export function pendingSeal(
+  rows: readonly SaltedActivity[],
+  erasableFields: readonly ErasableField[],
+): PendingSeal {
+  const sorted = [...rows].sort((a, b) => (a.activity.id < b.activity.id ? -1 : 1));
+  const leaves = sorted.map((row) => activityLeafHash(row.activity, { salt: row.salt, erasableFields }));
+  return { ids: sorted.map((row) => row.activity.id), root: merkleRoot(leaves) };
+}
+
+/** Where the seals of `table` are, and how to speak to its database. */
+export interface SealTarget {
+  readonly table: string;
+  readonly dialect: StoreDialect;
+}
+
+/**
+ * Locks the chain head of `table` until the transaction ends and returns it (null before seal 1).
+ * An anchor row that is missing (deleted by hand) is put back first.
+ */
+export async function lockChainHead(trx: Kysely<ActivityDatabase>, target: SealTarget): Promise<Seal | null> {
+  const { dialect } = target;
+  const seals = sql.table(sealsTable(target.table));
+  const lock = sql.raw(dialect.lockRowsClause);
+  const anchor = await sql`SELECT ${sql.id('seq')} FROM ${seals} WHERE ${sql.id('seq')} = 0 ${lock}`.execute(
+    trx,
+  );
+  if (anchor.rows.length === 0) {
+    await insertSealRow(trx, target, GENESIS_ROW, dialect.skipDuplicateKeyClause('seq'));
+    await sql`SELECT ${sql.id('seq')} FROM ${seals} WHERE ${sql.id('seq')} = 0 ${lock}`.execute(trx);
+  }
+  const { rows } =
+    await sql<SealRow>`SELECT * FROM ${seals} ORDER BY ${sql.id('seq')} DESC LIMIT 1 ${lock}`.execute(trx);
+  const head = rows[0] === undefined ? null : decodeSealRow(rows[0], dialect);
+  return head === null || head.seq === 0 ? null : head;
+}
+
+/**
+ * Appends one seal per pending seal after `head` (locked by {@link lockChainHead} in the same
+ * transaction) and stamps each seal's rows with its `seq`. Resolves to the new head.
+ */
+export async function appendSeals(
+  trx: Kysely<ActivityDatabase>,
+  target: SealTarget,
+  head: Seal | null,
+  pending: readonly PendingSeal[],
+  sealedAt: Date = new Date(),
+): Promise<Seal | null> {
+  let previous = head;
+  for (const { ids, root } of pending) {
+    if (ids.length === 0) continue;
+    const seal = nextSeal(previous, { root, rowCount: ids.length, sealedAt });
+    await insertSealRow(trx, target, seal, '');
+    for (let start = 0; start < ids.length; start += IDS_PER_UPDATE) {
+      const slice = ids.slice(start, start + IDS_PER_UPDATE);
+      await sql`UPDATE ${sql.table(target.table)} SET ${sql.id('seal_seq')} = ${seal.seq} WHERE ${sql.id(
+        'id',
+      )} IN (${sql.join(slice)})`.execute(trx);
+    }
+    previous = seal;
+  }
+  return previous;
+}
+
+async function insertSealRow(
+  db: Kysely<ActivityDatabase>,
+  target: SealTarget,
+  seal: Seal,
+  suffix: string,
+): Promise<void> {
+  await sql`INSERT INTO ${sql.table(sealsTable(target.table))} (${sql.join(
+    SEALS_TABLE_COLUMNS.map((column) => sql.id(column.name)),
+  )}) VALUES (${sql.join(sealRowValues(seal, target.dialect))}) ${sql.raw(suffix)}`.execute(db);
+}
