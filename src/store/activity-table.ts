@@ -73,8 +73,8 @@ function columnOf(field: ActivityFieldDefinition & { readonly column: ActivityCo
 /** The current table's columns. Column order is also the parameter order of every INSERT. */
 export const ACTIVITY_COLUMNS: readonly ColumnDefinition[] = Object.freeze(ACTIVITY_FIELDS.map(columnOf));
 
-/** Columns an INSERT writes per row at most: every activity column, and `seal_salt` when sealing. */
-export const INSERT_COLUMN_COUNT = ACTIVITY_COLUMNS.length + 1;
+/** Columns an INSERT writes per row at most: every activity column, and `seal_salt`, `seal_seq` when sealing. */
+export const INSERT_COLUMN_COUNT = ACTIVITY_COLUMNS.length + 2;
 
 /** The columns the migration to `version` adds, in column order. */
 export function columnsAddedIn(version: number): readonly ColumnDefinition[] {

@@ -10,7 +10,7 @@ import {
 } from '../core/activity-fields.js';
 import { propertiesJson } from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
-import { checkErasableFields, type ErasableField, generateSalt } from '../integrity/activity-leaf.js';
+import { checkErasableFields, type ErasableField } from '../integrity/activity-leaf.js';
 import { decodeActivityRow } from './activity-row-codec.js';
 import {
   type ActivityPage,
@@ -27,12 +27,12 @@ import type { ActivityColumn, ActivityDatabase, ActivityRow } from './activity-t
 import { migrateSchema } from './migrations/migrate-schema.js';
 import { decodeCursor, encodeCursor, type QueryCursor } from './query-cursor.js';
 import {
-  appendSeals,
+  insertSeal,
+  type LeafedActivity,
+  leafedActivity,
   lockChainHead,
-  type PendingSeal,
-  pendingSeal,
-  type SaltedActivity,
   type SealTarget,
+  sealOver,
 } from './seal-table.js';
 import type { StoreDialect } from './store-dialect.js';
 
@@ -51,8 +51,8 @@ export function sealOptionsOf(config: Pick<DatabaseConfig, 'seal' | 'erasableFie
 
 const NO_SEAL: SealOptions = Object.freeze({ seal: false, erasableFields: Object.freeze([]) });
 
-/** A chunk of a sealed insert: its rows by id (the first of a repeated id), each with its salt. */
-type SaltedChunk = Map<string, SaltedActivity>;
+/** The rows of a sealed insert by id (the first of a repeated id), each with its salt and leaf. */
+type LeafedRows = Map<string, LeafedActivity>;
 
 const DEFAULT_PRUNE_CHUNK = 1000;
 /** Ids per DELETE; also keeps the id list under SQLite's bound-parameter limit. */
@@ -138,46 +138,51 @@ export class KyselyStore implements ActivityStore {
   }
 
   /**
-   * One transaction: each chunk's INSERT (every row with a fresh salt), then the chain head locked
-   * once, and one seal per statement that stored rows. Which rows a statement stored is told by
-   * their salt: `RETURNING id, seal_salt` where the server has it, a lookup of the chunk's ids in
-   * the same transaction where not (MySQL). A row skipped as a duplicate comes back with the salt
-   * it was stored with before, never this insert's, so it joins no seal a second time.
+   * One transaction: the chain head locked first, then each chunk's INSERT (every row with a fresh
+   * salt and the `seal_seq` of the seal it will join), and one seal per statement that stored
+   * rows. Which rows a statement stored is told by their salt: `RETURNING id, seal_salt` where the
+   * server has it, a lookup of the chunk's ids in the same transaction where not (MySQL). A row
+   * skipped as a duplicate comes back with the salt it was stored with before, never this
+   * insert's, and keeps its own seal. Leaves are made before the head is locked.
    *
-   * Read committed (SQLite has one writer and ignores it): under MySQL's repeatable read, the
-   * UPDATE that stamps `seal_seq` may lock rows it only scans, among them rows another writer has
-   * inserted and not yet committed while it waits for the head, and the two deadlock.
+   * Read committed (SQLite has one writer and ignores it), so that under MySQL no statement locks
+   * rows it only scans.
    */
   #insertSealed(activities: readonly Activity[]): Promise<number> {
     const target: SealTarget = { table: this.#table, dialect: this.#dialect };
+    const leafed: LeafedRows = new Map();
+    for (const activity of activities) {
+      if (!leafed.has(activity.id))
+        leafed.set(activity.id, leafedActivity(activity, this.#seal.erasableFields));
+    }
     return this.#db
       .transaction()
       .setIsolationLevel('read committed')
       .execute(async (trx) => {
         const returning = await this.#dialect.insertReturning(trx);
-        const pending: PendingSeal[] = [];
+        let head = await lockChainHead(trx, target);
+        const sealedAt = new Date();
         let inserted = 0;
         for (let start = 0; start < activities.length; ) {
-          const salted: SaltedChunk = new Map();
-          const chunk = this.#insertChunk(activities, start, salted);
-          const text = this.#insertSql(chunk.rows, returning ? 'returning' : 'salted');
+          const chunk = this.#insertChunk(activities, start, { rows: leafed, seq: (head?.seq ?? 0) + 1 });
+          const text = this.#insertSql(chunk.rows, returning ? 'returning' : 'sealed');
           const result = await trx.executeQuery<{ id: string; seal_salt: string | null }>(
             CompiledQuery.raw(text, chunk.parameters),
           );
-          const stored = returning ? result.rows : await this.#saltsOf(trx, [...salted.keys()]);
-          const rows: SaltedActivity[] = [];
+          const stored = returning ? result.rows : await this.#saltsOf(trx, chunk.ids);
+          const rows: LeafedActivity[] = [];
           for (const row of stored) {
-            const candidate = salted.get(row.id);
+            const candidate = leafed.get(row.id);
             if (candidate !== undefined && candidate.salt.toString('hex') === row.seal_salt)
               rows.push(candidate);
           }
-          if (rows.length > 0) pending.push(pendingSeal(rows, this.#seal.erasableFields));
-          inserted += rows.length;
+          if (rows.length > 0) {
+            head = sealOver(head, rows, sealedAt);
+            await insertSeal(trx, target, head);
+            inserted += rows.length;
+          }
           start = chunk.end;
         }
-        if (pending.length === 0) return 0;
-        const head = await lockChainHead(trx, target);
-        await appendSeals(trx, target, head, pending);
         return inserted;
       });
   }
@@ -286,16 +291,17 @@ export class KyselyStore implements ActivityStore {
     }
   }
 
-  /** The rows from `start` that fit one INSERT; with `salted`, each gets a salt, recorded there. */
+  /** The rows from `start` that fit one INSERT; with `sealed`, each with its salt and `seal_seq`. */
   #insertChunk(
     activities: readonly Activity[],
     start: number,
-    salted?: SaltedChunk,
-  ): { end: number; rows: number; parameters: unknown[] } {
+    sealed?: { readonly rows: LeafedRows; readonly seq: number },
+  ): { end: number; rows: number; parameters: unknown[]; ids: string[] } {
     const { maxRowsPerInsert } = this.capabilities;
     const { maxInsertChars } = this.#dialect;
     const encodeTimestamp = this.#dialect.encodeTimestamp;
     const parameters: unknown[] = [];
+    const ids: string[] = [];
     let chars = 0;
     let end = start;
     while (end < activities.length && end - start < maxRowsPerInsert) {
@@ -316,18 +322,14 @@ export class KyselyStore implements ActivityStore {
               : values[property],
         );
       }
-      if (salted !== undefined) {
-        // A repeated id keeps the first salt: the row stored is the first of them.
-        let entry = salted.get(activity.id);
-        if (entry === undefined) {
-          entry = { activity, salt: generateSalt() };
-          salted.set(activity.id, entry);
-        }
-        parameters.push(entry.salt.toString('hex'));
+      if (sealed !== undefined) {
+        // A repeated id has the first one's salt: the row stored is the first of them.
+        parameters.push(sealed.rows.get(activity.id)!.salt.toString('hex'), sealed.seq);
+        ids.push(activity.id);
       }
       end++;
     }
-    return { end, rows: end - start, parameters };
+    return { end, rows: end - start, parameters, ids };
   }
 
   /**
@@ -335,12 +337,13 @@ export class KyselyStore implements ActivityStore {
    * about 1.5 ms of CPU building and compiling a 1000-row insert on the hot write path. The text
    * depends only on the row count, so recent sizes are cached.
    */
-  #insertSql(rowCount: number, form: 'plain' | 'salted' | 'returning'): string {
+  #insertSql(rowCount: number, form: 'plain' | 'sealed' | 'returning'): string {
     const key = `${form}:${rowCount}`;
     const cached = this.#insertSqlCache.get(key);
     if (cached !== undefined) return cached;
     const dialect = this.#dialect;
-    const names: readonly string[] = form === 'plain' ? COLUMN_NAMES : [...COLUMN_NAMES, 'seal_salt'];
+    const names: readonly string[] =
+      form === 'plain' ? COLUMN_NAMES : [...COLUMN_NAMES, 'seal_salt', 'seal_seq'];
     const columns = names.map((name) => dialect.quoteIdentifier(name)).join(', ');
     const rows: string[] = [];
     let index = 0;

@@ -2,11 +2,11 @@ import { Kysely, sql } from 'kysely';
 import type { DatabaseConfig } from '../config/config.js';
 import { ACTIVITY_FIELDS } from '../core/activity-fields.js';
 import { ActivityLogError } from '../core/errors.js';
-import { checkErasableFields, generateSalt } from '../integrity/activity-leaf.js';
+import { checkErasableFields } from '../integrity/activity-leaf.js';
 import { decodeActivityRow } from './activity-row-codec.js';
 import type { ActivityDatabase, ActivityRow } from './activity-table.js';
 import { DIALECT_REGISTRY } from './dialect-registry.js';
-import { appendSeals, lockChainHead, pendingSeal, type SaltedActivity } from './seal-table.js';
+import { insertSeal, leafedActivity, lockChainHead, sealOver, stampRows } from './seal-table.js';
 
 /** Rows per seal `seal --backfill` writes by default, and at most. */
 export const DEFAULT_BACKFILL_CHUNK = 1000;
@@ -58,17 +58,23 @@ export async function backfillSeals(
             'id',
           )} LIMIT ${chunkSize} ${sql.raw(dialect.lockRowsClause)}`.execute(trx);
           if (unsealed.length === 0) return 0;
-          const salted: SaltedActivity[] = unsealed.map((row) => ({
-            activity: decodeActivityRow(row, dialect),
-            salt: generateSalt(),
-          }));
+          const salted = unsealed.map((row) =>
+            leafedActivity(decodeActivityRow(row, dialect), erasableFields),
+          );
           await sql`UPDATE ${sql.table(config.table)} SET ${sql.id('seal_salt')} = CASE ${sql.id('id')} ${sql.join(
             salted.map(({ activity, salt }) => sql`WHEN ${activity.id} THEN ${salt.toString('hex')}`),
             sql` `,
           )} END WHERE ${sql.id('id')} IN (${sql.join(salted.map(({ activity }) => activity.id))})`.execute(
             trx,
           );
-          await appendSeals(trx, target, head, [pendingSeal(salted, erasableFields)]);
+          const seal = sealOver(head, salted, new Date());
+          await insertSeal(trx, target, seal);
+          await stampRows(
+            trx,
+            target,
+            seal.seq,
+            salted.map(({ activity }) => activity.id),
+          );
           return salted.length;
         });
       if (sealed === 0) break;

@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { Activity } from '../core/activity.js';
-import { activityLeafHash, type ErasableField } from '../integrity/activity-leaf.js';
+import { activityLeafHash, type ErasableField, generateSalt } from '../integrity/activity-leaf.js';
 import { HASH_BYTES, merkleRoot } from '../integrity/merkle-tree.js';
 import { nextSeal, type Seal } from '../integrity/seal-hash.js';
 import { type ActivityDatabase, sealsTableName } from './activity-table.js';
@@ -14,6 +14,8 @@ import type { StoreDialect } from './store-dialect.js';
  * chains to the genesis hash). A sealing transaction first locks it (`SELECT … FOR UPDATE`), so
  * concurrent writers queue there, once per transaction and never per row; the holder then reads
  * the head with a locking read, which sees the newest committed seal under any isolation level.
+ * A sealed insert takes the head before its INSERT, so each row is written with its `seal_seq`
+ * and never rewritten: an UPDATE stamping the rows afterwards costs as much as the INSERT.
  * Locking the newest seal itself would not do: a writer waiting for it reads that seal again once
  * it is released, not the one appended meanwhile, and would append a duplicate `seq`. On SQLite a
  * transaction that has written holds the database's only write lock, so no lock clause is needed.
@@ -96,20 +98,25 @@ export interface SaltedActivity {
   readonly salt: Buffer;
 }
 
-/** What one seal will close: its rows' ids in `id` order and the Merkle root of their leaves. */
-export interface PendingSeal {
-  readonly ids: readonly string[];
-  readonly root: Buffer;
+/** A row ready to seal: its salt and its leaf, made before the head is locked. */
+export interface LeafedActivity extends SaltedActivity {
+  readonly leaf: Buffer;
 }
 
-/** The rows in `id` order and the root of their leaves: the work done before the head is locked. */
-export function pendingSeal(
-  rows: readonly SaltedActivity[],
-  erasableFields: readonly ErasableField[],
-): PendingSeal {
+/** The row with a fresh salt and the leaf it makes with it. */
+export function leafedActivity(activity: Activity, erasableFields: readonly ErasableField[]): LeafedActivity {
+  const salt = generateSalt();
+  return { activity, salt, leaf: activityLeafHash(activity, { salt, erasableFields }) };
+}
+
+/** The seal after `previous` closing `rows` (in any order: they are sealed in `id` order). */
+export function sealOver(previous: Seal | null, rows: readonly LeafedActivity[], sealedAt: Date): Seal {
   const sorted = [...rows].sort((a, b) => (a.activity.id < b.activity.id ? -1 : 1));
-  const leaves = sorted.map((row) => activityLeafHash(row.activity, { salt: row.salt, erasableFields }));
-  return { ids: sorted.map((row) => row.activity.id), root: merkleRoot(leaves) };
+  return nextSeal(previous, {
+    root: merkleRoot(sorted.map((row) => row.leaf)),
+    rowCount: sorted.length,
+    sealedAt,
+  });
 }
 
 /** Where the seals of `table` are, and how to speak to its database. */
@@ -139,31 +146,24 @@ export async function lockChainHead(trx: Kysely<ActivityDatabase>, target: SealT
   return head === null || head.seq === 0 ? null : head;
 }
 
-/**
- * Appends one seal per pending seal after `head` (locked by {@link lockChainHead} in the same
- * transaction) and stamps each seal's rows with its `seq`. Resolves to the new head.
- */
-export async function appendSeals(
+/** Appends `seal` after the head locked by {@link lockChainHead} in the same transaction. */
+export function insertSeal(trx: Kysely<ActivityDatabase>, target: SealTarget, seal: Seal): Promise<void> {
+  return insertSealRow(trx, target, seal, '');
+}
+
+/** Stamps rows already stored with the seal that closes them. */
+export async function stampRows(
   trx: Kysely<ActivityDatabase>,
   target: SealTarget,
-  head: Seal | null,
-  pending: readonly PendingSeal[],
-  sealedAt: Date = new Date(),
-): Promise<Seal | null> {
-  let previous = head;
-  for (const { ids, root } of pending) {
-    if (ids.length === 0) continue;
-    const seal = nextSeal(previous, { root, rowCount: ids.length, sealedAt });
-    await insertSealRow(trx, target, seal, '');
-    for (let start = 0; start < ids.length; start += IDS_PER_UPDATE) {
-      const slice = ids.slice(start, start + IDS_PER_UPDATE);
-      await sql`UPDATE ${sql.table(target.table)} SET ${sql.id('seal_seq')} = ${seal.seq} WHERE ${sql.id(
-        'id',
-      )} IN (${sql.join(slice)})`.execute(trx);
-    }
-    previous = seal;
+  seq: number,
+  ids: readonly string[],
+): Promise<void> {
+  for (let start = 0; start < ids.length; start += IDS_PER_UPDATE) {
+    const slice = ids.slice(start, start + IDS_PER_UPDATE);
+    await sql`UPDATE ${sql.table(target.table)} SET ${sql.id('seal_seq')} = ${seq} WHERE ${sql.id(
+      'id',
+    )} IN (${sql.join(slice)})`.execute(trx);
   }
-  return previous;
 }
 
 async function insertSealRow(
