@@ -12,6 +12,8 @@ import { type ChainReport, verifyChain } from '../../src/integrity/verify-chain.
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
+import { DIALECT_REGISTRY } from '../../src/store/dialect-registry.js';
+import { KyselyStore, sealOptionsOf } from '../../src/store/kysely-store.js';
 import { backfillSeals } from '../../src/store/seal-backfill.js';
 import { openSealReader } from '../../src/store/seal-reader.js';
 import { toSqlTimestamp } from '../../src/store/sql-timestamp.js';
@@ -248,6 +250,26 @@ for (const target of TARGETS) {
       expect(await sealed.store.insertMany([...rows.slice(0, 4), ...more, rows[0]!])).toBe(3);
       expect(await sealCounts(sealed)).toEqual([10, 3]);
       expect(await verify(sealed.config)).toMatchObject({ intact: true, rows: 13, seals: 2 });
+    });
+
+    test('without INSERT … RETURNING (MySQL) the rows stored are looked up in the transaction', async ({
+      defer,
+    }) => {
+      const sealed = await sealedTable(defer);
+      const { database } = sealed.config;
+      const dialect = DIALECT_REGISTRY[database.connection].create(database);
+      const store = new KyselyStore(
+        { ...dialect, insertReturning: async () => false },
+        database.table,
+        sealOptionsOf(database),
+      );
+      defer(() => store.close());
+      const rows = batch(8);
+      expect(await store.insertMany(rows)).toBe(8);
+      expect(await store.insertMany(rows)).toBe(0);
+      expect(await store.insertMany([...batch(2, 8), ...rows.slice(0, 3)])).toBe(2);
+      expect(await sealCounts(sealed)).toEqual([8, 2]);
+      expect(await verify(sealed.config)).toMatchObject({ intact: true, rows: 10 });
     });
 
     test('one transaction for a batch larger than one INSERT, one seal per statement', async ({ defer }) => {
