@@ -162,6 +162,7 @@ export class KyselyStore implements ActivityStore {
         const returning = await this.#dialect.insertReturning(trx);
         let head = await lockChainHead(trx, target);
         const sealedAt = new Date();
+        const sealed = new Set<string>();
         let inserted = 0;
         for (let start = 0; start < activities.length; ) {
           const chunk = this.#insertChunk(activities, start, { rows: leafed, seq: (head?.seq ?? 0) + 1 });
@@ -173,8 +174,16 @@ export class KyselyStore implements ActivityStore {
           const rows: LeafedActivity[] = [];
           for (const row of stored) {
             const candidate = leafed.get(row.id);
-            if (candidate !== undefined && candidate.salt.toString('hex') === row.seal_salt)
-              rows.push(candidate);
+            // An id repeated in the batch comes back (MariaDB, the lookup) with this insert's
+            // salt once it is stored; only its first statement seals it.
+            if (
+              candidate === undefined ||
+              sealed.has(row.id) ||
+              candidate.salt.toString('hex') !== row.seal_salt
+            )
+              continue;
+            sealed.add(row.id);
+            rows.push(candidate);
           }
           if (rows.length > 0) {
             head = sealOver(head, rows, sealedAt);
