@@ -69,10 +69,15 @@ export class SealReader {
   /**
    * Each `seq` from `fromSeq` on that a seal or a row has, in order: the seal (or null) and the rows
    * that claim it in `id` order. From seal 1, rows claiming a `seq` below 1 come first.
+   *
+   * The chain is read up to the head as it is when reading starts, so seals written meanwhile
+   * (each committed with its rows) are neither half read nor taken for rows without a seal. Rows
+   * that claim a `seq` past that head with no seal of that `seq` come last, from one statement.
    */
   async *groups(fromSeq: number): AsyncGenerator<SealGroup> {
-    const seals = this.#sealChunks(fromSeq);
-    const rows = this.#rowChunks(fromSeq);
+    const headSeq = await this.#headSeq();
+    const seals = this.#sealChunks(fromSeq, headSeq);
+    const rows = this.#rowChunks(fromSeq, headSeq);
     let seal = await seals.next();
     let row = await rows.next();
     while (!seal.done || !row.done) {
@@ -92,18 +97,51 @@ export class SealReader {
       }
       yield { seq, seal: current, rows: members };
     }
+    yield* this.#rowsPastHead(Math.max(headSeq, fromSeq - 1));
   }
 
   close(): Promise<void> {
     return this.#db.destroy();
   }
 
-  async *#sealChunks(fromSeq: number): AsyncGenerator<Seal> {
+  async #headSeq(): Promise<number> {
+    const { rows } = await this.#run(() =>
+      sql<{ seq: number | string | null }>`SELECT MAX(${sql.id('seq')}) AS seq FROM ${sql.table(
+        sealsTable(this.#table),
+      )}`.execute(this.#db),
+    );
+    return Number(rows[0]?.seq ?? 0);
+  }
+
+  async *#rowsPastHead(headSeq: number): AsyncGenerator<SealGroup> {
+    const { rows } = await this.#run(() =>
+      sql<ActivityRow>`SELECT ${sql.join(ROW_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+        FROM ${sql.table(this.#table)} AS ${sql.id('r')}
+        LEFT JOIN ${sql.table(sealsTable(this.#table))} AS ${sql.id('s')} ON ${sql.ref('s.seq')} = ${sql.ref('r.seal_seq')}
+        WHERE ${sql.ref('r.seal_seq')} > ${headSeq} AND ${sql.ref('s.seq')} IS NULL
+        ORDER BY ${sql.ref('r.seal_seq')}, ${sql.ref('r.id')} LIMIT ${this.#rowsPerRead}`.execute(this.#db),
+    );
+    let group: { seq: number; rows: StoredSealedRow[] } | null = null;
+    for (const row of rows) {
+      const seq = Number(row.seal_seq);
+      if (group !== null && group.seq !== seq) {
+        yield { seq: group.seq, seal: null, rows: group.rows };
+        group = null;
+      }
+      group ??= { seq, rows: [] };
+      group.rows.push(this.#decode(row));
+    }
+    if (group !== null) yield { seq: group.seq, seal: null, rows: group.rows };
+  }
+
+  async *#sealChunks(fromSeq: number, headSeq: number): AsyncGenerator<Seal> {
     let after = Math.max(fromSeq, 1) - 1;
     for (;;) {
       const { rows } = await this.#run(() =>
         sql<SealRow>`SELECT * FROM ${sql.table(sealsTable(this.#table))} WHERE ${sql.id('seq')} > ${after}
-            ORDER BY ${sql.id('seq')} LIMIT ${SEALS_PER_READ}`.execute(this.#db),
+            AND ${sql.id('seq')} <= ${headSeq} ORDER BY ${sql.id('seq')} LIMIT ${SEALS_PER_READ}`.execute(
+          this.#db,
+        ),
       );
       for (const row of rows) yield decodeSealRow(row, this.#dialect);
       if (rows.length < SEALS_PER_READ) return;
@@ -111,13 +149,14 @@ export class SealReader {
     }
   }
 
-  async *#rowChunks(fromSeq: number): AsyncGenerator<{ seq: number; row: StoredSealedRow }> {
+  async *#rowChunks(fromSeq: number, headSeq: number): AsyncGenerator<{ seq: number; row: StoredSealedRow }> {
     let after: { seq: number; id: string } | null = null;
     for (;;) {
       let select = this.#db
         .selectFrom(this.#table)
         .select(ROW_COLUMNS as unknown as (keyof ActivityRow)[])
-        .where('seal_seq', 'is not', null);
+        .where('seal_seq', 'is not', null)
+        .where('seal_seq', '<=', headSeq);
       if (fromSeq > 1) select = select.where('seal_seq', '>=', fromSeq);
       if (after !== null) {
         const { seq, id } = after;

@@ -301,6 +301,24 @@ for (const target of TARGETS) {
       expect(await verify(sealed.config)).toMatchObject({ intact: true, rows: 200, seals: 10 });
     });
 
+    test('verify while a writer appends seals finds the chain intact, reading up to the head it saw', async ({
+      defer,
+    }) => {
+      const sealed = await sealedTable(defer);
+      await sealed.store.insertMany(batch(50));
+      let writing = true;
+      const writer = (async () => {
+        for (let i = 1; writing; i++) await sealed.store.insertMany(batch(20, i * 20 + 50));
+      })();
+      try {
+        for (let run = 0; run < 5; run++) expect((await verify(sealed.config)).problems).toEqual([]);
+      } finally {
+        writing = false;
+        await writer;
+      }
+      expect((await verify(sealed.config)).intact).toBe(true);
+    });
+
     test('an altered field of one row is found, and its seal named', async ({ defer }) => {
       const sealed = await sealedTable(defer);
       const seals = await fourSeals(sealed);
