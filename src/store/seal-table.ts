@@ -11,7 +11,7 @@ import type { StoreDialect } from './store-dialect.js';
  * seal is), and how a transaction appends to it.
  *
  * Row seq 0 is the anchor, not a seal: its fields are zero and the chain starts after it (seal 1
- * chains to the genesis hash). A sealing transaction first locks it (`SELECT … FOR UPDATE`), so
+ * chains to the genesis hash). A sealing transaction first locks it ({@link lockChainHead}), so
  * concurrent writers queue there, once per transaction and never per row; the holder then reads
  * the head with a locking read, which sees the newest committed seal under any isolation level.
  * A sealed insert takes the head before its INSERT, so each row is written with its `seal_seq`
@@ -127,23 +127,30 @@ export interface SealTarget {
 
 /**
  * Locks the chain head of `table` until the transaction ends and returns it (null before seal 1).
- * An anchor row that is missing (deleted by hand) is put back first.
+ * The anchor is locked by a no-op UPDATE: on PostgreSQL and MySQL that is the row lock `FOR
+ * UPDATE` takes, and on SQLite it makes the transaction a writer from its first statement (a
+ * transaction that read first and writes later fails with SQLITE_BUSY_SNAPSHOT if another process
+ * wrote in between). An anchor that is missing (deleted by hand) is put back, then locked.
  */
 export async function lockChainHead(trx: Kysely<ActivityDatabase>, target: SealTarget): Promise<Seal | null> {
   const { dialect } = target;
   const seals = sql.table(sealsTable(target.table));
-  const lock = sql.raw(dialect.lockRowsClause);
-  const anchor = await sql`SELECT ${sql.id('seq')} FROM ${seals} WHERE ${sql.id('seq')} = 0 ${lock}`.execute(
-    trx,
-  );
-  if (anchor.rows.length === 0) {
+  const seq = sql.id('seq');
+  const lockAnchor = () => sql`UPDATE ${seals} SET ${seq} = ${seq} WHERE ${seq} = 0`.execute(trx);
+  const readHead = async () =>
+    (
+      await sql<SealRow>`SELECT * FROM ${seals} WHERE ${seq} = 0 OR ${seq} = (SELECT MAX(${seq}) FROM ${seals})
+        ORDER BY ${seq} DESC ${sql.raw(dialect.lockRowsClause)}`.execute(trx)
+    ).rows.map((row) => decodeSealRow(row, dialect));
+  await lockAnchor();
+  let rows = await readHead();
+  if (!rows.some((row) => row.seq === 0)) {
     await insertSealRow(trx, target, GENESIS_ROW, dialect.skipDuplicateKeyClause('seq'));
-    await sql`SELECT ${sql.id('seq')} FROM ${seals} WHERE ${sql.id('seq')} = 0 ${lock}`.execute(trx);
+    await lockAnchor();
+    rows = await readHead();
   }
-  const { rows } =
-    await sql<SealRow>`SELECT * FROM ${seals} ORDER BY ${sql.id('seq')} DESC LIMIT 1 ${lock}`.execute(trx);
-  const head = rows[0] === undefined ? null : decodeSealRow(rows[0], dialect);
-  return head === null || head.seq === 0 ? null : head;
+  const head = rows[0];
+  return head === undefined || head.seq === 0 ? null : head;
 }
 
 /** Appends `seal` after the head locked by {@link lockChainHead} in the same transaction. */

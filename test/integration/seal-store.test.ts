@@ -319,6 +319,19 @@ for (const target of TARGETS) {
       expect((await verify(sealed.config)).intact).toBe(true);
     });
 
+    test('an anchor row deleted by hand is put back by the next sealed insert', async ({ defer }) => {
+      const sealed = await sealedTable(defer);
+      await sealed.store.insertMany(batch(3));
+      await sealed.admin.exec(`DELETE FROM ${sealed.sealsTable} WHERE seq = 0`);
+      await sealed.store.insertMany(batch(4, 3));
+      expect(await sealCounts(sealed)).toEqual([3, 4]);
+      const [anchor] = await sealed.admin.rows<{ n: number | string }>(
+        `SELECT COUNT(*) AS n FROM ${sealed.sealsTable} WHERE seq = 0`,
+      );
+      expect(Number(anchor!.n)).toBe(1);
+      expect(await verify(sealed.config)).toMatchObject({ intact: true, rows: 7 });
+    });
+
     test('an altered field of one row is found, and its seal named', async ({ defer }) => {
       const sealed = await sealedTable(defer);
       const seals = await fourSeals(sealed);
