@@ -20,7 +20,7 @@ async function freshStore() {
   );
   const connection = await mysql.createConnection(MYSQL_URL);
   await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\``);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\``);
+  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
   await store.migrate();
   return { store, connection };
 }
@@ -82,7 +82,7 @@ async function batchIngest() {
   await activityLog.close();
   const [[{ n }]] = await connection.query(`SELECT COUNT(*) AS n FROM \`${TABLE}\``);
   await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\``);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\``);
+  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
   await connection.end();
   if (Number(n) !== ROWS) throw new Error(`batch ingest stored ${n} rows, expected ${ROWS}`);
   return ROWS / seconds;

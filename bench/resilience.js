@@ -81,7 +81,7 @@ async function freshTable() {
   );
   const connection = await mysql.createConnection(MYSQL_URL);
   await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\``);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\``);
+  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
   await store.migrate();
   await store.close();
   return connection;

@@ -10,9 +10,11 @@ import { registerProcessCommand } from './commands/process.js';
 import { registerPruneCommand } from './commands/prune.js';
 import { registerRestartCommand } from './commands/restart.js';
 import { registerRetryCommand } from './commands/retry.js';
+import { registerSealCommand } from './commands/seal.js';
 import { registerServeCommand } from './commands/serve.js';
 import { registerSpoolCommand } from './commands/spool.js';
 import { registerStatusCommand } from './commands/status.js';
+import { registerVerifyCommand } from './commands/verify.js';
 import { registerWorkCommand } from './commands/work.js';
 
 /** Each command lives in `commands/<name>.ts` and joins the CLI with one line here. */
@@ -30,6 +32,8 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerStatusCommand,
   registerKeygenCommand,
   registerCheckpointCommand,
+  registerVerifyCommand,
+  registerSealCommand,
 ];
 
 /** Exit code for a command line that is wrong (unknown command, bad flag), as opposed to a failure. */

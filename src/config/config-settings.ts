@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { DATABASE_CONNECTIONS, type DatabaseConnection, DB_CONNECTIONS } from './database-connections.js';
+import { DEFAULT_ERASABLE_FIELDS, ERASABLE_COLUMNS } from './default-erasable-fields.js';
 import { DEFAULT_REDACT_KEYS } from './default-redact-keys.js';
 import {
   commaList,
@@ -65,6 +66,24 @@ export const DATABASE_SETTINGS = {
       error: 'expected a table name of letters, digits and _ (at most 63)',
     }),
     default: 'activity_log',
+  }),
+  /**
+   * Whether every INSERT that stores new rows also appends a seal to `<table>_seals` (tamper
+   * evidence). Off by default for now; the columns and the seals table exist either way.
+   */
+  seal: setting({ env: 'ACTIVITY_LOG_SEAL', schema: oneOf(['on', 'off']), default: 'off' }),
+  /** Columns a row's seal commits to by salted hash rather than by value, so they can be erased. */
+  erasableFields: setting({
+    env: 'ACTIVITY_LOG_ERASABLE_FIELDS',
+    schema: z
+      .array(
+        z.enum(ERASABLE_COLUMNS, {
+          error: `expected comma-separated column names among ${ERASABLE_COLUMNS.join(', ')}`,
+        }),
+      )
+      .readonly(),
+    default: DEFAULT_ERASABLE_FIELDS,
+    fromEnv: commaList,
   }),
   poolMax: setting({ env: 'DB_POOL_MAX', schema: wholeNumber(1, 1000), default: 10 }),
   connectTimeoutMs: setting({

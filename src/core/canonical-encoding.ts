@@ -65,6 +65,14 @@ export function canonicalActivityJson(activity: Activity): string {
   return encoding.activity;
 }
 
+/**
+ * The canonical text of a short-lived copy of an activity whose properties' text is already
+ * known, without remembering it: what a seal's leaf encodes, made once per row and then dropped.
+ */
+export function canonicalActivityJsonOnce(activity: Activity, propertiesText: string): string {
+  return encodeActivity(activity, propertiesText);
+}
+
 /** The canonical text of an activity's properties: what the store's `properties` column holds. */
 export function propertiesJson(activity: Activity): string {
   return encodingOf(activity).properties;

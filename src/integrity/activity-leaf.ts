@@ -1,7 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Activity } from '../core/activity.js';
 import { ACTIVITY_FIELDS, type ActivityField } from '../core/activity-fields.js';
-import { canonicalActivityJson, canonicalJson, propertiesJson } from '../core/canonical-encoding.js';
+import {
+  canonicalActivityJson,
+  canonicalActivityJsonOnce,
+  canonicalJson,
+  propertiesJson,
+} from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
 import { hashLeaf } from './merkle-tree.js';
 
@@ -127,13 +132,19 @@ export function mismatchedCommitments(
 export function leafEncoding(activity: Activity, options: LeafOptions): Buffer {
   if (options.erasableFields.length === 0) return Buffer.from(canonicalActivityJson(activity), 'utf8');
   const committed: Record<string, unknown> = { ...activity };
+  let properties: string | null = null;
   for (const column of options.erasableFields) {
     const field = ERASABLE.get(erasableField(column)) as ActivityField;
-    committed[field.property] = { commitment: commitmentOf(activity, options, column) };
+    const commitment = commitmentOf(activity, options, column);
+    committed[field.property] = { commitment };
+    if (field.kind === 'json') properties = canonicalJson({ commitment });
   }
   // Each committed value is an object the canonical encoding writes as {"commitment":"…"}, in
-  // place, leaving every other field as it was.
-  return Buffer.from(canonicalActivityJson(committed as unknown as Activity), 'utf8');
+  // place, leaving every other field as it was. The copy is encoded once and not remembered.
+  return Buffer.from(
+    canonicalActivityJsonOnce(committed as unknown as Activity, properties ?? propertiesJson(activity)),
+    'utf8',
+  );
 }
 
 /** SHA-256(0x00 ‖ leaf encoding): the row's leaf in its seal's Merkle tree. */

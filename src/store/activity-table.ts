@@ -18,19 +18,45 @@ type RowValue<F extends ActivityField> = F['kind'] extends 'json' | 'timestamp'
     ? string | null
     : string;
 
-/** A row as the drivers read and write it: snake_case columns, values in their database form. */
-export type ActivityRow = { [F in ActivityField as F['column']]: RowValue<F> };
+/** An activity's columns as the drivers read and write them: snake_case, values in their database form. */
+export type ActivityFieldRow = { [F in ActivityField as F['column']]: RowValue<F> };
+
+/**
+ * Columns the store keeps beside an activity's fields, for its seal (`integrity/`): not part of the
+ * activity, its JSON or its canonical encoding, so they live here rather than in the field table.
+ */
+export interface SealColumnsRow {
+  /** The seal that closes the row; null until one does. BIGINT: PostgreSQL returns it as text. */
+  readonly seal_seq: number | string | null;
+  /** 16 random bytes as 32 hex digits; null once the row is erased. */
+  readonly seal_salt: string | null;
+  /** JSON text of column → commitment, written when erasable fields are erased. */
+  readonly seal_commitments: string | null;
+}
+
+/** A row as the drivers read and write it. */
+export type ActivityRow = ActivityFieldRow & SealColumnsRow;
 
 /** Any table name maps to the same row shape, so one Kysely instance serves a configurable table. */
 export type ActivityDatabase = Record<string, ActivityRow>;
 
-export type ActivityColumn = keyof ActivityRow;
+/** A column of an activity's field. */
+export type ActivityColumn = keyof ActivityFieldRow;
+
+/** A column of the seal. */
+export type SealColumn = keyof SealColumnsRow;
 
 /** The kind of value a column holds; each dialect maps a kind to its own SQL type. */
-export type ColumnKind = ColumnType;
+export type ColumnKind = ColumnType | StorageColumnType;
+
+/**
+ * SQL types of columns that are not activity fields: `sequence` a 64-bit integer, `salt` 32 hex
+ * digits, `hash` 64 hex digits, `commitments` JSON text.
+ */
+export type StorageColumnType = 'sequence' | 'salt' | 'hash' | 'commitments';
 
 export interface ColumnDefinition {
-  readonly name: ActivityColumn;
+  readonly name: ActivityColumn | SealColumn;
   readonly kind: ColumnKind;
   readonly nullable: boolean;
   /** A SQL literal; only plain strings are needed. */
@@ -47,15 +73,36 @@ function columnOf(field: ActivityFieldDefinition & { readonly column: ActivityCo
 /** The current table's columns. Column order is also the parameter order of every INSERT. */
 export const ACTIVITY_COLUMNS: readonly ColumnDefinition[] = Object.freeze(ACTIVITY_FIELDS.map(columnOf));
 
+/** Columns an INSERT writes per row at most: every activity column, and `seal_salt`, `seal_seq` when sealing. */
+export const INSERT_COLUMN_COUNT = ACTIVITY_COLUMNS.length + 2;
+
 /** The columns the migration to `version` adds, in column order. */
 export function columnsAddedIn(version: number): readonly ColumnDefinition[] {
   return ACTIVITY_FIELDS.filter((field) => field.since === version).map(columnOf);
 }
 
+/** The seal's columns on every activity table, added by migration 2 whether sealing is on or not. */
+export const SEAL_COLUMNS: readonly ColumnDefinition[] = Object.freeze([
+  { name: 'seal_seq', kind: 'sequence', nullable: true },
+  { name: 'seal_salt', kind: 'salt', nullable: true },
+  { name: 'seal_commitments', kind: 'commitments', nullable: true },
+] satisfies ColumnDefinition[]);
+
 export interface IndexDefinition {
   /** The DESIGN.md name. */
   readonly name: string;
-  readonly columns: readonly ActivityColumn[];
+  readonly columns: readonly (ActivityColumn | SealColumn)[];
+}
+
+/** Rows of one seal, in `id` order: what `verify` and a proof read, and what sealing updates. */
+export const SEAL_SEQ_INDEX: IndexDefinition = Object.freeze({
+  name: 'idx_seal_seq',
+  columns: Object.freeze(['seal_seq', 'id'] as const),
+});
+
+/** The seals of an activity table: `<table>_seals`. */
+export function sealsTableName(table: string): string {
+  return derivedIdentifier(table, '_seals');
 }
 
 /** The DESIGN.md indexes; the `…_created_at` ones serve the filtered, newest-first queries. */

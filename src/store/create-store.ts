@@ -1,7 +1,7 @@
 import type { DatabaseConfig } from '../config/config.js';
 import type { ActivityStore } from './activity-store.js';
 import { DIALECT_REGISTRY } from './dialect-registry.js';
-import { KyselyStore } from './kysely-store.js';
+import { KyselyStore, sealOptionsOf } from './kysely-store.js';
 
 /**
  * The store for the configured database. Nothing connects until the first call; call
@@ -14,5 +14,9 @@ import { KyselyStore } from './kysely-store.js';
  * await store.close();
  */
 export function createStore(config: DatabaseConfig): ActivityStore {
-  return new KyselyStore(DIALECT_REGISTRY[config.connection].create(config), config.table);
+  return new KyselyStore(
+    DIALECT_REGISTRY[config.connection].create(config),
+    config.table,
+    sealOptionsOf(config),
+  );
 }

@@ -1,4 +1,5 @@
 import { CompiledQuery, Kysely, sql } from 'kysely';
+import type { DatabaseConfig } from '../config/config.js';
 import { type Activity, CREATED_AT_MAX_MS, CREATED_AT_MIN_MS, invalid, LIMITS } from '../core/activity.js';
 import {
   ACTIVITY_FIELDS,
@@ -9,6 +10,8 @@ import {
 } from '../core/activity-fields.js';
 import { propertiesJson } from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
+import { checkErasableFields, type ErasableField } from '../integrity/activity-leaf.js';
+import { decodeActivityRow } from './activity-row-codec.js';
 import {
   type ActivityPage,
   type ActivityQuery,
@@ -20,15 +23,36 @@ import {
   type PruneOptions,
   type StoreCapabilities,
 } from './activity-store.js';
-import {
-  ACTIVITY_COLUMNS,
-  type ActivityColumn,
-  type ActivityDatabase,
-  type ActivityRow,
-} from './activity-table.js';
+import type { ActivityColumn, ActivityDatabase, ActivityRow } from './activity-table.js';
 import { migrateSchema } from './migrations/migrate-schema.js';
 import { decodeCursor, encodeCursor, type QueryCursor } from './query-cursor.js';
+import {
+  insertSeal,
+  type LeafedActivity,
+  leafedActivity,
+  lockChainHead,
+  type SealTarget,
+  sealOver,
+} from './seal-table.js';
 import type { StoreDialect } from './store-dialect.js';
+
+/** How a store seals what it writes (`ACTIVITY_LOG_SEAL`, `ACTIVITY_LOG_ERASABLE_FIELDS`). */
+export interface SealOptions {
+  /** Every INSERT that stores new rows appends a seal in the same transaction. */
+  readonly seal: boolean;
+  /** Columns committed by salted hash in each row's leaf. */
+  readonly erasableFields: readonly ErasableField[];
+}
+
+/** The seal options of a database configuration. */
+export function sealOptionsOf(config: Pick<DatabaseConfig, 'seal' | 'erasableFields'>): SealOptions {
+  return { seal: config.seal === 'on', erasableFields: checkErasableFields(config.erasableFields) };
+}
+
+const NO_SEAL: SealOptions = Object.freeze({ seal: false, erasableFields: Object.freeze([]) });
+
+/** The rows of a sealed insert by id (the first of a repeated id), each with its salt and leaf. */
+type LeafedRows = Map<string, LeafedActivity>;
 
 const DEFAULT_PRUNE_CHUNK = 1000;
 /** Ids per DELETE; also keeps the id list under SQLite's bound-parameter limit. */
@@ -36,7 +60,7 @@ const DEFAULT_PRUNE_CHUNK = 1000;
 const ROW_OVERHEAD_CHARS = 400;
 const INSERT_SQL_CACHE_SIZE = 8;
 
-const COLUMN_NAMES: readonly ActivityColumn[] = ACTIVITY_COLUMNS.map((column) => column.name);
+const COLUMN_NAMES: readonly ActivityColumn[] = ACTIVITY_FIELDS.map((field) => field.column);
 
 /** Each exact-match filter and the column it compares. */
 const FILTER_COLUMNS: ReadonlyArray<readonly [keyof FilterValues, ActivityColumn]> = FILTER_FIELDS.map(
@@ -67,13 +91,15 @@ export class KyselyStore implements ActivityStore {
   readonly #dialect: StoreDialect;
   readonly #table: string;
   readonly #db: Kysely<ActivityDatabase>;
-  readonly #insertSqlCache = new Map<number, string>();
+  readonly #insertSqlCache = new Map<string, string>();
+  readonly #seal: SealOptions;
   #closed = false;
 
-  constructor(dialect: StoreDialect, table: string) {
+  constructor(dialect: StoreDialect, table: string, seal: SealOptions = NO_SEAL) {
     this.capabilities = dialect.capabilities;
     this.#dialect = dialect;
     this.#table = table;
+    this.#seal = seal;
     this.#db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect() });
   }
 
@@ -84,6 +110,7 @@ export class KyselyStore implements ActivityStore {
   insertMany(activities: readonly Activity[]): Promise<number> {
     return this.#run(async () => {
       if (activities.length === 0) return 0;
+      if (this.#seal.seal) return this.#insertSealed(activities);
       const first = this.#insertChunk(activities, 0);
       if (first.end === activities.length) return this.#insert(this.#db, first);
       // More than one statement: one transaction, so a refused row in a later chunk leaves
@@ -104,8 +131,76 @@ export class KyselyStore implements ActivityStore {
     db: Kysely<ActivityDatabase>,
     chunk: { readonly rows: number; readonly parameters: unknown[] },
   ): Promise<number> {
-    const result = await db.executeQuery(CompiledQuery.raw(this.#insertSql(chunk.rows), chunk.parameters));
+    const result = await db.executeQuery(
+      CompiledQuery.raw(this.#insertSql(chunk.rows, 'plain'), chunk.parameters),
+    );
     return Number(result.numAffectedRows ?? 0n);
+  }
+
+  /**
+   * One transaction: the chain head locked first, then each chunk's INSERT (every row with a fresh
+   * salt and the `seal_seq` of the seal it will join), and one seal per statement that stored
+   * rows. Which rows a statement stored is told by their salt: `RETURNING id, seal_salt` where the
+   * server has it, a lookup of the chunk's ids in the same transaction where not (MySQL). A row
+   * skipped as a duplicate comes back with the salt it was stored with before, never this
+   * insert's, and keeps its own seal. Leaves are made before the head is locked.
+   *
+   * Read committed (SQLite has one writer and ignores it), so that under MySQL no statement locks
+   * rows it only scans.
+   */
+  #insertSealed(activities: readonly Activity[]): Promise<number> {
+    const target: SealTarget = { table: this.#table, dialect: this.#dialect };
+    const leafed: LeafedRows = new Map();
+    for (const activity of activities) {
+      if (!leafed.has(activity.id))
+        leafed.set(activity.id, leafedActivity(activity, this.#seal.erasableFields));
+    }
+    return this.#db
+      .transaction()
+      .setIsolationLevel('read committed')
+      .execute(async (trx) => {
+        const returning = await this.#dialect.insertReturning(trx);
+        let head = await lockChainHead(trx, target);
+        const sealedAt = new Date();
+        const sealed = new Set<string>();
+        let inserted = 0;
+        for (let start = 0; start < activities.length; ) {
+          const chunk = this.#insertChunk(activities, start, { rows: leafed, seq: (head?.seq ?? 0) + 1 });
+          const text = this.#insertSql(chunk.rows, returning ? 'returning' : 'sealed');
+          const result = await trx.executeQuery<{ id: string; seal_salt: string | null }>(
+            CompiledQuery.raw(text, chunk.parameters),
+          );
+          const stored = returning ? result.rows : await this.#saltsOf(trx, chunk.ids);
+          const rows: LeafedActivity[] = [];
+          for (const row of stored) {
+            const candidate = leafed.get(row.id);
+            // An id repeated in the batch comes back (MariaDB, the lookup) with this insert's
+            // salt once it is stored; only its first statement seals it.
+            if (
+              candidate === undefined ||
+              sealed.has(row.id) ||
+              candidate.salt.toString('hex') !== row.seal_salt
+            )
+              continue;
+            sealed.add(row.id);
+            rows.push(candidate);
+          }
+          if (rows.length > 0) {
+            head = sealOver(head, rows, sealedAt);
+            await insertSeal(trx, target, head);
+            inserted += rows.length;
+          }
+          start = chunk.end;
+        }
+        return inserted;
+      });
+  }
+
+  async #saltsOf(
+    trx: Kysely<ActivityDatabase>,
+    ids: readonly string[],
+  ): Promise<readonly { id: string; seal_salt: string | null }[]> {
+    return trx.selectFrom(this.#table).select(['id', 'seal_salt']).where('id', 'in', ids).execute();
   }
 
   query(query: ActivityQuery = {}): Promise<ActivityPage> {
@@ -205,14 +300,17 @@ export class KyselyStore implements ActivityStore {
     }
   }
 
+  /** The rows from `start` that fit one INSERT; with `sealed`, each with its salt and `seal_seq`. */
   #insertChunk(
     activities: readonly Activity[],
     start: number,
-  ): { end: number; rows: number; parameters: unknown[] } {
+    sealed?: { readonly rows: LeafedRows; readonly seq: number },
+  ): { end: number; rows: number; parameters: unknown[]; ids: string[] } {
     const { maxRowsPerInsert } = this.capabilities;
     const { maxInsertChars } = this.#dialect;
     const encodeTimestamp = this.#dialect.encodeTimestamp;
     const parameters: unknown[] = [];
+    const ids: string[] = [];
     let chars = 0;
     let end = start;
     while (end < activities.length && end - start < maxRowsPerInsert) {
@@ -233,9 +331,14 @@ export class KyselyStore implements ActivityStore {
               : values[property],
         );
       }
+      if (sealed !== undefined) {
+        // A repeated id has the first one's salt: the row stored is the first of them.
+        parameters.push(sealed.rows.get(activity.id)!.salt.toString('hex'), sealed.seq);
+        ids.push(activity.id);
+      }
       end++;
     }
-    return { end, rows: end - start, parameters };
+    return { end, rows: end - start, parameters, ids };
   }
 
   /**
@@ -243,25 +346,32 @@ export class KyselyStore implements ActivityStore {
    * about 1.5 ms of CPU building and compiling a 1000-row insert on the hot write path. The text
    * depends only on the row count, so recent sizes are cached.
    */
-  #insertSql(rowCount: number): string {
-    const cached = this.#insertSqlCache.get(rowCount);
+  #insertSql(rowCount: number, form: 'plain' | 'sealed' | 'returning'): string {
+    const key = `${form}:${rowCount}`;
+    const cached = this.#insertSqlCache.get(key);
     if (cached !== undefined) return cached;
     const dialect = this.#dialect;
-    const columns = COLUMN_NAMES.map((name) => dialect.quoteIdentifier(name)).join(', ');
+    const names: readonly string[] =
+      form === 'plain' ? COLUMN_NAMES : [...COLUMN_NAMES, 'seal_salt', 'seal_seq'];
+    const columns = names.map((name) => dialect.quoteIdentifier(name)).join(', ');
     const rows: string[] = [];
     let index = 0;
     for (let row = 0; row < rowCount; row++) {
       const placeholders: string[] = [];
-      for (let column = 0; column < COLUMN_NAMES.length; column++) {
+      for (let column = 0; column < names.length; column++) {
         placeholders.push(dialect.placeholder(index++));
       }
       rows.push(`(${placeholders.join(', ')})`);
     }
-    const text = `INSERT INTO ${dialect.quoteIdentifier(this.#table)} (${columns}) VALUES ${rows.join(', ')} ${dialect.skipDuplicateIdClause}`;
+    const returning =
+      form === 'returning'
+        ? ` RETURNING ${dialect.quoteIdentifier('id')}, ${dialect.quoteIdentifier('seal_salt')}`
+        : '';
+    const text = `INSERT INTO ${dialect.quoteIdentifier(this.#table)} (${columns}) VALUES ${rows.join(', ')} ${dialect.skipDuplicateIdClause}${returning}`;
     if (this.#insertSqlCache.size >= INSERT_SQL_CACHE_SIZE) {
       this.#insertSqlCache.delete(this.#insertSqlCache.keys().next().value!);
     }
-    this.#insertSqlCache.set(rowCount, text);
+    this.#insertSqlCache.set(key, text);
     return text;
   }
 
@@ -295,25 +405,8 @@ export class KyselyStore implements ActivityStore {
   }
 
   #toActivity(row: Pick<ActivityRow, ActivityColumn>): Activity {
-    const values = row as Readonly<Record<string, unknown>>;
-    const activity: Record<string, unknown> = {};
-    for (const field of ACTIVITY_FIELDS) {
-      const value = values[field.column];
-      activity[field.property] =
-        field.kind === 'json'
-          ? decodeProperties(value)
-          : field.kind === 'timestamp'
-            ? this.#dialect.decodeTimestamp(value)
-            : value;
-    }
-    return Object.freeze(activity) as unknown as Activity;
+    return decodeActivityRow(row, this.#dialect);
   }
-}
-
-/** JSON columns come back as text (MariaDB, SQLite) or already parsed (PostgreSQL jsonb, MySQL 8 JSON). */
-function decodeProperties(value: unknown): Readonly<Record<string, unknown>> {
-  if (value === null || value === undefined) return {};
-  return (typeof value === 'string' ? JSON.parse(value) : value) as Record<string, unknown>;
 }
 
 function checkLimit(limit: number | undefined): number {

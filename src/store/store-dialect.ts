@@ -1,7 +1,7 @@
 import type { Dialect, Kysely } from 'kysely';
 import type { ActivityLogError } from '../core/errors.js';
 import type { StoreCapabilities } from './activity-store.js';
-import type { ActivityColumn, ActivityDatabase, ColumnKind } from './activity-table.js';
+import type { ActivityColumn, ActivityDatabase, ColumnKind, SealColumn } from './activity-table.js';
 
 /** How one dialect lays out the activity table. */
 export interface DialectSchema {
@@ -16,7 +16,7 @@ export interface DialectSchema {
    */
   readonly indexesInCreateTable: boolean;
   /** Key-prefix lengths for columns too long to index whole. */
-  readonly indexPrefixLengths: Readonly<Partial<Record<ActivityColumn, number>>>;
+  readonly indexPrefixLengths: Readonly<Partial<Record<ActivityColumn | SealColumn, number>>>;
   /** Index access methods other than the default b-tree, by DESIGN.md index name. */
   readonly indexMethods: Readonly<Partial<Record<string, string>>>;
 }
@@ -42,6 +42,19 @@ export interface StoreDialect {
   quoteIdentifier(name: string): string;
   /** Appended to a multi-row INSERT so that a row whose id exists is skipped, not an error. */
   readonly skipDuplicateIdClause: string;
+  /** Appended to an INSERT so that a row whose `column` (a unique key) exists is skipped. */
+  skipDuplicateKeyClause(column: string): string;
+  /**
+   * Appended to a SELECT to lock the rows it reads until the transaction ends (`FOR UPDATE`), or
+   * empty where a transaction that has written already excludes every other writer (SQLite).
+   */
+  readonly lockRowsClause: string;
+  /**
+   * Whether the server answers `INSERT … RETURNING`: PostgreSQL and SQLite do, MariaDB from 10.5,
+   * MySQL not. Asked once per store, the first time a sealed insert needs to know which rows it
+   * stored; without it the store looks them up in the same transaction.
+   */
+  insertReturning(db: Kysely<ActivityDatabase>): Promise<boolean>;
   encodeTimestamp(date: Date): string;
   decodeTimestamp(value: unknown): Date;
   readonly schema: DialectSchema;

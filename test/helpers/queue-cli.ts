@@ -116,7 +116,7 @@ export async function mariadbTable(
     },
     async drop() {
       await sql.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await sql.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
+      await sql.query(`DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\``);
       await sql.end();
       await rm(spoolDir, { recursive: true, force: true });
     },

@@ -64,7 +64,7 @@ export const REFUSING_TARGETS: readonly RefusingTarget[] = [
         },
         async drop() {
           await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-          await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\``);
+          await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\``);
           await db.end();
         },
       };
@@ -91,7 +91,7 @@ export const REFUSING_TARGETS: readonly RefusingTarget[] = [
         },
         async drop() {
           await db.query(`DROP TABLE IF EXISTS "${table}"`);
-          await db.query(`DROP TABLE IF EXISTS "${table}_migrations"`);
+          await db.query(`DROP TABLE IF EXISTS "${table}_migrations", "${table}_seals"`);
           await db.end();
         },
       };

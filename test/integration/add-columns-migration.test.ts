@@ -94,6 +94,7 @@ for (const target of TARGETS) {
       defer(async () => {
         await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(db);
         await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_migrations`)}`.execute(db);
+        await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_seals`)}`.execute(db);
         await db.destroy();
       });
       const current = ACTIVITY_MIGRATIONS.at(-1)!.version;

@@ -234,7 +234,7 @@ for (const database of DATABASES) {
     /** A table of its own for one test, dropped afterwards (with its migrations table). */
     function tableEnv(defer: TestScope['defer']): { env: Record<string, string>; config: Config } {
       const table = `cli_${uniqueSuffix()}`;
-      defer(() => database.dropTables([table, `${table}_migrations`]));
+      defer(() => database.dropTables([table, `${table}_migrations`, `${table}_seals`]));
       const env = { DATABASE_URL: database.url, ACTIVITY_LOG_TABLE: table };
       return { env, config: loadConfig({ env }) };
     }

@@ -12,6 +12,7 @@ import { type ErrorCode, isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { createStore } from '../../src/store/create-store.js';
+import { ACTIVITY_MIGRATIONS } from '../../src/store/migrations/activity-migrations.js';
 import { builtActivity, storedActivity } from '../helpers/activity-factory.js';
 import {
   MARIADB_TARGET,
@@ -32,9 +33,14 @@ const DESIGN_INDEX_NAMES = [
   'idx_ip_address',
   'idx_log_name_created_at',
   'idx_method',
+  // The seal's index: a seal's rows in id order (tamper evidence).
+  'idx_seal_seq',
   'idx_subject_created_at',
   'idx_url',
 ];
+
+/** The schema version the migrations reach. */
+const SCHEMA_VERSION = ACTIVITY_MIGRATIONS.at(-1)!.version;
 
 type ConfigOverrides = Partial<
   Pick<DatabaseConfig, 'host' | 'port' | 'poolMax' | 'connectTimeoutMs' | 'queryTimeoutMs' | 'sslMode'>
@@ -160,7 +166,9 @@ const TARGETS: readonly Target[] = [
             return await indexNames(table);
           } finally {
             await store.close();
-            await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\``);
+            await admin.query(
+              `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``,
+            );
           }
         },
         close: () => admin.end(),
@@ -321,7 +329,7 @@ for (const target of TARGETS) {
       const store = createStore(config.database);
       defer(async () => {
         await store.close();
-        await admin.dropTables([table, `${table}_migrations`]);
+        await admin.dropTables([table, `${table}_migrations`, `${table}_seals`]);
       });
       return store;
     }
@@ -337,8 +345,8 @@ for (const target of TARGETS) {
 
     it('migrates idempotently and reports the schema versions', async ({ defer }) => {
       const store = openStore(defer);
-      expect(await store.migrate()).toEqual({ from: 0, to: 1 });
-      expect(await store.migrate()).toEqual({ from: 1, to: 1 });
+      expect(await store.migrate()).toEqual({ from: 0, to: SCHEMA_VERSION });
+      expect(await store.migrate()).toEqual({ from: SCHEMA_VERSION, to: SCHEMA_VERSION });
     });
 
     // better-sqlite3 blocks the thread while it waits for a lock, so two connections in one
@@ -349,8 +357,8 @@ for (const target of TARGETS) {
         const first = openStore(defer, { table });
         const second = openStore(defer, { table });
         const results = await Promise.all([first.migrate(), second.migrate()]);
-        expect(results.map((result) => result.from).sort()).toEqual([0, 1]);
-        expect(results.every((result) => result.to === 1)).toBe(true);
+        expect(results.map((result) => result.from).sort()).toEqual([0, SCHEMA_VERSION]);
+        expect(results.every((result) => result.to === SCHEMA_VERSION)).toBe(true);
       });
     }
 
@@ -718,7 +726,7 @@ for (const target of TARGETS) {
       it('creates the directory of the database file', async () => {
         const filename = join(sqliteDir, `missing_${uniqueSuffix()}`, 'nested', 'db.sqlite');
         const store = createStore(loadConfig({ env: { DATABASE_URL: `sqlite:${filename}` } }).database);
-        expect(await store.migrate()).toEqual({ from: 0, to: 1 });
+        expect(await store.migrate()).toEqual({ from: 0, to: SCHEMA_VERSION });
         await store.close();
         expect(existsSync(filename)).toBe(true);
       });

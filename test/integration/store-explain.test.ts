@@ -92,7 +92,9 @@ const TARGETS: readonly ExplainTarget[] = [
           };
         },
         drop: async (table) => {
-          await connection.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\``);
+          await connection.query(
+            `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``,
+          );
         },
         close: () => connection.end(),
       };
@@ -122,7 +124,7 @@ const TARGETS: readonly ExplainTarget[] = [
           return { indexes: [...plan.matchAll(/"Index Name": "([^"]+)"/g)].map((match) => match[1]!), plan };
         },
         drop: async (table) => {
-          await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations"`);
+          await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations", "${table}_seals"`);
         },
         close: () => client.end(),
       };

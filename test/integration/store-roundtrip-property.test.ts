@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
 import {
   type Activity,
   CREATED_AT_MAX_MS,
@@ -14,8 +15,11 @@ import { buildActivity } from '../../src/core/build-activity.js';
 import { isActivityLogError } from '../../src/core/errors.js';
 import { newActivityId } from '../../src/core/ids.js';
 import { secretKeyMatcher } from '../../src/core/redact.js';
+import { verifyChain } from '../../src/integrity/verify-chain.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
-import { serviceAvailable } from '../helpers/services.js';
+import { createStore } from '../../src/store/create-store.js';
+import { openSealReader } from '../../src/store/seal-reader.js';
+import { serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 import { migratedStore, storeTargets } from '../helpers/store-targets.js';
 import { test as it } from '../helpers/test-context.js';
 
@@ -27,6 +31,8 @@ import { test as it } from '../helpers/test-context.js';
 
 const RUNS_PER_DIALECT = 250;
 const MAX_ACTIVITIES_PER_RUN = 12;
+/** Runs of the sealed variant: each leaf made from the activity must be the leaf of the row read back. */
+const SEALED_RUNS_PER_DIALECT = 60;
 
 const sqliteDir = mkdtempSync(join(tmpdir(), 'activity-roundtrip-'));
 afterAll(() => rmSync(sqliteDir, { recursive: true, force: true }));
@@ -303,6 +309,52 @@ for (const target of storeTargets(sqliteDir)) {
       // The generators must exercise both paths, or the property says little.
       expect(accepted).toBeGreaterThan(RUNS_PER_DIALECT);
       expect(refused).toBeGreaterThan(0);
+    });
+
+    it('seals every accepted random activity so that its row read back verifies', async () => {
+      const table = `roundtrip_sealed_${uniqueSuffix()}`;
+      const config = loadConfig({
+        env: { DATABASE_URL: target.databaseUrl(table), ACTIVITY_LOG_TABLE: table, ACTIVITY_LOG_SEAL: 'on' },
+      });
+      const store = createStore(config.database);
+      let stored = 0;
+      try {
+        await store.migrate();
+        await fc.assert(
+          fc.asyncProperty(
+            fc.array(logInput, { minLength: 1, maxLength: MAX_ACTIVITIES_PER_RUN }),
+            async (inputs) => {
+              const built: Activity[] = [];
+              for (const input of withFreshIds(inputs.map((input) => [input, false] as const))) {
+                try {
+                  built.push(buildActivity(input, undefined, BUILD_OPTIONS));
+                } catch (error) {
+                  if (!isActivityLogError(error)) throw error;
+                }
+              }
+              stored += await store.insertMany(built);
+            },
+          ),
+          { numRuns: SEALED_RUNS_PER_DIALECT },
+        );
+        const reader = openSealReader(config.database);
+        try {
+          const report = await verifyChain(reader.groups(1), {
+            fromSeq: 1,
+            anchor: null,
+            erasableFields: config.database.erasableFields,
+            unsealedRows: await reader.countUnsealed(),
+          });
+          expect(report.problems).toEqual([]);
+          expect(report).toMatchObject({ intact: true, rows: stored, unsealedRows: 0 });
+          expect(stored).toBeGreaterThan(SEALED_RUNS_PER_DIALECT);
+        } finally {
+          await reader.close();
+        }
+      } finally {
+        await store.close();
+        await target.drop(table);
+      }
     });
   });
 }

@@ -5,6 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { CONFIG_ENV_NAMES, loadConfig, readEnv } from '../../src/config/config.js';
 import { SETTINGS } from '../../src/config/config-settings.js';
 import { DB_CONNECTIONS } from '../../src/config/database-connections.js';
+import { DEFAULT_ERASABLE_FIELDS, ERASABLE_COLUMNS } from '../../src/config/default-erasable-fields.js';
+import { ACTIVITY_FIELDS } from '../../src/core/activity-fields.js';
 import { isActivityLogError } from '../../src/core/errors.js';
 
 function configError(env: Record<string, string>, overrides?: object): string {
@@ -214,6 +216,39 @@ describe('loadConfig', () => {
     const config = loadConfig({ env });
     expect(config.method).toBe('sync');
     expect(config.batchSize).toBe(9);
+  });
+});
+
+describe('sealing settings', () => {
+  it('seal nothing by default and commit the default erasable fields', () => {
+    const { database } = loadConfig({ env: {} });
+    expect(database.seal).toBe('off');
+    expect(database.erasableFields).toEqual(DEFAULT_ERASABLE_FIELDS);
+  });
+
+  it('read ACTIVITY_LOG_SEAL and a comma list of erasable columns', () => {
+    const { database } = loadConfig({
+      env: { ACTIVITY_LOG_SEAL: 'on', ACTIVITY_LOG_ERASABLE_FIELDS: ' ip_address , url,' },
+    });
+    expect(database).toMatchObject({ seal: 'on', erasableFields: ['ip_address', 'url'] });
+    expect(loadConfig({ env: { ACTIVITY_LOG_ERASABLE_FIELDS: '' } }).database.erasableFields).toEqual([]);
+  });
+
+  it('refuse a column that cannot be erased, naming the variable and the allowed columns', () => {
+    expect(() => loadConfig({ env: { ACTIVITY_LOG_ERASABLE_FIELDS: 'ip_address,description' } })).toThrow(
+      'ACTIVITY_LOG_ERASABLE_FIELDS="description" is not allowed: expected comma-separated column names among subject_type, subject_id, event, causer_type, causer_id, properties, batch_uuid, ip_address, url, method, user_agent',
+    );
+    expect(() => loadConfig({ env: { ACTIVITY_LOG_SEAL: 'yes' } })).toThrow(
+      'ACTIVITY_LOG_SEAL="yes" is not allowed: expected one of on, off',
+    );
+  });
+
+  it('know the erasable columns as the field table does: every nullable column', () => {
+    expect([...ERASABLE_COLUMNS].sort()).toEqual(
+      ACTIVITY_FIELDS.filter((field) => field.nullable)
+        .map((field) => field.column)
+        .sort(),
+    );
   });
 });
 

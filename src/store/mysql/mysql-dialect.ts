@@ -1,7 +1,7 @@
 import { CompiledQuery, MysqlDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/config.js';
 import type { StoreCapabilities } from '../activity-store.js';
-import { ACTIVITY_COLUMNS } from '../activity-table.js';
+import { INSERT_COLUMN_COUNT } from '../activity-table.js';
 import { waitForMigrationLock } from '../migrations/wait-for-migration-lock.js';
 import { fromSqlTimestamp, toSqlTimestamp } from '../sql-timestamp.js';
 import type { StoreDialect } from '../store-dialect.js';
@@ -14,7 +14,7 @@ const MAX_PLACEHOLDERS = 65_535;
 /** What a store on MySQL or MariaDB can do, known before anything connects. */
 export const MYSQL_CAPABILITIES: StoreCapabilities = Object.freeze({
   dialect: 'mysql',
-  maxRowsPerInsert: Math.floor(MAX_PLACEHOLDERS / ACTIVITY_COLUMNS.length),
+  maxRowsPerInsert: Math.floor(MAX_PLACEHOLDERS / INSERT_COLUMN_COUNT),
 });
 
 /**
@@ -31,6 +31,8 @@ const MAX_INSERT_CHARS = 2 * 1024 * 1024;
  */
 export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
   const server = `MySQL at ${config.host}:${config.port}/${config.database}`;
+  const quote = (name: string) => `\`${name.replaceAll('`', '``')}\``;
+  let insertReturning: Promise<boolean> | undefined;
   return {
     capabilities: MYSQL_CAPABILITIES,
     createKyselyDialect: () =>
@@ -49,10 +51,18 @@ export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
       }),
     maxInsertChars: MAX_INSERT_CHARS,
     placeholder: () => '?',
-    quoteIdentifier: (name) => `\`${name.replaceAll('`', '``')}\``,
+    quoteIdentifier: quote,
     // Not INSERT IGNORE: that would also turn bad data into warnings and store it truncated.
     // With CLIENT_FOUND_ROWS off, a skipped duplicate counts 0 affected rows, a new row 1.
     skipDuplicateIdClause: 'ON DUPLICATE KEY UPDATE `id` = `id`',
+    skipDuplicateKeyClause: (column) => `ON DUPLICATE KEY UPDATE ${quote(column)} = ${quote(column)}`,
+    lockRowsClause: 'FOR UPDATE',
+    insertReturning: (db) => {
+      insertReturning ??= sql<{ version: string }>`SELECT VERSION() AS version`
+        .execute(db)
+        .then(({ rows }) => returnsInsertedRows(String(rows[0]?.version ?? '')));
+      return insertReturning;
+    },
     encodeTimestamp: toSqlTimestamp,
     decodeTimestamp: fromSqlTimestamp,
     schema: Object.freeze({
@@ -66,6 +76,10 @@ export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
         method: 'VARCHAR(16)',
         userAgent: 'VARCHAR(1024)',
         timestamp: 'DATETIME(3)',
+        sequence: 'BIGINT',
+        salt: 'CHAR(32) CHARACTER SET ascii COLLATE ascii_bin',
+        hash: 'CHAR(64) CHARACTER SET ascii COLLATE ascii_bin',
+        commitments: 'TEXT',
       }),
       // A binary NO PAD collation, spelled per server through executable comments (MariaDB runs
       // /*M!…*/ and skips /*!80000…*/; MySQL 8 does the opposite): with PAD SPACE, 'paid ' = 'paid'.
@@ -94,4 +108,12 @@ export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
       }),
     mapError: (error) => mapMysqlError(error, server),
   };
+}
+
+/** MariaDB has `INSERT … RETURNING` from 10.5 (`10.11.6-MariaDB`); MySQL (`8.0.36`) has none. */
+export function returnsInsertedRows(version: string): boolean {
+  const match = /^(\d+)\.(\d+)/.exec(version);
+  if (match === null || !/mariadb/i.test(version)) return false;
+  const major = Number(match[1]);
+  return major > 10 || (major === 10 && Number(match[2]) >= 5);
 }

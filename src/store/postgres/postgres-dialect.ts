@@ -1,7 +1,7 @@
 import { PostgresDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/config.js';
 import type { StoreCapabilities } from '../activity-store.js';
-import { ACTIVITY_COLUMNS } from '../activity-table.js';
+import { INSERT_COLUMN_COUNT } from '../activity-table.js';
 import { waitForMigrationLock } from '../migrations/wait-for-migration-lock.js';
 import type { StoreDialect } from '../store-dialect.js';
 import { mapPostgresError } from './postgres-errors.js';
@@ -13,7 +13,7 @@ const MAX_PARAMETERS = 65_535;
 /** What a store on PostgreSQL can do, known before anything connects. */
 export const POSTGRES_CAPABILITIES: StoreCapabilities = Object.freeze({
   dialect: 'postgres',
-  maxRowsPerInsert: Math.floor(MAX_PARAMETERS / ACTIVITY_COLUMNS.length),
+  maxRowsPerInsert: Math.floor(MAX_PARAMETERS / INSERT_COLUMN_COUNT),
 });
 
 /**
@@ -30,6 +30,10 @@ export function createPostgresDialect(config: DatabaseConfig): StoreDialect {
     placeholder: (index) => `$${index + 1}`,
     quoteIdentifier: (name) => `"${name.replaceAll('"', '""')}"`,
     skipDuplicateIdClause: 'ON CONFLICT ("id") DO NOTHING',
+    skipDuplicateKeyClause: (column) => `ON CONFLICT ("${column.replaceAll('"', '""')}") DO NOTHING`,
+    // A row lock, so concurrent writers wait for the one holding it.
+    lockRowsClause: 'FOR UPDATE',
+    insertReturning: async () => true,
     encodeTimestamp: (date) => date.toISOString(),
     decodeTimestamp: (value) => (value instanceof Date ? value : new Date(String(value))),
     schema: Object.freeze({
@@ -44,6 +48,10 @@ export function createPostgresDialect(config: DatabaseConfig): StoreDialect {
         method: 'VARCHAR(16)',
         userAgent: 'VARCHAR(1024)',
         timestamp: 'TIMESTAMPTZ(3)',
+        sequence: 'BIGINT',
+        salt: 'CHAR(32)',
+        hash: 'CHAR(64)',
+        commitments: 'TEXT',
       }),
       tableOptions: '',
       indexNamesArePerTable: false,

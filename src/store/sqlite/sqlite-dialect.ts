@@ -1,7 +1,7 @@
 import { SqliteDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/config.js';
 import type { StoreCapabilities } from '../activity-store.js';
-import { ACTIVITY_COLUMNS } from '../activity-table.js';
+import { INSERT_COLUMN_COUNT } from '../activity-table.js';
 import { fromSqlTimestamp, toSqlTimestamp } from '../sql-timestamp.js';
 import type { StoreDialect } from '../store-dialect.js';
 import { mapSqliteError } from './sqlite-errors.js';
@@ -13,7 +13,7 @@ const MAX_VARIABLES = 32_766;
 /** What a store on SQLite can do, known before anything connects. */
 export const SQLITE_CAPABILITIES: StoreCapabilities = Object.freeze({
   dialect: 'sqlite',
-  maxRowsPerInsert: Math.floor(MAX_VARIABLES / ACTIVITY_COLUMNS.length),
+  maxRowsPerInsert: Math.floor(MAX_VARIABLES / INSERT_COLUMN_COUNT),
 });
 
 /**
@@ -35,6 +35,10 @@ export function createSqliteDialect(config: DatabaseConfig): StoreDialect {
     placeholder: () => '?',
     quoteIdentifier: (name) => `"${name.replaceAll('"', '""')}"`,
     skipDuplicateIdClause: 'ON CONFLICT ("id") DO NOTHING',
+    skipDuplicateKeyClause: (column) => `ON CONFLICT ("${column.replaceAll('"', '""')}") DO NOTHING`,
+    // A write transaction holds the database's one write lock from its first write on.
+    lockRowsClause: '',
+    insertReturning: async () => true,
     encodeTimestamp: toSqlTimestamp,
     decodeTimestamp: fromSqlTimestamp,
     schema: Object.freeze({
@@ -48,6 +52,10 @@ export function createSqliteDialect(config: DatabaseConfig): StoreDialect {
         method: 'TEXT',
         userAgent: 'TEXT',
         timestamp: 'TEXT',
+        sequence: 'INTEGER',
+        salt: 'TEXT',
+        hash: 'TEXT',
+        commitments: 'TEXT',
       }),
       tableOptions: '',
       indexNamesArePerTable: false,

@@ -1,0 +1,198 @@
+import { Kysely, sql } from 'kysely';
+import type { DatabaseConfig } from '../config/config.js';
+import { ACTIVITY_FIELDS } from '../core/activity-fields.js';
+import { ActivityLogError } from '../core/errors.js';
+import type { Seal } from '../integrity/seal-hash.js';
+import type { SealGroup, StoredSealedRow } from '../integrity/verify-chain.js';
+import { decodeActivityRow } from './activity-row-codec.js';
+import type { ActivityDatabase, ActivityRow } from './activity-table.js';
+import { DIALECT_REGISTRY } from './dialect-registry.js';
+import { decodeSealRow, type SealRow, sealsTable } from './seal-table.js';
+import type { StoreDialect } from './store-dialect.js';
+
+/** Rows per SELECT while streaming, and seals per SELECT. */
+const DEFAULT_ROWS_PER_READ = 5000;
+const SEALS_PER_READ = 1000;
+
+const ROW_COLUMNS = [
+  ...ACTIVITY_FIELDS.map((field) => field.column),
+  'seal_seq',
+  'seal_salt',
+  'seal_commitments',
+] as const;
+
+/**
+ * Reads a table's seals and the rows that claim them, for `verify` and anything else that checks
+ * the chain (`integrity/verify-chain.ts` does the checking). Rows are streamed in keyset chunks
+ * along `idx_seal_seq` (`seal_seq`, then `id`), seals along their primary key, and the two are
+ * merged by `seq`, so memory holds one chunk of each and one seal's rows.
+ *
+ * @example
+ * const reader = openSealReader(config.database);
+ * const report = await verifyChain(reader.groups(1), { fromSeq: 1, anchor: null, … });
+ * await reader.close();
+ */
+export class SealReader {
+  readonly #db: Kysely<ActivityDatabase>;
+  readonly #dialect: StoreDialect;
+  readonly #table: string;
+  readonly #rowsPerRead: number;
+
+  constructor(dialect: StoreDialect, table: string, rowsPerRead: number = DEFAULT_ROWS_PER_READ) {
+    this.#dialect = dialect;
+    this.#table = table;
+    this.#rowsPerRead = rowsPerRead;
+    this.#db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect() });
+  }
+
+  /** Rows no seal covers (`seal_seq` null). */
+  countUnsealed(): Promise<number> {
+    return this.#run(async () => {
+      const { rows } = await sql<{ n: number | string }>`SELECT COUNT(*) AS n FROM ${sql.table(
+        this.#table,
+      )} WHERE ${sql.id('seal_seq')} IS NULL`.execute(this.#db);
+      return Number(rows[0]?.n ?? 0);
+    });
+  }
+
+  /** Seal `seq` (never the anchor, seq 0), or null when there is none. */
+  seal(seq: number): Promise<Seal | null> {
+    return this.#run(async () => {
+      if (seq < 1) return null;
+      const { rows } = await sql<SealRow>`SELECT * FROM ${sql.table(sealsTable(this.#table))} WHERE ${sql.id(
+        'seq',
+      )} = ${seq}`.execute(this.#db);
+      return rows[0] === undefined ? null : decodeSealRow(rows[0], this.#dialect);
+    });
+  }
+
+  /**
+   * Each `seq` from `fromSeq` on that a seal or a row has, in order: the seal (or null) and the rows
+   * that claim it in `id` order. From seal 1, rows claiming a `seq` below 1 come first.
+   *
+   * The chain is read up to the head as it is when reading starts, so seals written meanwhile
+   * (each committed with its rows) are neither half read nor taken for rows without a seal. Rows
+   * that claim a `seq` past that head with no seal of that `seq` come last, from one statement.
+   */
+  async *groups(fromSeq: number): AsyncGenerator<SealGroup> {
+    const headSeq = await this.#headSeq();
+    const seals = this.#sealChunks(fromSeq, headSeq);
+    const rows = this.#rowChunks(fromSeq, headSeq);
+    let seal = await seals.next();
+    let row = await rows.next();
+    while (!seal.done || !row.done) {
+      const seq = Math.min(
+        seal.done ? Number.POSITIVE_INFINITY : seal.value.seq,
+        row.done ? Number.POSITIVE_INFINITY : row.value.seq,
+      );
+      let current: Seal | null = null;
+      if (!seal.done && seal.value.seq === seq) {
+        current = seal.value;
+        seal = await seals.next();
+      }
+      const members: StoredSealedRow[] = [];
+      while (!row.done && row.value.seq === seq) {
+        members.push(row.value.row);
+        row = await rows.next();
+      }
+      yield { seq, seal: current, rows: members };
+    }
+    yield* this.#rowsPastHead(Math.max(headSeq, fromSeq - 1));
+  }
+
+  close(): Promise<void> {
+    return this.#db.destroy();
+  }
+
+  async #headSeq(): Promise<number> {
+    const { rows } = await this.#run(() =>
+      sql<{ seq: number | string | null }>`SELECT MAX(${sql.id('seq')}) AS seq FROM ${sql.table(
+        sealsTable(this.#table),
+      )}`.execute(this.#db),
+    );
+    return Number(rows[0]?.seq ?? 0);
+  }
+
+  async *#rowsPastHead(headSeq: number): AsyncGenerator<SealGroup> {
+    const { rows } = await this.#run(() =>
+      sql<ActivityRow>`SELECT ${sql.join(ROW_COLUMNS.map((column) => sql.ref(`r.${column}`)))}
+        FROM ${sql.table(this.#table)} AS ${sql.id('r')}
+        LEFT JOIN ${sql.table(sealsTable(this.#table))} AS ${sql.id('s')} ON ${sql.ref('s.seq')} = ${sql.ref('r.seal_seq')}
+        WHERE ${sql.ref('r.seal_seq')} > ${headSeq} AND ${sql.ref('s.seq')} IS NULL
+        ORDER BY ${sql.ref('r.seal_seq')}, ${sql.ref('r.id')} LIMIT ${this.#rowsPerRead}`.execute(this.#db),
+    );
+    let group: { seq: number; rows: StoredSealedRow[] } | null = null;
+    for (const row of rows) {
+      const seq = Number(row.seal_seq);
+      if (group !== null && group.seq !== seq) {
+        yield { seq: group.seq, seal: null, rows: group.rows };
+        group = null;
+      }
+      group ??= { seq, rows: [] };
+      group.rows.push(this.#decode(row));
+    }
+    if (group !== null) yield { seq: group.seq, seal: null, rows: group.rows };
+  }
+
+  async *#sealChunks(fromSeq: number, headSeq: number): AsyncGenerator<Seal> {
+    let after = Math.max(fromSeq, 1) - 1;
+    for (;;) {
+      const { rows } = await this.#run(() =>
+        sql<SealRow>`SELECT * FROM ${sql.table(sealsTable(this.#table))} WHERE ${sql.id('seq')} > ${after}
+            AND ${sql.id('seq')} <= ${headSeq} ORDER BY ${sql.id('seq')} LIMIT ${SEALS_PER_READ}`.execute(
+          this.#db,
+        ),
+      );
+      for (const row of rows) yield decodeSealRow(row, this.#dialect);
+      if (rows.length < SEALS_PER_READ) return;
+      after = Number(rows.at(-1)!.seq);
+    }
+  }
+
+  async *#rowChunks(fromSeq: number, headSeq: number): AsyncGenerator<{ seq: number; row: StoredSealedRow }> {
+    let after: { seq: number; id: string } | null = null;
+    for (;;) {
+      let select = this.#db
+        .selectFrom(this.#table)
+        .select(ROW_COLUMNS as unknown as (keyof ActivityRow)[])
+        .where('seal_seq', 'is not', null)
+        .where('seal_seq', '<=', headSeq);
+      if (fromSeq > 1) select = select.where('seal_seq', '>=', fromSeq);
+      if (after !== null) {
+        const { seq, id } = after;
+        select = select.where((eb) =>
+          eb.and([eb('seal_seq', '>=', seq), eb.or([eb('seal_seq', '>', seq), eb('id', '>', id)])]),
+        );
+      }
+      const query = select.orderBy('seal_seq').orderBy('id').limit(this.#rowsPerRead);
+      const rows = await this.#run(() => query.execute());
+      for (const stored of rows) yield { seq: Number(stored.seal_seq), row: this.#decode(stored) };
+      if (rows.length < this.#rowsPerRead) return;
+      const last = rows.at(-1)!;
+      after = { seq: Number(last.seal_seq), id: last.id };
+    }
+  }
+
+  #decode(row: ActivityRow): StoredSealedRow {
+    let activity: StoredSealedRow['activity'];
+    try {
+      activity = decodeActivityRow(row, this.#dialect);
+    } catch {
+      activity = null;
+    }
+    return { id: row.id, activity, salt: row.seal_salt, commitments: row.seal_commitments };
+  }
+
+  async #run<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation();
+    } catch (error) {
+      throw error instanceof ActivityLogError ? error : this.#dialect.mapError(error);
+    }
+  }
+}
+
+/** A {@link SealReader} for the configured database; `close()` it when done. */
+export function openSealReader(config: DatabaseConfig): SealReader {
+  return new SealReader(DIALECT_REGISTRY[config.connection].create(config), config.table);
+}
