@@ -85,24 +85,25 @@ describe('signing key files', () => {
       rsa,
       generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }),
     );
-    const cases: [Promise<unknown>, string][] = [
+    // Each read starts only when its case is checked, so no rejection waits unobserved.
+    const cases: [() => Promise<unknown>, string][] = [
       [
-        readSigningKey(join(dir, 'missing.pem')),
+        () => readSigningKey(join(dir, 'missing.pem')),
         `ACTIVITY_LOG_SIGNING_KEY: ${join(dir, 'missing.pem')} cannot be read (ENOENT)`,
       ],
       [
-        readSigningKey(written.publicKeyPath),
+        () => readSigningKey(written.publicKeyPath),
         `ACTIVITY_LOG_SIGNING_KEY: ${written.publicKeyPath} is a public key; checkpoints are signed with the private key (activity-log keygen writes both)`,
       ],
-      [readSigningKey(garbage), `ACTIVITY_LOG_SIGNING_KEY: ${garbage} holds no PEM key`],
+      [() => readSigningKey(garbage), `ACTIVITY_LOG_SIGNING_KEY: ${garbage} holds no PEM key`],
       [
-        readSigningKey(rsa),
+        () => readSigningKey(rsa),
         `ACTIVITY_LOG_SIGNING_KEY: ${rsa} is an rsa key; checkpoints are signed with Ed25519 (activity-log keygen writes a pair)`,
       ],
-      [readVerificationKey(garbage, '--public-key'), `--public-key: ${garbage} holds no PEM key`],
+      [() => readVerificationKey(garbage, '--public-key'), `--public-key: ${garbage} holds no PEM key`],
     ];
-    for (const [promise, message] of cases) {
-      const error = await caught(promise);
+    for (const [read, message] of cases) {
+      const error = await caught(read());
       expect(isActivityLogError(error, 'CONFIG_INVALID'), message).toBe(true);
       expect(error.message).toBe(message);
     }
