@@ -58,8 +58,16 @@ export type ChainProblemKind =
   | 'link-broken'
   /** Seals are missing from the chain (a gap in `seq`). */
   | 'seal-missing'
-  /** The head is not what a checkpoint signed. */
-  | 'checkpoint';
+  /** A checkpoint is not well formed or not signed by the key given. */
+  | 'signature'
+  /** A checkpoint signs another table's chain. */
+  | 'table'
+  /** The chain ends before a checkpoint's seal (the newest seals and their rows were removed). */
+  | 'head-behind'
+  /** The seal at a checkpoint's `seq` has another hash than it signed (the chain was rewritten). */
+  | 'seal-hash'
+  /** Seals 1…`seq` seal another number of rows than a checkpoint signed. */
+  | 'total-rows';
 
 export interface ChainProblem {
   readonly kind: ChainProblemKind;
@@ -71,6 +79,8 @@ export interface ChainProblem {
   readonly ids?: readonly string[];
   /** The fields concerned, when they can be told. */
   readonly fields?: readonly string[];
+  /** The checkpoint file concerned, for a problem a checkpoint shows. */
+  readonly checkpoint?: string;
 }
 
 /** The newest seal the check reached. */

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect } from 'vitest';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
 import { newActivityId } from '../../src/core/ids.js';
+import { sealHash } from '../../src/integrity/seal-hash.js';
 import { type ChainReport, verifyChain } from '../../src/integrity/verify-chain.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
@@ -487,6 +488,95 @@ for (const target of TARGETS) {
       const usage = await runCli(['verify', '--from-seq=first'], env);
       expect(usage.code).toBe(2);
       expect(usage.stderr).toMatch(/--from-seq must be a whole number 1 or more/);
+    });
+
+    test('the CLI: verify --checkpoint finds a truncated chain, a forged signature and a rewritten seal', async ({
+      defer,
+    }) => {
+      const sealed = await sealedTable(defer);
+      const seals = await fourSeals(sealed);
+      const env = { ...sealed.env, ACTIVITY_LOG_SEAL: 'off' };
+      const dir = mkdtempSync(join(tmpdir(), 'activity-seal-checkpoint-'));
+      defer(() => rmSync(dir, { recursive: true, force: true }));
+      expect((await runCli(['keygen', `--out=${dir}`], {})).code).toBe(0);
+      const privateKey = join(dir, 'activity-log-signing-key.pem');
+      const publicKey = join(dir, 'activity-log-signing-key.pub.pem');
+      const checkpoints = join(dir, 'checkpoints');
+      const signed = await runCli(['checkpoint'], {
+        ...env,
+        ACTIVITY_LOG_SIGNING_KEY: privateKey,
+        ACTIVITY_LOG_CHECKPOINT_DIR: checkpoints,
+      });
+      expect(signed.code).toBe(0);
+      const withKey = { ...env, ACTIVITY_LOG_SIGNING_KEY: privateKey };
+
+      const intact = await runCli(['verify', `--checkpoint=${checkpoints}`], withKey);
+      expect(intact).toMatchObject({ code: 0 });
+      expect(intact.stdout).toMatch(/^intact: seals 1…4/);
+      expect(
+        (await runCli(['verify', `--checkpoint=${checkpoints}`, `--public-key=${publicKey}`], env)).code,
+      ).toBe(0);
+      expect((await runCli(['verify', '--from-seq=2', `--checkpoint=${checkpoints}`], withKey)).code).toBe(0);
+
+      // A checkpoint whose signature was replaced.
+      const [file] = readdirSync(checkpoints);
+      const forgedFile = join(dir, 'forged.json');
+      const checkpoint = JSON.parse(readFileSync(join(checkpoints, file!), 'utf8')) as { signature: string };
+      writeFileSync(
+        forgedFile,
+        JSON.stringify({ ...checkpoint, signature: Buffer.alloc(64, 7).toString('base64') }),
+      );
+      const forged = await runCli(['verify', '--json', `--checkpoint=${forgedFile}`], withKey);
+      expect(forged.code).toBe(1);
+      expect(JSON.parse(forged.stdout)).toMatchObject({
+        intact: false,
+        problems: [{ kind: 'signature', seq: 4, checkpoint: forgedFile }],
+      });
+
+      // Seal 4 rewritten consistently: its hash recomputed from a new sealed_at.
+      const reader = openSealReader(sealed.config.database);
+      const original = (await reader.seal(4))!;
+      await reader.close();
+      const sealedAt = new Date(original.sealed_at.getTime() + 1000);
+      const rewritten = sealHash({
+        seq: 4,
+        prevHash: original.prev_hash,
+        root: original.root,
+        rowCount: original.row_count,
+        sealedAt,
+      }).toString('hex');
+      await sealed.admin.exec(
+        `UPDATE ${sealed.sealsTable} SET hash = '${rewritten}', sealed_at = '${toSqlTimestamp(sealedAt)}' WHERE seq = 4`,
+      );
+      expect((await runCli(['verify'], env)).code).toBe(0);
+      const rewrite = await runCli(['verify', `--checkpoint=${checkpoints}`], withKey);
+      expect(rewrite.code).toBe(1);
+      expect(rewrite.stdout).toMatch(/^NOT INTACT/);
+      expect(rewrite.stdout).toContain(`seal 4 has hash ${rewritten}`);
+      expect(
+        JSON.parse((await runCli(['verify', '--json', `--checkpoint=${checkpoints}`], withKey)).stdout),
+      ).toMatchObject({ problems: [{ kind: 'seal-hash', seq: 4 }] });
+
+      // The newest seal deleted with its rows: invisible without a checkpoint.
+      await sealed.admin.exec(`DELETE FROM ${sealed.rowsTable} WHERE seal_seq = 4`);
+      await sealed.admin.exec(`DELETE FROM ${sealed.sealsTable} WHERE seq = 4`);
+      expect(seals).toHaveLength(4);
+      const truncated = await runCli(['verify'], env);
+      expect(truncated).toMatchObject({ code: 0 });
+      expect(truncated.stdout).toMatch(/^intact: seals 1…3/);
+      const behind = await runCli(['verify', '--json', `--checkpoint=${checkpoints}`], withKey);
+      expect(behind.code).toBe(1);
+      expect(JSON.parse(behind.stdout)).toMatchObject({
+        intact: false,
+        problems: [{ kind: 'head-behind', seq: 4 }],
+      });
+
+      // No key to check checkpoints with.
+      const noKey = await runCli(['verify', `--checkpoint=${checkpoints}`], env);
+      expect(noKey.code).toBe(2);
+      expect(noKey.stderr).toBe(
+        'activity-log: no key to check checkpoints with: pass --public-key=PATH or set ACTIVITY_LOG_SIGNING_KEY\n',
+      );
     });
 
     if (withQueue) {

@@ -173,12 +173,12 @@ describe('verifyChain', () => {
       unsealedRows: 7,
       checkHead: (head) => {
         heads.push(head);
-        return [{ kind: 'checkpoint', seq: 4, message: 'the head is behind checkpoint seq 4' }];
+        return [{ kind: 'head-behind', seq: 4, message: 'the head is behind checkpoint seq 4' }];
       },
     });
     expect(heads).toEqual([{ seq: 3, hash: seals[2]!.hash.toString('hex'), totalRows: null }]);
     expect(report).toMatchObject({ intact: false, seals: 2, rows: 5, unsealedRows: 7 });
-    expect(kinds(report)).toEqual([['checkpoint', 4]]);
+    expect(kinds(report)).toEqual([['head-behind', 4]]);
   });
 
   it('lists the first problems and counts the rest', async () => {

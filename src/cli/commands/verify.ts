@@ -1,15 +1,27 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { wholeNumber } from '../../config/setting.js';
+import { ActivityLogError } from '../../core/errors.js';
 import { checkErasableFields } from '../../integrity/activity-leaf.js';
-import { type ChainReport, verifyChain } from '../../integrity/verify-chain.js';
-import { openSealReader } from '../../store/seal-reader.js';
+import { type ChainSeal, checkCheckpointAgainstChain } from '../../integrity/checkpoint-check.js';
+import {
+  type ChainProblem,
+  type ChainReport,
+  type HeadCheck,
+  type SealGroup,
+  verifyChain,
+} from '../../integrity/verify-chain.js';
+import { type LoadedCheckpoint, loadCheckpoints } from '../../runtime/checkpoint-files.js';
+import { readVerificationKey } from '../../runtime/signing-key-files.js';
+import { openSealReader, type SealReader } from '../../store/seal-reader.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { formatCount } from './prune.js';
 
 interface VerifyFlags {
   readonly fromSeq?: string;
   readonly json?: boolean;
+  readonly checkpoint?: readonly string[];
+  readonly publicKey?: string;
 }
 
 /** The exit code when the chain is not intact; usage errors exit 2 as everywhere. */
@@ -26,21 +38,64 @@ export function registerVerifyCommand(program: Command): void {
     .command('verify')
     .description('check the seal chain and every sealed row against it (exit 0 intact, 1 not)')
     .option('--from-seq <n>', 'start at this seal (default: 1, the whole chain)')
+    .option(
+      '--checkpoint <file|dir>',
+      'also check the chain against signed checkpoints: a checkpoint file or a directory of them (repeatable)',
+      (value: string, previous: readonly string[] | undefined) => [...(previous ?? []), value],
+    )
+    .option(
+      '--public-key <path>',
+      'the key checkpoints are checked with (public or private key PEM; default ACTIVITY_LOG_SIGNING_KEY)',
+    )
     .option('--json', 'print one JSON report')
     .action(async (flags: VerifyFlags) => {
       const fromSeq =
         optionalWholeNumber('--from-seq', flags.fromSeq, wholeNumber(1, Number.MAX_SAFE_INTEGER)) ?? 1;
       const config = loadConfig();
+      const checkpoints = await loadAllCheckpoints(flags.checkpoint ?? []);
+      let publicKeyPem: string | null = null;
+      if (flags.checkpoint !== undefined) {
+        const keyPath = flags.publicKey ?? config.signingKeyPath;
+        if (keyPath === null || keyPath === undefined) {
+          throw new ActivityLogError(
+            'CLI_USAGE',
+            'no key to check checkpoints with: pass --public-key=PATH or set ACTIVITY_LOG_SIGNING_KEY',
+            { field: '--public-key' },
+          );
+        }
+        publicKeyPem = await readVerificationKey(
+          keyPath,
+          flags.publicKey === undefined ? 'ACTIVITY_LOG_SIGNING_KEY' : '--public-key',
+        );
+      } else if (flags.publicKey !== undefined) {
+        throw new ActivityLogError('CLI_USAGE', '--public-key is for --checkpoint, which is not given', {
+          field: '--public-key',
+        });
+      }
       const reader = openSealReader(config.database);
       const progress = progressLine();
       let report: ChainReport;
       try {
-        report = await verifyChain(reader.groups(fromSeq), {
+        const anchor = fromSeq > 1 ? await reader.seal(fromSeq - 1) : null;
+        const kept = new SealsAtCheckpoints(checkpoints, fromSeq);
+        await kept.readBelow(reader);
+        report = await verifyChain(kept.watch(reader.groups(fromSeq)), {
           fromSeq,
-          anchor: fromSeq > 1 ? await reader.seal(fromSeq - 1) : null,
+          anchor,
           erasableFields: checkErasableFields(config.database.erasableFields),
           unsealedRows: await reader.countUnsealed(),
           onProgress: progress.report,
+          ...(publicKeyPem === null
+            ? {}
+            : {
+                checkHead: checkpointHeadCheck(
+                  checkpoints,
+                  config.database.table,
+                  publicKeyPem,
+                  kept,
+                  anchor?.seq ?? 0,
+                ),
+              }),
         });
       } finally {
         progress.end();
@@ -67,6 +122,85 @@ export function describeReport(report: ChainReport): string {
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** Every checkpoint in the files and directories given, lowest `seq` first. */
+async function loadAllCheckpoints(paths: readonly string[]): Promise<readonly LoadedCheckpoint[]> {
+  const loaded = (await Promise.all(paths.map(loadCheckpoints))).flat();
+  return loaded.sort((a, b) => a.checkpoint.body.seq - b.checkpoint.body.seq);
+}
+
+/**
+ * The seals at the checkpoints' `seq`s, kept while the chain streams past (so memory holds one
+ * seal per checkpoint, however long the chain): their hash and, from seal 1, the rows seals
+ * 1…`seq` seal. Checkpoints below `--from-seq` get their seal read on its own, without a row total.
+ */
+class SealsAtCheckpoints {
+  readonly #wanted: ReadonlySet<number>;
+  readonly #fromSeq: number;
+  readonly #seals = new Map<number, ChainSeal>();
+
+  constructor(checkpoints: readonly LoadedCheckpoint[], fromSeq: number) {
+    this.#wanted = new Set(checkpoints.map(({ checkpoint }) => checkpoint.body.seq));
+    this.#fromSeq = fromSeq;
+  }
+
+  async readBelow(reader: SealReader): Promise<void> {
+    for (const seq of this.#wanted) {
+      if (seq >= this.#fromSeq) continue;
+      const seal = await reader.seal(seq);
+      if (seal !== null) this.#seals.set(seq, { hash: seal.hash });
+    }
+  }
+
+  async *watch(groups: AsyncIterable<SealGroup>): AsyncGenerator<SealGroup> {
+    let totalRows = 0;
+    for await (const group of groups) {
+      if (group.seal !== null) {
+        totalRows += group.seal.row_count;
+        if (this.#wanted.has(group.seq)) {
+          this.#seals.set(group.seq, {
+            hash: group.seal.hash,
+            totalRows: this.#fromSeq === 1 ? totalRows : undefined,
+          });
+        }
+      }
+      yield group;
+    }
+  }
+
+  sealAt(seq: number): ChainSeal | undefined {
+    return this.#seals.get(seq);
+  }
+}
+
+/** Holds every checkpoint against the verified chain; each mismatch is one problem. */
+function checkpointHeadCheck(
+  checkpoints: readonly LoadedCheckpoint[],
+  table: string,
+  publicKeyPem: string,
+  seals: SealsAtCheckpoints,
+  anchorSeq: number,
+): HeadCheck {
+  return (head) => {
+    const headSeq = head?.seq ?? anchorSeq;
+    const problems: ChainProblem[] = [];
+    for (const { file, checkpoint } of checkpoints) {
+      const mismatch = checkCheckpointAgainstChain(
+        checkpoint,
+        { table, headSeq, sealAt: (seq) => seals.sealAt(seq) },
+        publicKeyPem,
+      );
+      if (mismatch === null) continue;
+      problems.push({
+        kind: mismatch.kind,
+        seq: mismatch.seq ?? checkpoint.body.seq,
+        message: `${mismatch.message} (${file})`,
+        checkpoint: file,
+      });
+    }
+    return problems;
+  };
 }
 
 function progressLine(): { report: (rows: number, seals: number) => void; end: () => void } {
