@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { type Activity, defaultModelResolver, LIMITS } from '../../src/core/activity.js';
+import { defaultModelResolver, LIMITS } from '../../src/core/activity.js';
 import { activityFromJson, activityToJson } from '../../src/core/activity-json.js';
 import { buildActivity } from '../../src/core/build-activity.js';
 import {
@@ -9,24 +9,9 @@ import {
   canonicalJson,
   propertiesJson,
 } from '../../src/core/canonical-encoding.js';
+import { CANONICAL_VECTOR } from '../helpers/canonical-vector.js';
 
-const VECTOR: Activity = Object.freeze({
-  id: '0190a4f0-7c1e-7a3b-8c4d-5e6f70819a2b',
-  logName: 'orders',
-  description: 'updated order 42',
-  subjectType: 'Order',
-  subjectId: '42',
-  event: 'updated',
-  causerType: 'User',
-  causerId: '7',
-  properties: { old: { total: 9.99 }, attributes: { total: 10.5, note: 'é' } },
-  batchUuid: '0190a4f0-0000-7000-8000-000000000001',
-  ipAddress: '192.0.2.1',
-  url: '/orders/42',
-  method: 'PATCH',
-  userAgent: 'curl/8.5',
-  createdAt: new Date('2025-11-28T09:30:00.123Z'),
-});
+const VECTOR = CANONICAL_VECTOR;
 
 const VECTOR_TEXT =
   '{"batch_uuid":"0190a4f0-0000-7000-8000-000000000001","causer_id":"7","causer_type":"User",' +

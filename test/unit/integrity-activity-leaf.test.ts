@@ -15,25 +15,9 @@ import {
   SALT_BYTES,
 } from '../../src/integrity/activity-leaf.js';
 import { hashLeaf } from '../../src/integrity/merkle-tree.js';
+import { CANONICAL_VECTOR } from '../helpers/canonical-vector.js';
 
-/** The canonical encoding's test vector (test/unit/canonical-encoding.test.ts). */
-const VECTOR: Activity = Object.freeze({
-  id: '0190a4f0-7c1e-7a3b-8c4d-5e6f70819a2b',
-  logName: 'orders',
-  description: 'updated order 42',
-  subjectType: 'Order',
-  subjectId: '42',
-  event: 'updated',
-  causerType: 'User',
-  causerId: '7',
-  properties: { old: { total: 9.99 }, attributes: { total: 10.5, note: 'é' } },
-  batchUuid: '0190a4f0-0000-7000-8000-000000000001',
-  ipAddress: '192.0.2.1',
-  url: '/orders/42',
-  method: 'PATCH',
-  userAgent: 'curl/8.5',
-  createdAt: new Date('2025-11-28T09:30:00.123Z'),
-});
+const VECTOR = CANONICAL_VECTOR;
 
 const SALT = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
 const ERASABLE = checkErasableFields(DEFAULT_ERASABLE_FIELDS);
