@@ -8,10 +8,6 @@ import {
   DelegateBackoff,
   handleWhen,
   IsolatedCircuitError,
-  TaskCancelledError,
-  type TimeoutPolicy,
-  TimeoutStrategy,
-  timeout,
 } from 'cockatiel';
 import { type ActivityEventBus, type BreakerState, createActivityEventBus } from '../core/activity-events.js';
 import { ActivityLogError, isErrorOfKind } from '../core/errors.js';
@@ -106,7 +102,7 @@ const STATE_NAMES: Readonly<Record<CircuitState, BreakerState>> = {
 
 /**
  * A circuit breaker around one destination, built on cockatiel's `CircuitBreakerPolicy` with a
- * `ConsecutiveBreaker` and a timeout inside it. Closed: calls go through, and
+ * `ConsecutiveBreaker` and a deadline inside it. Closed: calls go through, and
  * `failureThreshold` consecutive failures (timeouts and slow calls included) open it. Open: calls
  * are refused at once with `BREAKER_OPEN` until the probe delay has passed (`firstProbeMs`, then
  * 1.5 times longer after each failed probe, up to `cooldownMs`); then the next call is the probe
@@ -129,7 +125,6 @@ export class CircuitBreaker {
   readonly slowCallMs: number | null;
   readonly #counter: ConsecutiveBreaker;
   readonly #policy: CircuitBreakerPolicy;
-  readonly #timeout: TimeoutPolicy;
   readonly #isFailure: (error: unknown) => boolean;
   readonly #disposables: { dispose(): void }[] = [];
   #state: BreakerState = 'closed';
@@ -161,9 +156,6 @@ export class CircuitBreaker {
       }),
       breaker: this.#counter,
     });
-    // Aggressive: the caller is released at the deadline even if the driver never answers; the
-    // write itself may still finish later, which is harmless because inserts are idempotent.
-    this.#timeout = timeout(options.timeoutMs, TimeoutStrategy.Aggressive);
     this.#disposables.push(
       this.#policy.onBreak((reason) => {
         this.#openedAtMs = Date.now();
@@ -207,12 +199,12 @@ export class CircuitBreaker {
   }
 
   /**
-   * Runs `fn` through the breaker. `fn` gets an AbortSignal that fires at the timeout.
+   * Runs `fn` through the breaker.
    *
    * @throws ActivityLogError `BREAKER_OPEN` when the breaker refuses the call (open, or a probe is
    * already running); `WRITE_TIMEOUT` when `fn` took longer than `timeoutMs`; otherwise what `fn` threw.
    */
-  async execute<T>(fn: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  async execute<T>(fn: () => Promise<T>): Promise<T> {
     if (!this.isAllowed) throw this.#refusal();
     // Only while closed: a probe's own outcome decides whether the breaker closes.
     let countedSlow = false;
@@ -224,23 +216,16 @@ export class CircuitBreaker {
             this.#countSlowCall();
           }, this.slowCallMs);
     try {
-      return await this.#policy.execute(
-        ({ signal }) =>
-          this.#timeout
-            .execute((_context, timeoutSignal) => fn(timeoutSignal), signal)
-            .then(
-              (value) => {
-                if (countedSlow) throw new AlreadyCounted({ value });
-                return value;
-              },
-              (error: unknown) => {
-                const failure = error instanceof TaskCancelledError ? this.#timedOut(error) : error;
-                throw countedSlow ? new AlreadyCounted({ error: failure }) : failure;
-              },
-            ),
-        // A signal per call: without one, cockatiel links every call's timeout to one shared
-        // never-aborted signal, which then holds a listener per call in flight.
-        new AbortController().signal,
+      return await this.#policy.execute(() =>
+        this.#withDeadline(fn).then(
+          (value) => {
+            if (countedSlow) throw new AlreadyCounted({ value });
+            return value;
+          },
+          (error: unknown) => {
+            throw countedSlow ? new AlreadyCounted({ error }) : error;
+          },
+        ),
       );
     } catch (error) {
       if (error instanceof AlreadyCounted) {
@@ -256,6 +241,28 @@ export class CircuitBreaker {
     }
   }
 
+  /**
+   * `fn`'s outcome, or `WRITE_TIMEOUT` at the deadline even if the driver never answers; the write
+   * itself may still finish later, which is harmless because inserts are idempotent. A timer per
+   * call and nothing else: cockatiel's timeout policy derives an AbortController per call and
+   * aborts it on return, which costs more than a small write itself (a DOMException each time).
+   */
+  #withDeadline<T>(fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const deadline = setTimeout(() => reject(this.#timedOut()), this.timeoutMs);
+      fn().then(
+        (value) => {
+          clearTimeout(deadline);
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(deadline);
+          reject(error);
+        },
+      );
+    });
+  }
+
   /** Counts a call that is taking longer than `slowCallMs` as one failure now. */
   #countSlowCall(): void {
     const slow = new ActivityLogError(
@@ -265,7 +272,7 @@ export class CircuitBreaker {
     );
     if (this.#state !== 'closed') return;
     this.#policy
-      .execute(() => Promise.reject(slow), new AbortController().signal)
+      .execute(() => Promise.reject(slow))
       .then(undefined, (error: unknown) => {
         if (error === slow) this.#emitFailure(slow);
       });
@@ -332,11 +339,11 @@ export class CircuitBreaker {
     );
   }
 
-  #timedOut(cause: TaskCancelledError): ActivityLogError {
+  #timedOut(): ActivityLogError {
     return new ActivityLogError(
       'WRITE_TIMEOUT',
       `the ${this.name} write took longer than ${this.timeoutMs} ms; counted as a failure by its circuit breaker`,
-      { cause, details: { breaker: this.name, timeoutMs: this.timeoutMs } },
+      { details: { breaker: this.name, timeoutMs: this.timeoutMs } },
     );
   }
 }

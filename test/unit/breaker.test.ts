@@ -131,20 +131,6 @@ describe('CircuitBreaker', () => {
     expect(breaker.state).toBe('open');
   });
 
-  it('passes an abort signal that fires at the timeout', async () => {
-    const { breaker } = makeBreaker({ timeoutMs: 100 });
-    let seen: AbortSignal | null = null;
-    const call = codeOf(
-      breaker.execute((signal) => {
-        seen = signal;
-        return never();
-      }),
-    );
-    await vi.advanceTimersByTimeAsync(100);
-    await call;
-    expect((seen as AbortSignal | null)?.aborted).toBe(true);
-  });
-
   it('does not count errors in the data itself', async () => {
     const { breaker } = makeBreaker({ failureThreshold: 1 });
     const tooLong = () => Promise.reject(new ActivityLogError('STORE_DATA_TOO_LONG', 'too long'));
