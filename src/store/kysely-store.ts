@@ -187,7 +187,7 @@ export class KyselyStore implements ActivityStore {
           }
           if (rows.length > 0) {
             head = sealOver(head, rows, sealedAt);
-            await insertSeal(trx, target, head);
+            await insertSeal(trx, target, head, this.#seal.erasableFields);
             inserted += rows.length;
           }
           start = chunk.end;
