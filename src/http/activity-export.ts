@@ -13,7 +13,10 @@ export function storedActivityToJson(
   activity: Activity,
   erasedIds: ReadonlySet<string> | undefined,
 ): StoredActivityJson {
-  return { ...activityToJson(activity), erased: erasedIds?.has(activity.id) === true };
+  // Set on the fresh object rather than spread into another: an export makes one per row.
+  const json = activityToJson(activity) as ActivityJson & { erased: boolean };
+  json.erased = erasedIds?.has(activity.id) === true;
+  return json;
 }
 
 /** Columns of a CSV export, in order; `properties` is the JSON text of the properties. */

@@ -178,6 +178,13 @@ async function logErasure(
   return activity.id;
 }
 
+/** Rows of a chunk that null the same fields, each with the commitments it keeps (null: none). */
+interface ErasureGroup {
+  readonly fields: readonly ErasableField[];
+  readonly sealed: boolean;
+  readonly rows: Map<string, FieldCommitments | null>;
+}
+
 interface ChunkContext {
   readonly config: DatabaseConfig;
   readonly dialect: StoreDialect;
@@ -209,10 +216,7 @@ async function eraseChunk(trx: Kysely<ActivityDatabase>, context: ChunkContext):
   );
   const last = rows.at(-1);
   const sealedLists = await sealLists(trx, config.table, rows);
-  const groups = new Map<
-    string,
-    { fields: readonly ErasableField[]; sealed: boolean; rows: Map<string, FieldCommitments | null> }
-  >();
+  const groups = new Map<string, ErasureGroup>();
   let alreadyErased = 0;
   let notErasable = 0;
   const altered: string[] = [];
@@ -269,11 +273,7 @@ async function eraseChunk(trx: Kysely<ActivityDatabase>, context: ChunkContext):
  * One UPDATE for the rows of a chunk that null the same fields: the fields, and for sealed rows
  * the salt, become null and each row's commitments are stored, in the same statement.
  */
-async function updateGroup(
-  trx: Kysely<ActivityDatabase>,
-  table: string,
-  group: { fields: readonly ErasableField[]; sealed: boolean; rows: Map<string, FieldCommitments | null> },
-): Promise<void> {
+async function updateGroup(trx: Kysely<ActivityDatabase>, table: string, group: ErasureGroup): Promise<void> {
   const id = sql.id('id');
   const ids = [...group.rows.keys()];
   const assignments = group.fields.map((field) => sql`${sql.id(field)} = NULL`);
