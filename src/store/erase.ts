@@ -113,7 +113,9 @@ export async function eraseActivities(
     for (;;) {
       const chunk = (trx: Kysely<ActivityDatabase>) =>
         eraseChunk(trx, { config, dialect, selector, configuredFields, chunkSize, after, dryRun });
-      const outcome = dryRun ? await chunk(db) : await db.transaction().execute(chunk);
+      const outcome = dryRun
+        ? await chunk(db)
+        : await db.transaction().setIsolationLevel('read committed').execute(chunk);
       totals.matched += outcome.rows;
       totals.erased += outcome.erased;
       totals.sealed += outcome.sealed;
@@ -209,6 +211,8 @@ async function eraseChunk(trx: Kysely<ActivityDatabase>, context: ChunkContext):
     after === null
       ? sql``
       : sql` AND (${createdAt} > ${after.createdAt} OR (${createdAt} = ${after.createdAt} AND ${id} > ${after.id}))`;
+  // Read committed (as a sealed insert), so that under MySQL the locking read locks the rows it
+  // returns, not the gaps of the index range, and inserts for the same person are not held up.
   const { rows } = await sql<ActivityRow>`SELECT ${sql.join(ROW_COLUMNS.map((column) => sql.id(column)))}
     FROM ${table} WHERE ${typeColumn} = ${selector.type} AND ${idColumn} = ${selector.id}${keyset}
     ORDER BY ${createdAt}, ${id} LIMIT ${chunkSize} ${sql.raw(dryRun ? '' : dialect.lockRowsClause)}`.execute(
