@@ -296,6 +296,34 @@ for (const target of storeTargets(sqliteDir)) {
       expect(await verify(narrowed)).toMatchObject({ intact: true });
     });
 
+    test('rows no seal covers have their erasable fields nulled, with nothing kept and no erased mark', async ({
+      defer,
+    }) => {
+      const erasable = await erasableTable(defer, { ACTIVITY_LOG_SEAL: 'off' });
+      const [unsealed] = await erasable.rows();
+      expect(unsealed!.seal_seq).toBeNull();
+      const result = await eraseActivities(erasable.config.database, {
+        by: 'subject',
+        type: 'Order',
+        id: '2',
+      });
+      expect(result).toMatchObject({ matched: 1, erased: 1, sealed: 0 });
+      const row = (await erasable.rows()).find((stored) => stored.causer_id === null)!;
+      expect(row).toMatchObject({
+        ip_address: null,
+        user_agent: null,
+        seal_salt: null,
+        seal_commitments: null,
+      });
+      expect(row.properties).toBeNull();
+      const page = await erasable.store.query({ subjectType: 'Order', subjectId: '2' });
+      expect(page.data).toHaveLength(1);
+      expect(page.erasedIds?.size).toBe(0);
+      expect(
+        await eraseActivities(erasable.config.database, { by: 'subject', type: 'Order', id: '2' }),
+      ).toMatchObject({ matched: 1, erased: 0, alreadyErased: 1 });
+    });
+
     test('the CLI: erase --dry-run, erase, --json, verify exits 0; bad flags exit 2 naming the flag', async ({
       defer,
     }) => {
