@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isActivityLogError } from '../core/errors.js';
 import { registerCheckpointCommand } from './commands/checkpoint.js';
+import { registerEraseCommand } from './commands/erase.js';
 import { registerFailedCommand } from './commands/failed.js';
 import { registerFlushCommand } from './commands/flush.js';
 import { registerKeygenCommand } from './commands/keygen.js';
@@ -34,6 +35,7 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerCheckpointCommand,
   registerVerifyCommand,
   registerSealCommand,
+  registerEraseCommand,
 ];
 
 /** Exit code for a command line that is wrong (unknown command, bad flag), as opposed to a failure. */

@@ -1,4 +1,7 @@
-/** `activity-log/store`: the store of a database configuration, its migration, and scheduled pruning. */
+/**
+ * `activity-log/store`: the store of a database configuration, its migration, scheduled pruning,
+ * and erasure of personal data.
+ */
 export type {
   ActivityStore,
   MigrateResult,
@@ -6,5 +9,7 @@ export type {
   StoreCapabilities,
 } from '../store/activity-store.js';
 export { createStore } from '../store/create-store.js';
+export type { EraseOptions, EraseResult, ErasureSelector } from '../store/erase.js';
+export { eraseActivities } from '../store/erase.js';
 export type { RetentionSchedulerOptions } from '../store/retention.js';
 export { RetentionScheduler } from '../store/retention.js';

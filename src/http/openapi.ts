@@ -51,10 +51,14 @@ function activityFieldSchema(field: ActivityField): ZodType {
   }
 }
 
-/** One stored activity as JSON: every column, snake_case, `created_at` ISO-8601. */
-export const activityJsonSchema = z.strictObject(
-  Object.fromEntries(ACTIVITY_FIELDS.map((field) => [field.column, activityFieldSchema(field)])),
-);
+/** One stored activity as JSON: every column, snake_case, `created_at` ISO-8601, and `erased`. */
+export const activityJsonSchema = z.strictObject({
+  ...Object.fromEntries(ACTIVITY_FIELDS.map((field) => [field.column, activityFieldSchema(field)])),
+  erased: z.boolean().meta({
+    description:
+      'true when the personal data of this activity was erased (`activity-log erase`): its erasable fields are null and its seal still verifies',
+  }),
+});
 
 /** `GET /api/backoffice/activity-logs`. */
 export const activityPageSchema = z.strictObject({

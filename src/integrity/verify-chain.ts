@@ -41,6 +41,11 @@ export interface SealGroup {
   readonly seq: number;
   readonly seal: Seal | null;
   readonly rows: readonly StoredSealedRow[];
+  /**
+   * The erasable fields the seal records its rows were sealed with; null or absent when it records
+   * none (written before seals kept the list), and the configured list is used instead.
+   */
+  readonly erasableFields?: readonly ErasableField[] | null | undefined;
 }
 
 export type ChainProblemKind =
@@ -118,7 +123,10 @@ export interface ChainCheckOptions {
   readonly fromSeq: number;
   /** The seal before `fromSeq` (what it chains to); null when `fromSeq` is 1 or it is missing. */
   readonly anchor: Seal | null;
-  /** Fields committed in the leaves of rows whose commitments are not stored. */
+  /**
+   * Fields committed in the leaves of rows whose commitments are not stored, for seals that do not
+   * record their own list (`SealGroup.erasableFields`).
+   */
   readonly erasableFields: readonly ErasableField[];
   readonly unsealedRows: number;
   readonly maxProblems?: number;
@@ -158,12 +166,15 @@ export class ChainChecker {
   #expectedSeq: number;
   #totalRows = 0;
   #head: Seal | null = null;
+  /** The erasable fields of the group being checked. */
+  #erasableFields: readonly ErasableField[];
 
   constructor(options: ChainCheckOptions) {
     this.#options = options;
     this.#maxProblems = options.maxProblems ?? DEFAULT_MAX_PROBLEMS;
     this.#previous = options.anchor === null ? null : recomputed(options.anchor);
     this.#expectedSeq = options.fromSeq;
+    this.#erasableFields = options.erasableFields;
   }
 
   check(group: SealGroup): void {
@@ -178,6 +189,7 @@ export class ChainChecker {
       return;
     }
     this.seals++;
+    this.#erasableFields = group.erasableFields ?? this.#options.erasableFields;
     // An altered seal's root and count say nothing about its rows: the seal alone is reported.
     if (this.#checkLink(group.seal)) this.#checkRows(group.seal, group.rows);
     this.#totalRows += group.seal.row_count;
@@ -356,7 +368,7 @@ export class ChainChecker {
       }
       const leaf =
         salt !== null
-          ? activityLeafHash(row.activity, { salt, erasableFields: this.#options.erasableFields })
+          ? activityLeafHash(row.activity, { salt, erasableFields: this.#erasableFields })
           : activityLeafHash(row.activity, {
               salt: null,
               erasableFields: Object.keys(commitments!) as ErasableField[],

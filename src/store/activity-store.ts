@@ -24,6 +24,11 @@ export interface ActivityPage {
   readonly data: readonly Activity[];
   /** Pass as `cursor` for the next (older) page; null when there is none. */
   readonly nextCursor: string | null;
+  /**
+   * Ids of the page's activities whose personal data was erased (`activity-log erase`): sealed
+   * rows that keep commitments in place of their values. Absent from a store that cannot tell.
+   */
+  readonly erasedIds?: ReadonlySet<string> | undefined;
 }
 
 export interface PruneOptions {

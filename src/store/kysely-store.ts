@@ -187,7 +187,7 @@ export class KyselyStore implements ActivityStore {
           }
           if (rows.length > 0) {
             head = sealOver(head, rows, sealedAt);
-            await insertSeal(trx, target, head);
+            await insertSeal(trx, target, head, this.#seal.erasableFields);
             inserted += rows.length;
           }
           start = chunk.end;
@@ -207,13 +207,15 @@ export class KyselyStore implements ActivityStore {
     return this.#run(async () => {
       const limit = checkLimit(query.limit);
       const rows = await this.#selectPage(query, limit).execute();
-      const data = rows.slice(0, limit).map((row) => this.#toActivity(row));
+      const page = rows.slice(0, limit);
+      const data = page.map((row) => this.#toActivity(row));
+      const erasedIds = new Set(page.filter((row) => Number(row.erased) === 1).map((row) => row.id));
       const last = data.at(-1);
       const nextCursor =
         rows.length > limit && last !== undefined
           ? encodeCursor({ createdAtMs: last.createdAt.getTime(), id: last.id })
           : null;
-      return { data, nextCursor };
+      return { data, nextCursor, erasedIds };
     });
   }
 
@@ -378,7 +380,11 @@ export class KyselyStore implements ActivityStore {
   /** Newest first by (created_at, id); one extra row tells whether another page follows. */
   #selectPage(query: ActivityQuery, limit: number) {
     const encode = this.#dialect.encodeTimestamp;
-    let select = this.#db.selectFrom(this.#table).select(COLUMN_NAMES);
+    let select = this.#db
+      .selectFrom(this.#table)
+      .select(COLUMN_NAMES)
+      // A flag, not the commitments: the page says which rows were erased without carrying them.
+      .select(sql<number | boolean>`${sql.ref('seal_commitments')} IS NOT NULL`.as('erased'));
     for (const [field, column] of FILTER_COLUMNS) {
       const value = query[field];
       if (value !== undefined) select = select.where(column, '=', value);

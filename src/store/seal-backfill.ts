@@ -68,7 +68,7 @@ export async function backfillSeals(
             trx,
           );
           const seal = sealOver(head, salted, new Date());
-          await insertSeal(trx, target, seal);
+          await insertSeal(trx, target, seal, erasableFields);
           await stampRows(
             trx,
             target,

@@ -7,7 +7,7 @@ import type { SealGroup, StoredSealedRow } from '../integrity/verify-chain.js';
 import { decodeActivityRow } from './activity-row-codec.js';
 import type { ActivityDatabase, ActivityRow } from './activity-table.js';
 import { DIALECT_REGISTRY } from './dialect-registry.js';
-import { decodeSealRow, type SealRow, sealsTable } from './seal-table.js';
+import { decodeSealRow, type SealRow, sealedErasableFields, sealsTable } from './seal-table.js';
 import type { StoreDialect } from './store-dialect.js';
 
 /** Rows per SELECT while streaming, and seals per SELECT. */
@@ -82,12 +82,14 @@ export class SealReader {
     let row = await rows.next();
     while (!seal.done || !row.done) {
       const seq = Math.min(
-        seal.done ? Number.POSITIVE_INFINITY : seal.value.seq,
+        seal.done ? Number.POSITIVE_INFINITY : seal.value.seal.seq,
         row.done ? Number.POSITIVE_INFINITY : row.value.seq,
       );
       let current: Seal | null = null;
-      if (!seal.done && seal.value.seq === seq) {
-        current = seal.value;
+      let erasableFields: SealGroup['erasableFields'] = null;
+      if (!seal.done && seal.value.seal.seq === seq) {
+        current = seal.value.seal;
+        erasableFields = seal.value.erasableFields;
         seal = await seals.next();
       }
       const members: StoredSealedRow[] = [];
@@ -95,7 +97,7 @@ export class SealReader {
         members.push(row.value.row);
         row = await rows.next();
       }
-      yield { seq, seal: current, rows: members };
+      yield { seq, seal: current, rows: members, erasableFields };
     }
     yield* this.#rowsPastHead(Math.max(headSeq, fromSeq - 1));
   }
@@ -134,7 +136,10 @@ export class SealReader {
     if (group !== null) yield { seq: group.seq, seal: null, rows: group.rows };
   }
 
-  async *#sealChunks(fromSeq: number, headSeq: number): AsyncGenerator<Seal> {
+  async *#sealChunks(
+    fromSeq: number,
+    headSeq: number,
+  ): AsyncGenerator<{ seal: Seal; erasableFields: SealGroup['erasableFields'] }> {
     let after = Math.max(fromSeq, 1) - 1;
     for (;;) {
       const { rows } = await this.#run(() =>
@@ -143,7 +148,9 @@ export class SealReader {
           this.#db,
         ),
       );
-      for (const row of rows) yield decodeSealRow(row, this.#dialect);
+      for (const row of rows) {
+        yield { seal: decodeSealRow(row, this.#dialect), erasableFields: sealedErasableFields(row) };
+      }
       if (rows.length < SEALS_PER_READ) return;
       after = Number(rows.at(-1)!.seq);
     }

@@ -33,6 +33,15 @@ export const SEALS_TABLE_COLUMNS = Object.freeze([
   { name: 'sealed_at', kind: 'timestamp' },
 ] as const);
 
+/**
+ * The column (added by migration 3, so not among {@link SEALS_TABLE_COLUMNS}, which migration 2
+ * creates) naming the erasable fields the seal's rows were sealed with, as a comma list: `''` for
+ * none, null for a seal written before the column existed. It is not in the seal hash: the list
+ * decides which fields each leaf holds as commitments, so a changed list changes the leaves and
+ * the root, which the hash covers.
+ */
+export const SEAL_ERASABLE_FIELDS_COLUMN = 'erasable_fields';
+
 /** A row of `<table>_seals` as the drivers return it. */
 export interface SealRow {
   readonly seq: number | string;
@@ -41,6 +50,8 @@ export interface SealRow {
   readonly prev_hash: string;
   readonly hash: string;
   readonly sealed_at: unknown;
+  /** Absent from a seals table that predates migration 3. */
+  readonly erasable_fields?: string | null;
 }
 
 const ZERO_HASH = Buffer.alloc(HASH_BYTES);
@@ -153,9 +164,31 @@ export async function lockChainHead(trx: Kysely<ActivityDatabase>, target: SealT
   return head === undefined || head.seq === 0 ? null : head;
 }
 
-/** Appends `seal` after the head locked by {@link lockChainHead} in the same transaction. */
-export function insertSeal(trx: Kysely<ActivityDatabase>, target: SealTarget, seal: Seal): Promise<void> {
-  return insertSealRow(trx, target, seal, '');
+/**
+ * Appends `seal` after the head locked by {@link lockChainHead} in the same transaction, with the
+ * erasable fields its rows' leaves commit to.
+ */
+export async function insertSeal(
+  trx: Kysely<ActivityDatabase>,
+  target: SealTarget,
+  seal: Seal,
+  erasableFields: readonly ErasableField[],
+): Promise<void> {
+  await sql`INSERT INTO ${sql.table(sealsTable(target.table))} (${sql.join([
+    ...SEALS_TABLE_COLUMNS.map((column) => sql.id(column.name)),
+    sql.id(SEAL_ERASABLE_FIELDS_COLUMN),
+  ])}) VALUES (${sql.join([...sealRowValues(seal, target.dialect), erasableFields.join(',')])})`.execute(trx);
+}
+
+/**
+ * The erasable fields a seal row records, or null when it records none (a seal written before
+ * migration 3): then the configured list is the best guess. Names are not checked here; a name
+ * that is no erasable field fails the leaf of every row of the seal, which reports it.
+ */
+export function sealedErasableFields(row: Pick<SealRow, 'erasable_fields'>): readonly ErasableField[] | null {
+  const text = row.erasable_fields;
+  if (text === null || text === undefined) return null;
+  return text === '' ? [] : (text.split(',') as ErasableField[]);
 }
 
 /** Stamps rows already stored with the seal that closes them. */

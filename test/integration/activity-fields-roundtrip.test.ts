@@ -99,8 +99,9 @@ for (const target of storeTargets(sqliteDir)) {
       expect(list.statusCode).toBe(200);
       const json = list.json<{ data: ActivityJson[] }>().data;
       expect(json.map((item) => Object.keys(item))).toEqual(
-        sent.map(() => ACTIVITY_FIELDS.map((field) => field.column)),
+        sent.map(() => [...ACTIVITY_FIELDS.map((field) => field.column), 'erased']),
       );
+      expect(json.map((item) => (item as { erased?: unknown }).erased)).toEqual(sent.map(() => false));
       for (const [index, item] of json.entries()) {
         expect(fieldsOf(activityFromJson(item))).toEqual(fieldsOf(sent[index]!));
       }
@@ -112,7 +113,7 @@ for (const target of storeTargets(sqliteDir)) {
       });
       expect(csv.statusCode).toBe(200);
       const { header, rows } = parseCsv(csv.body);
-      expect(header).toEqual(CSV_FIELDS.map((field) => field.column));
+      expect(header).toEqual([...CSV_FIELDS.map((field) => field.column), 'erased']);
       expect(rows).toHaveLength(sent.length);
       for (const [index, row] of rows.entries()) {
         const expected = activityToJson(sent[index]!);
@@ -121,6 +122,7 @@ for (const target of storeTargets(sqliteDir)) {
           if (field.kind === 'json') expect(JSON.parse(cell), field.column).toEqual(expected[field.column]);
           else expect(cell, field.column).toBe(csvText(expected, field.column));
         }
+        expect(row[CSV_FIELDS.length]).toBe('false');
       }
     });
   });

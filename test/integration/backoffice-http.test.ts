@@ -564,9 +564,10 @@ describe('backoffice export', () => {
     expect(response.headers['content-disposition']).toMatch(/^attachment; filename="activity-logs-.*\.csv"$/);
     const lines = response.body.split('\r\n');
     expect(lines[0]).toBe(
-      'id,created_at,log_name,event,description,subject_type,subject_id,causer_type,causer_id,batch_uuid,ip_address,method,url,user_agent,properties',
+      'id,created_at,log_name,event,description,subject_type,subject_id,causer_type,causer_id,batch_uuid,ip_address,method,url,user_agent,properties,erased',
     );
     expect(lines).toHaveLength(4);
+    expect(lines[1]).toMatch(/,"false"$/);
     expect(lines[1]).toContain('"plain, with ""quotes"""');
     expect(lines[2]).toContain(`"'=HYPERLINK(""http://evil.example"")"`);
     expect(lines[3]).toBe('');

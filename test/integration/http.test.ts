@@ -460,6 +460,7 @@ describe('ingest and query', () => {
         subject_id: '42',
         method: 'PATCH',
         properties: { attributes: { total: 10.5 }, old: { total: 9.99 }, password: '[REDACTED]' },
+        erased: false,
       },
     ]);
   });

@@ -178,9 +178,10 @@ describe('CSV export cells', () => {
       method: null,
       user_agent: null,
       created_at: '2026-01-01T00:00:00.000Z',
+      erased: false,
     });
     expect(line).toBe(
-      `"id-1","2026-01-01T00:00:00.000Z","default","created","'=cmd","","","User","7","","","","","","{}"\r\n`,
+      `"id-1","2026-01-01T00:00:00.000Z","default","created","'=cmd","","","User","7","","","","","","{}","false"\r\n`,
     );
   });
 });

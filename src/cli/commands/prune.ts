@@ -84,7 +84,7 @@ function formatCutoff(date: Date): string {
  * in a log file every chunk of the first ten gets a line, then every tenth, every hundredth…
  * so a prune of millions of rows writes tens of lines, not thousands.
  */
-function progressReporter(verb: string): { report: (soFar: number) => void; end: () => void } {
+export function progressReporter(verb: string): { report: (soFar: number) => void; end: () => void } {
   const tty = process.stderr.isTTY === true;
   let chunks = 0;
   let drawn = false;

@@ -2,10 +2,10 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LIMITS } from '../../core/activity.js';
 import { FILTER_FIELDS } from '../../core/activity-fields.js';
-import { activityToJson } from '../../core/activity-json.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { parseIsoTimestamp } from '../../core/iso-timestamp.js';
 import { type ActivityPage, type ActivityQuery, MAX_QUERY_LIMIT } from '../../store/activity-store.js';
+import { storedActivityToJson } from '../activity-export.js';
 import { requireToken } from '../auth.js';
 import { withSnakeField } from '../snake-field.js';
 import { zodFailure } from '../zod-failure.js';
@@ -116,7 +116,7 @@ export function registerBackofficeActivitiesRoute(
       });
       return {
         success: true,
-        data: page.data.map(activityToJson),
+        data: page.data.map((activity) => storedActivityToJson(activity, page.erasedIds)),
         next_cursor: page.nextCursor,
       };
     },

@@ -1,9 +1,14 @@
 import { Readable } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
-import { type ActivityJson, activityToJson } from '../../core/activity-json.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { type ActivityPage, type ActivityQuery, MAX_QUERY_LIMIT } from '../../store/activity-store.js';
-import { csvHeader, csvLine, ndjsonLine } from '../activity-export.js';
+import {
+  csvHeader,
+  csvLine,
+  ndjsonLine,
+  type StoredActivityJson,
+  storedActivityToJson,
+} from '../activity-export.js';
 import { requireToken } from '../auth.js';
 import { withSnakeField } from '../snake-field.js';
 import { parseActivityQuery } from './backoffice-activities.js';
@@ -17,7 +22,7 @@ export interface BackofficeExportRouteOptions {
 interface ExportFormat {
   readonly contentType: string;
   readonly header: string;
-  readonly line: (activity: ActivityJson) => string;
+  readonly line: (activity: StoredActivityJson) => string;
 }
 
 const FORMATS: Readonly<Record<'csv' | 'ndjson', ExportFormat>> = {
@@ -73,7 +78,7 @@ async function* exportChunks(
   let page = first;
   for (;;) {
     if (page.data.length > 0)
-      yield page.data.map((activity) => format.line(activityToJson(activity))).join('');
+      yield page.data.map((activity) => format.line(storedActivityToJson(activity, page.erasedIds))).join('');
     if (page.nextCursor === null) return;
     page = await readPage(page.nextCursor);
   }

@@ -1,3 +1,4 @@
+import { addSealErasableFields } from './add-seal-erasable-fields.js';
 import { addSeals } from './add-seals.js';
 import { createActivityTable } from './create-activity-table.js';
 import type { Migration } from './migrate-schema.js';
@@ -6,4 +7,5 @@ import type { Migration } from './migrate-schema.js';
 export const ACTIVITY_MIGRATIONS: readonly Migration[] = Object.freeze([
   { version: 1, name: 'create_activity_table', up: createActivityTable },
   { version: 2, name: 'add_seals', up: addSeals },
+  { version: 3, name: 'add_seal_erasable_fields', up: addSealErasableFields },
 ]);
