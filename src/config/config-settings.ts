@@ -109,8 +109,31 @@ export const DATABASE_SETTINGS = {
   }),
 };
 
-/** The Redis server of the queue: `url` wins over host, port and password. */
+const CLUSTER_NODE_ALLOWED = 'expected host:port entries separated by commas, each port from 1 to 65535';
+
+/** One `host:port` of `REDIS_CLUSTER_NODES` (an IPv6 host in brackets: `[::1]:7000`). */
+const clusterNode = z.string().transform((entry, context) => {
+  const match = /^(\[[^\]]+\]|[^:\s]+):(\d{1,5})$/.exec(entry);
+  const port = Number(match?.[2]);
+  if (match === null || port < 1 || port > 65_535) {
+    context.addIssue({ code: 'custom', message: CLUSTER_NODE_ALLOWED });
+    return z.NEVER;
+  }
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port };
+});
+
+/**
+ * The Redis server of the queue: `url` wins over host, port and password. With `clusterNodes`
+ * the queue is on a Redis Cluster instead, reached through those nodes (and `password`); `url`,
+ * `host` and `port` are then not used.
+ */
 export const REDIS_SETTINGS = {
+  clusterNodes: setting({
+    env: 'REDIS_CLUSTER_NODES',
+    schema: z.array(clusterNode, { error: CLUSTER_NODE_ALLOWED }).readonly(),
+    default: [],
+    fromEnv: commaList,
+  }),
   url: setting({ env: 'REDIS_URL', schema: nullableText, default: null, fromEnv: noneOrText }),
   host: setting({ env: 'REDIS_HOST', schema: nonEmptyText, default: '127.0.0.1' }),
   port: setting({ env: 'REDIS_PORT', schema: wholeNumber(1, 65_535), default: 6379 }),

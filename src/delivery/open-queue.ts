@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { QUEUE_PREFIX } from './queue-keys.js';
+import type { RedisClient } from './redis-connection.js';
 
 export interface OpenQueueOptions {
   /**
@@ -28,7 +28,7 @@ export interface OpenQueueOptions {
  * await queue.close();
  */
 export function openQueue<Data>(
-  client: Redis,
+  client: RedisClient,
   queueName: string,
   options: OpenQueueOptions = {},
 ): Queue<Data> {

@@ -1,5 +1,4 @@
 import type { Job, Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
 import { openQueue } from './open-queue.js';
 import { type ActivityJobData, countJobActivities } from './queue-job.js';
@@ -11,6 +10,7 @@ import {
   deleteKeysMatching,
   isRedisConnectionError,
   queueUnavailable,
+  type RedisClient,
   redisTimeMs,
 } from './redis-connection.js';
 
@@ -57,10 +57,10 @@ const PAGE_SIZE = 100;
 export class QueueAdmin {
   readonly queueName: string;
   readonly #redisConfig: RedisConfig;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #queue: Queue<ActivityJobData>;
 
-  private constructor(redisConfig: RedisConfig, queueName: string, redis: Redis) {
+  private constructor(redisConfig: RedisConfig, queueName: string, redis: RedisClient) {
     this.#redisConfig = redisConfig;
     this.queueName = queueName;
     this.#redis = redis;

@@ -1,5 +1,4 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import type { ActivitySink } from '../core/activity-sink.js';
@@ -9,7 +8,13 @@ import type { WriteAcknowledgement, WriteFate } from '../resilience/resilient-si
 import { openQueue } from './open-queue.js';
 import { type ActivityJobData, activityJobId, activityJobOptions, encodeActivityJob } from './queue-job.js';
 import { ACTIVITY_JOB_NAME, storedJobsKey } from './queue-keys.js';
-import { closeRedis, createRedisClient, describeRedis, queueUnavailable } from './redis-connection.js';
+import {
+  closeRedis,
+  createRedisClient,
+  describeRedis,
+  queueUnavailable,
+  type RedisClient,
+} from './redis-connection.js';
 import { durabilityWarningOnce, type RedisDurability, readRedisDurability } from './redis-durability.js';
 
 export interface QueueSinkOptions {
@@ -102,7 +107,7 @@ class BullQueueSink implements QueueSink {
     check: (keys) => this.#fates(keys),
   };
   readonly #options: QueueSinkOptions;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   #queue: Queue<ActivityJobData> | null = null;
   readonly #enqueueTimeoutMs: number;
   #pending: PendingWrite[] = [];

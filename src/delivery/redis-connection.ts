@@ -1,6 +1,16 @@
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Config, RedisConfig } from '../config/config.js';
 import { ActivityLogError } from '../core/errors.js';
+import { restartMarkerKey } from './queue-keys.js';
+import { createClusterClient, describeCluster } from './redis-cluster.js';
+import { watchConnections } from './redis-connection-watch.js';
+
+/**
+ * A connection to the queue's Redis: one server, or a Redis Cluster (`REDIS_CLUSTER_NODES`). Every
+ * key this library and BullMQ use carries the `{activity-log}` hash tag, so on a cluster they all
+ * live in one slot and every multi-key command and script works unchanged.
+ */
+export type RedisClient = Redis | Cluster;
 
 /**
  * What a connection is for; each role trades waiting against failing differently.
@@ -51,12 +61,11 @@ const DEFAULT_WORKER_COMMAND_TIMEOUT_MS = 30_000;
  * connection is never silent this long unless a command blocks on purpose.
  */
 const REDIS_SILENCE_TIMEOUT_MS = 5000;
-/** How often each connection's silence is looked at. */
-const SILENCE_CHECK_INTERVAL_MS = 250;
 const MAX_RECONNECT_DELAY_MS = 5000;
 
-/** `redis://host:port` without credentials, for messages and logs. */
+/** `redis://host:port` (or the cluster's nodes) without credentials, for messages and logs. */
 export function describeRedis(redis: RedisConfig): string {
+  if (redis.clusterNodes.length > 0) return describeCluster(redis);
   if (redis.url !== null) {
     try {
       const url = new URL(redis.url);
@@ -98,7 +107,7 @@ export function createRedisClient(
   redis: RedisConfig,
   role: RedisRole,
   options: RedisClientOptions = {},
-): Redis {
+): RedisClient {
   const connectTimeout = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const commandTimeout =
     options.commandTimeoutMs ??
@@ -118,112 +127,47 @@ export function createRedisClient(
     retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 10), MAX_RECONNECT_DELAY_MS),
     ...roleOptions,
   };
-  const client =
-    redis.url !== null
-      ? new Redis(redis.url, common)
-      : new Redis({
-          ...common,
-          host: redis.host,
-          port: redis.port,
-          ...(redis.password === null ? {} : { password: redis.password }),
-        });
-  watchConnections(client, {
+  const watch = {
     server: describeRedis(redis),
     firstReplyTimeoutMs: connectTimeout,
     silenceTimeoutMs: REDIS_SILENCE_TIMEOUT_MS,
     blockingWaitMs: options.blockingWaitMs ?? 0,
-  });
+  };
+  let client: RedisClient;
+  if (redis.clusterNodes.length > 0) {
+    // A node's connection never reconnects on its own in a cluster: the cluster fetches the slots
+    // again and opens a new one, or, once every node is lost, reconnects as the role says.
+    const { retryStrategy, enableOfflineQueue, lazyConnect, ...nodeOptions } = common;
+    client = createClusterClient(redis, {
+      nodeOptions,
+      enableOfflineQueue: enableOfflineQueue ?? true,
+      lazyConnect: lazyConnect ?? false,
+      clusterRetryStrategy: retryStrategy as (times: number) => number,
+      slotsRefreshTimeoutMs: connectTimeout,
+      watch,
+    });
+  } else {
+    client =
+      redis.url !== null
+        ? new Redis(redis.url, common)
+        : new Redis({
+            ...common,
+            host: redis.host,
+            port: redis.port,
+            ...(redis.password === null ? {} : { password: redis.password }),
+          });
+    watchConnections(client, watch);
+  }
   const onError = options.onError ?? (() => {});
   client.on('error', onError);
   return client;
-}
-
-interface ConnectionWatch {
-  /** `redis://host:port`, for the error that closes a dead connection. */
-  readonly server: string;
-  /** Longest wait for Redis's first reply on a new connection (the handshake). */
-  readonly firstReplyTimeoutMs: number;
-  /** Longest silence while a command waits, once Redis has answered. */
-  readonly silenceTimeoutMs: number;
-  /** Extra silence allowed on copies of the client made for blocking commands. */
-  readonly blockingWaitMs: number;
-}
-
-/**
- * Destroys each connection of `client` that Redis accepted but did not answer within
- * `firstReplyTimeoutMs` (ioredis's connect timeout ends with the TCP connection), or that has
- * received nothing for `silenceTimeoutMs` while commands wait for their replies; ioredis then
- * reconnects. Copies of the client (BullMQ makes its blocking connection with `duplicate()`) are
- * watched too, and allow `blockingWaitMs` more silence since BZPOPMIN is silent while it waits;
- * they have no command timeout, as BullMQ bounds its blocking waits itself.
- */
-function watchConnections(client: Redis, watch: ConnectionWatch): void {
-  client.on('connect', () => watchStream(client, watch));
-  const duplicate = client.duplicate.bind(client);
-  client.duplicate = (override?: Partial<RedisOptions>): Redis => {
-    const copy = duplicate({ commandTimeout: undefined, ...override });
-    watchConnections(copy, {
-      ...watch,
-      silenceTimeoutMs: watch.silenceTimeoutMs + watch.blockingWaitMs,
-      // The copy's own copies inherit its allowance; it is added once.
-      blockingWaitMs: 0,
-    });
-    return copy;
-  };
-}
-
-function watchStream(client: Redis, watch: ConnectionWatch): void {
-  const { stream } = client;
-  if (stream.destroyed) return;
-  const openedAt = Date.now();
-  let lastDataAt: number | null = null;
-  let waitingSince: number | null = null;
-  const onData = () => {
-    lastDataAt = Date.now();
-  };
-  const close = (reason: string) => {
-    stop();
-    stream.destroy(new Error(`${reason}; the connection was closed`));
-  };
-  const check = () => {
-    if (stream.destroyed || client.stream !== stream) {
-      stop();
-      return;
-    }
-    const now = Date.now();
-    if (lastDataAt === null) {
-      if (now - openedAt >= watch.firstReplyTimeoutMs) {
-        close(
-          `${watch.server} accepted the connection but sent nothing within ${watch.firstReplyTimeoutMs} ms`,
-        );
-      }
-      return;
-    }
-    if (client.commandQueue.length === 0) {
-      waitingSince = null;
-      return;
-    }
-    waitingSince ??= now;
-    if (now - Math.max(lastDataAt, waitingSince) >= watch.silenceTimeoutMs) {
-      close(`${watch.server} sent nothing for ${watch.silenceTimeoutMs} ms while a command waited`);
-    }
-  };
-  const timer = setInterval(check, SILENCE_CHECK_INTERVAL_MS);
-  timer.unref();
-  function stop() {
-    clearInterval(timer);
-    stream.off('data', onData);
-    stream.off('close', stop);
-  }
-  stream.on('data', onData);
-  stream.once('close', stop);
 }
 
 /**
  * Connects a lazily created client, turning a refused or timed-out connection into one coded
  * error that names the server (never the password).
  */
-export async function connectRedis(client: Redis, redis: RedisConfig): Promise<void> {
+export async function connectRedis(client: RedisClient, redis: RedisConfig): Promise<void> {
   if (client.status === 'ready') return;
   // ioredis rejects with a bare "Connection is closed."; the error event carries the reason.
   let reason: unknown = null;
@@ -263,7 +207,7 @@ export function isRedisConnectionError(error: unknown): boolean {
 }
 
 /** Closes a client politely when it is connected, at once when it is not (QUIT would wait). */
-export async function closeRedis(client: Redis): Promise<void> {
+export async function closeRedis(client: RedisClient): Promise<void> {
   if (client.status === 'end') return;
   if (client.status !== 'ready') {
     disconnectRedis(client);
@@ -283,15 +227,21 @@ export async function closeRedis(client: Redis): Promise<void> {
  * never settled and their timers holding the process open, so a last attempt is started and
  * dropped with it.
  */
-export function disconnectRedis(client: Redis): void {
+export function disconnectRedis(client: RedisClient): void {
   if (client.status === 'end') return;
   if (client.status === 'reconnecting') client.connect().catch(() => undefined);
   client.disconnect();
 }
 
-/** The Redis server's clock in ms, so `restart` markers compare across hosts with skewed clocks. */
-export async function redisTimeMs(redis: Redis): Promise<number> {
-  const [seconds, micros] = await redis.time();
+/**
+ * The Redis server's clock in ms, so `restart` markers compare across hosts with skewed clocks. On
+ * a cluster, the clock of the node that holds the queue's keys (TIME alone goes to any node).
+ */
+export async function redisTimeMs(redis: RedisClient): Promise<number> {
+  const [seconds, micros] =
+    redis instanceof Cluster
+      ? ((await redis.eval("return redis.call('TIME')", 1, restartMarkerKey())) as [string, string])
+      : await redis.time();
   return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
 }
 
@@ -299,7 +249,7 @@ export async function redisTimeMs(redis: Redis): Promise<number> {
  * Resolves once a client that is still making its first connection is ready, or after
  * `timeoutMs`; at once when it is ready, or reconnecting after an outage (callers then fail fast).
  */
-export function whenConnected(redis: Redis, timeoutMs: number): Promise<void> {
+export function whenConnected(redis: RedisClient, timeoutMs: number): Promise<void> {
   if (redis.status !== 'wait' && redis.status !== 'connecting' && redis.status !== 'connect') {
     return Promise.resolve();
   }
@@ -314,12 +264,28 @@ export function whenConnected(redis: Redis, timeoutMs: number): Promise<void> {
   });
 }
 
-/** Deletes every key matching `pattern`, a page of keys at a time (SCAN, never KEYS). */
-export async function deleteKeysMatching(redis: Redis, pattern: string): Promise<void> {
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== '0');
+/**
+ * The servers behind a client: itself, or every node of a cluster (masters and replicas: a replica
+ * becomes a master on failover), for what each server answers for itself (CONFIG, INFO, SCAN).
+ */
+export function redisServers(redis: RedisClient): Redis[] {
+  return redis instanceof Cluster ? redis.nodes('all') : [redis];
+}
+
+/**
+ * Deletes every key matching `pattern`, a page of keys at a time (SCAN, never KEYS); on a cluster,
+ * the keys of every master, each deleted through the cluster so that it reaches its slot's node.
+ */
+export async function deleteKeysMatching(redis: RedisClient, pattern: string): Promise<void> {
+  const servers = redis instanceof Cluster ? redis.nodes('master') : [redis];
+  for (const server of servers) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await server.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      cursor = next;
+      if (keys.length === 0) continue;
+      if (redis instanceof Cluster) await Promise.all(keys.map((key) => redis.del(key)));
+      else await redis.del(...keys);
+    } while (cursor !== '0');
+  }
 }

@@ -1,4 +1,5 @@
-import type { Redis } from 'ioredis';
+import { Cluster, type Redis } from 'ioredis';
+import { type RedisClient, redisServers } from './redis-connection.js';
 
 /**
  * Whether Redis keeps the queue through a crash or restart: only with its append-only file on
@@ -32,7 +33,51 @@ const SET_IT = 'set appendonly yes and appendfsync everysec';
  * @example
  * const { durable, description } = await readRedisDurability(redis);
  */
-export async function readRedisDurability(client: Redis): Promise<RedisDurability> {
+export async function readRedisDurability(client: RedisClient): Promise<RedisDurability> {
+  if (!(client instanceof Cluster)) return readServerDurability(client);
+  // Every node, replicas too: a replica is the master after a failover.
+  const nodes = redisServers(client);
+  const readings = await Promise.all(nodes.map(readServerDurability));
+  return clusterDurability(
+    readings.map((durability, i) => ({
+      node: `${nodes[i]!.options.host}:${nodes[i]!.options.port}`,
+      durability,
+    })),
+  );
+}
+
+/**
+ * A cluster keeps the queue through a crash only if every node does: a node that does not
+ * decides, then one whose settings could not be read. The description counts the nodes but names
+ * none (it may be shown to anyone); `readError` names the node.
+ */
+export function clusterDurability(
+  readings: readonly { readonly node: string; readonly durability: RedisDurability }[],
+): RedisDurability {
+  if (readings.length === 0) return unknown('no cluster node was connected');
+  const of = (durable: boolean | null) =>
+    readings.filter((reading) => reading.durability.durable === durable);
+  const notDurable = of(false);
+  if (notDurable.length > 0) {
+    const { durability } = notDurable[0]!;
+    return {
+      ...durability,
+      description: `${durability.description} (${notDurable.length} of ${readings.length} cluster nodes)`,
+    };
+  }
+  const unread = of(null);
+  if (unread.length > 0) {
+    const { node, durability } = unread[0]!;
+    return { ...durability, readError: `node ${node}: ${durability.readError}` };
+  }
+  const { durability } = readings[0]!;
+  return {
+    ...durability,
+    description: `${durability.description} (every one of ${readings.length} cluster nodes)`,
+  };
+}
+
+async function readServerDurability(client: Redis): Promise<RedisDurability> {
   let configError: string;
   try {
     const reply: unknown = await client.config('GET', 'append*');

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis-connection.js';
 
 /** How often a worker told to stop looks whether Redis has gone away under the command it waits for. */
 const OFFLINE_STOP_POLL_MS = 100;
@@ -12,7 +12,7 @@ const OFFLINE_STOP_POLL_MS = 100;
  * const job = await unlessStoppingOffline(redis, stop.signal, bull.getNextJob(token), undefined);
  */
 export function unlessStoppingOffline<T>(
-  redis: Redis,
+  redis: RedisClient,
   stopSignal: AbortSignal,
   promise: Promise<T>,
   fallback: T,

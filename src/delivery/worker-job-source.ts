@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { type Job, type Queue, UnrecoverableError, Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { RedisConfig } from '../config/config.js';
 import type { Activity } from '../core/activity.js';
 import { ActivityLogError, isActivityLogError } from '../core/errors.js';
@@ -18,6 +17,8 @@ import {
   connectRedis,
   createRedisClient,
   describeRedis,
+  type RedisClient,
+  redisServers,
   redisTimeMs,
 } from './redis-connection.js';
 import { durabilityWarningOnce, readRedisDurability } from './redis-durability.js';
@@ -93,7 +94,7 @@ export class WorkerJobSource {
   readonly #options: WorkerJobSourceOptions;
   readonly #tokenPrefix = randomUUID();
   #tokenSeq = 0;
-  #redis: Redis | null = null;
+  #redis: RedisClient | null = null;
   #queue: Queue<ActivityJobData> | null = null;
   #bull: Worker<ActivityJobData> | null = null;
   #lockTimer: NodeJS.Timeout | null = null;
@@ -126,9 +127,12 @@ export class WorkerJobSource {
   async warnAboutRedisSetUp(): Promise<void> {
     const redis = this.#connected();
     try {
-      const info = await redis.info('memory');
-      const policy = /maxmemory_policy:(\S+)/.exec(info)?.[1];
-      if (policy !== undefined && policy !== 'noeviction') {
+      // Each node of a cluster answers for itself.
+      const infos = await Promise.all(redisServers(redis).map((server) => server.info('memory')));
+      const policy = infos
+        .map((info) => /maxmemory_policy:(\S+)/.exec(info)?.[1])
+        .find((found) => found !== undefined && found !== 'noeviction');
+      if (policy !== undefined) {
         this.#options.warn(
           `Redis maxmemory-policy is ${policy}: under memory pressure Redis may evict queued jobs and their activities would be lost; set maxmemory-policy noeviction`,
         );
@@ -362,7 +366,7 @@ export class WorkerJobSource {
     }
   }
 
-  #connected(): Redis {
+  #connected(): RedisClient {
     if (this.#redis === null) throw new Error('WorkerJobSource.connect() was not called');
     return this.#redis;
   }

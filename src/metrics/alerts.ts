@@ -1,5 +1,5 @@
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../delivery/redis-connection.js';
 import type { PerformanceData } from './snapshot.js';
 
 /** The alert rules. */
@@ -205,10 +205,10 @@ return action
 
 /** Alert state shared through Redis by every process of one queue. */
 export class RedisAlertState implements AlertStateStore {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #key: (rule: AlertRule) => string;
 
-  constructor(redis: Redis, keyOf: (rule: AlertRule) => string) {
+  constructor(redis: RedisClient, keyOf: (rule: AlertRule) => string) {
     this.#redis = redis;
     this.#key = keyOf;
   }

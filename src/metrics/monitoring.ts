@@ -1,6 +1,5 @@
-import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
-import { closeRedis, whenConnected } from '../delivery/redis-connection.js';
+import { closeRedis, type RedisClient, whenConnected } from '../delivery/redis-connection.js';
 import type { AlertNotifier, AlertPayload } from './alerts.js';
 import { type MetricsCollector, type ProcessReport, roundTo } from './collector.js';
 import { mergeLagBuckets } from './lag-histogram.js';
@@ -21,7 +20,7 @@ export interface MonitoringParts {
   /** Called once on close, instead of closing a collector others may still use. */
   readonly releaseCollector: () => void;
   /** The connection figures are shared through; closed with the monitoring. Null: this process only. */
-  readonly redis: Redis | null;
+  readonly redis: RedisClient | null;
   /** Adds up every live process's figures (with `redis`). */
   readonly reader: ClusterReader | null;
   /** Publishes this process's figures (with `redis`, when it counts anything); started here. */
@@ -48,7 +47,7 @@ export interface MonitoringParts {
 export class Monitoring {
   readonly collector: MetricsCollector;
   readonly config: Config;
-  readonly #redis: Redis | null;
+  readonly #redis: RedisClient | null;
   readonly #publisher: MetricsPublisher | null;
   readonly #reader: ClusterReader | null;
   #exporter: PrometheusExporter | null = null;

@@ -1,9 +1,8 @@
 import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { openQueue } from '../delivery/open-queue.js';
 import type { ActivityJobData } from '../delivery/queue-job.js';
 import { metricsKeys, storedCounterKey } from '../delivery/queue-keys.js';
-import { deleteKeysMatching, whenConnected } from '../delivery/redis-connection.js';
+import { deleteKeysMatching, type RedisClient, whenConnected } from '../delivery/redis-connection.js';
 import type { MetricsCollector, ProcessReport } from './collector.js';
 import { LAG_BUCKETS_MS } from './lag-histogram.js';
 import { HISTORY_MINUTES, type MinuteValues } from './minute-history.js';
@@ -48,7 +47,7 @@ return 0
 `;
 
 export interface MetricsPublisherOptions {
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly queueName: string;
   readonly collector: MetricsCollector;
   readonly publishIntervalMs?: number;
@@ -171,7 +170,7 @@ export class MetricsPublisher {
 
 /** Records the queue size seen now in the queue's per-minute history (any process may). */
 export async function recordQueueSize(
-  redis: Redis,
+  redis: RedisClient,
   queueName: string,
   queueSize: number,
   nowMs: number,
@@ -193,13 +192,13 @@ export interface ClusterState {
  * counts. A few round trips whatever the number of processes (one MGET for all reports).
  */
 export class ClusterReader {
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #queueName: string;
   readonly #keys: ReturnType<typeof metricsKeys>;
   readonly #queue: Queue<ActivityJobData>;
   readonly #heartbeatTtlMs: number;
 
-  constructor(redis: Redis, queueName: string, heartbeatTtlMs = DEFAULT_HEARTBEAT_TTL_MS) {
+  constructor(redis: RedisClient, queueName: string, heartbeatTtlMs = DEFAULT_HEARTBEAT_TTL_MS) {
     this.#redis = redis;
     this.#queueName = queueName;
     this.#keys = metricsKeys(queueName);
@@ -266,7 +265,7 @@ export class ClusterReader {
 }
 
 /** Deletes every monitoring key of a queue (tests, decommissioning). */
-export async function removeMetricsKeys(redis: Redis, queueName: string): Promise<void> {
+export async function removeMetricsKeys(redis: RedisClient, queueName: string): Promise<void> {
   await deleteKeysMatching(redis, metricsKeys(queueName).pattern);
 }
 

@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Config } from '../config/config.js';
 import { metricsKeys } from '../delivery/queue-keys.js';
-import { connectRedis, createRedisClient } from '../delivery/redis-connection.js';
+import { connectRedis, createRedisClient, type RedisClient } from '../delivery/redis-connection.js';
 import type { ActivityWorker } from '../delivery/worker.js';
 import { AlertNotifier, type AlertSettings, MemoryAlertState, RedisAlertState } from '../metrics/alerts.js';
 import { MetricsCollector } from '../metrics/collector.js';
@@ -77,7 +76,7 @@ export async function connectMonitoringReader(config: Config): Promise<Monitorin
   return assembleMonitoring({ config, alerts: false }, redis);
 }
 
-function assembleMonitoring(options: MonitoringOptions, redis: Redis | null): Monitoring {
+function assembleMonitoring(options: MonitoringOptions, redis: RedisClient | null): Monitoring {
   const { config } = options;
   const worker = options.worker ?? null;
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));

@@ -51,7 +51,13 @@ describe('loadConfig', () => {
       host: '127.0.0.1',
       port: 3000,
     });
-    expect(config.redis).toEqual({ url: null, host: '127.0.0.1', port: 6379, password: null });
+    expect(config.redis).toEqual({
+      clusterNodes: [],
+      url: null,
+      host: '127.0.0.1',
+      port: 6379,
+      password: null,
+    });
   });
 
   it('is frozen all the way down', () => {
@@ -217,6 +223,30 @@ describe('loadConfig', () => {
     expect(config.method).toBe('sync');
     expect(config.batchSize).toBe(9);
   });
+});
+
+describe('REDIS_CLUSTER_NODES', () => {
+  it('is an empty list by default and reads host:port entries, IPv6 hosts in brackets', () => {
+    expect(loadConfig({ env: {} }).redis.clusterNodes).toEqual([]);
+    expect(loadConfig({ env: { REDIS_CLUSTER_NODES: '' } }).redis.clusterNodes).toEqual([]);
+    expect(
+      loadConfig({ env: { REDIS_CLUSTER_NODES: '10.0.0.1:7000, redis-2.internal:7001,[::1]:7002' } }).redis
+        .clusterNodes,
+    ).toEqual([
+      { host: '10.0.0.1', port: 7000 },
+      { host: 'redis-2.internal', port: 7001 },
+      { host: '::1', port: 7002 },
+    ]);
+  });
+
+  it.each(['10.0.0.1', '10.0.0.1:0', '10.0.0.1:65536', 'host:port', ':7000', '10.0.0.1:7000:1'])(
+    'refuses %s with one line naming the variable and the entry',
+    (entry) => {
+      expect(configError({ REDIS_CLUSTER_NODES: `127.0.0.1:7000,${entry}` })).toBe(
+        `REDIS_CLUSTER_NODES=${JSON.stringify(entry)} is not allowed: expected host:port entries separated by commas, each port from 1 to 65535`,
+      );
+    },
+  );
 });
 
 describe('sealing settings', () => {

@@ -1,6 +1,10 @@
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { durabilityWarningOnce, readRedisDurability } from '../../src/delivery/redis-durability.js';
+import {
+  clusterDurability,
+  durabilityWarningOnce,
+  readRedisDurability,
+} from '../../src/delivery/redis-durability.js';
 
 /** A stand-in for the two commands read: CONFIG GET append* and INFO persistence. */
 function server(answers: { config?: string[] | Error; info?: string | Error }): Redis {
@@ -90,5 +94,50 @@ describe('reading whether Redis keeps the queue through a crash', () => {
       server({ config: ['appendonly', 'yes', 'appendfsync', 'everysec'] }),
     );
     expect(durabilityWarningOnce('redis://durable.test:6379', on)).toBeNull();
+  });
+});
+
+describe('a Redis Cluster keeps the queue through a crash only if every node does', () => {
+  const DURABLE = ['appendonly', 'yes', 'appendfsync', 'everysec'];
+
+  it('is durable when every node is, and says so', async () => {
+    const durable = await readRedisDurability(server({ config: DURABLE }));
+    const cluster = clusterDurability([
+      { node: '10.0.0.1:7000', durability: durable },
+      { node: '10.0.0.2:7000', durability: durable },
+    ]);
+    expect(cluster).toMatchObject({ durable: true, appendonly: 'yes', appendfsync: 'everysec' });
+    expect(cluster.description).toBe(
+      'durable: appendonly yes, appendfsync everysec (every one of 2 cluster nodes)',
+    );
+  });
+
+  it('is not durable when one node is not, counting the nodes but naming none', async () => {
+    const durable = await readRedisDurability(server({ config: DURABLE }));
+    const off = await readRedisDurability(
+      server({ config: ['appendonly', 'no', 'appendfsync', 'everysec'] }),
+    );
+    const unread = await readRedisDurability(server({ config: CONFIG_DISABLED, info: new Error('NOPERM') }));
+    const cluster = clusterDurability([
+      { node: '10.0.0.1:7000', durability: durable },
+      { node: '10.0.0.2:7000', durability: unread },
+      { node: '10.0.0.3:7000', durability: off },
+    ]);
+    expect(cluster.durable).toBe(false);
+    expect(cluster.description).toMatch(/^not durable: appendonly no, .* \(1 of 3 cluster nodes\)$/);
+    expect(cluster.description).not.toContain('10.0.0');
+  });
+
+  it('is unknown when a node could not be read, naming it in the read error only', async () => {
+    const durable = await readRedisDurability(server({ config: DURABLE }));
+    const unread = await readRedisDurability(server({ config: CONFIG_DISABLED, info: new Error('NOPERM') }));
+    const cluster = clusterDurability([
+      { node: '10.0.0.1:7000', durability: durable },
+      { node: '10.0.0.2:7000', durability: unread },
+    ]);
+    expect(cluster.durable).toBeNull();
+    expect(cluster.readError).toMatch(/^node 10\.0\.0\.2:7000: CONFIG GET: /);
+    expect(cluster.description).not.toContain('10.0.0');
+    expect(clusterDurability([]).durable).toBeNull();
   });
 });
