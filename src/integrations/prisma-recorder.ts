@@ -1,0 +1,304 @@
+import type { AsyncLocalStorage } from 'node:async_hooks';
+import type { LogInput } from '../core/activity.js';
+import { currentContext } from '../core/context.js';
+import { newBatchUuid } from '../core/ids.js';
+import type { PendingActivities } from '../core/pending-activities.js';
+import type { ActivityLog } from '../runtime/create-activity-log.js';
+import { type ModelEvent, modelChangeInput, type ResolvedModelOptions } from './model-changes.js';
+
+export interface Watched {
+  readonly name: string;
+  readonly delegate: string;
+  readonly idField: string;
+  readonly softDelete: string | undefined;
+  readonly options: ResolvedModelOptions<Record<string, unknown>>;
+}
+
+export type Row = Record<string, unknown>;
+type Delegate = Record<string, (args?: unknown) => Promise<unknown>>;
+export type Client = Record<string, unknown> & { $transaction: (...args: unknown[]) => Promise<unknown> };
+
+/** What the operations of a `$transaction` share: its after-commit list and, if interactive, its client. */
+export interface TransactionScope {
+  readonly pending: PendingActivities;
+  readonly tx: Client | null;
+  /** Set while this module itself runs an operation, so the extension lets it through. */
+  readonly passThrough?: boolean;
+}
+
+export interface Operation {
+  readonly model: string;
+  readonly operation: string;
+  readonly args: Row;
+  readonly query: (args: unknown) => Promise<unknown>;
+}
+
+/** Runs one watched write with the reads it needs and records what it changed. */
+export class Recorder {
+  constructor(
+    readonly activityLog: ActivityLog,
+    readonly base: Client,
+    readonly scopes: AsyncLocalStorage<TransactionScope>,
+    readonly onError: (error: unknown) => void,
+    readonly limit: number,
+    readonly returnsRows: boolean,
+  ) {}
+
+  async run(model: Watched, op: Operation): Promise<unknown> {
+    const scope = this.scopes.getStore();
+    if (scope !== undefined) {
+      // Inside an interactive transaction the reads go through its client; in a batch there is none.
+      const client = scope.tx ?? this.base;
+      const { result, inputs } = await this.perform(model, op, client, (args) => op.query(args));
+      this.deliver(() => scope.pending.logMany(inputs()));
+      return result;
+    }
+    if (op.operation === 'create') {
+      const { result, inputs } = await this.perform(model, op, this.base, (args) => op.query(args));
+      await this.deliverNow(inputs);
+      return result;
+    }
+    if (op.operation === 'update' || op.operation === 'upsert' || op.operation === 'delete') {
+      // A batch transaction (read, then write) is as atomic as an interactive one and much cheaper.
+      const delegate = delegateOf(this.base, model);
+      const [found, written] = (await this.base.$transaction([
+        delegate.findMany!({ where: op.args.where, take: 1 }),
+        delegate[op.operation]!(op.args),
+      ])) as [Row[], Row];
+      const readOne = async (where: unknown) => ((await delegate.findMany!({ where, take: 1 })) as Row[])[0];
+      const { result, inputs } = await this.singleRow(model, op, found[0], written, readOne);
+      await this.deliverNow(inputs);
+      return result;
+    }
+    const { result, inputs } = (await this.base.$transaction((tx: Client) =>
+      this.perform(model, op, tx, (args) =>
+        this.passThrough(() => delegateOf(tx, model)[op.operation]!(args)),
+      ),
+    )) as Performed;
+    await this.deliverNow(inputs);
+    return result;
+  }
+
+  async perform(
+    model: Watched,
+    op: Operation,
+    client: Client,
+    write: (args: unknown) => Promise<unknown>,
+  ): Promise<Performed> {
+    const delegate = delegateOf(client, model);
+    const read = (args: unknown) => this.passThrough(() => delegate.findMany!(args)) as Promise<Row[]>;
+    const readOne = async (where: unknown) => (await read({ where, take: 1 }))[0];
+    const { args } = op;
+    const where = args.where as Row | undefined;
+    switch (op.operation) {
+      case 'create': {
+        const result = (await write(args)) as Row;
+        const row = await this.fullRow(model, args, result, readOne);
+        return { result, inputs: () => this.inputs(model, [['created', row, undefined]]) };
+      }
+      case 'update':
+      case 'upsert':
+      case 'delete': {
+        const before = await readOne(where);
+        return this.singleRow(model, op, before, (await write(args)) as Row, readOne);
+      }
+      case 'createMany':
+      case 'createManyAndReturn': {
+        const data = (Array.isArray(args.data) ? args.data : [args.data]) as Row[];
+        if (data.length > this.limit) {
+          const result = (await write(args)) as { count?: number } | Row[];
+          const count = Array.isArray(result) ? result.length : (result.count ?? 0);
+          return { result, inputs: () => [summary(model, 'created', undefined, count)] };
+        }
+        if (op.operation === 'createMany' && this.returnsRows) {
+          const rows = (await this.passThrough(() => delegate.createManyAndReturn!(args))) as Row[];
+          return {
+            result: { count: rows.length },
+            inputs: () =>
+              this.bulkInputs(
+                model,
+                rows.map((row) => ['created', row, undefined]),
+              ),
+          };
+        }
+        const result = (await write(args)) as { count: number } | Row[];
+        // Without returned rows (MySQL/MariaDB) only rows whose key the caller gave can be named.
+        const rows = Array.isArray(result) ? result : data.filter((row) => row[model.idField] != null);
+        const count = Array.isArray(result) ? result.length : result.count;
+        return {
+          result,
+          inputs: () =>
+            rows.length === count
+              ? this.bulkInputs(
+                  model,
+                  rows.map((row) => ['created', row, undefined]),
+                )
+              : [summary(model, 'created', undefined, count)],
+        };
+      }
+      case 'updateMany':
+      case 'updateManyAndReturn': {
+        const before = await read({ where, take: this.limit + 1 });
+        const result = (await write(args)) as { count: number } | Row[];
+        const count = Array.isArray(result) ? result.length : result.count;
+        if (before.length > this.limit)
+          return { result, inputs: () => [summary(model, 'updated', where, count)] };
+        const ids = before.map((row) => row[model.idField]);
+        const after = await read({ where: { [model.idField]: { in: ids } } });
+        const byId = new Map(after.map((row) => [String(row[model.idField]), row]));
+        return {
+          result,
+          inputs: () =>
+            this.bulkInputs(
+              model,
+              before.flatMap((old): Seen[] => {
+                const row = byId.get(String(old[model.idField]));
+                return row === undefined ? [] : [[updateEvent(model, old, row), row, old]];
+              }),
+            ),
+        };
+      }
+      case 'deleteMany': {
+        const before = await read({ where, take: this.limit + 1 });
+        const result = (await write(args)) as { count: number };
+        if (before.length > this.limit)
+          return { result, inputs: () => [summary(model, 'deleted', where, result.count)] };
+        return {
+          result,
+          inputs: () =>
+            this.bulkInputs(
+              model,
+              before.map((row) => ['deleted', row, undefined]),
+            ),
+        };
+      }
+      default:
+        return { result: await write(args), inputs: () => [] };
+    }
+  }
+
+  async singleRow(
+    model: Watched,
+    op: Operation,
+    before: Row | undefined,
+    result: Row,
+    readOne: (where: unknown) => Promise<Row | undefined>,
+  ): Promise<Performed> {
+    if (op.operation === 'delete') {
+      return {
+        result,
+        inputs: () => this.inputs(model, before === undefined ? [] : [['deleted', before, undefined]]),
+      };
+    }
+    const row = await this.fullRow(model, op.args, result, readOne);
+    const event: ModelEvent = before === undefined ? 'created' : updateEvent(model, before, row);
+    return { result, inputs: () => this.inputs(model, [[event, row, before]]) };
+  }
+
+  /** The row with every scalar field, when `select`/`omit`/`include` shaped the result. */
+  async fullRow(
+    model: Watched,
+    args: Row,
+    result: Row,
+    readOne: (where: unknown) => Promise<Row | undefined>,
+  ) {
+    if (args.select === undefined && args.omit === undefined) {
+      const row = { ...result };
+      for (const key of Object.keys((args.include as Row | undefined) ?? {})) delete row[key];
+      return row;
+    }
+    const id = result[model.idField];
+    if (id === undefined) return result;
+    return (await readOne({ [model.idField]: id })) ?? result;
+  }
+
+  inputs(model: Watched, seen: readonly Seen[]): LogInput[] {
+    return seen.flatMap(([event, row, old]) => {
+      const input = modelChangeInput(
+        {
+          event,
+          model: row,
+          subject: { type: model.name, id: subjectId(row[model.idField]) },
+          attributes: row,
+          old,
+        },
+        model.options,
+      );
+      return input === null ? [] : [input];
+    });
+  }
+
+  bulkInputs(model: Watched, seen: readonly Seen[]): LogInput[] {
+    const batchUuid = currentContext()?.batchUuid ?? newBatchUuid();
+    // Marked like `logBulkChange` activities: one statement changed all of them.
+    return this.inputs(model, seen).map((input) => ({
+      ...input,
+      batchUuid,
+      properties: { bulk: true, ...input.properties },
+    }));
+  }
+
+  /** Prisma runs a query when it is awaited, so the await must happen inside the marked scope. */
+  passThrough<T>(fn: () => Promise<T>): Promise<T> {
+    const scope = this.scopes.getStore();
+    const marked = { pending: scope?.pending as PendingActivities, tx: scope?.tx ?? null, passThrough: true };
+    return this.scopes.run(marked, async () => await fn());
+  }
+
+  deliver(fn: () => unknown): void {
+    try {
+      fn();
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+
+  async deliverNow(inputs: () => LogInput[]): Promise<void> {
+    try {
+      const built = inputs();
+      if (built.length > 0) await this.activityLog.logMany(built);
+    } catch (error) {
+      this.onError(error);
+    }
+  }
+}
+
+type Seen = [event: ModelEvent, row: Row, old: Row | undefined];
+interface Performed {
+  readonly result: unknown;
+  readonly inputs: () => LogInput[];
+}
+
+function delegateOf(client: Client, model: Watched): Delegate {
+  return client[model.delegate] as Delegate;
+}
+
+function updateEvent(model: Watched, before: Row, after: Row): ModelEvent {
+  if (model.softDelete === undefined) return 'updated';
+  const was = before[model.softDelete] ?? null;
+  const is = after[model.softDelete] ?? null;
+  if (was === null && is !== null) return 'deleted';
+  if (was !== null && is === null) return 'restored';
+  return 'updated';
+}
+
+function subjectId(id: unknown): string | number {
+  return typeof id === 'number' ? id : String(id);
+}
+
+/** One activity standing for a bulk operation too large to record row by row. */
+function summary(model: Watched, event: ModelEvent, where: Row | undefined, count: number): LogInput {
+  return {
+    description: `bulk ${event}`,
+    event,
+    batchUuid: currentContext()?.batchUuid ?? newBatchUuid(),
+    properties: { bulk: true, model: model.name, filter: jsonSafe(where ?? {}), count },
+    ...(model.options.logName === undefined ? {} : { logName: model.options.logName }),
+  };
+}
+
+function jsonSafe(value: unknown): unknown {
+  return JSON.parse(
+    JSON.stringify(value, (_key, inner) => (typeof inner === 'bigint' ? String(inner) : inner)),
+  );
+}
