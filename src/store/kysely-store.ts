@@ -179,7 +179,7 @@ export class KyselyStore implements ActivityStore {
             if (
               candidate === undefined ||
               sealed.has(row.id) ||
-              candidate.salt.toString('hex') !== row.seal_salt
+              candidate.saltHex !== row.seal_salt
             )
               continue;
             sealed.add(row.id);
@@ -335,7 +335,7 @@ export class KyselyStore implements ActivityStore {
       }
       if (sealed !== undefined) {
         // A repeated id has the first one's salt: the row stored is the first of them.
-        parameters.push(sealed.rows.get(activity.id)!.salt.toString('hex'), sealed.seq);
+        parameters.push(sealed.rows.get(activity.id)!.saltHex, sealed.seq);
         ids.push(activity.id);
       }
       end++;

@@ -109,15 +109,21 @@ export interface SaltedActivity {
   readonly salt: Buffer;
 }
 
-/** A row ready to seal: its salt and its leaf, made before the head is locked. */
+/** A row ready to seal: its salt (also as the hex the column holds) and its leaf, made before the head is locked. */
 export interface LeafedActivity extends SaltedActivity {
+  readonly saltHex: string;
   readonly leaf: Buffer;
 }
 
 /** The row with a fresh salt and the leaf it makes with it. */
 export function leafedActivity(activity: Activity, erasableFields: readonly ErasableField[]): LeafedActivity {
   const salt = generateSalt();
-  return { activity, salt, leaf: activityLeafHash(activity, { salt, erasableFields }) };
+  return {
+    activity,
+    salt,
+    saltHex: salt.toString('hex'),
+    leaf: activityLeafHash(activity, { salt, erasableFields }),
+  };
 }
 
 /** The seal after `previous` closing `rows` (in any order: they are sealed in `id` order). */
