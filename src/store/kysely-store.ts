@@ -51,6 +51,9 @@ export function sealOptionsOf(config: Pick<DatabaseConfig, 'seal' | 'erasableFie
 
 const NO_SEAL: SealOptions = Object.freeze({ seal: false, erasableFields: Object.freeze([]) });
 
+/** Rows hashed between two turns of the event loop while a sealed insert makes its leaves. */
+const LEAVES_PER_TURN = 64;
+
 /** The rows of a sealed insert by id (the first of a repeated id), each with its salt and leaf. */
 type LeafedRows = Map<string, LeafedActivity>;
 
@@ -148,13 +151,9 @@ export class KyselyStore implements ActivityStore {
    * Read committed (SQLite has one writer and ignores it), so that under MySQL no statement locks
    * rows it only scans.
    */
-  #insertSealed(activities: readonly Activity[]): Promise<number> {
+  async #insertSealed(activities: readonly Activity[]): Promise<number> {
     const target: SealTarget = { table: this.#table, dialect: this.#dialect };
-    const leafed: LeafedRows = new Map();
-    for (const activity of activities) {
-      if (!leafed.has(activity.id))
-        leafed.set(activity.id, leafedActivity(activity, this.#seal.erasableFields));
-    }
+    const leafed = await this.#leaves(activities);
     return this.#db
       .transaction()
       .setIsolationLevel('read committed')
@@ -194,6 +193,23 @@ export class KyselyStore implements ActivityStore {
         }
         return inserted;
       });
+  }
+
+  /**
+   * Each row's salt and leaf, made before the transaction. Hashing a large batch takes tens of
+   * milliseconds, so it gives way every {@link LEAVES_PER_TURN} rows: another insert of this
+   * process that holds the chain head meanwhile gets its answers and commits, rather than holding
+   * the lock, and every writer waiting for it, until this batch is hashed.
+   */
+  async #leaves(activities: readonly Activity[]): Promise<LeafedRows> {
+    const leafed: LeafedRows = new Map();
+    let made = 0;
+    for (const activity of activities) {
+      if (leafed.has(activity.id)) continue;
+      leafed.set(activity.id, leafedActivity(activity, this.#seal.erasableFields));
+      if (++made % LEAVES_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    return leafed;
   }
 
   async #saltsOf(
