@@ -114,19 +114,25 @@ describe('inclusion proof', () => {
     expect(proof.merkle_path).toHaveLength(3);
     expect(proof.seals.map((seal) => seal.seq)).toEqual([2, 3]);
     expect(proof.seals[0]!.row_count).toBe(7);
-    expect(proof.checkpoint.body.seq).toBe(3);
+    expect(proof.checkpoint?.body.seq).toBe(3);
     expect(Object.keys(proof.commitments)).toEqual(ERASABLE);
   });
 
   it('verifies, in the library and with the standalone example', () => {
-    expect(verifyInclusionProof(proof)).toEqual({ verified: true });
-    expect(verifyInclusionProof(JSON.parse(JSON.stringify(proof)))).toEqual({ verified: true });
+    expect(verifyInclusionProof(proof)).toEqual({ verified: true, anchored: true });
+    expect(verifyInclusionProof(JSON.parse(JSON.stringify(proof)))).toEqual({
+      verified: true,
+      anchored: true,
+    });
     expect(runVerifier(proof)).toEqual({ status: 0, output: 'verified' });
   });
 
   it('verifies every row of the seal, the first and last included', () => {
     for (let index = 0; index < log.rows.length; index++) {
-      expect(verifyInclusionProof(proofOf(log, log.rows, index)), `row ${index}`).toEqual({ verified: true });
+      expect(verifyInclusionProof(proofOf(log, log.rows, index)), `row ${index}`).toEqual({
+        verified: true,
+        anchored: true,
+      });
     }
   });
 
@@ -152,7 +158,7 @@ describe('inclusion proof', () => {
     expect(erasedProof.activity.ip_address).toBeNull();
     expect(erasedProof.activity.properties).toBeNull();
     expect(erasedProof.leaf_hash).toBe(proof.leaf_hash);
-    expect(verifyInclusionProof(erasedProof)).toEqual({ verified: true });
+    expect(verifyInclusionProof(erasedProof)).toEqual({ verified: true, anchored: true });
     expect(runVerifier(erasedProof)).toEqual({ status: 0, output: 'verified' });
 
     // Without the salt nothing vouches for a value shown in an erased field.
