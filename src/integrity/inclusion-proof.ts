@@ -156,8 +156,15 @@ export function buildInclusionProof(input: InclusionProofInput): InclusionProof 
     other.activity === null ? Buffer.alloc(HASH_BYTES) : sealedRowLeafHash(other),
   );
   const activity = JSON.parse(canonicalActivityJson(row.activity)) as Record<string, unknown>;
-  // An erased row reads back with empty properties; the proof shows every erased field as null.
-  if (row.salt === null) for (const column of Object.keys(row.commitments)) activity[column] = null;
+  // An erased row's properties read back as {}; the proof shows them as the null they are. Any
+  // other value in an erased field is shown as stored, and fails: no salt commits to it.
+  if (row.salt === null) {
+    for (const column of Object.keys(row.commitments)) {
+      const value = activity[column];
+      if (typeof value === 'object' && value !== null && Object.keys(value).length === 0)
+        activity[column] = null;
+    }
+  }
   return Object.freeze({
     format: INCLUSION_PROOF_FORMAT,
     activity,

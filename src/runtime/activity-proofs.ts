@@ -109,7 +109,6 @@ export class ActivityProofs {
       throw unreadable(id, 'its values or its seal_salt / seal_commitments cannot be read (altered?)');
     }
 
-    const { table } = this.#options.database;
     let anchor = await this.#anchor(seq);
     let seals = await reader.seals(
       seq,
@@ -132,13 +131,10 @@ export class ActivityProofs {
       seals,
       checkpoint: anchor.checkpoint,
       publicKeyPem: await this.#publicKeyPem(),
-      unanchoredReason: anchor.checkpoint === null ? `${anchor.reason} (table ${table})` : undefined,
+      unanchoredReason: anchor.checkpoint === null ? anchor.reason : undefined,
     });
-    const publicKeyPem = proof.public_key;
-    return {
-      proof,
-      check: verifyInclusionProof(proof, publicKeyPem === null ? {} : { publicKeyPem }),
-    };
+    // The proof carries the server's own key, so this checks the signature with it.
+    return { proof, check: verifyInclusionProof(proof) };
   }
 
   async close(): Promise<void> {
@@ -158,7 +154,7 @@ export class ActivityProofs {
       checkpoint: null,
       reason:
         found.newestSeq === null
-          ? `no checkpoint in ${checkpointDir} yet (activity-log checkpoint writes one)`
+          ? `no checkpoint of ${database.table} in ${checkpointDir} yet (activity-log checkpoint writes one)`
           : `the newest checkpoint signs seal ${found.newestSeq}, before this activity's seal ${seq}; the next checkpoint covers it`,
     };
   }
