@@ -127,11 +127,14 @@ async function waitUntil(check, what, timeoutMs = 300_000) {
   throw new Error(`bench: timed out waiting for ${what}`);
 }
 
-/** Ours: log() in this process → BullMQ jobs of BATCH_SIZE → `workers` work processes → rows. */
-async function queueEndToEnd(workers) {
+/**
+ * Ours: log() in this process → BullMQ jobs of BATCH_SIZE → `workers` work processes → rows;
+ * `settings` are added to the environment of both sides (e.g. `ACTIVITY_LOG_SEAL`).
+ */
+export async function queueEndToEnd(workers, settings = {}) {
   const connection = await freshTable();
   const queueName = freshQueueName('queue');
-  const env = benchEnv(queueName);
+  const env = { ...benchEnv(queueName), ...settings };
   const children = await startProcesses(workers, [BIN, 'work'], env, 'worker started');
   const redis = new Redis(REDIS_URL);
   const activityLog = createActivityLog({ env });

@@ -66,11 +66,16 @@ export function canonicalActivityJson(activity: Activity): string {
 }
 
 /**
- * The canonical text of a short-lived copy of an activity whose properties' text is already
- * known, without remembering it: what a seal's leaf encodes, made once per row and then dropped.
+ * The canonical text of an activity with some fields' values replaced by the given JSON texts
+ * (keyed by property name, e.g. `causerId`), without remembering it: what a seal's leaf encodes,
+ * made once per row and then dropped. A replaced field is written even where a null would be
+ * left out.
  */
-export function canonicalActivityJsonOnce(activity: Activity, propertiesText: string): string {
-  return encodeActivity(activity, propertiesText);
+export function canonicalActivityJsonWith(
+  activity: Activity,
+  replaced: Readonly<Record<string, string>>,
+): string {
+  return encodeActivity(activity, replaced.properties ?? encodingOf(activity).properties, replaced);
 }
 
 /** The canonical text of an activity's properties: what the store's `properties` column holds. */
@@ -158,13 +163,24 @@ const CANONICAL_FIELDS = [...ACTIVITY_FIELDS]
     omittedWhenNull: (field.since as number) > 1,
   }));
 
-function encodeActivity(activity: Activity, properties: string): string {
+const NOTHING_REPLACED: Readonly<Record<string, string>> = Object.freeze({});
+
+function encodeActivity(
+  activity: Activity,
+  properties: string,
+  replaced: Readonly<Record<string, string>> = NOTHING_REPLACED,
+): string {
   const values = activity as unknown as Readonly<Record<string, unknown>>;
   let text = '';
   for (const field of CANONICAL_FIELDS) {
+    const replacement = replaced[field.property];
+    if (replacement !== undefined && field.kind !== 'json') {
+      text += `${text === '' ? '{' : ','}${field.key}${replacement}`;
+      continue;
+    }
     const value = values[field.property];
     const isNull = value === null || value === undefined;
-    if (isNull && field.omittedWhenNull) continue;
+    if (isNull && field.omittedWhenNull && replacement === undefined) continue;
     text += `${text === '' ? '{' : ','}${field.key}`;
     if (field.kind === 'json') text += properties;
     else if (field.kind === 'timestamp') text += `"${(value as Date).toISOString()}"`;

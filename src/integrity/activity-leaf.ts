@@ -1,14 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomFillSync } from 'node:crypto';
 import type { Activity } from '../core/activity.js';
 import { ACTIVITY_FIELDS, type ActivityField } from '../core/activity-fields.js';
 import {
   canonicalActivityJson,
-  canonicalActivityJsonOnce,
+  canonicalActivityJsonWith,
   canonicalJson,
   propertiesJson,
 } from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
-import { hashLeaf } from './merkle-tree.js';
+import { hashLeafText } from './merkle-tree.js';
 
 /**
  * The leaf a stored activity contributes to its seal's Merkle tree, and the commitments that let
@@ -76,9 +76,24 @@ const ERASABLE = new Map(
 
 const COMMITMENT_PATTERN = /^[0-9a-f]{64}$/;
 
-/** A fresh random salt for one row. */
+/** Salts drawn from the system's random source at a time: one call per this many rows. */
+const SALTS_PER_DRAW = 256;
+let saltPool = Buffer.alloc(0);
+let saltPoolOffset = 0;
+
+/**
+ * A fresh random salt for one row. Salts are cut from a block of random bytes drawn for
+ * {@link SALTS_PER_DRAW} rows at once (one system call instead of one per row); each block is
+ * new memory, never refilled, so a salt handed out never changes.
+ */
 export function generateSalt(): Buffer {
-  return randomBytes(SALT_BYTES);
+  if (saltPoolOffset === saltPool.length) {
+    saltPool = randomFillSync(Buffer.allocUnsafe(SALT_BYTES * SALTS_PER_DRAW));
+    saltPoolOffset = 0;
+  }
+  const salt = saltPool.subarray(saltPoolOffset, saltPoolOffset + SALT_BYTES);
+  saltPoolOffset += SALT_BYTES;
+  return salt;
 }
 
 /** Whether `column` names a field that may be erased. */
@@ -98,7 +113,11 @@ export function checkErasableFields(columns: readonly string[]): readonly Erasab
 /** SHA-256(salt ‖ UTF-8(column) ‖ 0x00 ‖ UTF-8(valueJson)) in hex: one field's commitment. */
 export function fieldCommitment(salt: Uint8Array, column: string, valueJson: string): string {
   checkSalt(salt);
-  return createHash('sha256').update(salt).update(`${column}\u0000${valueJson}`, 'utf8').digest('hex');
+  const text = `${column}\u0000${valueJson}`;
+  const bytes = Buffer.allocUnsafe(SALT_BYTES + Buffer.byteLength(text, 'utf8'));
+  bytes.set(salt, 0);
+  bytes.write(text, SALT_BYTES, 'utf8');
+  return hash('sha256', bytes, 'hex');
 }
 
 /** The commitment of each field in `erasableFields` to its value in `activity`, under `salt`. */
@@ -128,28 +147,26 @@ export function mismatchedCommitments(
     .filter((column) => commitments[column] !== commit(activity, salt, column));
 }
 
-/** The bytes a row's leaf hashes (after the 0x00 prefix); see the module comment. */
-export function leafEncoding(activity: Activity, options: LeafOptions): Buffer {
-  if (options.erasableFields.length === 0) return Buffer.from(canonicalActivityJson(activity), 'utf8');
-  const committed: Record<string, unknown> = { ...activity };
-  let properties: string | null = null;
+/** The text whose UTF-8 bytes a row's leaf hashes (after the 0x00 prefix); see the module comment. */
+function leafText(activity: Activity, options: LeafOptions): string {
+  if (options.erasableFields.length === 0) return canonicalActivityJson(activity);
+  // Each committed value is written as {"commitment":"…"} in place, every other field as it was.
+  const replaced: Record<string, string> = {};
   for (const column of options.erasableFields) {
     const field = ERASABLE.get(erasableField(column)) as ActivityField;
-    const commitment = commitmentOf(activity, options, column);
-    committed[field.property] = { commitment };
-    if (field.kind === 'json') properties = canonicalJson({ commitment });
+    replaced[field.property] = `{"commitment":"${commitmentOf(activity, options, column)}"}`;
   }
-  // Each committed value is an object the canonical encoding writes as {"commitment":"…"}, in
-  // place, leaving every other field as it was. The copy is encoded once and not remembered.
-  return Buffer.from(
-    canonicalActivityJsonOnce(committed as unknown as Activity, properties ?? propertiesJson(activity)),
-    'utf8',
-  );
+  return canonicalActivityJsonWith(activity, replaced);
+}
+
+/** The bytes a row's leaf hashes (after the 0x00 prefix); see the module comment. */
+export function leafEncoding(activity: Activity, options: LeafOptions): Buffer {
+  return Buffer.from(leafText(activity, options), 'utf8');
 }
 
 /** SHA-256(0x00 ‖ leaf encoding): the row's leaf in its seal's Merkle tree. */
 export function activityLeafHash(activity: Activity, options: LeafOptions): Buffer {
-  return hashLeaf(leafEncoding(activity, options));
+  return hashLeafText(leafText(activity, options));
 }
 
 function commitmentOf(activity: Activity, options: LeafOptions, column: ErasableField): string {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /**
  * The Merkle Tree Hash of RFC 6962 §2.1 (RFC 9162 §2.1.1), over SHA-256, so that a seal's root and
@@ -17,17 +17,29 @@ import { createHash } from 'node:crypto';
 
 export const HASH_BYTES = 32;
 
-const LEAF_PREFIX = Buffer.from([0x00]);
-const NODE_PREFIX = Buffer.from([0x01]);
-
 /** SHA-256(0x00 ‖ data): the hash of one leaf. */
 export function hashLeaf(data: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF_PREFIX).update(data).digest();
+  const bytes = Buffer.allocUnsafe(1 + data.length);
+  bytes[0] = 0x00;
+  bytes.set(data, 1);
+  return hash('sha256', bytes, 'buffer');
+}
+
+/** SHA-256(0x00 ‖ UTF-8(text)): the hash of one leaf given as text, encoded straight after the prefix. */
+export function hashLeafText(text: string): Buffer {
+  const bytes = Buffer.allocUnsafe(1 + Buffer.byteLength(text, 'utf8'));
+  bytes[0] = 0x00;
+  bytes.write(text, 1, 'utf8');
+  return hash('sha256', bytes, 'buffer');
 }
 
 /** SHA-256(0x01 ‖ left ‖ right): the hash of an interior node. */
 export function hashChildren(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE_PREFIX).update(left).update(right).digest();
+  const bytes = Buffer.allocUnsafe(1 + left.length + right.length);
+  bytes[0] = 0x01;
+  bytes.set(left, 1);
+  bytes.set(right, 1 + left.length);
+  return hash('sha256', bytes, 'buffer');
 }
 
 /** The root of the tree of no leaves: SHA-256 of the empty string. */

@@ -211,28 +211,44 @@ export class SealReader {
     }
   }
 
+  /**
+   * The rows in keyset chunks. The next chunk is asked for as soon as one arrives, so the database
+   * reads it while this one is checked.
+   */
   async *#rowChunks(fromSeq: number, headSeq: number): AsyncGenerator<{ seq: number; row: StoredSealedRow }> {
-    let after: { seq: number; id: string } | null = null;
-    for (;;) {
-      let select = this.#db
-        .selectFrom(this.#table)
-        .select(ROW_COLUMNS as unknown as (keyof ActivityRow)[])
-        .where('seal_seq', 'is not', null)
-        .where('seal_seq', '<=', headSeq);
-      if (fromSeq > 1) select = select.where('seal_seq', '>=', fromSeq);
-      if (after !== null) {
-        const { seq, id } = after;
-        select = select.where((eb) =>
-          eb.and([eb('seal_seq', '>=', seq), eb.or([eb('seal_seq', '>', seq), eb('id', '>', id)])]),
-        );
+    let pending: Promise<ActivityRow[]> | null = this.#rowChunk(fromSeq, headSeq, null);
+    while (pending !== null) {
+      const rows: ActivityRow[] = await pending;
+      pending = null;
+      if (rows.length === this.#rowsPerRead) {
+        const last = rows.at(-1)!;
+        pending = this.#rowChunk(fromSeq, headSeq, { seq: Number(last.seal_seq), id: last.id });
+        // Awaited on the next turn; a consumer that stops early must not leave it unhandled.
+        pending.catch(() => undefined);
       }
-      const query = select.orderBy('seal_seq').orderBy('id').limit(this.#rowsPerRead);
-      const rows = await this.#run(() => query.execute());
       for (const stored of rows) yield { seq: Number(stored.seal_seq), row: this.#decode(stored) };
-      if (rows.length < this.#rowsPerRead) return;
-      const last = rows.at(-1)!;
-      after = { seq: Number(last.seal_seq), id: last.id };
     }
+  }
+
+  #rowChunk(
+    fromSeq: number,
+    headSeq: number,
+    after: { seq: number; id: string } | null,
+  ): Promise<ActivityRow[]> {
+    let select = this.#db
+      .selectFrom(this.#table)
+      .select(ROW_COLUMNS as unknown as (keyof ActivityRow)[])
+      .where('seal_seq', 'is not', null)
+      .where('seal_seq', '<=', headSeq);
+    if (fromSeq > 1) select = select.where('seal_seq', '>=', fromSeq);
+    if (after !== null) {
+      const { seq, id } = after;
+      select = select.where((eb) =>
+        eb.and([eb('seal_seq', '>=', seq), eb.or([eb('seal_seq', '>', seq), eb('id', '>', id)])]),
+      );
+    }
+    const query = select.orderBy('seal_seq').orderBy('id').limit(this.#rowsPerRead);
+    return this.#run(() => query.execute() as Promise<ActivityRow[]>);
   }
 
   #decode(row: ActivityRow): StoredSealedRow {

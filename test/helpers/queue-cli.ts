@@ -23,12 +23,21 @@ export interface CliProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `node bin/activity-log.js <args>` (the build in dist/) with `env` on top of a clean environment. */
-export function spawnCli(args: readonly string[], env: Record<string, string>): CliProcess {
+/**
+ * Starts `node bin/activity-log.js <args>` (the build in dist/) with `env` on top of a clean
+ * environment; `prefix` is a command that runs it (e.g. in another network namespace), which must
+ * end by exec'ing it so that the child's pid is node's.
+ */
+export function spawnCli(
+  args: readonly string[],
+  env: Record<string, string>,
+  prefix: readonly string[] = [],
+): CliProcess {
   if (!existsSync(`${ROOT}dist/cli/main.js`)) {
     throw new Error('dist/ is missing: run `npm run build` (npm test does) before the CLI tests');
   }
-  const child = spawn(process.execPath, [BIN, ...args], {
+  const command = [...prefix, process.execPath, BIN, ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: ROOT,
     // No .env or inherited ACTIVITY_LOG_* settings may leak in: only PATH and the test's values.
     env: { PATH: process.env.PATH ?? '', NODE_ENV: 'test', ...env },

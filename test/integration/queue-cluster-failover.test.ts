@@ -29,6 +29,9 @@ describe.skipIf(!servicesUp)('a Redis Cluster failover under load', () => {
       REDIS_CLUSTER_NODES: cluster.nodes,
       ACTIVITY_LOG_BATCH_SIZE: '10',
       ACTIVITY_LOG_TRIES: '10',
+      // A job whose move to active or to done did not reach the replica before the kill is handed
+      // over by the stalled check after retry-after (default 90 s); 8 s keeps the test short.
+      ACTIVITY_LOG_RETRY_AFTER: '8',
     });
     await table.migrate();
     const JOBS = 500;

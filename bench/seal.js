@@ -1,0 +1,211 @@
+// Tamper-evidence benchmark, in one run:
+// - end-to-end activities/s through the queue (log() in this process, two `activity-log work`
+//   processes, MariaDB) with ACTIVITY_LOG_SEAL=on against the same run with it off, taking turns;
+// - log() cost per call in queue mode with sealing on and off (sealing happens at write time only);
+// - `activity-log verify` rows/s on MariaDB and PostgreSQL against a plain keyset scan of the same
+//   rows in the same order through the same driver, nothing checked.
+// Usage: npm run bench -- seal   (or node bench/seal.js after a build)
+import { execFile } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import mysql from 'mysql2/promise';
+import pg from 'pg';
+import { buildActivity } from '../dist/core/build-activity.js';
+import { createActivityLog, loadConfig } from '../dist/index.js';
+import { createStore } from '../dist/store/create-store.js';
+import { input, logCostAgainstBaseline } from './lib/workload.js';
+import { queueEndToEnd } from './queue.js';
+import { machine, median, printTable, ratio, rounds } from './stats.js';
+
+const execFileAsync = promisify(execFile);
+const here = dirname(fileURLToPath(import.meta.url));
+const BIN = join(here, '..', 'bin', 'activity-log.js');
+const MYSQL_URL = process.env.BENCH_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306/test';
+const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
+const VERIFY_ROWS = Number(process.env.BENCH_VERIFY_ROWS ?? 200_000);
+const CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
+const VERIFY_TABLE = 'bench_verify_activity_log';
+const BUILD_OPTIONS = { resolveModel: (model) => model, isSecretKey: () => false };
+
+/** log() cost in queue mode (no worker behind it) with sealing as given. */
+async function logCost(seal) {
+  const activityLog = createActivityLog({
+    env: {
+      QUEUE_CONNECTION: 'redis',
+      REDIS_URL,
+      ACTIVITY_LOG_METHOD: 'queue',
+      ACTIVITY_LOG_QUEUE_NAME: `bench-seal-cost-${process.pid}`,
+      ACTIVITY_LOG_SEAL: seal,
+      DATABASE_URL: MYSQL_URL,
+    },
+  });
+  const cost = await logCostAgainstBaseline(activityLog, CALLS);
+  await activityLog.close();
+  return cost;
+}
+
+/** Drops the verify table, then stores `VERIFY_ROWS` sealed rows in 1000-row batches. */
+async function seedSealed(url, drop) {
+  await drop();
+  const env = { DATABASE_URL: url, ACTIVITY_LOG_TABLE: VERIFY_TABLE, ACTIVITY_LOG_SEAL: 'on' };
+  const store = createStore(loadConfig({ env }).database);
+  await store.migrate();
+  for (let n = 0; n < VERIFY_ROWS; ) {
+    const batch = [];
+    for (let i = 0; i < 1000 && n < VERIFY_ROWS; i++)
+      batch.push(buildActivity(input(n++), undefined, BUILD_OPTIONS));
+    await store.insertMany(batch);
+  }
+  await store.close();
+  return env;
+}
+
+/** Rows/s of `activity-log verify` over the seeded table, checked to report it intact. */
+async function verifyRate(env) {
+  const started = performance.now();
+  const { stdout } = await execFileAsync(process.execPath, [BIN, 'verify', '--json'], {
+    env: { PATH: process.env.PATH, ...env },
+    maxBuffer: 64 * 2 ** 20,
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const report = JSON.parse(stdout);
+  if (report.intact !== true || report.rows !== VERIFY_ROWS) {
+    throw new Error(`verify did not report ${VERIFY_ROWS} intact rows: ${stdout.slice(0, 300)}`);
+  }
+  return VERIFY_ROWS / seconds;
+}
+
+/** Rows/s of reading every row in verify's order, 5000 per keyset page, in a fresh process's place. */
+async function scanRate(query) {
+  const started = performance.now();
+  let rows = 0;
+  let after = null;
+  for (;;) {
+    const page = await query(after);
+    if (page.length === 0) break;
+    rows += page.length;
+    const last = page.at(-1);
+    after = [last.seal_seq, last.id];
+  }
+  if (rows !== VERIFY_ROWS) throw new Error(`the scan read ${rows} rows, expected ${VERIFY_ROWS}`);
+  return rows / ((performance.now() - started) / 1000);
+}
+
+async function verifyAgainstScan(name, repeats) {
+  if (name === 'MariaDB') {
+    const connection = await mysql.createConnection(MYSQL_URL);
+    const drop = () =>
+      connection.query(
+        `DROP TABLE IF EXISTS \`${VERIFY_TABLE}\`, \`${VERIFY_TABLE}_seals\`, \`${VERIFY_TABLE}_migrations\``,
+      );
+    const env = await seedSealed(MYSQL_URL, drop);
+    const query = async (after) =>
+      (
+        await connection.query(
+          `SELECT * FROM \`${VERIFY_TABLE}\` ${after ? 'WHERE seal_seq >= ? AND (seal_seq > ? OR id > ?)' : ''} ORDER BY seal_seq, id LIMIT 5000`,
+          after ? [after[0], after[0], after[1]] : [],
+        )
+      )[0];
+    const result = await alternate(env, query, repeats);
+    await drop();
+    await connection.end();
+    return result;
+  }
+  const client = new pg.Client({ connectionString: PG_URL });
+  await client.connect();
+  const drop = () =>
+    client.query(
+      `DROP TABLE IF EXISTS "${VERIFY_TABLE}", "${VERIFY_TABLE}_seals", "${VERIFY_TABLE}_migrations"`,
+    );
+  const env = await seedSealed(PG_URL, drop);
+  const query = async (after) =>
+    (
+      await client.query(
+        `SELECT * FROM "${VERIFY_TABLE}" ${after ? 'WHERE seal_seq >= $1 AND (seal_seq > $1 OR id > $2)' : ''} ORDER BY seal_seq, id LIMIT 5000`,
+        after ?? [],
+      )
+    ).rows;
+  const result = await alternate(env, query, repeats);
+  await drop();
+  await client.end();
+  return result;
+}
+
+async function alternate(env, query, repeats) {
+  await scanRate(query); // warms the buffer pool
+  const scans = [];
+  const verifies = [];
+  for (let round = 0; round < repeats; round++) {
+    scans.push(await scanRate(query));
+    verifies.push(await verifyRate(env));
+  }
+  return { scan: median(scans), verify: median(verifies), samples: { scans, verifies } };
+}
+
+export async function run({ repeats = 3 } = {}) {
+  const costOff = await rounds(repeats, () => logCost('off'));
+  const costOn = await rounds(repeats, () => logCost('on'));
+  await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'on' }); // warm-up, untimed
+  const unsealed = [];
+  const sealed = [];
+  for (let round = 0; round < repeats; round++) {
+    unsealed.push(await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'off' }));
+    sealed.push(await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'on' }));
+  }
+  const mariadb = await verifyAgainstScan('MariaDB', repeats);
+  const postgres = await verifyAgainstScan('PostgreSQL', repeats);
+
+  const logOff = median(costOff.map((c) => c.oursMedianNs));
+  const logOn = median(costOn.map((c) => c.oursMedianNs));
+  const results = {
+    machine: machine(),
+    settings: { verifyRows: VERIFY_ROWS, calls: CALLS, repeats },
+    queueTwoWorkersActivitiesPerSecond: { unsealed: median(unsealed), sealed: median(sealed) },
+    sealedVsUnsealed: ratio(median(sealed), median(unsealed)),
+    logMedianNs: { unsealed: logOff, sealed: logOn, ratio: ratio(logOn, logOff) },
+    verifyRowsPerSecond: { mariadb, postgres },
+    verifyVsScan: {
+      mariadb: ratio(mariadb.verify, mariadb.scan),
+      postgres: ratio(postgres.verify, postgres.scan),
+    },
+    samples: { unsealed, sealed },
+  };
+  printTable(
+    `Tamper evidence (MariaDB queue with 2 workers; verify on ${VERIFY_ROWS} rows; medians of ${repeats})`,
+    [
+      ['queue, 2 workers, unsealed activities/s', Math.round(median(unsealed)), '', ''],
+      [
+        'queue, 2 workers, sealed activities/s',
+        Math.round(median(sealed)),
+        `${results.sealedVsUnsealed}× unsealed`,
+        '',
+      ],
+      ['log() median ns, queue mode', `off ${logOff}`, `on ${logOn}`, `${results.logMedianNs.ratio}×`],
+      [
+        'verify rows/s, MariaDB',
+        Math.round(mariadb.verify),
+        `scan ${Math.round(mariadb.scan)}`,
+        `${results.verifyVsScan.mariadb}×`,
+      ],
+      [
+        'verify rows/s, PostgreSQL',
+        Math.round(postgres.verify),
+        `scan ${Math.round(postgres.scan)}`,
+        `${results.verifyVsScan.postgres}×`,
+      ],
+    ],
+  );
+  return results;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  run().then(
+    (results) => console.log(JSON.stringify(results, null, 2)),
+    (error) => {
+      console.error(`bench: ${error.message}`);
+      process.exitCode = 1;
+    },
+  );
+}
