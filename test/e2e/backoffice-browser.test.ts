@@ -263,6 +263,11 @@ describe.runIf(run)('backoffice in a real browser', () => {
     expect(await changed.locator('.proof-badge').getAttribute('title')).toMatch(
       /^the Merkle path does not reach the root of seal \d+ \(the row or its seal changed\)$/,
     );
+    // The row's detail says what failed, not only the badge's title.
+    await changed.locator('td.description').click();
+    await expect
+      .poll(() => page.locator('#detail-fields dd.proof-detail').textContent())
+      .toMatch(/^not verified: the Merkle path does not reach the root of seal \d+/);
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'activity-logs-not-verified.png'), fullPage: true });
   });
 

@@ -221,7 +221,11 @@ function verifyButton(id) {
   return button;
 }
 
+/** The last check of each row's proof this page made, shown in the row's detail. */
+const proofResults = new Map();
+
 function showBadge(cell, state, detail) {
+  proofResults.set(cell.closest('tr').dataset.id, { state, detail });
   const badge = el('span', { className: `proof-badge ${state}`, 'data-state': state, title: detail });
   badge.textContent = BADGE_TEXT[state];
   cell.replaceChildren(badge, ' ', verifyButton(cell.closest('tr').dataset.id));
@@ -313,6 +317,13 @@ function showDetail(activity, row) {
   fields.replaceChildren();
   for (const [field, label] of DETAIL_FIELDS) {
     fields.append(el('dt', { text: label }), el('dd', {}, detailValue(activity, field)));
+  }
+  const proof = proofResults.get(activity.id);
+  if (proof !== undefined) {
+    fields.append(
+      el('dt', { text: 'Proof' }),
+      el('dd', { className: 'proof-detail' }, `${BADGE_TEXT[proof.state]}: ${proof.detail}`),
+    );
   }
   const properties = isRecord(activity.properties) ? activity.properties : {};
   renderDiff(properties);
