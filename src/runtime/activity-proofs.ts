@@ -161,8 +161,14 @@ export class ActivityProofs {
 
   #publicKeyPem(): Promise<string | null> {
     const path = this.#options.signingKeyPath;
+    // A key that could not be read is read again next time, not remembered as missing.
     this.#publicKey ??=
-      path === null ? Promise.resolve(null) : readVerificationKey(path, 'ACTIVITY_LOG_SIGNING_KEY');
+      path === null
+        ? Promise.resolve(null)
+        : readVerificationKey(path, 'ACTIVITY_LOG_SIGNING_KEY').catch((error: unknown) => {
+            this.#publicKey = null;
+            throw error;
+          });
     return this.#publicKey;
   }
 
