@@ -10,6 +10,7 @@ import { ERROR_CATALOGUE, type ErrorCode } from '../core/errors.js';
 import { MAX_QUERY_LIMIT } from '../store/activity-store.js';
 import { ACTIVITY_FIELDS_SCRIPT_PATH } from './activity-fields-script.js';
 import { activityQuerySchema } from './routes/backoffice-activities.js';
+import { proofQuerySchema } from './routes/backoffice-activity.js';
 import { MAX_LISTED_FAILED_JOBS, retryFailedJobsBody } from './routes/backoffice-failed-jobs.js';
 import { ingestActivitySchema, ingestBatchSchema, MAX_INGEST_ACTIVITIES } from './routes/ingest.js';
 import { SESSION_COOKIE, SESSION_TTL_MS } from './session.js';
@@ -418,6 +419,18 @@ function queryParameters(except: readonly string[] = []): JsonObject[] {
     }));
 }
 
+/** The proof route's query string as parameters, from the schema it is parsed with. */
+function proofQueryParameters(): JsonObject[] {
+  const properties = jsonSchemaOf(proofQuerySchema).properties as Record<string, JsonObject>;
+  return Object.entries(properties).map(([name, { description, ...schema }]) => ({
+    name,
+    in: 'query',
+    required: false,
+    description,
+    schema,
+  }));
+}
+
 /**
  * The ingest item as JSON Schema: the route's zod schema checks the types, the library the lengths
  * (from the field table), so the lengths are added here from the same table.
@@ -573,9 +586,9 @@ export function openApiDocument(): JsonObject {
         tags: ['query'],
         summary: "The activity's inclusion proof",
         description:
-          "The row's leaf, its Merkle path in its seal, the seals from it to the first checkpoint signing that seal or a later one, and that checkpoint, from ACTIVITY_LOG_CHECKPOINT_DIR; without one, to the chain's head with `anchored: false`. Made from what the database holds: a changed row gives a proof that fails. `node examples/verify-proof.js answer.json public.pem` checks the answer as is.",
+          "The row's leaf, its Merkle path in its seal, the seals from it to the first checkpoint signing that seal or a later one (the newest with `anchor=latest`), and that checkpoint, from ACTIVITY_LOG_CHECKPOINT_DIR; without one, to the chain's head with `anchored: false`. Made from what the database holds: a changed row gives a proof that fails. `node examples/verify-proof.js answer.json public.pem` checks the answer as is.",
         security: ADMIN,
-        parameters: [ID_PARAMETER],
+        parameters: [ID_PARAMETER, ...proofQueryParameters()],
         responses: responses({ 200: json(ref('ActivityProof'), 'the proof') }, [
           400,
           404,

@@ -43,6 +43,12 @@ export interface StoredActivity {
   readonly erased: boolean;
 }
 
+/**
+ * Which checkpoint anchors a proof: `first`, the first one signing the row's seal or a later one
+ * (the shortest chain); `latest`, the newest one of the table.
+ */
+export type ProofAnchor = 'first' | 'latest';
+
 /** A proof, and the server's own check of it (signature included). */
 export interface CheckedProof {
   readonly proof: InclusionProof;
@@ -54,8 +60,8 @@ export interface CheckedProof {
  * the database and the checkpoint directory, for the backoffice API. The proof is made from what
  * is stored, tampered or not: checking it is the verifier's work. It runs from the row's seal to
  * the first checkpoint that signs that seal or a later one (every signed checkpoint at or after the
- * seal anchors the row as well as the newest, and the first keeps the proof short), or, without
- * one, to the chain's head, not anchored. Opens its connections on first use; `close()` them.
+ * seal anchors the row as well as the newest, and the first keeps the proof short) or, when asked,
+ * to the newest checkpoint; without one, to the chain's head, not anchored. Opens its connections on first use; `close()` them.
  */
 export class ActivityProofs {
   readonly #options: ActivityProofsOptions;
@@ -81,12 +87,13 @@ export class ActivityProofs {
   }
 
   /**
-   * The inclusion proof of activity `id`, with the server's check of it.
+   * The inclusion proof of activity `id`, anchored by the `anchor` checkpoint, with the server's
+   * check of it.
    *
    * @throws ActivityLogError `NOT_FOUND` when there is no such activity, `ACTIVITY_NOT_SEALED` when
    *   no seal covers it, `PROOF_UNAVAILABLE` when its seal is missing or its row cannot be read.
    */
-  async proof(id: string): Promise<CheckedProof> {
+  async proof(id: string, anchorChoice: ProofAnchor = 'first'): Promise<CheckedProof> {
     const reader = this.#openReader();
     const row = await reader.row(id);
     if (row === null) throw new ActivityLogError('NOT_FOUND', `no activity ${id}`, { field: 'id' });
@@ -109,7 +116,7 @@ export class ActivityProofs {
       throw unreadable(id, 'its values or its seal_salt / seal_commitments cannot be read (altered?)');
     }
 
-    let anchor = await this.#anchor(seq);
+    let anchor = await this.#anchor(seq, anchorChoice);
     let seals = await reader.seals(
       seq,
       anchor.checkpoint?.body.seq ?? Number.MAX_SAFE_INTEGER,
@@ -143,19 +150,24 @@ export class ActivityProofs {
     await reader?.close();
   }
 
-  async #anchor(seq: number): Promise<{ checkpoint: InclusionProof['checkpoint']; reason: string }> {
+  async #anchor(
+    seq: number,
+    choice: ProofAnchor,
+  ): Promise<{ checkpoint: InclusionProof['checkpoint']; reason: string }> {
     const { checkpointDir, database } = this.#options;
     if (checkpointDir === null) {
       return { checkpoint: null, reason: 'ACTIVITY_LOG_CHECKPOINT_DIR is not set: no checkpoint is kept' };
     }
     const found = await findAnchoringCheckpoint(checkpointDir, database.table, seq);
-    if (found.checkpoint !== null) return { checkpoint: found.checkpoint.checkpoint, reason: '' };
+    const chosen = choice === 'latest' ? found.newest : found.checkpoint;
+    if (chosen !== null && chosen.checkpoint.body.seq >= seq)
+      return { checkpoint: chosen.checkpoint, reason: '' };
     return {
       checkpoint: null,
       reason:
-        found.newestSeq === null
+        found.newest === null
           ? `no checkpoint of ${database.table} in ${checkpointDir} yet (activity-log checkpoint writes one)`
-          : `the newest checkpoint signs seal ${found.newestSeq}, before this activity's seal ${seq}; the next checkpoint covers it`,
+          : `the newest checkpoint signs seal ${found.newest.checkpoint.body.seq}, before this activity's seal ${seq}; the next checkpoint covers it`,
     };
   }
 

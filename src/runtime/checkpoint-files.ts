@@ -89,8 +89,8 @@ export async function loadCheckpoints(fileOrDir: string): Promise<readonly Loade
 export interface AnchoringCheckpoint {
   /** The first checkpoint signing seal `seq` or a later one, or null when there is none. */
   readonly checkpoint: LoadedCheckpoint | null;
-  /** The highest `seq` a checkpoint of the table signs, or null when the directory has none of it. */
-  readonly newestSeq: number | null;
+  /** The checkpoint of the table signing the highest `seq`, or null when the directory has none of it. */
+  readonly newest: LoadedCheckpoint | null;
 }
 
 const CHECKPOINT_FILE_NAME = /^(.+)-(\d{12})-\d{8}T\d{9}Z\.json$/;
@@ -111,7 +111,7 @@ export async function findAnchoringCheckpoint(
   try {
     names = await readdir(directory);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { checkpoint: null, newestSeq: null };
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { checkpoint: null, newest: null };
     throw error;
   }
   const safeTable = table.replace(/[^A-Za-z0-9_]/g, '_');
@@ -120,17 +120,16 @@ export async function findAnchoringCheckpoint(
     .filter(({ match }) => match !== null && match[1] === safeTable)
     .map(({ name, match }) => ({ name, seq: Number(match![2]) }))
     .sort((a, b) => a.seq - b.seq || a.name.localeCompare(b.name));
-  let newestSeq: number | null = null;
-  for (let i = candidates.length - 1; i >= 0 && newestSeq === null; i--) {
-    const loaded = await loadIfCheckpointOf(join(directory, candidates[i]!.name), table);
-    if (loaded !== null) newestSeq = loaded.checkpoint.body.seq;
+  let newest: LoadedCheckpoint | null = null;
+  for (let i = candidates.length - 1; i >= 0 && newest === null; i--) {
+    newest = await loadIfCheckpointOf(join(directory, candidates[i]!.name), table);
   }
   for (const candidate of candidates) {
     if (candidate.seq < seq) continue;
     const loaded = await loadIfCheckpointOf(join(directory, candidate.name), table);
-    if (loaded !== null && loaded.checkpoint.body.seq >= seq) return { checkpoint: loaded, newestSeq };
+    if (loaded !== null && loaded.checkpoint.body.seq >= seq) return { checkpoint: loaded, newest };
   }
-  return { checkpoint: null, newestSeq };
+  return { checkpoint: null, newest };
 }
 
 async function loadIfCheckpointOf(file: string, table: string): Promise<LoadedCheckpoint | null> {

@@ -284,6 +284,20 @@ for (const target of storeTargets(dir)) {
       const anchored = (await inject(t, `/api/backoffice/activity-logs/${later!.id}/proof`)).json();
       expect(anchored.data.checkpoint.body.seq).toBe(3);
       expect(verifyWithExample(anchored, PUBLIC_KEY)).toEqual({ status: 0, output: 'verified' });
+
+      // An older row: the first checkpoint after its seal by default, the newest when asked.
+      const seqs = (answer: { data: { seals: { seq: number }[] } }) =>
+        answer.data.seals.map((seal) => seal.seq);
+      const first = (await inject(t, `/api/backoffice/activity-logs/${t.ids[0]}/proof`)).json();
+      expect([seqs(first), first.data.checkpoint.body.seq]).toEqual([[1, 2], 2]);
+      const latest = (
+        await inject(t, `/api/backoffice/activity-logs/${t.ids[0]}/proof?anchor=latest`)
+      ).json();
+      expect([seqs(latest), latest.data.checkpoint.body.seq]).toEqual([[1, 2, 3], 3]);
+      expect(verifyWithExample(latest, PUBLIC_KEY)).toEqual({ status: 0, output: 'verified' });
+      const wrong = await inject(t, `/api/backoffice/activity-logs/${t.ids[0]}/proof?anchor=newest`);
+      expect(wrong.statusCode).toBe(400);
+      expect(wrong.json().error).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'anchor' } });
     });
 
     test('without ACTIVITY_LOG_CHECKPOINT_DIR the proof is not anchored; an unsealed row gets 409', async ({

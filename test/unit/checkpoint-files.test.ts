@@ -124,7 +124,10 @@ describe('findAnchoringCheckpoint', () => {
 
     const at = async (seq: number) => {
       const found = await findAnchoringCheckpoint(dir, 'activity_log', seq);
-      return { seq: found.checkpoint?.checkpoint.body.seq ?? null, newestSeq: found.newestSeq };
+      return {
+        seq: found.checkpoint?.checkpoint.body.seq ?? null,
+        newestSeq: found.newest?.checkpoint.body.seq ?? null,
+      };
     };
     expect(await at(1)).toEqual({ seq: 3, newestSeq: 12 });
     expect(await at(3)).toEqual({ seq: 3, newestSeq: 12 });
@@ -137,7 +140,7 @@ describe('findAnchoringCheckpoint', () => {
   it('finds none in a directory that does not exist yet', async () => {
     expect(await findAnchoringCheckpoint(join(tempDir(), 'missing'), 'activity_log', 1)).toEqual({
       checkpoint: null,
-      newestSeq: null,
+      newest: null,
     });
   });
 });

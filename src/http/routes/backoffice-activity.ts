@@ -1,14 +1,24 @@
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { isUuid } from '../../core/activity.js';
 import { ActivityLogError } from '../../core/errors.js';
 import type { ActivityProofs } from '../../runtime/activity-proofs.js';
 import { storedActivityToJson } from '../activity-export.js';
 import { requireToken } from '../auth.js';
+import { zodFailure } from '../zod-failure.js';
 
 export interface BackofficeActivityRouteOptions {
   readonly proofs: Pick<ActivityProofs, 'activity' | 'proof'>;
   readonly adminToken: string | null;
 }
+
+/** The query string of the proof route; `GET /openapi.json` describes it. */
+export const proofQuerySchema = z.strictObject({
+  anchor: z.enum(['first', 'latest'], { error: 'must be first or latest' }).optional().meta({
+    description:
+      "which checkpoint anchors the proof: `first` (default), the first signing the row's seal or a later one, the shortest proof; `latest`, the newest",
+  }),
+});
 
 /** The `:id` of the path, lower-cased as ids are stored; anything but a UUID is a 400 naming it. */
 export function parseActivityId(id: string): string {
@@ -40,11 +50,16 @@ export function registerBackofficeActivityRoutes(
     const erased = stored.erased ? new Set([id]) : undefined;
     return { success: true, data: storedActivityToJson(stored.activity, erased) };
   });
-  app.get<{ Params: { id: string } }>(
+  app.get<{ Params: { id: string }; Querystring: unknown }>(
     '/api/backoffice/activity-logs/:id/proof',
     { onRequest },
     async (request) => {
-      const { proof, check } = await proofs.proof(parseActivityId(request.params.id));
+      const id = parseActivityId(request.params.id);
+      const query = proofQuerySchema.safeParse(request.query ?? {});
+      if (!query.success) {
+        throw zodFailure(query.error, { root: 'query', noun: 'query parameter', allowedKeys: ['anchor'] });
+      }
+      const { proof, check } = await proofs.proof(id, query.data.anchor ?? 'first');
       return {
         success: true,
         data: proof,
