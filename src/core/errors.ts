@@ -217,6 +217,18 @@ export const ERROR_CATALOGUE = {
     message:
       'A checkpoint file cannot be read, is not JSON, or is not a checkpoint in the format this library writes.',
   },
+  ACTIVITY_NOT_SEALED: {
+    kind: 'usage',
+    httpStatus: 409,
+    message:
+      'The activity is not covered by a seal (stored while ACTIVITY_LOG_SEAL was off): there is no inclusion proof to give; `activity-log seal --backfill` seals it.',
+  },
+  PROOF_UNAVAILABLE: {
+    kind: 'data',
+    httpStatus: 409,
+    message:
+      "The activity's inclusion proof cannot be made from what the database holds: the seal it claims is missing, or its values or seal columns cannot be read (`activity-log verify` names the damage).",
+  },
 } as const satisfies Readonly<Record<string, ErrorMeaning>>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

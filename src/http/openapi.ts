@@ -10,6 +10,7 @@ import { ERROR_CATALOGUE, type ErrorCode } from '../core/errors.js';
 import { MAX_QUERY_LIMIT } from '../store/activity-store.js';
 import { ACTIVITY_FIELDS_SCRIPT_PATH } from './activity-fields-script.js';
 import { activityQuerySchema } from './routes/backoffice-activities.js';
+import { proofQuerySchema } from './routes/backoffice-activity.js';
 import { MAX_LISTED_FAILED_JOBS, retryFailedJobsBody } from './routes/backoffice-failed-jobs.js';
 import { ingestActivitySchema, ingestBatchSchema, MAX_INGEST_ACTIVITIES } from './routes/ingest.js';
 import { SESSION_COOKIE, SESSION_TTL_MS } from './session.js';
@@ -68,6 +69,81 @@ export const activityPageSchema = z.strictObject({
     .string()
     .nullable()
     .meta({ description: 'send as `cursor` for the next (older) page; null on the last page' }),
+});
+
+/** `GET /api/backoffice/activity-logs/{id}`. */
+export const activityAnswerSchema = z.strictObject({ success: z.literal(true), data: activityJsonSchema });
+
+const hexHash = z
+  .string()
+  .regex(/^[0-9a-f]{64}$/)
+  .meta({ description: 'SHA-256, 64 lowercase hex digits' });
+
+const sealJsonSchema = z.strictObject({
+  seq: z.number().int().min(1),
+  prev_hash: hexHash,
+  root: hexHash,
+  row_count: z.number().int().min(1),
+  sealed_at: z.iso.datetime(),
+  hash: hexHash,
+});
+
+const checkpointJsonSchema = z.strictObject({
+  body: z.strictObject({
+    format: z.literal('activity-log/checkpoint/v1'),
+    table: z.string(),
+    seq: z.number().int().min(1),
+    seal_hash: hexHash,
+    total_rows: z.number().int().min(0),
+    issued_at: z.iso.datetime(),
+    key_id: hexHash,
+  }),
+  signature: z.string().meta({ description: 'Ed25519 over the canonical JSON of `body`, base64' }),
+});
+
+/** An inclusion proof (`integrity/inclusion-proof.ts` and the README say how to check one). */
+export const inclusionProofSchema = z.strictObject({
+  format: z.literal('activity-log/inclusion-proof/v1'),
+  activity: z.record(z.string(), z.unknown()).meta({
+    description:
+      'the row as its leaf encodes it: snake_case columns, `created_at` ISO-8601; erased fields null',
+  }),
+  salt: z
+    .string()
+    .regex(/^[0-9a-f]{32}$/)
+    .nullable()
+    .meta({ description: "the row's commitment salt; null once it was erased" }),
+  commitments: z.record(z.string(), hexHash).meta({ description: 'erasable column → its commitment' }),
+  leaf_hash: hexHash,
+  leaf_index: z.number().int().min(0).meta({ description: "the row's position in its seal, in id order" }),
+  merkle_path: z.array(hexHash).meta({ description: 'RFC 6962 audit path, lowest sibling first' }),
+  seals: z.array(sealJsonSchema).meta({
+    description: "from the row's seal to the checkpoint's (or, unanchored, to the head), lowest seq first",
+  }),
+  checkpoint: checkpointJsonSchema.nullable().meta({
+    description: "the first checkpoint signing the row's seal or a later one; null when none does yet",
+  }),
+  public_key: z
+    .string()
+    .nullable()
+    .meta({ description: "the checkpoint's public key (PEM); null without ACTIVITY_LOG_SIGNING_KEY" }),
+  anchored: z.boolean(),
+  unanchored_reason: z.string().nullable().meta({ description: 'why no checkpoint anchors the proof' }),
+});
+
+/** `GET /api/backoffice/activity-logs/{id}/proof`. */
+export const activityProofAnswerSchema = z.strictObject({
+  success: z.literal(true),
+  data: inclusionProofSchema,
+  server_check: z
+    .union([
+      z.strictObject({ verified: z.literal(true), anchored: z.boolean() }),
+      z.strictObject({ verified: z.literal(false), problem: z.string() }),
+    ])
+    .meta({
+      description:
+        "the server's own check of the proof (with its signing key); a third party checks it themselves",
+    }),
 });
 
 /** `POST /api/activities`, 202. */
@@ -233,6 +309,8 @@ const ERROR_STATUSES = {
   400: 'the request is not valid (`details.field` names what, `details.issues` lists up to 20 problems)',
   401: 'no token, or a wrong one (`WWW-Authenticate: Bearer`)',
   403: 'a cookie-authenticated request from another site or without the CSRF token of its session',
+  404: 'no such record',
+  409: 'the activity has no inclusion proof: it is not sealed, or its seal or row cannot be read',
   413: 'the body is larger than allowed (8 MiB by default)',
   415: 'the body is not sent as `application/json`',
   429: 'too many wrong tokens from this address; `Retry-After` says when to try again',
@@ -284,6 +362,14 @@ const redirect = (description: string): JsonObject => ({
 const ADMIN = [{ adminToken: [] }, { backofficeSession: [] }];
 const GUARDED_ERRORS: readonly ErrorStatus[] = [401, 429, 500, 503];
 
+const ID_PARAMETER = {
+  name: 'id',
+  in: 'path',
+  required: true,
+  description: "the activity's id",
+  schema: { type: 'string', format: 'uuid' },
+};
+
 const CSRF_HEADER = {
   name: 'x-csrf-token',
   in: 'header',
@@ -333,6 +419,18 @@ function queryParameters(except: readonly string[] = []): JsonObject[] {
     }));
 }
 
+/** The proof route's query string as parameters, from the schema it is parsed with. */
+function proofQueryParameters(): JsonObject[] {
+  const properties = jsonSchemaOf(proofQuerySchema).properties as Record<string, JsonObject>;
+  return Object.entries(properties).map(([name, { description, ...schema }]) => ({
+    name,
+    in: 'query',
+    required: false,
+    description,
+    schema,
+  }));
+}
+
 /**
  * The ingest item as JSON Schema: the route's zod schema checks the types, the library the lengths
  * (from the field table), so the lengths are added here from the same table.
@@ -375,12 +473,16 @@ export function openApiDocument(): JsonObject {
       jsonSchemaOf(errorSchema(codesWithStatus(Number(status)))),
     ]),
   );
-  // The page refers to Activity instead of repeating it.
+  // The page and the single answer refer to Activity instead of repeating it.
   const page = jsonSchemaOf(activityPageSchema);
   (page.properties as JsonObject).data = { type: 'array', items: ref('Activity') };
+  const one = jsonSchemaOf(activityAnswerSchema);
+  (one.properties as JsonObject).data = ref('Activity');
   const schemas: JsonObject = {
     Activity: jsonSchemaOf(activityJsonSchema),
     ActivityPage: page,
+    ActivityAnswer: one,
+    ActivityProof: jsonSchemaOf(activityProofAnswerSchema),
     IngestActivity: ingestActivityJsonSchema(),
     IngestAccepted: jsonSchemaOf(ingestAcceptedSchema),
     Health: jsonSchemaOf(healthSchema),
@@ -460,6 +562,37 @@ export function openApiDocument(): JsonObject {
         parameters: queryParameters(),
         responses: responses({ 200: json(ref('ActivityPage'), 'a page of activities') }, [
           400,
+          ...GUARDED_ERRORS,
+        ]),
+      },
+    },
+    '/api/backoffice/activity-logs/{id}': {
+      get: {
+        operationId: 'getActivity',
+        tags: ['query'],
+        summary: 'One activity, as the list answers it',
+        security: ADMIN,
+        parameters: [ID_PARAMETER],
+        responses: responses({ 200: json(ref('ActivityAnswer'), 'the activity') }, [
+          400,
+          404,
+          ...GUARDED_ERRORS,
+        ]),
+      },
+    },
+    '/api/backoffice/activity-logs/{id}/proof': {
+      get: {
+        operationId: 'getActivityProof',
+        tags: ['query'],
+        summary: "The activity's inclusion proof",
+        description:
+          "The row's leaf, its Merkle path in its seal, the seals from it to the first checkpoint signing that seal or a later one (the newest with `anchor=latest`), and that checkpoint, from ACTIVITY_LOG_CHECKPOINT_DIR; without one, to the chain's head with `anchored: false`. Made from what the database holds: a changed row gives a proof that fails. `node examples/verify-proof.js answer.json public.pem` checks the answer as is.",
+        security: ADMIN,
+        parameters: [ID_PARAMETER, ...proofQueryParameters()],
+        responses: responses({ 200: json(ref('ActivityProof'), 'the proof') }, [
+          400,
+          404,
+          409,
           ...GUARDED_ERRORS,
         ]),
       },

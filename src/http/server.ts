@@ -10,6 +10,7 @@ import Fastify, {
 import type { Config } from '../config/config.js';
 import { ActivityLogError } from '../core/errors.js';
 import type { Monitoring } from '../metrics/monitoring.js';
+import { ActivityProofs } from '../runtime/activity-proofs.js';
 import type { ActivityLog } from '../runtime/create-activity-log.js';
 import type { HealthProbes } from '../runtime/health-probes.js';
 import type { ActivityQuery } from '../store/activity-store.js';
@@ -17,6 +18,7 @@ import { createWrongTokenThrottles } from './auth.js';
 import { registerBackoffice } from './backoffice.js';
 import { clientErrorReply, errorReply, isHeaderWriteError, type ParserError } from './error-reply.js';
 import { registerBackofficeActivitiesRoute } from './routes/backoffice-activities.js';
+import { registerBackofficeActivityRoutes } from './routes/backoffice-activity.js';
 import { registerHealthRoute } from './routes/health.js';
 import { registerIngestRoute } from './routes/ingest.js';
 import { registerMetricsRoute } from './routes/metrics.js';
@@ -54,7 +56,7 @@ export interface ServerOptions {
 export const REQUEST_TIMEOUT_MS = 60_000;
 
 /**
- * Builds the HTTP server (health, ingest, backoffice query API, `GET /openapi.json`) without listening, so tests can
+ * Builds the HTTP server (health, ingest, backoffice query and proof API, `GET /openapi.json`) without listening, so tests can
  * `inject()` and `serve` decides where to bind. Every error answers
  * `{ success: false, error: { code, message, details? } }`. Each route gets only what it uses.
  *
@@ -126,6 +128,13 @@ export function createServer(options: ServerOptions): FastifyInstance {
   registerIngestRoute(app, { activityLog, ingestToken: config.ingestToken, bodyLimitBytes });
   const query = (filter: ActivityQuery) => activityLog.query(filter);
   registerBackofficeActivitiesRoute(app, { query, adminToken: config.adminToken });
+  const proofs = new ActivityProofs({
+    database: config.database,
+    checkpointDir: config.checkpointDir,
+    signingKeyPath: config.signingKeyPath,
+  });
+  app.addHook('onClose', () => proofs.close());
+  registerBackofficeActivityRoutes(app, { proofs, adminToken: config.adminToken });
   registerPerformanceRoute(app, { monitoring, adminToken: config.adminToken });
   registerMetricsRoute(app, { monitoring, adminToken: config.adminToken });
   registerBackoffice(app, { query, config });

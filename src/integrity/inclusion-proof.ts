@@ -9,7 +9,7 @@ import {
   isErasableField,
 } from './activity-leaf.js';
 import { type Checkpoint, checkpointProblem } from './checkpoint.js';
-import { hashLeaf, inclusionPath, verifyInclusion } from './merkle-tree.js';
+import { HASH_BYTES, hashLeaf, inclusionPath, verifyInclusion } from './merkle-tree.js';
 import { type Seal, sealChainBreak } from './seal-hash.js';
 
 /**
@@ -36,12 +36,17 @@ import { type Seal, sealChainBreak } from './seal-hash.js';
  *   "leaf_index": 3,                            // the row's position in its seal, in id order
  *   "merkle_path": ["<hex>", …],                // RFC 6962 audit path, lowest sibling first
  *   "seals": [{ "seq", "prev_hash", "root", "row_count", "sealed_at", "hash" }, …],
- *   "checkpoint": { "body": { … }, "signature": "<base64>" },
- *   "public_key": "-----BEGIN PUBLIC KEY-----…"
+ *   "checkpoint": { "body": { … }, "signature": "<base64>" } | null,
+ *   "public_key": "-----BEGIN PUBLIC KEY-----…" | null,
+ *   "anchored": true | false,                   // whether a checkpoint ends the proof
+ *   "unanchored_reason": null | "<why not>"
  * }
  * ```
  *
- * `seals` runs from the row's seal to the checkpoint's seal, one seal per `seq`, lowest first.
+ * `seals` runs from the row's seal to the checkpoint's seal, one seal per `seq`, lowest first. A
+ * proof without a checkpoint (none is kept yet, or none signs a seal at or after the row's) runs
+ * to the chain's head as it was read and is not anchored: it shows the row agrees with the seals
+ * in the database, which whoever can rewrite the database could have rebuilt.
  *
  * Verifying, in order (the first failure is the answer):
  *
@@ -58,7 +63,8 @@ import { type Seal, sealChainBreak } from './seal-hash.js';
  * 5. Checkpoint: its `seq` and `seal_hash` are those of the last seal, its `key_id` is the SHA-256
  *    of the public key's DER, and its Ed25519 signature over its body's canonical JSON verifies.
  *    The key in the proof is only as good as the verifier's reason to trust it: compare its id with
- *    the one the log's operator published, or pass the trusted key.
+ *    the one the log's operator published, or pass the trusted key. Without a checkpoint the proof
+ *    is verified but not anchored; given a trusted key, that is a failure.
  */
 
 export const INCLUSION_PROOF_FORMAT = 'activity-log/inclusion-proof/v1';
@@ -82,8 +88,10 @@ export interface InclusionProof {
   readonly leaf_index: number;
   readonly merkle_path: readonly string[];
   readonly seals: readonly SealJson[];
-  readonly checkpoint: Checkpoint;
-  readonly public_key: string;
+  readonly checkpoint: Checkpoint | null;
+  readonly public_key: string | null;
+  readonly anchored: boolean;
+  readonly unanchored_reason: string | null;
 }
 
 /** A row as its seal stored it. */
@@ -93,20 +101,32 @@ export interface SealedRow {
   readonly commitments: FieldCommitments;
 }
 
+/**
+ * A row of the seal whose leaf cannot be made (its values or seal columns cannot be read): it
+ * stands in the tree as 32 zero bytes, which no leaf hashes to, so no path through it verifies.
+ */
+export interface UnreadableRow {
+  readonly id: string;
+  readonly activity: null;
+}
+
 export interface InclusionProofInput {
   /** Every row of the seal, in `id` order. */
-  readonly rows: readonly SealedRow[];
+  readonly rows: readonly (SealedRow | UnreadableRow)[];
   /** The activity to prove. */
   readonly activityId: string;
   /** The seals from the row's seal to the checkpoint's seal, lowest `seq` first. */
   readonly seals: readonly Seal[];
-  readonly checkpoint: Checkpoint;
-  /** The key the checkpoint is signed with, handed to the verifier. */
-  readonly publicKeyPem: string;
+  /** The checkpoint signing the last seal; null for a proof to the head that no checkpoint anchors. */
+  readonly checkpoint: Checkpoint | null;
+  /** The key the checkpoint is signed with, handed to the verifier; null when it is not known. */
+  readonly publicKeyPem: string | null;
+  /** Why no checkpoint anchors the proof (with `checkpoint` null). */
+  readonly unanchoredReason?: string | undefined;
 }
 
 export type InclusionProofResult =
-  | { readonly verified: true }
+  | { readonly verified: true; readonly anchored: boolean }
   | { readonly verified: false; readonly problem: string };
 
 /** The leaf of a row as its seal stored it: its commitments name the fields committed. */
@@ -125,14 +145,26 @@ export function sealedRowLeafHash(row: SealedRow): Buffer {
  * @throws RangeError when the activity is not among `rows` or no seal is given.
  */
 export function buildInclusionProof(input: InclusionProofInput): InclusionProof {
-  const index = input.rows.findIndex((row) => row.activity.id === input.activityId);
-  if (index === -1) throw new RangeError(`activity ${input.activityId} is not among the seal's rows`);
+  const index = input.rows.findIndex(
+    (row) => (row.activity === null ? row.id : row.activity.id) === input.activityId,
+  );
+  const row = input.rows[index];
+  if (row === undefined) throw new RangeError(`activity ${input.activityId} is not among the seal's rows`);
+  if (row.activity === null) throw new RangeError(`activity ${input.activityId} cannot be read`);
   if (input.seals.length === 0) throw new RangeError("an inclusion proof needs at least the row's seal");
-  const row = input.rows[index]!;
-  const leaves = input.rows.map(sealedRowLeafHash);
+  const leaves = input.rows.map((other) =>
+    other.activity === null ? Buffer.alloc(HASH_BYTES) : sealedRowLeafHash(other),
+  );
   const activity = JSON.parse(canonicalActivityJson(row.activity)) as Record<string, unknown>;
-  // An erased row reads back with empty properties; the proof shows every erased field as null.
-  if (row.salt === null) for (const column of Object.keys(row.commitments)) activity[column] = null;
+  // An erased row's properties read back as {}; the proof shows them as the null they are. Any
+  // other value in an erased field is shown as stored, and fails: no salt commits to it.
+  if (row.salt === null) {
+    for (const column of Object.keys(row.commitments)) {
+      const value = activity[column];
+      if (typeof value === 'object' && value !== null && Object.keys(value).length === 0)
+        activity[column] = null;
+    }
+  }
   return Object.freeze({
     format: INCLUSION_PROOF_FORMAT,
     activity,
@@ -144,6 +176,9 @@ export function buildInclusionProof(input: InclusionProofInput): InclusionProof 
     seals: input.seals.map(sealToJson),
     checkpoint: input.checkpoint,
     public_key: input.publicKeyPem,
+    anchored: input.checkpoint !== null,
+    unanchored_reason:
+      input.checkpoint === null ? (input.unanchoredReason ?? 'no checkpoint signs this seal') : null,
   });
 }
 
@@ -157,7 +192,8 @@ export function verifyInclusionProof(
 ): InclusionProofResult {
   try {
     const problem = proofProblem(proof as InclusionProof, options.publicKeyPem);
-    return problem === null ? { verified: true } : { verified: false, problem };
+    if (problem !== null) return { verified: false, problem };
+    return { verified: true, anchored: (proof as InclusionProof).checkpoint !== null };
   } catch (error) {
     return { verified: false, problem: `the proof is malformed (${(error as Error).message})` };
   }
@@ -218,11 +254,19 @@ function proofProblem(proof: InclusionProof, trustedKeyPem: string | undefined):
   if (chainBreak !== null) return chainBreak;
 
   const head = seals.at(-1)!;
+  if (proof.checkpoint === null) {
+    return trustedKeyPem === undefined
+      ? null
+      : `not anchored: no checkpoint signed by the trusted key (${proof.unanchored_reason ?? 'none given'})`;
+  }
   const body = proof.checkpoint?.body;
   if (body?.seq !== head.seq || body.seal_hash !== head.hash.toString('hex')) {
     return `the checkpoint does not sign seal ${head.seq}, the last seal of the proof`;
   }
-  const signatureProblem = checkpointProblem(proof.checkpoint, trustedKeyPem ?? proof.public_key);
+  const key = trustedKeyPem ?? proof.public_key;
+  if (key === null)
+    return 'the proof carries no public key to check its checkpoint with: pass the trusted key';
+  const signatureProblem = checkpointProblem(proof.checkpoint, key);
   return signatureProblem === null ? null : `checkpoint: ${signatureProblem}`;
 }
 

@@ -85,6 +85,63 @@ export async function loadCheckpoints(fileOrDir: string): Promise<readonly Loade
   );
 }
 
+/** What {@link findAnchoringCheckpoint} found in a checkpoint directory for one table. */
+export interface AnchoringCheckpoint {
+  /** The first checkpoint signing seal `seq` or a later one, or null when there is none. */
+  readonly checkpoint: LoadedCheckpoint | null;
+  /** The checkpoint of the table signing the highest `seq`, or null when the directory has none of it. */
+  readonly newest: LoadedCheckpoint | null;
+}
+
+const CHECKPOINT_FILE_NAME = /^(.+)-(\d{12})-\d{8}T\d{9}Z\.json$/;
+
+/**
+ * The checkpoint that anchors seal `seq` of `table` with the shortest chain: the one of lowest
+ * `seq` at or after it, among the files of `dir` named as {@link writeCheckpointFile} names them
+ * (so only that file is read). A file that is not a checkpoint of the table is passed over; a
+ * directory that does not exist holds none.
+ */
+export async function findAnchoringCheckpoint(
+  dir: string,
+  table: string,
+  seq: number,
+): Promise<AnchoringCheckpoint> {
+  const directory = resolve(dir);
+  let names: string[];
+  try {
+    names = await readdir(directory);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return { checkpoint: null, newest: null };
+    throw error;
+  }
+  const safeTable = table.replace(/[^A-Za-z0-9_]/g, '_');
+  const candidates = names
+    .map((name) => ({ name, match: CHECKPOINT_FILE_NAME.exec(name) }))
+    .filter(({ match }) => match !== null && match[1] === safeTable)
+    .map(({ name, match }) => ({ name, seq: Number(match![2]) }))
+    .sort((a, b) => a.seq - b.seq || a.name.localeCompare(b.name));
+  let newest: LoadedCheckpoint | null = null;
+  for (let i = candidates.length - 1; i >= 0 && newest === null; i--) {
+    newest = await loadIfCheckpointOf(join(directory, candidates[i]!.name), table);
+  }
+  for (const candidate of candidates) {
+    if (candidate.seq < seq) continue;
+    const loaded = await loadIfCheckpointOf(join(directory, candidate.name), table);
+    if (loaded !== null && loaded.checkpoint.body.seq >= seq) return { checkpoint: loaded, newest };
+  }
+  return { checkpoint: null, newest };
+}
+
+async function loadIfCheckpointOf(file: string, table: string): Promise<LoadedCheckpoint | null> {
+  try {
+    const loaded = await loadCheckpointFile(file);
+    return loaded.checkpoint.body.table === table ? loaded : null;
+  } catch (error) {
+    if (error instanceof ActivityLogError && error.code === 'CHECKPOINT_INVALID') return null;
+    throw error;
+  }
+}
+
 async function loadCheckpointFile(file: string): Promise<LoadedCheckpoint> {
   let text: string;
   try {

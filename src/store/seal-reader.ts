@@ -102,6 +102,61 @@ export class SealReader {
     yield* this.#rowsPastHead(Math.max(headSeq, fromSeq - 1));
   }
 
+  /** Row `id` as stored, its seal columns too, or null when there is none. */
+  row(id: string): Promise<StoredRow | null> {
+    return this.#run(async () => {
+      const rows = await this.#db
+        .selectFrom(this.#table)
+        .select(ROW_COLUMNS as unknown as (keyof ActivityRow)[])
+        .where('id', '=', id)
+        .execute();
+      const row = rows[0];
+      if (row === undefined) return null;
+      return { ...this.#decode(row), sealSeq: row.seal_seq === null ? null : Number(row.seal_seq) };
+    });
+  }
+
+  /** Seal `seq` with the rows that claim it in `id` order, or null when there is no such seal. */
+  sealGroup(seq: number): Promise<SealGroup | null> {
+    return this.#run(async () => {
+      if (seq < 1) return null;
+      const { rows: seals } =
+        await sql<SealRow>`SELECT * FROM ${sql.table(sealsTable(this.#table))} WHERE ${sql.id(
+          'seq',
+        )} = ${seq}`.execute(this.#db);
+      if (seals[0] === undefined) return null;
+      const rows = await this.#db
+        .selectFrom(this.#table)
+        .select(ROW_COLUMNS as unknown as (keyof ActivityRow)[])
+        .where('seal_seq', '=', seq)
+        .orderBy('id')
+        .execute();
+      return {
+        seq,
+        seal: decodeSealRow(seals[0], this.#dialect),
+        rows: rows.map((row) => this.#decode(row)),
+        erasableFields: sealedErasableFields(seals[0]),
+      };
+    });
+  }
+
+  /** The seals `fromSeq`…`toSeq` that exist, lowest first, at most `limit` of them. */
+  seals(fromSeq: number, toSeq: number, limit: number): Promise<readonly Seal[]> {
+    return this.#run(async () => {
+      const { rows } = await sql<SealRow>`SELECT * FROM ${sql.table(sealsTable(this.#table))} WHERE ${sql.id(
+        'seq',
+      )} >= ${Math.max(fromSeq, 1)} AND ${sql.id('seq')} <= ${toSeq} ORDER BY ${sql.id('seq')} LIMIT ${limit}`.execute(
+        this.#db,
+      );
+      return rows.map((row) => decodeSealRow(row, this.#dialect));
+    });
+  }
+
+  /** The newest seal's `seq`, 0 before seal 1. */
+  headSeq(): Promise<number> {
+    return this.#headSeq();
+  }
+
   close(): Promise<void> {
     return this.#db.destroy();
   }
@@ -213,6 +268,11 @@ export class SealReader {
       throw error instanceof ActivityLogError ? error : this.#dialect.mapError(error);
     }
   }
+}
+
+/** A stored row with the seal it claims (`seal_seq`, null when no seal covers it). */
+export interface StoredRow extends StoredSealedRow {
+  readonly sealSeq: number | null;
 }
 
 /** A {@link SealReader} for the configured database; `close()` it when done. */

@@ -1,18 +1,22 @@
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
 import { newActivityId, newBatchUuid } from '../../src/core/ids.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
+import { generateSigningKeyPair } from '../../src/integrity/checkpoint.js';
+import { publishCheckpoint } from '../../src/runtime/checkpoint-publisher.js';
 import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
+import { ChainHeadReader } from '../../src/store/seal-head.js';
 import { storedActivity } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { type MigratedTable, migratedTable } from '../helpers/mariadb-table.js';
-import { MARIADB, serviceAvailable } from '../helpers/services.js';
+import { MARIADB, MYSQL_URL, serviceAvailable } from '../helpers/services.js';
 
 /**
  * Debian's Chromium; playwright-core never downloads a browser here. Under `CI=true` a missing
@@ -83,8 +87,19 @@ describe.runIf(run)('backoffice in a real browser', () => {
       ingestToken: 'ingest-token',
       spoolDir: join(dir, 'spool'),
     };
+    // Sealed, with a signing key and a checkpoint directory, so rows have inclusion proofs.
+    const keys = generateSigningKeyPair();
+    const signingKey = join(dir, 'signing-key.pem');
+    writeFileSync(signingKey, keys.privateKeyPem, { mode: 0o600 });
+    const checkpointDir = join(dir, 'checkpoints');
     const composed = composeActivityLog({
-      env: { DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`, ACTIVITY_LOG_TABLE: table.table },
+      env: {
+        DATABASE_URL: `mysql://root@127.0.0.1:${proxy.port}/test`,
+        ACTIVITY_LOG_TABLE: table.table,
+        ACTIVITY_LOG_SEAL: 'on',
+        ACTIVITY_LOG_SIGNING_KEY: signingKey,
+        ACTIVITY_LOG_CHECKPOINT_DIR: checkpointDir,
+      },
       config,
     });
     activityLog = composed.activityLog;
@@ -101,6 +116,17 @@ describe.runIf(run)('backoffice in a real browser', () => {
       activity(51, { description: XSS, subjectId: '42', causerId: '9', batchUuid: batch }),
     );
     await composed.store.insertMany(seeded);
+    const heads = new ChainHeadReader({
+      ...loadConfig({ env: { DATABASE_URL: MYSQL_URL, ACTIVITY_LOG_TABLE: table.table } }).database,
+      poolMax: 1,
+    });
+    const head = await heads.read().finally(() => heads.close());
+    const published = await publishCheckpoint(head!, {
+      privateKeyPem: keys.privateKeyPem,
+      dir: checkpointDir,
+      webhookUrl: null,
+    });
+    expect(published.failures).toEqual([]);
 
     app = createActivityLogServer(composed);
     await app.listen({ host: '127.0.0.1', port: 0 });
@@ -206,6 +232,43 @@ describe.runIf(run)('backoffice in a real browser', () => {
     const cell = page.locator('#activities tbody td.description', { hasText: 'onerror' });
     expect(await cell.textContent()).toBe(XSS);
     expect(await page.locator('#activities tbody img').count()).toBe(0);
+  });
+
+  it('verifies shown rows in the browser, and says "not verified" once a row was changed with SQL', async () => {
+    await page.goto(`${baseUrl}/backoffice/activity-logs?subject_type=Order&subject_id=42`);
+    await page.waitForSelector('#activities tbody tr.activity');
+    const row = page.locator('#activities tbody tr.activity', { hasText: 'changed the total' });
+    const badge = row.locator('.proof-badge');
+    await page.click('#verify-shown');
+    const badges = page.locator('#activities tbody .proof-badge');
+    await expect.poll(() => badges.allTextContents(), { timeout: 10_000 }).toEqual(['verified', 'verified']);
+    // Chromium's WebCrypto checks Ed25519 itself: the badge does not lean on the server's check.
+    expect(await badge.getAttribute('data-state')).toBe('verified');
+    expect(await badge.getAttribute('title')).toMatch(/checkpoint of seal \d+ .*checked in this browser$/);
+    // Clicking the button verifies; it does not open the row's detail.
+    expect(await page.locator('#detail').isHidden()).toBe(true);
+    await page.screenshot({ path: join(ARTIFACTS_DIR, 'activity-logs-verified.png'), fullPage: true });
+
+    const id = await row.getAttribute('data-id');
+    await table.db.query(`UPDATE \`${table.table}\` SET description = ? WHERE id = ?`, [
+      'changed the total of order 43',
+      id,
+    ]);
+    await page.reload();
+    const changed = page.locator('#activities tbody tr.activity', { hasText: 'order 43' });
+    await changed.locator('button.verify').click();
+    await expect
+      .poll(() => changed.locator('.proof-badge').textContent(), { timeout: 10_000 })
+      .toBe('not verified');
+    expect(await changed.locator('.proof-badge').getAttribute('title')).toMatch(
+      /^the Merkle path does not reach the root of seal \d+ \(the row or its seal changed\)$/,
+    );
+    // The row's detail says what failed, not only the badge's title.
+    await changed.locator('td.description').click();
+    await expect
+      .poll(() => page.locator('#detail-fields dd.proof-detail').textContent())
+      .toMatch(/^not verified: the Merkle path does not reach the root of seal \d+/);
+    await page.screenshot({ path: join(ARTIFACTS_DIR, 'activity-logs-not-verified.png'), fullPage: true });
   });
 
   it('shows a from/to of the URL in UTC, so filtering again keeps the same instants', async () => {

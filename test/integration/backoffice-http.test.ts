@@ -493,6 +493,7 @@ describe('backoffice assets', () => {
     const { app } = await harness(defer);
     for (const file of [
       'activity-logs.js',
+      'inclusion-proof.js',
       'performance.js',
       'backoffice.css',
       'uPlot.iife.min.js',

@@ -7,6 +7,7 @@ import { describe, expect } from 'vitest';
 import type { z } from 'zod';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import {
+  activityAnswerSchema,
   activityPageSchema,
   errorSchema,
   failedJobsSchema,
@@ -73,7 +74,8 @@ function registeredRoutes(app: FastifyInstance): { path: string; method: string 
     const depth = match[1]!.length / 4;
     segments.length = depth;
     segments.push(match[2]!);
-    const path = segments.join('');
+    // Fastify writes a path parameter as `:id`, OpenAPI as `{id}`.
+    const path = segments.join('').replace(/:(\w+)/g, '{$1}');
     for (const method of match[3]?.split(', ') ?? []) routes.push({ path, method });
   }
   return routes;
@@ -196,6 +198,24 @@ describe('OpenAPI description', () => {
     ).toMatchObject({
       data: { length: 2 },
     });
+
+    // The server's table is not sealed: one activity answers, its proof is refused with 409.
+    const [id] = ingested.json<{ ids: string[] }>().ids;
+    const single: [string, z.ZodType, number][] = [
+      [`/api/backoffice/activity-logs/${id}`, activityAnswerSchema, 200],
+      [
+        `/api/backoffice/activity-logs/${id}/proof`,
+        errorSchema(['ACTIVITY_NOT_SEALED', 'PROOF_UNAVAILABLE']),
+        409,
+      ],
+      ['/api/backoffice/activity-logs/0190a0b0-0000-7000-8000-00000000dead', errorSchema(['NOT_FOUND']), 404],
+      ['/api/backoffice/activity-logs/nope/proof', errorSchema(['VALIDATION_FAILED']), 400],
+    ];
+    for (const [url, schema, status] of single) {
+      const response = await app.inject({ method: 'GET', url, headers: adminAuth });
+      expect({ url, status: response.statusCode }).toEqual({ url, status });
+      expectShape(schema, response.json());
+    }
 
     const retried = await app.inject({
       method: 'POST',

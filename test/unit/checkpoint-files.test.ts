@@ -8,7 +8,11 @@ import {
   generateSigningKeyPair,
   signCheckpoint,
 } from '../../src/integrity/checkpoint.js';
-import { loadCheckpoints, writeCheckpointFile } from '../../src/runtime/checkpoint-files.js';
+import {
+  findAnchoringCheckpoint,
+  loadCheckpoints,
+  writeCheckpointFile,
+} from '../../src/runtime/checkpoint-files.js';
 
 const KEYS = generateSigningKeyPair();
 const dirs: string[] = [];
@@ -107,5 +111,36 @@ describe('checkpoint files', () => {
     // In a directory, one bad file is reported as such rather than skipped.
     rmSync(notJson);
     expect((await loadError(dir)).message).toContain(other);
+  });
+});
+
+describe('findAnchoringCheckpoint', () => {
+  it("picks the first checkpoint of the table at or after the seal, and says the newest one's seal", async () => {
+    const dir = tempDir();
+    for (const seq of [3, 7, 12]) await writeCheckpointFile(dir, checkpointAt(seq));
+    await writeCheckpointFile(dir, checkpointAt(9, '2025-11-28T10:00:00.000Z', 'other_table'));
+    // A file named like a checkpoint that is not one is passed over.
+    writeFileSync(join(dir, 'activity_log-000000000005-20251128T100000000Z.json'), '{"not":"a checkpoint"}');
+
+    const at = async (seq: number) => {
+      const found = await findAnchoringCheckpoint(dir, 'activity_log', seq);
+      return {
+        seq: found.checkpoint?.checkpoint.body.seq ?? null,
+        newestSeq: found.newest?.checkpoint.body.seq ?? null,
+      };
+    };
+    expect(await at(1)).toEqual({ seq: 3, newestSeq: 12 });
+    expect(await at(3)).toEqual({ seq: 3, newestSeq: 12 });
+    expect(await at(4)).toEqual({ seq: 7, newestSeq: 12 });
+    expect(await at(8)).toEqual({ seq: 12, newestSeq: 12 });
+    expect(await at(13)).toEqual({ seq: null, newestSeq: 12 });
+    expect((await findAnchoringCheckpoint(dir, 'other_table', 1)).checkpoint?.checkpoint.body.seq).toBe(9);
+  });
+
+  it('finds none in a directory that does not exist yet', async () => {
+    expect(await findAnchoringCheckpoint(join(tempDir(), 'missing'), 'activity_log', 1)).toEqual({
+      checkpoint: null,
+      newest: null,
+    });
   });
 });

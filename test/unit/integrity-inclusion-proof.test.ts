@@ -114,19 +114,89 @@ describe('inclusion proof', () => {
     expect(proof.merkle_path).toHaveLength(3);
     expect(proof.seals.map((seal) => seal.seq)).toEqual([2, 3]);
     expect(proof.seals[0]!.row_count).toBe(7);
-    expect(proof.checkpoint.body.seq).toBe(3);
+    expect(proof.checkpoint?.body.seq).toBe(3);
     expect(Object.keys(proof.commitments)).toEqual(ERASABLE);
   });
 
   it('verifies, in the library and with the standalone example', () => {
-    expect(verifyInclusionProof(proof)).toEqual({ verified: true });
-    expect(verifyInclusionProof(JSON.parse(JSON.stringify(proof)))).toEqual({ verified: true });
+    expect(verifyInclusionProof(proof)).toEqual({ verified: true, anchored: true });
+    expect(verifyInclusionProof(JSON.parse(JSON.stringify(proof)))).toEqual({
+      verified: true,
+      anchored: true,
+    });
     expect(runVerifier(proof)).toEqual({ status: 0, output: 'verified' });
+    expect(runVerifier({ success: true, data: proof, server_check: { verified: true } })).toEqual({
+      status: 0,
+      output: 'verified',
+    });
+  });
+
+  it('without a checkpoint verifies as not anchored, and fails when a trusted key is asked for', () => {
+    const unanchored = buildInclusionProof({
+      rows: log.rows,
+      activityId: log.rows[2]!.activity.id,
+      seals: log.seals,
+      checkpoint: null,
+      publicKeyPem: null,
+      unanchoredReason: 'no checkpoint yet',
+    });
+    expect(unanchored).toMatchObject({
+      anchored: false,
+      unanchored_reason: 'no checkpoint yet',
+      public_key: null,
+    });
+    expect(verifyInclusionProof(unanchored)).toEqual({ verified: true, anchored: false });
+    expect(verifyInclusionProof(unanchored, { publicKeyPem: KEYS.publicKeyPem })).toEqual({
+      verified: false,
+      problem: 'not anchored: no checkpoint signed by the trusted key (no checkpoint yet)',
+    });
+    expect(runVerifier(unanchored)).toEqual({
+      status: 0,
+      output: 'verified, NOT ANCHORED: no checkpoint yet',
+    });
+    const keyFile = join(dir, 'trusted.pem');
+    writeFileSync(keyFile, KEYS.publicKeyPem);
+    expect(runVerifier(unanchored, keyFile)).toEqual({
+      status: 1,
+      output: 'not anchored: no checkpoint yet',
+    });
+    // Still every hash is checked.
+    const changed = altered(unanchored, ['activity', 'description'], 'something else');
+    expect(verifyInclusionProof(changed)).toMatchObject({ verified: false });
+    expect(runVerifier(changed).status).toBe(1);
+  });
+
+  it('a seal-mate that cannot be read stands in as zero bytes, so the path through it fails', () => {
+    const rows = [...log.rows];
+    const unreadable = { id: rows[5]!.activity.id, activity: null };
+    const withHole = buildInclusionProof({
+      rows: [...rows.slice(0, 5), unreadable, ...rows.slice(6)],
+      activityId: rows[4]!.activity.id,
+      seals: log.seals,
+      checkpoint: log.checkpoint,
+      publicKeyPem: KEYS.publicKeyPem,
+    });
+    expect(verifyInclusionProof(withHole)).toEqual({
+      verified: false,
+      problem: 'the Merkle path does not lead from the leaf to the root of seal 2',
+    });
+    expect(() =>
+      buildInclusionProof({
+        rows: [unreadable],
+        activityId: unreadable.id,
+        seals: log.seals,
+        checkpoint: log.checkpoint,
+        publicKeyPem: KEYS.publicKeyPem,
+      }),
+    ).toThrow(RangeError);
   });
 
   it('verifies every row of the seal, the first and last included', () => {
     for (let index = 0; index < log.rows.length; index++) {
-      expect(verifyInclusionProof(proofOf(log, log.rows, index)), `row ${index}`).toEqual({ verified: true });
+      expect(verifyInclusionProof(proofOf(log, log.rows, index)), `row ${index}`).toEqual({
+        verified: true,
+        anchored: true,
+      });
     }
   });
 
@@ -152,7 +222,7 @@ describe('inclusion proof', () => {
     expect(erasedProof.activity.ip_address).toBeNull();
     expect(erasedProof.activity.properties).toBeNull();
     expect(erasedProof.leaf_hash).toBe(proof.leaf_hash);
-    expect(verifyInclusionProof(erasedProof)).toEqual({ verified: true });
+    expect(verifyInclusionProof(erasedProof)).toEqual({ verified: true, anchored: true });
     expect(runVerifier(erasedProof)).toEqual({ status: 0, output: 'verified' });
 
     // Without the salt nothing vouches for a value shown in an erased field.

@@ -1,5 +1,6 @@
 import { DETAIL_FIELDS, FILTER_FIELDS } from './activity-fields.js';
 import { ApiError, api, el, formatUtc, signInAgain } from './backoffice.js';
+import { checkProof } from './inclusion-proof.js';
 
 const FILTERS = [...FILTER_FIELDS.map((field) => field.name), 'from', 'to'];
 const DEFAULT_LIMIT = '50';
@@ -148,7 +149,7 @@ function render(activities) {
   rows.replaceChildren();
   closeDetail();
   if (activities.length === 0) {
-    rows.append(el('tr', {}, el('td', { colspan: 7, className: 'empty', text: 'No activities.' })));
+    rows.append(el('tr', {}, el('td', { colspan: 8, className: 'empty', text: 'No activities.' })));
     return;
   }
   for (let i = 0; i < activities.length; i++) {
@@ -165,7 +166,7 @@ function render(activities) {
           { className: 'batch-head' },
           el(
             'td',
-            { colspan: 7 },
+            { colspan: 8 },
             `Batch ${batch.slice(0, 8)}… · ${size} activities on this page · `,
             filterLink('show the whole batch', { batch_uuid: batch }),
           ),
@@ -190,12 +191,78 @@ function render(activities) {
         recordLink(activity.causer_type, activity.causer_id, 'causer', 'Everything by this causer'),
       ),
       el('td', { className: 'optional' }, requestSummary(activity)),
+      el('td', { className: 'proof' }, verifyButton(activity.id)),
     );
     row.addEventListener('click', () => showDetail(activity, row));
     row.addEventListener('keydown', (event) => {
       if (event.key === 'Enter') showDetail(activity, row);
     });
     rows.append(row);
+  }
+}
+
+const BADGE_TEXT = {
+  verified: 'verified',
+  unanchored: 'verified, not anchored',
+  'server-signature': 'verified (signature checked by the server)',
+  failed: 'not verified',
+  'not-sealed': 'not sealed',
+  unsupported: 'cannot verify here',
+  error: 'no answer',
+};
+
+function verifyButton(id) {
+  const button = el('button', { type: 'button', className: 'verify', text: 'Verify', 'data-id': id });
+  button.addEventListener('click', (event) => {
+    event.stopPropagation();
+    verifyRow(button);
+  });
+  button.addEventListener('keydown', (event) => event.stopPropagation());
+  return button;
+}
+
+/** The last check of each row's proof this page made, shown in the row's detail. */
+const proofResults = new Map();
+
+function showBadge(cell, state, detail) {
+  proofResults.set(cell.closest('tr').dataset.id, { state, detail });
+  const badge = el('span', { className: `proof-badge ${state}`, 'data-state': state, title: detail });
+  badge.textContent = BADGE_TEXT[state];
+  cell.replaceChildren(badge, ' ', verifyButton(cell.closest('tr').dataset.id));
+  cell.querySelector('button').textContent = 'Again';
+}
+
+/** Fetches the row's proof and checks it here; the badge says what came of it, its title how. */
+async function verifyRow(button) {
+  const cell = button.closest('td');
+  const id = button.dataset.id;
+  button.disabled = true;
+  button.textContent = 'Checking…';
+  try {
+    const answer = await api(`/api/backoffice/activity-logs/${encodeURIComponent(id)}/proof`);
+    const result = await checkProof(answer.data, answer.server_check);
+    showBadge(cell, result.state, result.detail);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return signInAgain();
+    if (error instanceof ApiError && error.code === 'ACTIVITY_NOT_SEALED')
+      return showBadge(cell, 'not-sealed', error.message);
+    if (error instanceof ApiError && error.code === 'PROOF_UNAVAILABLE')
+      return showBadge(cell, 'failed', error.message);
+    showBadge(
+      cell,
+      'error',
+      error instanceof ApiError ? `${error.message} (${error.code})` : 'the server did not answer',
+    );
+  }
+}
+
+async function verifyShown() {
+  const shown = document.getElementById('verify-shown');
+  shown.disabled = true;
+  try {
+    for (const button of [...rows.querySelectorAll('td.proof button.verify')]) await verifyRow(button);
+  } finally {
+    shown.disabled = false;
   }
 }
 
@@ -251,6 +318,13 @@ function showDetail(activity, row) {
   for (const [field, label] of DETAIL_FIELDS) {
     fields.append(el('dt', { text: label }), el('dd', {}, detailValue(activity, field)));
   }
+  const proof = proofResults.get(activity.id);
+  if (proof !== undefined) {
+    fields.append(
+      el('dt', { text: 'Proof' }),
+      el('dd', { className: 'proof-detail' }, `${BADGE_TEXT[proof.state]}: ${proof.detail}`),
+    );
+  }
   const properties = isRecord(activity.properties) ? activity.properties : {};
   renderDiff(properties);
   const rest = { ...properties };
@@ -292,6 +366,7 @@ newerButton.addEventListener('click', () => {
   navigate(params, rest);
 });
 document.getElementById('close-detail').addEventListener('click', closeDetail);
+document.getElementById('verify-shown').addEventListener('click', verifyShown);
 document.addEventListener('keydown', (event) => {
   if (event.key === 'Escape') closeDetail();
 });
