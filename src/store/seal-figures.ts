@@ -50,10 +50,10 @@ export class SealFiguresReader {
       }
       const added = await sql<{
         rows: unknown;
-      }>`SELECT COALESCE(SUM(${sql.ref('row_count')}), 0) AS rows FROM ${seals} WHERE ${sql.ref('seq')} > ${from.seals} AND ${sql.ref('seq')} <= ${headSeq}`.execute(
+      }>`SELECT COALESCE(SUM(${sql.ref('row_count')}), 0) AS total FROM ${seals} WHERE ${sql.ref('seq')} > ${from.seals} AND ${sql.ref('seq')} <= ${headSeq}`.execute(
         this.#db,
       );
-      this.#known = Object.freeze({ seals: headSeq, rows: from.rows + Number(added.rows[0]?.rows ?? 0) });
+      this.#known = Object.freeze({ seals: headSeq, rows: from.rows + Number(added.rows[0]?.total ?? 0) });
       return this.#known;
     });
   }
