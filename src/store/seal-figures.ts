@@ -49,7 +49,7 @@ export class SealFiguresReader {
         return from;
       }
       const added = await sql<{
-        rows: unknown;
+        total: unknown;
       }>`SELECT COALESCE(SUM(${sql.ref('row_count')}), 0) AS total FROM ${seals} WHERE ${sql.ref('seq')} > ${from.seals} AND ${sql.ref('seq')} <= ${headSeq}`.execute(
         this.#db,
       );
