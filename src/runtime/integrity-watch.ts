@@ -24,6 +24,9 @@ interface KnownCheckpoint {
   readonly source: CheckpointJson['source'];
 }
 
+/** The longest a snapshot waits for the seal figures. */
+const READ_WAIT_MS = 1000;
+
 const NO_VERIFY: VerifyJson = Object.freeze({
   status: 'never',
   at: null,
@@ -59,6 +62,7 @@ export class IntegrityWatch implements IntegritySource {
   #published: KnownCheckpoint | null = null;
   #newestFile: { readonly name: string; readonly checkpoint: KnownCheckpoint | null } | null = null;
   #sealedAt: { readonly seq: number; readonly ms: number | null } | null = null;
+  #reading: Promise<string | null> | null = null;
 
   constructor(options: IntegrityWatchOptions) {
     this.#config = options.config;
@@ -79,14 +83,9 @@ export class IntegrityWatch implements IntegritySource {
   }
 
   async figures(nowMs: number): Promise<IntegrityJson> {
-    let readError: string | null = null;
-    try {
-      this.#figures = await this.#reader.read();
-    } catch (error) {
-      readError = error instanceof Error ? error.message : String(error);
-    }
     const checkpoint = newer(this.#published, await this.#newestInDirectory());
-    const behind = await this.#behindSeconds(checkpoint, nowMs).catch(() => null);
+    const readError = await this.#refresh(checkpoint);
+    const behind = this.#behindSeconds(checkpoint, nowMs);
     return {
       seals_written: this.#figures.seals,
       rows_sealed: this.#figures.rows,
@@ -105,8 +104,47 @@ export class IntegrityWatch implements IntegritySource {
     };
   }
 
-  close(): Promise<void> {
-    return this.#reader.close();
+  async close(): Promise<void> {
+    await this.#reading;
+    await this.#reader.close();
+  }
+
+  /**
+   * Reads the seal figures (and when the first seal no checkpoint covers was written), waiting
+   * {@link READ_WAIT_MS} at most: a database that does not answer must not hold up the snapshot
+   * it is part of, least of all during an outage. A read still running is joined, never doubled.
+   * Resolves with why the figures are not fresh, or null.
+   */
+  async #refresh(checkpoint: KnownCheckpoint | null): Promise<string | null> {
+    this.#reading ??= this.#read(checkpoint).finally(() => {
+      this.#reading = null;
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((resolve) => {
+      timer = setTimeout(
+        () => resolve(`the database did not answer within ${READ_WAIT_MS / 1000} s`),
+        READ_WAIT_MS,
+      );
+    });
+    try {
+      return await Promise.race([this.#reading, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #read(checkpoint: KnownCheckpoint | null): Promise<string | null> {
+    try {
+      this.#figures = await this.#reader.read();
+      const firstUncovered = (checkpoint?.seq ?? 0) + 1;
+      if (this.#figures.seals >= firstUncovered && this.#sealedAt?.seq !== firstUncovered) {
+        const sealedAt = await this.#reader.sealedAt(firstUncovered);
+        this.#sealedAt = { seq: firstUncovered, ms: sealedAt?.getTime() ?? null };
+      }
+      return null;
+    } catch (error) {
+      return error instanceof Error ? error.message : String(error);
+    }
   }
 
   /**
@@ -114,16 +152,12 @@ export class IntegrityWatch implements IntegritySource {
    * the earliest, so checkpoints not published yet at start-up are not late); null when no
    * checkpoints are kept.
    */
-  async #behindSeconds(checkpoint: KnownCheckpoint | null, nowMs: number): Promise<number | null> {
+  #behindSeconds(checkpoint: KnownCheckpoint | null, nowMs: number): number | null {
     if (this.#config.checkpointDir === null && !this.#publishing) return null;
     const covered = checkpoint?.seq ?? 0;
     if (this.#figures.seals <= covered) return 0;
-    const firstUncovered = covered + 1;
-    if (this.#sealedAt?.seq !== firstUncovered) {
-      const sealedAt = await this.#reader.sealedAt(firstUncovered);
-      this.#sealedAt = { seq: firstUncovered, ms: sealedAt?.getTime() ?? null };
-    }
-    const since = Math.max(this.#sealedAt.ms ?? this.#startedAtMs, this.#startedAtMs);
+    const sealedAtMs = this.#sealedAt?.seq === covered + 1 ? this.#sealedAt.ms : null;
+    const since = Math.max(sealedAtMs ?? this.#startedAtMs, this.#startedAtMs);
     return Math.max(0, Math.round((nowMs - since) / 1000));
   }
 
