@@ -19,6 +19,12 @@ import { trustProxyFromEnv, trustProxySchema } from './trust-proxy.js';
 /** The longest delay a Node timer takes, in whole seconds. */
 const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 
+const VERIFY_INTERVAL_ALLOWED = `expected off or a whole number of seconds from 1 to ${MAX_TIMER_SECONDS}`;
+
+/** `off` and the empty string turn a periodic task off. */
+const offOrText = (text: string): string | null =>
+  text.trim() === '' || text.trim().toLowerCase() === 'off' ? null : text;
+
 /** The connection's defaults; an unknown connection is reported by its own setting, so any will do. */
 function connectionOf(database: SettingGroup): DatabaseConnection {
   const connection = DB_CONNECTIONS.find((name) => name === database.connection) ?? 'sqlite';
@@ -297,6 +303,21 @@ export const SETTINGS = {
     env: 'ACTIVITY_LOG_CHECKPOINT_INTERVAL_S',
     schema: wholeNumber(1, MAX_TIMER_SECONDS),
     default: 3600,
+  }),
+  /**
+   * How often `serve` verifies the seal chain (as `activity-log verify` does, against
+   * `ACTIVITY_LOG_CHECKPOINT_DIR` when set); null (`off`, the default) never.
+   */
+  verifyIntervalSeconds: setting({
+    env: 'ACTIVITY_LOG_VERIFY_INTERVAL_S',
+    schema: z.coerce
+      .number({ error: VERIFY_INTERVAL_ALLOWED })
+      .int({ error: VERIFY_INTERVAL_ALLOWED })
+      .min(1, { error: VERIFY_INTERVAL_ALLOWED })
+      .max(MAX_TIMER_SECONDS, { error: VERIFY_INTERVAL_ALLOWED })
+      .nullable(),
+    default: null,
+    fromEnv: offOrText,
   }),
   host: setting({ env: 'HOST', schema: nonEmptyText, default: '127.0.0.1' }),
   port: setting({ env: 'PORT', schema: wholeNumber(0, 65_535), default: 3000 }),

@@ -4,12 +4,15 @@ export { ALERT_RULES, evaluateRules } from '../metrics/alerts.js';
 export type { CollectorCounters, CollectorParts, ProcessReport } from '../metrics/collector.js';
 export { MetricsCollector } from '../metrics/collector.js';
 export type { HistoryMinute } from '../metrics/minute-history.js';
-export type { Monitoring } from '../metrics/monitoring.js';
+export type { IntegritySource, Monitoring } from '../metrics/monitoring.js';
 export type {
   BreakerJson,
+  CheckpointJson,
+  IntegrityJson,
   NamedBreakerJson,
   PerformanceData,
   PerformanceSnapshot,
+  VerifyJson,
   WorkerJson,
 } from '../metrics/snapshot.js';
 export type { MonitoringOptions } from '../runtime/start-monitoring.js';

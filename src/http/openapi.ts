@@ -233,6 +233,38 @@ export const performanceSchema = z.strictObject({
     processes: z.number(),
     generated_at: z.iso.datetime(),
     totals: z.record(z.string(), z.number()),
+    integrity: z
+      .strictObject({
+        seals_written: z.number().int(),
+        rows_sealed: z.number().int(),
+        read_error: z.string().nullable(),
+        checkpoint: z
+          .strictObject({
+            seq: z.number().int(),
+            issued_at: z.iso.datetime(),
+            age_seconds: z.number(),
+            source: z.enum(['dir', 'published']),
+          })
+          .nullable(),
+        checkpoint_behind_seconds: nullableNumber,
+        verify: z.strictObject({
+          status: z.enum(['ok', 'failed', 'never']),
+          at: z.iso.datetime().nullable(),
+          duration_ms: nullableNumber,
+          seals: z.number().int(),
+          rows: z.number().int(),
+          problems: z.number().int(),
+          first_problem: z.string().nullable(),
+          interval_seconds: nullableNumber,
+          running: z.boolean(),
+          error: z.string().nullable(),
+        }),
+      })
+      .nullable()
+      .meta({
+        description:
+          'tamper evidence: seals, rows sealed, the newest checkpoint, the last scheduled verify; null where the process watches no seal chain',
+      }),
   }),
 });
 

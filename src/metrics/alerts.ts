@@ -3,7 +3,15 @@ import type { RedisClient } from '../delivery/redis-connection.js';
 import type { PerformanceData } from './snapshot.js';
 
 /** The alert rules. */
-export type AlertRule = 'error_rate' | 'queue_size' | 'breaker_open' | 'spool_drop' | 'lag_p99' | 'no_worker';
+export type AlertRule =
+  | 'error_rate'
+  | 'queue_size'
+  | 'breaker_open'
+  | 'spool_drop'
+  | 'lag_p99'
+  | 'no_worker'
+  | 'verify_failed'
+  | 'checkpoint_behind';
 
 export const ALERT_RULES: readonly AlertRule[] = Object.freeze([
   'error_rate',
@@ -12,6 +20,8 @@ export const ALERT_RULES: readonly AlertRule[] = Object.freeze([
   'spool_drop',
   'lag_p99',
   'no_worker',
+  'verify_failed',
+  'checkpoint_behind',
 ]);
 
 /** Thresholds and delivery of alerts (from `ACTIVITY_LOG_ALERT_*`). */
@@ -28,6 +38,11 @@ export interface AlertSettings {
   readonly lagP99Ms: number;
   /** `ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS`: a firing rule is notified again at most this often. */
   readonly cooldownSeconds: number;
+  /**
+   * The newest seals may go this long without a checkpoint (twice
+   * `ACTIVITY_LOG_CHECKPOINT_INTERVAL_S`). Optional for settings made before the rule existed.
+   */
+  readonly checkpointBehindSeconds?: number;
 }
 
 /** What one rule says about one snapshot. */
@@ -79,6 +94,10 @@ export function evaluateRules(
   const lagP99 = data.lag_ms.p99 ?? 0;
   const waitingJobs = data.method === 'queue' ? data.pending_jobs : 0;
   const workers = data.workers.length;
+  const verify = data.integrity?.verify ?? null;
+  const verifyFailed = verify?.status === 'failed';
+  const behindSeconds = data.integrity?.checkpoint_behind_seconds ?? 0;
+  const behindThreshold = settings.checkpointBehindSeconds ?? Number.POSITIVE_INFINITY;
   return [
     {
       rule: 'error_rate',
@@ -124,6 +143,22 @@ export function evaluateRules(
       value: waitingJobs,
       threshold: 0,
       message: `${waitingJobs} queue jobs wait and no worker is alive: start \`activity-log work\``,
+    },
+    {
+      rule: 'verify_failed',
+      firing: verifyFailed,
+      value: verify?.problems ?? 0,
+      threshold: 0,
+      message: verifyFailed
+        ? `seal chain verification found ${verify.problems} ${verify.problems === 1 ? 'problem' : 'problems'} at ${verify.at}, first: ${verify.first_problem}; run \`activity-log verify --json\` for the full report`
+        : 'the last seal chain verification found the chain intact',
+    },
+    {
+      rule: 'checkpoint_behind',
+      firing: behindSeconds > behindThreshold,
+      value: behindSeconds,
+      threshold: Number.isFinite(behindThreshold) ? behindThreshold : 0,
+      message: `the newest seals have gone ${behindSeconds} s without a signed checkpoint (threshold ${behindThreshold} s, twice ACTIVITY_LOG_CHECKPOINT_INTERVAL_S): check the checkpoint warnings of serve, or run \`activity-log checkpoint\``,
     },
   ];
 }

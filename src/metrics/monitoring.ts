@@ -10,7 +10,19 @@ import {
   type MetricsPublisher,
   recordQueueSize,
 } from './redis-metrics.js';
-import { composeSnapshot, type PerformanceSnapshot, type SnapshotInput, totalsOf } from './snapshot.js';
+import {
+  composeSnapshot,
+  type IntegrityJson,
+  type PerformanceSnapshot,
+  type SnapshotInput,
+  totalsOf,
+} from './snapshot.js';
+
+/** What the snapshot's `integrity` is read from: the seal chain a process watches. */
+export interface IntegritySource {
+  /** The figures now; never rejects (what cannot be read is said in them). */
+  figures(nowMs: number): Promise<IntegrityJson>;
+}
 
 /** What a {@link Monitoring} is made of; `startMonitoring` assembles them. */
 export interface MonitoringParts {
@@ -32,6 +44,8 @@ export interface MonitoringParts {
   readonly alertIntervalMs: number | null;
   /** Where warning lines go. */
   readonly log: (line: string) => void;
+  /** The seal chain this process watches (`integrity` in the snapshot); null: none. */
+  readonly integrity?: IntegritySource | null;
 }
 
 /**
@@ -55,6 +69,7 @@ export class Monitoring {
   readonly #counting: boolean;
   readonly #log: (line: string) => void;
   readonly #releaseCollector: () => void;
+  readonly #integrity: IntegritySource | null;
   #alertTimer: NodeJS.Timeout | null = null;
   #alertRun: Promise<unknown> | null = null;
   #lastRedisWarningMs = 0;
@@ -72,14 +87,10 @@ export class Monitoring {
       parts.publisher?.((error) => this.#warnRedis('could not publish metrics to Redis', error)) ?? null;
     this.#publisher?.start();
     this.#notifier = parts.notifier;
+    this.#integrity = parts.integrity ?? null;
     if (parts.alertIntervalMs !== null) {
       this.#alertTimer = setInterval(() => {
-        if (this.#alertRun === null)
-          this.#alertRun = this.checkAlerts()
-            .catch((error: unknown) => this.#warnRedis('could not evaluate alerts', error))
-            .finally(() => {
-              this.#alertRun = null;
-            });
+        if (this.#alertRun === null) void this.checkAlertsSoon();
       }, parts.alertIntervalMs);
       this.#alertTimer.unref();
     }
@@ -128,6 +139,23 @@ export class Monitoring {
     return this.#notifier.check(data);
   }
 
+  /**
+   * Evaluates the alert rules now, or right after the evaluation in progress (evaluations never
+   * overlap): for a change worth telling at once, such as a verification that failed.
+   */
+  checkAlertsSoon(): Promise<void> {
+    const run: Promise<void> = (this.#alertRun ?? Promise.resolve())
+      .then(async () => {
+        if (!this.#closed) await this.checkAlerts();
+      })
+      .catch((error: unknown) => this.#warnRedis('could not evaluate alerts', error))
+      .finally(() => {
+        if (this.#alertRun === run) this.#alertRun = null;
+      });
+    this.#alertRun = run;
+    return run;
+  }
+
   /** Publishes a last time, removes this process's heartbeat and stops every timer. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -148,6 +176,7 @@ export class Monitoring {
     const own = await this.collector.report();
     const memoryMb = roundTo(process.memoryUsage.rss() / (1024 * 1024), 1);
     const method = this.config.method;
+    const integrity = (await this.#integrity?.figures(nowMs)) ?? null;
     if (this.#reader !== null) {
       let cluster: ClusterState | null = null;
       try {
@@ -168,6 +197,7 @@ export class Monitoring {
           history: cluster.history,
           memoryMb,
           nowMs,
+          integrity,
         };
       }
     }
@@ -180,6 +210,7 @@ export class Monitoring {
       history: own.history,
       memoryMb,
       nowMs,
+      integrity,
     };
   }
 

@@ -1,7 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { BreakerState } from '../resilience/breaker.js';
 import { LAG_BUCKETS_MS, type LagBuckets } from './lag-histogram.js';
-import { type PerformanceData, TOTAL_NAMES, type TotalName } from './snapshot.js';
+import { type IntegrityJson, type PerformanceData, TOTAL_NAMES, type TotalName } from './snapshot.js';
 
 /** Prefix of every metric of this library (the default process metrics keep their usual names). */
 export const METRIC_PREFIX = 'activity_log_';
@@ -120,7 +120,8 @@ export class PrometheusExporter {
         this.#breakerState.set({ breaker, state }, value.state === state ? 1 : 0);
       this.#breakerFailures.set({ breaker }, value.failure_count);
     }
-    return `${await this.registry.metrics()}${lagHistogramText(input.lagTotal)}`;
+    const integrity = data.integrity === null ? '' : integrityMetricsText(data.integrity);
+    return `${await this.registry.metrics()}${lagHistogramText(input.lagTotal)}${integrity}`;
   }
 }
 
@@ -144,4 +145,64 @@ export function lagHistogramText(lag: LagBuckets): string {
   lines.push(`${name}_sum ${lag.sumMs / 1000}`);
   lines.push(`${name}_count ${lag.count}`);
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The seal chain's metrics in Prometheus' text format. Written out directly, so that a value not
+ * known yet (no checkpoint, no verification finished) is absent rather than a misleading 0.
+ */
+export function integrityMetricsText(integrity: IntegrityJson): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: 'counter' | 'gauge', help: string, value: number | null) => {
+    if (value === null) return;
+    const full = `${METRIC_PREFIX}${name}`;
+    lines.push(`# HELP ${full} ${help}`, `# TYPE ${full} ${type}`, `${full} ${value}`);
+  };
+  const { checkpoint, verify } = integrity;
+  const verified = verify.status !== 'never' && verify.at !== null;
+  metric('seals_written_total', 'counter', 'Seals in the seal chain', integrity.seals_written);
+  metric('rows_sealed_total', 'counter', 'Rows closed by the seals of the chain', integrity.rows_sealed);
+  metric(
+    'checkpoint_age_seconds',
+    'gauge',
+    'Age of the newest signed checkpoint',
+    checkpoint?.age_seconds ?? null,
+  );
+  metric(
+    'checkpoint_behind_seconds',
+    'gauge',
+    'How long the oldest seal no checkpoint covers has gone without one (0: the checkpoint is at the head)',
+    integrity.checkpoint_behind_seconds,
+  );
+  metric(
+    'verify_last_success',
+    'gauge',
+    'Whether the last scheduled verification found the seal chain intact (1) or not (0)',
+    verified ? (verify.status === 'ok' ? 1 : 0) : null,
+  );
+  metric(
+    'verify_last_timestamp_seconds',
+    'gauge',
+    'When the last scheduled verification finished, Unix time',
+    verified ? Date.parse(verify.at!) / 1000 : null,
+  );
+  metric(
+    'verify_last_problems',
+    'gauge',
+    'Problems the last scheduled verification found',
+    verified ? verify.problems : null,
+  );
+  metric(
+    'verify_last_rows',
+    'gauge',
+    'Rows the last scheduled verification checked',
+    verified ? verify.rows : null,
+  );
+  metric(
+    'verify_last_duration_seconds',
+    'gauge',
+    'How long the last scheduled verification took',
+    verified && verify.duration_ms !== null ? verify.duration_ms / 1000 : null,
+  );
+  return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
 }

@@ -33,6 +33,57 @@ export interface WorkerJson {
   readonly current_rate: number;
 }
 
+/** `integrity.checkpoint`: the newest signed checkpoint of the chain. */
+export interface CheckpointJson {
+  readonly seq: number;
+  /** ISO-8601, as signed. */
+  readonly issued_at: string;
+  readonly age_seconds: number;
+  /** Where it was found: `dir` (`ACTIVITY_LOG_CHECKPOINT_DIR`) or `published` (by this process). */
+  readonly source: 'dir' | 'published';
+}
+
+/** `integrity.verify`: the last scheduled verification of the chain (`ACTIVITY_LOG_VERIFY_INTERVAL_S`). */
+export interface VerifyJson {
+  /** `ok` (intact), `failed` (problems found) or `never` (none finished yet, or none scheduled). */
+  readonly status: 'ok' | 'failed' | 'never';
+  /** ISO-8601: when the last verification finished; null before the first. */
+  readonly at: string | null;
+  readonly duration_ms: number | null;
+  /** Seals and rows the last verification checked. */
+  readonly seals: number;
+  readonly rows: number;
+  /** Problems it found (listed and beyond). */
+  readonly problems: number;
+  /** The first problem's line, null when intact. */
+  readonly first_problem: string | null;
+  /** The schedule in seconds; null when none is set. */
+  readonly interval_seconds: number | null;
+  /** A verification is in progress. */
+  readonly running: boolean;
+  /** Why the last attempt could not run (the database did not answer…); null when it ran. */
+  readonly error: string | null;
+}
+
+/** `integrity`: tamper evidence as the answering process sees it (null where it watches none). */
+export interface IntegrityJson {
+  /** Seals in the chain (`seq` of the head of `<table>_seals`). */
+  readonly seals_written: number;
+  /** Rows those seals close. */
+  readonly rows_sealed: number;
+  /** Why the seal figures could not be read now (they are the last ones read); null when they were. */
+  readonly read_error: string | null;
+  /** The newest checkpoint known; null when none is. */
+  readonly checkpoint: CheckpointJson | null;
+  /**
+   * How long the oldest seal no checkpoint covers has gone without one (counted from this
+   * process's start at most); 0 when the newest checkpoint is at the head; null when no
+   * checkpoints are kept (no `ACTIVITY_LOG_CHECKPOINT_DIR`, nothing published here).
+   */
+  readonly checkpoint_behind_seconds: number | null;
+  readonly verify: VerifyJson;
+}
+
 /** `data` of `GET /api/backoffice/activity-logs/performance` and `activity-log status --json`. */
 export interface PerformanceData {
   /** Activities accepted but not yet stored: buffers + queue + spool. */
@@ -69,6 +120,8 @@ export interface PerformanceData {
   readonly processes: number;
   readonly generated_at: string;
   readonly totals: Readonly<Record<TotalName, number>>;
+  /** Seals, checkpoints and verification; null where this process watches no seal chain. */
+  readonly integrity: IntegrityJson | null;
 }
 
 /** The whole answer: `{ success: true, data }`. */
@@ -130,6 +183,8 @@ export interface SnapshotInput {
   readonly history: readonly MinuteValues[];
   readonly memoryMb: number;
   readonly nowMs: number;
+  /** From the process's integrity watch, when it has one. */
+  readonly integrity?: IntegrityJson | null;
 }
 
 const STATE_RANK: Readonly<Record<BreakerState, number>> = { closed: 0, half_open: 1, open: 2 };
@@ -225,6 +280,7 @@ export function composeSnapshot(input: SnapshotInput): PerformanceSnapshot {
       processes: reports.length,
       generated_at: new Date(nowMs).toISOString(),
       totals: input.totals,
+      integrity: input.integrity ?? null,
     },
   };
 }

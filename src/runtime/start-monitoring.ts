@@ -4,7 +4,7 @@ import { connectRedis, createRedisClient, type RedisClient } from '../delivery/r
 import type { ActivityWorker } from '../delivery/worker.js';
 import { AlertNotifier, type AlertSettings, MemoryAlertState, RedisAlertState } from '../metrics/alerts.js';
 import { MetricsCollector } from '../metrics/collector.js';
-import { Monitoring } from '../metrics/monitoring.js';
+import { type IntegritySource, Monitoring } from '../metrics/monitoring.js';
 import { ClusterReader, DEFAULT_HEARTBEAT_TTL_MS, MetricsPublisher } from '../metrics/redis-metrics.js';
 
 /** Alerts are evaluated this often by default. */
@@ -28,6 +28,8 @@ export interface MonitoringOptions {
   readonly heartbeatTtlMs?: number;
   /** Where alert and warning lines go (default stderr). */
   readonly log?: (line: string) => void;
+  /** The seal chain this process watches: the snapshot's `integrity` (see `IntegrityWatch`). */
+  readonly integrity?: IntegritySource | null;
 }
 
 /** The alert settings of a configuration. */
@@ -39,6 +41,7 @@ export function alertSettingsOf(config: Config): AlertSettings {
     breakerOpenSeconds: config.alertBreakerOpenSeconds,
     lagP99Ms: config.alertLagP99Ms,
     cooldownSeconds: config.alertCooldownSeconds,
+    checkpointBehindSeconds: 2 * config.checkpointIntervalSeconds,
   };
 }
 
@@ -118,6 +121,7 @@ function assembleMonitoring(options: MonitoringOptions, redis: RedisClient | nul
       log,
     }),
     counting,
+    integrity: options.integrity ?? null,
     alertIntervalMs:
       (options.alerts ?? counting) ? (options.alertIntervalMs ?? DEFAULT_ALERT_INTERVAL_MS) : null,
     log,

@@ -178,6 +178,22 @@ describe('loadConfig', () => {
     }
   });
 
+  it('leaves the scheduled verify off unless ACTIVITY_LOG_VERIFY_INTERVAL_S sets whole seconds', () => {
+    expect(loadConfig({ env: {} }).verifyIntervalSeconds).toBeNull();
+    for (const off of ['off', 'OFF', '']) {
+      expect(
+        loadConfig({ env: { ACTIVITY_LOG_VERIFY_INTERVAL_S: off } }).verifyIntervalSeconds,
+        off,
+      ).toBeNull();
+    }
+    expect(loadConfig({ env: { ACTIVITY_LOG_VERIFY_INTERVAL_S: '900' } }).verifyIntervalSeconds).toBe(900);
+    for (const bad of ['0', '-5', '1.5', 'hourly', '9999999999']) {
+      expect(configError({ ACTIVITY_LOG_VERIFY_INTERVAL_S: bad }), bad).toBe(
+        `ACTIVITY_LOG_VERIFY_INTERVAL_S="${bad}" is not allowed: expected off or a whole number of seconds from 1 to 2147483`,
+      );
+    }
+  });
+
   it('lets options override the environment', () => {
     const config = loadConfig({
       env: { ACTIVITY_LOG_METHOD: 'batch' },

@@ -13,9 +13,17 @@ import { LAG_BUCKETS_MS, LagHistogram, lagQuantileMs } from '../../src/metrics/l
 import type { HistoryMinute } from '../../src/metrics/minute-history.js';
 import { lagHistogramText, PrometheusExporter } from '../../src/metrics/prometheus.js';
 import { SecondBuckets } from '../../src/metrics/second-buckets.js';
-import { composeSnapshot, type PerformanceData, TOTAL_NAMES, totalsOf } from '../../src/metrics/snapshot.js';
+import {
+  composeSnapshot,
+  type IntegrityJson,
+  type PerformanceData,
+  TOTAL_NAMES,
+  totalsOf,
+  type VerifyJson,
+} from '../../src/metrics/snapshot.js';
 import { composeActivityLog } from '../../src/runtime/create-activity-log.js';
 import { MemoryStore } from '../helpers/memory-sink.js';
+import { idlePerformanceData, integrityWith } from '../helpers/performance-data.js';
 import { parsePrometheus } from '../helpers/prometheus-text.js';
 import { SNAPSHOT_NUMBER_FIELDS } from '../helpers/snapshot-fields.js';
 import { temporaryDirectory } from '../helpers/temporary-directory.js';
@@ -326,6 +334,62 @@ describe('Prometheus text', () => {
     expect(samples.has('process_resident_memory_bytes')).toBe(true);
   });
 
+  it('carries the seal chain as activity_log_ metrics, leaving out what is not known yet', async () => {
+    const exporter = new PrometheusExporter({ defaultMetrics: false });
+    const lagTotal = new LagHistogram().report(T0).total;
+    const without = parsePrometheus(await exporter.render({ data: idlePerformanceData(null), lagTotal }));
+    expect([...without.keys()].filter((name) => /seal|checkpoint|verify/.test(name))).toEqual([]);
+    const never: VerifyJson = {
+      status: 'never',
+      at: null,
+      duration_ms: null,
+      seals: 0,
+      rows: 0,
+      problems: 0,
+      first_problem: null,
+      interval_seconds: 600,
+      running: true,
+      error: null,
+    };
+    const fresh = parsePrometheus(
+      await exporter.render({ data: idlePerformanceData(integrityWith(never)), lagTotal }),
+    );
+    expect(fresh.get('activity_log_seals_written_total')).toBe(4);
+    expect(fresh.get('activity_log_rows_sealed_total')).toBe(2000);
+    expect(fresh.has('activity_log_checkpoint_age_seconds')).toBe(false);
+    expect(fresh.has('activity_log_verify_last_success')).toBe(false);
+    const failed = integrityWith(
+      {
+        ...never,
+        status: 'failed',
+        at: '2026-12-03T06:00:10.000Z',
+        duration_ms: 2500,
+        seals: 4,
+        rows: 2000,
+        problems: 2,
+        first_problem: 'rows of seal 3 are missing',
+        running: false,
+      },
+      {
+        checkpoint: { seq: 3, issued_at: '2026-12-03T05:00:00.000Z', age_seconds: 3600, source: 'dir' },
+        checkpoint_behind_seconds: 120,
+      },
+    );
+    const samples = parsePrometheus(await exporter.render({ data: idlePerformanceData(failed), lagTotal }));
+    expect(samples.get('activity_log_checkpoint_age_seconds')).toBe(3600);
+    expect(samples.get('activity_log_checkpoint_behind_seconds')).toBe(120);
+    expect(samples.get('activity_log_verify_last_success')).toBe(0);
+    expect(samples.get('activity_log_verify_last_timestamp_seconds')).toBe(
+      Date.UTC(2026, 11, 3, 6, 0, 10) / 1000,
+    );
+    expect(samples.get('activity_log_verify_last_problems')).toBe(2);
+    expect(samples.get('activity_log_verify_last_rows')).toBe(2000);
+    expect(samples.get('activity_log_verify_last_duration_seconds')).toBe(2.5);
+    const ok = integrityWith({ ...failed.verify, status: 'ok', problems: 0, first_problem: null });
+    const intact = parsePrometheus(await exporter.render({ data: idlePerformanceData(ok), lagTotal }));
+    expect(intact.get('activity_log_verify_last_success')).toBe(1);
+  });
+
   it('writes cumulative histogram buckets', () => {
     const histogram = new LagHistogram();
     for (const lag of [1, 1, 40, 10_000_000]) histogram.observe(lag, T0);
@@ -377,6 +441,36 @@ describe('alert rules', () => {
     ]);
     expect(firing(data({ method: 'queue', pending_jobs: 3, workers: [] }))).toEqual(['no_worker']);
     expect(firing(data({ method: 'queue', pending_jobs: 0, workers: [] }))).toEqual([]);
+  });
+
+  it('fires checkpoint_behind only past twice the checkpoint interval, and verify_failed on a failed verify', () => {
+    const settings: AlertSettings = { ...SETTINGS, checkpointBehindSeconds: 7200 };
+    const verify: VerifyJson = {
+      status: 'ok',
+      at: '2026-12-03T06:00:00.000Z',
+      duration_ms: 10,
+      seals: 4,
+      rows: 2000,
+      problems: 0,
+      first_problem: null,
+      interval_seconds: 600,
+      running: false,
+      error: null,
+    };
+    const firing = (integrity: IntegrityJson | null, alertSettings = settings) =>
+      evaluateRules(idlePerformanceData(integrity), alertSettings, 0)
+        .filter((result) => result.firing)
+        .map((result) => result.rule);
+    expect(firing(null)).toEqual([]);
+    expect(firing(integrityWith(verify, { checkpoint_behind_seconds: null }))).toEqual([]);
+    expect(firing(integrityWith(verify, { checkpoint_behind_seconds: 7200 }))).toEqual([]);
+    expect(firing(integrityWith(verify, { checkpoint_behind_seconds: 7201 }))).toEqual(['checkpoint_behind']);
+    // Settings made before the rule existed never fire it.
+    expect(firing(integrityWith(verify, { checkpoint_behind_seconds: 1e9 }), SETTINGS)).toEqual([]);
+    expect(firing(integrityWith({ ...verify, status: 'failed', problems: 1, first_problem: 'x' }))).toEqual([
+      'verify_failed',
+    ]);
+    expect(firing(integrityWith({ ...verify, status: 'never' }))).toEqual([]);
   });
 
   it('notifies on firing, again only after the cooldown, and once on resolving', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatStatus } from '../../src/cli/commands/status.js';
-import { composeSnapshot, TOTAL_NAMES, type TotalName } from '../../src/metrics/snapshot.js';
+import { composeSnapshot, TOTAL_NAMES, type TotalName, type VerifyJson } from '../../src/metrics/snapshot.js';
+import { integrityWith } from '../helpers/performance-data.js';
 
 const T0 = Date.UTC(2026, 10, 29, 2, 0, 0);
 const empty = { counts: new Array(19).fill(0), sumMs: 0, count: 0 };
@@ -73,5 +74,40 @@ describe('status output', () => {
   it('paints an open breaker red on a terminal and says it refuses writes', () => {
     const text = formatStatus(data('open'), { color: true });
     expect(text).toContain('\u001b[31;1mOPEN\u001b[0m (5 consecutive failures, refusing writes)');
+  });
+
+  it('shows the seal chain: seals, the newest checkpoint and the last verify, a failure in red', () => {
+    expect(formatStatus(data('closed'), { color: false })).not.toContain('last verify');
+    const verify: VerifyJson = {
+      status: 'failed',
+      at: '2026-11-29T02:00:00.000Z',
+      duration_ms: 120,
+      seals: 20,
+      rows: 10_000,
+      problems: 2,
+      first_problem: 'rows of seal 3 are missing',
+      interval_seconds: 3600,
+      running: false,
+      error: null,
+    };
+    const text = formatStatus(
+      {
+        ...data('closed'),
+        integrity: integrityWith(verify, {
+          seals_written: 20,
+          rows_sealed: 10_000,
+          checkpoint: { seq: 18, issued_at: '2026-11-29T01:00:00.000Z', age_seconds: 3602, source: 'dir' },
+          checkpoint_behind_seconds: 300,
+        }),
+      },
+      { color: true },
+    );
+    expect(text).toMatch(/seals\s+20 seals, 10000 rows sealed/);
+    expect(text).toMatch(
+      /checkpoint\s+seal 18, 3602 s old \(in ACTIVITY_LOG_CHECKPOINT_DIR\); the newest seals 300 s without one/,
+    );
+    expect(text).toContain(
+      '\u001b[31;1mNOT INTACT\u001b[0m at 2026-11-29T02:00:00.000Z: 2 problems, first: rows of seal 3 are missing',
+    );
   });
 });

@@ -8,6 +8,7 @@ import type { ActivityEventBus } from '../../core/activity-events.js';
 import { ActivityLogError } from '../../core/errors.js';
 import { ActivityWorker, type WorkerSummary } from '../../delivery/worker.js';
 import { createActivityLogServer } from '../../http/create-activity-log-server.js';
+import type { CheckpointBody } from '../../integrity/checkpoint.js';
 import type { Monitoring } from '../../metrics/monitoring.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
 import { type CheckpointPublishing, startCheckpointPublishing } from '../../runtime/checkpoint-publisher.js';
@@ -16,14 +17,17 @@ import {
   type ComposedActivityLog,
   composeActivityLog,
 } from '../../runtime/create-activity-log.js';
+import { IntegrityWatch } from '../../runtime/integrity-watch.js';
 import { startMonitoring } from '../../runtime/start-monitoring.js';
 import { type StopRequest, watchStopSignals } from '../../runtime/stop-signals.js';
+import { startScheduledVerification, type VerifyScheduler } from '../../runtime/verify-scheduler.js';
 import type { ActivityStore } from '../../store/activity-store.js';
 import { RetentionScheduler } from '../../store/retention.js';
 import { BackgroundMigration } from '../background-migration.js';
 import { describeDatabase } from '../describe-database.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { migrationLine } from './migrate.js';
+import { formatCount } from './prune.js';
 
 interface ServeFlags {
   readonly host?: string;
@@ -68,6 +72,8 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
   let retention: RetentionScheduler | null = null;
   let monitoring: Monitoring | null = null;
   let checkpoints: CheckpointPublishing | null = null;
+  let verification: VerifyScheduler | null = null;
+  let integrity: IntegrityWatch | null = null;
   const migration = migrateInBackground(composed);
   try {
     try {
@@ -77,8 +83,16 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       worker = await startWorkerIfAsked(flags.worker === true, composed.config, store, composed.events);
       if (worker !== null) stopWhenWorkerStops(stop, worker);
       retention = startRetention(composed.config, store);
-      checkpoints = await startCheckpoints(composed.config);
-      monitoring = startMonitoring({ config, collector: composed.collector, worker });
+      checkpoints = await startCheckpoints(composed.config, (body) => integrity?.recordCheckpoint(body));
+      verification = await startVerification(composed.config, () => monitoring?.checkAlertsSoon());
+      if (composed.config.database.seal === 'on' || verification !== null) {
+        integrity = new IntegrityWatch({
+          config: composed.config,
+          verify: verification,
+          publishing: checkpoints !== null,
+        });
+      }
+      monitoring = startMonitoring({ config, collector: composed.collector, worker, integrity });
       app = createActivityLogServer(composed, {
         config,
         monitoring,
@@ -94,7 +108,9 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       await migration.stop();
       await retention?.stop();
       await checkpoints?.close().catch(() => undefined);
+      await verification?.stop().catch(() => undefined);
       await shutDown(app, worker, activityLog, monitoring).catch(() => undefined);
+      await integrity?.close().catch(() => undefined);
       throw error;
     }
     const reason = await stop.reason;
@@ -102,7 +118,9 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
     await migration.stop();
     await retention?.stop();
     await checkpoints?.close();
+    await verification?.stop();
     await shutDown(app, worker, activityLog, monitoring);
+    await integrity?.close();
     process.stdout.write('stopped\n');
   } finally {
     stop.dispose();
@@ -180,7 +198,10 @@ function hostFlag(value: string | undefined): string | undefined {
  * signing key and a destination configured; one line per checkpoint published, one warning per
  * failure. A key set without a destination (or the reverse) is said once at start-up.
  */
-async function startCheckpoints(config: Config): Promise<CheckpointPublishing | null> {
+async function startCheckpoints(
+  config: Config,
+  onPublished: (body: CheckpointBody) => void,
+): Promise<CheckpointPublishing | null> {
   const destination = config.checkpointDir !== null || config.checkpointWebhook !== null;
   if ((config.signingKeyPath === null) !== !destination) {
     process.stderr.write(
@@ -191,6 +212,7 @@ async function startCheckpoints(config: Config): Promise<CheckpointPublishing | 
   }
   return startCheckpointPublishing(config, {
     onPublished: ({ checkpoint, file, postedTo }) => {
+      onPublished(checkpoint.body);
       const places = [file, postedTo].filter((place) => place !== null).join(' and ');
       process.stdout.write(
         `checkpoint of ${checkpoint.body.table} at seal ${checkpoint.body.seq} (${checkpoint.body.total_rows} rows) published to ${places}\n`,
@@ -198,6 +220,64 @@ async function startCheckpoints(config: Config): Promise<CheckpointPublishing | 
     },
     onWarning: (line) => process.stderr.write(`activity-log: warning: ${line}\n`),
   });
+}
+
+/** Progress of a long scheduled verification is logged at most this often. */
+const VERIFY_PROGRESS_INTERVAL_MS = 60_000;
+
+/**
+ * The scheduled verification (`ACTIVITY_LOG_VERIFY_INTERVAL_S`), logged sparsely: a progress line
+ * a minute during a long run, the outcome when it changes (intact at first and after a failure; a
+ * failure when it starts or its first problem changes), a warning when it cannot run. Every
+ * outcome has the alert rules evaluated at once (`verify_failed`).
+ */
+async function startVerification(
+  config: Config,
+  evaluateAlerts: () => unknown,
+): Promise<VerifyScheduler | null> {
+  let lastProgressMs = Date.now();
+  let lastFirstProblem: string | null = null;
+  const scheduler = await startScheduledVerification(config, {
+    onProgress: (rows, seals) => {
+      const now = Date.now();
+      if (now - lastProgressMs < VERIFY_PROGRESS_INTERVAL_MS) return;
+      lastProgressMs = now;
+      process.stdout.write(
+        `verifying the seal chain: ${formatCount(rows)} rows in ${formatCount(seals)} seals so far\n`,
+      );
+    },
+    onResult: ({ report, startedAtMs, finishedAtMs, previousStatus }) => {
+      lastProgressMs = finishedAtMs;
+      const seconds = ((finishedAtMs - startedAtMs) / 1000).toFixed(1);
+      if (report.intact) {
+        lastFirstProblem = null;
+        if (previousStatus !== 'ok') {
+          process.stdout.write(
+            `seal chain intact: ${formatCount(report.seals)} seals, ${formatCount(report.rows)} rows verified in ${seconds} s\n`,
+          );
+        }
+      } else {
+        const first = report.problems[0]?.message ?? 'a problem';
+        if (previousStatus !== 'failed' || first !== lastFirstProblem) {
+          const count = report.problems.length + report.moreProblems;
+          process.stderr.write(
+            `activity-log: seal chain NOT INTACT (${count} ${count === 1 ? 'problem' : 'problems'}), first: ${first}; run activity-log verify --json for the full report\n`,
+          );
+        }
+        lastFirstProblem = first;
+      }
+      evaluateAlerts();
+    },
+    onError: (error) =>
+      process.stderr.write(
+        `activity-log: warning: scheduled verify could not run: ${error instanceof Error ? error.message : String(error)}; trying again in ${config.verifyIntervalSeconds} s\n`,
+      ),
+    onWarning: (line) => process.stderr.write(`activity-log: warning: ${line}\n`),
+  });
+  if (scheduler !== null) {
+    process.stdout.write(`verifying the seal chain every ${config.verifyIntervalSeconds} s\n`);
+  }
+  return scheduler;
 }
 
 /**

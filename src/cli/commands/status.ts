@@ -2,7 +2,7 @@ import { stripVTControlCharacters } from 'node:util';
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config/config.js';
 import { ActivityLogError, isActivityLogError } from '../../core/errors.js';
-import type { PerformanceData, PerformanceSnapshot } from '../../metrics/snapshot.js';
+import type { IntegrityJson, PerformanceData, PerformanceSnapshot } from '../../metrics/snapshot.js';
 import { connectMonitoringReader, sharesThroughRedis } from '../../runtime/start-monitoring.js';
 
 interface StatusFlags {
@@ -149,6 +149,7 @@ export function formatStatus(data: PerformanceData, options: { readonly color: b
     ['dropped', String(data.dropped_total)],
     ['lag', `p50 ${ms(data.lag_ms.p50)}, p99 ${ms(data.lag_ms.p99)} (last 5 min)`],
   ];
+  if (data.integrity !== null) rows.push(...integrityRows(data.integrity, paint));
   const lines = [
     paint(
       ANSI.bold,
@@ -202,6 +203,33 @@ export function formatStatus(data: PerformanceData, options: { readonly color: b
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** The seal chain's lines: seals, the newest checkpoint, the last scheduled verify. */
+function integrityRows(
+  integrity: IntegrityJson,
+  paint: (code: string, text: string) => string,
+): [string, string][] {
+  const { checkpoint, verify } = integrity;
+  const behind = integrity.checkpoint_behind_seconds ?? 0;
+  const unread = integrity.read_error === null ? '' : ` (not read now: ${integrity.read_error})`;
+  const checkpointLine =
+    checkpoint === null
+      ? 'none known'
+      : `seal ${checkpoint.seq}, ${checkpoint.age_seconds} s old (${checkpoint.source === 'dir' ? 'in ACTIVITY_LOG_CHECKPOINT_DIR' : 'published here'})`;
+  let verifyLine: string;
+  if (verify.interval_seconds === null) verifyLine = 'not scheduled (ACTIVITY_LOG_VERIFY_INTERVAL_S)';
+  else if (verify.status === 'never') verifyLine = `none finished yet (every ${verify.interval_seconds} s)`;
+  else if (verify.status === 'ok')
+    verifyLine = `${paint(ANSI.green, 'INTACT')} at ${verify.at} (${verify.seals} seals, ${verify.rows} rows, ${verify.duration_ms} ms)`;
+  else
+    verifyLine = `${paint(ANSI.red, 'NOT INTACT')} at ${verify.at}: ${verify.problems} problems, first: ${verify.first_problem}`;
+  if (verify.error !== null) verifyLine += `; the last attempt could not run: ${verify.error}`;
+  return [
+    ['seals', `${integrity.seals_written} seals, ${integrity.rows_sealed} rows sealed${unread}`],
+    ['checkpoint', `${checkpointLine}${behind > 0 ? `; the newest seals ${behind} s without one` : ''}`],
+    ['last verify', verifyLine],
+  ];
 }
 
 /** Columns padded to their widest cell (colour codes do not count). */

@@ -2,18 +2,9 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { wholeNumber } from '../../config/setting.js';
 import { ActivityLogError } from '../../core/errors.js';
-import { checkErasableFields } from '../../integrity/activity-leaf.js';
-import { type ChainSeal, checkCheckpointAgainstChain } from '../../integrity/checkpoint-check.js';
-import {
-  type ChainProblem,
-  type ChainReport,
-  type HeadCheck,
-  type SealGroup,
-  verifyChain,
-} from '../../integrity/verify-chain.js';
-import { type LoadedCheckpoint, loadCheckpoints } from '../../runtime/checkpoint-files.js';
+import type { ChainReport } from '../../integrity/verify-chain.js';
+import { loadAllCheckpoints, verifySealChain } from '../../runtime/seal-verification.js';
 import { readVerificationKey } from '../../runtime/signing-key-files.js';
-import { openSealReader, type SealReader } from '../../store/seal-reader.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { formatCount } from './prune.js';
 
@@ -72,34 +63,17 @@ export function registerVerifyCommand(program: Command): void {
           field: '--public-key',
         });
       }
-      const reader = openSealReader(config.database);
       const progress = progressLine();
       let report: ChainReport;
       try {
-        const anchor = fromSeq > 1 ? await reader.seal(fromSeq - 1) : null;
-        const kept = new SealsAtCheckpoints(checkpoints, fromSeq);
-        await kept.readBelow(reader);
-        report = await verifyChain(kept.watch(reader.groups(fromSeq)), {
+        report = await verifySealChain(config.database, {
           fromSeq,
-          anchor,
-          erasableFields: checkErasableFields(config.database.erasableFields),
-          unsealedRows: await reader.countUnsealed(),
+          checkpoints,
+          publicKeyPem,
           onProgress: progress.report,
-          ...(publicKeyPem === null
-            ? {}
-            : {
-                checkHead: checkpointHeadCheck(
-                  checkpoints,
-                  config.database.table,
-                  publicKeyPem,
-                  kept,
-                  anchor?.seq ?? 0,
-                ),
-              }),
         });
       } finally {
         progress.end();
-        await reader.close();
       }
       process.stdout.write(flags.json === true ? `${JSON.stringify(report)}\n` : describeReport(report));
       if (!report.intact) process.exitCode = EXIT_NOT_INTACT;
@@ -122,85 +96,6 @@ export function describeReport(report: ChainReport): string {
     );
   }
   return `${lines.join('\n')}\n`;
-}
-
-/** Every checkpoint in the files and directories given, lowest `seq` first. */
-async function loadAllCheckpoints(paths: readonly string[]): Promise<readonly LoadedCheckpoint[]> {
-  const loaded = (await Promise.all(paths.map(loadCheckpoints))).flat();
-  return loaded.sort((a, b) => a.checkpoint.body.seq - b.checkpoint.body.seq);
-}
-
-/**
- * The seals at the checkpoints' `seq`s, kept while the chain streams past (so memory holds one
- * seal per checkpoint, however long the chain): their hash and, from seal 1, the rows seals
- * 1…`seq` seal. Checkpoints below `--from-seq` get their seal read on its own, without a row total.
- */
-class SealsAtCheckpoints {
-  readonly #wanted: ReadonlySet<number>;
-  readonly #fromSeq: number;
-  readonly #seals = new Map<number, ChainSeal>();
-
-  constructor(checkpoints: readonly LoadedCheckpoint[], fromSeq: number) {
-    this.#wanted = new Set(checkpoints.map(({ checkpoint }) => checkpoint.body.seq));
-    this.#fromSeq = fromSeq;
-  }
-
-  async readBelow(reader: SealReader): Promise<void> {
-    for (const seq of this.#wanted) {
-      if (seq >= this.#fromSeq) continue;
-      const seal = await reader.seal(seq);
-      if (seal !== null) this.#seals.set(seq, { hash: seal.hash });
-    }
-  }
-
-  async *watch(groups: AsyncIterable<SealGroup>): AsyncGenerator<SealGroup> {
-    let totalRows = 0;
-    for await (const group of groups) {
-      if (group.seal !== null) {
-        totalRows += group.seal.row_count;
-        if (this.#wanted.has(group.seq)) {
-          this.#seals.set(group.seq, {
-            hash: group.seal.hash,
-            totalRows: this.#fromSeq === 1 ? totalRows : undefined,
-          });
-        }
-      }
-      yield group;
-    }
-  }
-
-  sealAt(seq: number): ChainSeal | undefined {
-    return this.#seals.get(seq);
-  }
-}
-
-/** Holds every checkpoint against the verified chain; each mismatch is one problem. */
-function checkpointHeadCheck(
-  checkpoints: readonly LoadedCheckpoint[],
-  table: string,
-  publicKeyPem: string,
-  seals: SealsAtCheckpoints,
-  anchorSeq: number,
-): HeadCheck {
-  return (head) => {
-    const headSeq = head?.seq ?? anchorSeq;
-    const problems: ChainProblem[] = [];
-    for (const { file, checkpoint } of checkpoints) {
-      const mismatch = checkCheckpointAgainstChain(
-        checkpoint,
-        { table, headSeq, sealAt: (seq) => seals.sealAt(seq) },
-        publicKeyPem,
-      );
-      if (mismatch === null) continue;
-      problems.push({
-        kind: mismatch.kind,
-        seq: mismatch.seq ?? checkpoint.body.seq,
-        message: `${mismatch.message} (${file})`,
-        checkpoint: file,
-      });
-    }
-    return problems;
-  };
 }
 
 function progressLine(): { report: (rows: number, seals: number) => void; end: () => void } {
