@@ -175,11 +175,7 @@ export class KyselyStore implements ActivityStore {
             const candidate = leafed.get(row.id);
             // An id repeated in the batch comes back (MariaDB, the lookup) with this insert's
             // salt once it is stored; only its first statement seals it.
-            if (
-              candidate === undefined ||
-              sealed.has(row.id) ||
-              candidate.saltHex !== row.seal_salt
-            )
+            if (candidate === undefined || sealed.has(row.id) || candidate.saltHex !== row.seal_salt)
               continue;
             sealed.add(row.id);
             rows.push(candidate);
