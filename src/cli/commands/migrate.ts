@@ -3,6 +3,7 @@ import { loadConfig } from '../../config/config.js';
 import type { MigrateResult } from '../../store/activity-store.js';
 import { createStore } from '../../store/create-store.js';
 import { describeDatabase } from '../describe-database.js';
+import { ignoredPartitionNote } from '../partition-upkeep.js';
 
 /** `activity-log migrate`: creates or upgrades the table and its indexes; safe to run again. */
 export function registerMigrateCommand(program: Command): void {
@@ -11,6 +12,8 @@ export function registerMigrateCommand(program: Command): void {
     .description('create or upgrade the activity table and its indexes (idempotent)')
     .action(async () => {
       const config = loadConfig();
+      const note = ignoredPartitionNote(config.database);
+      if (note !== null) process.stderr.write(`${note}\n`);
       const store = createStore(config.database);
       try {
         const result = await store.migrate();

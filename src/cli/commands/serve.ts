@@ -23,6 +23,7 @@ import { RetentionScheduler } from '../../store/retention.js';
 import { BackgroundMigration } from '../background-migration.js';
 import { describeDatabase } from '../describe-database.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
+import { startPartitionUpkeep } from '../partition-upkeep.js';
 import { migrationLine } from './migrate.js';
 
 interface ServeFlags {
@@ -66,6 +67,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
   let worker: ActivityWorker | null = null;
   let app: FastifyInstance | null = null;
   let retention: RetentionScheduler | null = null;
+  let partitions: { stop(): Promise<void> } | null = null;
   let monitoring: Monitoring | null = null;
   let checkpoints: CheckpointPublishing | null = null;
   const migration = migrateInBackground(composed);
@@ -77,6 +79,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       worker = await startWorkerIfAsked(flags.worker === true, composed.config, store, composed.events);
       if (worker !== null) stopWhenWorkerStops(stop, worker);
       retention = startRetention(composed.config, store);
+      partitions = startPartitionUpkeep(composed.config.database);
       checkpoints = await startCheckpoints(composed.config);
       monitoring = startMonitoring({ config, collector: composed.collector, worker });
       app = createActivityLogServer(composed, {
@@ -93,6 +96,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       // The start-up error is the one to report; a failing clean-up after it would only hide it.
       await migration.stop();
       await retention?.stop();
+      await partitions?.stop();
       await checkpoints?.close().catch(() => undefined);
       await shutDown(app, worker, activityLog, monitoring).catch(() => undefined);
       throw error;
@@ -101,6 +105,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
     process.stderr.write(`activity-log: ${reason}: shutting down\n`);
     await migration.stop();
     await retention?.stop();
+    await partitions?.stop();
     await checkpoints?.close();
     await shutDown(app, worker, activityLog, monitoring);
     process.stdout.write('stopped\n');

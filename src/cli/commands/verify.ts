@@ -13,6 +13,7 @@ import {
 } from '../../integrity/verify-chain.js';
 import { type LoadedCheckpoint, loadCheckpoints } from '../../runtime/checkpoint-files.js';
 import { readVerificationKey } from '../../runtime/signing-key-files.js';
+import type { PrunedWatermark } from '../../store/seal-pruning.js';
 import { openSealReader, type SealReader } from '../../store/seal-reader.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
 import { formatCount } from './prune.js';
@@ -76,12 +77,18 @@ export function registerVerifyCommand(program: Command): void {
       const progress = progressLine();
       let report: ChainReport;
       try {
-        const anchor = fromSeq > 1 ? await reader.seal(fromSeq - 1) : null;
-        const kept = new SealsAtCheckpoints(checkpoints, fromSeq);
+        const { watermark, partlyPruned } = await reader.pruned();
+        // Seals pruned by retention are not checked: the chain starts after them, at their hash.
+        const startSeq = Math.max(fromSeq, (watermark?.seq ?? 0) + 1);
+        const anchor =
+          startSeq > 1 && startSeq - 1 !== watermark?.seq ? await reader.seal(startSeq - 1) : null;
+        const kept = new SealsAtCheckpoints(checkpoints, startSeq, watermark);
         await kept.readBelow(reader);
-        report = await verifyChain(kept.watch(reader.groups(fromSeq)), {
-          fromSeq,
+        report = await verifyChain(kept.watch(reader.groups(startSeq)), {
+          fromSeq: startSeq,
           anchor,
+          pruned: watermark,
+          partlyPruned,
           erasableFields: checkErasableFields(config.database.erasableFields),
           unsealedRows: await reader.countUnsealed(),
           onProgress: progress.report,
@@ -93,7 +100,8 @@ export function registerVerifyCommand(program: Command): void {
                   config.database.table,
                   publicKeyPem,
                   kept,
-                  anchor?.seq ?? 0,
+                  anchor?.seq ?? watermark?.seq ?? 0,
+                  watermark?.seq ?? 0,
                 ),
               }),
         });
@@ -113,6 +121,16 @@ export function describeReport(report: ChainReport): string {
       ? `no seals from seal ${report.fromSeq} on`
       : `seals ${report.fromSeq}…${report.head.seq} (${formatCount(report.seals)} seals, ${formatCount(report.rows)} rows)`;
   const lines = [`${report.intact ? 'intact' : 'NOT INTACT'}: ${range}`];
+  if (report.pruned !== null) {
+    lines.push(
+      `pruned: seals 1…${report.pruned.toSeq} (${formatCount(report.pruned.rows)} rows) removed by retention, not checked; the chain is checked from seal ${report.pruned.toSeq + 1}, linked to seal ${report.pruned.toSeq}'s hash`,
+    );
+  }
+  if (report.partlyPrunedSeals > 0) {
+    lines.push(
+      `${formatCount(report.partlyPrunedSeals)} seals lost rows with a dropped partition: their links and their remaining rows' commitments are checked, not their root`,
+    );
+  }
   for (const problem of report.problems) lines.push(`  ${problem.message}`);
   if (report.moreProblems > 0) lines.push(`  … and ${formatCount(report.moreProblems)} more problems`);
   if (report.head !== null) lines.push(`head: seal ${report.head.seq}, hash ${report.head.hash}`);
@@ -139,29 +157,40 @@ class SealsAtCheckpoints {
   readonly #wanted: ReadonlySet<number>;
   readonly #fromSeq: number;
   readonly #seals = new Map<number, ChainSeal>();
+  readonly #watermark: PrunedWatermark | null;
 
-  constructor(checkpoints: readonly LoadedCheckpoint[], fromSeq: number) {
+  constructor(checkpoints: readonly LoadedCheckpoint[], fromSeq: number, watermark: PrunedWatermark | null) {
     this.#wanted = new Set(checkpoints.map(({ checkpoint }) => checkpoint.body.seq));
     this.#fromSeq = fromSeq;
+    this.#watermark = watermark;
+  }
+
+  /** The chain is read from the seal after the pruned ones, so row totals still count from seal 1. */
+  get #fromStart(): boolean {
+    return this.#fromSeq === 1 || this.#fromSeq === (this.#watermark?.seq ?? -1) + 1;
   }
 
   async readBelow(reader: SealReader): Promise<void> {
     for (const seq of this.#wanted) {
       if (seq >= this.#fromSeq) continue;
+      if (seq === this.#watermark?.seq) {
+        this.#seals.set(seq, { hash: this.#watermark.hash, totalRows: this.#watermark.totalRows });
+        continue;
+      }
       const seal = await reader.seal(seq);
       if (seal !== null) this.#seals.set(seq, { hash: seal.hash });
     }
   }
 
   async *watch(groups: AsyncIterable<SealGroup>): AsyncGenerator<SealGroup> {
-    let totalRows = 0;
+    let totalRows = this.#fromStart && this.#fromSeq > 1 ? (this.#watermark?.totalRows ?? 0) : 0;
     for await (const group of groups) {
       if (group.seal !== null) {
         totalRows += group.seal.row_count;
         if (this.#wanted.has(group.seq)) {
           this.#seals.set(group.seq, {
             hash: group.seal.hash,
-            totalRows: this.#fromSeq === 1 ? totalRows : undefined,
+            totalRows: this.#fromStart ? totalRows : undefined,
           });
         }
       }
@@ -181,6 +210,7 @@ function checkpointHeadCheck(
   publicKeyPem: string,
   seals: SealsAtCheckpoints,
   anchorSeq: number,
+  prunedToSeq: number,
 ): HeadCheck {
   return (head) => {
     const headSeq = head?.seq ?? anchorSeq;
@@ -188,7 +218,7 @@ function checkpointHeadCheck(
     for (const { file, checkpoint } of checkpoints) {
       const mismatch = checkCheckpointAgainstChain(
         checkpoint,
-        { table, headSeq, sealAt: (seq) => seals.sealAt(seq) },
+        { table, headSeq, prunedToSeq, sealAt: (seq) => seals.sealAt(seq) },
         publicKeyPem,
       );
       if (mismatch === null) continue;
