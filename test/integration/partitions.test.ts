@@ -306,7 +306,10 @@ for (const target of TARGETS) {
       const { table, env } = await partitionedTable(defer, target, 'part_cli');
       const status = await runCli(['partitions', 'status', '--json'], env);
       expect(status.code).toBe(0);
-      const parsed = JSON.parse(status.stdout) as { partitioned: boolean; partitions: { catchAll: boolean }[] };
+      const parsed = JSON.parse(status.stdout) as {
+        partitioned: boolean;
+        partitions: { catchAll: boolean }[];
+      };
       expect(parsed.partitioned).toBe(true);
       expect(parsed.partitions).toHaveLength(5);
       const text = await runCli(['partitions'], env);
@@ -379,7 +382,9 @@ for (const target of TARGETS) {
       const days = 70;
       const cutoff = new Date(Date.now() - days * DAY_MS);
       const cutoffPeriod = periodStart(cutoff, 'month');
-      const olderPeriod = new Date(Date.UTC(cutoffPeriod.getUTCFullYear(), cutoffPeriod.getUTCMonth() - 1, 1));
+      const olderPeriod = new Date(
+        Date.UTC(cutoffPeriod.getUTCFullYear(), cutoffPeriod.getUTCMonth() - 1, 1),
+      );
       const oldest = new Date(Date.UTC(cutoffPeriod.getUTCFullYear(), cutoffPeriod.getUTCMonth() - 2, 1));
       const beforeCutoff = new Date((cutoffPeriod.getTime() + cutoff.getTime()) / 2);
       const afterCutoff = new Date((cutoff.getTime() + nextPeriod(cutoffPeriod, 'month').getTime()) / 2);
@@ -411,10 +416,14 @@ for (const target of TARGETS) {
       expect(pruned.stdout).toContain('2 older activities kept: their seals also hold newer ones');
       // Seal 3's 3 newer rows, seal 4's 2 rows, seal 5's 3 rows.
       expect(await countRows(admin, target, table)).toBe(8);
-      const recorded = await admin.rows<{ seq: number | string; pruned_rows: number | string; total_rows: unknown }>(
-        `SELECT seq, pruned_rows, total_rows FROM ${target.q(`${table}_seals_pruned`)} ORDER BY seq`,
-      );
-      expect(recorded.map((row) => [Number(row.seq), Number(row.pruned_rows), row.total_rows === null])).toEqual([
+      const recorded = await admin.rows<{
+        seq: number | string;
+        pruned_rows: number | string;
+        total_rows: unknown;
+      }>(`SELECT seq, pruned_rows, total_rows FROM ${target.q(`${table}_seals_pruned`)} ORDER BY seq`);
+      expect(
+        recorded.map((row) => [Number(row.seq), Number(row.pruned_rows), row.total_rows === null]),
+      ).toEqual([
         [2, 9, false],
         [3, 2, true],
       ]);
@@ -495,7 +504,12 @@ describe('partitioning on SQLite', () => {
     const verified = await runCli(['verify', '--json'], env);
     expect(verified.code).toBe(0);
     const report = JSON.parse(verified.stdout) as ChainReport;
-    expect(report).toMatchObject({ intact: true, pruned: { toSeq: 1, rows: 3 }, fromSeq: 2, partlyPrunedSeals: 0 });
+    expect(report).toMatchObject({
+      intact: true,
+      pruned: { toSeq: 1, rows: 3 },
+      fromSeq: 2,
+      partlyPrunedSeals: 0,
+    });
     expect(report.head).toMatchObject({ seq: 4, totalRows: 11 });
 
     // --log-name never takes rows out of a seal.
