@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -485,7 +485,15 @@ describe('partitioning on SQLite', () => {
     const store = createStore(loadConfig({ env }).database);
     defer(() => store.close());
     const now = Date.now();
+    const keys = join(dir, `${table}-keys`);
+    expect((await runCli(['keygen', `--out=${keys}`], {})).code).toBe(0);
+    const signing = {
+      ...env,
+      ACTIVITY_LOG_SIGNING_KEY: join(keys, 'activity-log-signing-key.pem'),
+      ACTIVITY_LOG_CHECKPOINT_DIR: join(dir, `${table}-checkpoints`),
+    };
     await store.insertMany(createdAt(3, new Date(now - 100 * DAY_MS), 0)); // seal 1
+    expect((await runCli(['checkpoint'], signing)).code).toBe(0);
     await store.insertMany([
       ...createdAt(2, new Date(now - 90 * DAY_MS), 3),
       ...createdAt(2, new Date(now - 10 * DAY_MS), 5),
@@ -493,6 +501,7 @@ describe('partitioning on SQLite', () => {
     await store.insertMany(createdAt(2, new Date(now - 80 * DAY_MS), 7)); // seal 3: old, kept behind seal 2
     await store.insertMany(createdAt(2, new Date(now - 60_000), 9)); // seal 4
 
+    expect((await runCli(['checkpoint'], signing)).code).toBe(0);
     const pruned = await runCli(['prune', '--days=30', '--chunk=2'], env);
     expect(pruned.code).toBe(0);
     expect(pruned.stdout).toContain('deleted 3 activities');
@@ -511,6 +520,17 @@ describe('partitioning on SQLite', () => {
       partlyPrunedSeals: 0,
     });
     expect(report.head).toMatchObject({ seq: 4, totalRows: 11 });
+    // Checkpoints signed before the prune (at the pruned seal, and at the head) still hold, and
+    // one signed after it counts the pruned rows in its total.
+    await store.insertMany(createdAt(1, new Date(now - 30_000), 11)); // seal 5
+    expect((await runCli(['checkpoint'], signing)).code).toBe(0);
+    const checked = await runCli(
+      ['verify', '--json', `--checkpoint=${signing.ACTIVITY_LOG_CHECKPOINT_DIR}`],
+      signing,
+    );
+    expect(checked.stderr).toBe('');
+    expect(checked.code).toBe(0);
+    expect((JSON.parse(checked.stdout) as ChainReport).head).toMatchObject({ seq: 5, totalRows: 12 });
 
     // --log-name never takes rows out of a seal.
     const byLog = await runCli(['prune', '--days=30', '--log-name=orders'], env);
@@ -522,5 +542,6 @@ describe('partitioning on SQLite', () => {
     const tampered = await runCli(['verify', '--json'], env);
     expect(tampered.code).toBe(1);
     expect((JSON.parse(tampered.stdout) as ChainReport).problems[0]).toMatchObject({ seq: 3 });
+    expect(readdirSync(signing.ACTIVITY_LOG_CHECKPOINT_DIR)).toHaveLength(3);
   });
 });
