@@ -451,7 +451,97 @@ for (const target of TARGETS) {
       expect(tampered.code).toBe(1);
       const problems = (JSON.parse(tampered.stdout) as ChainReport).problems;
       expect(problems.map((problem) => [problem.kind, problem.seq])).toEqual([['row-altered', 5]]);
-    });
+    }, 180_000);
+
+    test('migrate --to-partitioned converts a sealed table while ingest runs, keeping every row exactly once', async ({
+      defer,
+    }) => {
+      const table = `part_conv_${uniqueSuffix()}`;
+      const env: Record<string, string> = {
+        DATABASE_URL: target.url,
+        ACTIVITY_LOG_TABLE: table,
+        ACTIVITY_LOG_SEAL: 'on',
+      };
+      const admin = await target.connect();
+      const store = createStore(loadConfig({ env }).database);
+      defer(async () => {
+        await store.close();
+        await admin.exec(
+          `DROP TABLE IF EXISTS ${[
+            table,
+            `${table}_unpartitioned`,
+            `${table}_partitioned`,
+            `${table}_migrations`,
+            `${table}_seals`,
+            `${table}_seals_pruned`,
+          ]
+            .map(target.q)
+            .join(', ')}`,
+        );
+        await admin.close();
+      });
+      await store.migrate();
+      let offset = 0;
+      for (const months of [3, 2, 1, 0]) {
+        for (let batch = 0; batch < 3; batch++) {
+          const at =
+            months === 0
+              ? new Date(Date.now() - 3_600_000)
+              : new Date(monthsAgo(months).getTime() + (batch + 1) * DAY_MS);
+          await store.insertMany(createdAt(250, at, offset));
+          offset += 250;
+        }
+      }
+      const before = offset;
+
+      // Writers keep storing while the table is copied and swapped.
+      let writing = true;
+      const writer = (async () => {
+        while (writing) {
+          await store.insertMany(createdAt(20, new Date(), offset));
+          offset += 20;
+        }
+      })();
+      const converted = await runCli(['migrate', '--to-partitioned', '--chunk=400'], {
+        ...env,
+        ACTIVITY_LOG_PARTITION: 'month',
+      });
+      writing = false;
+      await writer;
+      expect(converted.stderr).toContain('copied 400 so far (chunk 1)');
+      expect(converted.code).toBe(0);
+      expect(converted.stdout).toContain(`the old table is kept as ${table}_unpartitioned`);
+
+      const [counts] = await admin.rows<{ n: number | string; ids: number | string }>(
+        `SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS ids FROM ${target.q(table)}`,
+      );
+      expect(offset).toBeGreaterThan(before);
+      expect(Number(counts!.n)).toBe(offset);
+      expect(Number(counts!.ids)).toBe(offset);
+      const partitions = await target.partitions(admin, table);
+      // From three months back to three months ahead, and the catch-all.
+      expect(partitions.length).toBe(8);
+      expect(partitions.filter((partition) => partition.rows > 0).length).toBeGreaterThanOrEqual(4);
+      expect((await target.indexes(admin, table)).names).toEqual(target.expectedIndexes(table));
+      expect(await countRows(admin, target, `${table}_unpartitioned`)).toBeGreaterThanOrEqual(before);
+
+      const verified = await runCli(['verify', '--json'], env);
+      expect(verified.code).toBe(0);
+      expect((JSON.parse(verified.stdout) as ChainReport).head?.totalRows).toBe(offset);
+
+      const again = await runCli(['migrate', '--to-partitioned', '--drop-old'], {
+        ...env,
+        ACTIVITY_LOG_PARTITION: 'month',
+      });
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain(`${table} is partitioned already`);
+      const left = await admin.rows(
+        target.name === 'PostgreSQL'
+          ? `SELECT 1 FROM pg_class WHERE relname = '${table}_unpartitioned'`
+          : `SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = '${table}_unpartitioned'`,
+      );
+      expect(left).toEqual([]);
+    }, 180_000);
   });
 }
 
@@ -543,5 +633,5 @@ describe('partitioning on SQLite', () => {
     expect(tampered.code).toBe(1);
     expect((JSON.parse(tampered.stdout) as ChainReport).problems[0]).toMatchObject({ seq: 3 });
     expect(readdirSync(signing.ACTIVITY_LOG_CHECKPOINT_DIR)).toHaveLength(3);
-  });
+  }, 180_000);
 });

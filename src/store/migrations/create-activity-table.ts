@@ -5,7 +5,7 @@ import {
   type IndexDefinition,
   physicalIndexName,
 } from '../activity-table.js';
-import { plannedPartitions } from '../partition-plan.js';
+import { missingPartitions, periodStart, plannedPartitions } from '../partition-plan.js';
 import type { DialectSchema } from '../store-dialect.js';
 import type { MigrationContext } from './migrate-schema.js';
 
@@ -23,7 +23,14 @@ export async function createActivityTable({ db, table, dialect, layout }: Migrat
   const ranges =
     partitions === undefined || layout.partition === 'none'
       ? []
-      : plannedPartitions(new Date(), layout.partition, layout.partitionsAhead);
+      : layout.firstPeriod === undefined
+        ? plannedPartitions(new Date(), layout.partition, layout.partitionsAhead)
+        : missingPartitions(
+            periodStart(layout.firstPeriod, layout.partition),
+            new Date(),
+            layout.partition,
+            layout.partitionsAhead,
+          );
   const definitions: RawBuilder<unknown>[] = columnsAddedIn(1).map(
     (column) =>
       sql`${sql.id(column.name)} ${sql.raw(schema.columnTypes[column.kind])} ${sql.raw(

@@ -18,6 +18,8 @@ export interface TableLayout {
   readonly partition: PartitionSetting;
   /** Partitions created ahead of the current period. */
   readonly partitionsAhead: number;
+  /** A new partitioned table gets partitions from this period on (default: the current one). */
+  readonly firstPeriod?: Date | undefined;
 }
 
 export const UNPARTITIONED: TableLayout = Object.freeze({ partition: 'none', partitionsAhead: 0 });
