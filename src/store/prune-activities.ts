@@ -150,6 +150,9 @@ export async function pruneActivities(
       .where('seal_seq', 'is not', null);
     if (logName !== undefined) kept = kept.where('log_name', '=', logName);
     else kept = kept.where('seal_seq', '>', pruneToSeq);
+    // Rows of the dropped partitions are gone (or, in a dry run, would be) whatever their seal.
+    if (droppedBefore !== undefined)
+      kept = kept.where('created_at', '>=', dialect.encodeTimestamp(droppedBefore));
     const rows = await kept.execute();
     options.onSeals({ prunedToSeq: pruneToSeq, keptRows: Number(rows[0]?.n ?? 0) });
   }

@@ -405,6 +405,7 @@ for (const target of TARGETS) {
       expect(dry.code).toBe(0);
       expect(dry.stderr).toMatch(/would drop partition \S+ \(4 activities\)/);
       expect(dry.stdout).toContain('seals 1…2 would be pruned');
+      expect(dry.stdout).toContain('2 older activities kept: their seals also hold newer ones');
       expect(await countRows(admin, target, table)).toBe(19);
 
       const pruned = await runCli(['prune', `--days=${days}`], env);

@@ -77,6 +77,8 @@ export const POSTGRES_PARTITIONS: PartitionDialect = Object.freeze({
     }
     return moved;
   },
+  // DETACH … CONCURRENTLY would spare the parent its short exclusive lock, but PostgreSQL refuses
+  // it while a DEFAULT partition exists.
   drop: async (db, _table, partition) => {
     await sql`DROP TABLE ${sql.table(partition.name)}`.execute(db);
   },
