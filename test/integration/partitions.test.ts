@@ -14,7 +14,7 @@ import { createStore } from '../../src/store/create-store.js';
 import { openPartitionMaintenance } from '../../src/store/partition-maintenance.js';
 import { nextPeriod, periodStart } from '../../src/store/partition-plan.js';
 import { builtActivities } from '../helpers/activity-factory.js';
-import { runCli } from '../helpers/queue-cli.js';
+import { runCli, spawnCli } from '../helpers/queue-cli.js';
 import {
   MARIADB_TARGET,
   POSTGRES_TARGET,
@@ -323,6 +323,31 @@ for (const target of TARGETS) {
       expect(bad.code).toBe(2);
       expect(bad.stderr).toContain('partitions takes status or ensure');
     });
+
+    test('serve creates the partitions ahead on its timer, a few seconds after start-up', async ({
+      defer,
+    }) => {
+      const { table, env, admin } = await partitionedTable(defer, target, 'part_serve');
+      const spool = mkdtempSync(join(tmpdir(), 'activity-partitions-spool-'));
+      defer(() => rmSync(spool, { recursive: true, force: true }));
+      const served = spawnCli(['serve', '--port=0'], {
+        ...env,
+        ACTIVITY_LOG_PARTITIONS_AHEAD: '5',
+        ACTIVITY_LOG_SPOOL_DIR: spool,
+      });
+      defer(async () => {
+        if (served.child.exitCode === null) served.child.kill('SIGTERM');
+        await served.exited;
+      });
+      const deadline = Date.now() + 45_000;
+      while (!served.stdout().includes(`added partitions`) && Date.now() < deadline) {
+        if (served.child.exitCode !== null) throw new Error(`serve exited early: ${served.stderr()}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      expect(served.stdout()).toMatch(new RegExp(`added partitions p\\d{6}, p\\d{6} to ${table}`));
+      // The current month, five ahead and the catch-all.
+      expect(await target.partitions(admin, table)).toHaveLength(7);
+    }, 120_000);
 
     test('prune drops the partitions wholly past the cutoff and deletes only the boundary rows in chunks', async ({
       defer,
