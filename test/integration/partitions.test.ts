@@ -11,6 +11,7 @@ import type { ChainReport } from '../../src/integrity/verify-chain.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
 import { ACTIVITY_INDEXES, physicalIndexName } from '../../src/store/activity-table.js';
 import { createStore } from '../../src/store/create-store.js';
+import { convertToPartitioned } from '../../src/store/partition-conversion.js';
 import { openPartitionMaintenance } from '../../src/store/partition-maintenance.js';
 import { nextPeriod, periodStart } from '../../src/store/partition-plan.js';
 import { builtActivities } from '../helpers/activity-factory.js';
@@ -478,6 +479,56 @@ for (const target of TARGETS) {
       const problems = (JSON.parse(tampered.stdout) as ChainReport).problems;
       expect(problems.map((problem) => [problem.kind, problem.seq])).toEqual([['row-altered', 5]]);
     }, 180_000);
+
+    test('an interrupted conversion carries on from the newest row copied, and copies each row once', async ({
+      defer,
+    }) => {
+      const table = `part_resume_${uniqueSuffix()}`;
+      const env: Record<string, string> = { DATABASE_URL: target.url, ACTIVITY_LOG_TABLE: table };
+      const admin = await target.connect();
+      const store = createStore(loadConfig({ env }).database);
+      defer(async () => {
+        await store.close();
+        await admin.exec(
+          `DROP TABLE IF EXISTS ${[
+            table,
+            `${table}_unpartitioned`,
+            `${table}_partitioned`,
+            `${table}_migrations`,
+            `${table}_seals`,
+            `${table}_seals_pruned`,
+          ]
+            .map(target.q)
+            .join(', ')}`,
+        );
+        await admin.close();
+      });
+      await store.migrate();
+      await store.insertMany(createdAt(900, new Date(monthsAgo(1).getTime() + DAY_MS), 0));
+      const config = loadConfig({ env: { ...env, ACTIVITY_LOG_PARTITION: 'month' } }).database;
+      await expect(
+        convertToPartitioned(config, {
+          chunkSize: 200,
+          onProgress: (copied) => {
+            if (copied >= 400) throw new Error('interrupted');
+          },
+        }),
+      ).rejects.toThrow('interrupted');
+      expect(await countRows(admin, target, `${table}_partitioned`)).toBe(400);
+      // Rows written between the two runs are copied too.
+      await store.insertMany(createdAt(50, new Date(Date.now() - 60_000), 900));
+      const progress: number[] = [];
+      const result = await convertToPartitioned(config, {
+        chunkSize: 200,
+        onProgress: (n) => progress.push(n),
+      });
+      expect(result).toEqual({ converted: true, copied: 950, keptAs: `${table}_unpartitioned` });
+      expect(progress[0]).toBe(600);
+      const [counts] = await admin.rows<{ n: number | string; ids: number | string }>(
+        `SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS ids FROM ${target.q(table)}`,
+      );
+      expect([Number(counts!.n), Number(counts!.ids)]).toEqual([950, 950]);
+    });
 
     test('migrate --to-partitioned converts a sealed table while ingest runs, keeping every row exactly once', async ({
       defer,
