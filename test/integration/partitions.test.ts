@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import { Kysely } from 'kysely';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { afterAll, describe, expect, vi } from 'vitest';
@@ -9,11 +10,14 @@ import { type Config, loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
 import type { ChainReport } from '../../src/integrity/verify-chain.js';
 import type { ActivityStore } from '../../src/store/activity-store.js';
+import type { ActivityDatabase } from '../../src/store/activity-table.js';
 import { ACTIVITY_INDEXES, physicalIndexName } from '../../src/store/activity-table.js';
 import { createStore } from '../../src/store/create-store.js';
+import { DIALECT_REGISTRY } from '../../src/store/dialect-registry.js';
 import { convertToPartitioned } from '../../src/store/partition-conversion.js';
 import { openPartitionMaintenance } from '../../src/store/partition-maintenance.js';
 import { nextPeriod, periodStart } from '../../src/store/partition-plan.js';
+import { recordWatermark } from '../../src/store/seal-pruning.js';
 import { builtActivities } from '../helpers/activity-factory.js';
 import { runCli, spawnCli } from '../helpers/queue-cli.js';
 import {
@@ -625,6 +629,41 @@ for (const target of TARGETS) {
 describe('partitioning on SQLite', () => {
   const dir = mkdtempSync(join(tmpdir(), 'activity-partitions-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a prune cut short after recording its watermark leaves a chain verify finds intact, and runs again to the end', async ({
+    defer,
+  }) => {
+    const table = `part_cut_${uniqueSuffix()}`;
+    const env = {
+      DATABASE_URL: `sqlite:${join(dir, `${table}.sqlite`)}`,
+      ACTIVITY_LOG_TABLE: table,
+      ACTIVITY_LOG_SEAL: 'on',
+    };
+    const config = loadConfig({ env }).database;
+    const store = createStore(config);
+    defer(() => store.close());
+    await store.migrate();
+    const now = Date.now();
+    await store.insertMany(createdAt(3, new Date(now - 90 * DAY_MS), 0));
+    await store.insertMany(createdAt(2, new Date(now - 80 * DAY_MS), 3));
+    await store.insertMany(createdAt(2, new Date(now - 60_000), 5));
+    // What a prune does first, before any row goes: seals 1…2 recorded as pruned.
+    const dialect = DIALECT_REGISTRY.sqlite.create(config);
+    const db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect() });
+    defer(() => db.destroy());
+    await recordWatermark(db, dialect, table, null, 2);
+
+    const cut = JSON.parse((await runCli(['verify', '--json'], env)).stdout) as ChainReport;
+    expect(cut).toMatchObject({ intact: true, pruned: { toSeq: 2, rows: 5 }, rows: 2 });
+    expect(await store.prune({ before: new Date(now - 30 * DAY_MS) })).toBe(5);
+    const done = await runCli(['verify', '--json'], env);
+    expect(done.code).toBe(0);
+    expect(JSON.parse(done.stdout)).toMatchObject({
+      intact: true,
+      pruned: { toSeq: 2, rows: 5 },
+      head: { seq: 3, totalRows: 7 },
+    });
+  }, 120_000);
 
   test('ACTIVITY_LOG_PARTITION is ignored, said in one line; prune on a sealed table removes whole seals and verify reports them pruned', async ({
     defer,
