@@ -20,7 +20,9 @@ async function freshStore() {
   );
   const connection = await mysql.createConnection(MYSQL_URL);
   await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\``);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
+  await connection.query(
+    `DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\`, \`${TABLE}_seals_pruned\``,
+  );
   await store.migrate();
   return { store, connection };
 }
@@ -82,7 +84,9 @@ async function batchIngest() {
   await activityLog.close();
   const [[{ n }]] = await connection.query(`SELECT COUNT(*) AS n FROM \`${TABLE}\``);
   await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\``);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
+  await connection.query(
+    `DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\`, \`${TABLE}_seals_pruned\``,
+  );
   await connection.end();
   if (Number(n) !== ROWS) throw new Error(`batch ingest stored ${n} rows, expected ${ROWS}`);
   return ROWS / seconds;

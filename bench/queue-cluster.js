@@ -42,7 +42,9 @@ function benchEnv(target, queueName) {
 
 async function freshTable(env) {
   const connection = await mysql.createConnection(MYSQL_URL);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\`, \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
+  await connection.query(
+    `DROP TABLE IF EXISTS \`${TABLE}\`, \`${TABLE}_migrations\`, \`${TABLE}_seals\`, \`${TABLE}_seals_pruned\``,
+  );
   const store = createStore(loadConfig({ env }).database);
   await store.migrate();
   await store.close();
@@ -92,7 +94,9 @@ async function round(target, workers) {
   const admin = await QueueAdmin.connect(loadConfig({ env }).redis, queueName);
   await admin.removeQueue();
   await admin.close();
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\`, \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
+  await connection.query(
+    `DROP TABLE IF EXISTS \`${TABLE}\`, \`${TABLE}_migrations\`, \`${TABLE}_seals\`, \`${TABLE}_seals_pruned\``,
+  );
   await connection.end();
   return rate;
 }

@@ -50,7 +50,9 @@ function freshQueueName(label) {
 async function freshTable() {
   const connection = await mysql.createConnection(MYSQL_URL);
   await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\``);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
+  await connection.query(
+    `DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\`, \`${TABLE}_seals_pruned\``,
+  );
   const store = createStore(loadConfig({ env: benchEnv('unused') }).database);
   await store.migrate();
   await store.close();
@@ -59,7 +61,9 @@ async function freshTable() {
 
 async function dropTable(connection) {
   await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\``);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
+  await connection.query(
+    `DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\`, \`${TABLE}_seals_pruned\``,
+  );
   await connection.end();
 }
 

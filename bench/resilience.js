@@ -81,7 +81,9 @@ async function freshTable() {
   );
   const connection = await mysql.createConnection(MYSQL_URL);
   await connection.query(`DROP TABLE IF EXISTS \`${TABLE}\``);
-  await connection.query(`DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\``);
+  await connection.query(
+    `DROP TABLE IF EXISTS \`${TABLE}_migrations\`, \`${TABLE}_seals\`, \`${TABLE}_seals_pruned\``,
+  );
   await store.migrate();
   await store.close();
   return connection;

@@ -7,6 +7,7 @@ import { registerFailedCommand } from './commands/failed.js';
 import { registerFlushCommand } from './commands/flush.js';
 import { registerKeygenCommand } from './commands/keygen.js';
 import { registerMigrateCommand } from './commands/migrate.js';
+import { registerPartitionsCommand } from './commands/partitions.js';
 import { registerProcessCommand } from './commands/process.js';
 import { registerPruneCommand } from './commands/prune.js';
 import { registerRestartCommand } from './commands/restart.js';
@@ -29,6 +30,7 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerRetryCommand,
   registerFlushCommand,
   registerPruneCommand,
+  registerPartitionsCommand,
   registerSpoolCommand,
   registerStatusCommand,
   registerKeygenCommand,

@@ -91,6 +91,21 @@ export const DATABASE_SETTINGS = {
     default: DEFAULT_ERASABLE_FIELDS,
     fromEnv: commaList,
   }),
+  /**
+   * Whether `migrate` creates the activity table partitioned by `created_at` (PostgreSQL, MySQL,
+   * MariaDB; SQLite ignores it): one partition per month or per day, or none.
+   */
+  partition: setting({
+    env: 'ACTIVITY_LOG_PARTITION',
+    schema: oneOf(['month', 'day', 'none']),
+    default: 'none',
+  }),
+  /** Partitions kept created ahead of the current one, by `migrate`, `serve`, `work` and `partitions ensure`. */
+  partitionsAhead: setting({
+    env: 'ACTIVITY_LOG_PARTITIONS_AHEAD',
+    schema: wholeNumber(1, 366),
+    default: 3,
+  }),
   poolMax: setting({ env: 'DB_POOL_MAX', schema: wholeNumber(1, 1000), default: 10 }),
   connectTimeoutMs: setting({
     env: 'DB_CONNECT_TIMEOUT_MS',

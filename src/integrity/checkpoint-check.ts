@@ -17,6 +17,11 @@ export interface ChainView {
   readonly headSeq: number;
   /** The seal the chain holds at `seq`, or undefined when it holds none there. */
   sealAt(seq: number): ChainSeal | undefined;
+  /**
+   * Seals 1…`prunedToSeq` were pruned by retention: a checkpoint below it is checked only for
+   * what remains, its signature and table (the one at it, against the hash and rows recorded).
+   */
+  readonly prunedToSeq?: number | undefined;
 }
 
 /**
@@ -89,6 +94,7 @@ export function checkCheckpointAgainstChain(
       message: `the chain ${kept}, behind the checkpoint signed at seal ${seq} (${body.issued_at}): the newest seals and their rows were removed`,
     };
   }
+  if (seq < (chain.prunedToSeq ?? 0)) return null;
   const seal = chain.sealAt(seq);
   if (seal === undefined) {
     return {

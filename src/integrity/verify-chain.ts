@@ -105,6 +105,10 @@ export type HeadCheck = (head: VerifiedHead | null) => readonly ChainProblem[];
 export interface ChainReport {
   readonly intact: boolean;
   readonly fromSeq: number;
+  /** Seals 1…`toSeq` pruned whole by retention (`rows` rows), not checked; null when none were. */
+  readonly pruned: { readonly toSeq: number; readonly rows: number } | null;
+  /** Seals checked that lost rows with a dropped partition: their rows kept cannot be held against their root. */
+  readonly partlyPrunedSeals: number;
   /** Seals checked. */
   readonly seals: number;
   /** Rows checked (every row that claims a seal from `fromSeq` on). */
@@ -118,9 +122,26 @@ export interface ChainReport {
   readonly moreProblems: number;
 }
 
+/**
+ * What retention removed: seals 1…`seq` pruned whole (the chain after them links to `hash`,
+ * and they sealed `totalRows` rows), and seals that lost some rows with a dropped partition.
+ */
+export interface PrunedRange {
+  readonly seq: number;
+  readonly hash: Uint8Array;
+  readonly totalRows: number;
+}
+
 export interface ChainCheckOptions {
-  /** The first seal to check; 1 checks the whole chain. */
+  /** The first seal to check; 1 checks the whole chain (or from the seal after {@link pruned}). */
   readonly fromSeq: number;
+  /**
+   * Seals pruned whole by retention. When `fromSeq` is the seal after it and there is no
+   * `anchor`, the chain is checked from there, linked to its hash.
+   */
+  readonly pruned?: PrunedRange | null | undefined;
+  /** Seal `seq` → rows of it removed with a dropped partition: fewer rows is then no problem. */
+  readonly partlyPruned?: ReadonlyMap<number, number> | undefined;
   /** The seal before `fromSeq` (what it chains to); null when `fromSeq` is 1 or it is missing. */
   readonly anchor: Seal | null;
   /**
@@ -168,11 +189,18 @@ export class ChainChecker {
   #head: Seal | null = null;
   /** The erasable fields of the group being checked. */
   #erasableFields: readonly ErasableField[];
+  /** The chain starts after the pruned seals, so row totals count from seal 1. */
+  readonly #fromPruned: boolean;
+  #partlyPrunedSeals = 0;
 
   constructor(options: ChainCheckOptions) {
     this.#options = options;
     this.#maxProblems = options.maxProblems ?? DEFAULT_MAX_PROBLEMS;
-    this.#previous = options.anchor === null ? null : recomputed(options.anchor);
+    const pruned = options.pruned ?? null;
+    this.#fromPruned = options.anchor === null && pruned !== null && options.fromSeq === pruned.seq + 1;
+    this.#previous =
+      options.anchor !== null ? recomputed(options.anchor) : this.#fromPruned ? prunedAnchor(pruned!) : null;
+    this.#totalRows = this.#fromPruned ? pruned!.totalRows : 0;
     this.#expectedSeq = options.fromSeq;
     this.#erasableFields = options.erasableFields;
   }
@@ -205,12 +233,15 @@ export class ChainChecker {
         : {
             seq: this.#head.seq,
             hash: this.#head.hash.toString('hex'),
-            totalRows: this.#options.fromSeq === 1 ? this.#totalRows : null,
+            totalRows: this.#options.fromSeq === 1 || this.#fromPruned ? this.#totalRows : null,
           };
+    const pruned = this.#options.pruned ?? null;
     for (const problem of checkHead?.(head) ?? []) this.#problem(problem);
     return Object.freeze({
       intact: this.#problems.length === 0,
       fromSeq: this.#options.fromSeq,
+      pruned: pruned === null ? null : { toSeq: pruned.seq, rows: pruned.totalRows },
+      partlyPrunedSeals: this.#partlyPrunedSeals,
       seals: this.seals,
       rows: this.rows,
       unsealedRows: this.#options.unsealedRows,
@@ -287,6 +318,14 @@ export class ChainChecker {
     }
     const known = leaves.every((leaf) => leaf !== null) ? (leaves as Buffer[]) : null;
     const rootMatches = known !== null && merkleRoot(known).equals(seal.root);
+    const prunedRows = this.#options.partlyPruned?.get(seq) ?? 0;
+    if (prunedRows > 0 && rows.length < seal.row_count && rows.length >= seal.row_count - prunedRows) {
+      // Retention dropped the rest with a partition: what is left cannot make the root, but each
+      // row's own commitments are still checked.
+      this.#partlyPrunedSeals++;
+      for (const problem of named) this.#problem(problem);
+      return;
+    }
 
     if (rows.length < seal.row_count) {
       const missing = seal.row_count - rows.length;
@@ -403,6 +442,19 @@ function recomputed(seal: Seal): Seal {
   } catch {
     return { ...seal, hash: Buffer.alloc(0) };
   }
+}
+
+/** The last pruned seal as the chain after it knows it: its `seq` and hash (its other fields are gone). */
+function prunedAnchor(pruned: PrunedRange): Seal {
+  const zero = Buffer.alloc(32);
+  return {
+    seq: pruned.seq,
+    root: zero,
+    row_count: 0,
+    prev_hash: zero,
+    hash: Buffer.from(pruned.hash),
+    sealed_at: new Date(0),
+  };
 }
 
 /** With one row too many: the row whose removal gives the seal's root, if there is one. */

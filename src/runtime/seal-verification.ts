@@ -8,6 +8,7 @@ import {
   type SealGroup,
   verifyChain,
 } from '../integrity/verify-chain.js';
+import type { PrunedWatermark } from '../store/seal-pruning.js';
 import { openSealReader, type SealReader } from '../store/seal-reader.js';
 import { type LoadedCheckpoint, loadCheckpoints } from './checkpoint-files.js';
 
@@ -43,19 +44,31 @@ export async function verifySealChain(
   const publicKeyPem = options.publicKeyPem ?? null;
   const reader = openSealReader(database);
   try {
-    const anchor = fromSeq > 1 ? await reader.seal(fromSeq - 1) : null;
-    const kept = new SealsAtCheckpoints(checkpoints, fromSeq, options.signal);
+    const { watermark, partlyPruned } = await reader.pruned();
+    // Seals pruned by retention are not checked: the chain starts after them, at their hash.
+    const startSeq = Math.max(fromSeq, (watermark?.seq ?? 0) + 1);
+    const anchor = startSeq > 1 && startSeq - 1 !== watermark?.seq ? await reader.seal(startSeq - 1) : null;
+    const kept = new SealsAtCheckpoints(checkpoints, startSeq, watermark, options.signal);
     await kept.readBelow(reader);
-    return await verifyChain(kept.watch(reader.groups(fromSeq)), {
-      fromSeq,
+    return await verifyChain(kept.watch(reader.groups(startSeq)), {
+      fromSeq: startSeq,
       anchor,
+      pruned: watermark,
+      partlyPruned,
       erasableFields: checkErasableFields(database.erasableFields),
       unsealedRows: await reader.countUnsealed(),
       ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
       ...(publicKeyPem === null
         ? {}
         : {
-            checkHead: checkpointHeadCheck(checkpoints, database.table, publicKeyPem, kept, anchor?.seq ?? 0),
+            checkHead: checkpointHeadCheck(
+              checkpoints,
+              database.table,
+              publicKeyPem,
+              kept,
+              anchor?.seq ?? watermark?.seq ?? 0,
+              watermark?.seq ?? 0,
+            ),
           }),
     });
   } finally {
@@ -78,24 +91,40 @@ class SealsAtCheckpoints {
   readonly #wanted: ReadonlySet<number>;
   readonly #fromSeq: number;
   readonly #seals = new Map<number, ChainSeal>();
+  readonly #watermark: PrunedWatermark | null;
   readonly #signal: AbortSignal | undefined;
 
-  constructor(checkpoints: readonly LoadedCheckpoint[], fromSeq: number, signal?: AbortSignal) {
+  constructor(
+    checkpoints: readonly LoadedCheckpoint[],
+    fromSeq: number,
+    watermark: PrunedWatermark | null,
+    signal?: AbortSignal,
+  ) {
     this.#wanted = new Set(checkpoints.map(({ checkpoint }) => checkpoint.body.seq));
     this.#fromSeq = fromSeq;
+    this.#watermark = watermark;
     this.#signal = signal;
+  }
+
+  /** The chain is read from the seal after the pruned ones, so row totals still count from seal 1. */
+  get #fromStart(): boolean {
+    return this.#fromSeq === 1 || this.#fromSeq === (this.#watermark?.seq ?? -1) + 1;
   }
 
   async readBelow(reader: SealReader): Promise<void> {
     for (const seq of this.#wanted) {
       if (seq >= this.#fromSeq) continue;
+      if (seq === this.#watermark?.seq) {
+        this.#seals.set(seq, { hash: this.#watermark.hash, totalRows: this.#watermark.totalRows });
+        continue;
+      }
       const seal = await reader.seal(seq);
       if (seal !== null) this.#seals.set(seq, { hash: seal.hash });
     }
   }
 
   async *watch(groups: AsyncIterable<SealGroup>): AsyncGenerator<SealGroup> {
-    let totalRows = 0;
+    let totalRows = this.#fromStart && this.#fromSeq > 1 ? (this.#watermark?.totalRows ?? 0) : 0;
     for await (const group of groups) {
       this.#signal?.throwIfAborted();
       if (group.seal !== null) {
@@ -103,7 +132,7 @@ class SealsAtCheckpoints {
         if (this.#wanted.has(group.seq)) {
           this.#seals.set(group.seq, {
             hash: group.seal.hash,
-            totalRows: this.#fromSeq === 1 ? totalRows : undefined,
+            totalRows: this.#fromStart ? totalRows : undefined,
           });
         }
       }
@@ -123,6 +152,7 @@ function checkpointHeadCheck(
   publicKeyPem: string,
   seals: SealsAtCheckpoints,
   anchorSeq: number,
+  prunedToSeq: number,
 ): HeadCheck {
   return (head) => {
     const headSeq = head?.seq ?? anchorSeq;
@@ -130,7 +160,7 @@ function checkpointHeadCheck(
     for (const { file, checkpoint } of checkpoints) {
       const mismatch = checkCheckpointAgainstChain(
         checkpoint,
-        { table, headSeq, sealAt: (seq) => seals.sealAt(seq) },
+        { table, headSeq, prunedToSeq, sealAt: (seq) => seals.sealAt(seq) },
         publicKeyPem,
       );
       if (mismatch === null) continue;

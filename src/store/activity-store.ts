@@ -41,6 +41,18 @@ export interface PruneOptions {
   readonly dryRun?: boolean | undefined;
   /** Called after each chunk with the running total. */
   readonly onProgress?: ((deletedSoFar: number) => void) | undefined;
+  /**
+   * Called for each partition dropped whole (with `dryRun`, that would be), with the rows it held;
+   * they count in the total.
+   */
+  readonly onPartition?: ((partition: { readonly name: string; readonly rows: number }) => void) | undefined;
+  /**
+   * On a table with seals: the newest seal pruned whole (0 for none), and the rows older than the
+   * cutoff kept because their seal also holds newer rows (a seal is pruned whole or not at all).
+   */
+  readonly onSeals?:
+    | ((seals: { readonly prunedToSeq: number; readonly keptRows: number }) => void)
+    | undefined;
 }
 
 export interface MigrateResult {
@@ -67,7 +79,11 @@ export interface ActivityStore {
   /** Multi-row, idempotent insert (duplicate ids are ignored). Resolves to the number of new rows. */
   insertMany(activities: readonly Activity[]): Promise<number>;
   query(query?: ActivityQuery): Promise<ActivityPage>;
-  /** Deletes in chunks; resolves to the number deleted (or that would be, with `dryRun`). */
+  /**
+   * Deletes old activities: partitions wholly older than `before` dropped in one statement each,
+   * the rest in chunks; on a sealed table whole seals only. Resolves to the number deleted (or
+   * that would be, with `dryRun`).
+   */
   prune(options: PruneOptions): Promise<number>;
   /** Cheap round-trip for health checks. */
   ping(): Promise<void>;

@@ -18,5 +18,6 @@ export function createStore(config: DatabaseConfig): ActivityStore {
     DIALECT_REGISTRY[config.connection].create(config),
     config.table,
     sealOptionsOf(config),
+    { partition: config.partition, partitionsAhead: config.partitionsAhead },
   );
 }

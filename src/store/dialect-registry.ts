@@ -19,8 +19,9 @@ export interface RegisteredDialect extends DatabaseConnection {
 
 /**
  * Every supported database. Adding one is a folder with the three file roles
- * (`<d>-dialect.ts`, `<d>-pool.ts`, `<d>-errors.ts`), an entry in `DATABASE_CONNECTIONS` and one
- * here; nothing else asks which database it runs on.
+ * (`<d>-dialect.ts`, `<d>-pool.ts`, `<d>-errors.ts`; `<d>-partitions.ts` where the table can be
+ * partitioned), an entry in `DATABASE_CONNECTIONS` and one here; nothing else asks which database
+ * it runs on.
  */
 export const DIALECT_REGISTRY: Readonly<Record<DbConnection, RegisteredDialect>> = Object.freeze({
   sqlite: Object.freeze({

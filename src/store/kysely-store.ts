@@ -24,7 +24,9 @@ import {
   type StoreCapabilities,
 } from './activity-store.js';
 import type { ActivityColumn, ActivityDatabase, ActivityRow } from './activity-table.js';
-import { migrateSchema } from './migrations/migrate-schema.js';
+import { ACTIVITY_MIGRATIONS } from './migrations/activity-migrations.js';
+import { migrateSchema, type TableLayout, UNPARTITIONED } from './migrations/migrate-schema.js';
+import { pruneActivities } from './prune-activities.js';
 import { decodeCursor, encodeCursor, type QueryCursor } from './query-cursor.js';
 import {
   insertSeal,
@@ -58,7 +60,6 @@ const LEAVES_PER_TURN = 64;
 type LeafedRows = Map<string, LeafedActivity>;
 
 const DEFAULT_PRUNE_CHUNK = 1000;
-/** Ids per DELETE; also keeps the id list under SQLite's bound-parameter limit. */
 /** Statement text an INSERT row costs beyond its long values (placeholders, quotes, short fields). */
 const ROW_OVERHEAD_CHARS = 400;
 const INSERT_SQL_CACHE_SIZE = 8;
@@ -96,18 +97,27 @@ export class KyselyStore implements ActivityStore {
   readonly #db: Kysely<ActivityDatabase>;
   readonly #insertSqlCache = new Map<string, string>();
   readonly #seal: SealOptions;
+  readonly #layout: TableLayout;
   #closed = false;
 
-  constructor(dialect: StoreDialect, table: string, seal: SealOptions = NO_SEAL) {
+  constructor(
+    dialect: StoreDialect,
+    table: string,
+    seal: SealOptions = NO_SEAL,
+    layout: TableLayout = UNPARTITIONED,
+  ) {
     this.capabilities = dialect.capabilities;
     this.#dialect = dialect;
     this.#table = table;
     this.#seal = seal;
+    this.#layout = layout;
     this.#db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect() });
   }
 
   migrate(): Promise<MigrateResult> {
-    return this.#run(() => migrateSchema(this.#db, this.#dialect, this.#table));
+    return this.#run(() =>
+      migrateSchema(this.#db, this.#dialect, this.#table, ACTIVITY_MIGRATIONS, this.#layout),
+    );
   }
 
   insertMany(activities: readonly Activity[]): Promise<number> {
@@ -241,54 +251,16 @@ export class KyselyStore implements ActivityStore {
   }
 
   prune(options: PruneOptions): Promise<number> {
-    return this.#run(async () => {
-      const before = checkDate('before', options.before);
-      const chunkSize = checkChunkSize(options.chunkSize);
-      const encodedBefore = this.#dialect.encodeTimestamp(before);
-      let olderRows = this.#db.selectFrom(this.#table).where('created_at', '<', encodedBefore);
-      if (options.logName !== undefined) olderRows = olderRows.where('log_name', '=', options.logName);
-
-      if (options.dryRun === true) {
-        // Counted a chunk at a time along (created_at, id), as the delete walks them: one COUNT(*)
-        // over millions of old rows would run into DB_QUERY_TIMEOUT_MS where the prune would not.
-        let counted = 0;
-        let last: { readonly created_at: unknown; readonly id: string } | undefined;
-        for (;;) {
-          let chunk = olderRows.select(['created_at', 'id']);
-          if (last !== undefined) {
-            const after = last;
-            chunk = chunk.where((eb) =>
-              eb.or([
-                eb('created_at', '>', after.created_at as string),
-                eb.and([eb('created_at', '=', after.created_at as string), eb('id', '>', after.id)]),
-              ]),
-            );
-          }
-          const rows = await chunk.orderBy('created_at').orderBy('id').limit(chunkSize).execute();
-          if (rows.length === 0) break;
-          counted += rows.length;
-          options.onProgress?.(counted);
-          if (rows.length < chunkSize) break;
-          last = rows[rows.length - 1];
-        }
-        return counted;
-      }
-
-      let deleted = 0;
-      for (;;) {
-        // Ids first, then a delete by primary key: the select walks idx_created_at (or
-        // idx_log_name_created_at) oldest first, and no statement locks more than one chunk.
-        const ids = (await olderRows.select('id').orderBy('created_at').limit(chunkSize).execute()).map(
-          (row) => row.id,
-        );
-        if (ids.length === 0) break;
-        const result = await this.#db.deleteFrom(this.#table).where('id', 'in', ids).executeTakeFirst();
-        deleted += Number(result.numDeletedRows);
-        options.onProgress?.(deleted);
-        if (ids.length < chunkSize) break;
-      }
-      return deleted;
-    });
+    return this.#run(() =>
+      pruneActivities(
+        { db: this.#db, dialect: this.#dialect, table: this.#table },
+        {
+          ...options,
+          before: checkDate('before', options.before),
+          chunkSize: checkChunkSize(options.chunkSize),
+        },
+      ),
+    );
   }
 
   ping(): Promise<void> {

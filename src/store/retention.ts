@@ -23,8 +23,9 @@ export interface RetentionSchedulerOptions {
 }
 
 /**
- * Deletes activities older than the retention period on a schedule, in chunks, as
- * `activity-log prune` does by hand: a first pass shortly after `start()`, then one per interval.
+ * Deletes activities older than the retention period on a schedule, as `activity-log prune` does
+ * by hand (whole partitions dropped where the table is partitioned, the rest in chunks, sealed
+ * rows by whole seals): a first pass shortly after `start()`, then one per interval.
  * Passes never overlap, and a failed pass waits for the next interval. Several processes may run
  * one each: a chunked delete of rows another process already deleted deletes nothing.
  *

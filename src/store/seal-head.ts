@@ -3,6 +3,7 @@ import type { DatabaseConfig } from '../config/config.js';
 import { ActivityLogError } from '../core/errors.js';
 import type { ChainHead } from '../integrity/checkpoint.js';
 import { DIALECT_REGISTRY } from './dialect-registry.js';
+import { readPrunedSeals } from './seal-pruning.js';
 import type { StoreDialect } from './store-dialect.js';
 
 /** The table of a table's seals (`activity_log` → `activity_log_seals`). */
@@ -32,16 +33,24 @@ export async function readChainHead(db: Kysely<unknown>, table: string): Promise
   const head = newest.rows[0];
   if (head === undefined) return null;
   const seq = countOf(head.seq, `${sealsTableOf(table)}.seq`);
+  // Seals pruned by retention count with the rows they sealed; the seals after them are summed.
+  const watermark = await readPrunedSeals(db, table).then(
+    (pruned) => pruned.watermark,
+    () => null,
+  );
+  const after = watermark === null || watermark.seq > seq ? 0 : watermark.seq;
   const sums = await sql<{
     total_rows: unknown;
-  }>`SELECT COALESCE(SUM(${sql.ref('row_count')}), 0) AS total_rows FROM ${seals} WHERE ${sql.ref('seq')} <= ${seq}`.execute(
+  }>`SELECT COALESCE(SUM(${sql.ref('row_count')}), 0) AS total_rows FROM ${seals} WHERE ${sql.ref('seq')} > ${after} AND ${sql.ref('seq')} <= ${seq}`.execute(
     db,
   );
   return Object.freeze({
     table,
     seq,
     sealHash: hashOf(head.hash, `${sealsTableOf(table)}.hash of seal ${seq}`),
-    totalRows: countOf(sums.rows[0]?.total_rows, `the sum of ${sealsTableOf(table)}.row_count`),
+    totalRows:
+      (after === 0 ? 0 : watermark!.totalRows) +
+      countOf(sums.rows[0]?.total_rows, `the sum of ${sealsTableOf(table)}.row_count`),
   });
 }
 

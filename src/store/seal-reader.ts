@@ -7,6 +7,7 @@ import type { SealGroup, StoredSealedRow } from '../integrity/verify-chain.js';
 import { decodeActivityRow } from './activity-row-codec.js';
 import type { ActivityDatabase, ActivityRow } from './activity-table.js';
 import { DIALECT_REGISTRY } from './dialect-registry.js';
+import { type PrunedSeals, readPrunedSeals } from './seal-pruning.js';
 import { decodeSealRow, type SealRow, sealedErasableFields, sealsTable } from './seal-table.js';
 import type { StoreDialect } from './store-dialect.js';
 
@@ -53,6 +54,21 @@ export class SealReader {
       )} WHERE ${sql.id('seal_seq')} IS NULL`.execute(this.#db);
       return Number(rows[0]?.n ?? 0);
     });
+  }
+
+  /**
+   * What retention removed from the chain (`<table>_seals_pruned`); nothing on a table whose
+   * schema predates it.
+   */
+  async pruned(): Promise<PrunedSeals> {
+    try {
+      return await this.#run(() => readPrunedSeals(this.#db, this.#table));
+    } catch (error) {
+      if (error instanceof ActivityLogError && error.code === 'STORE_SCHEMA_MISSING') {
+        return { watermark: null, partlyPruned: new Map() };
+      }
+      throw error;
+    }
   }
 
   /** Seal `seq` (never the anchor, seq 0), or null when there is none. */

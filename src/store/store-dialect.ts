@@ -1,7 +1,8 @@
-import type { Dialect, Kysely } from 'kysely';
+import type { Dialect, Kysely, RawBuilder } from 'kysely';
 import type { ActivityLogError } from '../core/errors.js';
 import type { StoreCapabilities } from './activity-store.js';
 import type { ActivityColumn, ActivityDatabase, ColumnKind, SealColumn } from './activity-table.js';
+import type { PartitionRange } from './partition-plan.js';
 
 /** How one dialect lays out the activity table. */
 export interface DialectSchema {
@@ -69,4 +70,58 @@ export interface StoreDialect {
   ): Promise<T>;
   /** Driver error → coded error; an {@link ActivityLogError} passes through unchanged. */
   mapError(error: unknown): ActivityLogError;
+  /** How the activity table is partitioned by `created_at`; absent where it cannot be (SQLite). */
+  readonly partitions?: PartitionDialect;
+}
+
+/** A partition of the activity table as the database holds it. */
+export interface StoredPartition {
+  /** As the database names it: `p202612`, `pmax` (MySQL); `<table>_p202612`, `<table>_default` (PostgreSQL). */
+  readonly name: string;
+  /** Lower bound; null for the first range partition (it holds everything older) and the catch-all. */
+  readonly from: Date | null;
+  /** Upper bound, exclusive; null for the catch-all. */
+  readonly to: Date | null;
+  /** The partition of rows no range partition holds: PostgreSQL's DEFAULT, MySQL's `pmax`. */
+  readonly catchAll: boolean;
+  /** The server's estimate (statistics), not a count. */
+  readonly rowEstimate: number;
+  /** Data and indexes. */
+  readonly bytes: number;
+}
+
+/**
+ * Partitioning by RANGE of `created_at`, with one catch-all partition so that a row whose
+ * partition does not exist yet is stored all the same, and split out later by {@link add}.
+ */
+export interface PartitionDialect {
+  /**
+   * Whether range partitions must follow one another without gaps (MySQL: each is bounded only
+   * above, and new ones are split out of `pmax`), rather than leaving gaps to the catch-all.
+   */
+  readonly contiguous: boolean;
+  /** Appended to CREATE TABLE of a partitioned table (the first `ranges` already inside, where the dialect declares them there). */
+  createTableClause(table: string, ranges: readonly PartitionRange[]): RawBuilder<unknown>;
+  /** Run after CREATE TABLE: partitions the dialect creates as tables of their own. */
+  afterCreateTable(
+    db: Kysely<ActivityDatabase>,
+    table: string,
+    ranges: readonly PartitionRange[],
+  ): Promise<void>;
+  /** Every partition, range partitions by bound, the catch-all last; empty when the table is not partitioned. */
+  list(db: Kysely<ActivityDatabase>, table: string): Promise<StoredPartition[]>;
+  /** The oldest `created_at` in the catch-all at or after `from`, or null. */
+  oldestInCatchAll(db: Kysely<ActivityDatabase>, table: string, from: Date | null): Promise<Date | null>;
+  /**
+   * Adds range partitions (in order, none overlapping an existing one), moving rows of their
+   * periods out of the catch-all. Resolves to the rows moved.
+   */
+  add(
+    db: Kysely<ActivityDatabase>,
+    table: string,
+    ranges: readonly PartitionRange[],
+    existing: readonly StoredPartition[],
+  ): Promise<number>;
+  /** Drops a range partition and its rows, in one statement. */
+  drop(db: Kysely<ActivityDatabase>, table: string, partition: StoredPartition): Promise<void>;
 }

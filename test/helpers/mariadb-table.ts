@@ -13,7 +13,7 @@ export interface MigratedTable {
   count(): Promise<{ n: number; d: number }>;
   /** Every id in the table. */
   storedIds(): Promise<Set<string>>;
-  /** Drops the table with its `_migrations` and `_seals` tables and closes the connection. */
+  /** Drops the table with its `_migrations`, `_seals` and `_seals_pruned` tables and closes the connection. */
   drop(): Promise<void>;
 }
 
@@ -43,7 +43,9 @@ export async function migratedTable(prefix: string): Promise<MigratedTable> {
     },
     async drop() {
       await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\``);
+      await db.query(
+        `DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
+      );
       await db.end();
     },
   };

@@ -125,7 +125,9 @@ export async function mariadbTable(
     },
     async drop() {
       await sql.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await sql.query(`DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\``);
+      await sql.query(
+        `DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
+      );
       await sql.end();
       await rm(spoolDir, { recursive: true, force: true });
     },

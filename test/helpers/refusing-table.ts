@@ -64,7 +64,9 @@ export const REFUSING_TARGETS: readonly RefusingTarget[] = [
         },
         async drop() {
           await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-          await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\``);
+          await db.query(
+            `DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
+          );
           await db.end();
         },
       };
@@ -91,7 +93,9 @@ export const REFUSING_TARGETS: readonly RefusingTarget[] = [
         },
         async drop() {
           await db.query(`DROP TABLE IF EXISTS "${table}"`);
-          await db.query(`DROP TABLE IF EXISTS "${table}_migrations", "${table}_seals"`);
+          await db.query(
+            `DROP TABLE IF EXISTS "${table}_migrations", "${table}_seals", "${table}_seals_pruned"`,
+          );
           await db.end();
         },
       };

@@ -39,7 +39,9 @@ export const MARIADB_STORE_TARGET: StoreTarget = {
   drop: async (table) => {
     const admin = await mysql.createConnection(MARIADB_TARGET.url);
     try {
-      await admin.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``);
+      await admin.query(
+        `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
+      );
     } finally {
       await admin.end();
     }
@@ -55,7 +57,9 @@ export const POSTGRES_STORE_TARGET: StoreTarget = {
     const admin = new pg.Client({ connectionString: POSTGRES_TARGET.url });
     await admin.connect();
     try {
-      await admin.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations", "${table}_seals"`);
+      await admin.query(
+        `DROP TABLE IF EXISTS "${table}", "${table}_migrations", "${table}_seals", "${table}_seals_pruned"`,
+      );
     } finally {
       await admin.end();
     }

@@ -95,6 +95,7 @@ for (const target of TARGETS) {
         await sql`DROP TABLE IF EXISTS ${sql.table(table)}`.execute(db);
         await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_migrations`)}`.execute(db);
         await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_seals`)}`.execute(db);
+        await sql`DROP TABLE IF EXISTS ${sql.table(`${table}_seals_pruned`)}`.execute(db);
         await db.destroy();
       });
       const current = ACTIVITY_MIGRATIONS.at(-1)!.version;

@@ -234,7 +234,9 @@ for (const database of DATABASES) {
     /** A table of its own for one test, dropped afterwards (with its migrations table). */
     function tableEnv(defer: TestScope['defer']): { env: Record<string, string>; config: Config } {
       const table = `cli_${uniqueSuffix()}`;
-      defer(() => database.dropTables([table, `${table}_migrations`, `${table}_seals`]));
+      defer(() =>
+        database.dropTables([table, `${table}_migrations`, `${table}_seals`, `${table}_seals_pruned`]),
+      );
       const env = { DATABASE_URL: database.url, ACTIVITY_LOG_TABLE: table };
       return { env, config: loadConfig({ env }) };
     }

@@ -78,7 +78,9 @@ describe.each(METHODS.map((method) => [method.name, method] as const))(
       const config = loadConfig({ env });
       const db = await mysql.createConnection(MYSQL_URL);
       defer(async () => {
-        await db.query(`DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``);
+        await db.query(
+          `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
+        );
         await db.end();
       });
       const migrator = createStore(config.database);

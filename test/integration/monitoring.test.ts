@@ -511,7 +511,9 @@ describe.skipIf(!servicesUp)('monitoring across processes (real Redis and MariaD
     deferQuietly(async () => {
       const db = await mysql.createConnection(MYSQL_URL);
       await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\``);
+      await db.query(
+        `DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
+      );
       await db.end();
     });
     const worker = new ActivityWorker({ config, store, pollIntervalMs: 100 });

@@ -172,7 +172,7 @@ for (const target of TARGETS) {
       const admin = await target.connect(table);
       defer(async () => {
         await store.close();
-        for (const name of [table, `${table}_migrations`, `${table}_seals`]) {
+        for (const name of [table, `${table}_migrations`, `${table}_seals`, `${table}_seals_pruned`]) {
           await admin.exec(`DROP TABLE IF EXISTS ${target.q(name)}`);
         }
         await admin.close();

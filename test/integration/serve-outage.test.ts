@@ -37,7 +37,9 @@ describe.skipIf(!mariadbUp)('serve while the database is unreachable (MariaDB be
     const db = await mysql.createConnection(MYSQL_URL);
     deferQuietly(async () => {
       await db.query(`DROP TABLE IF EXISTS \`${table}\``);
-      await db.query(`DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\``);
+      await db.query(
+        `DROP TABLE IF EXISTS \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
+      );
       await db.end();
     });
     const proxy = await FaultProxy.start(MARIADB);

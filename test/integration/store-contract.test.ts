@@ -167,7 +167,7 @@ const TARGETS: readonly Target[] = [
           } finally {
             await store.close();
             await admin.query(
-              `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``,
+              `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
             );
           }
         },
@@ -303,11 +303,18 @@ async function silentServer(): Promise<{ port: number; close: () => Promise<void
   };
 }
 
+/** The database servers again with ACTIVITY_LOG_PARTITION=month: the contract holds on a partitioned table too. */
+const PARTITIONED_TARGETS: readonly Target[] = TARGETS.filter((target) => target.networked).map((target) => ({
+  ...target,
+  name: `${target.name}, partitioned by month`,
+  env: (table: string) => ({ ...target.env(table), ACTIVITY_LOG_PARTITION: 'month' }),
+}));
+
 afterAll(() => {
   rmSync(sqliteDir, { recursive: true, force: true });
 });
 
-for (const target of TARGETS) {
+for (const target of [...TARGETS, ...PARTITIONED_TARGETS]) {
   const available = target.service === undefined || (await serviceAvailable(target.service));
 
   describe.skipIf(!available)(`activity store contract: ${target.name}`, () => {
@@ -329,7 +336,7 @@ for (const target of TARGETS) {
       const store = createStore(config.database);
       defer(async () => {
         await store.close();
-        await admin.dropTables([table, `${table}_migrations`, `${table}_seals`]);
+        await admin.dropTables([table, `${table}_migrations`, `${table}_seals`, `${table}_seals_pruned`]);
       });
       return store;
     }

@@ -93,7 +93,7 @@ const TARGETS: readonly ExplainTarget[] = [
         },
         drop: async (table) => {
           await connection.query(
-            `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\``,
+            `DROP TABLE IF EXISTS \`${table}\`, \`${table}_migrations\`, \`${table}_seals\`, \`${table}_seals_pruned\``,
           );
         },
         close: () => connection.end(),
@@ -124,7 +124,9 @@ const TARGETS: readonly ExplainTarget[] = [
           return { indexes: [...plan.matchAll(/"Index Name": "([^"]+)"/g)].map((match) => match[1]!), plan };
         },
         drop: async (table) => {
-          await client.query(`DROP TABLE IF EXISTS "${table}", "${table}_migrations", "${table}_seals"`);
+          await client.query(
+            `DROP TABLE IF EXISTS "${table}", "${table}_migrations", "${table}_seals", "${table}_seals_pruned"`,
+          );
         },
         close: () => client.end(),
       };

@@ -289,6 +289,19 @@ describe('sealing settings', () => {
     );
   });
 
+  it('read ACTIVITY_LOG_PARTITION (default none) and ACTIVITY_LOG_PARTITIONS_AHEAD (default 3), refusing anything else', () => {
+    expect(loadConfig({ env: {} }).database).toMatchObject({ partition: 'none', partitionsAhead: 3 });
+    expect(
+      loadConfig({ env: { ACTIVITY_LOG_PARTITION: 'day', ACTIVITY_LOG_PARTITIONS_AHEAD: '14' } }).database,
+    ).toMatchObject({ partition: 'day', partitionsAhead: 14 });
+    expect(() => loadConfig({ env: { ACTIVITY_LOG_PARTITION: 'week' } })).toThrow(
+      'ACTIVITY_LOG_PARTITION="week" is not allowed: expected one of month, day, none',
+    );
+    expect(() => loadConfig({ env: { ACTIVITY_LOG_PARTITIONS_AHEAD: '0' } })).toThrow(
+      /^ACTIVITY_LOG_PARTITIONS_AHEAD="0" is not allowed: /,
+    );
+  });
+
   it('know the erasable columns as the field table does: every nullable column', () => {
     expect([...ERASABLE_COLUMNS].sort()).toEqual(
       ACTIVITY_FIELDS.filter((field) => field.nullable)

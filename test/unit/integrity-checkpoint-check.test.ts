@@ -137,3 +137,36 @@ describe('checkCheckpointAgainstChain', () => {
     ).toEqual({ kind: 'table', seq: 2, message: 'checkpoint at seal 2 signs table activity_log, not audit' });
   });
 });
+
+describe('checkCheckpointAgainstChain after retention', () => {
+  const seals = sealChain(5);
+  /** Seals 1…3 pruned: seal 3 known by its recorded hash and total, 1 and 2 gone. */
+  const pruned: ChainView = {
+    ...viewOf(seals.slice(3)),
+    headSeq: 5,
+    prunedToSeq: 3,
+    sealAt: (seq) =>
+      seq === 3
+        ? { hash: seals[2]!.hash, totalRows: 9 }
+        : seq > 3
+          ? { hash: seals[seq - 1]!.hash, totalRows: 3 * seq }
+          : undefined,
+  };
+
+  it('checks a checkpoint older than the pruned range for its signature only, one at it against the record', () => {
+    expect(checkCheckpointAgainstChain(checkpointAt(seals, 1), pruned, KEYS.publicKeyPem)).toBeNull();
+    expect(checkCheckpointAgainstChain(checkpointAt(seals, 3), pruned, KEYS.publicKeyPem)).toBeNull();
+    expect(checkCheckpointAgainstChain(checkpointAt(seals, 5), pruned, KEYS.publicKeyPem)).toBeNull();
+    expect(checkCheckpointAgainstChain(checkpointAt(seals, 1), pruned, OTHER_KEYS.publicKeyPem)?.kind).toBe(
+      'signature',
+    );
+    const rewritten = sealChain(3);
+    const atWatermark = {
+      ...pruned,
+      sealAt: (seq: number) => (seq === 3 ? { hash: Buffer.alloc(32, 1) } : undefined),
+    };
+    expect(
+      checkCheckpointAgainstChain(checkpointAt(rewritten, 3), atWatermark, KEYS.publicKeyPem)?.kind,
+    ).toBe('seal-hash');
+  });
+});

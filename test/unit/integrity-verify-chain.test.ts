@@ -205,3 +205,64 @@ describe('INSERT … RETURNING by server version', () => {
     expect(returnsInsertedRows('8.0.36')).toBe(false);
   });
 });
+
+describe('verifyChain after retention', () => {
+  function afterPruning(
+    full: Chain,
+    prunedTo: number,
+    partlyPruned: ReadonlyMap<number, number> = new Map(),
+    rows: readonly StoredSealedRow[][] = full.rows.slice(prunedTo),
+  ) {
+    const last = full.seals[prunedTo - 1]!;
+    const totalRows = full.seals.slice(0, prunedTo).reduce((sum, seal) => sum + seal.row_count, 0);
+    return verifyChain(groupsOf(full.seals.slice(prunedTo), rows), {
+      fromSeq: prunedTo + 1,
+      anchor: null,
+      pruned: { seq: last.seq, hash: last.hash, totalRows },
+      partlyPruned,
+      erasableFields: ERASABLE,
+      unsealedRows: 0,
+    });
+  }
+
+  it('checks the chain from the seal after the pruned ones, linked to the recorded hash, with totals from seal 1', async () => {
+    const full = chain([3, 2, 4, 1]);
+    const report = await afterPruning(full, 2);
+    expect(report).toMatchObject({
+      intact: true,
+      fromSeq: 3,
+      seals: 2,
+      pruned: { toSeq: 2, rows: 5 },
+      partlyPrunedSeals: 0,
+    });
+    expect(report.head).toMatchObject({ seq: 4, totalRows: 10 });
+  });
+
+  it('finds a seal after the pruned range rewritten, and a recorded hash that the next seal does not link to', async () => {
+    const full = chain([3, 2, 4]);
+    const altered = full.rows.slice(2).map((rows) => rows.map((row) => ({ ...row })));
+    altered[0]![1] = { ...altered[0]![1]!, activity: { ...altered[0]![1]!.activity!, description: 'x' } };
+    expect(kinds(await afterPruning(full, 2, new Map(), altered))).toEqual([['row-altered', 3]]);
+
+    const other = chain([3, 2]);
+    const wrongHash = await verifyChain(groupsOf(full.seals.slice(2), full.rows.slice(2)), {
+      fromSeq: 3,
+      anchor: null,
+      pruned: { seq: 2, hash: other.seals[1]!.hash, totalRows: 5 },
+      erasableFields: ERASABLE,
+      unsealedRows: 0,
+    });
+    expect(kinds(wrongHash)).toEqual([['link-broken', 3]]);
+  });
+
+  it('takes a seal that lost rows with a dropped partition as partly pruned, but not one that lost more', async () => {
+    const full = chain([2, 5, 3]);
+    const kept = [full.rows[1]!.slice(0, 3), full.rows[2]!];
+    const report = await afterPruning(full, 1, new Map([[2, 2]]), kept);
+    expect(report).toMatchObject({ intact: true, partlyPrunedSeals: 1 });
+    const tooFew = [full.rows[1]!.slice(0, 2), full.rows[2]!];
+    expect(kinds(await afterPruning(full, 1, new Map([[2, 2]]), tooFew))).toEqual([['rows-missing', 2]]);
+    const unrecorded = await afterPruning(full, 1, new Map(), kept);
+    expect(kinds(unrecorded)).toEqual([['rows-missing', 2]]);
+  });
+});

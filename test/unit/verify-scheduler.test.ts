@@ -14,6 +14,8 @@ function report(problems: readonly ChainProblem[] = [], moreProblems = 0): Chain
     rows: 2000,
     unsealedRows: 0,
     head: null,
+    pruned: null,
+    partlyPrunedSeals: 0,
     problems,
     moreProblems,
   };

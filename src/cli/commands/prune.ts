@@ -23,7 +23,9 @@ export const DEFAULT_PRUNE_CHUNK = 1000;
 export function registerPruneCommand(program: Command): void {
   program
     .command('prune')
-    .description('delete activities older than N days, in chunks')
+    .description(
+      'delete old activities: partitions wholly past the cutoff dropped, the rest in chunks; sealed rows by whole seals',
+    )
     .option(
       '--days <n>',
       'delete activities older than this many days (default: ACTIVITY_LOG_RETENTION_DAYS)',
@@ -42,19 +44,64 @@ export function registerPruneCommand(program: Command): void {
       const before = new Date(Date.now() - retentionDays * DAY_MS);
       const progress = progressReporter(dryRun ? 'counted' : 'deleted');
       const store = createStore(config.database);
+      const partitions: { name: string; rows: number }[] = [];
+      let seals: { prunedToSeq: number; keptRows: number } | null = null;
       let total: number;
       try {
-        total = await store.prune({ before, logName, chunkSize, dryRun, onProgress: progress.report });
+        total = await store.prune({
+          before,
+          logName,
+          chunkSize,
+          dryRun,
+          onProgress: progress.report,
+          onPartition: (partition) => {
+            progress.end();
+            partitions.push(partition);
+            process.stderr.write(
+              `${dryRun ? 'would drop' : 'dropped'} partition ${partition.name} (${formatCount(partition.rows)} ${partition.rows === 1 ? 'activity' : 'activities'})\n`,
+            );
+          },
+          onSeals: (result) => {
+            seals = result;
+          },
+        });
       } finally {
         progress.end();
         await store.close();
       }
       const scope = logName === undefined ? '' : ` in log ${JSON.stringify(logName)}`;
       const verb = dryRun ? 'would delete' : 'deleted';
+      const dropped =
+        partitions.length === 0
+          ? ''
+          : `, ${partitions.length} partition${partitions.length === 1 ? '' : 's'} ${dryRun ? 'to drop' : 'dropped'} whole`;
       process.stdout.write(
-        `${verb} ${formatCount(total)} ${total === 1 ? 'activity' : 'activities'}${scope} older than ${formatCutoff(before)} (${retentionDays} day${retentionDays === 1 ? '' : 's'})\n`,
+        `${verb} ${formatCount(total)} ${total === 1 ? 'activity' : 'activities'}${scope} older than ${formatCutoff(before)} (${retentionDays} day${retentionDays === 1 ? '' : 's'})${dropped}\n`,
       );
+      if (seals !== null) process.stdout.write(sealsLine(seals, dryRun, logName !== undefined));
     });
+}
+
+/** What a prune did to the seal chain: the seals pruned whole, the old rows kept for their seal. */
+function sealsLine(
+  seals: { readonly prunedToSeq: number; readonly keptRows: number },
+  dryRun: boolean,
+  byLogName: boolean,
+): string {
+  const parts: string[] = [];
+  if (!byLogName && seals.prunedToSeq > 0) {
+    parts.push(
+      `seals 1…${seals.prunedToSeq} ${dryRun ? 'would be' : 'are'} pruned (verify starts after them)`,
+    );
+  }
+  if (seals.keptRows > 0) {
+    parts.push(
+      byLogName
+        ? `${formatCount(seals.keptRows)} sealed activities kept: a seal is pruned whole, never by log name`
+        : `${formatCount(seals.keptRows)} older activities kept: their seals also hold newer ones`,
+    );
+  }
+  return parts.length === 0 ? '' : `${parts.join('; ')}\n`;
 }
 
 function logNameFlag(value: string | undefined): string | undefined {

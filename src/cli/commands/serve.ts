@@ -26,6 +26,7 @@ import { RetentionScheduler } from '../../store/retention.js';
 import { BackgroundMigration } from '../background-migration.js';
 import { describeDatabase } from '../describe-database.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
+import { startPartitionUpkeep } from '../partition-upkeep.js';
 import { migrationLine } from './migrate.js';
 import { formatCount } from './prune.js';
 
@@ -70,6 +71,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
   let worker: ActivityWorker | null = null;
   let app: FastifyInstance | null = null;
   let retention: RetentionScheduler | null = null;
+  let partitions: { stop(): Promise<void> } | null = null;
   let monitoring: Monitoring | null = null;
   let checkpoints: CheckpointPublishing | null = null;
   let verification: VerifyScheduler | null = null;
@@ -83,6 +85,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       worker = await startWorkerIfAsked(flags.worker === true, composed.config, store, composed.events);
       if (worker !== null) stopWhenWorkerStops(stop, worker);
       retention = startRetention(composed.config, store);
+      partitions = startPartitionUpkeep(composed.config.database);
       checkpoints = await startCheckpoints(composed.config, (body) => integrity?.recordCheckpoint(body));
       verification = await startVerification(composed.config, () => monitoring?.checkAlertsSoon());
       if (composed.config.database.seal === 'on' || verification !== null) {
@@ -107,6 +110,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
       // The start-up error is the one to report; a failing clean-up after it would only hide it.
       await migration.stop();
       await retention?.stop();
+      await partitions?.stop();
       await checkpoints?.close().catch(() => undefined);
       await verification?.stop().catch(() => undefined);
       await shutDown(app, worker, activityLog, monitoring).catch(() => undefined);
@@ -117,6 +121,7 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
     process.stderr.write(`activity-log: ${reason}: shutting down\n`);
     await migration.stop();
     await retention?.stop();
+    await partitions?.stop();
     await checkpoints?.close();
     await verification?.stop();
     await shutDown(app, worker, activityLog, monitoring);

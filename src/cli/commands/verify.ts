@@ -87,6 +87,16 @@ export function describeReport(report: ChainReport): string {
       ? `no seals from seal ${report.fromSeq} on`
       : `seals ${report.fromSeq}…${report.head.seq} (${formatCount(report.seals)} seals, ${formatCount(report.rows)} rows)`;
   const lines = [`${report.intact ? 'intact' : 'NOT INTACT'}: ${range}`];
+  if (report.pruned !== null) {
+    lines.push(
+      `pruned: seals 1…${report.pruned.toSeq} (${formatCount(report.pruned.rows)} rows) removed by retention, not checked; the chain is checked from seal ${report.pruned.toSeq + 1}, linked to seal ${report.pruned.toSeq}'s hash`,
+    );
+  }
+  if (report.partlyPrunedSeals > 0) {
+    lines.push(
+      `${formatCount(report.partlyPrunedSeals)} seals lost rows with a dropped partition: their links and their remaining rows' commitments are checked, not their root`,
+    );
+  }
   for (const problem of report.problems) lines.push(`  ${problem.message}`);
   if (report.moreProblems > 0) lines.push(`  … and ${formatCount(report.moreProblems)} more problems`);
   if (report.head !== null) lines.push(`head: seal ${report.head.seq}, hash ${report.head.hash}`);

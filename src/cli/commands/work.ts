@@ -15,6 +15,7 @@ import { watchStopSignals } from '../../runtime/stop-signals.js';
 import { createStore } from '../../store/create-store.js';
 import { optionalFlag } from '../optional-flag.js';
 import { optionalWholeNumber } from '../optional-whole-number.js';
+import { startPartitionUpkeep } from '../partition-upkeep.js';
 
 interface WorkFlags {
   readonly queue?: string;
@@ -144,8 +145,10 @@ export async function runWorker(
   const ticker =
     output.onProgress === undefined ? null : setInterval(() => output.onProgress?.({ ...progress }), 200);
   let monitoring: Monitoring | null = null;
+  let partitions: { stop(): Promise<void> } | null = null;
   try {
     await worker.start();
+    partitions = startPartitionUpkeep(config.database);
     // Heartbeat, counters and alerts, shared with `serve` and the other workers through Redis.
     monitoring = startMonitoring({ config, worker });
     const settings = worker.settings;
@@ -161,6 +164,7 @@ export async function runWorker(
   } finally {
     if (ticker !== null) clearInterval(ticker);
     stop.dispose();
+    await partitions?.stop();
     await monitoring?.close();
     await store.close();
   }

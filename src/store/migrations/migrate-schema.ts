@@ -1,6 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { MigrateResult } from '../activity-store.js';
 import { type ActivityDatabase, derivedIdentifier } from '../activity-table.js';
+import type { PartitionSetting } from '../partition-plan.js';
 import type { StoreDialect } from '../store-dialect.js';
 import { ACTIVITY_MIGRATIONS } from './activity-migrations.js';
 
@@ -9,7 +10,19 @@ export interface MigrationContext {
   readonly db: Kysely<ActivityDatabase>;
   readonly table: string;
   readonly dialect: StoreDialect;
+  readonly layout: TableLayout;
 }
+
+/** How a new activity table is laid out (`ACTIVITY_LOG_PARTITION`, `ACTIVITY_LOG_PARTITIONS_AHEAD`). */
+export interface TableLayout {
+  readonly partition: PartitionSetting;
+  /** Partitions created ahead of the current period. */
+  readonly partitionsAhead: number;
+  /** A new partitioned table gets partitions from this period on (default: the current one). */
+  readonly firstPeriod?: Date | undefined;
+}
+
+export const UNPARTITIONED: TableLayout = Object.freeze({ partition: 'none', partitionsAhead: 0 });
 
 /**
  * One forward step of the schema. Versions only grow; a released step is never edited, only
@@ -36,6 +49,7 @@ export async function migrateSchema(
   dialect: StoreDialect,
   table: string,
   migrations: readonly Migration[] = ACTIVITY_MIGRATIONS,
+  layout: TableLayout = UNPARTITIONED,
 ): Promise<MigrateResult> {
   const versions = sql.table(migrationsTableName(table));
   const timestampType = sql.raw(dialect.schema.columnTypes.timestamp);
@@ -52,7 +66,7 @@ export async function migrateSchema(
     let to = from;
     for (const migration of migrations) {
       if (migration.version <= from) continue;
-      await migration.up({ db: connection, table, dialect });
+      await migration.up({ db: connection, table, dialect, layout });
       await sql`INSERT INTO ${versions} (version, name, applied_at)
         VALUES (${migration.version}, ${migration.name}, ${dialect.encodeTimestamp(new Date())})`.execute(
         connection,

@@ -6,6 +6,7 @@ import { waitForMigrationLock } from '../migrations/wait-for-migration-lock.js';
 import { fromSqlTimestamp, toSqlTimestamp } from '../sql-timestamp.js';
 import type { StoreDialect } from '../store-dialect.js';
 import { mapMysqlError } from './mysql-errors.js';
+import { MYSQL_PARTITIONS } from './mysql-partitions.js';
 import { createMysqlPool } from './mysql-pool.js';
 
 /** mysql2 expands placeholders client-side, but a prepared-statement path would be held to 65,535. */
@@ -107,6 +108,7 @@ export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
         }
       }),
     mapError: (error) => mapMysqlError(error, server),
+    partitions: MYSQL_PARTITIONS,
   };
 }
 

@@ -5,6 +5,7 @@ import { INSERT_COLUMN_COUNT } from '../activity-table.js';
 import { waitForMigrationLock } from '../migrations/wait-for-migration-lock.js';
 import type { StoreDialect } from '../store-dialect.js';
 import { mapPostgresError } from './postgres-errors.js';
+import { POSTGRES_PARTITIONS } from './postgres-partitions.js';
 import { createPostgresPool } from './postgres-pool.js';
 
 /** Bind parameters per statement in the wire protocol (a 16-bit count). */
@@ -29,7 +30,9 @@ export function createPostgresDialect(config: DatabaseConfig): StoreDialect {
     maxInsertChars: Number.POSITIVE_INFINITY,
     placeholder: (index) => `$${index + 1}`,
     quoteIdentifier: (name) => `"${name.replaceAll('"', '""')}"`,
-    skipDuplicateIdClause: 'ON CONFLICT ("id") DO NOTHING',
+    // No conflict target: a partitioned table's primary key is (id, created_at), a plain one's id,
+    // and the primary key is the only unique constraint either has.
+    skipDuplicateIdClause: 'ON CONFLICT DO NOTHING',
     skipDuplicateKeyClause: (column) => `ON CONFLICT ("${column.replaceAll('"', '""')}") DO NOTHING`,
     // A row lock, so concurrent writers wait for the one holding it.
     lockRowsClause: 'FOR UPDATE',
@@ -74,5 +77,6 @@ export function createPostgresDialect(config: DatabaseConfig): StoreDialect {
         return migrate(transaction);
       }),
     mapError: (error) => mapPostgresError(error, server),
+    partitions: POSTGRES_PARTITIONS,
   };
 }
