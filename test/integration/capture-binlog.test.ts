@@ -313,6 +313,31 @@ describe.runIf(mariadbUp)('MariaDB binlog source', () => {
     expect(untagged!.changes).toHaveLength(1);
   });
 
+  test('reads column names and the primary key again after ALTER TABLE', async ({ defer }) => {
+    const { db, url } = await scratchDatabase(defer);
+    await db.query('CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL, code INT NOT NULL)');
+    const source = await reader(defer, url);
+    await db.query("INSERT INTO items VALUES (1, 'one', 10)");
+    const [before] = await take(source, 1);
+    expect(before!.changes[0]).toMatchObject({ after: { id: 1, name: 'one', code: 10 }, primaryKey: ['id'] });
+
+    await db.query('ALTER TABLE items RENAME COLUMN name TO title, ADD COLUMN note VARCHAR(20) NULL');
+    await db.query("INSERT INTO items VALUES (2, 'two', 20, 'new')");
+    const [renamed] = await take(source, 1);
+    expect(renamed!.changes[0]).toMatchObject({
+      after: { id: 2, title: 'two', code: 20, note: 'new' },
+      primaryKey: ['id'],
+    });
+
+    await db.query('ALTER TABLE items DROP PRIMARY KEY, ADD PRIMARY KEY (code, id)');
+    await db.query("INSERT INTO items VALUES (3, 'three', 30, NULL)");
+    const [rekeyed] = await take(source, 1);
+    expect(rekeyed!.changes[0]).toMatchObject({
+      after: { id: 3, title: 'three' },
+      primaryKey: ['code', 'id'],
+    });
+  });
+
   test('decodes JSON, DATETIME(3), DECIMAL, utf8mb4 text, NULL, BLOB and BIGINT beyond 2^53', async ({
     defer,
   }) => {

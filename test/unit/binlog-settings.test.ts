@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatBinlogPosition, parseBinlogPosition } from '../../src/capture/binlog/binlog-position.js';
-import { binlogSettingsProblem } from '../../src/capture/binlog/binlog-settings.js';
+import { binlogSettingsAdvice, binlogSettingsProblem } from '../../src/capture/binlog/binlog-settings.js';
 import { binlogTableFilter } from '../../src/capture/binlog/binlog-table-filter.js';
 import { captureContextTableSql } from '../../src/capture/binlog/capture-context-table.js';
 
@@ -42,6 +42,22 @@ describe('binlog settings check', () => {
     expect(binlogSettingsProblem({ log_bin: 'ON', binlog_format: 'ROW' })).toMatch(
       /^binlog_row_image is unknown/,
     );
+  });
+});
+
+describe('binlog settings advice', () => {
+  it('advises binlog_row_metadata=FULL when the binlog carries no column names', () => {
+    expect(binlogSettingsAdvice({ ...READY, binlog_row_metadata: 'NO_LOG' })).toMatch(
+      /^binlog_row_metadata is NO_LOG: .*set binlog_row_metadata=FULL/,
+    );
+    expect(binlogSettingsAdvice({ ...READY, binlog_row_metadata: 'MINIMAL' })).toMatch(
+      /^binlog_row_metadata is MINIMAL/,
+    );
+  });
+
+  it('has nothing to advise under FULL or a server without the variable', () => {
+    expect(binlogSettingsAdvice({ ...READY, binlog_row_metadata: 'FULL' })).toBeNull();
+    expect(binlogSettingsAdvice(READY)).toBeNull();
   });
 });
 

@@ -7,6 +7,7 @@ export interface BinlogSettings {
   readonly log_bin?: string;
   readonly binlog_format?: string;
   readonly binlog_row_image?: string;
+  readonly binlog_row_metadata?: string;
 }
 
 const FIX = 'set it in my.cnf under [mysqld] and restart the server';
@@ -30,8 +31,20 @@ export function binlogSettingsProblem(settings: BinlogSettings): string | null {
 }
 
 /**
+ * Advice for a server that can serve capture but not as well as it could, or null. Without
+ * `binlog_row_metadata=FULL` the binlog carries no column names or keys: the reader reads them from
+ * information_schema when it meets a table, so a reader running behind an ALTER TABLE of that
+ * table reads older rows with the newer definition.
+ */
+export function binlogSettingsAdvice(settings: BinlogSettings): string | null {
+  if (settings.binlog_row_metadata === undefined || settings.binlog_row_metadata.toUpperCase() === 'FULL')
+    return null;
+  return `binlog_row_metadata is ${settings.binlog_row_metadata}: column names and primary keys are read from information_schema, so rows read behind an ALTER TABLE get the new definition; set binlog_row_metadata=FULL (MariaDB 10.5+, MySQL 8.0.1+) to carry them in the binlog`;
+}
+
+/**
  * Reads the source server's binary log settings and refuses with `CAPTURE_SOURCE_UNFIT` when they
- * cannot serve capture.
+ * cannot serve capture; {@link binlogSettingsAdvice} says what would serve it better.
  *
  * @example
  * await checkBinlogSettings('mysql://capture:secret@db:3306/shop');
@@ -40,7 +53,7 @@ export async function checkBinlogSettings(url: string): Promise<BinlogSettings> 
   const connection = await mysql.createConnection(binlogConnectionOptions(url));
   try {
     const [rows] = await connection.query(
-      "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image')",
+      "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata')",
     );
     const settings: Record<string, string> = {};
     for (const row of rows as { Variable_name: string; Value: string }[]) {

@@ -23,6 +23,7 @@ import ZongJi, {
   type MariadbGtidEvent,
   type QueryEvent,
   type RotateEvent,
+  type TableMapEvent,
   type UpdateRowsEvent,
   type WriteRowsEvent,
   type XidEvent,
@@ -100,6 +101,8 @@ interface PendingChange {
   readonly op: CapturedChange['op'];
   readonly before: CapturedRow | null;
   readonly after: CapturedRow | null;
+  /** From the TABLE_MAP event itself under binlog_row_metadata=FULL. */
+  readonly primaryKey: readonly string[] | undefined;
 }
 
 interface QueuedTransaction {
@@ -184,6 +187,8 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
   #closed = false;
   #paused = false;
   #position: BinlogPosition | undefined;
+  /** Primary keys the TABLE_MAP events carried (binlog_row_metadata=FULL), by table id. */
+  readonly #mappedKeys = new Map<number, readonly string[]>();
 
   /** Use {@link openBinlogReader}. */
   constructor(options: BinlogReaderOptions, connection: mysql.ConnectionOptions, control: mysql.Connection) {
@@ -322,6 +327,16 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
       this.#open = this.#begin(event.gtid, undefined);
     } else if (isEvent<QueryEvent>(event, 'query')) {
       this.#onQuery(event);
+    } else if (isEvent<TableMapEvent>(event, 'tablemap')) {
+      const { primaryKey, columnNames } = event;
+      if (primaryKey !== undefined && columnNames !== undefined) {
+        this.#mappedKeys.set(
+          event.tableId,
+          primaryKey.map((index) => columnNames[index]!),
+        );
+      } else {
+        this.#mappedKeys.delete(event.tableId);
+      }
     } else if (
       isEvent<WriteRowsEvent>(event, 'writerows') ||
       isEvent<UpdateRowsEvent>(event, 'updaterows') ||
@@ -380,9 +395,17 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
       return;
     }
     if (!this.#filter.includes(schema, name)) return;
+    const primaryKey = this.#mappedKeys.get(event.tableId);
     if (isEvent<UpdateRowsEvent>(event, 'updaterows')) {
       for (const row of event.rows) {
-        open.changes.push({ schema, table: name, op: 'update', before: row.before, after: row.after });
+        open.changes.push({
+          schema,
+          table: name,
+          op: 'update',
+          before: row.before,
+          after: row.after,
+          primaryKey,
+        });
       }
     } else {
       const op = event.getEventName() === 'writerows' ? 'insert' : 'delete';
@@ -393,6 +416,7 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
           op,
           before: op === 'delete' ? row : null,
           after: op === 'insert' ? row : null,
+          primaryKey,
         });
       }
     }
@@ -447,10 +471,12 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
       const { primaryKey, jsonColumns } = last.keys;
       changes.push(
         Object.freeze({
-          ...change,
+          schema: change.schema,
+          table: change.table,
+          op: change.op,
           before: jsonColumns.size === 0 ? change.before : withJson(change.before, jsonColumns),
           after: jsonColumns.size === 0 ? change.after : withJson(change.after, jsonColumns),
-          primaryKey,
+          primaryKey: change.primaryKey ?? primaryKey,
         }),
       );
     }
