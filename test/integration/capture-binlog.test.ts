@@ -5,7 +5,7 @@ import {
   formatBinlogPosition,
   parseBinlogPosition,
 } from '../../src/capture/binlog/binlog-position.js';
-import { checkBinlogSettings } from '../../src/capture/binlog/binlog-settings.js';
+import { binlogSettingsAdvice, checkBinlogSettings } from '../../src/capture/binlog/binlog-settings.js';
 import {
   type BinlogReader,
   type BinlogReaderOptions,
@@ -105,6 +105,7 @@ describe.runIf(mariadbUp)('MariaDB binlog source', () => {
   test('finds the server ready for capture (log_bin, ROW, FULL)', async () => {
     const settings = await checkBinlogSettings(`${SERVER_URL}/test`);
     expect(settings).toMatchObject({ log_bin: 'ON', binlog_format: 'ROW', binlog_row_image: 'FULL' });
+    expect(binlogSettingsAdvice(settings) === null).toBe(settings.binlog_row_metadata === 'FULL');
   });
 
   test('hands out inserts, updates and deletes, and a bulk UPDATE of 1,000 rows as 1,000 changes', async ({
@@ -338,6 +339,35 @@ describe.runIf(mariadbUp)('MariaDB binlog source', () => {
     });
   });
 
+  test('a reader behind an ALTER TABLE stops at a dropped column, naming the table, and hands out none of its rows', async ({
+    defer,
+  }) => {
+    const { db, url } = await scratchDatabase(defer);
+    await db.query('CREATE TABLE marks (n INT PRIMARY KEY)');
+    await db.query('CREATE TABLE items (id INT PRIMARY KEY, qty INT NOT NULL, note VARCHAR(20) NULL)');
+    const first = await reader(defer, url);
+    await mark(db, 1);
+    await take(first, 1);
+    const saved = first.position!;
+    await first.close();
+    await db.query("INSERT INTO items VALUES (1, 1, 'old')");
+    await db.query('ALTER TABLE items DROP COLUMN note');
+    await db.query('INSERT INTO items VALUES (2, 2)');
+
+    const behind = await reader(defer, url, { from: saved });
+    const failure = await behind.next().then(
+      (transaction) => transaction,
+      (error: unknown) => error,
+    );
+    expect(isActivityLogError(failure, 'CAPTURE_STREAM_FAILED'), JSON.stringify(failure)).toBe(true);
+    expect((failure as Error).message).toContain('items');
+    expect(behind.position).toBeUndefined();
+
+    const afterDrop = await reader(defer, url, { from: saved, tables: ['marks'] });
+    await mark(db, 2);
+    expect(markers(await take(afterDrop, 1))).toEqual([2]);
+  });
+
   test('decodes JSON, DATETIME(3), DECIMAL, utf8mb4 text, NULL, BLOB and BIGINT beyond 2^53', async ({
     defer,
   }) => {
@@ -346,13 +376,14 @@ describe.runIf(mariadbUp)('MariaDB binlog source', () => {
       `CREATE TABLE typed (
         region CHAR(2) NOT NULL, id BIGINT NOT NULL,
         doc JSON, at DATETIME(3), price DECIMAL(20,4), label VARCHAR(40) CHARACTER SET utf8mb4,
-        nothing INT NULL, bytes BLOB,
+        nothing INT NULL, bytes BLOB, stamp TIMESTAMP(3) NULL,
         PRIMARY KEY (region, id))`,
     );
     const source = await reader(defer, url);
     await db.query(
       `INSERT INTO typed VALUES ('eu', 9007199254740993, '{"a": [1, "two", null], "b": {"c": true}}',
-        '2026-12-03 06:30:01.123', 12345678901234.5678, 'olé 😀 ✓', NULL, x'00ff10')`,
+        '2026-12-03 06:30:01.123', 12345678901234.5678, 'olé 😀 ✓', NULL, x'00ff10',
+        FROM_UNIXTIME(1796279401.250))`,
     );
     const [transaction] = await take(source, 1);
     const [change] = transaction!.changes;
@@ -366,6 +397,7 @@ describe.runIf(mariadbUp)('MariaDB binlog source', () => {
       label: 'olé 😀 ✓',
       nothing: null,
       bytes: Buffer.from([0x00, 0xff, 0x10]),
+      stamp: new Date(1796279401250),
     });
   });
 });

@@ -32,7 +32,7 @@ import mysql from 'mysql2/promise';
 import { ActivityLogError, isActivityLogError } from '../../core/errors.js';
 import { binlogConnectionOptions } from './binlog-connection.js';
 import type { BinlogPosition, BinlogStart } from './binlog-position.js';
-import { checkBinlogSettings } from './binlog-settings.js';
+import { binlogSettingsAdvice, checkBinlogSettings } from './binlog-settings.js';
 import { type BinlogTableFilter, binlogTableFilter } from './binlog-table-filter.js';
 import { TableKeyCache } from './binlog-table-keys.js';
 import { CAPTURE_CONTEXT_TABLE } from './capture-context-table.js';
@@ -138,12 +138,12 @@ function isEvent<T extends AnyBinlogEvent>(event: AnyBinlogEvent, name: string):
  * for await (const transaction of reader) await store(transaction);
  */
 export async function openBinlogReader(options: BinlogReaderOptions): Promise<BinlogReader> {
-  await checkBinlogSettings(options.url);
+  const settings = await checkBinlogSettings(options.url);
   const connectionOptions = binlogConnectionOptions(options.url);
   const control = await mysql.createConnection(connectionOptions);
   try {
     const start = await resolveStart(control, options.from);
-    const reader = new BinlogReader(options, connectionOptions, control);
+    const reader = new BinlogReader(options, connectionOptions, control, binlogSettingsAdvice(settings));
     await reader.start(start);
     return reader;
   } catch (error) {
@@ -174,6 +174,8 @@ async function resolveStart(
 /** A stream of committed transactions from one MariaDB/MySQL server's binary log. */
 export class BinlogReader implements AsyncIterable<CapturedTransaction> {
   readonly serverId: number;
+  /** What would serve capture better on this server (see `binlogSettingsAdvice`), or null. */
+  readonly settingsAdvice: string | null;
   readonly #zongji: ZongJi;
   readonly #control: mysql.Connection;
   readonly #filter: BinlogTableFilter;
@@ -191,8 +193,14 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
   readonly #mappedKeys = new Map<number, readonly string[]>();
 
   /** Use {@link openBinlogReader}. */
-  constructor(options: BinlogReaderOptions, connection: mysql.ConnectionOptions, control: mysql.Connection) {
+  constructor(
+    options: BinlogReaderOptions,
+    connection: mysql.ConnectionOptions,
+    control: mysql.Connection,
+    settingsAdvice: string | null,
+  ) {
     this.serverId = options.serverId ?? randomServerId();
+    this.settingsAdvice = settingsAdvice;
     this.#control = control;
     this.#filter = binlogTableFilter(options.tables, options.exclude ?? [], connection.database);
     this.#maxQueued = options.maxQueuedTransactions ?? DEFAULT_MAX_QUEUED;
