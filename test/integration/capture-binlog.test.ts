@@ -9,6 +9,7 @@ import { binlogSettingsAdvice, checkBinlogSettings } from '../../src/capture/bin
 import {
   type BinlogReader,
   type BinlogReaderOptions,
+  binlogStartPoint,
   type CapturedTransaction,
   openBinlogReader,
 } from '../../src/capture/binlog/binlog-source.js';
@@ -161,6 +162,37 @@ describe.runIf(mariadbUp)('MariaDB binlog source', () => {
     }
     expect(bulkUpdate!.gtid).toMatch(/^\d+-\d+-\d+$/);
     expect(bulkUpdate!.position.offset).toBeGreaterThan(bulkInsert!.position.offset);
+  });
+
+  test('starts --from=earliest at the oldest binlog file and from a saved position by its GTID', async ({
+    defer,
+  }) => {
+    const db = await mysql.createConnection(SERVER_URL);
+    defer(() => db.end());
+    const [logs] = (await db.query('SHOW BINARY LOGS')) as unknown as [{ Log_name: string }[]];
+    expect(await binlogStartPoint(db, 'earliest')).toEqual({ filename: logs[0]!.Log_name, position: 4 });
+    expect(await binlogStartPoint(db, 'now')).toEqual({ startAtEnd: true });
+    expect(await binlogStartPoint(db, { file: 'mysql-bin.000009', offset: 400, gtid: '0-1-5' })).toEqual({
+      gtidSet: '0-1-5',
+    });
+    expect(await binlogStartPoint(db, { file: 'mysql-bin.000009', offset: 400 })).toEqual({
+      filename: 'mysql-bin.000009',
+      position: 400,
+    });
+  });
+
+  test('pauses the stream while handed-out transactions wait, losing and doubling none', async ({
+    defer,
+  }) => {
+    const { db, url } = await scratchDatabase(defer);
+    await db.query('CREATE TABLE marks (n INT PRIMARY KEY)');
+    const source = await reader(defer, url, { maxQueuedTransactions: 2 });
+    for (let n = 1; n <= 30; n++) await mark(db, n);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(source.streamPaused).toBe(true);
+    expect(markers(await take(source, 30))).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    await mark(db, 31);
+    expect(markers(await take(source, 1))).toEqual([31]);
   });
 
   test('hands out a multi-statement transaction as one and a rolled-back one not at all', async ({

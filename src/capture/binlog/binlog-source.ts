@@ -142,7 +142,7 @@ export async function openBinlogReader(options: BinlogReaderOptions): Promise<Bi
   const connectionOptions = binlogConnectionOptions(options.url);
   const control = await mysql.createConnection(connectionOptions);
   try {
-    const start = await resolveStart(control, options.from);
+    const start = await binlogStartPoint(control, options.from);
     const reader = new BinlogReader(options, connectionOptions, control, binlogSettingsAdvice(settings));
     await reader.start(start);
     return reader;
@@ -152,10 +152,11 @@ export async function openBinlogReader(options: BinlogReaderOptions): Promise<Bi
   }
 }
 
-async function resolveStart(
+/** Where the dump starts for `from`: the end now, the oldest file's first event, or a saved position. */
+export async function binlogStartPoint(
   control: mysql.Connection,
   from: BinlogStart,
-): Promise<{ filename?: string; position?: number; gtidSet?: string; startAtEnd?: boolean }> {
+): Promise<BinlogStartPoint> {
   if (from === 'now') return { startAtEnd: true };
   if (from === 'earliest') {
     const [rows] = await control.query('SHOW BINARY LOGS');
@@ -169,6 +170,13 @@ async function resolveStart(
     return { filename: first.Log_name, position: 4 };
   }
   return from.gtid !== undefined ? { gtidSet: from.gtid } : { filename: from.file, position: from.offset };
+}
+
+export interface BinlogStartPoint {
+  readonly filename?: string;
+  readonly position?: number;
+  readonly gtidSet?: string;
+  readonly startAtEnd?: boolean;
 }
 
 /** A stream of committed transactions from one MariaDB/MySQL server's binary log. */
@@ -221,6 +229,11 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
   /** The server connection id of the binlog stream (what `SHOW PROCESSLIST` lists as Binlog Dump). */
   get streamConnectionId(): number | undefined {
     return this.#zongji.connection?.threadId ?? undefined;
+  }
+
+  /** Whether the stream is paused because `maxQueuedTransactions` wait for `next()`. */
+  get streamPaused(): boolean {
+    return this.#paused;
   }
 
   /** Changes of the transaction being read that wait for its commit. */
