@@ -28,8 +28,21 @@ import { test } from '../helpers/test-context.js';
  * so readers of parallel tests never push each other off.
  */
 
-const mariadbUp = await serviceAvailable(MARIADB);
 const SERVER_URL = `mysql://root@${MARIADB.host}:${MARIADB.port}`;
+const mariadbUp = (await serviceAvailable(MARIADB)) && (await binlogReady());
+
+/** Whether the server keeps a row binlog; without one the suite is skipped with one line (fails under CI). */
+async function binlogReady(): Promise<boolean> {
+  try {
+    await checkBinlogSettings(`${SERVER_URL}/test`);
+    return true;
+  } catch (error) {
+    const message = `MariaDB at ${MARIADB.host}:${MARIADB.port} cannot serve capture: ${(error as Error).message}`;
+    if (process.env.CI === 'true') throw new Error(`${message} (required under CI=true)`);
+    console.warn(`skipping binlog capture tests: ${message}`);
+    return false;
+  }
+}
 const WAIT_MS = 20_000;
 
 type Defer = (cleanup: () => unknown) => void;
