@@ -215,6 +215,7 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
     this.#zongji = new ZongJi(connection);
     this.#zongji.on('binlog', (event) => this.#onEvent(event));
     this.#zongji.on('error', (error) => this.#fail(error));
+    control.on('error', (error) => this.#fail(error));
   }
 
   /**
@@ -242,12 +243,7 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
   }
 
   /** @internal started by {@link openBinlogReader} */
-  start(from: {
-    filename?: string;
-    position?: number;
-    gtidSet?: string;
-    startAtEnd?: boolean;
-  }): Promise<void> {
+  start(from: BinlogStartPoint): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (error: Error) => {
         this.#zongji.off('ready', onReady);
@@ -295,9 +291,11 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
         try {
           transaction = await this.#complete(queued);
         } catch (error) {
-          // The primary key lookup failed: the transaction is not handed out, so a reader started
-          // from `position` reads it again.
-          throw streamFailed(error as Error);
+          // The primary key lookup failed: the transaction stays first in line and is not handed
+          // out, so neither this reader nor one started from `position` passes over it.
+          this.#queue.unshift(queued);
+          this.#fail(error as Error);
+          throw this.#failure ?? streamFailed(error as Error);
         }
         this.#position = queued.position;
         if (transaction !== null) return transaction;
