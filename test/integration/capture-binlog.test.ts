@@ -359,6 +359,38 @@ describe.runIf(mariadbUp)('MariaDB binlog source', () => {
     expect(untagged!.changes).toHaveLength(1);
   });
 
+  test('two interleaved tagged transactions each carry their own context', async ({ defer }) => {
+    const { db, url, schema } = await scratchDatabase(defer);
+    await db.query(captureContextTableSql('mariadb'));
+    await db.query('CREATE TABLE items (id INT PRIMARY KEY, qty INT NOT NULL)');
+    await db.query('INSERT INTO items VALUES (1, 0), (2, 0)');
+    const alice = await mysql.createConnection(`${SERVER_URL}/${schema}`);
+    const bob = await mysql.createConnection(`${SERVER_URL}/${schema}`);
+    defer(() => alice.end());
+    defer(() => bob.end());
+    const source = await reader(defer, url);
+    await alice.query('BEGIN');
+    await bob.query('BEGIN');
+    await alice.query(CAPTURE_CONTEXT_UPSERT_SQL, [JSON.stringify({ causer: 'alice' })]);
+    await bob.query(CAPTURE_CONTEXT_UPSERT_SQL, [JSON.stringify({ causer: 'bob' })]);
+    await bob.query('UPDATE items SET qty = 2 WHERE id = 2');
+    await alice.query('UPDATE items SET qty = 1 WHERE id = 1');
+    await bob.query('COMMIT');
+    await alice.query('COMMIT');
+
+    const [first, second] = await take(source, 2);
+    expect({ context: first!.context, rows: first!.changes.map((change) => change.after) }).toEqual({
+      context: { causer: 'bob' },
+      rows: [{ id: 2, qty: 2 }],
+    });
+    expect({ context: second!.context, rows: second!.changes.map((change) => change.after) }).toEqual({
+      context: { causer: 'alice' },
+      rows: [{ id: 1, qty: 1 }],
+    });
+    expect(first!.serverThreadId).toBe(bob.threadId);
+    expect(second!.serverThreadId).toBe(alice.threadId);
+  });
+
   test('reads column names and the primary key again after ALTER TABLE', async ({ defer }) => {
     const { db, url } = await scratchDatabase(defer);
     await db.query('CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(20) NOT NULL, code INT NOT NULL)');

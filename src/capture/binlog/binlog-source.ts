@@ -398,15 +398,20 @@ export class BinlogReader implements AsyncIterable<CapturedTransaction> {
 
   #onRows(event: RowsEvent): void {
     const table = event.tableMap[event.tableId];
-    if (table === undefined) return;
+    if (table === undefined) {
+      // Never pass rows over: a reader started again reads the table map afresh.
+      this.#fail(new Error(`row event for table id ${event.tableId} arrived without its table map`));
+      return;
+    }
     const schema = table.parentSchema;
     const name = table.tableName;
     this.#open ??= this.#begin(event.gtid, undefined);
     const open = this.#open;
     if (name === CAPTURE_CONTEXT_TABLE) {
+      // A deleted tag row (the table being emptied) tags nothing.
+      if (event.getEventName() === 'deleterows') return;
       for (const row of event.rows) {
         const image = 'after' in row && 'before' in row ? (row.after as CapturedRow) : (row as CapturedRow);
-        if (event.getEventName() === 'deleterows') continue;
         open.context = parseContext(image.context);
         const id = Number(image.connection_id);
         open.contextConnectionId = Number.isSafeInteger(id) ? id : undefined;
