@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { binlogConnectionOptions } from '../../src/capture/binlog/binlog-connection.js';
 import { formatBinlogPosition, parseBinlogPosition } from '../../src/capture/binlog/binlog-position.js';
 import { binlogSettingsAdvice, binlogSettingsProblem } from '../../src/capture/binlog/binlog-settings.js';
 import { binlogTableFilter } from '../../src/capture/binlog/binlog-table-filter.js';
@@ -133,5 +134,29 @@ describe('capture context table', () => {
       expect(sql).toContain('connection_id BIGINT UNSIGNED NOT NULL PRIMARY KEY');
       expect(sql).toMatch(/context (JSON|LONGTEXT .*JSON_VALID)/);
     }
+  });
+});
+
+describe('capture source URL', () => {
+  it('reads host, port, user, password and database, with DATE and DATETIME as text', () => {
+    expect(
+      binlogConnectionOptions('mariadb://capture:p%40ss@db.internal:3307/shop?sslmode=require'),
+    ).toMatchObject({
+      host: 'db.internal',
+      port: 3307,
+      user: 'capture',
+      password: 'p@ss',
+      database: 'shop',
+      dateStrings: ['DATE', 'DATETIME'],
+      ssl: { rejectUnauthorized: false },
+    });
+  });
+
+  it('refuses another scheme or parameter, naming ACTIVITY_LOG_CAPTURE_SOURCE', () => {
+    expect(() => binlogConnectionOptions('postgres://db/shop')).toThrow(/ACTIVITY_LOG_CAPTURE_SOURCE/);
+    expect(() => binlogConnectionOptions('not a url')).toThrow(/ACTIVITY_LOG_CAPTURE_SOURCE/);
+    expect(() => binlogConnectionOptions('mysql://db/shop?sslmode=prefer')).toThrow(
+      /ACTIVITY_LOG_CAPTURE_SOURCE.*sslmode=disable\|require\|verify-full/,
+    );
   });
 });

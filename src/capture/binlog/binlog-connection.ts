@@ -2,6 +2,7 @@ import type { ConnectionOptions } from 'mysql2';
 import { configError } from '../../config/config-error.js';
 
 const SOURCE_SETTING = 'ACTIVITY_LOG_CAPTURE_SOURCE';
+const SSL_MODES: readonly string[] = ['disable', 'require', 'verify-full'];
 const SOURCE_FORMS = 'expected mysql://user:password@host:port/database or mariadb://…';
 
 /**
@@ -27,6 +28,11 @@ export function binlogConnectionOptions(url: string): ConnectionOptions {
     }
   };
   const database = decoded('database name', parsed.pathname.replace(/^\//, ''));
+  for (const [name, value] of parsed.searchParams) {
+    if (name !== 'sslmode' || !SSL_MODES.includes(value)) {
+      throw configError(SOURCE_SETTING, url, `the only parameter is sslmode=${SSL_MODES.join('|')}`);
+    }
+  }
   const sslMode = parsed.searchParams.get('sslmode');
   return {
     host: parsed.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
@@ -43,9 +49,4 @@ export function binlogConnectionOptions(url: string): ConnectionOptions {
       ? {}
       : { ssl: { rejectUnauthorized: sslMode === 'verify-full' } }),
   };
-}
-
-/** The database named in the URL, the schema of table names given without one. */
-export function defaultSchemaOf(options: ConnectionOptions): string | undefined {
-  return options.database;
 }
