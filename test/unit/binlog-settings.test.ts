@@ -155,6 +155,9 @@ describe('capture source URL', () => {
   it('refuses another scheme or parameter, naming ACTIVITY_LOG_CAPTURE_SOURCE', () => {
     expect(() => binlogConnectionOptions('postgres://db/shop')).toThrow(/ACTIVITY_LOG_CAPTURE_SOURCE/);
     expect(() => binlogConnectionOptions('not a url')).toThrow(/ACTIVITY_LOG_CAPTURE_SOURCE/);
+    expect(() => binlogConnectionOptions('redis://user:secret@db/shop')).toThrow(
+      /^ACTIVITY_LOG_CAPTURE_SOURCE=\(hidden\) is not allowed: expected mysql:\/\//,
+    );
     expect(() => binlogConnectionOptions('mysql://db/shop?sslmode=prefer')).toThrow(
       /ACTIVITY_LOG_CAPTURE_SOURCE.*sslmode=disable\|require\|verify-full/,
     );

@@ -1,7 +1,14 @@
 import type { ConnectionOptions } from 'mysql2';
-import { configError } from '../../config/config-error.js';
+import { ActivityLogError } from '../../core/errors.js';
 
 const SOURCE_SETTING = 'ACTIVITY_LOG_CAPTURE_SOURCE';
+/** The URL may hold a password, so the line never repeats it. */
+function sourceError(allowed: string): ActivityLogError {
+  return new ActivityLogError('CONFIG_INVALID', `${SOURCE_SETTING}=(hidden) is not allowed: ${allowed}`, {
+    field: SOURCE_SETTING,
+  });
+}
+
 const SSL_MODES: readonly string[] = ['disable', 'require', 'verify-full'];
 const SOURCE_FORMS = 'expected mysql://user:password@host:port/database or mariadb://…';
 
@@ -15,22 +22,22 @@ export function binlogConnectionOptions(url: string): ConnectionOptions {
   try {
     parsed = new URL(url);
   } catch {
-    throw configError(SOURCE_SETTING, url, SOURCE_FORMS);
+    throw sourceError(SOURCE_FORMS);
   }
   if (parsed.protocol !== 'mysql:' && parsed.protocol !== 'mariadb:') {
-    throw configError(SOURCE_SETTING, url, SOURCE_FORMS);
+    throw sourceError(SOURCE_FORMS);
   }
   const decoded = (part: string, value: string): string => {
     try {
       return decodeURIComponent(value);
     } catch {
-      throw configError(SOURCE_SETTING, url, `the ${part} is not URL-encoded (write % as %25)`);
+      throw sourceError(`the ${part} is not URL-encoded (write % as %25)`);
     }
   };
   const database = decoded('database name', parsed.pathname.replace(/^\//, ''));
   for (const [name, value] of parsed.searchParams) {
     if (name !== 'sslmode' || !SSL_MODES.includes(value)) {
-      throw configError(SOURCE_SETTING, url, `the only parameter is sslmode=${SSL_MODES.join('|')}`);
+      throw sourceError(`the only parameter is sslmode=${SSL_MODES.join('|')}`);
     }
   }
   const sslMode = parsed.searchParams.get('sslmode');
