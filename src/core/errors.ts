@@ -228,6 +228,17 @@ export const ERROR_CATALOGUE = {
     httpStatus: 409,
     message:
       "The activity's inclusion proof cannot be made from what the database holds: the seal it claims is missing, or its values or seal columns cannot be read (`activity-log verify` names the damage).",
+  CAPTURE_SOURCE_UNFIT: {
+    kind: 'usage',
+    httpStatus: 500,
+    message:
+      'The change-capture source database is not set up for capture (a server setting such as log_bin, binlog_format or binlog_row_image, or a missing grant); the message names the setting and the fix.',
+  },
+  CAPTURE_STREAM_FAILED: {
+    kind: 'outage',
+    httpStatus: 503,
+    message:
+      'The change stream from the capture source broke off (connection lost, killed or refused); resume from the last position handed out, nothing after it was lost.',
   },
 } as const satisfies Readonly<Record<string, ErrorMeaning>>;
 

@@ -8,6 +8,8 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
 /**
  * The layers of `src/`, lowest first: a layer may import its own folder and any layer below it.
  * `cli`, `http` and `integrations` are one layer, the entry points, so `serve` may build the server.
+ * `capture` (the change sources) reads the application's database: it may use core/, store/ and
+ * config/, and is wired by runtime/ and the CLI above it.
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['core'],
@@ -15,6 +17,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['store'],
   ['resilience'],
   ['delivery'],
+  ['capture'],
   ['metrics'],
   ['runtime'],
   ['cli', 'http', 'integrations'],
@@ -112,7 +115,7 @@ describe('architecture', () => {
     );
   });
 
-  it('imports only point down the layers: entry points → runtime → metrics → delivery → resilience → store → integrity → core', () => {
+  it('imports only point down the layers: entry points → runtime → metrics → capture → delivery → resilience → store → integrity → core', () => {
     const broken = imports.flatMap((entry) => {
       const rule = violation(entry);
       return rule === null ? [] : [`src/${entry.file} imports '${entry.specifier}': ${rule}`];
@@ -139,5 +142,19 @@ describe('architecture', () => {
       }),
     ).toBeNull();
     expect(violation({ file: 'index.ts', specifier: './cli/main.js', target: 'cli/main.ts' })).toBeNull();
+    expect(
+      violation({
+        file: 'capture/binlog/binlog-source.ts',
+        specifier: '../../runtime/stop-signals.js',
+        target: 'runtime/stop-signals.ts',
+      }),
+    ).toMatch(/^capture\/ may import only .*store\/.*; runtime\/ is above it$/);
+    expect(
+      violation({
+        file: 'capture/binlog/binlog-source.ts',
+        specifier: '../../core/errors.js',
+        target: 'core/errors.ts',
+      }),
+    ).toBeNull();
   });
 });
