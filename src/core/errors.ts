@@ -228,6 +228,7 @@ export const ERROR_CATALOGUE = {
     httpStatus: 409,
     message:
       "The activity's inclusion proof cannot be made from what the database holds: the seal it claims is missing, or its values or seal columns cannot be read (`activity-log verify` names the damage).",
+  },
   CAPTURE_SOURCE_UNFIT: {
     kind: 'usage',
     httpStatus: 500,
