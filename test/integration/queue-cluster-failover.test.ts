@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect } from 'vitest';
+import { QueueAdmin } from '../../src/delivery/queue-admin.js';
 import { QUEUE_PREFIX } from '../../src/delivery/queue-keys.js';
 import { enqueueSampleJobs, waitFor } from '../helpers/queue.js';
 import { type CliProcess, queueTestTable, spawnCli } from '../helpers/queue-cli.js';
@@ -63,11 +64,21 @@ describe.skipIf(!servicesUp)('a Redis Cluster failover under load', () => {
 
     await waitFor(() => cluster.isMaster(replicaPort), 30_000, 'the replica to take over');
     const promotedMs = Date.now() - killedAt;
-    await waitFor(
-      async () => (await table.count()).rows >= JOBS * PER_JOB,
-      60_000,
-      'every activity to be stored',
-    );
+    try {
+      await waitFor(
+        async () => (await table.count()).rows >= JOBS * PER_JOB,
+        60_000,
+        'every activity to be stored',
+      );
+    } catch (error) {
+      // Say where the missing activities are: still queued, held by a worker, or gone.
+      const admin = await QueueAdmin.connect(table.config.redis, table.config.queueName);
+      const counts = await admin.counts().finally(() => admin.close());
+      const tails = workers.map((worker) => worker.stderr().split('\n').slice(-6).join(' | '));
+      throw new Error(
+        `${(error as Error).message} (replica promoted ${promotedMs} ms after the kill): ${JSON.stringify(await table.count())} stored, queue ${JSON.stringify(counts)}; workers said: ${tails.join(' || ')}`,
+      );
+    }
     const storedMs = Date.now() - killedAt;
     expect(before).toBeLessThan(JOBS * PER_JOB);
     expect(await table.count()).toEqual({ rows: JOBS * PER_JOB, distinct: JOBS * PER_JOB });
