@@ -211,6 +211,18 @@ export const ERROR_CATALOGUE = {
     message:
       'Activities were logged into a transaction (after-commit list) that had already committed or rolled back.',
   },
+  CAPTURE_SOURCE_UNSUITABLE: {
+    kind: 'usage',
+    httpStatus: 500,
+    message:
+      'The change-capture source cannot be read as configured: a server setting (wal_level, binlog_format, binlog_row_image), a missing slot, publication or privilege; the message names it.',
+  },
+  CAPTURE_STREAM_FAILED: {
+    kind: 'internal',
+    httpStatus: 503,
+    message:
+      'The change stream of the capture source broke off or could not be decoded; `activity-log capture` resumes from the last durable position when started again.',
+  },
   CHECKPOINT_INVALID: {
     kind: 'data',
     httpStatus: 400,

@@ -16,6 +16,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['resilience'],
   ['delivery'],
   ['metrics'],
+  ['capture'],
   ['runtime'],
   ['cli', 'http', 'integrations'],
 ];

@@ -51,6 +51,8 @@ const MEANING: Readonly<Record<ErrorCode, { status: number; data: boolean; outag
   SPOOL_FULL: { status: 503, data: false, outage: false },
   TRANSACTION_SETTLED: { status: 500, data: false, outage: false },
   CHECKPOINT_INVALID: { status: 400, data: true, outage: false },
+  CAPTURE_SOURCE_UNSUITABLE: { status: 500, data: false, outage: false },
+  CAPTURE_STREAM_FAILED: { status: 503, data: false, outage: false },
 };
 
 const codes = Object.keys(ERROR_CODES) as ErrorCode[];
