@@ -34,3 +34,13 @@ export interface CaptureSource {
   /** Sends the last confirmation and stops reading. */
   stop(): Promise<void>;
 }
+
+/** The tables of the activity log itself, which `*` never includes and capture never records. */
+export function isOwnTable(name: string, activityTable: string): boolean {
+  return (
+    name === activityTable ||
+    name.startsWith(`${activityTable}_`) ||
+    name === 'activity_log_capture_positions' ||
+    name === 'activity_log_capture_context'
+  );
+}

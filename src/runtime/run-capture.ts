@@ -1,5 +1,13 @@
 import pg from 'pg';
 import { CaptureRunner, type CaptureStats } from '../capture/capture-runner.js';
+import { type CaptureSource, isOwnTable } from '../capture/capture-source.js';
+import {
+  type MysqlCaptureState,
+  mysqlCaptureState,
+  prepareMysqlCapture,
+  setUpMysqlCapture,
+} from '../capture/mysql/mysql-capture-admin.js';
+import { MysqlCaptureSource } from '../capture/mysql/mysql-capture-source.js';
 import {
   advanceSlotToNow,
   assertLogicalWal,
@@ -33,24 +41,23 @@ export interface RunCaptureOptions {
   readonly checkpointIntervalMs?: number;
 }
 
-/** The capture source URL, or one line saying it is missing or not yet supported. */
-export function postgresSourceOf(config: Config): string {
+/** The capture source: its kind and URL, or one line saying it is missing. */
+export function captureSourceOf(config: Config): { readonly kind: SourceKind; readonly url: string } {
   const source = config.capture.source;
   if (source === null) {
     throw new ActivityLogError(
       'CONFIG_INVALID',
-      'ACTIVITY_LOG_CAPTURE_SOURCE is not set: expected a postgres:// URL of the application database',
+      'ACTIVITY_LOG_CAPTURE_SOURCE is not set: expected a postgres://, mysql:// or mariadb:// URL of the application database',
       { field: 'ACTIVITY_LOG_CAPTURE_SOURCE' },
     );
   }
-  if (!/^postgres(ql)?:\/\//.test(source)) {
-    throw new ActivityLogError(
-      'CAPTURE_SOURCE_UNSUITABLE',
-      'ACTIVITY_LOG_CAPTURE_SOURCE is a MariaDB/MySQL URL: capture reads PostgreSQL sources only so far',
-      { field: 'ACTIVITY_LOG_CAPTURE_SOURCE' },
-    );
-  }
-  return source;
+  return { kind: /^postgres(ql)?:\/\//.test(source) ? 'postgres' : 'mysql', url: source };
+}
+
+type SourceKind = 'postgres' | 'mysql';
+
+function ownTable(config: Config): (name: string) => boolean {
+  return (name) => isOwnTable(name, config.database.table);
 }
 
 async function withSourceClient<T>(url: string, fn: (client: pg.Client) => Promise<T>): Promise<T> {
@@ -71,68 +78,128 @@ async function withSourceClient<T>(url: string, fn: (client: pg.Client) => Promi
   }
 }
 
-/** `capture --setup`: full replica identity, the publication and the slot; prints each statement. */
-export async function setUpCapture(config: Config, print: (line: string) => void): Promise<void> {
-  const url = postgresSourceOf(config);
-  await withSourceClient(url, (client) =>
-    setUpPostgresCapture(
-      client,
-      { slot: config.capture.slot, tables: config.capture.tables, activityTable: config.database.table },
-      print,
+/** The source's reader, connected (it names the stream). */
+async function openedSource(
+  config: Config,
+  kind: SourceKind,
+  url: string,
+  tables: readonly string[] = config.capture.tables,
+  startWithoutPosition: 'now' | 'earliest' = 'now',
+): Promise<CaptureSource> {
+  const slot = config.capture.slot;
+  if (kind === 'mysql') {
+    const source = new MysqlCaptureSource({ url, slot, tables, startWithoutPosition });
+    await source.open();
+    return source;
+  }
+  const source = new PostgresCaptureSource({
+    url,
+    slot,
+    ignoreTables: new Set(
+      [config.database.table, 'activity_log_capture_positions', 'activity_log_capture_context'].map(
+        (name) => `public.${name}`,
+      ),
     ),
-  );
-  const positions = new CapturePositionTable(config.database);
-  try {
-    await positions.ensure();
-  } finally {
-    await positions.close();
-  }
-}
-
-export interface CaptureStatus extends PostgresCaptureState {
-  readonly saved: CapturePosition | null;
-}
-
-/** `capture --status`: the slot, its lag, the published tables and the saved position. */
-export async function captureStatus(config: Config): Promise<CaptureStatus> {
-  const url = postgresSourceOf(config);
-  const source = new PostgresCaptureSource({ url, slot: config.capture.slot });
-  const state = await withSourceClient(url, (client) => postgresCaptureState(client, config.capture.slot));
+  });
   await source.open();
-  await source.stop();
-  const positions = new CapturePositionTable(config.database);
-  try {
-    await positions.ensure();
-    return { ...state, saved: await positions.read(source.streamKey, config.capture.slot) };
-  } finally {
-    await positions.close();
-  }
+  return source;
 }
 
-/** `capture --drop-slot`: drops the slot and the publication and forgets the saved position. */
-export async function dropCapture(config: Config, print: (line: string) => void): Promise<void> {
-  const url = postgresSourceOf(config);
-  const source = new PostgresCaptureSource({ url, slot: config.capture.slot });
-  await source.open();
+/** The stream key of the configured source (which server, database and slot). */
+async function streamKeyOf(config: Config, kind: SourceKind, url: string): Promise<string> {
+  const source = await openedSource(config, kind, url);
+  const key = source.streamKey;
   await source.stop();
-  await withSourceClient(url, (client) => dropPostgresCapture(client, config.capture.slot, print));
-  const positions = new CapturePositionTable(config.database);
-  try {
-    await positions.ensure();
-    await positions.remove(source.streamKey, config.capture.slot);
-  } finally {
-    await positions.close();
-  }
+  return key;
 }
 
 /**
- * `capture`: reads the source's changes into the configured delivery until `stopRequested`, then
- * makes what was handed over durable, saves and confirms its position, and closes everything.
+ * `capture --setup`. PostgreSQL: full replica identity, the publication and the slot. MariaDB/MySQL:
+ * checks the binary log settings and creates `activity_log_capture_context`. Prints each statement.
  */
-export async function runCapture(config: Config, options: RunCaptureOptions): Promise<CaptureStats> {
-  const url = postgresSourceOf(config);
+export async function setUpCapture(config: Config, print: (line: string) => void): Promise<void> {
+  const { kind, url } = captureSourceOf(config);
+  if (kind === 'mysql') {
+    await setUpMysqlCapture(url, { tables: config.capture.tables, isOwn: ownTable(config) }, print);
+  } else {
+    await withSourceClient(url, (client) =>
+      setUpPostgresCapture(
+        client,
+        { slot: config.capture.slot, tables: config.capture.tables, activityTable: config.database.table },
+        print,
+      ),
+    );
+  }
+  const positions = new CapturePositionTable(config.database);
+  try {
+    await positions.ensure();
+    if (kind === 'mysql') {
+      // The binary log has no slot to hold the changes made from now on: the position does.
+      const streamKey = await streamKeyOf(config, kind, url);
+      const { gtidPosition } = await mysqlCaptureState(url);
+      if (gtidPosition !== null && (await positions.read(streamKey, config.capture.slot)) === null) {
+        await positions.save(streamKey, config.capture.slot, `gtid:${gtidPosition}`);
+        print(`capture will start at GTID ${gtidPosition}: changes from now on are captured`);
+      }
+    }
+  } finally {
+    await positions.close();
+  }
+}
+
+export type CaptureStatus =
+  | ({ readonly kind: 'postgres'; readonly saved: CapturePosition | null } & PostgresCaptureState)
+  | ({
+      readonly kind: 'mysql';
+      readonly slot: string;
+      readonly tables: readonly string[];
+      readonly saved: CapturePosition | null;
+    } & MysqlCaptureState);
+
+/** `capture --status`: the slot (PostgreSQL) or binary log (MariaDB/MySQL), the lag, the tables, the saved position. */
+export async function captureStatus(config: Config): Promise<CaptureStatus> {
+  const { kind, url } = captureSourceOf(config);
   const slot = config.capture.slot;
-  const startAt = await withSourceClient(url, async (client) => {
+  const streamKey = await streamKeyOf(config, kind, url);
+  const positions = new CapturePositionTable(config.database);
+  try {
+    await positions.ensure();
+    const saved = await positions.read(streamKey, slot);
+    if (kind === 'mysql') {
+      return { kind, slot, tables: config.capture.tables, saved, ...(await mysqlCaptureState(url)) };
+    }
+    const state = await withSourceClient(url, (client) => postgresCaptureState(client, slot));
+    return { kind, saved, ...state };
+  } finally {
+    await positions.close();
+  }
+}
+
+/** `capture --drop-slot`: drops the slot and publication (PostgreSQL) and forgets the saved position. */
+export async function dropCapture(config: Config, print: (line: string) => void): Promise<void> {
+  const { kind, url } = captureSourceOf(config);
+  const streamKey = await streamKeyOf(config, kind, url);
+  if (kind === 'postgres') {
+    await withSourceClient(url, (client) => dropPostgresCapture(client, config.capture.slot, print));
+  } else {
+    print('MariaDB/MySQL keep no slot for capture: only the saved position is forgotten');
+  }
+  const positions = new CapturePositionTable(config.database);
+  try {
+    await positions.ensure();
+    await positions.remove(streamKey, config.capture.slot);
+  } finally {
+    await positions.close();
+  }
+}
+
+/** PostgreSQL: checks, creates the slot if missing, waits for it to be free; the position `--from=now` moved it to. */
+async function preparePostgres(
+  url: string,
+  slot: string,
+  options: RunCaptureOptions,
+): Promise<string | null> {
+  return withSourceClient(url, async (client) => {
     await assertLogicalWal(client);
     if (!(await publicationExists(client, slot))) {
       throw new ActivityLogError(
@@ -147,21 +214,26 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
     await waitUntilSlotIsFree(client, slot);
     return options.from === 'now' ? advanceSlotToNow(client, slot) : null;
   });
+}
+
+/**
+ * `capture`: reads the source's changes into the configured delivery until `stopRequested`, then
+ * makes what was handed over durable, saves and confirms its position, and closes everything.
+ */
+export async function runCapture(config: Config, options: RunCaptureOptions): Promise<CaptureStats> {
+  const { kind, url } = captureSourceOf(config);
+  const slot = config.capture.slot;
+  let startAt: string | null = null;
+  let tables = config.capture.tables;
+  if (kind === 'mysql') tables = await prepareMysqlCapture(url, { tables, isOwn: ownTable(config) });
+  else startAt = await preparePostgres(url, slot, options);
 
   const positions = new CapturePositionTable(config.database);
-  const source = new PostgresCaptureSource({
-    url,
-    slot,
-    ignoreTables: new Set(
-      [config.database.table, 'activity_log_capture_positions', 'activity_log_capture_context'].map(
-        (name) => `public.${name}`,
-      ),
-    ),
-  });
   const { activityLog } = composeActivityLog({ config, warn: options.warn });
+  let source: CaptureSource | null = null;
   try {
     await positions.ensure();
-    await source.open();
+    source = await openedSource(config, kind, url, tables, options.from === 'earliest' ? 'earliest' : 'now');
     let from: string | null = startAt;
     if (options.from === 'saved') from = (await positions.read(source.streamKey, slot))?.position ?? null;
     if (startAt !== null) await positions.save(source.streamKey, slot, startAt);
@@ -183,7 +255,7 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
         : { checkpointIntervalMs: options.checkpointIntervalMs }),
     });
     options.print(
-      `capture started: slot ${slot} of ${source.streamKey}, from ${from ?? 'the slot position'}, method ${config.method}`,
+      `capture started: slot ${slot} of ${source.streamKey}, from ${from ?? (kind === 'mysql' ? `the binary log's ${options.from === 'earliest' ? 'oldest event' : 'end'}` : 'the slot position')}, method ${config.method}`,
     );
     options.onStart?.(runner);
     const running = runner.run(from);
@@ -202,7 +274,7 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
     );
     return stats;
   } finally {
-    await source.stop();
+    await source?.stop();
     await activityLog.close().catch((error: unknown) => options.warn(`capture: ${(error as Error).message}`));
     await positions.close();
   }

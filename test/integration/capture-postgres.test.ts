@@ -328,6 +328,8 @@ describe.skipIf(!available)('change capture from PostgreSQL', () => {
     await writer;
     const last = spawnCapture();
     await waitForCount(s, rows, 60_000);
+    // Past start-up (its signal handlers in place) before it is asked to stop.
+    await last.started;
     last.child.kill('SIGTERM');
     expect(await last.exited, last.stderr()).toBe(0);
 

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { ActivityLogError } from '../../core/errors.js';
+import { isOwnTable } from '../capture-source.js';
 
 /** What runs one SQL statement on the source (a `pg` client; a fake in tests). */
 export interface SourceQuery {
@@ -23,16 +24,6 @@ export async function assertLogicalWal(source: SourceQuery): Promise<void> {
       { field: 'wal_level' },
     );
   }
-}
-
-/** The tables of the activity log itself, which `*` never includes. */
-export function isOwnTable(name: string, activityTable: string): boolean {
-  return (
-    name === activityTable ||
-    name.startsWith(`${activityTable}_`) ||
-    name === 'activity_log_capture_positions' ||
-    name === 'activity_log_capture_context'
-  );
 }
 
 /**

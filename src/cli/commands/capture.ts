@@ -66,7 +66,7 @@ export function registerCaptureCommand(program: Command): void {
       const print = (line: string) => process.stdout.write(`${line}\n`);
       if (flags.setup === true) {
         await setUpCapture(config, print);
-        print(`capture set up: publication and slot ${config.capture.slot}`);
+        print(`capture set up for slot ${config.capture.slot}`);
         return;
       }
       if (flags.status === true) {
@@ -111,12 +111,22 @@ function fromFlag(value: string | undefined): CaptureFrom {
 
 function describe(status: CaptureStatus): string {
   const bytes = (value: number | null) => (value === null ? 'unknown' : `${value} bytes`);
+  const saved = `saved position: ${status.saved === null ? 'none' : `${status.saved.position} at ${status.saved.updatedAt.toISOString()}`}`;
+  if (status.kind === 'mysql') {
+    const settings = Object.entries(status.settings).map(([name, value]) => `${name}=${value}`);
+    return `${[
+      `binary log: ${settings.join(', ')}`,
+      `server position: ${status.binlogFile ?? 'none'}:${status.binlogPosition ?? '-'}${status.gtidPosition === null ? '' : `, GTID ${status.gtidPosition}`}`,
+      saved,
+      `tables: ${status.tables.length === 0 ? 'none' : status.tables.join(', ')}`,
+    ].join('\n')}\n`;
+  }
   const lines = [
     `slot ${status.slot}: ${status.slotExists ? (status.active ? 'active (a capture process reads it)' : 'inactive') : 'missing (run capture --setup)'}`,
     `wal_level: ${status.walLevel}`,
     `confirmed position: ${status.confirmedPosition ?? 'none'}`,
     `lag: ${bytes(status.lagBytes)} not yet confirmed, ${bytes(status.retainedBytes)} of WAL kept for the slot`,
-    `saved position: ${status.saved === null ? 'none' : `${status.saved.position} at ${status.saved.updatedAt.toISOString()}`}`,
+    saved,
     `tables: ${status.tables.length === 0 ? 'none' : status.tables.join(', ')}`,
   ];
   return `${lines.join('\n')}\n`;
