@@ -108,6 +108,8 @@ export class PostgresCaptureSource implements CaptureSource {
     const failed = new Promise<void>((_, reject) => {
       fail = reject;
     });
+    // A failure after the stream already ended (while stopping) has no one left to tell.
+    failed.catch(() => undefined);
     service.on('data', async (_lsn: string, message: Pgoutput.Message) => {
       try {
         if (!this.#stopping) await this.#onMessage(message, handle);
