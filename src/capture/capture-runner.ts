@@ -152,14 +152,21 @@ export class CaptureRunner {
     }
     if (this.#activities - this.#durableActivities >= this.#maxUndurable) {
       await this.#checkpoint();
-    } else if (this.#timer === null) {
-      this.#timer = setTimeout(() => {
-        this.#timer = null;
-        this.#checkpoint().catch((error: unknown) =>
-          this.#warn(`capture: activities are not durable yet, will retry: ${(error as Error).message}`),
-        );
-      }, this.#intervalMs);
+    } else {
+      this.#scheduleCheckpoint(this.#intervalMs);
     }
+  }
+
+  /** A checkpoint soon; one that fails (the activity database down) is tried again until it succeeds. */
+  #scheduleCheckpoint(delayMs: number): void {
+    if (this.#timer !== null || this.#state !== 'streaming') return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#checkpoint().catch((error: unknown) => {
+        this.#warn(`capture: the position is not saved yet, will retry: ${(error as Error).message}`);
+        this.#scheduleCheckpoint(Math.max(1000, this.#intervalMs));
+      });
+    }, delayMs);
   }
 
   /** One at a time: flush what was handed over, then save and confirm its position. */

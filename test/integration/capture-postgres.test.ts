@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +13,7 @@ import { createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { runCapture, setUpCapture } from '../../src/runtime/run-capture.js';
 import { CAPTURE_POSITIONS_TABLE } from '../../src/store/capture-positions.js';
 import { createStore } from '../../src/store/create-store.js';
+import { FaultProxy } from '../helpers/fault-proxy.js';
 import { POSTGRES, POSTGRES_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
 
@@ -127,6 +128,12 @@ async function activities(s: CaptureScene): Promise<StoredActivity[]> {
     `SELECT * FROM "${s.activityTable}" ORDER BY (properties->'capture'->>'position')::pg_lsn, (properties->'capture'->>'index')::int`,
   );
   return result.rows;
+}
+
+function bytesIn(dir: string): number {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((entry) => entry.isFile())
+    .reduce((sum, entry) => sum + statSync(join(entry.parentPath, entry.name)).size, 0);
 }
 
 async function count(s: CaptureScene): Promise<number> {
@@ -268,6 +275,48 @@ describe.skipIf(!available)('change capture from PostgreSQL', () => {
     }
     const untagged = updates.find((row) => row.properties.attributes!.status === 'untagged');
     expect(untagged?.causer_id).toBeNull();
+  });
+
+  it('spools the activities while the activity database is down and stores each once when it is back', async ({
+    defer,
+  }) => {
+    const proxy = await FaultProxy.start({ host: POSTGRES.host, port: POSTGRES.port });
+    defer(() => proxy.close());
+    const s = await scene(defer, {
+      env: {
+        DATABASE_URL: `postgres://postgres@127.0.0.1:${proxy.port}/test`,
+        ACTIVITY_LOG_BREAKER_COOLDOWN_MS: '500',
+        DB_CONNECT_TIMEOUT_MS: '500',
+      },
+    });
+    const capture = startCapture(s.config);
+    await s.db.query(
+      `INSERT INTO "${s.table}" (id, status) SELECT g, 'before' FROM generate_series(1, 100) AS g`,
+    );
+    await waitForCount(s, 100);
+    await proxy.refuse();
+    for (let first = 101; first <= 400; first += 100) {
+      await s.db.query(
+        `INSERT INTO "${s.table}" (id, status) SELECT g, 'during' FROM generate_series($1::int, $2::int) AS g`,
+        [first, first + 99],
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    expect(await count(s)).toBe(100);
+    expect(bytesIn(s.env.ACTIVITY_LOG_SPOOL_DIR!)).toBeGreaterThan(0);
+    await proxy.pass();
+    await waitForCount(s, 400);
+    const stats = await capture.stop();
+
+    const counts = await s.db.query<{ n: string; ids: string }>(
+      `SELECT count(*) AS n, count(DISTINCT subject_id) AS ids FROM "${s.activityTable}"`,
+    );
+    expect(counts.rows[0]).toEqual({ n: '400', ids: '400' });
+    expect(stats.durableActivities).toBe(400);
+    const saved = await s.db.query(`SELECT position FROM ${CAPTURE_POSITIONS_TABLE} WHERE slot = $1`, [
+      s.slot,
+    ]);
+    expect(saved.rows[0]?.position).toBe(stats.position);
   });
 
   it('stores every change exactly once when capture is killed with SIGKILL mid-stream and restarted', async ({
