@@ -74,6 +74,7 @@ export class CaptureRunner {
   #checkpointing: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
   #lag: SourceLag | null = null;
+  #saveFailing = false;
 
   constructor(options: CaptureRunnerOptions) {
     this.#source = options.source;
@@ -151,7 +152,9 @@ export class CaptureRunner {
       this.#handed = { position: transaction.resumePosition, activities: this.#activities };
     }
     if (this.#activities - this.#durableActivities >= this.#maxUndurable) {
-      await this.#checkpoint();
+      // Reading waits for the flush; a position that cannot be saved yet (the activity database
+      // down, the activities spooled) is tried again later rather than stopping the capture.
+      await this.#checkpoint().catch((error: unknown) => this.#retryCheckpoint(error));
     } else {
       this.#scheduleCheckpoint(this.#intervalMs);
     }
@@ -162,11 +165,19 @@ export class CaptureRunner {
     if (this.#timer !== null || this.#state !== 'streaming') return;
     this.#timer = setTimeout(() => {
       this.#timer = null;
-      this.#checkpoint().catch((error: unknown) => {
-        this.#warn(`capture: the position is not saved yet, will retry: ${(error as Error).message}`);
-        this.#scheduleCheckpoint(Math.max(1000, this.#intervalMs));
-      });
+      this.#checkpoint().catch((error: unknown) => this.#retryCheckpoint(error));
     }, delayMs);
+  }
+
+  /** One line when saving starts failing (not one per retry), then a retry every second. */
+  #retryCheckpoint(error: unknown): void {
+    if (!this.#saveFailing) {
+      this.#saveFailing = true;
+      this.#warn(
+        `capture: the position is not saved yet, retrying every second: ${(error as Error).message}`,
+      );
+    }
+    this.#scheduleCheckpoint(Math.max(1000, this.#intervalMs));
   }
 
   /** One at a time: flush what was handed over, then save and confirm its position. */
@@ -191,6 +202,8 @@ export class CaptureRunner {
     this.#undurable = stillPending === -1 ? [] : this.#undurable.slice(stillPending);
     if (target === null || target === this.#durable) return;
     await this.#positions.save(this.#mapping.streamKey, this.#slot, target.position);
+    if (this.#saveFailing) this.#warn(`capture: the position is saved again (${target.position})`);
+    this.#saveFailing = false;
     this.#durable = target;
     this.#source.confirm(target.position);
   }
