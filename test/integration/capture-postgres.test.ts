@@ -62,7 +62,9 @@ async function scene(
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
     await db.query(`DROP PUBLICATION IF EXISTS "${slot}"`);
-    await db.query(`DROP TABLE IF EXISTS "${table}", "${activityTable}", "${activityTable}_seals"`);
+    await db.query(
+      `DROP TABLE IF EXISTS "${table}", "${activityTable}", "${activityTable}_seals", "${activityTable}_migrations"`,
+    );
     await db.query(`DELETE FROM ${CAPTURE_POSITIONS_TABLE} WHERE slot = $1`, [slot]).catch(() => undefined);
   });
   await db.query(
