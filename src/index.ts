@@ -23,4 +23,5 @@ export type { BulkChange } from './integrations/model-changes.js';
 export { logBulkChange } from './integrations/model-changes.js';
 export type { ActivityLog, ActivityLogOptions, ComposedActivityLog } from './runtime/create-activity-log.js';
 export { composeActivityLog, createActivityLog } from './runtime/create-activity-log.js';
+export type { SqlExecutor, TagDialect, TagTransactionOptions } from './runtime/tag-transaction.js';
 export type { ActivityFilter, ActivityPage, ActivityQuery } from './store/activity-store.js';

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isActivityLogError } from '../core/errors.js';
+import { registerCaptureCommand } from './commands/capture.js';
 import { registerCheckpointCommand } from './commands/checkpoint.js';
 import { registerEraseCommand } from './commands/erase.js';
 import { registerFailedCommand } from './commands/failed.js';
@@ -38,6 +39,7 @@ const COMMANDS: readonly ((program: Command) => void)[] = [
   registerVerifyCommand,
   registerSealCommand,
   registerEraseCommand,
+  registerCaptureCommand,
 ];
 
 /** Exit code for a command line that is wrong (unknown command, bad flag), as opposed to a failure. */

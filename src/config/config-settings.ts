@@ -161,6 +161,98 @@ export const REDIS_SETTINGS = {
   password: setting({ env: 'REDIS_PASSWORD', schema: nullableText, default: null, fromEnv: noneOrText }),
 };
 
+const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/;
+const TABLES_ALLOWED = 'expected * or comma-separated table names (schema.table allowed)';
+const COLUMNS_ALLOWED = 'expected comma-separated table.column entries (schema.table.column allowed)';
+const SUBJECTS_ALLOWED = 'expected comma-separated table:Model entries (schema.table:Model allowed)';
+
+/** One `table:Model` entry of `ACTIVITY_LOG_CAPTURE_SUBJECTS` (or, as an option, `{ table, model }`). */
+const subjectMapping = z.preprocess(
+  (entry) =>
+    typeof entry === 'object' && entry !== null && 'table' in entry && 'model' in entry
+      ? `${String(entry.table)}:${String(entry.model)}`
+      : entry,
+  z.string({ error: SUBJECTS_ALLOWED }).transform((entry, context) => {
+    const colon = entry.lastIndexOf(':');
+    const table = entry.slice(0, colon).trim();
+    const model = entry.slice(colon + 1).trim();
+    if (colon <= 0 || !TABLE_NAME.test(table) || model === '' || model.length > 191) {
+      context.addIssue({ code: 'custom', message: SUBJECTS_ALLOWED });
+      return z.NEVER;
+    }
+    return { table, model };
+  }),
+);
+
+/**
+ * Change capture (`activity-log capture`): the application's database whose row changes become
+ * activities, which tables, what is left out, and the replication slot it reads through.
+ */
+export const CAPTURE_SETTINGS = {
+  /** A `postgres://` or `mysql://`/`mariadb://` URL of the application's database; may differ from DATABASE_URL. */
+  source: setting({
+    env: 'ACTIVITY_LOG_CAPTURE_SOURCE',
+    schema: z
+      .string()
+      .regex(/^(postgres|postgresql|mysql|mariadb):\/\//, {
+        error: 'expected a postgres://, mysql:// or mariadb:// URL of the application database',
+      })
+      .nullable(),
+    default: null,
+    fromEnv: noneOrText,
+  }),
+  /** Tables whose changes are captured; `*` = every table of the database but the activity log's own. */
+  tables: setting({
+    env: 'ACTIVITY_LOG_CAPTURE_TABLES',
+    schema: z
+      .array(
+        z.string().refine((name) => name === '*' || TABLE_NAME.test(name), { error: TABLES_ALLOWED }),
+        {
+          error: TABLES_ALLOWED,
+        },
+      )
+      .readonly(),
+    default: [],
+    fromEnv: commaList,
+  }),
+  /** `table.column` entries never recorded (the redacted keys are left out as well). */
+  excludeColumns: setting({
+    env: 'ACTIVITY_LOG_CAPTURE_EXCLUDE_COLUMNS',
+    schema: z
+      .array(
+        z.string().refine((name) => /^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){1,2}$/.test(name), {
+          error: COLUMNS_ALLOWED,
+        }),
+        { error: COLUMNS_ALLOWED },
+      )
+      .readonly(),
+    default: [],
+    fromEnv: commaList,
+  }),
+  /** `subject_type` per table (`orders:Order`); a table not listed is its own subject type. */
+  subjects: setting({
+    env: 'ACTIVITY_LOG_CAPTURE_SUBJECTS',
+    schema: z.array(subjectMapping, { error: SUBJECTS_ALLOWED }).readonly(),
+    default: [],
+    fromEnv: commaList,
+  }),
+  /** The replication slot (PostgreSQL; also the publication's name) and the key of the saved position. */
+  slot: setting({
+    env: 'ACTIVITY_LOG_CAPTURE_SLOT',
+    schema: z.string().regex(/^[a-z0-9_]{1,63}$/, {
+      error: 'expected 1-63 lower-case letters, digits or _ (a replication slot name)',
+    }),
+    default: 'activity_log',
+  }),
+  logName: setting({
+    env: 'ACTIVITY_LOG_CAPTURE_LOG_NAME',
+    schema: z.string().min(1, { error: 'expected a non-empty log name' }).max(191, {
+      error: 'expected at most 191 characters',
+    }),
+    default: 'capture',
+  }),
+};
+
 /**
  * Every setting, in the shape of {@link Config}: its environment variable, what it may be and its
  * default. The order is the order in which problems are reported.
@@ -169,6 +261,7 @@ export const SETTINGS = {
   database: DATABASE_SETTINGS,
   queueConnection: setting({ env: 'QUEUE_CONNECTION', schema: oneOf(['sync', 'redis']), default: 'sync' }),
   redis: REDIS_SETTINGS,
+  capture: CAPTURE_SETTINGS,
   method: setting({
     env: 'ACTIVITY_LOG_METHOD',
     schema: oneOf(['sync', 'batch', 'queue']),
@@ -282,6 +375,12 @@ export const SETTINGS = {
     env: 'ACTIVITY_LOG_ALERT_LAG_P99_MS',
     schema: wholeNumber(1, 86_400_000),
     default: 60_000,
+  }),
+  /** Alert when change capture is this far behind its source (seconds since the oldest change not yet durable). */
+  alertCaptureLagSeconds: setting({
+    env: 'ACTIVITY_LOG_ALERT_CAPTURE_LAG_S',
+    schema: wholeNumber(1, 86_400 * 30),
+    default: 300,
   }),
   /** A firing alert is notified again at most this often. */
   alertCooldownSeconds: setting({

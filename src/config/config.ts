@@ -33,6 +33,7 @@ const CONFIG_SCHEMA = schemaOf(SETTINGS);
 export type Config = z.output<typeof CONFIG_SCHEMA>;
 export type DatabaseConfig = Config['database'];
 export type RedisConfig = Config['redis'];
+export type CaptureConfig = Config['capture'];
 export type DbConnection = DatabaseConfig['connection'];
 export type SslMode = NonNullable<DatabaseConfig['sslMode']>;
 export type DeliveryMethod = Config['method'];

@@ -211,6 +211,18 @@ export const ERROR_CATALOGUE = {
     message:
       'Activities were logged into a transaction (after-commit list) that had already committed or rolled back.',
   },
+  CAPTURE_SOURCE_UNSUITABLE: {
+    kind: 'usage',
+    httpStatus: 500,
+    message:
+      'The change-capture source cannot be read as configured: a server setting (wal_level, binlog_format, binlog_row_image), a missing slot, publication or privilege; the message names it.',
+  },
+  CAPTURE_STREAM_FAILED: {
+    kind: 'internal',
+    httpStatus: 503,
+    message:
+      'The change stream of the capture source broke off or could not be decoded; `activity-log capture` resumes from the last durable position when started again.',
+  },
   CHECKPOINT_INVALID: {
     kind: 'data',
     httpStatus: 400,
@@ -228,18 +240,6 @@ export const ERROR_CATALOGUE = {
     httpStatus: 409,
     message:
       "The activity's inclusion proof cannot be made from what the database holds: the seal it claims is missing, or its values or seal columns cannot be read (`activity-log verify` names the damage).",
-  },
-  CAPTURE_SOURCE_UNFIT: {
-    kind: 'usage',
-    httpStatus: 500,
-    message:
-      'The change-capture source database is not set up for capture (a server setting such as log_bin, binlog_format or binlog_row_image, or a missing grant); the message names the setting and the fix.',
-  },
-  CAPTURE_STREAM_FAILED: {
-    kind: 'outage',
-    httpStatus: 503,
-    message:
-      'The change stream from the capture source broke off (connection lost, killed or refused); resume from the last position handed out, nothing after it was lost.',
   },
 } as const satisfies Readonly<Record<string, ErrorMeaning>>;
 

@@ -1,15 +1,23 @@
 import { type Config, type ConfigOverrides, loadConfig } from '../config/config.js';
 import { defaultModelResolver, type LogInput, type ModelResolver } from '../core/activity.js';
 import { type ActivityEventBus, createActivityEventBus } from '../core/activity-events.js';
+import { currentContext } from '../core/context.js';
 import type { Delivery } from '../core/delivery.js';
 import { type ActivityLogger, createLogger } from '../core/logger.js';
 import { secretKeyMatcher } from '../core/redact.js';
+import { transactionTagOf } from '../core/transaction-tag.js';
 import { MetricsCollector } from '../metrics/collector.js';
 import { reportResilience } from '../resilience/report-resilience.js';
 import { resilienceOf } from '../resilience/resilient-sink.js';
 import type { ActivityPage, ActivityQuery, ActivityStore } from '../store/activity-store.js';
 import { createStore } from '../store/create-store.js';
 import { createDelivery, type DeliveryOptions } from './create-delivery.js';
+import {
+  runTagStatement,
+  type SqlExecutor,
+  type TagTransactionOptions,
+  tagDialectOfSource,
+} from './tag-transaction.js';
 
 export interface ActivityLogOptions {
   /** Any part of the configuration; wins over the environment. */
@@ -35,6 +43,18 @@ export interface ActivityLogOptions {
 export interface ActivityLog extends ActivityLogger {
   /** Reads the log, newest first, with keyset paging. */
   query(query?: ActivityQuery): Promise<ActivityPage>;
+  /**
+   * Writes the request context (causer, IP, URL, method, user agent, batch) into the application's
+   * running transaction, so that `activity-log capture` attributes every row change of that
+   * transaction to it. Call it inside the transaction, before its changes; one statement.
+   *
+   * @example
+   * await db.transaction().execute(async (trx) => {
+   *   await activityLog.tagTransaction(trx);
+   *   await trx.updateTable('orders').set({ status: 'paid' }).where('customer_id', '=', 7).execute();
+   * });
+   */
+  tagTransaction(executor: SqlExecutor, options?: TagTransactionOptions): Promise<void>;
 }
 
 /**
@@ -93,10 +113,11 @@ export function composeActivityLog(options: ActivityLogOptions = {}): ComposedAc
     delivery,
     ...(resilience === null ? {} : { breakers: [resilience.breaker], spool: resilience.spool }),
   });
+  const resolver = options.resolveModel ?? defaultModelResolver;
   const logger = createLogger({
     delivery,
     build: {
-      resolveModel: options.resolveModel ?? defaultModelResolver,
+      resolveModel: resolver,
       isSecretKey: secretKeyMatcher(config.redactKeys),
     },
     afterClose: () => {
@@ -104,11 +125,31 @@ export function composeActivityLog(options: ActivityLogOptions = {}): ComposedAc
       if (options.collector === undefined) collector.close();
     },
   });
-  return { activityLog: withQuery(logger, store), config, store, delivery, events: delivery.bus, collector };
+  const tagTransaction = (executor: SqlExecutor, tagOptions: TagTransactionOptions = {}) => {
+    try {
+      const tag = transactionTagOf(currentContext(), resolver, tagOptions.causer);
+      return runTagStatement(executor, tag, tagOptions.dialect ?? tagDialectOfSource(config.capture.source));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+  return {
+    activityLog: withQuery(logger, store, tagTransaction),
+    config,
+    store,
+    delivery,
+    events: delivery.bus,
+    collector,
+  };
 }
 
-function withQuery(logger: ActivityLogger, store: ActivityStore): ActivityLog {
+function withQuery(
+  logger: ActivityLogger,
+  store: ActivityStore,
+  tagTransaction: ActivityLog['tagTransaction'],
+): ActivityLog {
   return {
+    tagTransaction,
     log: (input: LogInput) => logger.log(input),
     logMany: (inputs: readonly LogInput[]) => logger.logMany(inputs),
     activity: (logName?: string) => logger.activity(logName),

@@ -8,8 +8,8 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '../../src');
 /**
  * The layers of `src/`, lowest first: a layer may import its own folder and any layer below it.
  * `cli`, `http` and `integrations` are one layer, the entry points, so `serve` may build the server.
- * `capture` (the change sources) reads the application's database: it may use core/, store/ and
- * config/, and is wired by runtime/ and the CLI above it.
+ * `capture` (the change sources) reads the application's database and turns its row changes into
+ * activities; runtime/ and the CLI above it wire it to an activity log.
  */
 const LAYERS: readonly (readonly string[])[] = [
   ['core'],
@@ -17,8 +17,8 @@ const LAYERS: readonly (readonly string[])[] = [
   ['store'],
   ['resilience'],
   ['delivery'],
-  ['capture'],
   ['metrics'],
+  ['capture'],
   ['runtime'],
   ['cli', 'http', 'integrations'],
 ];
@@ -144,14 +144,14 @@ describe('architecture', () => {
     expect(violation({ file: 'index.ts', specifier: './cli/main.js', target: 'cli/main.ts' })).toBeNull();
     expect(
       violation({
-        file: 'capture/binlog/binlog-source.ts',
+        file: 'capture/mysql/mysql-capture-source.ts',
         specifier: '../../runtime/stop-signals.js',
         target: 'runtime/stop-signals.ts',
       }),
     ).toMatch(/^capture\/ may import only .*store\/.*; runtime\/ is above it$/);
     expect(
       violation({
-        file: 'capture/binlog/binlog-source.ts',
+        file: 'capture/mysql/mysql-capture-source.ts',
         specifier: '../../core/errors.js',
         target: 'core/errors.ts',
       }),

@@ -53,8 +53,8 @@ const MEANING: Readonly<Record<ErrorCode, { status: number; data: boolean; outag
   CHECKPOINT_INVALID: { status: 400, data: true, outage: false },
   ACTIVITY_NOT_SEALED: { status: 409, data: false, outage: false },
   PROOF_UNAVAILABLE: { status: 409, data: true, outage: false },
-  CAPTURE_SOURCE_UNFIT: { status: 500, data: false, outage: false },
-  CAPTURE_STREAM_FAILED: { status: 503, data: false, outage: true },
+  CAPTURE_SOURCE_UNSUITABLE: { status: 500, data: false, outage: false },
+  CAPTURE_STREAM_FAILED: { status: 503, data: false, outage: false },
 };
 
 const codes = Object.keys(ERROR_CODES) as ErrorCode[];

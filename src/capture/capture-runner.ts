@@ -1,0 +1,210 @@
+import type { Activity, LogInput } from '../core/activity.js';
+import type { CaptureSource, SourceLag } from './capture-source.js';
+import type { CapturedTransaction } from './row-change.js';
+import { activityInputsOf, type CaptureMapping } from './row-change-activity.js';
+
+/** Where captured activities go: the activity log's one write pipeline (`logMany`, `flush`). */
+export interface CaptureLogger {
+  logMany(inputs: readonly LogInput[]): Promise<Activity[]>;
+  flush(): Promise<void>;
+}
+
+/** Where the durable position of each stream is kept (`activity_log_capture_positions`). */
+export interface CapturePositions {
+  save(source: string, slot: string, position: string): Promise<void>;
+}
+
+export interface CaptureRunnerOptions {
+  readonly source: CaptureSource;
+  readonly logger: CaptureLogger;
+  readonly positions: CapturePositions;
+  readonly slot: string;
+  readonly mapping: Omit<CaptureMapping, 'streamKey' | 'sourceKind' | 'defaultSchema'>;
+  /** Longest a handed-over change waits before its position is made durable (default 200 ms). */
+  readonly checkpointIntervalMs?: number;
+  /** Activities handed over and not yet durable past which reading waits for them (default 5000). */
+  readonly maxUndurableActivities?: number;
+  readonly warn?: (line: string) => void;
+}
+
+/** What `capture` reports: where it is, how far behind, how fast. */
+export interface CaptureStats {
+  readonly state: 'starting' | 'streaming' | 'stopping' | 'stopped';
+  readonly streamKey: string;
+  readonly slot: string;
+  /** The last position saved as durable. */
+  readonly position: string | null;
+  /** Row changes made into activities and handed over since the start. */
+  readonly activities: number;
+  /** Of those, the ones known durable (stored, enqueued or spooled). */
+  readonly durableActivities: number;
+  /** Seconds since the commit of the oldest change not yet durable; 0 when caught up. */
+  readonly lagSeconds: number;
+  readonly lagBytes: number | null;
+  readonly retainedBytes: number | null;
+}
+
+interface Handed {
+  readonly position: string;
+  readonly activities: number;
+}
+
+/**
+ * Turns a source's committed transactions into activities and hands them to the activity log,
+ * then — only once the activity log says they are durable (flushed: stored, enqueued or spooled)
+ * — saves the position and confirms it to the source. A crash in between re-reads from the last
+ * saved position; the ids are derived from the stream position, so nothing is stored twice.
+ */
+export class CaptureRunner {
+  readonly #source: CaptureSource;
+  readonly #logger: CaptureLogger;
+  readonly #positions: CapturePositions;
+  readonly #slot: string;
+  readonly #mapping: CaptureMapping;
+  readonly #intervalMs: number;
+  readonly #maxUndurable: number;
+  readonly #warn: (line: string) => void;
+  #state: CaptureStats['state'] = 'starting';
+  #handed: Handed | null = null;
+  #durable: Handed | null = null;
+  #activities = 0;
+  #durableActivities = 0;
+  /** Per transaction handed over and not yet durable: the activity count after it, its commit time. */
+  #undurable: { readonly upTo: number; readonly commitMs: number }[] = [];
+  #checkpointing: Promise<void> | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #lag: SourceLag | null = null;
+  #saveFailing = false;
+
+  constructor(options: CaptureRunnerOptions) {
+    this.#source = options.source;
+    this.#logger = options.logger;
+    this.#positions = options.positions;
+    this.#slot = options.slot;
+    this.#mapping = {
+      ...options.mapping,
+      streamKey: options.source.streamKey,
+      sourceKind: options.source.kind,
+      defaultSchema: options.source.defaultSchema,
+    };
+    this.#intervalMs = options.checkpointIntervalMs ?? 200;
+    this.#maxUndurable = options.maxUndurableActivities ?? 5000;
+    this.#warn = options.warn ?? ((line) => process.stderr.write(`${line}\n`));
+  }
+
+  /** Reads until {@link stop}; rejects when the stream breaks (after saving what is durable). */
+  async run(from: string | null): Promise<void> {
+    if (this.#state !== 'starting') return;
+    this.#state = 'streaming';
+    try {
+      await this.#source.run(from, (transaction) => this.#take(transaction));
+    } finally {
+      if (this.#timer !== null) clearTimeout(this.#timer);
+      this.#timer = null;
+      await this.#checkpoint().catch((error: unknown) =>
+        this.#warn(`capture: the last position could not be saved: ${(error as Error).message}`),
+      );
+      this.#state = 'stopped';
+    }
+  }
+
+  /** Makes everything handed over durable, confirms it, and stops reading. */
+  async stop(): Promise<void> {
+    if (this.#state === 'stopped') return;
+    this.#state = 'stopping';
+    try {
+      await this.#checkpoint();
+    } finally {
+      await this.#source.stop();
+    }
+  }
+
+  stats(): CaptureStats {
+    return {
+      state: this.#state,
+      streamKey: this.#mapping.streamKey,
+      slot: this.#slot,
+      position: this.#durable?.position ?? null,
+      activities: this.#activities,
+      durableActivities: this.#durableActivities,
+      lagSeconds:
+        this.#undurable.length === 0 ? 0 : Math.max(0, (Date.now() - this.#undurable[0]!.commitMs) / 1000),
+      lagBytes: this.#lag?.bytes ?? null,
+      retainedBytes: this.#lag?.retainedBytes ?? null,
+    };
+  }
+
+  /** Asks the source how far behind the slot is (bytes); kept for {@link stats}. */
+  async refreshLag(): Promise<SourceLag> {
+    this.#lag = await this.#source.lag();
+    return this.#lag;
+  }
+
+  async #take(transaction: CapturedTransaction): Promise<void> {
+    if (this.#state !== 'streaming') return;
+    const inputs = activityInputsOf(transaction, this.#mapping);
+    if (inputs.length > 0) {
+      await this.#logger.logMany(inputs);
+      this.#activities += inputs.length;
+      this.#undurable.push({ upTo: this.#activities, commitMs: transaction.commitTime.getTime() });
+    }
+    if (transaction.resumePosition !== null) {
+      this.#handed = { position: transaction.resumePosition, activities: this.#activities };
+    }
+    if (this.#activities - this.#durableActivities >= this.#maxUndurable) {
+      // Reading waits for the flush; a position that cannot be saved yet (the activity database
+      // down, the activities spooled) is tried again later rather than stopping the capture.
+      await this.#checkpoint().catch((error: unknown) => this.#retryCheckpoint(error));
+    } else {
+      this.#scheduleCheckpoint(this.#intervalMs);
+    }
+  }
+
+  /** A checkpoint soon; one that fails (the activity database down) is tried again until it succeeds. */
+  #scheduleCheckpoint(delayMs: number): void {
+    if (this.#timer !== null || this.#state !== 'streaming') return;
+    this.#timer = setTimeout(() => {
+      this.#timer = null;
+      this.#checkpoint().catch((error: unknown) => this.#retryCheckpoint(error));
+    }, delayMs);
+  }
+
+  /** One line when saving starts failing (not one per retry), then a retry every second. */
+  #retryCheckpoint(error: unknown): void {
+    if (!this.#saveFailing) {
+      this.#saveFailing = true;
+      this.#warn(
+        `capture: the position is not saved yet, retrying every second: ${(error as Error).message}`,
+      );
+    }
+    this.#scheduleCheckpoint(Math.max(1000, this.#intervalMs));
+  }
+
+  /** One at a time: flush what was handed over, then save and confirm its position. */
+  #checkpoint(): Promise<void> {
+    const previous = this.#checkpointing ?? Promise.resolve();
+    const next = previous
+      .catch(() => undefined)
+      .then(() => this.#checkpointOnce())
+      .finally(() => {
+        if (this.#checkpointing === next) this.#checkpointing = null;
+      });
+    this.#checkpointing = next;
+    return next;
+  }
+
+  async #checkpointOnce(): Promise<void> {
+    const target = this.#handed;
+    const activities = this.#activities;
+    await this.#logger.flush();
+    this.#durableActivities = Math.max(this.#durableActivities, activities);
+    const stillPending = this.#undurable.findIndex((mark) => mark.upTo > this.#durableActivities);
+    this.#undurable = stillPending === -1 ? [] : this.#undurable.slice(stillPending);
+    if (target === null || target === this.#durable) return;
+    await this.#positions.save(this.#mapping.streamKey, this.#slot, target.position);
+    if (this.#saveFailing) this.#warn(`capture: the position is saved again (${target.position})`);
+    this.#saveFailing = false;
+    this.#durable = target;
+    this.#source.confirm(target.position);
+  }
+}

@@ -1,0 +1,43 @@
+import type { TransactionTag } from '../core/transaction-tag.js';
+
+/** What happened to a row: the activity's `event`. */
+export type RowEvent = 'created' | 'updated' | 'deleted';
+
+/** Column name → value, as the source decoded it. */
+export type RowImage = Readonly<Record<string, unknown>>;
+
+/** One row change read from a source's change stream. */
+export interface RowChange {
+  /** The schema (PostgreSQL) or database (MariaDB/MySQL) of the table. */
+  readonly schema: string;
+  readonly table: string;
+  readonly event: RowEvent;
+  /** The row before the change; null when the source sent none (inserts; no full replica identity). */
+  readonly old: RowImage | null;
+  /** The row after the change; null for deletes. */
+  readonly new: RowImage | null;
+  /**
+   * Columns whose value the source did not send because the change left them as they were
+   * (PostgreSQL's unchanged TOAST values): unchanged, never null.
+   */
+  readonly unchanged: readonly string[];
+  /** The primary key's columns, in key order; empty when the table has none. */
+  readonly keyColumns: readonly string[];
+}
+
+/**
+ * Row changes of one committed source transaction, or of a stretch of one too large to hold
+ * whole (`complete` false until its last stretch).
+ */
+export interface CapturedTransaction {
+  /** Where the transaction sits in the stream (the commit LSN, a GTID, file+offset): ids derive from it. */
+  readonly position: string;
+  /** The position to resume after, once this transaction's activities are durable; null for a stretch. */
+  readonly resumePosition: string | null;
+  readonly commitTime: Date;
+  /** The context the application tagged the transaction with, if it did. */
+  readonly tag: TransactionTag | null;
+  readonly changes: readonly RowChange[];
+  /** The index of `changes[0]` within the whole transaction. */
+  readonly firstIndex: number;
+}
