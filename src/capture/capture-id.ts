@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { formatUuidV7 } from '../core/ids.js';
 
 /*
  * Ids of captured activities are UUIDv7 like every other id: the commit time in the 48-bit
@@ -7,8 +8,6 @@ import { createHash } from 'node:crypto';
  * (after a crash, before the position was saved) makes the same ids, and the idempotent insert
  * stores each change once.
  */
-
-const HEX: string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 /**
  * The id of the `index`-th row change (0-based) of the transaction at `position` of the stream
@@ -33,28 +32,5 @@ export function captureBatchUuid(streamKey: string, position: string, commitMs: 
 
 function uuidV7From(text: string, ms: number): string {
   const digest = createHash('sha256').update(text).digest();
-  const high = Math.floor(ms / 0x1_0000_0000);
-  const low = ms >>> 0;
-  return (
-    HEX[(high >>> 8) & 0xff]! +
-    HEX[high & 0xff]! +
-    HEX[(low >>> 24) & 0xff]! +
-    HEX[(low >>> 16) & 0xff]! +
-    '-' +
-    HEX[(low >>> 8) & 0xff]! +
-    HEX[low & 0xff]! +
-    '-' +
-    HEX[0x70 | (digest[0]! & 0x0f)]! +
-    HEX[digest[1]!]! +
-    '-' +
-    HEX[0x80 | (digest[2]! & 0x3f)]! +
-    HEX[digest[3]!]! +
-    '-' +
-    HEX[digest[4]!]! +
-    HEX[digest[5]!]! +
-    HEX[digest[6]!]! +
-    HEX[digest[7]!]! +
-    HEX[digest[8]!]! +
-    HEX[digest[9]!]!
-  );
+  return formatUuidV7(ms, ((digest[0]! & 0x0f) << 8) | digest[1]!, digest, 2);
 }

@@ -43,6 +43,14 @@ export function newActivityId(now: number = Date.now()): string {
       counter = 0;
     }
   }
+  return formatUuidV7(ms, counter, pool, r + 2);
+}
+
+/**
+ * The text of the UUIDv7 with Unix time `ms`, the 12 bits `randA` in `rand_a` and `rand_b` from
+ * the 8 bytes of `bytes` at `offset` (the variant bits replace the top two of the first).
+ */
+export function formatUuidV7(ms: number, randA: number, bytes: Uint8Array, offset: number): string {
   const high = Math.floor(ms / 0x1_0000_0000);
   const low = ms >>> 0;
   return (
@@ -54,18 +62,18 @@ export function newActivityId(now: number = Date.now()): string {
     HEX[(low >>> 8) & 0xff]! +
     HEX[low & 0xff]! +
     '-' +
-    HEX[0x70 | (counter >>> 8)]! +
-    HEX[counter & 0xff]! +
+    HEX[0x70 | ((randA >>> 8) & 0x0f)]! +
+    HEX[randA & 0xff]! +
     '-' +
-    HEX[0x80 | (pool[r + 2]! & 0x3f)]! +
-    HEX[pool[r + 3]!]! +
+    HEX[0x80 | (bytes[offset]! & 0x3f)]! +
+    HEX[bytes[offset + 1]!]! +
     '-' +
-    HEX[pool[r + 4]!]! +
-    HEX[pool[r + 5]!]! +
-    HEX[pool[r + 6]!]! +
-    HEX[pool[r + 7]!]! +
-    HEX[pool[r + 8]!]! +
-    HEX[pool[r + 9]!]!
+    HEX[bytes[offset + 2]!]! +
+    HEX[bytes[offset + 3]!]! +
+    HEX[bytes[offset + 4]!]! +
+    HEX[bytes[offset + 5]!]! +
+    HEX[bytes[offset + 6]!]! +
+    HEX[bytes[offset + 7]!]!
   );
 }
 
