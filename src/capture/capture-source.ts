@@ -1,3 +1,4 @@
+import { ActivityLogError } from '../core/errors.js';
 import type { CapturedTransaction } from './row-change.js';
 
 /** How far behind its source the capture is, as the source measures it. */
@@ -42,5 +43,14 @@ export function isOwnTable(name: string, activityTable: string): boolean {
     name.startsWith(`${activityTable}_`) ||
     name === 'activity_log_capture_positions' ||
     name === 'activity_log_capture_context'
+  );
+}
+
+/** The one line for a capture source that could not be connected to, whatever its database. */
+export function captureSourceUnreachable(error: unknown): ActivityLogError {
+  return new ActivityLogError(
+    'CAPTURE_STREAM_FAILED',
+    `the capture source (ACTIVITY_LOG_CAPTURE_SOURCE) is not reachable: ${(error as Error).message}`,
+    { cause: error },
   );
 }

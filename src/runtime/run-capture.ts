@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { CaptureRunner, type CaptureStats } from '../capture/capture-runner.js';
-import { type CaptureSource, isOwnTable } from '../capture/capture-source.js';
+import { type CaptureSource, captureSourceUnreachable, isOwnTable } from '../capture/capture-source.js';
 import {
   type MysqlCaptureState,
   mysqlCaptureState,
@@ -65,11 +65,7 @@ async function withSourceClient<T>(url: string, fn: (client: pg.Client) => Promi
   try {
     await client.connect();
   } catch (error) {
-    throw new ActivityLogError(
-      'CAPTURE_STREAM_FAILED',
-      `the capture source (ACTIVITY_LOG_CAPTURE_SOURCE) is not reachable: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw captureSourceUnreachable(error);
   }
   try {
     return await fn(client);

@@ -1,6 +1,7 @@
 import mysql from 'mysql2/promise';
 import { ActivityLogError } from '../../core/errors.js';
 import { CAPTURE_CONTEXT_TABLE } from '../../core/transaction-tag.js';
+import { captureSourceUnreachable } from '../capture-source.js';
 import { assertRowBinlog, connectionOptionsOf } from './mysql-capture-source.js';
 
 /** The table `tagTransaction` upserts into, one row per connection, in the application database. */
@@ -14,11 +15,7 @@ async function withConnection<T>(url: string, fn: (connection: mysql.Connection)
   try {
     connection = await mysql.createConnection(connectionOptionsOf(url));
   } catch (error) {
-    throw new ActivityLogError(
-      'CAPTURE_STREAM_FAILED',
-      `the capture source (ACTIVITY_LOG_CAPTURE_SOURCE) is not reachable: ${(error as Error).message}`,
-      { cause: error },
-    );
+    throw captureSourceUnreachable(error);
   }
   try {
     return await fn(connection);
