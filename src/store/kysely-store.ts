@@ -1,3 +1,4 @@
+import { randomInt } from 'node:crypto';
 import { CompiledQuery, Kysely, sql } from 'kysely';
 import type { DatabaseConfig } from '../config/config.js';
 import { type Activity, CREATED_AT_MAX_MS, CREATED_AT_MIN_MS, invalid, LIMITS } from '../core/activity.js';
@@ -29,12 +30,15 @@ import { migrateSchema, type TableLayout, UNPARTITIONED } from './migrations/mig
 import { pruneActivities } from './prune-activities.js';
 import { decodeCursor, encodeCursor, type QueryCursor } from './query-cursor.js';
 import {
+  CHAIN_HEAD_BUSY,
   insertSeal,
   type LeafedActivity,
   leafedActivity,
   lockChainHead,
   type SealTarget,
   sealOver,
+  stampPlaceholder,
+  tryLockChainHead,
 } from './seal-table.js';
 import type { StoreDialect } from './store-dialect.js';
 
@@ -58,6 +62,18 @@ const LEAVES_PER_TURN = 64;
 
 /** The rows of a sealed insert by id (the first of a repeated id), each with its salt and leaf. */
 type LeafedRows = Map<string, LeafedActivity>;
+
+/** A sealed insert under way: its transaction, its rows, and the ids a statement of it has sealed. */
+interface SealedBatch {
+  readonly trx: Kysely<ActivityDatabase>;
+  readonly activities: readonly Activity[];
+  readonly leafed: LeafedRows;
+  readonly returning: boolean;
+  readonly sealed: Set<string>;
+}
+
+/** Placeholder `seal_seq`s are drawn from -1 down to -(2^47 - 1), never a seal's. */
+const PLACEHOLDER_RANGE = 2 ** 47;
 
 const DEFAULT_PRUNE_CHUNK = 1000;
 /** Statement text an INSERT row costs beyond its long values (placeholders, quotes, short fields). */
@@ -151,12 +167,16 @@ export class KyselyStore implements ActivityStore {
   }
 
   /**
-   * One transaction: the chain head locked first, then each chunk's INSERT (every row with a fresh
-   * salt and the `seal_seq` of the seal it will join), and one seal per statement that stored
-   * rows. Which rows a statement stored is told by their salt: `RETURNING id, seal_salt` where the
+   * One transaction: each chunk's INSERT (every row with a fresh salt and the `seal_seq` of the
+   * seal it will join) and one seal per statement that stored rows, appended after the chain head.
+   * Which rows a statement stored is told by their salt: `RETURNING id, seal_salt` where the
    * server has it, a lookup of the chunk's ids in the same transaction where not (MySQL). A row
    * skipped as a duplicate comes back with the salt it was stored with before, never this
-   * insert's, and keeps its own seal. Leaves are made before the head is locked.
+   * insert's, and keeps its own seal. Leaves are made before the transaction.
+   *
+   * The head is locked before the first INSERT, unless another writer holds it where the dialect
+   * lets inserts overlap (`StoreDialect.overlapSealedInserts`): then the rows are written while it
+   * does, with placeholder `seal_seq`s, and stamped once this transaction holds the head.
    *
    * Read committed (SQLite has one writer and ignores it), so that under MySQL no statement locks
    * rows it only scans.
@@ -168,37 +188,92 @@ export class KyselyStore implements ActivityStore {
       .transaction()
       .setIsolationLevel('read committed')
       .execute(async (trx) => {
-        const returning = await this.#dialect.insertReturning(trx);
-        let head = await lockChainHead(trx, target);
+        const batch: SealedBatch = {
+          trx,
+          activities,
+          leafed,
+          returning: await this.#dialect.insertReturning(trx),
+          sealed: new Set<string>(),
+        };
+        let head = (await this.#dialect.overlapSealedInserts(trx))
+          ? await tryLockChainHead(trx, target)
+          : await lockChainHead(trx, target);
+        if (head === CHAIN_HEAD_BUSY) return this.#insertBehindHead(batch, target);
         const sealedAt = new Date();
-        const sealed = new Set<string>();
         let inserted = 0;
         for (let start = 0; start < activities.length; ) {
-          const chunk = this.#insertChunk(activities, start, { rows: leafed, seq: (head?.seq ?? 0) + 1 });
-          const text = this.#insertSql(chunk.rows, returning ? 'returning' : 'sealed');
-          const result = await trx.executeQuery<{ id: string; seal_salt: string | null }>(
-            CompiledQuery.raw(text, chunk.parameters),
-          );
-          const stored = returning ? result.rows : await this.#saltsOf(trx, chunk.ids);
-          const rows: LeafedActivity[] = [];
-          for (const row of stored) {
-            const candidate = leafed.get(row.id);
-            // An id repeated in the batch comes back (MariaDB, the lookup) with this insert's
-            // salt once it is stored; only its first statement seals it.
-            if (candidate === undefined || sealed.has(row.id) || candidate.saltHex !== row.seal_salt)
-              continue;
-            sealed.add(row.id);
-            rows.push(candidate);
-          }
-          if (rows.length > 0) {
-            head = sealOver(head, rows, sealedAt);
+          const chunk = await this.#insertSealedChunk(batch, start, (head?.seq ?? 0) + 1);
+          if (chunk.rows.length > 0) {
+            head = sealOver(head, chunk.rows, sealedAt);
             await insertSeal(trx, target, head, this.#seal.erasableFields);
-            inserted += rows.length;
+            inserted += chunk.rows.length;
           }
           start = chunk.end;
         }
         return inserted;
       });
+  }
+
+  /**
+   * The sealed insert while another transaction holds the chain head: every chunk is written
+   * with a placeholder `seal_seq` of its own, then the head is locked (waiting for the holder to
+   * commit) and each chunk's rows are stamped with their seal as it is appended. A stamp that
+   * finds other than the rows its INSERT stored fails the transaction, so nothing of the batch
+   * is stored half-sealed.
+   */
+  async #insertBehindHead(batch: SealedBatch, target: SealTarget): Promise<number> {
+    const pending: { placeholder: number; rows: LeafedActivity[] }[] = [];
+    for (let start = 0; start < batch.activities.length; ) {
+      const placeholder = -randomInt(1, PLACEHOLDER_RANGE);
+      const chunk = await this.#insertSealedChunk(batch, start, placeholder);
+      if (chunk.rows.length > 0) pending.push({ placeholder, rows: chunk.rows });
+      start = chunk.end;
+    }
+    if (pending.length === 0) return 0;
+    let head = await lockChainHead(batch.trx, target);
+    const sealedAt = new Date();
+    let inserted = 0;
+    for (const { placeholder, rows } of pending) {
+      head = sealOver(head, rows, sealedAt);
+      const stamped = await stampPlaceholder(batch.trx, target, placeholder, head.seq);
+      if (stamped !== rows.length) {
+        throw new ActivityLogError(
+          'STORE_FAILED',
+          `sealing ${this.#table}: seal ${head.seq} stamped ${stamped} rows, not the ${rows.length} its INSERT stored; the batch was not stored`,
+        );
+      }
+      await insertSeal(batch.trx, target, head, this.#seal.erasableFields);
+      inserted += rows.length;
+    }
+    return inserted;
+  }
+
+  /**
+   * One INSERT of the rows from `start` with `seal_seq` = `seq`, and those of them it stored that
+   * no earlier statement of the batch sealed.
+   */
+  async #insertSealedChunk(
+    batch: SealedBatch,
+    start: number,
+    seq: number,
+  ): Promise<{ end: number; rows: LeafedActivity[] }> {
+    const { trx, leafed, returning, sealed } = batch;
+    const chunk = this.#insertChunk(batch.activities, start, { rows: leafed, seq });
+    const text = this.#insertSql(chunk.rows, returning ? 'returning' : 'sealed');
+    const result = await trx.executeQuery<{ id: string; seal_salt: string | null }>(
+      CompiledQuery.raw(text, chunk.parameters),
+    );
+    const stored = returning ? result.rows : await this.#saltsOf(trx, chunk.ids);
+    const rows: LeafedActivity[] = [];
+    for (const row of stored) {
+      const candidate = leafed.get(row.id);
+      // An id repeated in the batch comes back (MariaDB, the lookup) with this insert's salt once
+      // it is stored; only its first statement seals it.
+      if (candidate === undefined || sealed.has(row.id) || candidate.saltHex !== row.seal_salt) continue;
+      sealed.add(row.id);
+      rows.push(candidate);
+    }
+    return { end: chunk.end, rows };
   }
 
   /**

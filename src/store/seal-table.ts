@@ -14,8 +14,13 @@ import type { StoreDialect } from './store-dialect.js';
  * chains to the genesis hash). A sealing transaction first locks it ({@link lockChainHead}), so
  * concurrent writers queue there, once per transaction and never per row; the holder then reads
  * the head with a locking read, which sees the newest committed seal under any isolation level.
- * A sealed insert takes the head before its INSERT, so each row is written with its `seal_seq`
- * and never rewritten: an UPDATE stamping the rows afterwards costs as much as the INSERT.
+ * A sealed insert takes the head before its INSERT when it is free, so each row is written with
+ * its `seal_seq` and never rewritten. When another writer holds it, on MariaDB and MySQL the
+ * insert writes its rows with a placeholder `seal_seq` meanwhile and stamps them once it holds
+ * the head ({@link tryLockChainHead}, {@link stampPlaceholder}): InnoDB rewrites the one column
+ * and its index entry in about a quarter of the INSERT's time, and that stamp, the seal and the
+ * commit are all that writers then do one at a time. On PostgreSQL a stamp writes a new version
+ * of each row into every index, as dear as the INSERT, so writers there take the head first.
  * Locking the newest seal itself would not do: a writer waiting for it reads that seal again once
  * it is released, not the one appended meanwhile, and would append a duplicate `seq`. On SQLite a
  * transaction that has written holds the database's only write lock, so no lock clause is needed.
@@ -154,20 +159,50 @@ export async function lockChainHead(trx: Kysely<ActivityDatabase>, target: SealT
   const seals = sql.table(sealsTable(target.table));
   const seq = sql.id('seq');
   const lockAnchor = () => sql`UPDATE ${seals} SET ${seq} = ${seq} WHERE ${seq} = 0`.execute(trx);
-  const readHead = async () =>
-    (
-      await sql<SealRow>`SELECT * FROM ${seals} WHERE ${seq} = 0 OR ${seq} = (SELECT MAX(${seq}) FROM ${seals})
-        ORDER BY ${seq} DESC ${sql.raw(dialect.lockRowsClause)}`.execute(trx)
-    ).rows.map((row) => decodeSealRow(row, dialect));
   await lockAnchor();
-  let rows = await readHead();
+  let rows = await readLockedHead(trx, target);
   if (!rows.some((row) => row.seq === 0)) {
     await insertSealRow(trx, target, GENESIS_ROW, dialect.skipDuplicateKeyClause('seq'));
     await lockAnchor();
-    rows = await readHead();
+    rows = await readLockedHead(trx, target);
   }
   const head = rows[0];
   return head === undefined || head.seq === 0 ? null : head;
+}
+
+/** What {@link tryLockChainHead} answers while another transaction holds the chain head. */
+export const CHAIN_HEAD_BUSY = Symbol('chain head busy');
+
+/**
+ * Locks the chain head like {@link lockChainHead} if no other transaction holds it, without
+ * waiting: `FOR UPDATE SKIP LOCKED` passes over an anchor that is held, and then this answers
+ * {@link CHAIN_HEAD_BUSY} holding nothing. A missing anchor also answers busy; the
+ * {@link lockChainHead} that follows puts it back. Only where the dialect answers `SKIP LOCKED`
+ * (see `StoreDialect.overlapSealedInserts`).
+ */
+export async function tryLockChainHead(
+  trx: Kysely<ActivityDatabase>,
+  target: SealTarget,
+): Promise<Seal | null | typeof CHAIN_HEAD_BUSY> {
+  const seq = sql.id('seq');
+  const anchor =
+    await sql`SELECT ${seq} FROM ${sql.table(sealsTable(target.table))} WHERE ${seq} = 0 FOR UPDATE SKIP LOCKED`.execute(
+      trx,
+    );
+  if (anchor.rows.length === 0) return CHAIN_HEAD_BUSY;
+  const head = (await readLockedHead(trx, target))[0];
+  return head === undefined || head.seq === 0 ? null : head;
+}
+
+/** The anchor and the newest seal, newest first, read with the dialect's lock clause. */
+async function readLockedHead(trx: Kysely<ActivityDatabase>, target: SealTarget): Promise<Seal[]> {
+  const { dialect } = target;
+  const seals = sql.table(sealsTable(target.table));
+  const seq = sql.id('seq');
+  const { rows } =
+    await sql<SealRow>`SELECT * FROM ${seals} WHERE ${seq} = 0 OR ${seq} = (SELECT MAX(${seq}) FROM ${seals})
+        ORDER BY ${seq} DESC ${sql.raw(dialect.lockRowsClause)}`.execute(trx);
+  return rows.map((row) => decodeSealRow(row, dialect));
 }
 
 /**
@@ -195,6 +230,25 @@ export function sealedErasableFields(row: Pick<SealRow, 'erasable_fields'>): rea
   const text = row.erasable_fields;
   if (text === null || text === undefined) return null;
   return text === '' ? [] : (text.split(',') as ErasableField[]);
+}
+
+/**
+ * Stamps the rows a statement of this transaction stored with `seal_seq` = `placeholder` (a
+ * negative number no seal has) with the seal that closes them, through `idx_seal_seq`, and
+ * answers how many it stamped. A placeholder is never committed: the transaction that wrote it
+ * stamps it before it ends or rolls back.
+ */
+export async function stampPlaceholder(
+  trx: Kysely<ActivityDatabase>,
+  target: SealTarget,
+  placeholder: number,
+  seq: number,
+): Promise<number> {
+  const result =
+    await sql`UPDATE ${sql.table(target.table)} SET ${sql.id('seal_seq')} = ${seq} WHERE ${sql.id(
+      'seal_seq',
+    )} = ${placeholder}`.execute(trx);
+  return Number(result.numAffectedRows ?? 0n);
 }
 
 /** Stamps rows already stored with the seal that closes them. */

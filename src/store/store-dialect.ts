@@ -56,6 +56,16 @@ export interface StoreDialect {
    * stored; without it the store looks them up in the same transaction.
    */
   insertReturning(db: Kysely<ActivityDatabase>): Promise<boolean>;
+  /**
+   * Whether a sealed insert that finds the chain head held by another writer may store its rows
+   * first and stamp their `seal_seq` once it holds the head, so that its INSERT runs beside the
+   * holder's instead of after it. True on MariaDB from 10.6 and MySQL from 8.0: they answer
+   * `FOR UPDATE SKIP LOCKED`, and InnoDB rewrites a stamped row's one column and one index entry.
+   * False on PostgreSQL, where an UPDATE writes a new version of the row into every index (as dear
+   * as the INSERT), and on SQLite, which has one writer. Asked once per store, like
+   * {@link insertReturning}.
+   */
+  overlapSealedInserts(db: Kysely<ActivityDatabase>): Promise<boolean>;
   encodeTimestamp(date: Date): string;
   decodeTimestamp(value: unknown): Date;
   readonly schema: DialectSchema;

@@ -146,6 +146,29 @@ function batch(count: number, offset = 0): Activity[] {
   return builtActivities(count, offset);
 }
 
+/** The sealing transaction waiting for a lock: its statement and (MariaDB) the rows it has written. */
+async function waitForLockWait(
+  admin: Admin,
+  table: string,
+  mariadb: boolean,
+): Promise<{ query: string; rowsModified: number }> {
+  for (let attempt = 0; attempt < 40; attempt++) {
+    const rows = mariadb
+      ? await admin.rows<{ query: string | null; rows_modified: number | string }>(
+          `SELECT trx_query AS query, trx_rows_modified AS rows_modified FROM information_schema.innodb_trx WHERE trx_state = 'LOCK WAIT'`,
+        )
+      : await admin.rows<{ query: string | null; rows_modified: number }>(
+          `SELECT query, 0 AS rows_modified FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()`,
+        );
+    const waiting = rows.find((row) => row.query?.includes(`${table}_seals`));
+    if (waiting !== undefined)
+      return { query: waiting.query!.trim(), rowsModified: Number(waiting.rows_modified) };
+    // MariaDB refreshes innodb_trx only when it was not read for 100 ms.
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error('no sealing transaction started waiting for the chain head within 10 s');
+}
+
 for (const target of TARGETS) {
   const available = target.service === undefined || (await serviceAvailable(target.service));
   // Queue workers are separate processes: SQLite's one writer per file is not what they are for.
@@ -303,6 +326,33 @@ for (const target of TARGETS) {
       expect(await sealCounts(sealed)).toEqual(Array(10).fill(20));
       expect(await verify(sealed.config)).toMatchObject({ intact: true, rows: 200, seals: 10 });
     });
+
+    if (target.service !== undefined) {
+      const overlaps = target.service === MARIADB_TARGET.service;
+      test(`a writer that finds the chain head held ${
+        overlaps ? 'writes its rows meanwhile and stamps them' : 'waits for it before its INSERT'
+      }, then seals after the holder`, async ({ defer }) => {
+        const sealed = await sealedTable(defer);
+        await sealed.store.insertMany(batch(5));
+        const holder = await target.connect(sealed.table);
+        defer(() => holder.close());
+        await holder.exec('BEGIN');
+        await holder.rows(`SELECT seq FROM ${sealed.sealsTable} WHERE seq = 0 FOR UPDATE`);
+        const writing = sealed.store.insertMany(batch(30, 5));
+        const waiting = await waitForLockWait(sealed.admin, sealed.table, overlaps);
+        expect(waiting.query).toMatch(/^UPDATE\s+\S*_seals/);
+        // On MariaDB the rows are stored (with a placeholder seal_seq) before the wait.
+        if (overlaps) expect(waiting.rowsModified).toBeGreaterThanOrEqual(30);
+        await holder.exec('COMMIT');
+        expect(await writing).toBe(30);
+        expect(await sealCounts(sealed)).toEqual([5, 30]);
+        const negative = await sealed.admin.rows<{ n: number | string }>(
+          `SELECT COUNT(*) AS n FROM ${sealed.rowsTable} WHERE seal_seq < 0 OR seal_seq IS NULL`,
+        );
+        expect(Number(negative[0]!.n)).toBe(0);
+        expect(await verify(sealed.config)).toMatchObject({ intact: true, rows: 35, seals: 2 });
+      });
+    }
 
     test('verify while a writer appends seals finds the chain intact, reading up to the head it saw', async ({
       defer,

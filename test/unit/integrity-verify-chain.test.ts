@@ -15,7 +15,7 @@ import {
   type StoredSealedRow,
   verifyChain,
 } from '../../src/integrity/verify-chain.js';
-import { returnsInsertedRows } from '../../src/store/mysql/mysql-dialect.js';
+import { returnsInsertedRows, skipsLockedRows } from '../../src/store/mysql/mysql-dialect.js';
 import { builtActivities } from '../helpers/activity-factory.js';
 
 const ERASABLE = checkErasableFields(DEFAULT_ERASABLE_FIELDS);
@@ -203,6 +203,18 @@ describe('INSERT … RETURNING by server version', () => {
     expect(returnsInsertedRows('10.4.32-MariaDB')).toBe(false);
     expect(returnsInsertedRows('11.4.2-MariaDB')).toBe(true);
     expect(returnsInsertedRows('8.0.36')).toBe(false);
+  });
+});
+
+describe('SKIP LOCKED by server version', () => {
+  it('is there on MariaDB from 10.6 and MySQL from 8.0', () => {
+    expect(skipsLockedRows('10.11.19-MariaDB-0+deb12u1')).toBe(true);
+    expect(skipsLockedRows('10.6.0-MariaDB')).toBe(true);
+    expect(skipsLockedRows('10.5.23-MariaDB')).toBe(false);
+    expect(skipsLockedRows('11.4.2-MariaDB')).toBe(true);
+    expect(skipsLockedRows('8.0.36')).toBe(true);
+    expect(skipsLockedRows('5.7.44')).toBe(false);
+    expect(skipsLockedRows('unknown')).toBe(false);
   });
 });
 

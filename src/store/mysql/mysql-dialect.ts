@@ -1,7 +1,7 @@
-import { CompiledQuery, MysqlDialect, sql } from 'kysely';
+import { CompiledQuery, type Kysely, MysqlDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/config.js';
 import type { StoreCapabilities } from '../activity-store.js';
-import { INSERT_COLUMN_COUNT } from '../activity-table.js';
+import { type ActivityDatabase, INSERT_COLUMN_COUNT } from '../activity-table.js';
 import { waitForMigrationLock } from '../migrations/wait-for-migration-lock.js';
 import { fromSqlTimestamp, toSqlTimestamp } from '../sql-timestamp.js';
 import type { StoreDialect } from '../store-dialect.js';
@@ -33,7 +33,13 @@ const MAX_INSERT_CHARS = 2 * 1024 * 1024;
 export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
   const server = `MySQL at ${config.host}:${config.port}/${config.database}`;
   const quote = (name: string) => `\`${name.replaceAll('`', '``')}\``;
-  let insertReturning: Promise<boolean> | undefined;
+  let version: Promise<string> | undefined;
+  const serverVersion = (db: Kysely<ActivityDatabase>) => {
+    version ??= sql<{ version: string }>`SELECT VERSION() AS version`
+      .execute(db)
+      .then(({ rows }) => String(rows[0]?.version ?? ''));
+    return version;
+  };
   return {
     capabilities: MYSQL_CAPABILITIES,
     createKyselyDialect: () =>
@@ -58,12 +64,8 @@ export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
     skipDuplicateIdClause: 'ON DUPLICATE KEY UPDATE `id` = `id`',
     skipDuplicateKeyClause: (column) => `ON DUPLICATE KEY UPDATE ${quote(column)} = ${quote(column)}`,
     lockRowsClause: 'FOR UPDATE',
-    insertReturning: (db) => {
-      insertReturning ??= sql<{ version: string }>`SELECT VERSION() AS version`
-        .execute(db)
-        .then(({ rows }) => returnsInsertedRows(String(rows[0]?.version ?? '')));
-      return insertReturning;
-    },
+    insertReturning: (db) => serverVersion(db).then(returnsInsertedRows),
+    overlapSealedInserts: (db) => serverVersion(db).then(skipsLockedRows),
     encodeTimestamp: toSqlTimestamp,
     decodeTimestamp: fromSqlTimestamp,
     schema: Object.freeze({
@@ -118,4 +120,14 @@ export function returnsInsertedRows(version: string): boolean {
   if (match === null || !/mariadb/i.test(version)) return false;
   const major = Number(match[1]);
   return major > 10 || (major === 10 && Number(match[2]) >= 5);
+}
+
+/** `SELECT … FOR UPDATE SKIP LOCKED`: MariaDB from 10.6 (`10.11.6-MariaDB`), MySQL from 8.0 (`8.0.36`). */
+export function skipsLockedRows(version: string): boolean {
+  const match = /^(\d+)\.(\d+)/.exec(version);
+  if (match === null) return false;
+  const major = Number(match[1]);
+  const minor = Number(match[2]);
+  if (/mariadb/i.test(version)) return major > 10 || (major === 10 && minor >= 6);
+  return major >= 8;
 }

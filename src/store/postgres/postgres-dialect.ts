@@ -37,6 +37,7 @@ export function createPostgresDialect(config: DatabaseConfig): StoreDialect {
     // A row lock, so concurrent writers wait for the one holding it.
     lockRowsClause: 'FOR UPDATE',
     insertReturning: async () => true,
+    overlapSealedInserts: async () => false,
     encodeTimestamp: (date) => date.toISOString(),
     decodeTimestamp: (value) => (value instanceof Date ? value : new Date(String(value))),
     schema: Object.freeze({

@@ -39,6 +39,7 @@ export function createSqliteDialect(config: DatabaseConfig): StoreDialect {
     // A write transaction holds the database's one write lock from its first write on.
     lockRowsClause: '',
     insertReturning: async () => true,
+    overlapSealedInserts: async () => false,
     encodeTimestamp: toSqlTimestamp,
     decodeTimestamp: fromSqlTimestamp,
     schema: Object.freeze({
