@@ -72,6 +72,9 @@ interface SealedBatch {
   readonly sealed: Set<string>;
 }
 
+/** Times a sealed insert runs when the server keeps choosing it to break a deadlock. */
+const DEADLOCK_ATTEMPTS = 5;
+
 /** Placeholder `seal_seq`s are drawn from -1 down to -(2^47 - 1), never a seal's. */
 const PLACEHOLDER_RANGE = 2 ** 47;
 
@@ -184,6 +187,23 @@ export class KyselyStore implements ActivityStore {
   async #insertSealed(activities: readonly Activity[]): Promise<number> {
     const target: SealTarget = { table: this.#table, dialect: this.#dialect };
     const leafed = await this.#leaves(activities);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#sealedTransaction(activities, leafed, target);
+      } catch (error) {
+        // Two writers storing the same rows at once (a replay racing its original) can deadlock
+        // when one holds the head and waits for a row the other stored while waiting for the
+        // head; the server rolls one back, which then runs again and finds those rows stored.
+        if (attempt >= DEADLOCK_ATTEMPTS || !this.#dialect.isDeadlock(error)) throw error;
+      }
+    }
+  }
+
+  #sealedTransaction(
+    activities: readonly Activity[],
+    leafed: LeafedRows,
+    target: SealTarget,
+  ): Promise<number> {
     return this.#db
       .transaction()
       .setIsolationLevel('read committed')

@@ -80,6 +80,8 @@ export interface StoreDialect {
   ): Promise<T>;
   /** Driver error → coded error; an {@link ActivityLogError} passes through unchanged. */
   mapError(error: unknown): ActivityLogError;
+  /** Whether a driver error says the server rolled the transaction back to break a deadlock. */
+  isDeadlock(error: unknown): boolean;
   /** How the activity table is partitioned by `created_at`; absent where it cannot be (SQLite). */
   readonly partitions?: PartitionDialect;
 }

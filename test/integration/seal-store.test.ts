@@ -354,6 +354,28 @@ for (const target of TARGETS) {
       });
     }
 
+    if (target.service !== undefined) {
+      test('writers storing the same rows at once (replays racing) store each once, all succeeding, in one chain', async ({
+        defer,
+      }) => {
+        const sealed = await sealedTable(defer);
+        const others = [createStore(sealed.config.database), createStore(sealed.config.database)];
+        defer(() => Promise.all(others.map((store) => store.close())));
+        let reported = 0;
+        for (let round = 0; round < 12; round++) {
+          const rows = batch(120, round * 120);
+          const results = await Promise.all([
+            sealed.store.insertMany(rows),
+            others[0]!.insertMany([...rows].reverse()),
+            others[1]!.insertMany(rows.slice(40)),
+          ]);
+          reported += results.reduce((sum, n) => sum + n, 0);
+        }
+        expect(reported).toBe(12 * 120);
+        expect(await verify(sealed.config)).toMatchObject({ intact: true, rows: 12 * 120, unsealedRows: 0 });
+      });
+    }
+
     test('verify while a writer appends seals finds the chain intact, reading up to the head it saw', async ({
       defer,
     }) => {

@@ -2,6 +2,7 @@ import { CompiledQuery, type Kysely, MysqlDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/config.js';
 import type { StoreCapabilities } from '../activity-store.js';
 import { type ActivityDatabase, INSERT_COLUMN_COUNT } from '../activity-table.js';
+import { driverErrorFields } from '../driver-error.js';
 import { waitForMigrationLock } from '../migrations/wait-for-migration-lock.js';
 import { fromSqlTimestamp, toSqlTimestamp } from '../sql-timestamp.js';
 import type { StoreDialect } from '../store-dialect.js';
@@ -24,6 +25,8 @@ export const MYSQL_CAPABILITIES: StoreCapabilities = Object.freeze({
  * bytes and escaping doubles some: 2 Mi characters is at most 12 MiB.
  */
 const MAX_INSERT_CHARS = 2 * 1024 * 1024;
+
+const ER_LOCK_DEADLOCK = 1213;
 
 /**
  * MariaDB (10.2+) and MySQL (8+) through mysql2: a pool sized and timed from the config, UTC
@@ -110,6 +113,7 @@ export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
         }
       }),
     mapError: (error) => mapMysqlError(error, server),
+    isDeadlock: (error) => driverErrorFields(error).errno === ER_LOCK_DEADLOCK,
     partitions: MYSQL_PARTITIONS,
   };
 }

@@ -2,6 +2,7 @@ import { PostgresDialect, sql } from 'kysely';
 import type { DatabaseConfig } from '../../config/config.js';
 import type { StoreCapabilities } from '../activity-store.js';
 import { INSERT_COLUMN_COUNT } from '../activity-table.js';
+import { driverErrorFields } from '../driver-error.js';
 import { waitForMigrationLock } from '../migrations/wait-for-migration-lock.js';
 import type { StoreDialect } from '../store-dialect.js';
 import { mapPostgresError } from './postgres-errors.js';
@@ -78,6 +79,7 @@ export function createPostgresDialect(config: DatabaseConfig): StoreDialect {
         return migrate(transaction);
       }),
     mapError: (error) => mapPostgresError(error, server),
+    isDeadlock: (error) => driverErrorFields(error).code === '40P01', // deadlock_detected
     partitions: POSTGRES_PARTITIONS,
   };
 }

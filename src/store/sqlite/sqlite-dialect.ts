@@ -79,5 +79,7 @@ export function createSqliteDialect(config: DatabaseConfig): StoreDialect {
         }
       }),
     mapError: (error) => mapSqliteError(error, server),
+    // One writer at a time: a transaction waits for the lock or fails busy, never deadlocks.
+    isDeadlock: () => false,
   };
 }
