@@ -19,6 +19,11 @@ import type { CapturedTransaction, RowChange, RowImage } from '../row-change.js'
  * the server has GTIDs, else `file:<binlog file>:<offset>` (the end of the commit event). A
  * transaction's activity ids derive from its GTID (else its file and commit offset), so a
  * transaction read again after a reconnect in its middle gets the same ids.
+ *
+ * A lost connection (the server restarted, the dump thread killed, the network cut) rejects run()
+ * once the event being handled is done with, and drops what was queued; the runner calls run()
+ * again from the durable position. Without one yet, a run after the first starts where the first
+ * connection started reading (not at the server's end again, which would skip what came between).
  */
 
 export interface MysqlSourceOptions {
@@ -139,6 +144,10 @@ export class MysqlCaptureSource implements CaptureSource {
   #finish: (() => void) | null = null;
   #fail: ((error: unknown) => void) | null = null;
   #handle: ((transaction: CapturedTransaction) => Promise<void>) | null = null;
+  /** Where the first connection started reading, once it did; null before. */
+  #firstReadAt: string | null = null;
+  /** The drain of the current connection's queue, awaited before the next connection reads. */
+  #drained: Promise<void> = Promise.resolve();
 
   constructor(options: MysqlSourceOptions) {
     this.#options = options;
@@ -155,8 +164,7 @@ export class MysqlCaptureSource implements CaptureSource {
   }
 
   async open(): Promise<void> {
-    const side = await mysql.createConnection(connectionOptionsOf(this.#options.url));
-    this.#side = side;
+    const side = await this.#connectSide();
     try {
       const [rows] = await side.query('SELECT @@server_id AS id, @@hostname AS host, VERSION() AS version');
       const row = (rows as Record<string, unknown>[])[0] ?? {};
@@ -176,37 +184,72 @@ export class MysqlCaptureSource implements CaptureSource {
     }
   }
 
+  /** The catalog connection, made again when it was lost (the next query after it broke). */
+  async #connectSide(): Promise<mysql.Connection> {
+    const side = await mysql.createConnection(connectionOptionsOf(this.#options.url));
+    side.on('error', () => {
+      if (this.#side === side) this.#side = null;
+      side.destroy();
+    });
+    this.#side = side;
+    return side;
+  }
+
+  async #sideQuery(sql: string, params: unknown[] = []): Promise<unknown> {
+    const side = this.#side ?? (await this.#connectSide());
+    try {
+      const [rows] = await side.query(sql, params);
+      return rows;
+    } catch (error) {
+      if ((error as { fatal?: boolean }).fatal === true && this.#side === side) {
+        this.#side = null;
+        side.destroy();
+      }
+      throw error;
+    }
+  }
+
   /** The server settings, checked before anything is read. */
   async assertSettings(): Promise<void> {
-    await assertRowBinlog(async (sql) => {
-      const [rows] = await this.#side!.query(sql);
-      return rows as Record<string, unknown>[];
-    });
+    await assertRowBinlog(async (sql) => (await this.#sideQuery(sql)) as Record<string, unknown>[]);
   }
 
-  run(from: string | null, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void> {
-    return this.runFrom(
-      from === null ? (this.#options.startWithoutPosition ?? 'now') : { saved: from },
-      handle,
-    );
+  async run(from: string | null, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void> {
+    const saved = from ?? this.#firstReadAt;
+    return this.runFrom(saved === null ? (this.#options.startWithoutPosition ?? 'now') : { saved }, handle);
   }
 
-  runFrom(start: MysqlStart, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void> {
-    if (this.#stopping) return Promise.resolve();
+  async runFrom(
+    start: MysqlStart,
+    handle: (transaction: CapturedTransaction) => Promise<void>,
+  ): Promise<void> {
+    // What the last connection queued or had open is read again from `start`.
+    await this.#drained;
+    this.#queue.length = 0;
+    this.#open = null;
+    this.#paused = false;
+    this.#handed = this.#durable;
+    if (this.#stopping) return;
     this.#handle = handle;
-    return new Promise<void>((resolve, reject) => {
+    const reading = new Promise<void>((resolve, reject) => {
       this.#finish = resolve;
       this.#fail = reject;
       const zongji = new ZongJi(connectionOptionsOf(this.#options.url)) as unknown as ZongJiInstance;
       this.#zongji = zongji;
-      zongji.on('binlog', (event: ZongJiEvent) => this.#enqueue(event));
+      zongji.on('binlog', (event: ZongJiEvent) => {
+        if (this.#zongji === zongji) this.#enqueue(event);
+      });
+      zongji.on('ready', () => {
+        if (this.#firstReadAt !== null) return;
+        const gtids = zongji.gtidSet;
+        this.#firstReadAt =
+          gtids !== undefined && gtids !== ''
+            ? `gtid:${gtids}`
+            : `file:${zongji.options.filename ?? ''}:${zongji.options.position ?? 4}`;
+      });
       zongji.on('error', (error: Error) => {
-        if (this.#stopping) return;
-        reject(
-          new ActivityLogError('CAPTURE_STREAM_FAILED', `the binary log stream failed: ${error.message}`, {
-            cause: error,
-          }),
-        );
+        if (this.#stopping || this.#zongji !== zongji) return;
+        reject(binlogError(error));
       });
       const tables = [...this.#options.tables.map((name) => name.split('.').at(-1)!), CAPTURE_CONTEXT_TABLE];
       zongji.start({
@@ -225,6 +268,14 @@ export class MysqlCaptureSource implements CaptureSource {
         ...startOptions(start),
       });
     });
+    try {
+      await reading;
+    } finally {
+      const zongji = this.#zongji;
+      this.#zongji = null;
+      this.#queue.length = 0;
+      zongji?.stop();
+    }
   }
 
   confirm(position: string): void {
@@ -238,11 +289,10 @@ export class MysqlCaptureSource implements CaptureSource {
   }
 
   async lag(): Promise<SourceLag> {
-    const side = this.#side;
     const file = this.#zongji?.options.filename;
     const offset = this.#zongji?.options.position;
-    if (side === null || file === undefined || offset === undefined) return { bytes: 0, retainedBytes: 0 };
-    const [logs] = await side.query('SHOW BINARY LOGS');
+    if (file === undefined || offset === undefined) return { bytes: 0, retainedBytes: 0 };
+    const logs = await this.#sideQuery('SHOW BINARY LOGS');
     let behind = 0;
     let retained = 0;
     let past = false;
@@ -278,13 +328,14 @@ export class MysqlCaptureSource implements CaptureSource {
       this.#paused = true;
       this.#zongji?.connection?.pause();
     }
-    if (!this.#draining) void this.#drain();
+    if (!this.#draining) this.#drained = this.#drain();
   }
 
   async #drain(): Promise<void> {
     this.#draining = true;
+    const zongji = this.#zongji;
     try {
-      while (this.#queue.length > 0 && !this.#stopping) {
+      while (this.#queue.length > 0 && !this.#stopping && this.#zongji === zongji) {
         const { event, resume } = this.#queue.shift()!;
         await this.#onEvent(event, resume);
         if (this.#paused && this.#queue.length <= QUEUE_RESUME_AT) {
@@ -393,7 +444,7 @@ export class MysqlCaptureSource implements CaptureSource {
     const key = `${schema}.${table}`;
     const known = this.#primaryKeys.get(key);
     if (known !== undefined) return known;
-    const [rows] = await this.#side!.query(
+    const rows = await this.#sideQuery(
       `SELECT COLUMN_NAME AS name FROM information_schema.KEY_COLUMN_USAGE
         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`,
       [schema, table],
@@ -417,6 +468,34 @@ function transactionOf(
     changes: open.changes,
     firstIndex: open.firstIndex,
   };
+}
+
+/**
+ * Server errors that reading again cannot heal (error 1236: the position was purged from the
+ * binary log or is not in it; access denied; a table whose columns changed past what the binary
+ * log describes), as one line; any other failure is a lost connection, read again.
+ */
+function binlogError(error: Error): ActivityLogError {
+  const errno = (error as { errno?: unknown }).errno;
+  const unhealable =
+    errno === 1236 ||
+    errno === 1045 ||
+    errno === 1227 ||
+    errno === 1049 ||
+    /schema changed between binlog event and metadata fetch|Insufficient permissions/i.test(error.message);
+  if (unhealable) {
+    const hint = /schema changed/i.test(error.message)
+      ? ' (set binlog_row_metadata=FULL so that each event names its own columns)'
+      : '';
+    return new ActivityLogError(
+      'CAPTURE_SOURCE_UNSUITABLE',
+      `the binary log cannot be read from here: ${error.message}${hint}`,
+      { cause: error },
+    );
+  }
+  return new ActivityLogError('CAPTURE_STREAM_FAILED', `the binary log stream failed: ${error.message}`, {
+    cause: error,
+  });
 }
 
 function startOptions(start: MysqlStart): Record<string, unknown> {
