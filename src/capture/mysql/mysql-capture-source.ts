@@ -7,7 +7,7 @@ import {
   type TransactionTag,
 } from '../../core/transaction-tag.js';
 import type { CaptureSource, SourceLag } from '../capture-source.js';
-import type { CapturedTransaction, RowChange, RowImage } from '../row-change.js';
+import { type CapturedTransaction, type RowChange, type RowImage, truncationOf } from '../row-change.js';
 
 /*
  * @vlasky/zongji (0.9) reads the binary log over mysql2 and decodes MariaDB 10.11's and MySQL 8's
@@ -41,6 +41,8 @@ export interface MysqlSourceOptions {
 
 interface OpenTransaction {
   readonly position: string;
+  /** MariaDB flagged the transaction as one statement (DDL): it has no commit event. */
+  readonly standalone: boolean;
   commitTime: Date;
   tag: TransactionTag | null;
   changes: RowChange[];
@@ -50,6 +52,11 @@ interface OpenTransaction {
 /** How the stream starts: after a saved position, at the server's end, or from all it kept. */
 export type MysqlStart = { readonly saved: string } | 'now' | 'earliest';
 
+/** Statements that change tables rather than rows: each is a binary log transaction of its own. */
+const DDL = /^\s*(?:\/\*.*?\*\/\s*)*(?:TRUNCATE|ALTER|CREATE|DROP|RENAME|OPTIMIZE|REPAIR)\b/is;
+/** `TRUNCATE [TABLE] [db.]name`, names quoted or not. */
+const TRUNCATE = /^\s*(?:\/\*.*?\*\/\s*)*TRUNCATE\s+(?:TABLE\s+)?(?:(`?)([^`.\s]+)\1\.)?`?([^`\s;]+)`?/is;
+
 const QUEUE_PAUSE_AT = 2000;
 const QUEUE_RESUME_AT = 200;
 
@@ -58,10 +65,14 @@ interface ZongJiEvent {
   timestamp: number;
   nextPosition: number;
   gtid?: string;
+  /** MariaDB's GTID event: the transaction is one statement without a commit event (DDL). */
+  standalone?: boolean;
   tableId?: number;
   tableMap?: Record<number, { parentSchema: string; tableName: string }>;
   rows?: unknown[];
   query?: string;
+  /** The default database of a query event. */
+  schema?: string;
   primaryKey?: number[];
   columnNames?: string[];
 }
@@ -360,6 +371,7 @@ export class MysqlCaptureSource implements CaptureSource {
       case 'query':
         if (event.query === 'BEGIN') this.#begin(event);
         else if (event.query === 'COMMIT') await this.#commit(event, resume);
+        else if (this.#endsTransaction(event.query ?? '')) await this.#schemaChange(event, resume);
         return;
       case 'xid':
         await this.#commit(event, resume);
@@ -378,6 +390,7 @@ export class MysqlCaptureSource implements CaptureSource {
     // A GTID names the transaction; without GTIDs (MySQL gtid_mode=OFF) the commit offset does.
     this.#open = {
       position: event.gtid ?? '',
+      standalone: event.standalone === true,
       commitTime: new Date(event.timestamp),
       tag: null,
       changes: [],
@@ -437,6 +450,38 @@ export class MysqlCaptureSource implements CaptureSource {
     const position = open.position || resume;
     await this.#handle!(transactionOf(open, resume, position));
     this.#handed = resume;
+  }
+
+  /**
+   * A DDL statement is a transaction of its own in the binary log (its GTID, then the statement,
+   * no commit event): its end is a position like a commit's. A `TRUNCATE` of a captured table is
+   * recorded as one `truncated` change; the statement's table changes what the primary key is.
+   */
+  async #schemaChange(event: ZongJiEvent, resume: string): Promise<void> {
+    const query = event.query ?? '';
+    if (this.#open === null) this.#begin(event);
+    const truncated = TRUNCATE.exec(query);
+    const schema = truncated?.[2] ?? event.schema ?? '';
+    const table = truncated?.[3];
+    if (table !== undefined && schema === this.#database && this.#captures(table)) {
+      this.#open!.changes.push(truncationOf(schema, table));
+    }
+    this.#primaryKeys.clear();
+    await this.#commit(event, resume);
+  }
+
+  /**
+   * Whether a statement is a transaction by itself: MariaDB flags its GTID standalone; on MySQL
+   * a DDL statement (not on a temporary table) outside any row changes is.
+   */
+  #endsTransaction(query: string): boolean {
+    const open = this.#open;
+    if (open?.standalone === true) return true;
+    return (open === null || open.changes.length === 0) && DDL.test(query) && !/\bTEMPORARY\b/i.test(query);
+  }
+
+  #captures(table: string): boolean {
+    return this.#options.tables.some((name) => name.split('.').at(-1) === table);
   }
 
   /** The primary key's columns, from the catalog, once per table. */

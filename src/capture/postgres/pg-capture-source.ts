@@ -7,7 +7,7 @@ import {
   type TransactionTag,
 } from '../../core/transaction-tag.js';
 import type { CaptureSource, SourceLag } from '../capture-source.js';
-import type { CapturedTransaction, RowChange, RowImage } from '../row-change.js';
+import { type CapturedTransaction, type RowChange, type RowImage, truncationOf } from '../row-change.js';
 import { laterLsn, lsnFromBigInt, lsnToBigInt, normalizeLsn } from './pg-lsn.js';
 
 /*
@@ -305,6 +305,15 @@ export class PostgresCaptureSource implements CaptureSource {
           await handle(transactionOf(open, null));
           open.firstIndex += open.changes.length;
           open.changes = [];
+        }
+        return;
+      }
+      case 'truncate': {
+        const open = this.#open;
+        if (open === null) return;
+        for (const relation of message.relations) {
+          if (this.#options.ignoreTables?.has(`${relation.schema}.${relation.name}`)) continue;
+          open.changes.push(truncationOf(relation.schema, relation.name));
         }
         return;
       }
