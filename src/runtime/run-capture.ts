@@ -223,8 +223,9 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
   const slot = config.capture.slot;
   let startAt: string | null = null;
   let tables = config.capture.tables;
-  if (kind === 'mysql') tables = await prepareMysqlCapture(url, { tables, isOwn: ownTable(config) });
-  else startAt = await preparePostgres(url, slot, options);
+  if (kind === 'mysql') {
+    tables = await prepareMysqlCapture(url, { tables, isOwn: ownTable(config), warn: options.warn });
+  } else startAt = await preparePostgres(url, slot, options);
 
   const positions = new CapturePositionTable(config.database);
   const { activityLog } = composeActivityLog({ config, warn: options.warn });
