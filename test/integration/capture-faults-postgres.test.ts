@@ -6,6 +6,7 @@ import {
   counts,
   insertRange,
   killCaptureDuringLoad,
+  spawnCapture,
   startCapture,
   waitForCount,
 } from '../helpers/capture-scene.js';
@@ -105,6 +106,33 @@ describe.skipIf(!available)('change capture from PostgreSQL: faults', () => {
     const delays = reconnectLines(capture.warnings).map((line) => Number(/in (\d+) ms/.exec(line)![1]));
     expect(delays.length, capture.warnings.join('\n')).toBeGreaterThanOrEqual(3);
     expect(delays.slice(0, 3)).toEqual([100, 200, 400]);
+  });
+
+  it('keeps the capture process running through a cut of the source, with one line per attempt, and exits 0 on SIGTERM after', async ({
+    defer,
+  }) => {
+    const proxy = await FaultProxy.start({ host: POSTGRES.host, port: POSTGRES.port });
+    defer(() => proxy.close());
+    const s = await captureScene('postgres', defer, {
+      sourceUrl: `postgres://postgres@127.0.0.1:${proxy.port}/test`,
+    });
+    const capture = spawnCapture(s, defer);
+    await capture.started;
+    await insertRange(s, 1, 100);
+    await waitForCount(s, 100);
+    proxy.cutConnections();
+    await insertRange(s, 101, 200);
+    await waitForCount(s, 200);
+    capture.child.kill('SIGTERM');
+    expect(await capture.exited, capture.stderr()).toBe(0);
+    expect(await counts(s)).toEqual({ rows: 200, ids: 200, subjects: 200 });
+    const lines = capture.stderr().split('\n');
+    expect(
+      lines.filter((line) =>
+        /^activity-log: capture: .*failed.*; reconnecting in 500 ms \(attempt 1\)/.test(line),
+      ),
+      capture.stderr(),
+    ).toHaveLength(1);
   });
 
   it('gives up with one line when the slot was dropped while it was away', async ({ defer }) => {
