@@ -116,11 +116,20 @@ export class CaptureRunner {
     try {
       let start = from;
       for (;;) {
+        let openedAt: number | null = null;
+        const opened = () => {
+          openedAt = Date.now();
+          if (this.#reconnects > 0) {
+            this.#warn(`capture: the change stream is read again, from ${start ?? 'where the slot stands'}`);
+          }
+        };
         try {
-          await this.#source.run(start, (transaction) => this.#take(transaction));
+          await this.#source.run(start, (transaction) => this.#take(transaction), opened);
           return;
         } catch (error) {
           if (this.#state !== 'streaming' || !isRecoverable(error)) throw error;
+          // A connection that held for a while was a success, even on a source with nothing to send.
+          if (openedAt !== null && Date.now() - openedAt >= STABLE_CONNECTION_MS) this.#reconnects = 0;
           start = await this.#resumeAfter(error, from);
         }
         if (this.#state !== 'streaming') return;
@@ -199,10 +208,7 @@ export class CaptureRunner {
 
   async #take(transaction: CapturedTransaction): Promise<void> {
     if (this.#state !== 'streaming') return;
-    if (this.#reconnects > 0) {
-      this.#warn(`capture: the change stream is read again (${transaction.position})`);
-      this.#reconnects = 0;
-    }
+    this.#reconnects = 0;
     const inputs = activityInputsOf(transaction, this.#mapping);
     if (inputs.length > 0) {
       await this.#logger.logMany(inputs);
@@ -269,6 +275,9 @@ export class CaptureRunner {
     this.#source.confirm(target.position);
   }
 }
+
+/** How long a connection must have held for the next wait to start again from the first. */
+const STABLE_CONNECTION_MS = 10_000;
 
 /** The source's own line for a stream that broke, else the driver's message as the reason. */
 function describeFailure(error: unknown): string {

@@ -225,14 +225,20 @@ export class MysqlCaptureSource implements CaptureSource {
     await assertRowBinlog(async (sql) => (await this.#sideQuery(sql)) as Record<string, unknown>[]);
   }
 
-  async run(from: string | null, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void> {
+  async run(
+    from: string | null,
+    handle: (transaction: CapturedTransaction) => Promise<void>,
+    opened?: () => void,
+  ): Promise<void> {
     const saved = from ?? this.#firstReadAt;
-    return this.runFrom(saved === null ? (this.#options.startWithoutPosition ?? 'now') : { saved }, handle);
+    const start: MysqlStart = saved === null ? (this.#options.startWithoutPosition ?? 'now') : { saved };
+    return this.runFrom(start, handle, opened);
   }
 
   async runFrom(
     start: MysqlStart,
     handle: (transaction: CapturedTransaction) => Promise<void>,
+    opened: () => void = () => undefined,
   ): Promise<void> {
     // What the last connection queued or had open is read again from `start`.
     await this.#drained;
@@ -251,6 +257,7 @@ export class MysqlCaptureSource implements CaptureSource {
         if (this.#zongji === zongji) this.#enqueue(event);
       });
       zongji.on('ready', () => {
+        opened();
         if (this.#firstReadAt !== null) return;
         const gtids = zongji.gtidSet;
         this.#firstReadAt =

@@ -88,7 +88,11 @@ export class PostgresCaptureSource implements CaptureSource {
     this.#streamKey = `postgres:${row.system_identifier}/${row.database}/${this.#options.slot}`;
   }
 
-  async run(from: string | null, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void> {
+  async run(
+    from: string | null,
+    handle: (transaction: CapturedTransaction) => Promise<void>,
+    opened: () => void = () => undefined,
+  ): Promise<void> {
     if (this.#stopping) return;
     // What the last connection read and did not finish is read again from `from`.
     this.#open = null;
@@ -133,6 +137,7 @@ export class PostgresCaptureSource implements CaptureSource {
       handling = handled;
       return handled;
     });
+    service.on('start', () => opened());
     service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) => {
       if (failure !== null) return;
       this.#serverLsn = normalizeLsn(lsn);
