@@ -99,6 +99,8 @@ export class PostgresCaptureSource implements CaptureSource {
     this.#received = 0;
     this.#handled = 0;
     this.#handedLsn = this.#durableLsn;
+    // The last connection's server position may lie past changes it sent and nobody handled.
+    this.#serverLsn = null;
     if (this.#runs++ > 0) await this.#waitUntilSlotIsFree();
     const service = new LogicalReplicationService(
       { connectionString: this.#options.url },
