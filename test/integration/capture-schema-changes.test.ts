@@ -59,7 +59,7 @@ for (const { dialect, name, available } of dialects) {
       expect(rows[4]!.properties.attributes!.status).toBe('again');
     });
 
-    it('names the columns of rows written before an ALTER TABLE … ADD COLUMN as they were, and after it with the new column, when capture reads both later', async ({
+    it('names the columns of rows written before an ALTER TABLE … ADD COLUMN as they were and after it with the new column, whether capture reads them later or as they come', async ({
       defer,
     }) => {
       const s = await captureScene(dialect, defer);
@@ -76,6 +76,11 @@ for (const { dialect, name, available } of dialects) {
       await s.sql(`UPDATE ${t} SET status = 'paid' WHERE id = 2`);
       capture = startCapture(s.config);
       await waitForCount(s, 4);
+      // And while capture is reading: the table it already knows changes under it.
+      await s.sql(`ALTER TABLE ${t} ADD COLUMN size INTEGER`);
+      await s.sql(`INSERT INTO ${t} (id, status, size) VALUES (4, 'new', 9)`);
+      await s.sql(`UPDATE ${t} SET size = 1 WHERE id = 3`);
+      await waitForCount(s, 6);
       await capture.stop();
 
       const rows = inStreamOrder(await activities(s));
@@ -84,7 +89,18 @@ for (const { dialect, name, available } of dialects) {
         ['created', '2'],
         ['created', '3'],
         ['updated', '2'],
+        ['created', '4'],
+        ['updated', '3'],
       ]);
+      expect(rows[4]!.properties.attributes).toEqual({
+        id: 4,
+        status: 'new',
+        total: null,
+        color: 'red',
+        size: 9,
+      });
+      expect(rows[5]!.properties.attributes).toEqual({ size: 1 });
+      expect(rows[5]!.properties.old).toEqual({ size: null });
       expect(rows[1]!.properties.attributes).toEqual({ id: 2, status: 'new', total: null });
       expect(rows[2]!.properties.attributes).toEqual({ id: 3, status: 'new', total: null, color: 'blue' });
       expect(rows[3]!.properties.attributes).toEqual({ status: 'paid' });
