@@ -82,7 +82,7 @@ export class CaptureRunner {
   #timer: NodeJS.Timeout | null = null;
   #lag: SourceLag | null = null;
   #saveFailing = false;
-  /** Attempts to read again since the stream last broke; 0 once a transaction came through. */
+  /** Attempts to read again since the stream last worked (a transaction came through, a connection held). */
   #reconnects = 0;
   #wakeFromBackoff: (() => void) | null = null;
 
@@ -106,8 +106,8 @@ export class CaptureRunner {
 
   /**
    * Reads until {@link stop}. A stream that breaks (a lost connection, a server restart) is read
-   * again from the last durable position after a wait that doubles up to a cap, and is reset by
-   * the next transaction that comes through; rejects (after saving what is durable) only on an
+   * again from the last durable position after a wait that doubles up to a cap, and starts from
+   * the first wait again once a transaction came through or a connection held; rejects (after saving what is durable) only on an
    * error that waiting cannot heal (the slot dropped, the settings wrong, the position purged).
    */
   async run(from: string | null): Promise<void> {
