@@ -1,4 +1,5 @@
 import type { Activity, LogInput } from '../core/activity.js';
+import { ActivityLogError } from '../core/errors.js';
 import type { CaptureSource, SourceLag } from './capture-source.js';
 import type { CapturedTransaction } from './row-change.js';
 import { activityInputsOf, type CaptureMapping } from './row-change-activity.js';
@@ -25,6 +26,10 @@ export interface CaptureRunnerOptions {
   /** Activities handed over and not yet durable past which reading waits for them (default 5000). */
   readonly maxUndurableActivities?: number;
   readonly warn?: (line: string) => void;
+  /** First wait before reading again after the stream broke (default 500 ms); doubles up to the cap. */
+  readonly reconnectDelayMs?: number;
+  /** Longest wait between two attempts to read again (default 30 s). */
+  readonly maxReconnectDelayMs?: number;
 }
 
 /** What `capture` reports: where it is, how far behind, how fast. */
@@ -64,6 +69,8 @@ export class CaptureRunner {
   readonly #intervalMs: number;
   readonly #maxUndurable: number;
   readonly #warn: (line: string) => void;
+  readonly #reconnectDelayMs: number;
+  readonly #maxReconnectDelayMs: number;
   #state: CaptureStats['state'] = 'starting';
   #handed: Handed | null = null;
   #durable: Handed | null = null;
@@ -75,6 +82,9 @@ export class CaptureRunner {
   #timer: NodeJS.Timeout | null = null;
   #lag: SourceLag | null = null;
   #saveFailing = false;
+  /** Attempts to read again since the stream last worked (a transaction came through, a connection held). */
+  #reconnects = 0;
+  #wakeFromBackoff: (() => void) | null = null;
 
   constructor(options: CaptureRunnerOptions) {
     this.#source = options.source;
@@ -90,14 +100,40 @@ export class CaptureRunner {
     this.#intervalMs = options.checkpointIntervalMs ?? 200;
     this.#maxUndurable = options.maxUndurableActivities ?? 5000;
     this.#warn = options.warn ?? ((line) => process.stderr.write(`${line}\n`));
+    this.#reconnectDelayMs = options.reconnectDelayMs ?? 500;
+    this.#maxReconnectDelayMs = options.maxReconnectDelayMs ?? 30_000;
   }
 
-  /** Reads until {@link stop}; rejects when the stream breaks (after saving what is durable). */
+  /**
+   * Reads until {@link stop}. A stream that breaks (a lost connection, a server restart) is read
+   * again from the last durable position after a wait that doubles up to a cap, and starts from
+   * the first wait again once a transaction came through or a connection held; rejects (after saving what is durable) only on an
+   * error that waiting cannot heal (the slot dropped, the settings wrong, the position purged).
+   */
   async run(from: string | null): Promise<void> {
     if (this.#state !== 'starting') return;
     this.#state = 'streaming';
     try {
-      await this.#source.run(from, (transaction) => this.#take(transaction));
+      let start = from;
+      for (;;) {
+        let openedAt: number | null = null;
+        const opened = () => {
+          openedAt = Date.now();
+          if (this.#reconnects > 0) {
+            this.#warn(`capture: the change stream is read again, from ${start ?? 'where the slot stands'}`);
+          }
+        };
+        try {
+          await this.#source.run(start, (transaction) => this.#take(transaction), opened);
+          return;
+        } catch (error) {
+          if (this.#state !== 'streaming' || !isRecoverable(error)) throw error;
+          // A connection that held for a while was a success, even on a source with nothing to send.
+          if (openedAt !== null && Date.now() - openedAt >= STABLE_CONNECTION_MS) this.#reconnects = 0;
+          start = await this.#resumeAfter(error, from);
+        }
+        if (this.#state !== 'streaming') return;
+      }
     } finally {
       if (this.#timer !== null) clearTimeout(this.#timer);
       this.#timer = null;
@@ -108,10 +144,40 @@ export class CaptureRunner {
     }
   }
 
+  /**
+   * After the stream broke: makes what was handed over durable if it can, forgets what was handed
+   * after the durable position (it is read again, with the same ids), says so in one line, and
+   * waits before the next attempt. Returns where to read from.
+   */
+  async #resumeAfter(error: unknown, from: string | null): Promise<string | null> {
+    await this.#checkpoint().catch(() => undefined);
+    const resume = this.#durable;
+    this.#handed = resume;
+    this.#activities = resume?.activities ?? this.#durableActivities;
+    this.#durableActivities = Math.min(this.#durableActivities, this.#activities);
+    this.#undurable = [];
+    const delayMs = Math.min(this.#maxReconnectDelayMs, this.#reconnectDelayMs * 2 ** this.#reconnects);
+    this.#reconnects++;
+    const start = resume?.position ?? from;
+    this.#warn(
+      `capture: ${describeFailure(error)}; reconnecting in ${delayMs} ms (attempt ${this.#reconnects}), from ${start ?? 'where the slot stands'}`,
+    );
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, delayMs);
+      this.#wakeFromBackoff = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.#wakeFromBackoff = null;
+    return start;
+  }
+
   /** Makes everything handed over durable, confirms it, and stops reading. */
   async stop(): Promise<void> {
     if (this.#state === 'stopped') return;
     this.#state = 'stopping';
+    this.#wakeFromBackoff?.();
     try {
       await this.#checkpoint();
     } finally {
@@ -142,6 +208,7 @@ export class CaptureRunner {
 
   async #take(transaction: CapturedTransaction): Promise<void> {
     if (this.#state !== 'streaming') return;
+    this.#reconnects = 0;
     const inputs = activityInputsOf(transaction, this.#mapping);
     if (inputs.length > 0) {
       await this.#logger.logMany(inputs);
@@ -207,4 +274,18 @@ export class CaptureRunner {
     this.#durable = target;
     this.#source.confirm(target.position);
   }
+}
+
+/** How long a connection must have held for the next wait to start again from the first. */
+const STABLE_CONNECTION_MS = 10_000;
+
+/** The source's own line for a stream that broke, else the driver's message as the reason. */
+function describeFailure(error: unknown): string {
+  if (error instanceof ActivityLogError) return error.message;
+  return `the change stream failed: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+/** Whether reading again may help: not for a source that is set up wrongly or lost what was asked. */
+function isRecoverable(error: unknown): boolean {
+  return !(error instanceof ActivityLogError && error.code === 'CAPTURE_SOURCE_UNSUITABLE');
 }

@@ -23,10 +23,14 @@ export interface CaptureSource {
   readonly defaultSchema: string;
   /**
    * Reads from `from` (a saved position; null: where the slot is) and calls `handle` with each
-   * transaction, one at a time, waiting for it. Resolves once {@link stop} was called, rejects
-   * when the stream breaks.
+   * transaction, one at a time, waiting for it; `opened` once the server started sending. Resolves
+   * once {@link stop} was called, rejects when the stream breaks.
    */
-  run(from: string | null, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void>;
+  run(
+    from: string | null,
+    handle: (transaction: CapturedTransaction) => Promise<void>,
+    opened?: () => void,
+  ): Promise<void>;
   /** Everything up to `position` (a `resumePosition`) is durable: the source may release it. */
   confirm(position: string): void;
   /** Whether every transaction read so far was handed over and nothing is being read (an idle source). */

@@ -100,6 +100,8 @@ function propertiesOf(
     case 'deleted':
       properties.old = imageOf(change.old, recorded);
       break;
+    case 'truncated':
+      break;
     case 'updated': {
       const after = imageOf(change.new, recorded);
       if (change.old === null) {

@@ -1,7 +1,10 @@
 import type { TransactionTag } from '../core/transaction-tag.js';
 
-/** What happened to a row: the activity's `event`. */
-export type RowEvent = 'created' | 'updated' | 'deleted';
+/**
+ * What happened to a row: the activity's `event`; `truncated` is the whole table emptied by one
+ * `TRUNCATE`, recorded once for the table (neither stream lists the rows it removed).
+ */
+export type RowEvent = 'created' | 'updated' | 'deleted' | 'truncated';
 
 /** Column name → value, as the source decoded it. */
 export type RowImage = Readonly<Record<string, unknown>>;
@@ -12,9 +15,9 @@ export interface RowChange {
   readonly schema: string;
   readonly table: string;
   readonly event: RowEvent;
-  /** The row before the change; null when the source sent none (inserts; no full replica identity). */
+  /** The row before the change; null when the source sent none (inserts, truncates; no full replica identity). */
   readonly old: RowImage | null;
-  /** The row after the change; null for deletes. */
+  /** The row after the change; null for deletes and truncates. */
   readonly new: RowImage | null;
   /**
    * Columns whose value the source did not send because the change left them as they were
@@ -40,4 +43,9 @@ export interface CapturedTransaction {
   readonly changes: readonly RowChange[];
   /** The index of `changes[0]` within the whole transaction. */
   readonly firstIndex: number;
+}
+
+/** The one change a `TRUNCATE` of `schema.table` is recorded as. */
+export function truncationOf(schema: string, table: string): RowChange {
+  return { schema, table, event: 'truncated', old: null, new: null, unchanged: [], keyColumns: [] };
 }

@@ -39,6 +39,8 @@ export interface RunCaptureOptions {
   readonly onStart?: (runner: CaptureRunner) => void;
   /** Checkpoint interval, for tests (default 200 ms). */
   readonly checkpointIntervalMs?: number;
+  /** First wait before reading again after the stream broke, for tests (default 500 ms). */
+  readonly reconnectDelayMs?: number;
 }
 
 /** The capture source: its kind and URL, or one line saying it is missing. */
@@ -221,8 +223,9 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
   const slot = config.capture.slot;
   let startAt: string | null = null;
   let tables = config.capture.tables;
-  if (kind === 'mysql') tables = await prepareMysqlCapture(url, { tables, isOwn: ownTable(config) });
-  else startAt = await preparePostgres(url, slot, options);
+  if (kind === 'mysql') {
+    tables = await prepareMysqlCapture(url, { tables, isOwn: ownTable(config), warn: options.warn });
+  } else startAt = await preparePostgres(url, slot, options);
 
   const positions = new CapturePositionTable(config.database);
   const { activityLog } = composeActivityLog({ config, warn: options.warn });
@@ -249,6 +252,7 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
       ...(options.checkpointIntervalMs === undefined
         ? {}
         : { checkpointIntervalMs: options.checkpointIntervalMs }),
+      ...(options.reconnectDelayMs === undefined ? {} : { reconnectDelayMs: options.reconnectDelayMs }),
     });
     options.print(
       `capture started: slot ${slot} of ${source.streamKey}, from ${from ?? (kind === 'mysql' ? `the binary log's ${options.from === 'earliest' ? 'oldest event' : 'end'}` : 'the slot position')}, method ${config.method}`,

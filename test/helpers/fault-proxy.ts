@@ -63,6 +63,13 @@ export class FaultProxy {
     return this.#links.size;
   }
 
+  /** The local ports of the connections to the service: how the service sees them (`host:port`). */
+  get upstreamPorts(): number[] {
+    return [...this.#links].flatMap((link) =>
+      link.upstream?.localPort === undefined ? [] : [link.upstream.localPort],
+    );
+  }
+
   async pass(): Promise<void> {
     this.#mode = 'pass';
     await this.#listen();

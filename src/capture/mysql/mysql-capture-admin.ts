@@ -80,10 +80,23 @@ export async function setUpMysqlCapture(
 /** Checks the settings and the tables before `capture` reads; removes stale context rows. */
 export async function prepareMysqlCapture(
   url: string,
-  options: { readonly tables: readonly string[]; readonly isOwn: (name: string) => boolean },
+  options: {
+    readonly tables: readonly string[];
+    readonly isOwn: (name: string) => boolean;
+    readonly warn?: (line: string) => void;
+  },
 ): Promise<string[]> {
   return withConnection(url, async (connection) => {
     await settingsCheck(connection);
+    const [metadata] = await connection
+      .query('SELECT @@binlog_row_metadata AS value')
+      .catch(() => [[{ value: null }]] as unknown as [unknown]);
+    const rowMetadata = (metadata as { value: string | null }[])[0]?.value ?? null;
+    if (rowMetadata !== null && rowMetadata.toUpperCase() !== 'FULL') {
+      options.warn?.(
+        `capture: binlog_row_metadata is ${rowMetadata}: rows written before an ALTER TABLE that capture has not read yet are named with the columns the table has when they are read (right for columns added at the end); set binlog_row_metadata=FULL so that each event names its own`,
+      );
+    }
     const tables = await resolveTables(connection, options.tables, options.isOwn);
     await connection.query(CONTEXT_TABLE_DDL);
     await connection.query(

@@ -7,7 +7,7 @@ import {
   type TransactionTag,
 } from '../../core/transaction-tag.js';
 import type { CaptureSource, SourceLag } from '../capture-source.js';
-import type { CapturedTransaction, RowChange, RowImage } from '../row-change.js';
+import { type CapturedTransaction, type RowChange, type RowImage, truncationOf } from '../row-change.js';
 
 /*
  * @vlasky/zongji (0.9) reads the binary log over mysql2 and decodes MariaDB 10.11's and MySQL 8's
@@ -19,6 +19,11 @@ import type { CapturedTransaction, RowChange, RowImage } from '../row-change.js'
  * the server has GTIDs, else `file:<binlog file>:<offset>` (the end of the commit event). A
  * transaction's activity ids derive from its GTID (else its file and commit offset), so a
  * transaction read again after a reconnect in its middle gets the same ids.
+ *
+ * A lost connection (the server restarted, the dump thread killed, the network cut) rejects run()
+ * once the event being handled is done with, and drops what was queued; the runner calls run()
+ * again from the durable position. Without one yet, a run after the first starts where the first
+ * connection started reading (not at the server's end again, which would skip what came between).
  */
 
 export interface MysqlSourceOptions {
@@ -36,6 +41,8 @@ export interface MysqlSourceOptions {
 
 interface OpenTransaction {
   readonly position: string;
+  /** MariaDB flagged the transaction as one statement (DDL): it has no commit event. */
+  readonly standalone: boolean;
   commitTime: Date;
   tag: TransactionTag | null;
   changes: RowChange[];
@@ -45,6 +52,11 @@ interface OpenTransaction {
 /** How the stream starts: after a saved position, at the server's end, or from all it kept. */
 export type MysqlStart = { readonly saved: string } | 'now' | 'earliest';
 
+/** Statements that change tables rather than rows: each is a binary log transaction of its own. */
+const DDL = /^\s*(?:\/\*.*?\*\/\s*)*(?:TRUNCATE|ALTER|CREATE|DROP|RENAME|OPTIMIZE|REPAIR)\b/is;
+/** `TRUNCATE [TABLE] [db.]name`, names quoted or not. */
+const TRUNCATE = /^\s*(?:\/\*.*?\*\/\s*)*TRUNCATE\s+(?:TABLE\s+)?(?:(`?)([^`.\s]+)\1\.)?`?([^`\s;]+)`?/is;
+
 const QUEUE_PAUSE_AT = 2000;
 const QUEUE_RESUME_AT = 200;
 
@@ -53,10 +65,14 @@ interface ZongJiEvent {
   timestamp: number;
   nextPosition: number;
   gtid?: string;
+  /** MariaDB's GTID event: the transaction is one statement without a commit event (DDL). */
+  standalone?: boolean;
   tableId?: number;
   tableMap?: Record<number, { parentSchema: string; tableName: string }>;
   rows?: unknown[];
   query?: string;
+  /** The default database of a query event. */
+  schema?: string;
   primaryKey?: number[];
   columnNames?: string[];
 }
@@ -139,6 +155,10 @@ export class MysqlCaptureSource implements CaptureSource {
   #finish: (() => void) | null = null;
   #fail: ((error: unknown) => void) | null = null;
   #handle: ((transaction: CapturedTransaction) => Promise<void>) | null = null;
+  /** Where the first connection started reading, once it did; null before. */
+  #firstReadAt: string | null = null;
+  /** The drain of the current connection's queue, awaited before the next connection reads. */
+  #drained: Promise<void> = Promise.resolve();
 
   constructor(options: MysqlSourceOptions) {
     this.#options = options;
@@ -155,8 +175,7 @@ export class MysqlCaptureSource implements CaptureSource {
   }
 
   async open(): Promise<void> {
-    const side = await mysql.createConnection(connectionOptionsOf(this.#options.url));
-    this.#side = side;
+    const side = await this.#connectSide();
     try {
       const [rows] = await side.query('SELECT @@server_id AS id, @@hostname AS host, VERSION() AS version');
       const row = (rows as Record<string, unknown>[])[0] ?? {};
@@ -176,37 +195,79 @@ export class MysqlCaptureSource implements CaptureSource {
     }
   }
 
+  /** The catalog connection, made again when it was lost (the next query after it broke). */
+  async #connectSide(): Promise<mysql.Connection> {
+    const side = await mysql.createConnection(connectionOptionsOf(this.#options.url));
+    side.on('error', () => {
+      if (this.#side === side) this.#side = null;
+      side.destroy();
+    });
+    this.#side = side;
+    return side;
+  }
+
+  async #sideQuery(sql: string, params: unknown[] = []): Promise<unknown> {
+    const side = this.#side ?? (await this.#connectSide());
+    try {
+      const [rows] = await side.query(sql, params);
+      return rows;
+    } catch (error) {
+      if ((error as { fatal?: boolean }).fatal === true && this.#side === side) {
+        this.#side = null;
+        side.destroy();
+      }
+      throw error;
+    }
+  }
+
   /** The server settings, checked before anything is read. */
   async assertSettings(): Promise<void> {
-    await assertRowBinlog(async (sql) => {
-      const [rows] = await this.#side!.query(sql);
-      return rows as Record<string, unknown>[];
-    });
+    await assertRowBinlog(async (sql) => (await this.#sideQuery(sql)) as Record<string, unknown>[]);
   }
 
-  run(from: string | null, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void> {
-    return this.runFrom(
-      from === null ? (this.#options.startWithoutPosition ?? 'now') : { saved: from },
-      handle,
-    );
+  async run(
+    from: string | null,
+    handle: (transaction: CapturedTransaction) => Promise<void>,
+    opened?: () => void,
+  ): Promise<void> {
+    const saved = from ?? this.#firstReadAt;
+    const start: MysqlStart = saved === null ? (this.#options.startWithoutPosition ?? 'now') : { saved };
+    return this.runFrom(start, handle, opened);
   }
 
-  runFrom(start: MysqlStart, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void> {
-    if (this.#stopping) return Promise.resolve();
+  async runFrom(
+    start: MysqlStart,
+    handle: (transaction: CapturedTransaction) => Promise<void>,
+    opened: () => void = () => undefined,
+  ): Promise<void> {
+    // What the last connection queued or had open is read again from `start`.
+    await this.#drained;
+    this.#queue.length = 0;
+    this.#open = null;
+    this.#paused = false;
+    this.#handed = this.#durable;
+    if (this.#stopping) return;
     this.#handle = handle;
-    return new Promise<void>((resolve, reject) => {
+    const reading = new Promise<void>((resolve, reject) => {
       this.#finish = resolve;
       this.#fail = reject;
       const zongji = new ZongJi(connectionOptionsOf(this.#options.url)) as unknown as ZongJiInstance;
       this.#zongji = zongji;
-      zongji.on('binlog', (event: ZongJiEvent) => this.#enqueue(event));
+      zongji.on('binlog', (event: ZongJiEvent) => {
+        if (this.#zongji === zongji) this.#enqueue(event);
+      });
+      zongji.on('ready', () => {
+        opened();
+        if (this.#firstReadAt !== null) return;
+        const gtids = zongji.gtidSet;
+        this.#firstReadAt =
+          gtids !== undefined && gtids !== ''
+            ? `gtid:${gtids}`
+            : `file:${zongji.options.filename ?? ''}:${zongji.options.position ?? 4}`;
+      });
       zongji.on('error', (error: Error) => {
-        if (this.#stopping) return;
-        reject(
-          new ActivityLogError('CAPTURE_STREAM_FAILED', `the binary log stream failed: ${error.message}`, {
-            cause: error,
-          }),
-        );
+        if (this.#stopping || this.#zongji !== zongji) return;
+        reject(binlogError(error));
       });
       const tables = [...this.#options.tables.map((name) => name.split('.').at(-1)!), CAPTURE_CONTEXT_TABLE];
       zongji.start({
@@ -225,6 +286,14 @@ export class MysqlCaptureSource implements CaptureSource {
         ...startOptions(start),
       });
     });
+    try {
+      await reading;
+    } finally {
+      const zongji = this.#zongji;
+      this.#zongji = null;
+      this.#queue.length = 0;
+      zongji?.stop();
+    }
   }
 
   confirm(position: string): void {
@@ -238,11 +307,10 @@ export class MysqlCaptureSource implements CaptureSource {
   }
 
   async lag(): Promise<SourceLag> {
-    const side = this.#side;
     const file = this.#zongji?.options.filename;
     const offset = this.#zongji?.options.position;
-    if (side === null || file === undefined || offset === undefined) return { bytes: 0, retainedBytes: 0 };
-    const [logs] = await side.query('SHOW BINARY LOGS');
+    if (file === undefined || offset === undefined) return { bytes: 0, retainedBytes: 0 };
+    const logs = await this.#sideQuery('SHOW BINARY LOGS');
     let behind = 0;
     let retained = 0;
     let past = false;
@@ -278,13 +346,14 @@ export class MysqlCaptureSource implements CaptureSource {
       this.#paused = true;
       this.#zongji?.connection?.pause();
     }
-    if (!this.#draining) void this.#drain();
+    if (!this.#draining) this.#drained = this.#drain();
   }
 
   async #drain(): Promise<void> {
     this.#draining = true;
+    const zongji = this.#zongji;
     try {
-      while (this.#queue.length > 0 && !this.#stopping) {
+      while (this.#queue.length > 0 && !this.#stopping && this.#zongji === zongji) {
         const { event, resume } = this.#queue.shift()!;
         await this.#onEvent(event, resume);
         if (this.#paused && this.#queue.length <= QUEUE_RESUME_AT) {
@@ -309,6 +378,7 @@ export class MysqlCaptureSource implements CaptureSource {
       case 'query':
         if (event.query === 'BEGIN') this.#begin(event);
         else if (event.query === 'COMMIT') await this.#commit(event, resume);
+        else if (this.#endsTransaction(event.query ?? '')) await this.#schemaChange(event, resume);
         return;
       case 'xid':
         await this.#commit(event, resume);
@@ -327,6 +397,7 @@ export class MysqlCaptureSource implements CaptureSource {
     // A GTID names the transaction; without GTIDs (MySQL gtid_mode=OFF) the commit offset does.
     this.#open = {
       position: event.gtid ?? '',
+      standalone: event.standalone === true,
       commitTime: new Date(event.timestamp),
       tag: null,
       changes: [],
@@ -388,12 +459,44 @@ export class MysqlCaptureSource implements CaptureSource {
     this.#handed = resume;
   }
 
+  /**
+   * A DDL statement is a transaction of its own in the binary log (its GTID, then the statement,
+   * no commit event): its end is a position like a commit's. A `TRUNCATE` of a captured table is
+   * recorded as one `truncated` change; the statement's table changes what the primary key is.
+   */
+  async #schemaChange(event: ZongJiEvent, resume: string): Promise<void> {
+    const query = event.query ?? '';
+    if (this.#open === null) this.#begin(event);
+    const truncated = TRUNCATE.exec(query);
+    const schema = truncated?.[2] ?? event.schema ?? '';
+    const table = truncated?.[3];
+    if (table !== undefined && schema === this.#database && this.#captures(table)) {
+      this.#open!.changes.push(truncationOf(schema, table));
+    }
+    this.#primaryKeys.clear();
+    await this.#commit(event, resume);
+  }
+
+  /**
+   * Whether a statement is a transaction by itself: MariaDB flags its GTID standalone; on MySQL
+   * a DDL statement (not on a temporary table) outside any row changes is.
+   */
+  #endsTransaction(query: string): boolean {
+    const open = this.#open;
+    if (open?.standalone === true) return true;
+    return (open === null || open.changes.length === 0) && DDL.test(query) && !/\bTEMPORARY\b/i.test(query);
+  }
+
+  #captures(table: string): boolean {
+    return this.#options.tables.some((name) => name.split('.').at(-1) === table);
+  }
+
   /** The primary key's columns, from the catalog, once per table. */
   async #primaryKeyOf(schema: string, table: string): Promise<readonly string[]> {
     const key = `${schema}.${table}`;
     const known = this.#primaryKeys.get(key);
     if (known !== undefined) return known;
-    const [rows] = await this.#side!.query(
+    const rows = await this.#sideQuery(
       `SELECT COLUMN_NAME AS name FROM information_schema.KEY_COLUMN_USAGE
         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION`,
       [schema, table],
@@ -417,6 +520,34 @@ function transactionOf(
     changes: open.changes,
     firstIndex: open.firstIndex,
   };
+}
+
+/**
+ * Server errors that reading again cannot heal (error 1236: the position was purged from the
+ * binary log or is not in it; access denied; a table whose columns changed past what the binary
+ * log describes), as one line; any other failure is a lost connection, read again.
+ */
+function binlogError(error: Error): ActivityLogError {
+  const errno = (error as { errno?: unknown }).errno;
+  const unhealable =
+    errno === 1236 ||
+    errno === 1045 ||
+    errno === 1227 ||
+    errno === 1049 ||
+    /schema changed between binlog event and metadata fetch|Insufficient permissions/i.test(error.message);
+  if (unhealable) {
+    const hint = /schema changed/i.test(error.message)
+      ? ' (set binlog_row_metadata=FULL so that each event names its own columns)'
+      : '';
+    return new ActivityLogError(
+      'CAPTURE_SOURCE_UNSUITABLE',
+      `the binary log cannot be read from here: ${error.message}${hint}`,
+      { cause: error },
+    );
+  }
+  return new ActivityLogError('CAPTURE_STREAM_FAILED', `the binary log stream failed: ${error.message}`, {
+    cause: error,
+  });
 }
 
 function startOptions(start: MysqlStart): Record<string, unknown> {

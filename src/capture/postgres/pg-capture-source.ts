@@ -7,7 +7,7 @@ import {
   type TransactionTag,
 } from '../../core/transaction-tag.js';
 import type { CaptureSource, SourceLag } from '../capture-source.js';
-import type { CapturedTransaction, RowChange, RowImage } from '../row-change.js';
+import { type CapturedTransaction, type RowChange, type RowImage, truncationOf } from '../row-change.js';
 import { laterLsn, lsnFromBigInt, lsnToBigInt, normalizeLsn } from './pg-lsn.js';
 
 /*
@@ -19,7 +19,10 @@ import { laterLsn, lsnFromBigInt, lsnToBigInt, normalizeLsn } from './pg-lsn.js'
  *   right where the confirmed one ends would then be skipped on the next start, so it is given
  *   the position minus one;
  * - keepalives are answered with the durable position, or, when nothing read is still pending,
- *   with the server's own position, so an idle database does not keep WAL for the slot.
+ *   with the server's own position, so an idle database does not keep WAL for the slot;
+ * - a lost connection rejects run() once the message being handled is done with; the runner then
+ *   calls run() again from the durable position, on a new replication connection (the catalog
+ *   connection is made again too when it was lost).
  */
 
 export interface PostgresSourceOptions {
@@ -49,7 +52,7 @@ export class PostgresCaptureSource implements CaptureSource {
   readonly defaultSchema = 'public';
   readonly #options: PostgresSourceOptions;
   readonly #maxStretch: number;
-  readonly #side: pg.Client;
+  #side: pg.Client | null = null;
   #streamKey = '';
   #service: LogicalReplicationService | null = null;
   readonly #primaryKeys = new Map<number, readonly string[]>();
@@ -65,11 +68,11 @@ export class PostgresCaptureSource implements CaptureSource {
   #reportedLsn: string | null = null;
   #timer: NodeJS.Timeout | null = null;
   #stopping = false;
+  #runs = 0;
 
   constructor(options: PostgresSourceOptions) {
     this.#options = options;
     this.#maxStretch = options.maxChangesPerStretch ?? 10_000;
-    this.#side = new pg.Client({ connectionString: options.url });
   }
 
   get streamKey(): string {
@@ -78,16 +81,27 @@ export class PostgresCaptureSource implements CaptureSource {
 
   /** Connects the catalog connection and learns which server and database this is. */
   async open(): Promise<void> {
-    await this.#side.connect();
-    const identity = await this.#side.query<{ system_identifier: string; database: string }>(
+    const identity = await this.#sideQuery<{ system_identifier: string; database: string }>(
       'SELECT system_identifier::text AS system_identifier, current_database() AS database FROM pg_control_system()',
     );
     const row = identity.rows[0]!;
     this.#streamKey = `postgres:${row.system_identifier}/${row.database}/${this.#options.slot}`;
   }
 
-  async run(from: string | null, handle: (transaction: CapturedTransaction) => Promise<void>): Promise<void> {
+  async run(
+    from: string | null,
+    handle: (transaction: CapturedTransaction) => Promise<void>,
+    opened: () => void = () => undefined,
+  ): Promise<void> {
     if (this.#stopping) return;
+    // What the last connection read and did not finish is read again from `from`.
+    this.#open = null;
+    this.#received = 0;
+    this.#handled = 0;
+    this.#handedLsn = this.#durableLsn;
+    // The last connection's server position may lie past changes it sent and nobody handled.
+    this.#serverLsn = null;
+    if (this.#runs++ > 0) await this.#waitUntilSlotIsFree();
     const service = new LogicalReplicationService(
       { connectionString: this.#options.url },
       { acknowledge: { auto: false, timeoutSeconds: 0 }, flowControl: { enabled: true } },
@@ -110,17 +124,24 @@ export class PostgresCaptureSource implements CaptureSource {
     });
     // A failure after the stream already ended (while stopping) has no one left to tell.
     failed.catch(() => undefined);
-    service.on('data', async (_lsn: string, message: Pgoutput.Message) => {
-      try {
-        if (!this.#stopping) await this.#onMessage(message, handle);
-      } catch (error) {
-        failure ??= error;
-        fail(error);
-      } finally {
-        this.#handled++;
-      }
+    let handling: Promise<void> = Promise.resolve();
+    service.on('data', (_lsn: string, message: Pgoutput.Message) => {
+      const handled = (async () => {
+        try {
+          if (!this.#stopping && failure === null) await this.#onMessage(message, handle);
+        } catch (error) {
+          failure ??= error;
+          fail(error);
+        } finally {
+          this.#handled++;
+        }
+      })();
+      handling = handled;
+      return handled;
     });
+    service.on('start', () => opened());
     service.on('heartbeat', (lsn: string, _timestamp: number, shouldRespond: boolean) => {
+      if (failure !== null) return;
       this.#serverLsn = normalizeLsn(lsn);
       if (shouldRespond || this.caughtUp()) this.#report(shouldRespond);
     });
@@ -133,16 +154,22 @@ export class PostgresCaptureSource implements CaptureSource {
     this.#timer.unref();
     const start = from ?? '0/0';
     const streaming = service.subscribe(plugin, this.#options.slot, start);
+    streaming.catch(() => undefined);
     try {
       await Promise.race([streaming, failed]);
       if (failure !== null) throw failure;
     } catch (error) {
       if (this.#stopping && failure === null) return;
-      throw streamError(failure ?? error, this.#options.slot);
+      failure ??= error;
+      throw streamError(failure, this.#options.slot);
     } finally {
       if (this.#timer !== null) clearInterval(this.#timer);
       this.#timer = null;
       await service.stop().catch(() => undefined);
+      // The change being handed over when the connection broke finishes before anything is read again.
+      await handling;
+      service.removeAllListeners();
+      if (this.#service === service) this.#service = null;
     }
   }
 
@@ -160,7 +187,7 @@ export class PostgresCaptureSource implements CaptureSource {
   }
 
   async lag(): Promise<SourceLag> {
-    const result = await this.#side.query<{ lag: string | null; retained: string | null }>(
+    const result = await this.#sideQuery<{ lag: string | null; retained: string | null }>(
       `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::text AS lag,
               pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::text AS retained
          FROM pg_replication_slots WHERE slot_name = $1`,
@@ -179,7 +206,59 @@ export class PostgresCaptureSource implements CaptureSource {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
     await this.#service?.stop().catch(() => undefined);
-    await this.#side.end().catch(() => undefined);
+    await this.#side?.end().catch(() => undefined);
+    this.#side = null;
+  }
+
+  /**
+   * A query on the catalog connection, connecting it first when there is none (at the start, or
+   * after it was lost: the next query makes a new one).
+   */
+  async #sideQuery<R extends pg.QueryResultRow>(
+    sql: string,
+    params: unknown[] = [],
+  ): Promise<pg.QueryResult<R>> {
+    let side = this.#side;
+    if (side === null) {
+      side = new pg.Client({ connectionString: this.#options.url });
+      const client = side;
+      client.on('error', () => {
+        if (this.#side === client) this.#side = null;
+        void client.end().catch(() => undefined);
+      });
+      await client.connect();
+      this.#side = client;
+    }
+    try {
+      return await side.query<R>(sql, params);
+    } catch (error) {
+      if (this.#side === side) this.#side = null;
+      void side.end().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * The server frees the slot once it sees the lost connection's WAL sender gone, a moment after
+   * the connection broke; another reader that took it meanwhile is refused as at the start.
+   */
+  async #waitUntilSlotIsFree(): Promise<void> {
+    const deadline = Date.now() + SLOT_RELEASE_WAIT_MS;
+    for (;;) {
+      const result = await this.#sideQuery<{ pid: number | null }>(
+        'SELECT active_pid AS pid FROM pg_replication_slots WHERE slot_name = $1 AND active',
+        [this.#options.slot],
+      );
+      const pid = result.rows[0]?.pid;
+      if (pid === undefined || this.#stopping) return;
+      if (Date.now() >= deadline) {
+        throw new ActivityLogError(
+          'CAPTURE_SOURCE_UNSUITABLE',
+          `replication slot ${this.#options.slot} is read by another connection (server process ${pid ?? 'unknown'}): run one capture process per slot`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
   }
 
   /** Tells the server how far it may release WAL: the durable position, or its own when idle. */
@@ -236,6 +315,15 @@ export class PostgresCaptureSource implements CaptureSource {
         }
         return;
       }
+      case 'truncate': {
+        const open = this.#open;
+        if (open === null) return;
+        for (const relation of message.relations) {
+          if (this.#options.ignoreTables?.has(`${relation.schema}.${relation.name}`)) continue;
+          open.changes.push(truncationOf(relation.schema, relation.name));
+        }
+        return;
+      }
       case 'commit': {
         const open = this.#open;
         if (open === null) return;
@@ -279,7 +367,7 @@ export class PostgresCaptureSource implements CaptureSource {
   async #primaryKeyOf(relation: Pgoutput.MessageRelation): Promise<readonly string[]> {
     const known = this.#primaryKeys.get(relation.relationOid);
     if (known !== undefined) return known;
-    const result = await this.#side.query<{ name: string }>(
+    const result = await this.#sideQuery<{ name: string }>(
       `SELECT a.attname AS name
          FROM pg_index i
          JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
@@ -293,6 +381,19 @@ export class PostgresCaptureSource implements CaptureSource {
     return columns;
   }
 }
+
+/** How long a reconnect waits for the server to release the slot of the connection it lost. */
+const SLOT_RELEASE_WAIT_MS = 15_000;
+
+/** Server errors that reading again cannot heal: who connects, to what, with which settings. */
+const UNHEALABLE_SQLSTATES = new Set([
+  '28000', // invalid authorization
+  '28P01', // wrong password
+  '3D000', // no such database
+  '42501', // insufficient privilege
+  '42704', // undefined object (the slot or publication)
+  '55000', // object not in prerequisite state (wal_level no longer logical)
+]);
 
 function transactionOf(open: OpenTransaction, resumePosition: string | null): CapturedTransaction {
   return {
@@ -312,6 +413,14 @@ function streamError(error: unknown, slot: string): ActivityLogError {
     return new ActivityLogError(
       'CAPTURE_SOURCE_UNSUITABLE',
       `${message}: run activity-log capture --setup (slot and publication ${slot})`,
+      { cause: error },
+    );
+  }
+  const sqlstate = (error as { code?: unknown } | null)?.code;
+  if (typeof sqlstate === 'string' && UNHEALABLE_SQLSTATES.has(sqlstate)) {
+    return new ActivityLogError(
+      'CAPTURE_SOURCE_UNSUITABLE',
+      `the change stream of slot ${slot} cannot be read (${sqlstate}): ${message}`,
       { cause: error },
     );
   }
