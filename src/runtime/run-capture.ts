@@ -23,6 +23,7 @@ import type { Config } from '../config/config.js';
 import { ActivityLogError } from '../core/errors.js';
 import { secretKeyMatcher } from '../core/redact.js';
 import { type CapturePosition, CapturePositionTable } from '../store/capture-positions.js';
+import { type CaptureReporting, startCaptureReporting } from './capture-reporting.js';
 import { composeActivityLog } from './create-activity-log.js';
 
 /** Where `capture` starts reading: the saved position (default), everything the slot kept, or now. */
@@ -39,6 +40,10 @@ export interface RunCaptureOptions {
   readonly onStart?: (runner: CaptureRunner) => void;
   /** Checkpoint interval, for tests (default 200 ms). */
   readonly checkpointIntervalMs?: number;
+  /** How often the figures are measured and written to `activity_log_capture_stats` (default 5 s). */
+  readonly reportIntervalMs?: number;
+  /** Each measurement of the figures (the `capture_lag` alert). */
+  readonly onMeasured?: (stats: CaptureStats) => Promise<void> | void;
 }
 
 /** The capture source: its kind and URL, or one line saying it is missing. */
@@ -92,9 +97,12 @@ async function openedSource(
     url,
     slot,
     ignoreTables: new Set(
-      [config.database.table, 'activity_log_capture_positions', 'activity_log_capture_context'].map(
-        (name) => `public.${name}`,
-      ),
+      [
+        config.database.table,
+        'activity_log_capture_positions',
+        'activity_log_capture_stats',
+        'activity_log_capture_context',
+      ].map((name) => `public.${name}`),
     ),
   });
   await source.open();
@@ -227,6 +235,7 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
   const positions = new CapturePositionTable(config.database);
   const { activityLog } = composeActivityLog({ config, warn: options.warn });
   let source: CaptureSource | null = null;
+  let reporting: CaptureReporting | null = null;
   try {
     await positions.ensure();
     source = await openedSource(config, kind, url, tables, options.from === 'earliest' ? 'earliest' : 'now');
@@ -255,6 +264,11 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
     );
     options.onStart?.(runner);
     const running = runner.run(from);
+    reporting = startCaptureReporting(runner, positions, {
+      warn: options.warn,
+      ...(options.reportIntervalMs === undefined ? {} : { intervalMs: options.reportIntervalMs }),
+      ...(options.onMeasured === undefined ? {} : { onMeasured: options.onMeasured }),
+    });
     let stopping: Promise<void> | null = null;
     void options.stopRequested.then(() => {
       stopping = runner.stop();
@@ -264,12 +278,15 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
     } finally {
       if (stopping !== null) await stopping;
     }
+    await reporting.close();
+    reporting = null;
     const stats = runner.stats();
     options.print(
       `capture stopped: ${stats.durableActivities} activities durable, position ${stats.position ?? 'unchanged'}`,
     );
     return stats;
   } finally {
+    await reporting?.close();
     await source?.stop();
     await activityLog.close().catch((error: unknown) => options.warn(`capture: ${(error as Error).message}`));
     await positions.close();

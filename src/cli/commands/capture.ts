@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { ActivityLogError } from '../../core/errors.js';
-import { watchLag } from '../../runtime/capture-lag-alert.js';
+import { CaptureLagAlert } from '../../runtime/capture-lag-alert.js';
 import {
   type CaptureFrom,
   type CaptureStatus,
@@ -83,19 +83,16 @@ export function registerCaptureCommand(program: Command): void {
       const stop = watchStopSignals({
         onFirstSignal: (signal) => warn(`${signal}: making what was read durable, then exiting`),
       });
-      let stopWatching: () => void = () => undefined;
+      const alert = new CaptureLagAlert(config, warn);
       try {
         await runCapture(config, {
           from,
           print,
           warn,
           stopRequested: stop.reason,
-          onStart: (runner) => {
-            stopWatching = watchLag(runner, config, warn);
-          },
+          onMeasured: (stats) => alert.check(stats),
         });
       } finally {
-        stopWatching();
         stop.dispose();
       }
     });
