@@ -190,11 +190,14 @@ export class Monitoring {
     const own = await this.collector.report();
     const memoryMb = roundTo(process.memoryUsage.rss() / (1024 * 1024), 1);
     const method = this.config.method;
-    const [integrity, captureReports] = await Promise.all([
+    const [integrity, written] = await Promise.all([
       this.#integrity?.figures(nowMs) ?? null,
       this.#capture?.reports() ?? [],
     ]);
-    const capture = captureJsonOf(captureReports, nowMs);
+    // A capture process's figures come through Redis with its report and from the activity
+    // database; the freshest of each stream is shown.
+    const captureOf = (reports: readonly ProcessReport[]) =>
+      captureJsonOf([...written, ...reports.flatMap((report) => report.capture ?? [])], nowMs);
     if (this.#reader !== null) {
       let cluster: ClusterState | null = null;
       try {
@@ -216,7 +219,7 @@ export class Monitoring {
           memoryMb,
           nowMs,
           integrity,
-          capture,
+          capture: captureOf(reports),
         };
       }
     }
@@ -230,7 +233,7 @@ export class Monitoring {
       memoryMb,
       nowMs,
       integrity,
-      capture,
+      capture: captureOf([own]),
     };
   }
 

@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import pg from 'pg';
 import { CaptureRunner, type CaptureStats } from '../capture/capture-runner.js';
 import { type CaptureSource, captureSourceUnreachable, isOwnTable } from '../capture/capture-source.js';
@@ -22,9 +23,17 @@ import { PostgresCaptureSource } from '../capture/postgres/pg-capture-source.js'
 import type { Config } from '../config/config.js';
 import { ActivityLogError } from '../core/errors.js';
 import { secretKeyMatcher } from '../core/redact.js';
+import {
+  type CaptureJson,
+  captureJsonOf,
+  captureReportOf,
+  parseCaptureReport,
+} from '../metrics/capture-figures.js';
+import type { Monitoring } from '../metrics/monitoring.js';
 import { type CapturePosition, CapturePositionTable } from '../store/capture-positions.js';
 import { type CaptureReporting, startCaptureReporting } from './capture-reporting.js';
 import { composeActivityLog } from './create-activity-log.js';
+import { sharesThroughRedis, startMonitoring } from './start-monitoring.js';
 
 /** Where `capture` starts reading: the saved position (default), everything the slot kept, or now. */
 export type CaptureFrom = 'saved' | 'earliest' | 'now';
@@ -151,14 +160,21 @@ export async function setUpCapture(config: Config, print: (line: string) => void
   }
 }
 
+/** What `capture --status` adds to the source's state: the saved position and the capture process's last figures. */
+interface CaptureBookkeeping {
+  readonly saved: CapturePosition | null;
+  /** What the capture process of this slot last wrote (stale once it stopped writing); null: none ever ran. */
+  readonly process: CaptureJson | null;
+}
+
 export type CaptureStatus =
-  | ({ readonly kind: 'postgres'; readonly saved: CapturePosition | null } & PostgresCaptureState)
+  | ({ readonly kind: 'postgres' } & CaptureBookkeeping & PostgresCaptureState)
   | ({
       readonly kind: 'mysql';
       readonly slot: string;
       readonly tables: readonly string[];
-      readonly saved: CapturePosition | null;
-    } & MysqlCaptureState);
+    } & CaptureBookkeeping &
+      MysqlCaptureState);
 
 /** `capture --status`: the slot (PostgreSQL) or binary log (MariaDB/MySQL), the lag, the tables, the saved position. */
 export async function captureStatus(config: Config): Promise<CaptureStatus> {
@@ -169,11 +185,23 @@ export async function captureStatus(config: Config): Promise<CaptureStatus> {
   try {
     await positions.ensure();
     const saved = await positions.read(streamKey, slot);
+    const reports = (await positions.readStats())
+      .filter((row) => row.source === streamKey && row.slot === slot)
+      .map((row) => parseCaptureReport(row.report))
+      .filter((report) => report !== null);
+    const figures = captureJsonOf(reports, Date.now())[0] ?? null;
     if (kind === 'mysql') {
-      return { kind, slot, tables: config.capture.tables, saved, ...(await mysqlCaptureState(url)) };
+      return {
+        kind,
+        slot,
+        tables: config.capture.tables,
+        saved,
+        process: figures,
+        ...(await mysqlCaptureState(url)),
+      };
     }
     const state = await withSourceClient(url, (client) => postgresCaptureState(client, slot));
-    return { kind, saved, ...state };
+    return { kind, saved, process: figures, ...state };
   } finally {
     await positions.close();
   }
@@ -233,7 +261,8 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
   else startAt = await preparePostgres(url, slot, options);
 
   const positions = new CapturePositionTable(config.database);
-  const { activityLog } = composeActivityLog({ config, warn: options.warn });
+  const { activityLog, collector } = composeActivityLog({ config, warn: options.warn });
+  let monitoring: Monitoring | null = null;
   let source: CaptureSource | null = null;
   let reporting: CaptureReporting | null = null;
   try {
@@ -263,6 +292,10 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
       `capture started: slot ${slot} of ${source.streamKey}, from ${from ?? (kind === 'mysql' ? `the binary log's ${options.from === 'earliest' ? 'oldest event' : 'end'}` : 'the slot position')}, method ${config.method}`,
     );
     options.onStart?.(runner);
+    const where = { host: hostname(), pid: process.pid };
+    collector.include({ capture: (nowMs) => captureReportOf(runner.stats(), where, nowMs) });
+    // With the queue, this process's figures (capture included) go to Redis like a producer's.
+    if (sharesThroughRedis(config, false)) monitoring = startMonitoring({ config, collector, alerts: false });
     const running = runner.run(from);
     reporting = startCaptureReporting(runner, positions, {
       warn: options.warn,
@@ -289,6 +322,7 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
     await reporting?.close();
     await source?.stop();
     await activityLog.close().catch((error: unknown) => options.warn(`capture: ${(error as Error).message}`));
+    await monitoring?.close().catch(() => undefined);
     await positions.close();
   }
 }

@@ -244,16 +244,16 @@ export class MysqlCaptureSource implements CaptureSource {
     if (side === null || file === undefined || offset === undefined) return { bytes: 0, retainedBytes: 0 };
     const [logs] = await side.query('SHOW BINARY LOGS');
     let behind = 0;
-    let retained = 0;
     let past = false;
     for (const log of logs as { Log_name: string; File_size: number }[]) {
-      retained += Number(log.File_size);
       if (log.Log_name === file) {
         past = true;
         behind += Math.max(0, Number(log.File_size) - offset);
       } else if (past) behind += Number(log.File_size);
     }
-    return { bytes: behind, retainedBytes: retained };
+    // The server keeps its binary logs by its own expiry, not for capture: what capture holds
+    // back is the stretch past its position, which must outlive that expiry.
+    return { bytes: behind, retainedBytes: behind };
   }
 
   async stop(): Promise<void> {
