@@ -8,6 +8,7 @@ import {
 } from '../../core/transaction-tag.js';
 import type { CaptureSource, SourceLag } from '../capture-source.js';
 import type { CapturedTransaction, RowChange, RowImage } from '../row-change.js';
+import { MysqlConnectionUsers } from './mysql-connection-users.js';
 
 /*
  * @vlasky/zongji (0.9) reads the binary log over mysql2 and decodes MariaDB 10.11's and MySQL 8's
@@ -38,6 +39,10 @@ interface OpenTransaction {
   readonly position: string;
   commitTime: Date;
   tag: TransactionTag | null;
+  /** The writing connection, where the binary log says (MySQL's BEGIN, MariaDB 11.5+'s GTID). */
+  connectionId: number | undefined;
+  /** Its user, once looked up (an untagged transaction's first hand-over). */
+  user?: Promise<string | undefined>;
   changes: RowChange[];
   firstIndex: number;
 }
@@ -57,6 +62,10 @@ interface ZongJiEvent {
   tableMap?: Record<number, { parentSchema: string; tableName: string }>;
   rows?: unknown[];
   query?: string;
+  /** Query events: the connection that wrote it. */
+  slaveProxyId?: number;
+  /** MariaDB 11.5+ GTID events: the connection that wrote it. */
+  threadId?: number;
   primaryKey?: number[];
   columnNames?: string[];
 }
@@ -132,6 +141,10 @@ export class MysqlCaptureSource implements CaptureSource {
   #draining = false;
   #paused = false;
   #open: OpenTransaction | null = null;
+  readonly #users = new MysqlConnectionUsers(async (sql, values) => {
+    const [rows] = await this.#side!.query(sql, values);
+    return rows as Record<string, unknown>[];
+  });
   readonly #primaryKeys = new Map<string, readonly string[]>();
   #handed: string | null = null;
   #durable: string | null = null;
@@ -329,6 +342,7 @@ export class MysqlCaptureSource implements CaptureSource {
       position: event.gtid ?? '',
       commitTime: new Date(event.timestamp),
       tag: null,
+      connectionId: event.slaveProxyId ?? event.threadId,
       changes: [],
       firstIndex: 0,
     };
@@ -371,7 +385,7 @@ export class MysqlCaptureSource implements CaptureSource {
         keyColumns,
       });
       if (open.changes.length >= this.#maxStretch) {
-        await this.#handle!(transactionOf(open, null, open.position || 'pending'));
+        await this.#handle!(transactionOf(open, null, open.position || 'pending', await this.#userOf(open)));
         open.firstIndex += open.changes.length;
         open.changes = [];
       }
@@ -384,8 +398,17 @@ export class MysqlCaptureSource implements CaptureSource {
     if (open === null) return;
     open.commitTime = new Date(event.timestamp);
     const position = open.position || resume;
-    await this.#handle!(transactionOf(open, resume, position));
+    await this.#handle!(transactionOf(open, resume, position, await this.#userOf(open)));
     this.#handed = resume;
+  }
+
+  /** The database user of an untagged transaction's connection, looked up once per transaction. */
+  #userOf(open: OpenTransaction): Promise<string | undefined> {
+    if (open.tag !== null || open.connectionId === undefined || open.changes.length === 0) {
+      return Promise.resolve(undefined);
+    }
+    open.user ??= this.#users.userOf(open.connectionId, open.commitTime).catch(() => undefined);
+    return open.user;
   }
 
   /** The primary key's columns, from the catalog, once per table. */
@@ -408,12 +431,17 @@ function transactionOf(
   open: OpenTransaction,
   resumePosition: string | null,
   position: string,
+  user?: string,
 ): CapturedTransaction {
   return {
     position,
     resumePosition,
     commitTime: open.commitTime,
     tag: open.tag,
+    origin: {
+      ...(open.connectionId === undefined ? {} : { connectionId: open.connectionId }),
+      ...(user === undefined ? {} : { user }),
+    },
     changes: open.changes,
     firstIndex: open.firstIndex,
   };
