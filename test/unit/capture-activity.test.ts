@@ -85,7 +85,7 @@ describe('row changes as activities', () => {
       mapping,
     );
     expect(tagged[0]!.properties).not.toHaveProperty('source');
-    expect(tagged[0]!.properties.capture).not.toHaveProperty('xid');
+    expect(tagged[0]!.properties!.capture).not.toHaveProperty('xid');
   });
 
   it('derives the same ids from the same stream position, and other ids from others', () => {
