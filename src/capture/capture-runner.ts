@@ -1,4 +1,5 @@
 import type { Activity, LogInput } from '../core/activity.js';
+import type { CaptureState } from '../metrics/capture-figures.js';
 import { SecondBuckets } from '../metrics/second-buckets.js';
 import type { CaptureSource, SourceLag } from './capture-source.js';
 import type { CapturedTransaction } from './row-change.js';
@@ -28,13 +29,7 @@ export interface CaptureRunnerOptions {
   readonly warn?: (line: string) => void;
 }
 
-/**
- * Where a capture is: `streaming` (reading, keeping up or catching up), `reconnecting` (the source
- * connection is being re-established), `stalled` (changes wait and nothing was made durable for
- * {@link STALLED_AFTER_MS}: the activity database or the delivery does not take them),
- * `starting`, `stopping`, `stopped`.
- */
-export type CaptureState = 'starting' | 'streaming' | 'reconnecting' | 'stalled' | 'stopping' | 'stopped';
+export type { CaptureState };
 
 /** Changes waiting this long without anything becoming durable make the capture `stalled`. */
 export const STALLED_AFTER_MS = 30_000;

@@ -1,5 +1,10 @@
-import type { CaptureState, CaptureStats } from '../capture/capture-runner.js';
-import { roundTo } from './collector.js';
+/**
+ * Where a capture is: `streaming` (reading, keeping up or catching up), `reconnecting` (the source
+ * connection is being re-established), `stalled` (changes wait and nothing was made durable for
+ * 30 s: the activity database or the delivery does not take them), `starting`, `stopping`,
+ * `stopped`.
+ */
+export type CaptureState = 'starting' | 'streaming' | 'reconnecting' | 'stalled' | 'stopping' | 'stopped';
 
 /** A capture process writes its figures this often. */
 export const CAPTURE_REPORT_INTERVAL_MS = 5000;
@@ -47,33 +52,6 @@ export interface CaptureJson extends Omit<CaptureReport, 'state'> {
   /** Whether the figures are fresh and the process is reading (not stopped, not stale). */
   readonly live: boolean;
   readonly report_age_seconds: number;
-}
-
-/** The report of a capture runner's figures now. */
-export function captureReportOf(
-  stats: CaptureStats,
-  process: { readonly host: string; readonly pid: number },
-  nowMs: number,
-): CaptureReport {
-  return {
-    source: stats.streamKey,
-    slot: stats.slot,
-    kind: stats.kind,
-    state: stats.state,
-    host: process.host,
-    pid: process.pid,
-    started_at: new Date(stats.startedAtMs).toISOString(),
-    lag_bytes: stats.lagBytes,
-    lag_seconds: roundTo(stats.lagSeconds, 1),
-    retained_bytes: stats.retainedBytes,
-    events_per_second: stats.eventsPerSecond,
-    activities: stats.activities,
-    durable_activities: stats.durableActivities,
-    position: stats.position,
-    position_saved_at:
-      stats.positionSavedAtMs === null ? null : new Date(stats.positionSavedAtMs).toISOString(),
-    reported_at: new Date(nowMs).toISOString(),
-  };
 }
 
 /**

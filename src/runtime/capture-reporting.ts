@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
+import { captureReportOf } from '../capture/capture-report.js';
 import type { CaptureRunner, CaptureStats } from '../capture/capture-runner.js';
-import { CAPTURE_REPORT_INTERVAL_MS, captureReportOf } from '../metrics/capture-figures.js';
+import { CAPTURE_REPORT_INTERVAL_MS } from '../metrics/capture-figures.js';
 import type { CapturePositionTable } from '../store/capture-positions.js';
 
 export interface CaptureReportingOptions {

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
+import { captureReportOf } from '../capture/capture-report.js';
 import { CaptureRunner, type CaptureStats } from '../capture/capture-runner.js';
 import { type CaptureSource, captureSourceUnreachable, isOwnTable } from '../capture/capture-source.js';
 import {
@@ -23,12 +24,7 @@ import { PostgresCaptureSource } from '../capture/postgres/pg-capture-source.js'
 import type { Config } from '../config/config.js';
 import { ActivityLogError } from '../core/errors.js';
 import { secretKeyMatcher } from '../core/redact.js';
-import {
-  type CaptureJson,
-  captureJsonOf,
-  captureReportOf,
-  parseCaptureReport,
-} from '../metrics/capture-figures.js';
+import { type CaptureJson, captureJsonOf, parseCaptureReport } from '../metrics/capture-figures.js';
 import type { Monitoring } from '../metrics/monitoring.js';
 import { type CapturePosition, CapturePositionTable } from '../store/capture-positions.js';
 import { type CaptureReporting, startCaptureReporting } from './capture-reporting.js';

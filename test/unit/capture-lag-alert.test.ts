@@ -1,10 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { captureReportOf } from '../../src/capture/capture-report.js';
 import type { CaptureStats } from '../../src/capture/capture-runner.js';
-import {
-  CAPTURE_REPORT_STALE_MS,
-  captureJsonOf,
-  captureReportOf,
-} from '../../src/metrics/capture-figures.js';
+import { CAPTURE_REPORT_STALE_MS, captureJsonOf } from '../../src/metrics/capture-figures.js';
 import { captureLagVerdict } from '../../src/runtime/capture-lag-alert.js';
 
 const stats: CaptureStats = {

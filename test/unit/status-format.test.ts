@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { captureReportOf } from '../../src/capture/capture-report.js';
 import { formatStatus } from '../../src/cli/commands/status.js';
-import { captureJsonOf, captureReportOf } from '../../src/metrics/capture-figures.js';
+import { captureJsonOf } from '../../src/metrics/capture-figures.js';
 import { composeSnapshot, TOTAL_NAMES, type TotalName, type VerifyJson } from '../../src/metrics/snapshot.js';
 import { integrityWith } from '../helpers/performance-data.js';
 
