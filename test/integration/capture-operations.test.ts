@@ -18,15 +18,17 @@ import type { Monitoring } from '../../src/metrics/monitoring.js';
 import { CaptureLagAlert } from '../../src/runtime/capture-lag-alert.js';
 import { CaptureWatch } from '../../src/runtime/capture-watch.js';
 import { createActivityLog } from '../../src/runtime/create-activity-log.js';
-import { runCapture, setUpCapture } from '../../src/runtime/run-capture.js';
+import { captureStatus, runCapture, setUpCapture } from '../../src/runtime/run-capture.js';
 import { startMonitoring } from '../../src/runtime/start-monitoring.js';
 import { CAPTURE_POSITIONS_TABLE, CAPTURE_STATS_TABLE } from '../../src/store/capture-positions.js';
 import { createStore } from '../../src/store/create-store.js';
+import { REDIS_URL, removeQueue, uniqueQueueName } from '../helpers/queue.js';
 import {
   MARIADB,
   MYSQL_URL,
   POSTGRES,
   POSTGRES_URL,
+  REDIS,
   serviceAvailable,
   uniqueSuffix,
 } from '../helpers/services.js';
@@ -34,6 +36,7 @@ import { test as it, type TestScope } from '../helpers/test-context.js';
 
 const postgresUp = await serviceAvailable(POSTGRES);
 const mariadbUp = await serviceAvailable(MARIADB);
+const redisUp = await serviceAvailable(REDIS);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(ROOT, 'bin', 'activity-log.js');
 
@@ -264,6 +267,9 @@ for (const dialect of ['postgres', 'mariadb'] as const) {
       const after = await captureEntry(monitoring, s.slot);
       expect(after).toMatchObject({ state: 'stopped', live: false, events_per_second: 0, activities: 600 });
       expect(metricOf(await monitoring.prometheus(), 'activity_log_capture_up', s.slot)).toBe(0);
+      const status = await captureStatus(s.config);
+      expect(status.process).toMatchObject({ state: 'stopped', live: false, activities: 600 });
+      expect(status.process!.position).toBe(status.saved!.position);
     });
 
     it('records an untagged change with no causer and properties.source, a tagged one without it', async ({
@@ -388,6 +394,40 @@ describe.skipIf(!postgresUp)('capture operations (postgres, a separate process)'
     expect(posted[0]).toMatchObject({ rule: 'capture_lag', status: 'firing' });
     expect(posted[0]!.message).toContain('ACTIVITY_LOG_ALERT_CAPTURE_RETAINED_MB=1');
     expect(warnings[0]).toMatch(/^alert capture_lag firing: capture of slot al_/);
+  });
+});
+
+describe.skipIf(!postgresUp || !redisUp)('capture operations (postgres, with the queue)', () => {
+  it('sends the capture figures through Redis with the process report, where a reader of the queue sees them', async ({
+    defer,
+  }) => {
+    const queueName = uniqueQueueName('capture-ops');
+    const s = await scene('postgres', defer, {
+      QUEUE_CONNECTION: 'redis',
+      REDIS_URL,
+      ACTIVITY_LOG_METHOD: 'queue',
+      ACTIVITY_LOG_QUEUE_NAME: queueName,
+    });
+    defer(() => removeQueue(s.config, queueName));
+    // Reads Redis only: no CaptureWatch on the activity database.
+    const reader = startMonitoring({ config: s.config, shared: true, alerts: false });
+    defer(() => reader.close());
+    const capture = startCapture(s.config);
+    let stopped = false;
+    defer(() => (stopped ? undefined : capture.stop()));
+    const writing = writeSteadily(s, 'postgres', 300);
+    const seen = await waitFor(
+      'the capture figures in Redis',
+      async () => (await reader.snapshot()).data,
+      (data) => data.capture.some((entry) => entry.slot === s.slot && entry.live && entry.activities > 0),
+    );
+    expect(seen.source).toBe('redis');
+    const entry = seen.capture.find((candidate) => candidate.slot === s.slot)!;
+    expect(entry).toMatchObject({ kind: 'postgres', pid: process.pid });
+    expect(entry.events_per_second).toBeGreaterThan(0);
+    await writing;
+    await capture.stop();
+    stopped = true;
   });
 });
 
