@@ -5,7 +5,7 @@ import type { CaptureStats } from './capture-runner.js';
 /** The report of a capture runner's figures now. */
 export function captureReportOf(
   stats: CaptureStats,
-  process: { readonly host: string; readonly pid: number },
+  where: { readonly host: string; readonly pid: number },
   nowMs: number,
 ): CaptureReport {
   return {
@@ -13,8 +13,8 @@ export function captureReportOf(
     slot: stats.slot,
     kind: stats.kind,
     state: stats.state,
-    host: process.host,
-    pid: process.pid,
+    host: where.host,
+    pid: where.pid,
     started_at: new Date(stats.startedAtMs).toISOString(),
     lag_bytes: stats.lagBytes,
     lag_seconds: roundTo(stats.lagSeconds, 1),
