@@ -1,5 +1,7 @@
 import type { Activity, LogInput } from '../core/activity.js';
 import { ActivityLogError } from '../core/errors.js';
+import type { CaptureState } from '../metrics/capture-figures.js';
+import { SecondBuckets } from '../metrics/second-buckets.js';
 import type { CaptureSource, SourceLag } from './capture-source.js';
 import type { CapturedTransaction } from './row-change.js';
 import { activityInputsOf, type CaptureMapping } from './row-change-activity.js';
@@ -32,13 +34,28 @@ export interface CaptureRunnerOptions {
   readonly maxReconnectDelayMs?: number;
 }
 
+export type { CaptureState };
+
+/** Changes waiting this long without anything becoming durable make the capture `stalled`. */
+export const STALLED_AFTER_MS = 30_000;
+
+/** `events_per_second` is the mean over this many seconds. */
+export const CAPTURE_RATE_WINDOW_SECONDS = 60;
+
 /** What `capture` reports: where it is, how far behind, how fast. */
 export interface CaptureStats {
-  readonly state: 'starting' | 'streaming' | 'stopping' | 'stopped';
+  readonly state: CaptureState;
+  /** `postgres` or `mariadb`. */
+  readonly kind: string;
   readonly streamKey: string;
   readonly slot: string;
   /** The last position saved as durable. */
   readonly position: string | null;
+  /** When {@link position} was saved (epoch ms); null before the first save. */
+  readonly positionSavedAtMs: number | null;
+  readonly startedAtMs: number;
+  /** Row changes made into activities per second, mean of the last {@link CAPTURE_RATE_WINDOW_SECONDS} s. */
+  readonly eventsPerSecond: number;
   /** Row changes made into activities and handed over since the start. */
   readonly activities: number;
   /** Of those, the ones known durable (stored, enqueued or spooled). */
@@ -84,7 +101,14 @@ export class CaptureRunner {
   #saveFailing = false;
   /** Attempts to read again since the stream last worked (a transaction came through, a connection held). */
   #reconnects = 0;
+  /** From a broken stream until the next connection opens. */
+  #reconnecting = false;
   #wakeFromBackoff: (() => void) | null = null;
+  readonly #startedAtMs = Date.now();
+  #savedAtMs: number | null = null;
+  /** Last time nothing was waiting or something became durable. */
+  #progressAtMs = Date.now();
+  readonly #events = new SecondBuckets(CAPTURE_RATE_WINDOW_SECONDS);
 
   constructor(options: CaptureRunnerOptions) {
     this.#source = options.source;
@@ -119,6 +143,7 @@ export class CaptureRunner {
         let openedAt: number | null = null;
         const opened = () => {
           openedAt = Date.now();
+          this.#reconnecting = false;
           if (this.#reconnects > 0) {
             this.#warn(`capture: the change stream is read again, from ${start ?? 'where the slot stands'}`);
           }
@@ -159,6 +184,7 @@ export class CaptureRunner {
     const delayMs = Math.min(this.#maxReconnectDelayMs, this.#reconnectDelayMs * 2 ** this.#reconnects);
     this.#reconnects++;
     const start = resume?.position ?? from;
+    this.#reconnecting = true;
     this.#warn(
       `capture: ${describeFailure(error)}; reconnecting in ${delayMs} ms (attempt ${this.#reconnects}), from ${start ?? 'where the slot stands'}`,
     );
@@ -186,11 +212,20 @@ export class CaptureRunner {
   }
 
   stats(): CaptureStats {
+    const nowMs = Date.now();
     return {
-      state: this.#state,
+      state: this.#currentState(nowMs),
+      kind: this.#mapping.sourceKind,
       streamKey: this.#mapping.streamKey,
       slot: this.#slot,
       position: this.#durable?.position ?? null,
+      positionSavedAtMs: this.#savedAtMs,
+      startedAtMs: this.#startedAtMs,
+      eventsPerSecond:
+        Math.round(
+          (100 * this.#events.sum(CAPTURE_RATE_WINDOW_SECONDS, nowMs)) /
+            Math.min(CAPTURE_RATE_WINDOW_SECONDS, Math.max(1, (nowMs - this.#startedAtMs) / 1000)),
+        ) / 100,
       activities: this.#activities,
       durableActivities: this.#durableActivities,
       lagSeconds:
@@ -198,6 +233,14 @@ export class CaptureRunner {
       lagBytes: this.#lag?.bytes ?? null,
       retainedBytes: this.#lag?.retainedBytes ?? null,
     };
+  }
+
+  #currentState(nowMs: number): CaptureState {
+    if (this.#state !== 'streaming') return this.#state;
+    if (this.#reconnecting || this.#source.reconnecting?.() === true) return 'reconnecting';
+    const waiting = this.#undurable.length > 0 || this.#handed !== this.#durable;
+    if (!waiting) this.#progressAtMs = nowMs;
+    return nowMs - this.#progressAtMs >= STALLED_AFTER_MS ? 'stalled' : 'streaming';
   }
 
   /** Asks the source how far behind the slot is (bytes); kept for {@link stats}. */
@@ -211,8 +254,10 @@ export class CaptureRunner {
     this.#reconnects = 0;
     const inputs = activityInputsOf(transaction, this.#mapping);
     if (inputs.length > 0) {
+      if (this.#undurable.length === 0 && this.#handed === this.#durable) this.#progressAtMs = Date.now();
       await this.#logger.logMany(inputs);
       this.#activities += inputs.length;
+      this.#events.add(inputs.length, Date.now());
       this.#undurable.push({ upTo: this.#activities, commitMs: transaction.commitTime.getTime() });
     }
     if (transaction.resumePosition !== null) {
@@ -264,6 +309,7 @@ export class CaptureRunner {
     const target = this.#handed;
     const activities = this.#activities;
     await this.#logger.flush();
+    if (activities > this.#durableActivities) this.#progressAtMs = Date.now();
     this.#durableActivities = Math.max(this.#durableActivities, activities);
     const stillPending = this.#undurable.findIndex((mark) => mark.upTo > this.#durableActivities);
     this.#undurable = stillPending === -1 ? [] : this.#undurable.slice(stillPending);
@@ -272,6 +318,8 @@ export class CaptureRunner {
     if (this.#saveFailing) this.#warn(`capture: the position is saved again (${target.position})`);
     this.#saveFailing = false;
     this.#durable = target;
+    this.#savedAtMs = Date.now();
+    this.#progressAtMs = this.#savedAtMs;
     this.#source.confirm(target.position);
   }
 }

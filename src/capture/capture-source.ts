@@ -36,6 +36,8 @@ export interface CaptureSource {
   /** Whether every transaction read so far was handed over and nothing is being read (an idle source). */
   caughtUp(): boolean;
   lag(): Promise<SourceLag>;
+  /** Whether the source is re-establishing its connection now (sources that reconnect say so). */
+  reconnecting?(): boolean;
   /** Sends the last confirmation and stops reading. */
   stop(): Promise<void>;
 }
@@ -46,6 +48,7 @@ export function isOwnTable(name: string, activityTable: string): boolean {
     name === activityTable ||
     name.startsWith(`${activityTable}_`) ||
     name === 'activity_log_capture_positions' ||
+    name === 'activity_log_capture_stats' ||
     name === 'activity_log_capture_context'
   );
 }

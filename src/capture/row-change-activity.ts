@@ -35,6 +35,17 @@ export function activityInputsOf(transaction: CapturedTransaction, mapping: Capt
     tag?.causerType !== undefined && tag.causerId !== undefined
       ? { type: tag.causerType, id: tag.causerId }
       : null;
+  // An untagged change says who wrote it as far as the stream knows: the database user, or null.
+  const origin = transaction.origin ?? {};
+  const untagged = tag === null ? { source: origin.user ?? null } : {};
+  const originFields =
+    tag === null
+      ? {
+          ...(origin.xid === undefined ? {} : { xid: origin.xid }),
+          ...(origin.replicationOrigin === undefined ? {} : { replication_origin: origin.replicationOrigin }),
+          ...(origin.connectionId === undefined ? {} : { connection_id: origin.connectionId }),
+        }
+      : {};
   return transaction.changes.map((change, offset) => {
     const index = transaction.firstIndex + offset;
     const tableName = qualifiedName(change, mapping);
@@ -50,12 +61,16 @@ export function activityInputsOf(transaction: CapturedTransaction, mapping: Capt
       event: change.event,
       subject: subjectId === null ? null : { type: subjectType, id: subjectId },
       causer,
-      properties: propertiesOf(change, mapping, {
-        source: mapping.sourceKind,
-        table: tableName,
-        position: transaction.position,
-        index,
-      }),
+      properties: {
+        ...propertiesOf(change, mapping, {
+          source: mapping.sourceKind,
+          table: tableName,
+          position: transaction.position,
+          index,
+          ...originFields,
+        }),
+        ...untagged,
+      },
       batchUuid,
       ipAddress: tag?.ipAddress ?? null,
       url: tag?.url ?? null,

@@ -29,6 +29,23 @@ export interface RowChange {
 }
 
 /**
+ * What the change stream says of who wrote a transaction, for one the application did not tag.
+ * PostgreSQL's pgoutput carries no user: only the transaction id and, where the session set one,
+ * its replication origin. The binary log carries a connection id on MySQL (its `BEGIN` event)
+ * and on MariaDB 11.5 and later (its GTID event), not on MariaDB 10.x.
+ */
+export interface TransactionOrigin {
+  /** The database user, where the stream (or a look-up of its live connection) gives it. */
+  readonly user?: string;
+  /** PostgreSQL: the transaction id, as server logs name it (`%x` in `log_line_prefix`). */
+  readonly xid?: number;
+  /** PostgreSQL: the replication origin the writing session had set. */
+  readonly replicationOrigin?: string;
+  /** MariaDB/MySQL: the connection (thread) id that wrote it (`CONNECTION_ID()`). */
+  readonly connectionId?: number;
+}
+
+/**
  * Row changes of one committed source transaction, or of a stretch of one too large to hold
  * whole (`complete` false until its last stretch).
  */
@@ -40,6 +57,8 @@ export interface CapturedTransaction {
   readonly commitTime: Date;
   /** The context the application tagged the transaction with, if it did. */
   readonly tag: TransactionTag | null;
+  /** Who wrote it, as far as the stream says (sources that know something fill it in). */
+  readonly origin?: TransactionOrigin;
   readonly changes: readonly RowChange[];
   /** The index of `changes[0]` within the whole transaction. */
   readonly firstIndex: number;

@@ -382,6 +382,12 @@ export const SETTINGS = {
     schema: wholeNumber(1, 86_400 * 30),
     default: 300,
   }),
+  /** Alert when the source keeps more than this many MB of WAL / binary log behind the capture slot. */
+  alertCaptureRetainedMb: setting({
+    env: 'ACTIVITY_LOG_ALERT_CAPTURE_RETAINED_MB',
+    schema: wholeNumber(1, 1024 * 1024 * 1024),
+    default: 1024,
+  }),
   /** A firing alert is notified again at most this often. */
   alertCooldownSeconds: setting({
     env: 'ACTIVITY_LOG_ALERT_COOLDOWN_SECONDS',

@@ -265,6 +265,41 @@ export const performanceSchema = z.strictObject({
         description:
           'tamper evidence: seals, rows sealed, the newest checkpoint, the last scheduled verify; null where the process watches no seal chain',
       }),
+    capture: z
+      .array(
+        z.strictObject({
+          source: z.string().meta({ description: 'the stream: server, database and slot' }),
+          slot: z.string(),
+          kind: z.string().meta({ description: '`postgres` or `mariadb`' }),
+          state: z
+            .enum(['starting', 'streaming', 'reconnecting', 'stalled', 'stopping', 'stopped', 'stale'])
+            .meta({
+              description:
+                '`stale`: the figures are older than the staleness bound (the process stopped reporting)',
+            }),
+          live: z.boolean().meta({ description: 'fresh figures of a process that is reading' }),
+          host: z.string(),
+          pid: z.number().int(),
+          started_at: z.iso.datetime(),
+          lag_bytes: nullableNumber.meta({ description: 'change stream not yet confirmed durable, bytes' }),
+          lag_seconds: z
+            .number()
+            .meta({ description: 'since the commit of the oldest change not yet durable' }),
+          retained_bytes: nullableNumber.meta({
+            description: 'WAL / binary log the source keeps behind the slot, bytes',
+          }),
+          events_per_second: z
+            .number()
+            .meta({ description: 'row changes captured per second, mean of the last 60 s' }),
+          activities: z.number().int(),
+          durable_activities: z.number().int(),
+          position: z.string().nullable(),
+          position_saved_at: z.iso.datetime().nullable(),
+          reported_at: z.iso.datetime(),
+          report_age_seconds: z.number(),
+        }),
+      )
+      .meta({ description: 'change capture, one entry per stream and slot; empty when no capture ran' }),
   }),
 });
 

@@ -8,6 +8,7 @@ import type { ActivityWorker } from '../delivery/worker.js';
 import type { BreakerState, CircuitBreaker } from '../resilience/breaker.js';
 import type { Spool } from '../resilience/spool.js';
 import { segmentUsage } from '../resilience/spool-segment-directory.js';
+import type { CaptureReport } from './capture-figures.js';
 import { LagHistogram, type LagReport } from './lag-histogram.js';
 import { MinuteHistory, type MinuteValues } from './minute-history.js';
 import { SecondBuckets } from './second-buckets.js';
@@ -85,6 +86,8 @@ export interface ProcessReport {
   readonly history: readonly MinuteValues[];
   /** Resident memory in MB. */
   readonly memory_mb: number;
+  /** The change capture this process runs (`activity-log capture`), absent in the others. */
+  readonly capture?: readonly CaptureReport[];
 }
 
 /** What a collector reads the state of for its report (see {@link MetricsCollector.include}). */
@@ -93,6 +96,8 @@ export interface CollectorParts {
   readonly worker?: Pick<ActivityWorker, 'breaker'> | undefined;
   readonly breakers?: readonly CircuitBreaker[] | undefined;
   readonly spool?: Spool | undefined;
+  /** The figures of a change capture this process runs. */
+  readonly capture?: ((nowMs: number) => CaptureReport) | undefined;
 }
 
 export interface MetricsCollectorOptions {
@@ -143,6 +148,7 @@ export class MetricsCollector {
   readonly #buses = new Set<ActivityEventBus>();
   readonly #deliveries: Delivery[] = [];
   readonly #spools: Spool[] = [];
+  readonly #captures: ((nowMs: number) => CaptureReport)[] = [];
   readonly #roles = new Set<'app' | 'worker'>();
   readonly #unsubscribe: (() => void)[] = [];
 
@@ -201,6 +207,7 @@ export class MetricsCollector {
     }
     for (const breaker of parts.breakers ?? []) this.#addBreaker(breaker);
     if (parts.spool !== undefined && !this.#spools.includes(parts.spool)) this.#spools.push(parts.spool);
+    if (parts.capture !== undefined) this.#captures.push(parts.capture);
   }
 
   /** Records the queue size seen now in this process's per-minute history. */
@@ -229,6 +236,7 @@ export class MetricsCollector {
       lag: this.#lag.report(nowMs),
       history: this.#history.values(nowMs),
       memory_mb: roundTo(process.memoryUsage.rss() / (1024 * 1024), 1),
+      ...(this.#captures.length === 0 ? {} : { capture: this.#captures.map((capture) => capture(nowMs)) }),
     };
   }
 

@@ -1,6 +1,7 @@
 import type { Config } from '../config/config.js';
 import { closeRedis, type RedisClient, whenConnected } from '../delivery/redis-connection.js';
 import type { AlertNotifier, AlertPayload } from './alerts.js';
+import { type CaptureReport, captureJsonOf } from './capture-figures.js';
 import { type MetricsCollector, type ProcessReport, roundTo } from './collector.js';
 import { mergeLagBuckets } from './lag-histogram.js';
 import { PrometheusExporter } from './prometheus.js';
@@ -22,6 +23,14 @@ import {
 export interface IntegritySource {
   /** The figures now; never rejects (what cannot be read is said in them). */
   figures(nowMs: number): Promise<IntegrityJson>;
+}
+
+/** Where the snapshot's `capture` is read from: the figures capture processes wrote. */
+export interface CaptureFiguresSource {
+  /** Every stream's last report; never rejects (nothing is shown when they cannot be read). */
+  reports(): Promise<readonly CaptureReport[]>;
+  /** Called when the monitoring closes. */
+  close(): Promise<void>;
 }
 
 /** What a {@link Monitoring} is made of; `startMonitoring` assembles them. */
@@ -46,6 +55,8 @@ export interface MonitoringParts {
   readonly log: (line: string) => void;
   /** The seal chain this process watches (`integrity` in the snapshot); null: none. */
   readonly integrity?: IntegritySource | null;
+  /** The capture processes' figures (the snapshot's `capture`); null: none shown. */
+  readonly capture?: CaptureFiguresSource | null;
 }
 
 /**
@@ -70,6 +81,7 @@ export class Monitoring {
   readonly #log: (line: string) => void;
   readonly #releaseCollector: () => void;
   readonly #integrity: IntegritySource | null;
+  readonly #capture: CaptureFiguresSource | null;
   #alertTimer: NodeJS.Timeout | null = null;
   #alertRun: Promise<unknown> | null = null;
   #lastRedisWarningMs = 0;
@@ -88,6 +100,7 @@ export class Monitoring {
     this.#publisher?.start();
     this.#notifier = parts.notifier;
     this.#integrity = parts.integrity ?? null;
+    this.#capture = parts.capture ?? null;
     if (parts.alertIntervalMs !== null) {
       this.#alertTimer = setInterval(() => {
         if (this.#alertRun === null) void this.checkAlertsSoon();
@@ -165,6 +178,7 @@ export class Monitoring {
     try {
       await this.#publisher?.close();
       await this.#reader?.close().catch(() => undefined);
+      await this.#capture?.close().catch(() => undefined);
     } finally {
       this.#releaseCollector();
       if (this.#redis !== null) await closeRedis(this.#redis);
@@ -176,7 +190,14 @@ export class Monitoring {
     const own = await this.collector.report();
     const memoryMb = roundTo(process.memoryUsage.rss() / (1024 * 1024), 1);
     const method = this.config.method;
-    const integrity = (await this.#integrity?.figures(nowMs)) ?? null;
+    const [integrity, written] = await Promise.all([
+      this.#integrity?.figures(nowMs) ?? null,
+      this.#capture?.reports() ?? [],
+    ]);
+    // A capture process's figures come through Redis with its report and from the activity
+    // database; the freshest of each stream is shown.
+    const captureOf = (reports: readonly ProcessReport[]) =>
+      captureJsonOf([...written, ...reports.flatMap((report) => report.capture ?? [])], nowMs);
     if (this.#reader !== null) {
       let cluster: ClusterState | null = null;
       try {
@@ -198,6 +219,7 @@ export class Monitoring {
           memoryMb,
           nowMs,
           integrity,
+          capture: captureOf(reports),
         };
       }
     }
@@ -211,6 +233,7 @@ export class Monitoring {
       memoryMb,
       nowMs,
       integrity,
+      capture: captureOf([own]),
     };
   }
 

@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { BreakerState } from '../resilience/breaker.js';
+import type { CaptureJson } from './capture-figures.js';
 import { LAG_BUCKETS_MS, type LagBuckets } from './lag-histogram.js';
 import { type IntegrityJson, type PerformanceData, TOTAL_NAMES, type TotalName } from './snapshot.js';
 
@@ -121,7 +122,7 @@ export class PrometheusExporter {
       this.#breakerFailures.set({ breaker }, value.failure_count);
     }
     const integrity = data.integrity === null ? '' : integrityMetricsText(data.integrity);
-    return `${await this.registry.metrics()}${lagHistogramText(input.lagTotal)}${integrity}`;
+    return `${await this.registry.metrics()}${lagHistogramText(input.lagTotal)}${integrity}${captureMetricsText(data.capture)}`;
   }
 }
 
@@ -205,4 +206,104 @@ export function integrityMetricsText(integrity: IntegrityJson): string {
     verified && verify.duration_ms !== null ? verify.duration_ms / 1000 : null,
   );
   return lines.length === 0 ? '' : `${lines.join('\n')}\n`;
+}
+
+/** The states `activity_log_capture_state` has a series for. */
+const CAPTURE_STATES: readonly CaptureJson['state'][] = [
+  'starting',
+  'streaming',
+  'reconnecting',
+  'stalled',
+  'stopping',
+  'stopped',
+  'stale',
+];
+
+/** Prometheus label values escape backslash, double quote and newline. */
+function labelValue(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/**
+ * Change capture's metrics, one series per stream (`source`, `slot`, `kind` labels). Written out
+ * directly, so that a figure the source did not give (no lag measured yet) is absent, not 0.
+ */
+export function captureMetricsText(capture: readonly CaptureJson[]): string {
+  if (capture.length === 0) return '';
+  const lines: string[] = [];
+  const metric = (
+    name: string,
+    type: 'counter' | 'gauge',
+    help: string,
+    value: (entry: CaptureJson) => number | null,
+  ) => {
+    const full = `${METRIC_PREFIX}capture_${name}`;
+    lines.push(`# HELP ${full} ${help}`, `# TYPE ${full} ${type}`);
+    for (const entry of capture) {
+      const v = value(entry);
+      if (v !== null) lines.push(`${full}{${labelsOf(entry)}} ${v}`);
+    }
+  };
+  metric(
+    'up',
+    'gauge',
+    'Whether the capture of this stream reports fresh figures and reads (1) or not (0)',
+    (e) => (e.live ? 1 : 0),
+  );
+  const state = `${METRIC_PREFIX}capture_state`;
+  lines.push(
+    `# HELP ${state} Capture state: 1 for the current state of each stream, 0 for the others`,
+    `# TYPE ${state} gauge`,
+  );
+  for (const entry of capture) {
+    for (const name of CAPTURE_STATES)
+      lines.push(`${state}{${labelsOf(entry)},state="${name}"} ${entry.state === name ? 1 : 0}`);
+  }
+  metric(
+    'lag_bytes',
+    'gauge',
+    'Change stream written by the source and not yet confirmed durable',
+    (e) => e.lag_bytes,
+  );
+  metric(
+    'lag_seconds',
+    'gauge',
+    'Seconds since the commit of the oldest change not yet durable',
+    (e) => e.lag_seconds,
+  );
+  metric(
+    'retained_bytes',
+    'gauge',
+    'WAL (PostgreSQL) or binary log (MariaDB/MySQL) the source keeps behind the slot',
+    (e) => e.retained_bytes,
+  );
+  metric(
+    'events_per_second',
+    'gauge',
+    'Row changes captured per second, mean of the last 60 s',
+    (e) => e.events_per_second,
+  );
+  metric(
+    'activities_total',
+    'counter',
+    'Activities made from row changes since the capture process started',
+    (e) => e.activities,
+  );
+  metric(
+    'position_saved_timestamp_seconds',
+    'gauge',
+    'When the durable position was last saved, Unix time',
+    (e) => (e.position_saved_at === null ? null : Date.parse(e.position_saved_at) / 1000),
+  );
+  metric(
+    'report_age_seconds',
+    'gauge',
+    'Age of the figures the capture process last wrote',
+    (e) => e.report_age_seconds,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function labelsOf(entry: CaptureJson): string {
+  return `source="${labelValue(entry.source)}",slot="${labelValue(entry.slot)}",kind="${labelValue(entry.kind)}"`;
 }

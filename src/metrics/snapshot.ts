@@ -1,4 +1,5 @@
 import type { BreakerState } from '../resilience/breaker.js';
+import type { CaptureJson } from './capture-figures.js';
 import { type BreakerReport, type ProcessReport, RATE_WINDOW_SECONDS, roundTo } from './collector.js';
 import { type LagBuckets, lagQuantileMs, mergeLagBuckets } from './lag-histogram.js';
 import { type HistoryMinute, historyFromMinutes, type MinuteValues } from './minute-history.js';
@@ -122,6 +123,8 @@ export interface PerformanceData {
   readonly totals: Readonly<Record<TotalName, number>>;
   /** Seals, checkpoints and verification; null where this process watches no seal chain. */
   readonly integrity: IntegrityJson | null;
+  /** Change capture, one entry per stream and slot (`activity-log capture`); empty when none ran. */
+  readonly capture: readonly CaptureJson[];
 }
 
 /** The whole answer: `{ success: true, data }`. */
@@ -185,6 +188,8 @@ export interface SnapshotInput {
   readonly nowMs: number;
   /** From the process's integrity watch, when it has one. */
   readonly integrity?: IntegrityJson | null;
+  /** The capture processes' figures (`activity_log_capture_stats`). */
+  readonly capture?: readonly CaptureJson[];
 }
 
 const STATE_RANK: Readonly<Record<BreakerState, number>> = { closed: 0, half_open: 1, open: 2 };
@@ -281,6 +286,7 @@ export function composeSnapshot(input: SnapshotInput): PerformanceSnapshot {
       generated_at: new Date(nowMs).toISOString(),
       totals: input.totals,
       integrity: input.integrity ?? null,
+      capture: input.capture ?? [],
     },
   };
 }

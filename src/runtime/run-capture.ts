@@ -1,4 +1,6 @@
+import { hostname } from 'node:os';
 import pg from 'pg';
+import { captureReportOf } from '../capture/capture-report.js';
 import { CaptureRunner, type CaptureStats } from '../capture/capture-runner.js';
 import { type CaptureSource, captureSourceUnreachable, isOwnTable } from '../capture/capture-source.js';
 import {
@@ -22,8 +24,12 @@ import { PostgresCaptureSource } from '../capture/postgres/pg-capture-source.js'
 import type { Config } from '../config/config.js';
 import { ActivityLogError } from '../core/errors.js';
 import { secretKeyMatcher } from '../core/redact.js';
+import { type CaptureJson, captureJsonOf, parseCaptureReport } from '../metrics/capture-figures.js';
+import type { Monitoring } from '../metrics/monitoring.js';
 import { type CapturePosition, CapturePositionTable } from '../store/capture-positions.js';
+import { type CaptureReporting, startCaptureReporting } from './capture-reporting.js';
 import { composeActivityLog } from './create-activity-log.js';
+import { sharesThroughRedis, startMonitoring } from './start-monitoring.js';
 
 /** Where `capture` starts reading: the saved position (default), everything the slot kept, or now. */
 export type CaptureFrom = 'saved' | 'earliest' | 'now';
@@ -41,6 +47,10 @@ export interface RunCaptureOptions {
   readonly checkpointIntervalMs?: number;
   /** First wait before reading again after the stream broke, for tests (default 500 ms). */
   readonly reconnectDelayMs?: number;
+  /** How often the figures are measured and written to `activity_log_capture_stats` (default 5 s). */
+  readonly reportIntervalMs?: number;
+  /** Each measurement of the figures (the `capture_lag` alert). */
+  readonly onMeasured?: (stats: CaptureStats) => Promise<void> | void;
 }
 
 /** The capture source: its kind and URL, or one line saying it is missing. */
@@ -94,9 +104,12 @@ async function openedSource(
     url,
     slot,
     ignoreTables: new Set(
-      [config.database.table, 'activity_log_capture_positions', 'activity_log_capture_context'].map(
-        (name) => `public.${name}`,
-      ),
+      [
+        config.database.table,
+        'activity_log_capture_positions',
+        'activity_log_capture_stats',
+        'activity_log_capture_context',
+      ].map((name) => `public.${name}`),
     ),
   });
   await source.open();
@@ -145,14 +158,21 @@ export async function setUpCapture(config: Config, print: (line: string) => void
   }
 }
 
+/** What `capture --status` adds to the source's state: the saved position and the capture process's last figures. */
+interface CaptureBookkeeping {
+  readonly saved: CapturePosition | null;
+  /** What the capture process of this slot last wrote (stale once it stopped writing); null: none ever ran. */
+  readonly process: CaptureJson | null;
+}
+
 export type CaptureStatus =
-  | ({ readonly kind: 'postgres'; readonly saved: CapturePosition | null } & PostgresCaptureState)
+  | ({ readonly kind: 'postgres' } & CaptureBookkeeping & PostgresCaptureState)
   | ({
       readonly kind: 'mysql';
       readonly slot: string;
       readonly tables: readonly string[];
-      readonly saved: CapturePosition | null;
-    } & MysqlCaptureState);
+    } & CaptureBookkeeping &
+      MysqlCaptureState);
 
 /** `capture --status`: the slot (PostgreSQL) or binary log (MariaDB/MySQL), the lag, the tables, the saved position. */
 export async function captureStatus(config: Config): Promise<CaptureStatus> {
@@ -163,11 +183,23 @@ export async function captureStatus(config: Config): Promise<CaptureStatus> {
   try {
     await positions.ensure();
     const saved = await positions.read(streamKey, slot);
+    const reports = (await positions.readStats())
+      .filter((row) => row.source === streamKey && row.slot === slot)
+      .map((row) => parseCaptureReport(row.report))
+      .filter((report) => report !== null);
+    const figures = captureJsonOf(reports, Date.now())[0] ?? null;
     if (kind === 'mysql') {
-      return { kind, slot, tables: config.capture.tables, saved, ...(await mysqlCaptureState(url)) };
+      return {
+        kind,
+        slot,
+        tables: config.capture.tables,
+        saved,
+        process: figures,
+        ...(await mysqlCaptureState(url)),
+      };
     }
     const state = await withSourceClient(url, (client) => postgresCaptureState(client, slot));
-    return { kind, saved, ...state };
+    return { kind, saved, process: figures, ...state };
   } finally {
     await positions.close();
   }
@@ -228,8 +260,10 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
   } else startAt = await preparePostgres(url, slot, options);
 
   const positions = new CapturePositionTable(config.database);
-  const { activityLog } = composeActivityLog({ config, warn: options.warn });
+  const { activityLog, collector } = composeActivityLog({ config, warn: options.warn });
+  let monitoring: Monitoring | null = null;
   let source: CaptureSource | null = null;
+  let reporting: CaptureReporting | null = null;
   try {
     await positions.ensure();
     source = await openedSource(config, kind, url, tables, options.from === 'earliest' ? 'earliest' : 'now');
@@ -258,7 +292,16 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
       `capture started: slot ${slot} of ${source.streamKey}, from ${from ?? (kind === 'mysql' ? `the binary log's ${options.from === 'earliest' ? 'oldest event' : 'end'}` : 'the slot position')}, method ${config.method}`,
     );
     options.onStart?.(runner);
+    const where = { host: hostname(), pid: process.pid };
+    collector.include({ capture: (nowMs) => captureReportOf(runner.stats(), where, nowMs) });
+    // With the queue, this process's figures (capture included) go to Redis like a producer's.
+    if (sharesThroughRedis(config, false)) monitoring = startMonitoring({ config, collector, alerts: false });
     const running = runner.run(from);
+    reporting = startCaptureReporting(runner, positions, {
+      warn: options.warn,
+      ...(options.reportIntervalMs === undefined ? {} : { intervalMs: options.reportIntervalMs }),
+      ...(options.onMeasured === undefined ? {} : { onMeasured: options.onMeasured }),
+    });
     let stopping: Promise<void> | null = null;
     void options.stopRequested.then(() => {
       stopping = runner.stop();
@@ -268,14 +311,18 @@ export async function runCapture(config: Config, options: RunCaptureOptions): Pr
     } finally {
       if (stopping !== null) await stopping;
     }
+    await reporting.close();
+    reporting = null;
     const stats = runner.stats();
     options.print(
       `capture stopped: ${stats.durableActivities} activities durable, position ${stats.position ?? 'unchanged'}`,
     );
     return stats;
   } finally {
+    await reporting?.close();
     await source?.stop();
     await activityLog.close().catch((error: unknown) => options.warn(`capture: ${(error as Error).message}`));
+    await monitoring?.close().catch(() => undefined);
     await positions.close();
   }
 }

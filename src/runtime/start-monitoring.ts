@@ -4,8 +4,9 @@ import { connectRedis, createRedisClient, type RedisClient } from '../delivery/r
 import type { ActivityWorker } from '../delivery/worker.js';
 import { AlertNotifier, type AlertSettings, MemoryAlertState, RedisAlertState } from '../metrics/alerts.js';
 import { MetricsCollector } from '../metrics/collector.js';
-import { type IntegritySource, Monitoring } from '../metrics/monitoring.js';
+import { type CaptureFiguresSource, type IntegritySource, Monitoring } from '../metrics/monitoring.js';
 import { ClusterReader, DEFAULT_HEARTBEAT_TTL_MS, MetricsPublisher } from '../metrics/redis-metrics.js';
+import { CaptureWatch } from './capture-watch.js';
 
 /** Alerts are evaluated this often by default. */
 export const DEFAULT_ALERT_INTERVAL_MS = 15_000;
@@ -30,6 +31,8 @@ export interface MonitoringOptions {
   readonly log?: (line: string) => void;
   /** The seal chain this process watches: the snapshot's `integrity` (see `IntegrityWatch`). */
   readonly integrity?: IntegritySource | null;
+  /** The capture processes' figures: the snapshot's `capture` (see `CaptureWatch`). */
+  readonly capture?: CaptureFiguresSource | null;
 }
 
 /** The alert settings of a configuration. */
@@ -76,7 +79,7 @@ export async function connectMonitoringReader(config: Config): Promise<Monitorin
   if (!sharesThroughRedis(config, false)) return assembleMonitoring({ config, alerts: false }, null);
   const redis = createRedisClient(config.redis, 'command', { lazyConnect: true });
   await connectRedis(redis, config.redis);
-  return assembleMonitoring({ config, alerts: false }, redis);
+  return assembleMonitoring({ config, alerts: false, capture: new CaptureWatch(config.database) }, redis);
 }
 
 function assembleMonitoring(options: MonitoringOptions, redis: RedisClient | null): Monitoring {
@@ -122,6 +125,7 @@ function assembleMonitoring(options: MonitoringOptions, redis: RedisClient | nul
     }),
     counting,
     integrity: options.integrity ?? null,
+    capture: options.capture ?? null,
     alertIntervalMs:
       (options.alerts ?? counting) ? (options.alertIntervalMs ?? DEFAULT_ALERT_INTERVAL_MS) : null,
     log,

@@ -5,13 +5,19 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { captureReportOf } from '../../src/capture/capture-report.js';
+import type { CaptureStats } from '../../src/capture/capture-runner.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { Activity } from '../../src/core/activity.js';
 import { newActivityId, newBatchUuid } from '../../src/core/ids.js';
 import { createActivityLogServer } from '../../src/http/create-activity-log-server.js';
 import { generateSigningKeyPair } from '../../src/integrity/checkpoint.js';
+import type { Monitoring } from '../../src/metrics/monitoring.js';
+import { CaptureWatch } from '../../src/runtime/capture-watch.js';
 import { publishCheckpoint } from '../../src/runtime/checkpoint-publisher.js';
 import { type ActivityLog, composeActivityLog } from '../../src/runtime/create-activity-log.js';
+import { startMonitoring } from '../../src/runtime/start-monitoring.js';
+import { CapturePositionTable } from '../../src/store/capture-positions.js';
 import { ChainHeadReader } from '../../src/store/seal-head.js';
 import { storedActivity } from '../helpers/activity-factory.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
@@ -70,6 +76,7 @@ describe.runIf(run)('backoffice in a real browser', () => {
   let baseUrl = '';
   let browser: Browser;
   let page: Page;
+  let monitoring: Monitoring | undefined;
   const consoleErrors: string[] = [];
 
   beforeAll(async () => {
@@ -128,7 +135,14 @@ describe.runIf(run)('backoffice in a real browser', () => {
     });
     expect(published.failures).toEqual([]);
 
-    app = createActivityLogServer(composed);
+    // Capture figures come from the activity database, read here without the fault proxy.
+    monitoring = startMonitoring({
+      config: composed.config,
+      collector: composed.collector,
+      alerts: false,
+      capture: new CaptureWatch(loadConfig({ env: { DATABASE_URL: MYSQL_URL } }).database),
+    });
+    app = createActivityLogServer(composed, { monitoring });
     await app.listen({ host: '127.0.0.1', port: 0 });
     baseUrl = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
     const probe = await fetch(`${baseUrl}${SNAPSHOT_PATH}`, {
@@ -155,6 +169,7 @@ describe.runIf(run)('backoffice in a real browser', () => {
   afterAll(async () => {
     await browser?.close();
     await app?.close();
+    await monitoring?.close();
     await activityLog?.close();
     await proxy?.close();
     await table?.drop();
@@ -345,6 +360,48 @@ describe.runIf(run)('backoffice in a real browser', () => {
     await expect.poll(() => page.locator('#breaker-state').textContent(), { timeout: 10_000 }).toBe('Open');
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'performance-breaker-open.png'), fullPage: true });
     await proxy.pass();
+  });
+
+  it('shows each captured stream on the dashboard: streaming while its figures are fresh, stale once they are old', async () => {
+    const positions = new CapturePositionTable(loadConfig({ env: { DATABASE_URL: MYSQL_URL } }).database);
+    const slot = `al_browser_${process.pid}`;
+    const stats: CaptureStats = {
+      state: 'streaming',
+      kind: 'mariadb',
+      streamKey: `mariadb:1@db/shop/${slot}`,
+      slot,
+      position: 'gtid:0-1-4242',
+      positionSavedAtMs: Date.now(),
+      startedAtMs: Date.now() - 60_000,
+      eventsPerSecond: 37.5,
+      activities: 1200,
+      durableActivities: 1200,
+      lagSeconds: 0.2,
+      lagBytes: 512,
+      retainedBytes: 2 * 1024 * 1024,
+    };
+    const where = { host: 'db-worker-1', pid: 5120 };
+    try {
+      await positions.ensure();
+      await positions.saveStats(
+        stats.streamKey,
+        slot,
+        JSON.stringify(captureReportOf(stats, where, Date.now())),
+      );
+      await page.goto(`${baseUrl}/backoffice/activity-logs/performance`);
+      const row = page.locator('#capture tr', { hasText: slot });
+      await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain('streaming');
+      expect(await row.textContent()).toContain('37.5/s');
+      expect(await row.textContent()).toContain('gtid:0-1-4242');
+      await page.screenshot({ path: join(ARTIFACTS_DIR, 'performance-capture.png'), fullPage: true });
+      const old = captureReportOf(stats, where, Date.now() - 60_000);
+      await positions.saveStats(stats.streamKey, slot, JSON.stringify(old));
+      await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain('stale');
+      expect(await row.getAttribute('class')).toContain('stale');
+    } finally {
+      await positions.remove(stats.streamKey, slot).catch(() => undefined);
+      await positions.close();
+    }
   });
 
   it('fits the dashboard on a phone-width screen', async () => {

@@ -8,7 +8,7 @@ import { type Config, loadConfig } from '../../src/config/config.js';
 import { runWithContext } from '../../src/core/context.js';
 import { createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { runCapture, setUpCapture } from '../../src/runtime/run-capture.js';
-import { CAPTURE_POSITIONS_TABLE } from '../../src/store/capture-positions.js';
+import { CAPTURE_POSITIONS_TABLE, CAPTURE_STATS_TABLE } from '../../src/store/capture-positions.js';
 import { createStore } from '../../src/store/create-store.js';
 import { MARIADB, MYSQL_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
 import { test as it, type TestScope } from '../helpers/test-context.js';
@@ -45,6 +45,7 @@ async function scene(
       `DROP TABLE IF EXISTS \`${table}\`, \`${activityTable}\`, \`${activityTable}_seals\`, \`${activityTable}_migrations\``,
     );
     await db.query(`DELETE FROM ${CAPTURE_POSITIONS_TABLE} WHERE slot = ?`, [slot]).catch(() => undefined);
+    await db.query(`DELETE FROM ${CAPTURE_STATS_TABLE} WHERE slot = ?`, [slot]).catch(() => undefined);
   });
   await db.query(
     `CREATE TABLE \`${table}\` (${options.columns ?? 'id INT PRIMARY KEY, status VARCHAR(20) NOT NULL, total DECIMAL(10,2), password VARCHAR(50), note VARCHAR(50)'})`,

@@ -9,7 +9,7 @@ import { type Config, loadConfig } from '../../src/config/config.js';
 import { runWithContext } from '../../src/core/context.js';
 import { createActivityLog } from '../../src/runtime/create-activity-log.js';
 import { runCapture, setUpCapture } from '../../src/runtime/run-capture.js';
-import { CAPTURE_POSITIONS_TABLE } from '../../src/store/capture-positions.js';
+import { CAPTURE_POSITIONS_TABLE, CAPTURE_STATS_TABLE } from '../../src/store/capture-positions.js';
 import { createStore } from '../../src/store/create-store.js';
 import { FaultProxy } from '../helpers/fault-proxy.js';
 import { POSTGRES, POSTGRES_URL, serviceAvailable, uniqueSuffix } from '../helpers/services.js';
@@ -62,6 +62,7 @@ async function scene(
       `DROP TABLE IF EXISTS "${table}", "${activityTable}", "${activityTable}_seals", "${activityTable}_migrations"`,
     );
     await db.query(`DELETE FROM ${CAPTURE_POSITIONS_TABLE} WHERE slot = $1`, [slot]).catch(() => undefined);
+    await db.query(`DELETE FROM ${CAPTURE_STATS_TABLE} WHERE slot = $1`, [slot]).catch(() => undefined);
   });
   await db.query(
     `CREATE TABLE "${table}" (${options.columns ?? 'id integer PRIMARY KEY, status text NOT NULL, total numeric(10,2), password text, note text'})`,

@@ -67,7 +67,25 @@ describe('row changes as activities', () => {
       attributes: { status: 'paid' },
       old: { status: 'new' },
       capture: { source: 'postgres', table: 'orders', position: '0/16B3748', index: 0 },
+      source: null,
     });
+  });
+
+  it('names the database user of an untagged transaction in properties.source, with what the stream says of its origin', () => {
+    const [mariadb] = activityInputsOf(
+      transaction([update], { origin: { user: 'console', connectionId: 812 } }),
+      mapping,
+    );
+    expect(mariadb!.causer).toBeNull();
+    expect(mariadb!.properties).toMatchObject({ source: 'console', capture: { connection_id: 812 } });
+    const [postgres] = activityInputsOf(transaction([update], { origin: { xid: 7301 } }), mapping);
+    expect(postgres!.properties).toMatchObject({ source: null, capture: { xid: 7301 } });
+    const tagged = activityInputsOf(
+      transaction([update], { tag: { causerType: 'User', causerId: '1' }, origin: { user: 'app', xid: 9 } }),
+      mapping,
+    );
+    expect(tagged[0]!.properties).not.toHaveProperty('source');
+    expect(tagged[0]!.properties!.capture).not.toHaveProperty('xid');
   });
 
   it('derives the same ids from the same stream position, and other ids from others', () => {

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { captureReportOf } from '../../src/capture/capture-report.js';
 import { formatStatus } from '../../src/cli/commands/status.js';
+import { captureJsonOf } from '../../src/metrics/capture-figures.js';
 import { composeSnapshot, TOTAL_NAMES, type TotalName, type VerifyJson } from '../../src/metrics/snapshot.js';
 import { integrityWith } from '../helpers/performance-data.js';
 
@@ -109,5 +111,41 @@ describe('status output', () => {
     expect(text).toContain(
       '\u001b[31;1mNOT INTACT\u001b[0m at 2026-11-29T02:00:00.000Z: 2 problems, first: rows of seal 3 are missing',
     );
+  });
+
+  it('shows each captured stream: streaming with its rate and lag, or STALE with the age of its figures', () => {
+    const nowMs = T0 + 2000;
+    const report = (reportedAtMs: number) =>
+      captureReportOf(
+        {
+          state: 'streaming',
+          kind: 'postgres',
+          streamKey: 'postgres:1/shop/activity_log',
+          slot: 'activity_log',
+          position: '0/10',
+          positionSavedAtMs: T0,
+          startedAtMs: T0 - 60_000,
+          eventsPerSecond: 12.5,
+          activities: 10,
+          durableActivities: 10,
+          lagSeconds: 0.4,
+          lagBytes: 0,
+          retainedBytes: 2048,
+        },
+        { host: 'db-1', pid: 99 },
+        reportedAtMs,
+      );
+    const live = formatStatus(
+      { ...data('closed'), capture: captureJsonOf([report(nowMs - 1000)], nowMs) },
+      { color: false },
+    );
+    expect(live).toMatch(
+      /capture activity_log\s+STREAMING 12.5 changes\/s, 0.4 s behind, 2.0 KiB kept behind the slot/,
+    );
+    const stale = formatStatus(
+      { ...data('closed'), capture: captureJsonOf([report(nowMs - 60_000)], nowMs) },
+      { color: false },
+    );
+    expect(stale).toMatch(/capture activity_log\s+STALE \(figures 60 s old, pid 99 on db-1\)/);
   });
 });

@@ -8,6 +8,7 @@ import {
 } from '../../core/transaction-tag.js';
 import type { CaptureSource, SourceLag } from '../capture-source.js';
 import { type CapturedTransaction, type RowChange, type RowImage, truncationOf } from '../row-change.js';
+import { MysqlConnectionUsers } from './mysql-connection-users.js';
 
 /*
  * @vlasky/zongji (0.9) reads the binary log over mysql2 and decodes MariaDB 10.11's and MySQL 8's
@@ -45,6 +46,10 @@ interface OpenTransaction {
   readonly standalone: boolean;
   commitTime: Date;
   tag: TransactionTag | null;
+  /** The writing connection, where the binary log says (MySQL's BEGIN, MariaDB 11.5+'s GTID). */
+  connectionId: number | undefined;
+  /** Its user, once looked up (an untagged transaction's first hand-over). */
+  user?: Promise<string | undefined>;
   changes: RowChange[];
   firstIndex: number;
 }
@@ -73,6 +78,10 @@ interface ZongJiEvent {
   query?: string;
   /** The default database of a query event. */
   schema?: string;
+  /** Query events: the connection that wrote it. */
+  slaveProxyId?: number;
+  /** MariaDB 11.5+ GTID events: the connection that wrote it. */
+  threadId?: number;
   primaryKey?: number[];
   columnNames?: string[];
 }
@@ -148,6 +157,9 @@ export class MysqlCaptureSource implements CaptureSource {
   #draining = false;
   #paused = false;
   #open: OpenTransaction | null = null;
+  readonly #users = new MysqlConnectionUsers(
+    async (sql, values) => (await this.#sideQuery(sql, values)) as Record<string, unknown>[],
+  );
   readonly #primaryKeys = new Map<string, readonly string[]>();
   #handed: string | null = null;
   #durable: string | null = null;
@@ -312,16 +324,16 @@ export class MysqlCaptureSource implements CaptureSource {
     if (file === undefined || offset === undefined) return { bytes: 0, retainedBytes: 0 };
     const logs = await this.#sideQuery('SHOW BINARY LOGS');
     let behind = 0;
-    let retained = 0;
     let past = false;
     for (const log of logs as { Log_name: string; File_size: number }[]) {
-      retained += Number(log.File_size);
       if (log.Log_name === file) {
         past = true;
         behind += Math.max(0, Number(log.File_size) - offset);
       } else if (past) behind += Number(log.File_size);
     }
-    return { bytes: behind, retainedBytes: retained };
+    // The server keeps its binary logs by its own expiry, not for capture: what capture holds
+    // back is the stretch past its position, which must outlive that expiry.
+    return { bytes: behind, retainedBytes: behind };
   }
 
   async stop(): Promise<void> {
@@ -400,6 +412,7 @@ export class MysqlCaptureSource implements CaptureSource {
       standalone: event.standalone === true,
       commitTime: new Date(event.timestamp),
       tag: null,
+      connectionId: event.slaveProxyId ?? event.threadId,
       changes: [],
       firstIndex: 0,
     };
@@ -442,7 +455,7 @@ export class MysqlCaptureSource implements CaptureSource {
         keyColumns,
       });
       if (open.changes.length >= this.#maxStretch) {
-        await this.#handle!(transactionOf(open, null, open.position || 'pending'));
+        await this.#handle!(transactionOf(open, null, open.position || 'pending', await this.#userOf(open)));
         open.firstIndex += open.changes.length;
         open.changes = [];
       }
@@ -455,7 +468,7 @@ export class MysqlCaptureSource implements CaptureSource {
     if (open === null) return;
     open.commitTime = new Date(event.timestamp);
     const position = open.position || resume;
-    await this.#handle!(transactionOf(open, resume, position));
+    await this.#handle!(transactionOf(open, resume, position, await this.#userOf(open)));
     this.#handed = resume;
   }
 
@@ -491,6 +504,15 @@ export class MysqlCaptureSource implements CaptureSource {
     return this.#options.tables.some((name) => name.split('.').at(-1) === table);
   }
 
+  /** The database user of an untagged transaction's connection, looked up once per transaction. */
+  #userOf(open: OpenTransaction): Promise<string | undefined> {
+    if (open.tag !== null || open.connectionId === undefined || open.changes.length === 0) {
+      return Promise.resolve(undefined);
+    }
+    open.user ??= this.#users.userOf(open.connectionId, open.commitTime).catch(() => undefined);
+    return open.user;
+  }
+
   /** The primary key's columns, from the catalog, once per table. */
   async #primaryKeyOf(schema: string, table: string): Promise<readonly string[]> {
     const key = `${schema}.${table}`;
@@ -511,12 +533,17 @@ function transactionOf(
   open: OpenTransaction,
   resumePosition: string | null,
   position: string,
+  user?: string,
 ): CapturedTransaction {
   return {
     position,
     resumePosition,
     commitTime: open.commitTime,
     tag: open.tag,
+    origin: {
+      ...(open.connectionId === undefined ? {} : { connectionId: open.connectionId }),
+      ...(user === undefined ? {} : { user }),
+    },
     changes: open.changes,
     firstIndex: open.firstIndex,
   };

@@ -7,7 +7,13 @@ import {
   type TransactionTag,
 } from '../../core/transaction-tag.js';
 import type { CaptureSource, SourceLag } from '../capture-source.js';
-import { type CapturedTransaction, type RowChange, type RowImage, truncationOf } from '../row-change.js';
+import {
+  type CapturedTransaction,
+  type RowChange,
+  type RowImage,
+  type TransactionOrigin,
+  truncationOf,
+} from '../row-change.js';
 import { laterLsn, lsnFromBigInt, lsnToBigInt, normalizeLsn } from './pg-lsn.js';
 
 /*
@@ -42,6 +48,7 @@ interface OpenTransaction {
   readonly position: string;
   readonly commitTime: Date;
   tag: TransactionTag | null;
+  origin: TransactionOrigin;
   changes: RowChange[];
   firstIndex: number;
 }
@@ -287,12 +294,17 @@ export class PostgresCaptureSource implements CaptureSource {
           position: normalizeLsn(message.commitLsn ?? '0/0'),
           commitTime: new Date(Number((message.commitTime as bigint) / 1000n)),
           tag: null,
+          origin: { xid: message.xid },
           changes: [],
           firstIndex: 0,
         };
         return;
       case 'relation':
         this.#primaryKeys.delete(message.relationOid);
+        return;
+      case 'origin':
+        if (this.#open !== null)
+          this.#open.origin = { ...this.#open.origin, replicationOrigin: message.originName };
         return;
       case 'message':
         if (this.#open !== null && message.transactional && message.prefix === TRANSACTION_TAG_PREFIX) {
@@ -401,6 +413,7 @@ function transactionOf(open: OpenTransaction, resumePosition: string | null): Ca
     resumePosition,
     commitTime: open.commitTime,
     tag: open.tag,
+    origin: open.origin,
     changes: open.changes,
     firstIndex: open.firstIndex,
   };

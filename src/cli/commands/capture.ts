@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/config.js';
 import { ActivityLogError } from '../../core/errors.js';
-import { watchLag } from '../../runtime/capture-lag-alert.js';
+import type { CaptureJson } from '../../metrics/capture-figures.js';
+import { CaptureLagAlert } from '../../runtime/capture-lag-alert.js';
 import {
   type CaptureFrom,
   type CaptureStatus,
@@ -83,19 +84,16 @@ export function registerCaptureCommand(program: Command): void {
       const stop = watchStopSignals({
         onFirstSignal: (signal) => warn(`${signal}: making what was read durable, then exiting`),
       });
-      let stopWatching: () => void = () => undefined;
+      const alert = new CaptureLagAlert(config, warn);
       try {
         await runCapture(config, {
           from,
           print,
           warn,
           stopRequested: stop.reason,
-          onStart: (runner) => {
-            stopWatching = watchLag(runner, config, warn);
-          },
+          onMeasured: (stats) => alert.check(stats),
         });
       } finally {
-        stopWatching();
         stop.dispose();
       }
     });
@@ -109,9 +107,18 @@ function fromFlag(value: string | undefined): CaptureFrom {
   });
 }
 
+/** The capture process's last figures, as `capture --status` shows them. */
+function processLine(figures: CaptureJson | null): string {
+  if (figures === null) return 'capture process: none has reported (activity_log_capture_stats)';
+  const where = `pid ${figures.pid} on ${figures.host}`;
+  const age = `reported ${figures.report_age_seconds} s ago`;
+  if (!figures.live) return `capture process: ${figures.state.toUpperCase()} (${where}, ${age})`;
+  return `capture process: ${figures.state} (${where}, ${age}): ${figures.events_per_second} changes/s, ${figures.lag_seconds} s behind, ${figures.durable_activities} of ${figures.activities} activities durable since its start`;
+}
+
 function describe(status: CaptureStatus): string {
   const bytes = (value: number | null) => (value === null ? 'unknown' : `${value} bytes`);
-  const saved = `saved position: ${status.saved === null ? 'none' : `${status.saved.position} at ${status.saved.updatedAt.toISOString()}`}`;
+  const saved = `saved position: ${status.saved === null ? 'none' : `${status.saved.position} at ${status.saved.updatedAt.toISOString()}`}\n${processLine(status.process)}`;
   if (status.kind === 'mysql') {
     const settings = Object.entries(status.settings).map(([name, value]) => `${name}=${value}`);
     return `${[

@@ -11,6 +11,7 @@ import { createActivityLogServer } from '../../http/create-activity-log-server.j
 import type { CheckpointBody } from '../../integrity/checkpoint.js';
 import type { Monitoring } from '../../metrics/monitoring.js';
 import { resilienceOf } from '../../resilience/resilient-sink.js';
+import { CaptureWatch } from '../../runtime/capture-watch.js';
 import { type CheckpointPublishing, startCheckpointPublishing } from '../../runtime/checkpoint-publisher.js';
 import {
   type ActivityLog,
@@ -95,7 +96,13 @@ async function serve(flags: ServeFlags, verbose: boolean): Promise<void> {
           publishing: checkpoints !== null,
         });
       }
-      monitoring = startMonitoring({ config, collector: composed.collector, worker, integrity });
+      monitoring = startMonitoring({
+        config,
+        collector: composed.collector,
+        worker,
+        integrity,
+        capture: new CaptureWatch(composed.config.database),
+      });
       app = createActivityLogServer(composed, {
         config,
         monitoring,

@@ -2,6 +2,7 @@ import { stripVTControlCharacters } from 'node:util';
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../../config/config.js';
 import { ActivityLogError, isActivityLogError } from '../../core/errors.js';
+import type { CaptureJson } from '../../metrics/capture-figures.js';
 import type { IntegrityJson, PerformanceData, PerformanceSnapshot } from '../../metrics/snapshot.js';
 import { connectMonitoringReader, sharesThroughRedis } from '../../runtime/start-monitoring.js';
 
@@ -150,6 +151,7 @@ export function formatStatus(data: PerformanceData, options: { readonly color: b
     ['lag', `p50 ${ms(data.lag_ms.p50)}, p99 ${ms(data.lag_ms.p99)} (last 5 min)`],
   ];
   if (data.integrity !== null) rows.push(...integrityRows(data.integrity, paint));
+  for (const capture of data.capture ?? []) rows.push(captureRow(capture, paint));
   const lines = [
     paint(
       ANSI.bold,
@@ -203,6 +205,27 @@ export function formatStatus(data: PerformanceData, options: { readonly color: b
     );
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** One captured stream: its state, rate, lag and retained log, or how old its last figures are. */
+function captureRow(capture: CaptureJson, paint: (code: string, text: string) => string): [string, string] {
+  const name = `capture ${capture.slot}`;
+  if (!capture.live) {
+    return [
+      name,
+      `${paint(ANSI.red, capture.state.toUpperCase())} (figures ${capture.report_age_seconds} s old, pid ${capture.pid} on ${capture.host})`,
+    ];
+  }
+  const state =
+    capture.state === 'streaming'
+      ? paint(ANSI.green, 'STREAMING')
+      : paint(ANSI.yellow, capture.state.toUpperCase());
+  const retained =
+    capture.retained_bytes === null ? '' : `, ${formatBytes(capture.retained_bytes)} kept behind the slot`;
+  return [
+    name,
+    `${state} ${capture.events_per_second} changes/s, ${capture.lag_seconds} s behind${retained}`,
+  ];
 }
 
 /** The seal chain's lines: seals, the newest checkpoint, the last scheduled verify. */

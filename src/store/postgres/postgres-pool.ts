@@ -54,6 +54,12 @@ function withBrokenClientDisposal(pool: pg.Pool): PostgresPool {
       let connection = wrapped.get(client);
       if (connection === undefined) {
         let broken = false;
+        // pg emits 'error' on a checked-out client whose connection breaks, even while its query
+        // is being rejected with the same error; the pool listens only to idle ones. Without this
+        // listener the event would crash the process; the client is destroyed on release instead.
+        client.on('error', () => {
+          broken = true;
+        });
         connection = {
           // Kysely only streams through cursors, which this store never uses.
           query: ((text: string, parameters: readonly unknown[]) =>

@@ -160,6 +160,53 @@ function renderWorkers(data, nowMs) {
   }
 }
 
+/** One row per captured stream; figures past the staleness bound are shown as such, never as live. */
+function renderCapture(data, nowMs) {
+  const body = document.getElementById('capture');
+  body.replaceChildren();
+  const streams = Array.isArray(data.capture) ? data.capture : [];
+  if (streams.length === 0) {
+    body.append(
+      el(
+        'tr',
+        {},
+        el('td', {
+          colspan: 9,
+          className: 'empty',
+          text: 'No change capture has reported (activity-log capture).',
+        }),
+      ),
+    );
+    return;
+  }
+  const ago = (value) => {
+    const ms = toTimeMs(value);
+    return ms === null ? '—' : `${formatDuration(Math.max(0, nowMs - ms))} ago`;
+  };
+  const bytes = (value) => (typeof value === 'number' ? formatBytes(value) : '—');
+  for (const stream of streams) {
+    const stateClass = stream.live ? (stream.state === 'streaming' ? 'closed' : 'half_open') : 'open';
+    body.append(
+      el(
+        'tr',
+        {
+          title: `${stream.kind}, pid ${stream.pid} on ${stream.host}`,
+          className: stream.live ? '' : 'stale',
+        },
+        el('td', { className: 'mono', text: `${stream.source} (${stream.slot})` }),
+        el('td', {}, el('span', { className: `badge breaker-state ${stateClass}`, text: stream.state })),
+        el('td', { text: `${formatNumber(stream.events_per_second, 1)}/s` }),
+        el('td', { text: formatDuration((stream.lag_seconds ?? 0) * 1000) }),
+        el('td', { text: bytes(stream.lag_bytes) }),
+        el('td', { text: bytes(stream.retained_bytes) }),
+        el('td', { className: 'mono', text: stream.position ?? '—' }),
+        el('td', { text: ago(stream.position_saved_at) }),
+        el('td', { text: ago(stream.reported_at) }),
+      ),
+    );
+  }
+}
+
 /** The latest answer of the host API, shown with the snapshot's process figures. */
 let host = null;
 
@@ -347,6 +394,7 @@ async function poll() {
     renderLive(data, nowMs);
     renderHistory(data);
     renderWorkers(data, nowMs);
+    renderCapture(data, nowMs);
     renderHost(data);
   } catch (error) {
     failedAttempts++;
