@@ -8,7 +8,7 @@ import pg from 'pg';
 import type { CaptureStats } from '../../src/capture/capture-runner.js';
 import { type Config, loadConfig } from '../../src/config/config.js';
 import { runCapture, setUpCapture } from '../../src/runtime/run-capture.js';
-import { CAPTURE_POSITIONS_TABLE } from '../../src/store/capture-positions.js';
+import { CAPTURE_POSITIONS_TABLE, CAPTURE_STATS_TABLE } from '../../src/store/capture-positions.js';
 import { createStore } from '../../src/store/create-store.js';
 import { MYSQL_URL, POSTGRES_URL, uniqueSuffix } from './services.js';
 import type { TestScope } from './test-context.js';
@@ -114,9 +114,11 @@ export async function captureScene(
     await sql(
       `DROP TABLE IF EXISTS ${[table, activityTable, `${activityTable}_seals`, `${activityTable}_migrations`].map(quote).join(', ')}`,
     );
-    await sql(`DELETE FROM ${CAPTURE_POSITIONS_TABLE} WHERE slot = ${dialect === 'postgres' ? '$1' : '?'}`, [
-      slot,
-    ]).catch(() => undefined);
+    for (const bookkeeping of [CAPTURE_POSITIONS_TABLE, CAPTURE_STATS_TABLE]) {
+      await sql(`DELETE FROM ${bookkeeping} WHERE slot = ${dialect === 'postgres' ? '$1' : '?'}`, [
+        slot,
+      ]).catch(() => undefined);
+    }
   });
   await sql(`CREATE TABLE ${quote(table)} (${options.columns ?? DEFAULT_COLUMNS[dialect]})`);
   const url = dialect === 'postgres' ? POSTGRES_URL : MYSQL_URL;
