@@ -87,6 +87,39 @@ for (const target of PRISMA_TARGETS) {
       expect(rows[6]!.properties.attributes).toMatchObject({ title: 'First, edited', body: 'more' });
     });
 
+    it('records as old the values an update replaced when another writer changed the row between the read and the write', async ({
+      defer,
+    }) => {
+      const base = await target.connect(defer);
+      const { activityLog, activities } = memoryActivityLog();
+      let interfere = true;
+      // Below the extension: right after its first read of the post, another writer changes the row.
+      const racing = base.$extends({
+        query: {
+          post: {
+            async findMany({ args, query }) {
+              const found = await query(args);
+              if (interfere) {
+                interfere = false;
+                await base.post.updateMany({ where: {}, data: { body: 'from the other writer' } });
+              }
+              return found;
+            },
+          },
+        },
+      });
+      const prisma = withActivityLog(racing, activityLog, {
+        models: { Post: { logOnly: ['body'], logOnlyDirty: true } },
+      });
+      const post = await base.post.create({ data: { title: 't', body: 'first' } });
+      await prisma.post.update({ where: { id: post.id }, data: { body: 'mine' } });
+      expect(interfere).toBe(false);
+      expect(activities().map((row) => row.properties)).toEqual([
+        { attributes: { body: 'mine' }, old: { body: 'from the other writer' } },
+      ]);
+      expect(await base.post.findUnique({ where: { id: post.id } })).toMatchObject({ body: 'mine' });
+    });
+
     it('applies logOnly, logOnlyDirty, dontSubmitEmptyLogs, useLogName, descriptionForEvent and exceptAttributes', async ({
       defer,
     }) => {
