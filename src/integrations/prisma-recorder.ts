@@ -17,6 +17,8 @@ export interface Watched {
    * soft-delete field), or null when one of them cannot be compared for equality in a filter.
    */
   readonly oldFields: readonly string[] | null;
+  /** The model's relation fields and the model each one leads to. */
+  readonly relations: ReadonlyMap<string, string>;
 }
 
 /** Field types whose values read back compare equal in a filter (not Json, Float, Unsupported…). */
@@ -61,6 +63,7 @@ export class Recorder {
     readonly onError: (error: unknown) => void,
     readonly limit: number,
     readonly returnsRows: boolean,
+    readonly watched: ReadonlyMap<string, Watched>,
   ) {}
 
   async run(model: Watched, op: Operation): Promise<unknown> {
@@ -118,9 +121,24 @@ export class Recorder {
     const where = args.where as Row | undefined;
     switch (op.operation) {
       case 'create': {
-        const result = (await write(args)) as Row;
+        const nested = this.nestedCreates(model, args);
+        const added = nested.filter((field) => relationShape(args, field) === undefined);
+        const returned = (await write(withRelations(args, added))) as Row;
+        const result = omitKeys(returned, added);
         const row = await this.fullRow(model, args, result, readOne);
-        return { result, inputs: () => this.inputs(model, [['created', row, undefined]]) };
+        const children = () =>
+          nested.flatMap((field) => {
+            const child = this.watched.get(model.relations.get(field) ?? '') as Watched;
+            const rows = [returned[field] ?? []].flat() as Row[];
+            return this.inputs(
+              child,
+              rows.map((created): Seen => ['created', created, undefined]),
+            );
+          });
+        return {
+          result,
+          inputs: () => [...this.inputs(model, [['created', row, undefined]]), ...children()],
+        };
       }
       case 'update':
       case 'delete':
@@ -205,6 +223,23 @@ export class Recorder {
       default:
         return { result: await write(args), inputs: () => [] };
     }
+  }
+
+  /**
+   * The relations of a `create` whose nested writes only create rows of a watched model
+   * (`{ comments: { create: [...] } }`, `createMany`): after the write those relations hold exactly
+   * the rows it created, so returning them with the parent records them without another read. A
+   * relation the caller already shapes with a nested `select`/`include` is left alone.
+   */
+  nestedCreates(model: Watched, args: Row): string[] {
+    const data = (args.data ?? {}) as Row;
+    return [...model.relations].flatMap(([field, target]) => {
+      const nested = data[field] as Row | undefined;
+      if (nested === undefined || nested === null || !this.watched.has(target)) return [];
+      const onlyCreates = Object.keys(nested).every((key) => key === 'create' || key === 'createMany');
+      const shape = relationShape(args, field);
+      return onlyCreates && (shape === undefined || shape === true) ? [field] : [];
+    });
   }
 
   /**
@@ -346,6 +381,26 @@ type Seen = [event: ModelEvent, row: Row, old: Row | undefined];
 interface Performed {
   readonly result: unknown;
   readonly inputs: () => LogInput[];
+}
+
+/** How the caller's `select` or `include` returns a relation: undefined when it does not. */
+function relationShape(args: Row, field: string): unknown {
+  return ((args.select ?? args.include) as Row | undefined)?.[field];
+}
+
+/** The arguments with these relations added to what the write returns. */
+function withRelations(args: Row, fields: readonly string[]): Row {
+  if (fields.length === 0) return args;
+  const key = args.select === undefined ? 'include' : 'select';
+  const added = Object.fromEntries(fields.map((field) => [field, true]));
+  return { ...args, [key]: { ...(args[key] as Row | undefined), ...added } };
+}
+
+function omitKeys(row: Row, keys: readonly string[]): Row {
+  if (keys.length === 0) return row;
+  const out = { ...row };
+  for (const key of keys) delete out[key];
+  return out;
 }
 
 /** A result without the relations `include` added to it. */

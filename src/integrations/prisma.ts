@@ -118,12 +118,17 @@ export function withActivityLog<C extends PrismaClientLike>(
       softDelete: modelOptions.softDeleteField,
       options: resolved,
       oldFields: oldFields(dataModel?.models[name]?.fields, resolved.selects, modelOptions.softDeleteField),
+      relations: new Map(
+        (dataModel?.models[name]?.fields ?? [])
+          .filter((field) => field.kind === 'object')
+          .map((field) => [field.name, field.type]),
+      ),
     });
   }
   const scopes = new AsyncLocalStorage<TransactionScope>();
   const base = prisma as unknown as Client;
   const provider = String((prisma as unknown as { _activeProvider?: string })._activeProvider ?? '');
-  const recorder = new Recorder(activityLog, base, scopes, onError, limit, provider !== 'mysql');
+  const recorder = new Recorder(activityLog, base, scopes, onError, limit, provider !== 'mysql', watched);
 
   const extended = prisma.$extends({
     query: {

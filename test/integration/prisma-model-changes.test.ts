@@ -238,7 +238,7 @@ for (const target of PRISMA_TARGETS) {
       ]);
     });
 
-    it('records the top-level model of a nested write and not the nested one (a query extension sees only the top level)', async ({
+    it('records the rows a create creates through nested create/createMany of a watched model, and only the top-level row of other nested writes', async ({
       defer,
     }) => {
       const { prisma, activities } = await setUp(
@@ -247,15 +247,41 @@ for (const target of PRISMA_TARGETS) {
         { models: { Post: { logOnly: ['title'] }, Comment: { logAll: true } } },
       );
       const post = await prisma.post.create({
-        data: { title: 'With comments', comments: { create: [{ text: 'first' }] } },
+        data: { title: 'With comments', comments: { create: [{ text: 'first' }, { text: 'second' }] } },
         include: { comments: true },
       });
-      expect(post.comments).toHaveLength(1);
-      await prisma.comment.create({ data: { text: 'second', post: { connect: { id: post.id } } } });
+      expect(post.comments.map((comment) => comment.text)).toEqual(['first', 'second']);
+      const bare = await prisma.post.create({
+        data: { title: 'Bare', comments: { createMany: { data: [{ text: 'third' }] } } },
+        select: { id: true },
+      });
+      // The relation read for the log is not handed back to a caller who did not ask for it.
+      expect(bare).toEqual({ id: bare.id });
+      const comment = await prisma.comment.create({
+        data: { text: 'fourth', post: { create: { title: 'Made by a comment' } } },
+      });
+      expect(Object.keys(comment).sort()).toEqual(['id', 'postId', 'text']);
+      // Mixed with connect, and nested writes in an update: only the top-level row.
+      await prisma.post.create({
+        data: { title: 'Connecting', comments: { connect: { id: comment.id }, create: { text: 'fifth' } } },
+      });
+      await prisma.post.update({
+        where: { id: post.id },
+        data: { title: 'Edited', comments: { create: { text: 'sixth' } } },
+      });
+      const byId = (id: unknown) => ({ id, postId: post.id });
       expect(activities().map((row) => [row.subjectType, row.event, row.properties.attributes])).toEqual([
         ['Post', 'created', { title: 'With comments' }],
-        ['Comment', 'created', { id: expect.any(Number), text: 'second', postId: post.id }],
+        ['Comment', 'created', { ...byId(post.comments[0]!.id), text: 'first' }],
+        ['Comment', 'created', { ...byId(post.comments[1]!.id), text: 'second' }],
+        ['Post', 'created', { title: 'Bare' }],
+        ['Comment', 'created', { id: expect.any(Number), text: 'third', postId: bare.id }],
+        ['Comment', 'created', { id: comment.id, text: 'fourth', postId: comment.postId }],
+        ['Post', 'created', { title: 'Made by a comment' }],
+        ['Post', 'created', { title: 'Connecting' }],
+        ['Post', 'updated', { title: 'Edited' }],
       ]);
+      expect(activities()[6]!.subjectId).toBe(String(comment.postId));
     });
 
     it('takes causer, IP and URL from the Express request context', async ({ defer }) => {
