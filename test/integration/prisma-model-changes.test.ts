@@ -120,6 +120,31 @@ for (const target of PRISMA_TARGETS) {
       expect(await base.post.findUnique({ where: { id: post.id } })).toMatchObject({ body: 'mine' });
     });
 
+    it('updates with no read first when the model records no field values', async ({ defer }) => {
+      const base = await target.connect(defer);
+      const { activityLog, activities } = memoryActivityLog();
+      let reads = 0;
+      const counting = base.$extends({
+        query: {
+          post: {
+            findMany({ args, query }) {
+              reads++;
+              return query(args);
+            },
+          },
+        },
+      });
+      const prisma = withActivityLog(counting, activityLog, { models: { Post: {} } });
+      const post = await base.post.create({ data: { title: 't' } });
+      await prisma.post.update({ where: { id: post.id }, data: { body: 'b' } });
+      await prisma.post.delete({ where: { id: post.id } });
+      expect(reads).toBe(0);
+      expect(activities().map((row) => [row.event, row.subjectId, row.properties])).toEqual([
+        ['updated', String(post.id), {}],
+        ['deleted', String(post.id), {}],
+      ]);
+    });
+
     it('applies logOnly, logOnlyDirty, dontSubmitEmptyLogs, useLogName, descriptionForEvent and exceptAttributes', async ({
       defer,
     }) => {
