@@ -120,6 +120,17 @@ for (const target of PRISMA_TARGETS) {
       expect(await base.post.findUnique({ where: { id: post.id } })).toMatchObject({ body: 'mine' });
     });
 
+    it('rejects an update or delete of a missing row as Prisma does, recording nothing', async ({
+      defer,
+    }) => {
+      const { prisma, activities } = await setUp(defer);
+      await expect(prisma.post.update({ where: { id: 404 }, data: { body: 'b' } })).rejects.toMatchObject({
+        code: 'P2025',
+      });
+      await expect(prisma.post.delete({ where: { id: 404 } })).rejects.toMatchObject({ code: 'P2025' });
+      expect(activities()).toHaveLength(0);
+    });
+
     it('updates with no read first when the model records no field values', async ({ defer }) => {
       const base = await target.connect(defer);
       const { activityLog, activities } = memoryActivityLog();
