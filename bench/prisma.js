@@ -1,7 +1,7 @@
 // Per-operation cost of the Prisma integration on PostgreSQL (driver adapter `@prisma/adapter-pg`):
 // the same client with and without `withActivityLog`, taking turns in one run. `update` by primary
-// key (the extension adds a pre-read and a transaction around it), and `updateMany` of 2,000 rows
-// (the extension reads the rows before and after). Activities go to an in-memory store in `batch`
+// key (the extension adds a read of the recorded fields and makes the update conditional on them),
+// and `updateMany` of 2,000 rows (the extension reads the rows before and after in a transaction). Activities go to an in-memory store in `batch`
 // mode, so the figures are the integration's cost, not the activity store's.
 // Usage: npm run bench -- prisma (or node bench/prisma.js after a build).
 import { execFileSync } from 'node:child_process';

@@ -12,7 +12,28 @@ export interface Watched {
   readonly idField: string;
   readonly softDelete: string | undefined;
   readonly options: ResolvedModelOptions<Record<string, unknown>>;
+  /**
+   * The scalar fields whose previous values an update or delete records (the selected ones and the
+   * soft-delete field), or null when one of them cannot be compared for equality in a filter.
+   */
+  readonly oldFields: readonly string[] | null;
+  /** The model's relation fields and the model each one leads to. */
+  readonly relations: ReadonlyMap<string, string>;
 }
+
+/** Field types whose values read back compare equal in a filter (not Json, Float, Unsupported…). */
+export const COMPARABLE_TYPES: ReadonlySet<string> = new Set([
+  'String',
+  'Int',
+  'BigInt',
+  'Boolean',
+  'DateTime',
+  'Decimal',
+  'Bytes',
+]);
+
+/** How many times a conditional write is retried after a concurrent change before locking instead. */
+const CONDITIONAL_ATTEMPTS = 2;
 
 export type Row = Record<string, unknown>;
 type Delegate = Record<string, (args?: unknown) => Promise<unknown>>;
@@ -42,6 +63,7 @@ export class Recorder {
     readonly onError: (error: unknown) => void,
     readonly limit: number,
     readonly returnsRows: boolean,
+    readonly watched: ReadonlyMap<string, Watched>,
   ) {}
 
   async run(model: Watched, op: Operation): Promise<unknown> {
@@ -57,6 +79,13 @@ export class Recorder {
       const { result, inputs } = await this.perform(model, op, this.base, (args) => op.query(args));
       await this.deliverNow(inputs);
       return result;
+    }
+    if ((op.operation === 'update' || op.operation === 'delete') && model.oldFields !== null) {
+      const conditional = await this.conditional(model, op, this.base, (args) => op.query(args));
+      if (conditional !== null) {
+        await this.deliverNow(conditional.inputs);
+        return conditional.result;
+      }
     }
     if (op.operation === 'update' || op.operation === 'upsert' || op.operation === 'delete') {
       // A batch transaction (read, then write) is as atomic as an interactive one and much cheaper.
@@ -92,13 +121,32 @@ export class Recorder {
     const where = args.where as Row | undefined;
     switch (op.operation) {
       case 'create': {
-        const result = (await write(args)) as Row;
+        const nested = this.nestedCreates(model, args);
+        const added = nested.filter((field) => relationShape(args, field) === undefined);
+        const returned = (await write(withRelations(args, added))) as Row;
+        const result = omitKeys(returned, added);
         const row = await this.fullRow(model, args, result, readOne);
-        return { result, inputs: () => this.inputs(model, [['created', row, undefined]]) };
+        const children = () =>
+          nested.flatMap((field) => {
+            const child = this.watched.get(model.relations.get(field) ?? '') as Watched;
+            const rows = [returned[field] ?? []].flat() as Row[];
+            return this.inputs(
+              child,
+              rows.map((created): Seen => ['created', created, undefined]),
+            );
+          });
+        return {
+          result,
+          inputs: () => [...this.inputs(model, [['created', row, undefined]]), ...children()],
+        };
       }
       case 'update':
-      case 'upsert':
-      case 'delete': {
+      case 'delete':
+      case 'upsert': {
+        if (op.operation !== 'upsert' && model.oldFields !== null) {
+          const conditional = await this.conditional(model, op, client, write);
+          if (conditional !== null) return conditional;
+        }
         const before = await readOne(where);
         return this.singleRow(model, op, before, (await write(args)) as Row, readOne);
       }
@@ -177,6 +225,76 @@ export class Recorder {
     }
   }
 
+  /**
+   * The relations of a `create` whose nested writes only create rows of a watched model
+   * (`{ comments: { create: [...] } }`, `createMany`): after the write those relations hold exactly
+   * the rows it created, so returning them with the parent records them without another read. A
+   * relation the caller already shapes with a nested `select`/`include` is left alone.
+   */
+  nestedCreates(model: Watched, args: Row): string[] {
+    const data = (args.data ?? {}) as Row;
+    return [...model.relations].flatMap(([field, target]) => {
+      const nested = data[field] as Row | undefined;
+      if (nested === undefined || nested === null || !this.watched.has(target)) return [];
+      const onlyCreates = Object.keys(nested).every((key) => key === 'create' || key === 'createMany');
+      const shape = relationShape(args, field);
+      return onlyCreates && (shape === undefined || shape === true) ? [field] : [];
+    });
+  }
+
+  /**
+   * An update or delete without a transaction: read the recorded fields, then write on condition
+   * that they still hold those values (`where` AND each field equals what was read). The write is
+   * one atomic statement, so what was read is exactly what it replaced. When another writer got in
+   * between, the write matches nothing (P2025) and is tried again; null after the last attempt, and
+   * when no row matched the read, so the caller takes the transactional path with the original
+   * arguments (which then reports "not found" itself).
+   */
+  async conditional(
+    model: Watched,
+    op: Operation,
+    client: Client,
+    write: (args: unknown) => Promise<unknown>,
+  ): Promise<Performed | null> {
+    // A delete returns the row it removed; only a shaped result (`select`/`omit`) needs the read.
+    const whole = op.args.select === undefined && op.args.omit === undefined;
+    const fields = op.operation === 'delete' && whole ? [] : (model.oldFields ?? []);
+    const where = op.args.where as Row;
+    const delegate = delegateOf(client, model);
+    for (let attempt = 0; attempt < CONDITIONAL_ATTEMPTS; attempt++) {
+      let before: Row | undefined;
+      let guarded: Row = where;
+      if (fields.length > 0) {
+        const select = Object.fromEntries(fields.map((field) => [field, true]));
+        const found = (await this.passThrough(() => delegate.findMany!({ where, select, take: 1 }))) as Row[];
+        before = found[0];
+        if (before === undefined) return null;
+        const unchanged = fields.map((field) => ({ [field]: { equals: before![field] } }));
+        guarded = { ...where, AND: [...asList(where.AND), ...unchanged] };
+      }
+      let written: Row;
+      try {
+        written = (await write({ ...op.args, where: guarded })) as Row;
+      } catch (error) {
+        if (fields.length > 0 && (error as { code?: unknown }).code === 'P2025') continue;
+        throw error;
+      }
+      const readOne = async (at: unknown) =>
+        ((await this.passThrough(() => delegate.findMany!({ where: at, take: 1 }))) as Row[])[0];
+      if (op.operation === 'delete') {
+        const row = whole ? withoutRelations(op.args, written) : { ...written, ...before };
+        return { result: written, inputs: () => this.inputs(model, [['deleted', row, undefined]]) };
+      }
+      const row = await this.fullRow(model, op.args, written, readOne);
+      const old = before ?? {};
+      return {
+        result: written,
+        inputs: () => this.inputs(model, [[updateEvent(model, old, row), row, old]]),
+      };
+    }
+    return null;
+  }
+
   async singleRow(
     model: Watched,
     op: Operation,
@@ -202,11 +320,7 @@ export class Recorder {
     result: Row,
     readOne: (where: unknown) => Promise<Row | undefined>,
   ) {
-    if (args.select === undefined && args.omit === undefined) {
-      const row = { ...result };
-      for (const key of Object.keys((args.include as Row | undefined) ?? {})) delete row[key];
-      return row;
-    }
+    if (args.select === undefined && args.omit === undefined) return withoutRelations(args, result);
     const id = result[model.idField];
     if (id === undefined) return result;
     return (await readOne({ [model.idField]: id })) ?? result;
@@ -267,6 +381,38 @@ type Seen = [event: ModelEvent, row: Row, old: Row | undefined];
 interface Performed {
   readonly result: unknown;
   readonly inputs: () => LogInput[];
+}
+
+/** How the caller's `select` or `include` returns a relation: undefined when it does not. */
+function relationShape(args: Row, field: string): unknown {
+  return ((args.select ?? args.include) as Row | undefined)?.[field];
+}
+
+/** The arguments with these relations added to what the write returns. */
+function withRelations(args: Row, fields: readonly string[]): Row {
+  if (fields.length === 0) return args;
+  const key = args.select === undefined ? 'include' : 'select';
+  const added = Object.fromEntries(fields.map((field) => [field, true]));
+  return { ...args, [key]: { ...(args[key] as Row | undefined), ...added } };
+}
+
+function omitKeys(row: Row, keys: readonly string[]): Row {
+  if (keys.length === 0) return row;
+  const out = { ...row };
+  for (const key of keys) delete out[key];
+  return out;
+}
+
+/** A result without the relations `include` added to it. */
+function withoutRelations(args: Row, result: Row): Row {
+  const row = { ...result };
+  for (const key of Object.keys((args.include as Row | undefined) ?? {})) delete row[key];
+  return row;
+}
+
+function asList(value: unknown): unknown[] {
+  if (value === undefined) return [];
+  return Array.isArray(value) ? value : [value];
 }
 
 function delegateOf(client: Client, model: Watched): Delegate {

@@ -9,6 +9,7 @@ import {
 } from './model-changes.js';
 import {
   type Client,
+  COMPARABLE_TYPES,
   type Operation,
   Recorder,
   type TransactionScope,
@@ -42,6 +43,27 @@ export const DEFAULT_BULK_ROW_LIMIT = 10_000;
 export interface PrismaClientLike {
   $extends(extension: object): unknown;
   $transaction(...args: never[]): Promise<unknown>;
+}
+
+/** The part of a generated client's data model this module reads. */
+interface RuntimeDataModel {
+  readonly models: Readonly<
+    Record<string, { readonly fields: readonly { name: string; kind: string; type: string }[] }>
+  >;
+}
+
+/** See {@link Watched.oldFields}; null too when the client exposes no data model. */
+function oldFields(
+  fields: RuntimeDataModel['models'][string]['fields'] | undefined,
+  selects: (field: string) => boolean,
+  softDelete: string | undefined,
+): readonly string[] | null {
+  if (fields === undefined) return null;
+  const recorded = fields.filter(
+    (field) => field.kind !== 'object' && (selects(field.name) || field.name === softDelete),
+  );
+  const comparable = recorded.every((field) => field.kind === 'enum' || COMPARABLE_TYPES.has(field.type));
+  return comparable ? recorded.map((field) => field.name) : null;
 }
 
 const WRITES = new Set([
@@ -85,20 +107,28 @@ export function withActivityLog<C extends PrismaClientLike>(
     });
   }
   const onError = options.onDeliveryError ?? warnUndelivered;
+  const dataModel = (prisma as unknown as { _runtimeDataModel?: RuntimeDataModel })._runtimeDataModel;
   const watched = new Map<string, Watched>();
   for (const [name, modelOptions] of Object.entries(options.models)) {
+    const resolved = resolveModelOptions(name, modelOptions, options);
     watched.set(name, {
       name,
       delegate: name.charAt(0).toLowerCase() + name.slice(1),
       idField: modelOptions.idField ?? 'id',
       softDelete: modelOptions.softDeleteField,
-      options: resolveModelOptions(name, modelOptions, options),
+      options: resolved,
+      oldFields: oldFields(dataModel?.models[name]?.fields, resolved.selects, modelOptions.softDeleteField),
+      relations: new Map(
+        (dataModel?.models[name]?.fields ?? [])
+          .filter((field) => field.kind === 'object')
+          .map((field) => [field.name, field.type]),
+      ),
     });
   }
   const scopes = new AsyncLocalStorage<TransactionScope>();
   const base = prisma as unknown as Client;
   const provider = String((prisma as unknown as { _activeProvider?: string })._activeProvider ?? '');
-  const recorder = new Recorder(activityLog, base, scopes, onError, limit, provider !== 'mysql');
+  const recorder = new Recorder(activityLog, base, scopes, onError, limit, provider !== 'mysql', watched);
 
   const extended = prisma.$extends({
     query: {

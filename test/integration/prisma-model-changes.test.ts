@@ -87,6 +87,75 @@ for (const target of PRISMA_TARGETS) {
       expect(rows[6]!.properties.attributes).toMatchObject({ title: 'First, edited', body: 'more' });
     });
 
+    it('records as old the values an update replaced when another writer changed the row between the read and the write', async ({
+      defer,
+    }) => {
+      const base = await target.connect(defer);
+      const { activityLog, activities } = memoryActivityLog();
+      let interfere = true;
+      // Below the extension: right after its first read of the post, another writer changes the row.
+      const racing = base.$extends({
+        query: {
+          post: {
+            async findMany({ args, query }) {
+              const found = await query(args);
+              if (interfere) {
+                interfere = false;
+                await base.post.updateMany({ where: {}, data: { body: 'from the other writer' } });
+              }
+              return found;
+            },
+          },
+        },
+      });
+      const prisma = withActivityLog(racing, activityLog, {
+        models: { Post: { logOnly: ['body'], logOnlyDirty: true } },
+      });
+      const post = await base.post.create({ data: { title: 't', body: 'first' } });
+      await prisma.post.update({ where: { id: post.id }, data: { body: 'mine' } });
+      expect(interfere).toBe(false);
+      expect(activities().map((row) => row.properties)).toEqual([
+        { attributes: { body: 'mine' }, old: { body: 'from the other writer' } },
+      ]);
+      expect(await base.post.findUnique({ where: { id: post.id } })).toMatchObject({ body: 'mine' });
+    });
+
+    it('rejects an update or delete of a missing row as Prisma does, recording nothing', async ({
+      defer,
+    }) => {
+      const { prisma, activities } = await setUp(defer);
+      await expect(prisma.post.update({ where: { id: 404 }, data: { body: 'b' } })).rejects.toMatchObject({
+        code: 'P2025',
+      });
+      await expect(prisma.post.delete({ where: { id: 404 } })).rejects.toMatchObject({ code: 'P2025' });
+      expect(activities()).toHaveLength(0);
+    });
+
+    it('updates with no read first when the model records no field values', async ({ defer }) => {
+      const base = await target.connect(defer);
+      const { activityLog, activities } = memoryActivityLog();
+      let reads = 0;
+      const counting = base.$extends({
+        query: {
+          post: {
+            findMany({ args, query }) {
+              reads++;
+              return query(args);
+            },
+          },
+        },
+      });
+      const prisma = withActivityLog(counting, activityLog, { models: { Post: {} } });
+      const post = await base.post.create({ data: { title: 't' } });
+      await prisma.post.update({ where: { id: post.id }, data: { body: 'b' } });
+      await prisma.post.delete({ where: { id: post.id } });
+      expect(reads).toBe(0);
+      expect(activities().map((row) => [row.event, row.subjectId, row.properties])).toEqual([
+        ['updated', String(post.id), {}],
+        ['deleted', String(post.id), {}],
+      ]);
+    });
+
     it('applies logOnly, logOnlyDirty, dontSubmitEmptyLogs, useLogName, descriptionForEvent and exceptAttributes', async ({
       defer,
     }) => {
@@ -205,7 +274,7 @@ for (const target of PRISMA_TARGETS) {
       ]);
     });
 
-    it('records the top-level model of a nested write and not the nested one (a query extension sees only the top level)', async ({
+    it('records the rows a create creates through nested create/createMany of a watched model, and only the top-level row of other nested writes', async ({
       defer,
     }) => {
       const { prisma, activities } = await setUp(
@@ -214,15 +283,41 @@ for (const target of PRISMA_TARGETS) {
         { models: { Post: { logOnly: ['title'] }, Comment: { logAll: true } } },
       );
       const post = await prisma.post.create({
-        data: { title: 'With comments', comments: { create: [{ text: 'first' }] } },
+        data: { title: 'With comments', comments: { create: [{ text: 'first' }, { text: 'second' }] } },
         include: { comments: true },
       });
-      expect(post.comments).toHaveLength(1);
-      await prisma.comment.create({ data: { text: 'second', post: { connect: { id: post.id } } } });
+      expect(post.comments.map((comment) => comment.text)).toEqual(['first', 'second']);
+      const bare = await prisma.post.create({
+        data: { title: 'Bare', comments: { createMany: { data: [{ text: 'third' }] } } },
+        select: { id: true },
+      });
+      // The relation read for the log is not handed back to a caller who did not ask for it.
+      expect(bare).toEqual({ id: bare.id });
+      const comment = await prisma.comment.create({
+        data: { text: 'fourth', post: { create: { title: 'Made by a comment' } } },
+      });
+      expect(Object.keys(comment).sort()).toEqual(['id', 'postId', 'text']);
+      // Mixed with connect, and nested writes in an update: only the top-level row.
+      await prisma.post.create({
+        data: { title: 'Connecting', comments: { connect: { id: comment.id }, create: { text: 'fifth' } } },
+      });
+      await prisma.post.update({
+        where: { id: post.id },
+        data: { title: 'Edited', comments: { create: { text: 'sixth' } } },
+      });
+      const byId = (id: unknown) => ({ id, postId: post.id });
       expect(activities().map((row) => [row.subjectType, row.event, row.properties.attributes])).toEqual([
         ['Post', 'created', { title: 'With comments' }],
-        ['Comment', 'created', { id: expect.any(Number), text: 'second', postId: post.id }],
+        ['Comment', 'created', { ...byId(post.comments[0]!.id), text: 'first' }],
+        ['Comment', 'created', { ...byId(post.comments[1]!.id), text: 'second' }],
+        ['Post', 'created', { title: 'Bare' }],
+        ['Comment', 'created', { id: expect.any(Number), text: 'third', postId: bare.id }],
+        ['Comment', 'created', { id: comment.id, text: 'fourth', postId: comment.postId }],
+        ['Post', 'created', { title: 'Made by a comment' }],
+        ['Post', 'created', { title: 'Connecting' }],
+        ['Post', 'updated', { title: 'Edited' }],
       ]);
+      expect(activities()[6]!.subjectId).toBe(String(comment.postId));
     });
 
     it('takes causer, IP and URL from the Express request context', async ({ defer }) => {
