@@ -1,10 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import type { Activity } from '../../src/core/activity.js';
+import { CANONICAL_FIELDS, propertiesJson } from '../../src/core/canonical-encoding.js';
 import {
   activityLeafHash,
   checkErasableFields,
   type FieldCommitments,
   fieldCommitments,
+  storedRowLeafHash,
 } from '../../src/integrity/activity-leaf.js';
 import { merkleRoot } from '../../src/integrity/merkle-tree.js';
 import { CANONICAL_VECTOR } from '../helpers/canonical-vector.js';
@@ -129,6 +131,18 @@ function erased(activity: Activity): Activity {
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
+/** The activity's values as a reader keeps them, `properties` as given. */
+function storedValues(activity: Activity, properties: unknown): unknown[] {
+  const values = activity as unknown as Readonly<Record<string, unknown>>;
+  return CANONICAL_FIELDS.map((field) =>
+    field.kind === 'json'
+      ? properties
+      : field.kind === 'timestamp'
+        ? (values[field.property] as Date).toISOString()
+        : values[field.property],
+  );
+}
+
 describe('pinned leaves', () => {
   for (const [name, activity] of Object.entries(ACTIVITIES)) {
     const pinned = PINNED[name]!;
@@ -150,6 +164,35 @@ describe('pinned leaves', () => {
       );
     });
   }
+
+  for (const [name, activity] of Object.entries(ACTIVITIES)) {
+    const pinned = PINNED[name]!;
+    it(`makes the ${name} activity's pinned leaves from its stored values, properties as text or parsed`, () => {
+      for (const properties of [propertiesJson(activity), activity.properties]) {
+        const values = storedValues(activity, properties);
+        expect(hex(storedRowLeafHash(values, SALT, ERASABLE)!)).toBe(pinned.leaf);
+        expect(hex(storedRowLeafHash(values, SALT, [])!)).toBe(pinned.plain);
+        expect(hex(storedRowLeafHash(values, IP_SALT, ['ip_address'])!)).toBe(pinned.ipOnly);
+      }
+    });
+  }
+
+  it('makes another leaf from a stored properties text that is not canonical, and none from values it does not take', () => {
+    const activity = ACTIVITIES.nested!;
+    const spaced = JSON.stringify(activity.properties, null, 1);
+    for (const fields of [ERASABLE, checkErasableFields(['ip_address'])]) {
+      expect(hex(storedRowLeafHash(storedValues(activity, spaced), SALT, fields)!)).not.toBe(
+        hex(activityLeafHash(activity, { salt: SALT, erasableFields: fields })),
+      );
+    }
+    const withNumber = storedValues(activity, propertiesJson(activity)).map((value, index) =>
+      CANONICAL_FIELDS[index]!.column === 'subject_id' ? 42 : value,
+    );
+    expect(storedRowLeafHash(withNumber, SALT, ERASABLE)).toBeNull();
+    // A stored text holding a lone surrogate (the canonical text escapes it) is left to decoding.
+    expect(storedRowLeafHash(storedValues(activity, '{"a":"\\ud800"}'), SALT, [])).not.toBeNull();
+    expect(storedRowLeafHash(storedValues(activity, '{"a":"\ud800"}'), SALT, [])).toBeNull();
+  });
 
   it('keeps the Merkle root of the pinned leaves', () => {
     const leaves = Object.values(PINNED).map((pinned) => Buffer.from(pinned.leaf, 'hex'));
