@@ -209,6 +209,7 @@ function leafTextOf(
   salt: Uint8Array | null,
   stored: FieldCommitments | null | undefined,
 ): string {
+  if (salt !== null && mask !== 0) putSalt(salt, texts, mask);
   let text = '';
   for (let index = 0; index < CANONICAL_FIELDS.length; index++) {
     const field = CANONICAL_FIELDS[index]!;
@@ -220,12 +221,36 @@ function leafTextOf(
     else {
       const commitment =
         salt !== null
-          ? commitmentHex(salt, field.column, value)
+          ? saltedCommitmentHex(index, value)
           : (stored as Readonly<Record<string, string>>)[field.column]!;
       text += `{"commitment":"${commitment}"}`;
     }
   }
   return `${text}}`;
+}
+
+/** `column` ‖ 0x00 of each canonical field: what a commitment hashes between the salt and the value. */
+const COLUMN_PREFIXES = CANONICAL_FIELDS.map((field) => Buffer.from(`${field.column}\u0000`, 'utf8'));
+const LONGEST_PREFIX = Math.max(...COLUMN_PREFIXES.map((prefix) => prefix.length));
+
+/**
+ * Writes `salt` at the start of the reused buffer, grown first to hold every committed value,
+ * for {@link saltedCommitmentHex} to hash each field after it.
+ */
+function putSalt(salt: Uint8Array, texts: readonly string[], mask: number): void {
+  let longest = 0;
+  for (let index = 0; index < texts.length; index++) {
+    if ((mask & (1 << index)) !== 0) longest = Math.max(longest, texts[index]!.length);
+  }
+  scratchOf(SALT_BYTES + LONGEST_PREFIX + longest * MAX_UTF8_BYTES_PER_UNIT).set(salt, 0);
+}
+
+/** The commitment of canonical field `index` to `valueJson` under the salt {@link putSalt} wrote. */
+function saltedCommitmentHex(index: number, valueJson: string): string {
+  const prefix = COLUMN_PREFIXES[index]!;
+  prefix.copy(scratch, SALT_BYTES);
+  const length = SALT_BYTES + prefix.length + scratch.write(valueJson, SALT_BYTES + prefix.length, 'utf8');
+  return hash('sha256', scratch.subarray(0, length), 'hex');
 }
 
 /** The bytes a row's leaf hashes (after the 0x00 prefix); see the module comment. */

@@ -50,7 +50,8 @@ export class SealReader {
     this.#sqlTimestamps = dialect.decodeTimestamp === fromSqlTimestamp;
     this.#table = table;
     this.#rowsPerRead = rowsPerRead;
-    this.#db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect() });
+    // Properties as stored: a sealed row's text is the canonical text its leaf was made with.
+    this.#db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect({ jsonAsText: true }) });
   }
 
   /** Rows no seal covers (`seal_seq` null). */
