@@ -37,13 +37,9 @@ export interface SealVerificationOptions {
 /** Rows checked in this thread before the default worker threads start: a small chain needs none. */
 export const ROWS_BEFORE_THREADS = 20_000;
 
-/**
- * One worker thread per CPU beyond two: one CPU is the reading thread's, and on the machines
- * measured (two CPUs, the database on the same host) a worker thread next to it only competed
- * with it and the database, so two CPUs verify in one thread (`--threads` says otherwise).
- */
+/** One worker thread per CPU but the one the reading thread takes; none on a single CPU. */
 export function defaultVerifyThreads(): number {
-  return Math.max(0, availableParallelism() - 2);
+  return availableParallelism() - 1;
 }
 
 /**

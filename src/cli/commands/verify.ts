@@ -43,7 +43,7 @@ export function registerVerifyCommand(program: Command): void {
     )
     .option(
       '--threads <n>',
-      'worker threads that hash the rows while they are read (default: one per CPU beyond two, for chains over 20,000 rows; 0: none)',
+      'worker threads that hash the rows while they are read (default: one per CPU but one, for chains over 20,000 rows; 0: none)',
     )
     .option('--json', 'print one JSON report')
     .action(async (flags: VerifyFlags) => {
