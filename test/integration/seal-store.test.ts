@@ -517,6 +517,14 @@ for (const target of TARGETS) {
       expect(await verifyWith(0)).toEqual(intact);
       expect(await verifyWith(2)).toEqual(intact);
 
+      // An erased row's leaf is made from its stored commitments, in this thread.
+      expect(await runCli(['erase', '--subject-type=Order', '--subject-id=1'], sealed.env)).toMatchObject({
+        code: 0,
+      });
+      const erased = await verifyWith(0);
+      expect(erased).toMatchObject({ code: 0, report: { intact: true, rows: 21, seals: 5 } });
+      expect(await verifyWith(2)).toEqual(erased);
+
       const altered = seals[1]![2]!;
       await sealed.admin.exec(
         `UPDATE ${sealed.rowsTable} SET description = 'nothing happened' WHERE id = '${altered}'`,
