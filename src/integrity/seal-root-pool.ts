@@ -45,6 +45,9 @@ export class SealRootPool {
         pending?.resolve(result.roots);
       });
       const fail = () => {
+        // A worker that failed takes no more tasks; with none left, the caller makes every root.
+        const at = this.#workers.indexOf(worker);
+        if (at !== -1) this.#workers.splice(at, 1);
         for (const [id, pending] of this.#pending) {
           if (pending.worker !== worker) continue;
           this.#pending.delete(id);
