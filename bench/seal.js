@@ -105,7 +105,7 @@ async function verifyAgainstScan(name, repeats) {
     const connection = await mysql.createConnection(MYSQL_URL);
     const drop = () =>
       connection.query(
-        `DROP TABLE IF EXISTS \`${VERIFY_TABLE}\`, \`${VERIFY_TABLE}_seals\`, \`${VERIFY_TABLE}_migrations\``,
+        `DROP TABLE IF EXISTS \`${VERIFY_TABLE}\`, \`${VERIFY_TABLE}_seals\`, \`${VERIFY_TABLE}_migrations\`, \`${VERIFY_TABLE}_seals_pruned\``,
       );
     const env = await seedSealed(MYSQL_URL, drop);
     const query = async (after) =>
@@ -124,7 +124,7 @@ async function verifyAgainstScan(name, repeats) {
   await client.connect();
   const drop = () =>
     client.query(
-      `DROP TABLE IF EXISTS "${VERIFY_TABLE}", "${VERIFY_TABLE}_seals", "${VERIFY_TABLE}_migrations"`,
+      `DROP TABLE IF EXISTS "${VERIFY_TABLE}", "${VERIFY_TABLE}_seals", "${VERIFY_TABLE}_migrations", "${VERIFY_TABLE}_seals_pruned"`,
     );
   const env = await seedSealed(PG_URL, drop);
   const query = async (after) =>
