@@ -5,6 +5,10 @@
 // - `activity-log verify` rows/s on MariaDB and PostgreSQL against a plain keyset scan of the same
 //   rows in the same order through the same driver, nothing checked.
 // Usage: npm run bench -- seal   (or node bench/seal.js after a build)
+// BENCH_SEAL_PARTS=verify runs the verify part alone (default ingest,verify);
+// BENCH_VERIFY_BASELINE_BIN=path/to/activity-log.js also times that build's verify in the same
+// rounds (e.g. a build of an earlier commit), reported as `baseline`; BENCH_VERIFY_THREADS=N also
+// times `verify --threads=N`, reported as `threads`.
 import { execFile } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -26,7 +30,10 @@ const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/t
 const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
 const VERIFY_ROWS = Number(process.env.BENCH_VERIFY_ROWS ?? 200_000);
 const CALLS = Number(process.env.BENCH_CALLS ?? 100_000);
-const VERIFY_TABLE = 'bench_verify_activity_log';
+const VERIFY_TABLE = process.env.BENCH_VERIFY_TABLE ?? 'bench_verify_activity_log';
+const PARTS = (process.env.BENCH_SEAL_PARTS ?? 'ingest,verify').split(',');
+const BASELINE_BIN = process.env.BENCH_VERIFY_BASELINE_BIN ?? null;
+const THREADS = process.env.BENCH_VERIFY_THREADS ?? null;
 const BUILD_OPTIONS = { resolveModel: (model) => model, isSecretKey: () => false };
 
 /** log() cost in queue mode (no worker behind it) with sealing as given. */
@@ -63,9 +70,9 @@ async function seedSealed(url, drop) {
 }
 
 /** Rows/s of `activity-log verify` over the seeded table, checked to report it intact. */
-async function verifyRate(env) {
+async function verifyRate(env, bin = BIN, args = []) {
   const started = performance.now();
-  const { stdout } = await execFileAsync(process.execPath, [BIN, 'verify', '--json'], {
+  const { stdout } = await execFileAsync(process.execPath, [bin, 'verify', '--json', ...args], {
     env: { PATH: process.env.PATH, ...env },
     maxBuffer: 64 * 2 ** 20,
   });
@@ -98,7 +105,7 @@ async function verifyAgainstScan(name, repeats) {
     const connection = await mysql.createConnection(MYSQL_URL);
     const drop = () =>
       connection.query(
-        `DROP TABLE IF EXISTS \`${VERIFY_TABLE}\`, \`${VERIFY_TABLE}_seals\`, \`${VERIFY_TABLE}_migrations\``,
+        `DROP TABLE IF EXISTS \`${VERIFY_TABLE}\`, \`${VERIFY_TABLE}_seals\`, \`${VERIFY_TABLE}_migrations\`, \`${VERIFY_TABLE}_seals_pruned\``,
       );
     const env = await seedSealed(MYSQL_URL, drop);
     const query = async (after) =>
@@ -117,7 +124,7 @@ async function verifyAgainstScan(name, repeats) {
   await client.connect();
   const drop = () =>
     client.query(
-      `DROP TABLE IF EXISTS "${VERIFY_TABLE}", "${VERIFY_TABLE}_seals", "${VERIFY_TABLE}_migrations"`,
+      `DROP TABLE IF EXISTS "${VERIFY_TABLE}", "${VERIFY_TABLE}_seals", "${VERIFY_TABLE}_migrations", "${VERIFY_TABLE}_seals_pruned"`,
     );
   const env = await seedSealed(PG_URL, drop);
   const query = async (after) =>
@@ -137,44 +144,53 @@ async function alternate(env, query, repeats) {
   await scanRate(query); // warms the buffer pool
   const scans = [];
   const verifies = [];
+  const baselines = [];
+  const threaded = [];
   for (let round = 0; round < repeats; round++) {
     scans.push(await scanRate(query));
     verifies.push(await verifyRate(env));
+    if (BASELINE_BIN !== null) baselines.push(await verifyRate(env, BASELINE_BIN));
+    if (THREADS !== null) threaded.push(await verifyRate(env, BIN, [`--threads=${THREADS}`]));
   }
-  return { scan: median(scans), verify: median(verifies), samples: { scans, verifies } };
+  return {
+    scan: median(scans),
+    verify: median(verifies),
+    ...(BASELINE_BIN === null ? {} : { baseline: median(baselines) }),
+    ...(THREADS === null ? {} : { threads: median(threaded) }),
+    samples: {
+      scans,
+      verifies,
+      ...(BASELINE_BIN === null ? {} : { baselines }),
+      ...(THREADS === null ? {} : { threaded }),
+    },
+  };
 }
 
 export async function run({ repeats = 3 } = {}) {
-  const costOff = await rounds(repeats, () => logCost('off'));
-  const costOn = await rounds(repeats, () => logCost('on'));
-  await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'on' }); // warm-up, untimed
-  const unsealed = [];
-  const sealed = [];
-  for (let round = 0; round < repeats; round++) {
-    unsealed.push(await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'off' }));
-    sealed.push(await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'on' }));
-  }
-  const mariadb = await verifyAgainstScan('MariaDB', repeats);
-  const postgres = await verifyAgainstScan('PostgreSQL', repeats);
-
-  const logOff = median(costOff.map((c) => c.oursMedianNs));
-  const logOn = median(costOn.map((c) => c.oursMedianNs));
   const results = {
     machine: machine(),
-    settings: { verifyRows: VERIFY_ROWS, calls: CALLS, repeats },
-    queueTwoWorkersActivitiesPerSecond: { unsealed: median(unsealed), sealed: median(sealed) },
-    sealedVsUnsealed: ratio(median(sealed), median(unsealed)),
-    logMedianNs: { unsealed: logOff, sealed: logOn, ratio: ratio(logOn, logOff) },
-    verifyRowsPerSecond: { mariadb, postgres },
-    verifyVsScan: {
-      mariadb: ratio(mariadb.verify, mariadb.scan),
-      postgres: ratio(postgres.verify, postgres.scan),
-    },
-    samples: { unsealed, sealed },
+    settings: { verifyRows: VERIFY_ROWS, calls: CALLS, repeats, parts: PARTS },
   };
-  printTable(
-    `Tamper evidence (MariaDB queue with 2 workers; verify on ${VERIFY_ROWS} rows; medians of ${repeats})`,
-    [
+  const rows = [];
+  if (PARTS.includes('ingest')) {
+    const costOff = await rounds(repeats, () => logCost('off'));
+    const costOn = await rounds(repeats, () => logCost('on'));
+    await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'on' }); // warm-up, untimed
+    const unsealed = [];
+    const sealed = [];
+    for (let round = 0; round < repeats; round++) {
+      unsealed.push(await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'off' }));
+      sealed.push(await queueEndToEnd(2, { ACTIVITY_LOG_SEAL: 'on' }));
+    }
+    const logOff = median(costOff.map((c) => c.oursMedianNs));
+    const logOn = median(costOn.map((c) => c.oursMedianNs));
+    Object.assign(results, {
+      queueTwoWorkersActivitiesPerSecond: { unsealed: median(unsealed), sealed: median(sealed) },
+      sealedVsUnsealed: ratio(median(sealed), median(unsealed)),
+      logMedianNs: { unsealed: logOff, sealed: logOn, ratio: ratio(logOn, logOff) },
+      samples: { unsealed, sealed },
+    });
+    rows.push(
       ['queue, 2 workers, unsealed activities/s', Math.round(median(unsealed)), '', ''],
       [
         'queue, 2 workers, sealed activities/s',
@@ -183,19 +199,49 @@ export async function run({ repeats = 3 } = {}) {
         '',
       ],
       ['log() median ns, queue mode', `off ${logOff}`, `on ${logOn}`, `${results.logMedianNs.ratio}×`],
-      [
-        'verify rows/s, MariaDB',
-        Math.round(mariadb.verify),
-        `scan ${Math.round(mariadb.scan)}`,
-        `${results.verifyVsScan.mariadb}×`,
-      ],
-      [
-        'verify rows/s, PostgreSQL',
-        Math.round(postgres.verify),
-        `scan ${Math.round(postgres.scan)}`,
-        `${results.verifyVsScan.postgres}×`,
-      ],
-    ],
+    );
+  }
+  if (PARTS.includes('verify')) {
+    const mariadb = await verifyAgainstScan('MariaDB', repeats);
+    const postgres = await verifyAgainstScan('PostgreSQL', repeats);
+    Object.assign(results, {
+      verifyRowsPerSecond: { mariadb, postgres },
+      verifyVsScan: {
+        mariadb: ratio(mariadb.verify, mariadb.scan),
+        postgres: ratio(postgres.verify, postgres.scan),
+      },
+    });
+    for (const [name, result] of [
+      ['MariaDB', mariadb],
+      ['PostgreSQL', postgres],
+    ]) {
+      rows.push([
+        `verify rows/s, ${name}`,
+        Math.round(result.verify),
+        `scan ${Math.round(result.scan)}`,
+        `${ratio(result.verify, result.scan)}×`,
+      ]);
+      if (result.threads !== undefined) {
+        rows.push([
+          `verify --threads=${THREADS} rows/s, ${name}`,
+          Math.round(result.threads),
+          `scan ${Math.round(result.scan)}`,
+          `${ratio(result.threads, result.scan)}×`,
+        ]);
+      }
+      if (result.baseline !== undefined) {
+        rows.push([
+          `baseline verify rows/s, ${name}`,
+          Math.round(result.baseline),
+          `scan ${Math.round(result.scan)}`,
+          `${ratio(result.baseline, result.scan)}×`,
+        ]);
+      }
+    }
+  }
+  printTable(
+    `Tamper evidence (${PARTS.join(', ')}; verify on ${VERIFY_ROWS} rows; medians of ${repeats})`,
+    rows,
   );
   return results;
 }

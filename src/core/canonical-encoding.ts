@@ -65,19 +65,6 @@ export function canonicalActivityJson(activity: Activity): string {
   return encoding.activity;
 }
 
-/**
- * The canonical text of an activity with some fields' values replaced by the given JSON texts
- * (keyed by property name, e.g. `causerId`), without remembering it: what a seal's leaf encodes,
- * made once per row and then dropped. A replaced field is written even where a null would be
- * left out.
- */
-export function canonicalActivityJsonWith(
-  activity: Activity,
-  replaced: Readonly<Record<string, string>>,
-): string {
-  return encodeActivity(activity, replaced.properties ?? encodingOf(activity).properties, replaced);
-}
-
 /** The canonical text of an activity's properties: what the store's `properties` column holds. */
 export function propertiesJson(activity: Activity): string {
   return encodingOf(activity).properties;
@@ -153,34 +140,39 @@ function jsonBytesBound(value: unknown, budget: number): number {
   }
 }
 
-/** Fields in canonical key order, each with how its value is written. */
-const CANONICAL_FIELDS = [...ACTIVITY_FIELDS]
-  .sort((a, b) => (a.column < b.column ? -1 : a.column > b.column ? 1 : 0))
-  .map((field) => ({
-    property: field.property,
-    kind: field.kind,
-    key: `${JSON.stringify(field.column)}:`,
-    omittedWhenNull: (field.since as number) > 1,
-  }));
+/** A field in canonical key order, with how its value is written. */
+export interface CanonicalField {
+  readonly property: string;
+  readonly column: string;
+  readonly kind: (typeof ACTIVITY_FIELDS)[number]['kind'];
+  /** `"column":`, the key as the encoding writes it. */
+  readonly key: string;
+  /** A field added after the first schema version is left out while it has no value. */
+  readonly omittedWhenNull: boolean;
+}
 
-const NOTHING_REPLACED: Readonly<Record<string, string>> = Object.freeze({});
+/** Every field in canonical key order (by column name, UTF-16 code units). */
+export const CANONICAL_FIELDS: readonly CanonicalField[] = Object.freeze(
+  [...ACTIVITY_FIELDS]
+    .sort((a, b) => (a.column < b.column ? -1 : a.column > b.column ? 1 : 0))
+    .map((field) =>
+      Object.freeze({
+        property: field.property,
+        column: field.column,
+        kind: field.kind,
+        key: `${JSON.stringify(field.column)}:`,
+        omittedWhenNull: (field.since as number) > 1,
+      }),
+    ),
+);
 
-function encodeActivity(
-  activity: Activity,
-  properties: string,
-  replaced: Readonly<Record<string, string>> = NOTHING_REPLACED,
-): string {
+function encodeActivity(activity: Activity, properties: string): string {
   const values = activity as unknown as Readonly<Record<string, unknown>>;
   let text = '';
   for (const field of CANONICAL_FIELDS) {
-    const replacement = replaced[field.property];
-    if (replacement !== undefined && field.kind !== 'json') {
-      text += `${text === '' ? '{' : ','}${field.key}${replacement}`;
-      continue;
-    }
     const value = values[field.property];
     const isNull = value === null || value === undefined;
-    if (isNull && field.omittedWhenNull && replacement === undefined) continue;
+    if (isNull && field.omittedWhenNull) continue;
     text += `${text === '' ? '{' : ','}${field.key}`;
     if (field.kind === 'json') text += properties;
     else if (field.kind === 'timestamp') text += `"${(value as Date).toISOString()}"`;

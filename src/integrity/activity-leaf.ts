@@ -1,14 +1,9 @@
 import { hash, randomFillSync } from 'node:crypto';
 import type { Activity } from '../core/activity.js';
 import { ACTIVITY_FIELDS, type ActivityField } from '../core/activity-fields.js';
-import {
-  canonicalActivityJson,
-  canonicalActivityJsonWith,
-  canonicalJson,
-  propertiesJson,
-} from '../core/canonical-encoding.js';
+import { CANONICAL_FIELDS, canonicalJson, propertiesJson } from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
-import { hashLeafText } from './merkle-tree.js';
+import { sha256Buffer } from './merkle-tree.js';
 
 /**
  * The leaf a stored activity contributes to its seal's Merkle tree, and the commitments that let
@@ -113,11 +108,35 @@ export function checkErasableFields(columns: readonly string[]): readonly Erasab
 /** SHA-256(salt ‖ UTF-8(column) ‖ 0x00 ‖ UTF-8(valueJson)) in hex: one field's commitment. */
 export function fieldCommitment(salt: Uint8Array, column: string, valueJson: string): string {
   checkSalt(salt);
-  const text = `${column}\u0000${valueJson}`;
-  const bytes = Buffer.allocUnsafe(SALT_BYTES + Buffer.byteLength(text, 'utf8'));
+  return commitmentHex(salt, column, valueJson);
+}
+
+/** Reused for every commitment and leaf: the bytes are hashed at once and never kept. */
+let scratch = Buffer.allocUnsafe(16 * 1024);
+
+function scratchOf(bytes: number): Buffer {
+  if (scratch.length < bytes) scratch = Buffer.allocUnsafe(Math.max(bytes, scratch.length * 2));
+  return scratch;
+}
+
+/** Most UTF-8 bytes one UTF-16 unit takes. */
+const MAX_UTF8_BYTES_PER_UNIT = 3;
+
+function commitmentHex(salt: Uint8Array, column: string, valueJson: string): string {
+  const bytes = scratchOf(SALT_BYTES + column.length + 1 + valueJson.length * MAX_UTF8_BYTES_PER_UNIT);
   bytes.set(salt, 0);
-  bytes.write(text, SALT_BYTES, 'utf8');
-  return hash('sha256', bytes, 'hex');
+  let length = SALT_BYTES + bytes.write(column, SALT_BYTES, 'utf8');
+  bytes[length++] = 0x00;
+  length += bytes.write(valueJson, length, 'utf8');
+  return hash('sha256', bytes.subarray(0, length), 'hex');
+}
+
+/** SHA-256(0x00 ‖ UTF-8(text)), as `hashLeafText` makes it, in the reused buffer. */
+function leafHashOfText(text: string): Buffer {
+  const bytes = scratchOf(1 + text.length * MAX_UTF8_BYTES_PER_UNIT);
+  bytes[0] = 0x00;
+  const length = 1 + bytes.write(text, 1, 'utf8');
+  return sha256Buffer(bytes.subarray(0, length));
 }
 
 /** The commitment of each field in `erasableFields` to its value in `activity`, under `salt`. */
@@ -147,34 +166,122 @@ export function mismatchedCommitments(
     .filter((column) => commitments[column] !== commit(activity, salt, column));
 }
 
-/** The text whose UTF-8 bytes a row's leaf hashes (after the 0x00 prefix); see the module comment. */
-function leafText(activity: Activity, options: LeafOptions): string {
-  if (options.erasableFields.length === 0) return canonicalActivityJson(activity);
-  // Each committed value is written as {"commitment":"…"} in place, every other field as it was.
-  const replaced: Record<string, string> = {};
-  for (const column of options.erasableFields) {
-    const field = ERASABLE.get(erasableField(column)) as ActivityField;
-    replaced[field.property] = `{"commitment":"${commitmentOf(activity, options, column)}"}`;
+/**
+ * The bit of each canonical field (in {@link CANONICAL_FIELDS} order) committed in a leaf, and
+ * the bit of each column by name.
+ */
+const FIELD_BIT = new Map(CANONICAL_FIELDS.map((field, index) => [field.column, 1 << index]));
+
+/** The canonical fields' bits of `erasableFields` (each checked to be erasable). */
+function committedMask(erasableFields: readonly string[]): number {
+  let mask = 0;
+  for (const column of erasableFields) mask |= FIELD_BIT.get(erasableField(column))!;
+  return mask;
+}
+
+/**
+ * One JSON text per canonical field: for a committed field what its commitment hashes (the
+ * canonical JSON of its value), for every other field what the encoding writes.
+ */
+function activityTexts(activity: Activity, mask: number): string[] {
+  const values = activity as unknown as Readonly<Record<string, unknown>>;
+  const texts: string[] = new Array(CANONICAL_FIELDS.length);
+  for (let index = 0; index < CANONICAL_FIELDS.length; index++) {
+    const field = CANONICAL_FIELDS[index]!;
+    const value = values[field.property];
+    if (field.kind === 'json') texts[index] = propertiesJson(activity);
+    else if (field.kind === 'timestamp') texts[index] = `"${(value as Date).toISOString()}"`;
+    else if (value === null || value === undefined) texts[index] = 'null';
+    else if (typeof value === 'string' || (mask & (1 << index)) === 0) texts[index] = JSON.stringify(value);
+    else texts[index] = canonicalJson(value);
   }
-  return canonicalActivityJsonWith(activity, replaced);
+  return texts;
+}
+
+/**
+ * The leaf encoding of a row given its fields' JSON texts ({@link activityTexts}): the canonical
+ * encoding with each committed field written as `{"commitment":"…"}`, made from `salt` or,
+ * without one, taken from `stored`.
+ */
+function leafTextOf(
+  texts: readonly string[],
+  mask: number,
+  salt: Uint8Array | null,
+  stored: FieldCommitments | null | undefined,
+): string {
+  if (salt !== null && mask !== 0) putSalt(salt, texts, mask);
+  let text = '';
+  for (let index = 0; index < CANONICAL_FIELDS.length; index++) {
+    const field = CANONICAL_FIELDS[index]!;
+    const value = texts[index]!;
+    const committed = (mask & (1 << index)) !== 0;
+    if (!committed && field.omittedWhenNull && value === 'null') continue;
+    text += text === '' ? `{${field.key}` : `,${field.key}`;
+    if (!committed) text += value;
+    else {
+      const commitment =
+        salt !== null
+          ? saltedCommitmentHex(index, value)
+          : (stored as Readonly<Record<string, string>>)[field.column]!;
+      text += `{"commitment":"${commitment}"}`;
+    }
+  }
+  return `${text}}`;
+}
+
+/** `column` ‖ 0x00 of each canonical field: what a commitment hashes between the salt and the value. */
+const COLUMN_PREFIXES = CANONICAL_FIELDS.map((field) => Buffer.from(`${field.column}\u0000`, 'utf8'));
+const LONGEST_PREFIX = Math.max(...COLUMN_PREFIXES.map((prefix) => prefix.length));
+
+/**
+ * Writes `salt` at the start of the reused buffer, grown first to hold every committed value,
+ * for {@link saltedCommitmentHex} to hash each field after it.
+ */
+function putSalt(salt: Uint8Array, texts: readonly string[], mask: number): void {
+  let longest = 0;
+  for (let index = 0; index < texts.length; index++) {
+    if ((mask & (1 << index)) !== 0) longest = Math.max(longest, texts[index]!.length);
+  }
+  scratchOf(SALT_BYTES + LONGEST_PREFIX + longest * MAX_UTF8_BYTES_PER_UNIT).set(salt, 0);
+}
+
+/** The commitment of canonical field `index` to `valueJson` under the salt {@link putSalt} wrote. */
+function saltedCommitmentHex(index: number, valueJson: string): string {
+  const prefix = COLUMN_PREFIXES[index]!;
+  prefix.copy(scratch, SALT_BYTES);
+  const length = SALT_BYTES + prefix.length + scratch.write(valueJson, SALT_BYTES + prefix.length, 'utf8');
+  return hash('sha256', scratch.subarray(0, length), 'hex');
 }
 
 /** The bytes a row's leaf hashes (after the 0x00 prefix); see the module comment. */
 export function leafEncoding(activity: Activity, options: LeafOptions): Buffer {
-  return Buffer.from(leafText(activity, options), 'utf8');
+  const mask = leafMask(options);
+  return Buffer.from(
+    leafTextOf(activityTexts(activity, mask), mask, options.salt, options.commitments),
+    'utf8',
+  );
 }
 
 /** SHA-256(0x00 ‖ leaf encoding): the row's leaf in its seal's Merkle tree. */
 export function activityLeafHash(activity: Activity, options: LeafOptions): Buffer {
-  return hashLeafText(leafText(activity, options));
+  const mask = leafMask(options);
+  return leafHashOfText(leafTextOf(activityTexts(activity, mask), mask, options.salt, options.commitments));
 }
 
-function commitmentOf(activity: Activity, options: LeafOptions, column: ErasableField): string {
-  if (options.salt !== null) {
-    checkSalt(options.salt);
-    return commit(activity, options.salt, column);
-  }
-  const stored = options.commitments?.[column];
+/**
+ * The committed fields of a leaf made with `options`, once the salt or the stored commitments
+ * they are made from are checked.
+ */
+function leafMask(options: LeafOptions): number {
+  const mask = committedMask(options.erasableFields);
+  if (mask === 0) return 0;
+  if (options.salt !== null) checkSalt(options.salt);
+  else for (const column of options.erasableFields) storedCommitment(options.commitments, column);
+  return mask;
+}
+
+function storedCommitment(commitments: FieldCommitments | null | undefined, column: ErasableField): string {
+  const stored = commitments?.[column];
   if (stored === undefined || !COMMITMENT_PATTERN.test(stored)) {
     throw new ActivityLogError(
       'VALIDATION_FAILED',
@@ -188,7 +295,7 @@ function commitmentOf(activity: Activity, options: LeafOptions, column: Erasable
 function commit(activity: Activity, salt: Uint8Array, column: ErasableField): string {
   const field = ERASABLE.get(column) as ActivityField;
   const value = (activity as unknown as Readonly<Record<string, unknown>>)[field.property];
-  return fieldCommitment(
+  return commitmentHex(
     salt,
     column,
     field.kind === 'json' ? propertiesJson(activity) : canonicalJson(value ?? null),
@@ -210,4 +317,53 @@ function checkSalt(salt: Uint8Array): void {
   if (salt.length !== SALT_BYTES) {
     throw new RangeError(`a row's salt is ${SALT_BYTES} bytes long (got ${salt.length})`);
   }
+}
+
+/**
+ * A stored row's values as its reader got them from the driver, one per canonical field in
+ * {@link CANONICAL_FIELDS} order: a text column's string or null; `properties` as the JSON text
+ * stored (taken as it is), as the value a driver parsed, or null for none; `created_at` as its
+ * ISO-8601 text (the reader's to make, null when it cannot).
+ */
+export type StoredLeafValues = readonly unknown[];
+
+/**
+ * The leaf of a stored row with a salt, made straight from its stored values: no activity is
+ * rebuilt, and the stored properties text is hashed as it is rather than parsed and encoded
+ * again. Null when a value is not of a form this takes.
+ *
+ * This leaf equals {@link activityLeafHash} of the decoded row whenever it equals the leaf the
+ * row was sealed with, so a seal whose root these leaves make is intact; any other outcome says
+ * nothing and the decoded rows must be checked. (A stored properties text can differ from its
+ * canonical text only where its leaf then differs from the sealed one: committed, its hash
+ * does; in place, it is the one value of the encoding that is not a single JSON token, the keys
+ * around it are fixed, and no token can hold a key, so the encoding holds it unchanged.)
+ */
+export function storedRowLeafHash(
+  values: StoredLeafValues,
+  salt: Uint8Array,
+  erasableFields: readonly ErasableField[],
+): Buffer | null {
+  const mask = committedMask(erasableFields);
+  if (mask !== 0) checkSalt(salt);
+  const texts: string[] = new Array(CANONICAL_FIELDS.length);
+  for (let index = 0; index < CANONICAL_FIELDS.length; index++) {
+    const kind = CANONICAL_FIELDS[index]!.kind;
+    const value = values[index];
+    if (kind === 'json') {
+      if (value === null || value === undefined) texts[index] = '{}';
+      else if (typeof value === 'string') {
+        // A lone surrogate would be written as U+FFFD, which the canonical text escapes.
+        if (!value.isWellFormed()) return null;
+        texts[index] = value;
+      } else if (typeof value === 'object') texts[index] = canonicalJson(value);
+      else return null;
+    } else if (kind === 'timestamp') {
+      if (typeof value !== 'string') return null;
+      texts[index] = `"${value}"`;
+    } else if (value === null) texts[index] = 'null';
+    else if (typeof value === 'string') texts[index] = JSON.stringify(value);
+    else return null;
+  }
+  return leafHashOfText(leafTextOf(texts, mask, salt, null));
 }

@@ -17,12 +17,20 @@ import { createHash, hash } from 'node:crypto';
 
 export const HASH_BYTES = 32;
 
+/**
+ * SHA-256 of `bytes` as a Buffer. Node 20's one-shot `hash()` returns hex text several times
+ * faster than a Buffer, and decoding 64 hex digits costs less than the difference.
+ */
+export function sha256Buffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(hash('sha256', bytes, 'hex'), 'hex');
+}
+
 /** SHA-256(0x00 ‖ data): the hash of one leaf. */
 export function hashLeaf(data: Uint8Array): Buffer {
   const bytes = Buffer.allocUnsafe(1 + data.length);
   bytes[0] = 0x00;
   bytes.set(data, 1);
-  return hash('sha256', bytes, 'buffer');
+  return sha256Buffer(bytes);
 }
 
 /** SHA-256(0x00 ‖ UTF-8(text)): the hash of one leaf given as text, encoded straight after the prefix. */
@@ -30,7 +38,7 @@ export function hashLeafText(text: string): Buffer {
   const bytes = Buffer.allocUnsafe(1 + Buffer.byteLength(text, 'utf8'));
   bytes[0] = 0x00;
   bytes.write(text, 1, 'utf8');
-  return hash('sha256', bytes, 'buffer');
+  return sha256Buffer(bytes);
 }
 
 /** SHA-256(0x01 ‖ left ‖ right): the hash of an interior node. */
@@ -39,7 +47,7 @@ export function hashChildren(left: Uint8Array, right: Uint8Array): Buffer {
   bytes[0] = 0x01;
   bytes.set(left, 1);
   bytes.set(right, 1 + left.length);
-  return hash('sha256', bytes, 'buffer');
+  return sha256Buffer(bytes);
 }
 
 /** The root of the tree of no leaves: SHA-256 of the empty string. */

@@ -1,4 +1,5 @@
 import type { Activity } from '../core/activity.js';
+import { CANONICAL_FIELDS } from '../core/canonical-encoding.js';
 import {
   activityLeafHash,
   checkErasableFields,
@@ -6,9 +7,12 @@ import {
   type FieldCommitments,
   mismatchedCommitments,
   SALT_BYTES,
+  type StoredLeafValues,
+  storedRowLeafHash,
 } from './activity-leaf.js';
 import { merkleRoot } from './merkle-tree.js';
 import { GENESIS_PREV_HASH, type Seal, sealHash } from './seal-hash.js';
+import { SealRootPool } from './seal-root-pool.js';
 
 /**
  * Checking a table's seal chain, seal by seal, from what a reader streams (`store/seal-reader.ts`):
@@ -34,6 +38,8 @@ export interface StoredSealedRow {
   readonly salt: string | null;
   /** `seal_commitments` as stored: JSON text of column → commitment, or null. */
   readonly commitments: string | null;
+  /** The row's values as stored, when the reader keeps them: its leaf is made from them first. */
+  readonly values?: StoredLeafValues | undefined;
 }
 
 /** One `seq`: its seal (null when rows claim a seal that does not exist) and its rows in `id` order. */
@@ -154,6 +160,10 @@ export interface ChainCheckOptions {
   readonly checkHead?: HeadCheck;
   /** Called after each seal with the rows checked so far. */
   readonly onProgress?: (rows: number, seals: number) => void;
+  /** Worker threads that make seals' roots ({@link verifyChain}); 0 or absent: none. */
+  readonly threads?: number;
+  /** Rows read in this thread alone before the worker threads start (default 0). */
+  readonly threadsAfterRows?: number;
 }
 
 export const MAX_IDS_PER_PROBLEM = 10;
@@ -161,15 +171,60 @@ const DEFAULT_MAX_PROBLEMS = 20;
 /** Largest seal searched for the one forged row among one row too many (quadratic in the rows). */
 const MAX_ROWS_TO_SEARCH = 2048;
 
-/** Checks every group the reader yields, in `seq` order, and reports. */
+/** Rows per task sent to a worker thread (whole seals, so a task may hold more). */
+const ROWS_PER_TASK = 2000;
+/** Tasks waiting for a worker thread, per thread: enough to keep each busy while one is read. */
+const TASKS_IN_FLIGHT_PER_THREAD = 2;
+
+/**
+ * Checks every group the reader yields, in `seq` order, and reports.
+ *
+ * With {@link ChainCheckOptions.threads}, the roots of seals' rows are made on that many worker
+ * threads once {@link ChainCheckOptions.threadsAfterRows} rows have been read, while this thread
+ * reads on; each seal is still checked here, in order, so the report is the one a check in this
+ * thread alone makes.
+ */
 export async function verifyChain(
   groups: AsyncIterable<SealGroup>,
   options: ChainCheckOptions,
 ): Promise<ChainReport> {
   const checker = new ChainChecker(options);
-  for await (const group of groups) {
-    checker.check(group);
-    options.onProgress?.(checker.rows, checker.seals);
+  const threads = options.threads ?? 0;
+  const threadsAfterRows = options.threadsAfterRows ?? 0;
+  let pool: SealRootPool | null = null;
+  const inFlight: { groups: SealGroup[]; roots: Promise<(Buffer | null | undefined)[]> }[] = [];
+  const finish = async (task: (typeof inFlight)[number]): Promise<void> => {
+    const roots = await task.roots;
+    for (const [index, group] of task.groups.entries()) {
+      checker.check(group, roots[index]);
+      options.onProgress?.(checker.rows, checker.seals);
+    }
+  };
+  let rowsRead = 0;
+  let batch: SealGroup[] = [];
+  let batchRows = 0;
+  try {
+    for await (const group of groups) {
+      rowsRead += group.rows.length;
+      if (pool === null && threads > 0 && rowsRead > threadsAfterRows) pool = new SealRootPool(threads);
+      if (pool === null) {
+        checker.check(group);
+        options.onProgress?.(checker.rows, checker.seals);
+        continue;
+      }
+      batch.push(group);
+      batchRows += group.rows.length;
+      if (batchRows >= ROWS_PER_TASK) {
+        inFlight.push({ groups: batch, roots: pool.roots(batch, options.erasableFields) });
+        batch = [];
+        batchRows = 0;
+      }
+      while (inFlight.length > threads * TASKS_IN_FLIGHT_PER_THREAD) await finish(inFlight.shift()!);
+    }
+    if (batch.length > 0) inFlight.push({ groups: batch, roots: pool!.roots(batch, options.erasableFields) });
+    while (inFlight.length > 0) await finish(inFlight.shift()!);
+  } finally {
+    await pool?.close();
   }
   return checker.report(options.checkHead);
 }
@@ -205,7 +260,11 @@ export class ChainChecker {
     this.#erasableFields = options.erasableFields;
   }
 
-  check(group: SealGroup): void {
+  /**
+   * Checks the next group. `storedRoot` is the root its rows' stored values make, when made
+   * elsewhere ({@link storedValuesRoot}); without it that root is made here.
+   */
+  check(group: SealGroup, storedRoot?: Buffer | null): void {
     this.rows += group.rows.length;
     if (group.seal === null) {
       this.#problem({
@@ -219,7 +278,7 @@ export class ChainChecker {
     this.seals++;
     this.#erasableFields = group.erasableFields ?? this.#options.erasableFields;
     // An altered seal's root and count say nothing about its rows: the seal alone is reported.
-    if (this.#checkLink(group.seal)) this.#checkRows(group.seal, group.rows);
+    if (this.#checkLink(group.seal)) this.#checkRows(group.seal, group.rows, storedRoot);
     this.#totalRows += group.seal.row_count;
     this.#head = group.seal;
     this.#previous = recomputed(group.seal);
@@ -299,8 +358,14 @@ export class ChainChecker {
     return intact;
   }
 
-  #checkRows(seal: Seal, rows: readonly StoredSealedRow[]): void {
+  #checkRows(seal: Seal, rows: readonly StoredSealedRow[], storedRoot: Buffer | null | undefined): void {
     const { seq } = seal;
+    // A seal whose rows make its root from their stored values is intact; only the others are
+    // decoded and checked row by row, which says what changed.
+    if (rows.length === seal.row_count) {
+      const root = storedRoot !== undefined ? storedRoot : storedValuesRoot(rows, this.#erasableFields);
+      if (root?.equals(seal.root)) return;
+    }
     const leaves: (Buffer | null)[] = [];
     const named: ChainProblem[] = [];
     for (const row of rows) {
@@ -381,7 +446,7 @@ export class ChainChecker {
     }
     let salt: Buffer | null = null;
     if (row.salt !== null) {
-      if (!new RegExp(`^[0-9a-f]{${SALT_BYTES * 2}}$`).test(row.salt)) {
+      if (!SALT_PATTERN.test(row.salt)) {
         return { leaf: null, problem: 'its seal_salt is not 32 hex digits (altered)' };
       }
       salt = Buffer.from(row.salt, 'hex');
@@ -423,6 +488,36 @@ export class ChainChecker {
     if (this.#problems.length < this.#maxProblems) this.#problems.push(Object.freeze(problem));
     else this.#moreProblems++;
   }
+}
+
+/** A row as sent to a worker thread: its salt, then its stored values. */
+export const STORED_ROW_SLOTS = 1 + CANONICAL_FIELDS.length;
+
+const SALT_PATTERN = new RegExp(`^[0-9a-f]{${SALT_BYTES * 2}}$`);
+
+/**
+ * The Merkle root of rows' leaves made from their stored values ({@link storedRowLeafHash}); null
+ * when a row has no stored values, is erased or is not of a form that takes.
+ */
+export function storedValuesRoot(
+  rows: readonly StoredSealedRow[],
+  erasableFields: readonly ErasableField[],
+): Buffer | null {
+  const leaves: Buffer[] = new Array(rows.length);
+  try {
+    for (let index = 0; index < rows.length; index++) {
+      const { values, salt, commitments } = rows[index]!;
+      if (values === undefined || salt === null || commitments !== null || !SALT_PATTERN.test(salt)) {
+        return null;
+      }
+      const leaf = storedRowLeafHash(values, Buffer.from(salt, 'hex'), erasableFields);
+      if (leaf === null) return null;
+      leaves[index] = leaf;
+    }
+  } catch {
+    return null;
+  }
+  return merkleRoot(leaves);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { DatabaseConfig } from '../config/config.js';
 import { checkErasableFields } from '../integrity/activity-leaf.js';
 import { type ChainSeal, checkCheckpointAgainstChain } from '../integrity/checkpoint-check.js';
@@ -23,6 +24,22 @@ export interface SealVerificationOptions {
   readonly onProgress?: (rows: number, seals: number) => void;
   /** Stops the verification between two seals: it rejects with the signal's reason. */
   readonly signal?: AbortSignal;
+  /**
+   * Worker threads that hash the rows while this thread reads them (default
+   * {@link defaultVerifyThreads}, from {@link ROWS_BEFORE_THREADS} rows on); 0 hashes them here.
+   * Given, the threads start with the first row.
+   */
+  readonly threads?: number;
+  /** At most this many default worker threads (without {@link threads}). */
+  readonly maxThreads?: number;
+}
+
+/** Rows checked in this thread before the default worker threads start: a small chain needs none. */
+export const ROWS_BEFORE_THREADS = 20_000;
+
+/** One worker thread per CPU but the one the reading thread takes; none on a single CPU. */
+export function defaultVerifyThreads(): number {
+  return availableParallelism() - 1;
 }
 
 /**
@@ -57,6 +74,9 @@ export async function verifySealChain(
       partlyPruned,
       erasableFields: checkErasableFields(database.erasableFields),
       unsealedRows: await reader.countUnsealed(),
+      threads:
+        options.threads ?? Math.min(defaultVerifyThreads(), options.maxThreads ?? Number.POSITIVE_INFINITY),
+      threadsAfterRows: options.threads === undefined ? ROWS_BEFORE_THREADS : 0,
       ...(options.onProgress === undefined ? {} : { onProgress: options.onProgress }),
       ...(publicKeyPem === null
         ? {}

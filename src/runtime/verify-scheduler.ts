@@ -183,6 +183,9 @@ export async function startScheduledVerification(
         checkpoints,
         publicKeyPem,
         signal,
+        // One worker thread at most: the hashing leaves the server's event loop, and the other
+        // CPUs stay the server's.
+        maxThreads: 1,
         ...(handlers.onProgress === undefined ? {} : { onProgress: handlers.onProgress }),
       });
     },

@@ -1,7 +1,10 @@
 import { Kysely, sql } from 'kysely';
 import type { DatabaseConfig } from '../config/config.js';
+import type { Activity } from '../core/activity.js';
 import { ACTIVITY_FIELDS } from '../core/activity-fields.js';
+import { CANONICAL_FIELDS } from '../core/canonical-encoding.js';
 import { ActivityLogError } from '../core/errors.js';
+import type { StoredLeafValues } from '../integrity/activity-leaf.js';
 import type { Seal } from '../integrity/seal-hash.js';
 import type { SealGroup, StoredSealedRow } from '../integrity/verify-chain.js';
 import { decodeActivityRow } from './activity-row-codec.js';
@@ -9,6 +12,7 @@ import type { ActivityDatabase, ActivityRow } from './activity-table.js';
 import { DIALECT_REGISTRY } from './dialect-registry.js';
 import { type PrunedSeals, readPrunedSeals } from './seal-pruning.js';
 import { decodeSealRow, type SealRow, sealedErasableFields, sealsTable } from './seal-table.js';
+import { fromSqlTimestamp } from './sql-timestamp.js';
 import type { StoreDialect } from './store-dialect.js';
 
 /** Rows per SELECT while streaming, and seals per SELECT. */
@@ -38,12 +42,16 @@ export class SealReader {
   readonly #dialect: StoreDialect;
   readonly #table: string;
   readonly #rowsPerRead: number;
+  /** The dialect reads `created_at` text as {@link fromSqlTimestamp} does. */
+  readonly #sqlTimestamps: boolean;
 
   constructor(dialect: StoreDialect, table: string, rowsPerRead: number = DEFAULT_ROWS_PER_READ) {
     this.#dialect = dialect;
+    this.#sqlTimestamps = dialect.decodeTimestamp === fromSqlTimestamp;
     this.#table = table;
     this.#rowsPerRead = rowsPerRead;
-    this.#db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect() });
+    // Properties as stored: a sealed row's text is the canonical text its leaf was made with.
+    this.#db = new Kysely<ActivityDatabase>({ dialect: dialect.createKyselyDialect({ jsonAsText: true }) });
   }
 
   /** Rows no seal covers (`seal_seq` null). */
@@ -128,7 +136,14 @@ export class SealReader {
         .execute();
       const row = rows[0];
       if (row === undefined) return null;
-      return { ...this.#decode(row), sealSeq: row.seal_seq === null ? null : Number(row.seal_seq) };
+      const { activity, salt, commitments } = this.#decode(row);
+      return {
+        id,
+        activity,
+        salt,
+        commitments,
+        sealSeq: row.seal_seq === null ? null : Number(row.seal_seq),
+      };
     });
   }
 
@@ -268,13 +283,7 @@ export class SealReader {
   }
 
   #decode(row: ActivityRow): StoredSealedRow {
-    let activity: StoredSealedRow['activity'];
-    try {
-      activity = decodeActivityRow(row, this.#dialect);
-    } catch {
-      activity = null;
-    }
-    return { id: row.id, activity, salt: row.seal_salt, commitments: row.seal_commitments };
+    return new StoredRowColumns(row, this.#dialect, this.#sqlTimestamps);
   }
 
   async #run<T>(operation: () => Promise<T>): Promise<T> {
@@ -284,6 +293,67 @@ export class SealReader {
       throw error instanceof ActivityLogError ? error : this.#dialect.mapError(error);
     }
   }
+}
+
+/** `created_at` as DATETIME(3) and SQLite hold it: `YYYY-MM-DD HH:MM:SS.sss`. */
+const SQL_TIMESTAMP = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}$/;
+
+/** Where each canonical field's value is in a row read from the table. */
+const CANONICAL_COLUMNS = CANONICAL_FIELDS.map((field) => field.column);
+
+/**
+ * A row as read, decoded into an activity only when asked: a seal whose root its rows' stored
+ * values make ({@link storedRowLeafHash}) never needs its activities.
+ */
+class StoredRowColumns implements StoredSealedRow {
+  readonly id: string;
+  readonly salt: string | null;
+  readonly commitments: string | null;
+  readonly values: StoredLeafValues;
+  readonly #row: ActivityRow;
+  readonly #dialect: StoreDialect;
+  #activity: Activity | null | undefined;
+
+  constructor(row: ActivityRow, dialect: StoreDialect, sqlTimestamps: boolean) {
+    this.id = row.id;
+    this.salt = row.seal_salt;
+    this.commitments = row.seal_commitments;
+    this.#row = row;
+    this.#dialect = dialect;
+    const stored = row as unknown as Readonly<Record<string, unknown>>;
+    const values: unknown[] = new Array(CANONICAL_COLUMNS.length);
+    for (let index = 0; index < CANONICAL_COLUMNS.length; index++) {
+      const column = CANONICAL_COLUMNS[index]!;
+      values[index] = column === 'created_at' ? isoText(stored[column], sqlTimestamps) : stored[column];
+    }
+    this.values = values;
+  }
+
+  /** Null when the row's values cannot be decoded (its JSON is not JSON). */
+  get activity(): Activity | null {
+    if (this.#activity === undefined) {
+      try {
+        this.#activity = decodeActivityRow(this.#row, this.#dialect);
+      } catch {
+        this.#activity = null;
+      }
+    }
+    return this.#activity;
+  }
+}
+
+/**
+ * `created_at` as the canonical encoding writes it, made the way decoding the row and encoding
+ * it would make it; null when only decoding can tell.
+ */
+function isoText(value: unknown, sqlTimestamps: boolean): string | null {
+  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
+  if (sqlTimestamps && typeof value === 'string' && SQL_TIMESTAMP.test(value)) {
+    // What fromSqlTimestamp parses; a sealed row's text is a time toISOString wrote, which
+    // parsing and writing again gives back unchanged.
+    return `${value.slice(0, 10)}T${value.slice(11)}Z`;
+  }
+  return null;
 }
 
 /** A stored row with the seal it claims (`seal_seq`, null when no seal covers it). */

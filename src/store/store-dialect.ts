@@ -30,8 +30,12 @@ export interface DialectSchema {
  */
 export interface StoreDialect {
   readonly capabilities: StoreCapabilities;
-  /** Builds the Kysely dialect, and with it the connection pool. Called once per store. */
-  createKyselyDialect(): Dialect;
+  /**
+   * Builds the Kysely dialect, and with it the connection pool. Called once per store. With
+   * `jsonAsText`, a driver that would parse JSON columns returns their text as stored (what
+   * `verify` hashes); decoding a row takes either.
+   */
+  createKyselyDialect(options?: { readonly jsonAsText?: boolean }): Dialect;
   /**
    * Estimated characters one INSERT may carry before it is split, for drivers that send values
    * inside the statement text (MySQL's max_allowed_packet); `Infinity` where only the number of

@@ -562,6 +562,57 @@ for (const target of TARGETS) {
       expect(usage.stderr).toMatch(/--from-seq must be a whole number 1 or more/);
     });
 
+    test('verify in worker threads reports what it reports in one thread: the same JSON, the same exit code', async ({
+      defer,
+    }) => {
+      const sealed = await sealedTable(defer);
+      const seals = await fourSeals(sealed);
+      const env = { ...sealed.env, ACTIVITY_LOG_SEAL: 'off' };
+      const verifyWith = async (threads: number) => {
+        const run = await runCli(['verify', '--json', `--threads=${threads}`], env);
+        return { code: run.code, report: JSON.parse(run.stdout) as ChainReport };
+      };
+      const intact = await verifyWith(0);
+      expect(intact).toMatchObject({ code: 0, report: { intact: true, rows: 20, seals: 4 } });
+      expect(await verifyWith(2)).toEqual(intact);
+
+      // The same properties written with other whitespace (the text as stored, where the dialect
+      // keeps it): the same values, so still intact, in threads or not.
+      const [stored] = await sealed.admin.rows<{ properties: unknown }>(
+        `SELECT properties FROM ${sealed.rowsTable} WHERE id = '${seals[3]![0]}'`,
+      );
+      const properties =
+        typeof stored!.properties === 'string' ? JSON.parse(stored!.properties) : stored!.properties;
+      await sealed.admin.exec(
+        `UPDATE ${sealed.rowsTable} SET properties = '${JSON.stringify(properties, null, 2)}' WHERE id = '${seals[3]![0]}'`,
+      );
+      expect(await verifyWith(0)).toEqual(intact);
+      expect(await verifyWith(2)).toEqual(intact);
+
+      // An erased row's leaf is made from its stored commitments, in this thread.
+      expect(await runCli(['erase', '--subject-type=Order', '--subject-id=1'], sealed.env)).toMatchObject({
+        code: 0,
+      });
+      const erased = await verifyWith(0);
+      expect(erased).toMatchObject({ code: 0, report: { intact: true, rows: 21, seals: 5 } });
+      expect(await verifyWith(2)).toEqual(erased);
+
+      const altered = seals[1]![2]!;
+      await sealed.admin.exec(
+        `UPDATE ${sealed.rowsTable} SET description = 'nothing happened' WHERE id = '${altered}'`,
+      );
+      await sealed.admin.exec(`DELETE FROM ${sealed.rowsTable} WHERE id = '${seals[2]![0]}'`);
+      const inThread = await verifyWith(0);
+      expect(inThread.code).toBe(1);
+      expect(inThread.report.problems).toMatchObject([
+        { kind: 'row-altered', seq: 2, ids: seals[1] },
+        { kind: 'rows-missing', seq: 3 },
+      ]);
+      expect(inThread.report.problems[0]!.ids).toContain(altered);
+      expect(await verifyWith(2)).toEqual(inThread);
+      expect(await verifyWith(1)).toEqual(inThread);
+    });
+
     test('the CLI: verify --checkpoint finds a truncated chain, a forged signature and a rewritten seal', async ({
       defer,
     }) => {

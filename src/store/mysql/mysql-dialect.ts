@@ -45,9 +45,9 @@ export function createMysqlDialect(config: DatabaseConfig): StoreDialect {
   };
   return {
     capabilities: MYSQL_CAPABILITIES,
-    createKyselyDialect: () =>
+    createKyselyDialect: (options) =>
       new MysqlDialect({
-        pool: async () => createMysqlPool(config),
+        pool: async () => createMysqlPool(config, options?.jsonAsText === true),
         onCreateConnection: async (connection) => {
           // Strict mode makes an over-long value an error instead of a silent truncation; the
           // executable comment sets a server-side statement timeout on MariaDB only.

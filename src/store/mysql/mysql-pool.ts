@@ -14,7 +14,7 @@ const CLIENT_TIMEOUT_GRACE_MS = 1000;
  * The mysql2 pool behind Kysely's MysqlDialect, sized and timed from the config: waiting for a
  * free connection and every query are bounded, UTC DATETIME text, utf8mb4, TLS per `sslMode`.
  */
-export function createMysqlPool(config: DatabaseConfig): MysqlPool {
+export function createMysqlPool(config: DatabaseConfig, jsonAsText = false): MysqlPool {
   const pool = createPool({
     host: config.host,
     port: config.port,
@@ -27,6 +27,7 @@ export function createMysqlPool(config: DatabaseConfig): MysqlPool {
     charset: 'utf8mb4_unicode_ci',
     // DATETIME(3) comes back as the UTC text it was written as; no local-time conversion.
     dateStrings: true,
+    jsonStrings: jsonAsText,
     // Without FOUND_ROWS, ON DUPLICATE KEY UPDATE id = id reports skipped rows as 0 affected.
     flags: ['-FOUND_ROWS'],
     ...(config.sslMode === null || config.sslMode === 'disable'
