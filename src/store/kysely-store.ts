@@ -255,7 +255,7 @@ export class KyselyStore implements ActivityStore {
     let inserted = 0;
     for (const { placeholder, rows } of pending) {
       head = sealOver(head, rows, sealedAt);
-      const stamped = await stampPlaceholder(batch.trx, target, placeholder, head.seq);
+      const stamped = await stampPlaceholder(batch.trx, target, placeholder, head.seq, rows.length);
       if (stamped !== rows.length) {
         throw new ActivityLogError(
           'STORE_FAILED',

@@ -233,21 +233,24 @@ export function sealedErasableFields(row: Pick<SealRow, 'erasable_fields'>): rea
 }
 
 /**
- * Stamps the rows a statement of this transaction stored with `seal_seq` = `placeholder` (a
- * negative number no seal has) with the seal that closes them, through `idx_seal_seq`, and
+ * Stamps the `count` rows a statement of this transaction stored with `seal_seq` = `placeholder`
+ * (a negative number no seal has) with the seal that closes them, through `idx_seal_seq`, and
  * answers how many it stamped. A placeholder is never committed: the transaction that wrote it
- * stamps it before it ends or rolls back.
+ * stamps it before it ends or rolls back. MariaDB/MySQL only (`UPDATE … LIMIT`): the limit stops
+ * the scan at the last of those rows, where reading one entry further would wait for the rows
+ * of another writer that stored its own while this one held the head, and deadlock with it.
  */
 export async function stampPlaceholder(
   trx: Kysely<ActivityDatabase>,
   target: SealTarget,
   placeholder: number,
   seq: number,
+  count: number,
 ): Promise<number> {
   const result =
     await sql`UPDATE ${sql.table(target.table)} SET ${sql.id('seal_seq')} = ${seq} WHERE ${sql.id(
       'seal_seq',
-    )} = ${placeholder}`.execute(trx);
+    )} = ${placeholder} LIMIT ${sql.raw(String(count))}`.execute(trx);
   return Number(result.numAffectedRows ?? 0n);
 }
 
