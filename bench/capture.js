@@ -161,12 +161,15 @@ export async function run() {
     for (let round = 0; round < ROUNDS; round++) {
       raw.push(await rawRound(db));
       capture.push(await captureRound(db, config));
-      // Transactions with the slot idle, with a capture process reading it, and tagged.
-      plain.push(await transactions(db, activityLog, false));
+      // Transactions with the slot idle, with a capture process reading it, and tagged; the idle
+      // slot's figure is the mean of one run before the capture process starts (right after the
+      // bulk round, while the server still writes it out) and one after it stops.
+      const before = await transactions(db, activityLog, false);
       const stop = await spawnCapture(spoolDir);
       whileCapturing.push(await transactions(db, activityLog, false));
       tagged.push(await transactions(db, activityLog, true));
       await stop();
+      plain.push((before + (await transactions(db, activityLog, false))) / 2);
     }
     const result = {
       machine: machine(),
