@@ -60,8 +60,8 @@ function transaction(position: string): CapturedTransaction {
   };
 }
 
-function runnerFor(source: CaptureSource, warnings: string[]): CaptureRunner {
-  return new CaptureRunner({
+function runnerOptions(source: CaptureSource, warnings: string[] = []) {
+  return {
     source,
     logger: { logMany: async () => [], flush: async () => undefined },
     positions: { save: async () => undefined },
@@ -69,10 +69,16 @@ function runnerFor(source: CaptureSource, warnings: string[]): CaptureRunner {
     mapping: {
       logName: 'capture',
       subjectTypes: new Map(),
-      excludedColumns: new Set(),
+      excludedColumns: new Set<string>(),
       isSecretKey: () => false,
     },
-    warn: (line) => warnings.push(line),
+    warn: (line: string) => warnings.push(line),
+  };
+}
+
+function runnerFor(source: CaptureSource, warnings: string[]): CaptureRunner {
+  return new CaptureRunner({
+    ...runnerOptions(source, warnings),
     reconnectDelayMs: 5,
     maxReconnectDelayMs: 20,
   });
@@ -108,23 +114,21 @@ describe('capture runner: reading again after the stream broke', () => {
     expect(runner.stats().state).toBe('stopped');
   });
 
+  it('reports reconnecting while it waits to read again', async () => {
+    const source = scriptedSource(['lost']);
+    const runner = new CaptureRunner({ ...runnerOptions(source), reconnectDelayMs: 60_000 });
+    const running = runner.run(null);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(runner.stats().state).toBe('reconnecting');
+    await runner.stop();
+    await running;
+    expect(runner.stats().state).toBe('stopped');
+  });
+
   it('stops at once when asked to while it waits', async () => {
     const source = scriptedSource(['open-then-lost']);
     const warnings: string[] = [];
-    const runner = new CaptureRunner({
-      source,
-      logger: { logMany: async () => [], flush: async () => undefined },
-      positions: { save: async () => undefined },
-      slot: 'slot',
-      mapping: {
-        logName: 'capture',
-        subjectTypes: new Map(),
-        excludedColumns: new Set(),
-        isSecretKey: () => false,
-      },
-      warn: (line) => warnings.push(line),
-      reconnectDelayMs: 60_000,
-    });
+    const runner = new CaptureRunner({ ...runnerOptions(source, warnings), reconnectDelayMs: 60_000 });
     const running = runner.run(null);
     await new Promise((resolve) => setTimeout(resolve, 20));
     const started = Date.now();
