@@ -73,12 +73,19 @@ export async function enqueueSampleJobs(config: Config, jobs: number, perJob: nu
   return activities;
 }
 
-/** Polls `check` until it returns true or `timeoutMs` passes. */
-export async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
+/**
+ * Polls `check` until it returns true or `timeoutMs` passes. `what` may be a function, read only
+ * on a timeout, so the message can say the state the wait ended in.
+ */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string | (() => string),
+) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (await check()) return;
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}`);
 }

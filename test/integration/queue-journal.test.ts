@@ -64,10 +64,13 @@ describe.skipIf(!mariadbUp || !redisUp)(
         logged.push(...batch.map((activity) => activity.id));
       }
       // Enqueued, and kept in the journal: no worker has stored them yet.
+      // An enqueue may time out once on a loaded machine (the private Redis loading BullMQ's
+      // scripts): the segment is then replayed after the breaker's cooldown.
       await waitFor(
         () => resilience.pending() === 0 && resilience.spool.held().length > 0,
-        10_000,
-        'the journal to be enqueued',
+        30_000,
+        () =>
+          `the journal to be enqueued (${resilience.pending()} pending, ${resilience.spool.held().length} segments held, breaker ${resilience.breaker.state}; warnings: ${lines.join(' | ') || 'none'})`,
       );
       expect((await segments(spoolDir)).length).toBeGreaterThan(0);
 
