@@ -1,4 +1,4 @@
-// Queue throughput on a single Redis and on a Redis Cluster (REDIS_CLUSTER_NODES), one and two
+// Queue throughput on a single Redis and on a Redis Cluster (REDIS_CLUSTER_NODES), one, two and four
 // `activity-log work` processes: activities/s from the first log() in this (producer) process to
 // the last row committed in MariaDB, as in bench/queue.js's end-to-end figure.
 // Usage: node bench/queue-cluster.js after a build, with the cluster of .ci/redis-cluster.sh up.
@@ -26,6 +26,7 @@ const TARGETS = {
 const TABLE = 'bench_queue_cluster_activity_log';
 const ROWS = Number(process.env.BENCH_QUEUE_ROWS ?? 50_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const WORKER_COUNTS = (process.env.BENCH_QUEUE_WORKERS ?? '1,2,4').split(',').map(Number);
 let seq = 0;
 
 function benchEnv(target, queueName) {
@@ -102,7 +103,7 @@ async function round(target, workers) {
 }
 
 const samples = {};
-const cases = Object.keys(TARGETS).flatMap((target) => [1, 2].map((workers) => ({ target, workers })));
+const cases = Object.keys(TARGETS).flatMap((target) => WORKER_COUNTS.map((workers) => ({ target, workers })));
 await round('single Redis', 1); // warm-up
 for (let r = 0; r < ROUNDS; r++) {
   for (const { target, workers } of cases) {
